@@ -1,0 +1,3 @@
+DROP TABLE login_failures;
+DROP TABLE audit_log;
+DROP TABLE users;

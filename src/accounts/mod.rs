@@ -1,0 +1,13 @@
+//! Staff accounts: users, roles, passwords, login throttling, first-run setup.
+//!
+//! Rules: passwords are argon2id hashes only; an account is looked up by its
+//! lower-cased e-mail; a failed login never tells whether the account exists;
+//! every change to an account writes an audit row in the same transaction; the last
+//! enabled admin can be neither disabled nor stripped of the admin role.
+
+pub mod handlers;
+pub mod models;
+pub mod pages;
+pub mod service;
+
+pub use models::{Role, Roles, User};

@@ -1,0 +1,340 @@
+//! Configuration: built-in defaults, then an optional `hubgate.toml`, then environment
+//! variables, in that order of precedence.
+//!
+//! Every setting is declared once in [`SETTINGS`]. A key that is not declared there
+//! (a typo in the TOML file or an unknown `HUBGATE_*` variable) and a value that does
+//! not parse both stop the program at start with a message naming the setting, so a
+//! misconfigured node never runs half-configured.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+/// One configurable value: its TOML key, its environment variable and its default.
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// The declared settings; README's configuration table mirrors this list.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "bind",
+        env: "HUBGATE_BIND",
+        default: "127.0.0.1:8080",
+        doc: "address the web server listens on",
+    },
+    Setting {
+        key: "database_url",
+        env: "DATABASE_URL",
+        default: "sqlite://data/hubgate.db",
+        doc: "sqlite://PATH (embedded) or postgres://USER:PASS@HOST/DB",
+    },
+    Setting {
+        key: "data_dir",
+        env: "HUBGATE_DATA_DIR",
+        default: "data",
+        doc: "directory for the secret key, the SQLite file and outgoing .eml files",
+    },
+    Setting {
+        key: "secret_key",
+        env: "HUBGATE_SECRET_KEY",
+        default: "",
+        doc: "64+ hex chars; signs cookies and encrypts secrets (generated into DATA_DIR/secret.key when empty)",
+    },
+    Setting {
+        key: "base_url",
+        env: "HUBGATE_BASE_URL",
+        default: "http://127.0.0.1:8080",
+        doc: "public URL of the app (https:// makes session cookies Secure)",
+    },
+    Setting {
+        key: "log",
+        env: "HUBGATE_LOG",
+        default: "info",
+        doc: "log filter (tracing EnvFilter syntax, e.g. info,hubgate=debug)",
+    },
+    Setting {
+        key: "session_hours",
+        env: "HUBGATE_SESSION_HOURS",
+        default: "12",
+        doc: "hours a login stays valid",
+    },
+    Setting {
+        key: "db_pool_size",
+        env: "HUBGATE_DB_POOL_SIZE",
+        default: "10",
+        doc: "database connections per process",
+    },
+    Setting {
+        key: "http_workers",
+        env: "HUBGATE_HTTP_WORKERS",
+        default: "0",
+        doc: "HTTP worker threads (0 = one per CPU)",
+    },
+    Setting {
+        key: "static_dir",
+        env: "HUBGATE_STATIC_DIR",
+        default: "",
+        doc: "directory served at /static (empty = the static/ folder of the source tree)",
+    },
+];
+
+/// Environment variables with our prefix that are not settings of the app itself.
+const NOT_SETTINGS: &[&str] = &["HUBGATE_CONFIG", "HUBGATE_TEST_PG"];
+
+/// The typed configuration passed to every part of the app (no globals).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub secret: SecretKey,
+    pub base_url: String,
+    pub log: String,
+    pub session_ttl: Duration,
+    pub db_pool_size: u32,
+    pub http_workers: usize,
+    pub static_dir: PathBuf,
+}
+
+/// The master secret. Sub-keys for separate purposes are derived from it, so a
+/// cookie key can never be used to decrypt a stored secret.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// 32 bytes derived for `purpose` (HMAC-SHA256 of the purpose under the master key).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The 64-byte key actix uses to sign session cookies.
+    pub fn cookie_key(&self) -> [u8; 64] {
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&self.derive("cookie-signing-1"));
+        key[32..].copy_from_slice(&self.derive("cookie-signing-2"));
+        key
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and the optional TOML file
+    /// (`HUBGATE_CONFIG`, or `hubgate.toml` in the working directory when it exists).
+    pub fn load() -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = std::env::var("HUBGATE_CONFIG")
+            .ok()
+            .map(PathBuf::from)
+            .or_else(|| {
+                let p = PathBuf::from("hubgate.toml");
+                p.exists().then_some(p)
+            });
+        let toml_text = match &file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?,
+            ),
+            None => None,
+        };
+        Self::from_sources(toml_text.as_deref(), &env)
+    }
+
+    /// Builds the configuration from a TOML text and a list of environment variables.
+    pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut raw: BTreeMap<&'static str, String> = SETTINGS
+            .iter()
+            .map(|s| (s.key, s.default.to_string()))
+            .collect();
+        if let Some(text) = toml_text {
+            let table: toml::Table = text.parse().context("hubgate.toml is not valid TOML")?;
+            for (key, value) in table {
+                let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
+                    bail!("unknown setting `{key}` in hubgate.toml");
+                };
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => bail!(
+                        "setting `{key}` in hubgate.toml must be a string or a number, not {}",
+                        other.type_str()
+                    ),
+                };
+                raw.insert(setting.key, value);
+            }
+        }
+        for (name, value) in env {
+            if let Some(setting) = SETTINGS.iter().find(|s| s.env == name) {
+                raw.insert(setting.key, value.clone());
+            } else if name.starts_with("HUBGATE_") && !NOT_SETTINGS.contains(&name.as_str()) {
+                bail!("unknown setting {name} in the environment");
+            }
+        }
+        let get = |key: &str| raw.get(key).cloned().unwrap_or_default();
+        let describe = |key: &str| {
+            SETTINGS
+                .iter()
+                .find(|s| s.key == key)
+                .map(|s| format!("{} ({})", s.env, s.key))
+                .unwrap_or_else(|| key.to_string())
+        };
+        let parse_num = |key: &str| -> anyhow::Result<u64> {
+            get(key).trim().parse::<u64>().with_context(|| {
+                format!(
+                    "{} must be a whole number, got `{}`",
+                    describe(key),
+                    get(key)
+                )
+            })
+        };
+
+        let bind: SocketAddr = get("bind").parse().with_context(|| {
+            format!(
+                "{} must be HOST:PORT, got `{}`",
+                describe("bind"),
+                get("bind")
+            )
+        })?;
+        let database_url = get("database_url");
+        if !(database_url.starts_with("sqlite://")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!(
+                "{} must start with sqlite:// or postgres://, got `{database_url}`",
+                describe("database_url")
+            );
+        }
+        let data_dir = PathBuf::from(get("data_dir"));
+        let base_url = get("base_url").trim_end_matches('/').to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            bail!(
+                "{} must start with http:// or https://, got `{base_url}`",
+                describe("base_url")
+            );
+        }
+        let log = get("log");
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .with_context(|| format!("{} is not a valid log filter: `{log}`", describe("log")))?;
+        let session_hours = parse_num("session_hours")?;
+        if session_hours == 0 {
+            bail!("{} must be at least 1", describe("session_hours"));
+        }
+        let db_pool_size = u32::try_from(parse_num("db_pool_size")?)
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| {
+                format!(
+                    "{} must be between 1 and 4294967295",
+                    describe("db_pool_size")
+                )
+            })?;
+        let http_workers = usize::try_from(parse_num("http_workers")?)
+            .with_context(|| format!("{} is too large", describe("http_workers")))?;
+        let static_dir = match get("static_dir") {
+            s if s.is_empty() => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
+            s => PathBuf::from(s),
+        };
+        let secret_hex = get("secret_key");
+        let secret = if secret_hex.is_empty() {
+            None
+        } else {
+            let bytes = hex::decode(secret_hex.trim())
+                .ok()
+                .filter(|b| b.len() >= 32)
+                .with_context(|| {
+                    format!(
+                        "{} must be at least 64 hex characters",
+                        describe("secret_key")
+                    )
+                })?;
+            Some(SecretKey(bytes))
+        };
+        let secret = match secret {
+            Some(s) => s,
+            None => load_or_create_secret(&data_dir)?,
+        };
+        Ok(Config {
+            bind,
+            database_url,
+            data_dir,
+            secret,
+            base_url,
+            log,
+            session_ttl: Duration::from_secs(session_hours * 3600),
+            db_pool_size,
+            http_workers,
+            static_dir,
+        })
+    }
+
+    /// Session cookies are marked Secure only when the app is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.base_url.starts_with("https://")
+    }
+}
+
+/// Reads `DATA_DIR/secret.key`, creating it with 64 random bytes on first start.
+fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let path = data_dir.join("secret.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .filter(|b| b.len() >= 32)
+            .with_context(|| {
+                format!(
+                    "{} is corrupt (expected 64+ hex characters)",
+                    path.display()
+                )
+            })?;
+        return Ok(SecretKey(bytes));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let mut bytes = vec![0u8; 64];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    write_private(&path, &hex::encode(&bytes))?;
+    tracing::info!(path = %path.display(), "generated a new secret key");
+    Ok(SecretKey(bytes))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Database access: one diesel `MultiConnection` over SQLite and PostgreSQL, an r2d2
+//! pool built by our own connection manager, and the embedded migrations.
+//!
+//! Rules: models use the shared diesel DSL; only where the dialects differ (upserts,
+//! row locks, batch inserts) a model branches on the backend with [`with_conn!`].
+//! Timestamps are UTC `NaiveDateTime` bound from Rust, never `now()` in SQL.
+
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; the shared DSL works on it unchanged.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Runs the same diesel expression against the concrete connection, for the few
+/// queries whose SQL differs between backends.
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// Which backend a URL points to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Error from opening or checking a connection; keeps the backend's own message
+/// (the derived `MultiConnection::establish` would hide it).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("cannot create the database directory {0}: {1}")]
+    Dir(String, std::io::Error),
+}
+
+/// r2d2 manager choosing the backend from the URL prefix.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: String,
+}
+
+impl Manager {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+        }
+    }
+
+    fn sqlite_path(&self) -> &str {
+        self.url.strip_prefix("sqlite://").unwrap_or(&self.url)
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = ConnError;
+
+    fn connect(&self) -> Result<DbConn, ConnError> {
+        match Backend::of(&self.url) {
+            Backend::Postgres => Ok(DbConn::Pg(PgConnection::establish(&self.url)?)),
+            Backend::Sqlite => {
+                let path = self.sqlite_path();
+                if let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| ConnError::Dir(parent.display().to_string(), e))?;
+                }
+                let mut conn = SqliteConnection::establish(path)?;
+                // busy_timeout first: the WAL switch itself may wait for another writer.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnError> {
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// Builds the pool; fails with the real connection error when the database is unreachable.
+pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
+    let manager = Manager::new(url);
+    // Open one connection up front so a wrong URL or password is reported as such.
+    r2d2::ManageConnection::connect(&manager)?;
+    let pool = r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// Applies the pending migrations of the connection's backend; returns their names.
+pub fn migrate(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// The current time in UTC, as stored in every timestamp column.
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,131 @@
+//! Display helpers used by every template: money in đồng, times in Asia/Ho_Chi_Minh,
+//! relative ages. Values are stored in UTC; only display converts.
+
+use std::fmt;
+
+use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Asia::Ho_Chi_Minh;
+
+/// The business timezone: every date boundary and every displayed time uses it.
+pub const TZ: chrono_tz::Tz = Ho_Chi_Minh;
+
+/// Whole đồng, shown as `1.234.567 đ`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Money(pub i64);
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.unsigned_abs().to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 4);
+        if self.0 < 0 {
+            out.push('-');
+        }
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push('.');
+            }
+            out.push(ch);
+        }
+        out.push_str(" đ");
+        f.write_str(&out)
+    }
+}
+
+/// A UTC timestamp shown in local time as `24/11/2026 18:30`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalTime(pub NaiveDateTime);
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local = Utc.from_utc_datetime(&self.0).with_timezone(&TZ);
+        write!(f, "{}", local.format("%d/%m/%Y %H:%M"))
+    }
+}
+
+/// A calendar date shown as `24/11/2026`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDate(pub NaiveDate);
+
+impl fmt::Display for LocalDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%d/%m/%Y"))
+    }
+}
+
+/// "vừa xong", "5 phút trước", "3 ngày trước"... relative to `now` (both UTC).
+pub fn age_between(then: NaiveDateTime, now: NaiveDateTime) -> String {
+    let secs = (now - then).num_seconds();
+    if secs < 0 {
+        return "sắp tới".into();
+    }
+    match secs {
+        0..60 => "vừa xong".into(),
+        60..3600 => format!("{} phút trước", secs / 60),
+        3600..86_400 => format!("{} giờ trước", secs / 3600),
+        86_400..2_592_000 => format!("{} ngày trước", secs / 86_400),
+        2_592_000..31_536_000 => format!("{} tháng trước", secs / 2_592_000),
+        _ => format!("{} năm trước", secs / 31_536_000),
+    }
+}
+
+/// A timestamp's age relative to the present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Age(pub NaiveDateTime);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&age_between(self.0, crate::db::now()))
+    }
+}
+
+/// Local midnight of `date` in Asia/Ho_Chi_Minh, as a UTC timestamp (for range filters).
+pub fn local_midnight_utc(date: NaiveDate) -> NaiveDateTime {
+    let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    TZ.from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc).naive_utc())
+        .unwrap_or(midnight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_uses_dots_and_dong() {
+        assert_eq!(Money(1_234_567).to_string(), "1.234.567 đ");
+        assert_eq!(Money(0).to_string(), "0 đ");
+        assert_eq!(Money(999).to_string(), "999 đ");
+        assert_eq!(Money(-1000).to_string(), "-1.000 đ");
+    }
+
+    #[test]
+    fn time_is_shown_in_vietnam() {
+        let utc = NaiveDate::from_ymd_opt(2026, 11, 24)
+            .and_then(|d| d.and_hms_opt(11, 30, 0))
+            .unwrap_or_default();
+        assert_eq!(LocalTime(utc).to_string(), "24/11/2026 18:30");
+    }
+
+    #[test]
+    fn local_midnight_is_seven_hours_earlier_in_utc() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default();
+        assert_eq!(local_midnight_utc(d).to_string(), "2026-10-31 17:00:00");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = NaiveDate::from_ymd_opt(2026, 11, 24)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .unwrap_or_default();
+        assert_eq!(age_between(now, now), "vừa xong");
+        assert_eq!(
+            age_between(now - chrono::Duration::minutes(5), now),
+            "5 phút trước"
+        );
+        assert_eq!(
+            age_between(now - chrono::Duration::days(3), now),
+            "3 ngày trước"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! hubgate: the hub connection desk and bank-sync notifications of a POS company,
+//! one binary serving the web app, the worker and the CLI. See docs/ARCHITECTURE.md.
+
+pub mod accounts;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod fmt;
+pub mod web;

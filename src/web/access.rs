@@ -1,0 +1,118 @@
+//! Route guards. Every route is declared with its access rule in a domain's
+//! `routes!` block, which both registers it and lists it in that domain's `ROUTES`,
+//! so the role-matrix test sees every route that exists.
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{
+    Error, FromRequest, Handler, HttpMessage, HttpResponse, Responder, ResponseError, guard, web,
+};
+
+use super::session::CurrentUser;
+use crate::accounts::Role;
+use crate::error::AppError;
+
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anybody, signed in or not (login, setup, health).
+    Public,
+    /// Any signed-in staff member.
+    Staff,
+    /// Signed-in staff holding one of these roles (admin always passes).
+    Roles(&'static [Role]),
+}
+
+impl Access {
+    pub fn allows(self, user: Option<&CurrentUser>) -> bool {
+        match (self, user) {
+            (Access::Public, _) => true,
+            (_, None) => false,
+            (Access::Staff, Some(_)) => true,
+            (Access::Roles(roles), Some(u)) => u.roles.allows(roles),
+        }
+    }
+}
+
+/// One declared route, as the role matrix sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Declares a domain's routes: `METHOD "path" => access, handler;` per line.
+/// Expands to `pub const ROUTES` and `pub fn configure`.
+#[macro_export]
+macro_rules! routes {
+    ($($method:ident $path:literal => $access:expr, $handler:path;)*) => {
+        /// The routes of this domain with their access rules.
+        pub const ROUTES: &[$crate::web::access::RouteSpec] = &[
+            $($crate::web::access::RouteSpec { method: stringify!($method), path: $path, access: $access },)*
+        ];
+
+        /// Registers this domain's routes, each behind its guard.
+        pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+            $($crate::web::access::register(cfg, stringify!($method), $path, $access, $handler);)*
+        }
+    };
+}
+
+/// Registers one route behind its access guard. A resource guard on the method lets
+/// several declarations share a path (GET shows a form, POST handles it).
+pub fn register<F, Args>(
+    cfg: &mut web::ServiceConfig,
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: F,
+) where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    cfg.service(
+        web::resource(path)
+            .guard(guard::Method(method.clone()))
+            .route(web::method(method).to(handler))
+            .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+                check(access, req, next)
+            })),
+    );
+}
+
+async fn check(
+    access: Access,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let user = req.extensions().get::<CurrentUser>().cloned();
+    if access.allows(user.as_ref()) {
+        return next.call(req).await;
+    }
+    let response = if user.is_none() {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let next_param = if req.method() == Method::GET {
+            target
+        } else {
+            "/"
+        };
+        HttpResponse::SeeOther()
+            .insert_header((
+                header::LOCATION,
+                format!("/login?next={}", urlencoding::encode(next_param)),
+            ))
+            .finish()
+    } else {
+        AppError::forbidden().error_response()
+    };
+    Ok(req.into_response(response))
+}

@@ -1,0 +1,195 @@
+//! What every page shares: the navigation a role may see, flash messages,
+//! breadcrumbs and the CSRF token. Handlers get it through the [`Ctx`] extractor.
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::access::Access;
+use super::session::{self, CsrfToken, CurrentUser, Flash};
+use crate::accounts::Role;
+use crate::audit::Actor;
+use crate::error::{AppError, AppResult};
+
+/// One entry of the main navigation.
+pub struct NavEntry {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub access: Access,
+}
+
+/// The main navigation, in order; each person sees only what their roles open.
+pub const NAV: &[NavEntry] = &[
+    NavEntry {
+        label: "Tổng quan",
+        href: "/",
+        access: Access::Staff,
+    },
+    NavEntry {
+        label: "Người dùng",
+        href: "/admin/users",
+        access: Access::Roles(&[Role::Admin]),
+    },
+    NavEntry {
+        label: "Nhật ký thao tác",
+        href: "/admin/audit",
+        access: Access::Roles(&[Role::Admin]),
+    },
+];
+
+#[derive(Clone, Debug)]
+pub struct NavItem {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Crumb {
+    pub label: String,
+    pub href: String,
+}
+
+/// The data of the base template.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub title: String,
+    pub user: Option<CurrentUser>,
+    pub nav: Vec<NavItem>,
+    pub flashes: Vec<Flash>,
+    pub crumbs: Vec<Crumb>,
+    pub csrf: String,
+}
+
+impl Layout {
+    pub fn user_name(&self) -> &str {
+        self.user.as_ref().map(|u| u.name.as_str()).unwrap_or("")
+    }
+
+    pub fn user_roles(&self) -> String {
+        self.user
+            .as_ref()
+            .map(|u| u.roles.labels())
+            .unwrap_or_default()
+    }
+}
+
+/// Request context for page handlers.
+pub struct Ctx {
+    pub state: web::Data<AppState>,
+    pub user: Option<CurrentUser>,
+    pub csrf: String,
+    pub session: Session,
+    path: String,
+}
+
+impl Ctx {
+    /// The signed-in user; guarded routes always have one.
+    pub fn user(&self) -> AppResult<&CurrentUser> {
+        self.user.as_ref().ok_or_else(AppError::forbidden)
+    }
+
+    pub fn actor(&self) -> AppResult<Actor> {
+        Ok(self.user()?.actor())
+    }
+
+    /// The layout for a page titled `title`, below the given breadcrumbs.
+    pub fn layout(&self, title: &str, crumbs: &[(&str, &str)]) -> Layout {
+        let nav = NAV
+            .iter()
+            .filter(|e| self.user.is_some() && e.access.allows(self.user.as_ref()))
+            .map(|e| NavItem {
+                label: e.label,
+                href: e.href,
+                active: if e.href == "/" {
+                    self.path == "/"
+                } else {
+                    self.path.starts_with(e.href)
+                },
+            })
+            .collect();
+        Layout {
+            title: title.to_string(),
+            user: self.user.clone(),
+            nav,
+            flashes: session::take_flashes(&self.session),
+            crumbs: crumbs
+                .iter()
+                .map(|(l, h)| Crumb {
+                    label: l.to_string(),
+                    href: h.to_string(),
+                })
+                .collect(),
+            csrf: self.csrf.clone(),
+        }
+    }
+
+    pub fn flash(&self, kind: &str, message: impl Into<String>) {
+        session::add_flash(&self.session, kind, message);
+    }
+
+    /// Runs a database function on the blocking pool.
+    pub async fn db<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crate::db::DbConn) -> AppResult<T> + Send + 'static,
+    {
+        self.state.db(f).await
+    }
+}
+
+impl FromRequest for Ctx {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = match req.app_data::<web::Data<AppState>>() {
+            Some(s) => s.clone(),
+            None => {
+                return std::future::ready(Err(AppError::internal(anyhow::anyhow!(
+                    "app state missing"
+                ))));
+            }
+        };
+        // Read the extensions first: get_session borrows them mutably.
+        let (user, csrf) = {
+            let ext = req.extensions();
+            (
+                ext.get::<CurrentUser>().cloned(),
+                ext.get::<CsrfToken>()
+                    .map(|t| t.0.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        std::future::ready(Ok(Ctx {
+            state,
+            user,
+            csrf,
+            session: req.get_session(),
+            path: req.path().to_string(),
+        }))
+    }
+}
+
+/// Renders an askama page as a 200 HTML response.
+pub fn render(page: &impl askama::Template) -> AppResult<HttpResponse> {
+    render_status(actix_web::http::StatusCode::OK, page)
+}
+
+/// Renders an askama page with a status (422 for a form with errors).
+pub fn render_status(
+    status: actix_web::http::StatusCode,
+    page: &impl askama::Template,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
+/// A 303 redirect after a successful form.
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, to.to_string()))
+        .finish()
+}

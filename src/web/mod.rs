@@ -1,0 +1,178 @@
+//! The web app: state, middleware stack, routes of every domain, and the server.
+//!
+//! Request path: logger → metrics → signed-cookie session → user + CSRF
+//! ([`session::middleware`]) → the route's role guard ([`access`]) → handler → one
+//! domain service call on the blocking pool → template or redirect.
+
+pub mod access;
+pub mod layout;
+pub mod pages;
+pub mod session;
+
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_session::storage::CookieSessionStore;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
+use actix_web::{App, HttpServer, web};
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+
+use crate::config::Config;
+use crate::db::{DbConn, Pool};
+use crate::error::{AppError, AppResult};
+
+/// Shared by every handler and the worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: Pool) -> Self {
+        Self {
+            config: Arc::new(config),
+            pool,
+        }
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn db<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// Every declared route of the app, for the role matrix.
+pub fn all_routes() -> Vec<access::RouteSpec> {
+    [
+        pages::ROUTES,
+        crate::accounts::handlers::ROUTES,
+        crate::audit::handlers::ROUTES,
+    ]
+    .concat()
+}
+
+fn configure_routes(cfg: &mut web::ServiceConfig) {
+    pages::configure(cfg);
+    crate::accounts::handlers::configure(cfg);
+    crate::audit::handlers::configure(cfg);
+}
+
+/// Prometheus metrics: request counts and latencies by route, and pool usage.
+pub fn metrics(pool: &Pool) -> anyhow::Result<PrometheusMetrics> {
+    let metrics = PrometheusMetricsBuilder::new("hubgate")
+        .endpoint("/metrics")
+        .build()
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let size =
+        prometheus::IntGauge::new("hubgate_db_pool_connections", "open database connections")?;
+    let idle = prometheus::IntGauge::new("hubgate_db_pool_idle", "idle database connections")?;
+    let max = prometheus::IntGauge::new("hubgate_db_pool_max", "maximum database connections")?;
+    metrics.registry.register(Box::new(size.clone()))?;
+    metrics.registry.register(Box::new(idle.clone()))?;
+    metrics.registry.register(Box::new(max.clone()))?;
+    max.set(i64::from(pool.max_size()));
+    // Sampled rather than updated per checkout: r2d2 has no hooks for that.
+    let pool = pool.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let state = pool.state();
+            size.set(i64::from(state.connections));
+            idle.set(i64::from(state.idle_connections));
+        }
+    });
+    Ok(metrics)
+}
+
+/// The whole app, used by the server and by the tests.
+pub fn build_app(
+    state: AppState,
+    metrics: PrometheusMetrics,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let key = Key::from(&state.config.secret.cookie_key());
+    let session = SessionMiddleware::builder(CookieSessionStore::default(), key)
+        .cookie_name("hubgate_session".into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(state.config.https())
+        .cookie_content_security(CookieContentSecurity::Signed)
+        .session_lifecycle(PersistentSession::default().session_ttl(
+            actix_web::cookie::time::Duration::seconds(state.config.session_ttl.as_secs() as i64),
+        ))
+        .build();
+    let static_dir = state.config.static_dir.clone();
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::FormConfig::default().error_handler(|err, _req| {
+            AppError::Validation(format!("Biểu mẫu không hợp lệ: {err}")).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+            AppError::Validation(format!("Tham số không hợp lệ: {err}")).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
+        .service(
+            web::scope("/static")
+                .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400")))
+                .service(
+                    actix_files::Files::new("", static_dir)
+                        .use_etag(true)
+                        .use_last_modified(true),
+                ),
+        )
+        .configure(configure_routes)
+        .default_service(web::to(pages::not_found))
+        .wrap(from_fn(session::middleware))
+        .wrap(session)
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin")),
+        )
+        .wrap(metrics)
+        .wrap(
+            Logger::new("%r %s %b %Dms")
+                .exclude("/healthz")
+                .exclude("/metrics"),
+        )
+}
+
+/// Runs the web server until SIGTERM or ctrl-c, then drains in-flight requests.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let metrics = metrics(&state.pool)?;
+    let bind = state.config.bind;
+    let workers = state.config.http_workers;
+    tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
+    let mut server = HttpServer::new(move || build_app(state.clone(), metrics.clone()))
+        .bind(bind)?
+        .shutdown_timeout(30);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    server.run().await?;
+    tracing::info!("hubgate stopped");
+    Ok(())
+}

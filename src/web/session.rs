@@ -1,0 +1,247 @@
+//! Who is asking, and whether their form is genuine.
+//!
+//! Sessions live entirely in a signed cookie (no server state, so any node serves
+//! any request). On each request this middleware reloads the user, ending the session
+//! when the account was disabled, its password changed (the epoch moved) or the login
+//! is older than the configured lifetime. It also enforces CSRF on every unsafe
+//! method outside the token-authenticated prefixes: the session's token must come back
+//! in the `_csrf` form field, the `X-CSRF-Token` header, or (multipart uploads only)
+//! the `_csrf` query parameter.
+
+use actix_session::{Session, SessionExt};
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+use base64::Engine;
+use rand::RngCore;
+
+use super::AppState;
+use crate::accounts::{Roles, User};
+use crate::audit::Actor;
+use crate::error::AppError;
+
+/// Paths that authenticate with a token of their own instead of the session cookie.
+pub const CSRF_EXEMPT_PREFIXES: &[&str] = &["/v2/", "/inbound/"];
+
+const KEY_UID: &str = "uid";
+const KEY_EPOCH: &str = "epoch";
+const KEY_ISSUED: &str = "iat";
+const KEY_CSRF: &str = "csrf";
+const KEY_FLASH: &str = "flash";
+
+/// The signed-in staff member, put in the request extensions by the middleware.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub roles: Roles,
+}
+
+impl CurrentUser {
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.id, &self.email)
+    }
+}
+
+/// The session's CSRF token, for forms.
+#[derive(Clone, Debug)]
+pub struct CsrfToken(pub String);
+
+/// A one-time message shown on the next page.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    pub kind: String,
+    pub message: String,
+}
+
+pub fn add_flash(session: &Session, kind: &str, message: impl Into<String>) {
+    let mut flashes: Vec<Flash> = session.get(KEY_FLASH).ok().flatten().unwrap_or_default();
+    flashes.push(Flash {
+        kind: kind.into(),
+        message: message.into(),
+    });
+    if let Err(e) = session.insert(KEY_FLASH, flashes) {
+        tracing::warn!(error = %e, "cannot store flash message");
+    }
+}
+
+pub fn take_flashes(session: &Session) -> Vec<Flash> {
+    let flashes = session.get(KEY_FLASH).ok().flatten().unwrap_or_default();
+    session.remove(KEY_FLASH);
+    flashes
+}
+
+/// Starts a signed-in session for `user` (a fresh CSRF token too: no fixation).
+pub fn sign_in(session: &Session, user: &User) -> Result<(), AppError> {
+    session.renew();
+    let now = chrono::Utc::now().timestamp();
+    let result = session
+        .insert(KEY_UID, user.id)
+        .and_then(|_| session.insert(KEY_EPOCH, user.session_epoch))
+        .and_then(|_| session.insert(KEY_ISSUED, now))
+        .and_then(|_| session.insert(KEY_CSRF, new_token()));
+    result.map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))
+}
+
+/// Keeps the current session valid after the user's own password change bumped the epoch.
+pub fn refresh_epoch(session: &Session, user: &User) -> Result<(), AppError> {
+    session
+        .insert(KEY_EPOCH, user.session_epoch)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))
+}
+
+pub fn sign_out(session: &Session) {
+    session.purge();
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The app-wide middleware: user, CSRF token, CSRF check.
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let session = req.get_session();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let token = match session.get::<String>(KEY_CSRF).ok().flatten() {
+        Some(t) => t,
+        None => {
+            let t = new_token();
+            session.insert(KEY_CSRF, &t)?;
+            t
+        }
+    };
+
+    if let (Some(uid), Some(state)) = (session.get::<i64>(KEY_UID).ok().flatten(), state) {
+        match load_user(&state, &session, uid).await {
+            Ok(Some(user)) => {
+                req.extensions_mut().insert(user);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(req.into_response(e.error_response())),
+        }
+    }
+
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let exempt = CSRF_EXEMPT_PREFIXES
+        .iter()
+        .any(|p| req.path().starts_with(p));
+    if unsafe_method && !exempt {
+        let submitted = submitted_token(&mut req).await;
+        if !submitted.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
+            tracing::warn!(path = %req.path(), "request refused: missing or wrong CSRF token");
+            return Ok(req.into_response(AppError::Csrf.error_response()));
+        }
+    }
+    req.extensions_mut().insert(CsrfToken(token));
+    next.call(req).await
+}
+
+/// Reloads the session's user; ends the session when it is no longer valid.
+async fn load_user(
+    state: &AppState,
+    session: &Session,
+    uid: i64,
+) -> Result<Option<CurrentUser>, AppError> {
+    let epoch = session.get::<i64>(KEY_EPOCH).ok().flatten();
+    let issued = session.get::<i64>(KEY_ISSUED).ok().flatten().unwrap_or(0);
+    let expired =
+        chrono::Utc::now().timestamp() - issued > state.config.session_ttl.as_secs() as i64;
+    let user = state
+        .db(move |conn| match crate::accounts::models::find(conn, uid) {
+            Ok(u) => Ok(Some(u)),
+            Err(diesel::result::Error::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await?;
+    match user {
+        Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => {
+            Ok(Some(CurrentUser {
+                id: u.id,
+                roles: u.roles(),
+                email: u.email,
+                name: u.name,
+            }))
+        }
+        _ => {
+            let had_expired = expired;
+            for key in [KEY_UID, KEY_EPOCH, KEY_ISSUED] {
+                session.remove(key);
+            }
+            if had_expired {
+                add_flash(
+                    session,
+                    "info",
+                    "Phiên đăng nhập đã hết hạn, vui lòng đăng nhập lại.",
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Reads the token a form sent, restoring the body for the handler afterwards.
+async fn submitted_token(req: &mut ServiceRequest) -> Option<String> {
+    if let Some(h) = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(h.to_string());
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        return web::Query::<CsrfField>::from_query(req.query_string())
+            .ok()
+            .map(|q| q.0._csrf);
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return None;
+    }
+    let (http_req, payload) = req.parts_mut();
+    let body = web::Bytes::from_request(http_req, payload).await.ok()?;
+    let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
+        .ok()
+        .map(|f| f._csrf);
+    let (_, mut restored) = actix_http::h1::Payload::create(true);
+    restored.unread_data(body);
+    req.set_payload(Payload::from(restored));
+    token
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    _csrf: String,
+}
+
+/// Extractor: the signed-in user (routes behind a staff guard always have one).
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<CurrentUser>()
+                .cloned()
+                .ok_or_else(AppError::forbidden),
+        )
+    }
+}
