@@ -1,0 +1,408 @@
+//! Setup, login, throttling, CSRF, account administration and their audit rows.
+
+use diesel::prelude::*;
+use hubgate::accounts::Role;
+use hubgate::db::schema::{audit_log, users};
+
+use crate::support::PASSWORD;
+
+fn user_count(app: &crate::support::TestApp) -> i64 {
+    app.with_conn(|c| users::table.count().get_result(c).unwrap_or(-1))
+}
+
+db_test!(setup_is_offered_once_then_gone, |app| {
+    let b = app.browser();
+    let home = b.get("/").await;
+    assert!(home.redirects_to_login());
+    let login = b.get("/login").await;
+    assert_eq!(login.status, 303);
+    assert_eq!(login.location.as_deref(), Some("/setup"));
+    let form = b.get("/setup").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Khởi tạo hệ thống"));
+
+    let mismatch = b
+        .post(
+            "/setup",
+            &[
+                ("email", "chu@ipos.vn"),
+                ("name", "Chủ hệ thống"),
+                ("password", PASSWORD),
+                ("confirm", "khac-hoan-toan-1"),
+            ],
+        )
+        .await;
+    assert_eq!(mismatch.status, 422);
+    assert!(mismatch.body.contains("không khớp"));
+    assert_eq!(user_count(&app), 0);
+
+    let done = b
+        .post(
+            "/setup",
+            &[
+                ("email", "Chu@IPOS.vn"),
+                ("name", "Chủ hệ thống"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let users_page = b.get("/admin/users").await;
+    assert_eq!(users_page.status, 200);
+    assert!(
+        users_page.body.contains("chu@ipos.vn"),
+        "e-mail is stored lower-cased"
+    );
+    assert!(users_page.body.contains("Đã tạo tài khoản quản trị"));
+
+    // Gone for everybody afterwards, and a replayed form changes nothing.
+    assert_eq!(app.browser().get("/setup").await.status, 404);
+    let again = b
+        .post(
+            "/setup",
+            &[
+                ("email", "ke-gian@ipos.vn"),
+                ("name", "X"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 404);
+    assert_eq!(user_count(&app), 1);
+    let audited: i64 = app.with_conn(|c| {
+        audit_log::table
+            .filter(audit_log::entity_type.eq("user"))
+            .filter(audit_log::action.eq("create"))
+            .filter(audit_log::actor.eq("setup"))
+            .count()
+            .get_result(c)
+            .unwrap_or(0)
+    });
+    assert_eq!(audited, 1);
+});
+
+db_test!(login_and_logout, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let b = app.browser();
+    let wrong = b.login("sale@ipos.vn", "sai-mat-khau-123").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Email hoặc mật khẩu không đúng."));
+    let unknown = b.login("khong-ton-tai@ipos.vn", "sai-mat-khau-123").await;
+    assert_eq!(unknown.status, 401);
+    assert!(
+        unknown.body.contains("Email hoặc mật khẩu không đúng."),
+        "same answer whether or not the account exists"
+    );
+
+    let _ = b.get("/login?next=/account/password").await;
+    let ok = b
+        .post(
+            "/login",
+            &[
+                ("email", "SALE@ipos.vn"),
+                ("password", PASSWORD),
+                ("next", "/account/password"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(ok.location.as_deref(), Some("/account/password"));
+    let home = b.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Người dùng sale@ipos.vn"));
+
+    let out = b.post("/logout", &[]).await;
+    assert_eq!(out.status, 303);
+    assert!(b.get("/").await.redirects_to_login());
+});
+
+db_test!(open_redirect_after_login_is_refused, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let b = app.browser();
+    let _ = b.get("/login").await;
+    let r = b
+        .post(
+            "/login",
+            &[
+                ("email", "sale@ipos.vn"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/"));
+});
+
+db_test!(repeated_failures_make_the_account_wait, |app| {
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let b = app.browser();
+    for _ in 0..5 {
+        assert_eq!(
+            b.login("ketoan@ipos.vn", "doan-mo-mat-khau").await.status,
+            401
+        );
+    }
+    // Now even the right password waits, with a clear message.
+    let blocked = b.login("ketoan@ipos.vn", PASSWORD).await;
+    assert_eq!(blocked.status, 429);
+    assert!(
+        blocked
+            .body
+            .contains("Bạn đã đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút."),
+        "{}",
+        blocked.body
+    );
+
+    // An address that does not exist gets the very same treatment (no account probing).
+    for _ in 0..5 {
+        assert_eq!(b.login("ma@ipos.vn", "doan-mo-mat-khau").await.status, 401);
+    }
+    let ghost = b.login("ma@ipos.vn", "doan-mo-mat-khau").await;
+    assert_eq!(ghost.status, 429);
+    assert!(ghost.body.contains("Vui lòng thử lại sau"));
+
+    // Other accounts are not affected by this account's lock.
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    assert_eq!(
+        app.browser().login("sale@ipos.vn", PASSWORD).await.status,
+        303
+    );
+});
+
+db_test!(forms_without_a_valid_csrf_token_are_refused, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let before = user_count(&app);
+    let fields = [
+        ("email", "moi@ipos.vn"),
+        ("name", "Mới"),
+        ("password", PASSWORD),
+        ("role_sale", "on"),
+    ];
+    let missing = b.post_raw("/admin/users", &fields).await;
+    assert_eq!(missing.status, 403);
+    assert!(
+        missing
+            .body
+            .contains("Biểu mẫu đã hết hạn hoặc không hợp lệ")
+    );
+    let mut forged = vec![("_csrf", "gia-mao")];
+    forged.extend_from_slice(&fields);
+    assert_eq!(b.post_raw("/admin/users", &forged).await.status, 403);
+    assert_eq!(user_count(&app), before, "a refused form changes nothing");
+
+    // Another session's token is not accepted either.
+    let other = app.browser();
+    let foreign = other.token().await;
+    let mut stolen = vec![("_csrf", foreign.as_str())];
+    stolen.extend_from_slice(&fields);
+    assert_eq!(b.post_raw("/admin/users", &stolen).await.status, 403);
+
+    let ok = b.post("/admin/users", &fields).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(user_count(&app), before + 1);
+});
+
+db_test!(admin_manages_users_and_every_change_is_audited, |app| {
+    let admin = app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let created = b
+        .post(
+            "/admin/users",
+            &[
+                ("email", "kythuat@ipos.vn"),
+                ("name", "Nguyễn Văn Kỹ"),
+                ("password", PASSWORD),
+                ("role_technician", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let tech = app
+        .with_conn(|c| hubgate::accounts::models::find_by_email(c, "kythuat@ipos.vn"))
+        .ok()
+        .flatten();
+    let tech = tech.unwrap_or_else(|| panic!("technician was not created"));
+    assert_eq!(tech.roles, "technician");
+
+    // Duplicate e-mail: a clear message, nothing created.
+    let dup = b
+        .post(
+            "/admin/users",
+            &[
+                ("email", "KYTHUAT@ipos.vn"),
+                ("name", "Trùng"),
+                ("password", PASSWORD),
+                ("role_sale", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(dup.status, 422);
+    assert!(dup.body.contains("Email này đã được dùng"));
+
+    let path = format!("/admin/users/{}", tech.id);
+    let r = b
+        .post(
+            &path,
+            &[
+                ("name", "Nguyễn Văn Kỹ"),
+                ("role_technician", "on"),
+                ("role_leader", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let tb = app.login("kythuat@ipos.vn").await;
+    assert_eq!(tb.get("/").await.status, 200);
+    assert_eq!(b.post(&format!("{path}/disable"), &[]).await.status, 303);
+    // Disabling ends the running session and blocks new logins.
+    assert!(tb.get("/").await.redirects_to_login());
+    let refused = app.browser().login("kythuat@ipos.vn", PASSWORD).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("Tài khoản này đã bị khóa"));
+    assert_eq!(b.post(&format!("{path}/enable"), &[]).await.status, 303);
+    assert_eq!(
+        b.post(
+            &format!("{path}/password"),
+            &[("password", "mat-khau-moi-2026")]
+        )
+        .await
+        .status,
+        303
+    );
+    assert_eq!(
+        app.browser()
+            .login("kythuat@ipos.vn", "mat-khau-moi-2026")
+            .await
+            .status,
+        303
+    );
+
+    let actions: Vec<(String, Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_log::table
+            .filter(audit_log::entity_type.eq("user"))
+            .filter(audit_log::entity_id.eq(tech.id.to_string()))
+            .filter(audit_log::user_id.eq(admin.id))
+            .order(audit_log::id.asc())
+            .select((
+                audit_log::action,
+                audit_log::before_json,
+                audit_log::after_json,
+            ))
+            .load(c)
+            .unwrap_or_default()
+    });
+    let names: Vec<&str> = actions.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["create", "update", "disable", "enable", "reset_password"]
+    );
+    let (_, before, after) = &actions[1];
+    assert!(before.as_deref().unwrap_or("").contains("\"technician\""));
+    assert!(
+        after.as_deref().unwrap_or("").contains("technician,leader")
+            || after.as_deref().unwrap_or("").contains("leader,technician")
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.2.as_deref().unwrap_or("").contains("argon2")),
+        "no hash in the audit log"
+    );
+
+    // The audit page shows and filters them.
+    let page = b
+        .get(&format!(
+            "/admin/audit?entity=user&entity_id={}&user={}",
+            tech.id, admin.id
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("5 bản ghi"), "{}", page.body);
+    assert!(page.body.contains("reset_password"));
+    let none = b
+        .get("/admin/audit?entity=user&from=2000-01-01&to=2000-01-02")
+        .await;
+    assert!(none.body.contains("0 bản ghi"));
+});
+
+db_test!(the_last_admin_cannot_lock_the_door, |app| {
+    let admin = app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let path = format!("/admin/users/{}", admin.id);
+    let demote = b
+        .post(&path, &[("name", "Admin"), ("role_sale", "on")])
+        .await;
+    assert_eq!(demote.status, 422);
+    assert!(demote.body.contains("Phải còn ít nhất một quản trị viên"));
+    let selflock = b.post(&format!("{path}/disable"), &[]).await;
+    assert_eq!(selflock.status, 422);
+    assert!(selflock.body.contains("không thể tự khóa"));
+    assert_eq!(b.get("/admin/users").await.status, 200, "still an admin");
+});
+
+db_test!(changing_the_password_ends_other_sessions, |app| {
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let phone = app.login("leader@ipos.vn").await;
+    let laptop = app.login("leader@ipos.vn").await;
+    let wrong = laptop
+        .post(
+            "/account/password",
+            &[
+                ("current", "khong-dung-123"),
+                ("password", "mat-khau-moi-2026"),
+                ("confirm", "mat-khau-moi-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.body.contains("Mật khẩu hiện tại không đúng."));
+    let ok = laptop
+        .post(
+            "/account/password",
+            &[
+                ("current", PASSWORD),
+                ("password", "mat-khau-moi-2026"),
+                ("confirm", "mat-khau-moi-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(
+        laptop.get("/").await.status,
+        200,
+        "the session that changed it stays"
+    );
+    assert!(
+        phone.get("/").await.redirects_to_login(),
+        "the other one ends"
+    );
+    assert_eq!(
+        app.browser().login("leader@ipos.vn", PASSWORD).await.status,
+        401
+    );
+    assert_eq!(
+        app.browser()
+            .login("leader@ipos.vn", "mat-khau-moi-2026")
+            .await
+            .status,
+        303
+    );
+});
+
+#[actix_web::test]
+async fn sessions_expire() {
+    let app = crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| {
+        c.session_ttl = std::time::Duration::from_secs(1);
+    })
+    .await
+    .unwrap_or_else(|| panic!("sqlite"));
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let b = app.login("sale@ipos.vn").await;
+    assert_eq!(b.get("/").await.status, 200);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(b.get("/").await.redirects_to_login());
+}

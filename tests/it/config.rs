@@ -1,0 +1,71 @@
+//! Configuration: defaults, file, environment, and errors that name the setting.
+
+use hubgate::config::Config;
+
+fn env(pairs: &[(&str, &str)], dir: &tempfile::TempDir) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.push(("HUBGATE_DATA_DIR".into(), dir.path().display().to_string()));
+    v
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn defaults_need_nothing_and_the_secret_is_generated_once() {
+    let dir = tmp();
+    let a = Config::from_sources(None, &env(&[], &dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(a.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(a.database_url, "sqlite://data/hubgate.db");
+    assert!(!a.https());
+    assert!(dir.path().join("secret.key").exists());
+    let b = Config::from_sources(None, &env(&[], &dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        a.secret.cookie_key(),
+        b.secret.cookie_key(),
+        "the persisted key is reused"
+    );
+    assert_ne!(
+        a.secret.derive("cookie"),
+        a.secret.derive("secrets"),
+        "purposes get different keys"
+    );
+}
+
+#[test]
+fn environment_beats_file_beats_default() {
+    let dir = tmp();
+    let file = "bind = \"0.0.0.0:9000\"\nsession_hours = 8\nbase_url = \"https://hub.ipos.vn/\"";
+    let c = Config::from_sources(
+        Some(file),
+        &env(&[("HUBGATE_BIND", "127.0.0.1:9001")], &dir),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(c.bind.to_string(), "127.0.0.1:9001");
+    assert_eq!(c.session_ttl.as_secs(), 8 * 3600);
+    assert_eq!(c.base_url, "https://hub.ipos.vn");
+    assert!(c.https(), "https base URL makes cookies Secure");
+}
+
+#[test]
+fn unknown_and_malformed_settings_are_named() {
+    let dir = tmp();
+    let err = |toml: Option<&str>, pairs: &[(&str, &str)]| {
+        Config::from_sources(toml, &env(pairs, &dir))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    };
+    assert!(err(None, &[("HUBGATE_BINF", "x")]).contains("HUBGATE_BINF"));
+    assert!(err(Some("bnid = \"x\""), &[]).contains("`bnid`"));
+    assert!(err(None, &[("HUBGATE_BIND", "localhost")]).contains("HUBGATE_BIND"));
+    assert!(err(None, &[("HUBGATE_SESSION_HOURS", "mười")]).contains("HUBGATE_SESSION_HOURS"));
+    assert!(err(None, &[("DATABASE_URL", "mysql://x")]).contains("DATABASE_URL"));
+    assert!(err(None, &[("HUBGATE_SECRET_KEY", "abc")]).contains("HUBGATE_SECRET_KEY"));
+    assert!(err(None, &[("HUBGATE_LOG", "info,[[[")]).contains("HUBGATE_LOG"));
+    assert!(err(Some("bind = [1]"), &[]).contains("bind"));
+}

@@ -1,0 +1,9 @@
+//! The single integration-test binary: one module per domain.
+
+#[macro_use]
+mod support;
+
+mod accounts;
+mod config;
+mod roles;
+mod web;

@@ -1,0 +1,113 @@
+//! The role matrix: every declared route × every role.
+//!
+//! `EXPECTED` is the access policy written out by hand. The test fails when a route
+//! exists that is not listed here (add it with its rule) and when the running app
+//! answers any cell differently: anonymous visitors are sent to the login page,
+//! wrong roles get 403, allowed roles get through.
+
+use hubgate::accounts::Role;
+
+/// (method, path, who): "public", "staff", or the roles allowed (admin always is).
+const EXPECTED: &[(&str, &str, &str)] = &[
+    ("GET", "/", "staff"),
+    ("GET", "/healthz", "public"),
+    ("GET", "/login", "public"),
+    ("POST", "/login", "public"),
+    ("POST", "/logout", "staff"),
+    ("GET", "/setup", "public"),
+    ("POST", "/setup", "public"),
+    ("GET", "/account/password", "staff"),
+    ("POST", "/account/password", "staff"),
+    ("GET", "/admin/users", "admin"),
+    ("GET", "/admin/users/new", "admin"),
+    ("POST", "/admin/users", "admin"),
+    ("GET", "/admin/users/{id}", "admin"),
+    ("POST", "/admin/users/{id}", "admin"),
+    ("POST", "/admin/users/{id}/disable", "admin"),
+    ("POST", "/admin/users/{id}/enable", "admin"),
+    ("POST", "/admin/users/{id}/password", "admin"),
+    ("GET", "/admin/audit", "admin"),
+];
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Allowed,
+    Forbidden,
+    Login,
+}
+
+fn expected(rule: &str, who: Option<Role>) -> Outcome {
+    match (rule, who) {
+        ("public", _) => Outcome::Allowed,
+        (_, None) => Outcome::Login,
+        ("staff", Some(_)) => Outcome::Allowed,
+        (_, Some(Role::Admin)) => Outcome::Allowed,
+        (roles, Some(r)) if roles.split(',').any(|x| x.trim() == r.code()) => Outcome::Allowed,
+        _ => Outcome::Forbidden,
+    }
+}
+
+#[test]
+fn every_route_is_in_the_matrix() {
+    let declared: std::collections::BTreeSet<(String, String)> = hubgate::web::all_routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let listed: std::collections::BTreeSet<(String, String)> = EXPECTED
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let missing: Vec<_> = declared.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an expected rule in tests/it/roles.rs: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "rules for routes that no longer exist: {stale:?}"
+    );
+}
+
+db_test!(role_matrix, |app| {
+    let mut people: Vec<(Option<Role>, crate::support::Browser)> = vec![(None, app.browser())];
+    for role in Role::ALL {
+        let email = format!("{}@ipos.vn", role.code());
+        app.create_user(&email, &[role]);
+        people.push((Some(role), app.login(&email).await));
+    }
+    // Logout last: it ends the session the other checks need.
+    let mut routes: Vec<_> = EXPECTED.to_vec();
+    routes.sort_by_key(|(_, p, _)| *p == "/logout");
+    let mut failures = Vec::new();
+    for (method, path, rule) in routes {
+        // A missing id: allowed roles reach the handler (404), nothing real changes.
+        let url = path.replace("{id}", "999999");
+        for (who, browser) in &people {
+            let page = if method == "GET" {
+                browser.get(&url).await
+            } else {
+                browser.post(&url, &[]).await
+            };
+            let got = if page.redirects_to_login() {
+                Outcome::Login
+            } else if page.status == 403 {
+                Outcome::Forbidden
+            } else {
+                Outcome::Allowed
+            };
+            let want = expected(rule, *who);
+            if got != want {
+                failures.push(format!(
+                    "{method} {path} as {who:?}: expected {want:?}, got {got:?} ({})",
+                    page.status
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "role matrix mismatches:\n{}",
+        failures.join("\n")
+    );
+});

@@ -1,0 +1,367 @@
+//! Test harness: the real app on 127.0.0.1 over a fresh database per test.
+//!
+//! Every database test runs twice through [`db_test!`]: on a temp-file SQLite and on a
+//! fresh PostgreSQL database created under `HUBGATE_TEST_PG`. Without that variable
+//! the PostgreSQL half is skipped with a note, except under `CI`, where it fails: CI
+//! must never skip PostgreSQL silently.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::HttpServer;
+use diesel::Connection;
+use diesel::RunQueryDsl;
+use hubgate::accounts::Role;
+use hubgate::accounts::service::{self, UserInput};
+use hubgate::audit::Actor;
+use hubgate::config::Config;
+use hubgate::db::{Backend, DbConn, PooledConn};
+use hubgate::web::AppState;
+
+pub const PASSWORD: &str = "mat-khau-thu-nghiem-1";
+
+/// Runs the body once per backend, as `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[actix_web::test]
+            async fn sqlite() {
+                let $app = $crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+                $body
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                let Some($app) = $crate::support::TestApp::start_pg().await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+
+/// The database behind one test; dropped (PostgreSQL) or deleted (SQLite) at the end.
+pub enum TestDb {
+    Sqlite,
+    Pg { admin_url: String, name: String },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Pg { admin_url, name } = self
+            && let Ok(mut conn) = diesel::pg::PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub backend: Backend,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+    server: actix_web::dev::ServerHandle,
+    _db: TestDb,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The PostgreSQL server for tests, or None (with a note) when not configured.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("HUBGATE_TEST_PG") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set HUBGATE_TEST_PG: PostgreSQL tests may not be skipped"
+            );
+            eprintln!(
+                "note: HUBGATE_TEST_PG is not set; skipping the PostgreSQL half of this test"
+            );
+            None
+        }
+    }
+}
+
+/// Creates a fresh PostgreSQL database and returns (its URL, its name).
+pub fn fresh_pg_database(admin_url: &str) -> (String, String) {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("hgtest_{}_{}_{}", std::process::id(), n, rand_suffix());
+    let mut conn = diesel::pg::PgConnection::establish(admin_url)
+        .unwrap_or_else(|e| panic!("HUBGATE_TEST_PG: {e}"));
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("create db: {e}"));
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    (format!("{base}/{name}"), name)
+}
+
+fn rand_suffix() -> u32 {
+    use rand::Rng;
+    rand::thread_rng().r#gen::<u32>() % 1_000_000
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {})
+            .await
+            .unwrap_or_else(|| panic!("backend not available"))
+    }
+
+    pub async fn start_pg() -> Option<TestApp> {
+        Self::start_with(Backend::Postgres, |_| {}).await
+    }
+
+    /// Starts the app; `tweak` may adjust the configuration first.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let (database_url, db) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}/hubgate.db", data_dir.path().display()),
+                TestDb::Sqlite,
+            ),
+            Backend::Postgres => {
+                let admin = pg_admin_url()?;
+                let (url, name) = fresh_pg_database(&admin);
+                (
+                    url,
+                    TestDb::Pg {
+                        admin_url: admin,
+                        name,
+                    },
+                )
+            }
+        };
+        let env = vec![
+            ("DATABASE_URL".to_string(), database_url.clone()),
+            (
+                "HUBGATE_DATA_DIR".to_string(),
+                data_dir.path().display().to_string(),
+            ),
+            ("HUBGATE_DB_POOL_SIZE".to_string(), "4".to_string()),
+        ];
+        let mut config =
+            Config::from_sources(None, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+        tweak(&mut config);
+        let pool = hubgate::db::pool(&config.database_url, config.db_pool_size)
+            .unwrap_or_else(|e| panic!("pool: {e:#}"));
+        {
+            let mut conn = pool.get().unwrap_or_else(|e| panic!("conn: {e}"));
+            hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
+        }
+        let state = AppState::new(config, pool);
+        let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));
+        let app_state = state.clone();
+        let server =
+            HttpServer::new(move || hubgate::web::build_app(app_state.clone(), metrics.clone()))
+                .workers(1)
+                .disable_signals()
+                .bind(("127.0.0.1", 0))
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Some(TestApp {
+            base: format!("http://{addr}"),
+            state,
+            backend,
+            data_dir,
+            database_url,
+            server: handle,
+            _db: db,
+        })
+    }
+
+    pub fn conn(&self) -> PooledConn {
+        self.state
+            .pool
+            .get()
+            .unwrap_or_else(|e| panic!("conn: {e}"))
+    }
+
+    /// Creates a user directly through the service (as the CLI would).
+    pub fn create_user(&self, email: &str, roles: &[Role]) -> hubgate::accounts::User {
+        let mut conn = self.conn();
+        let input = UserInput {
+            email: email.into(),
+            name: format!("Người dùng {email}"),
+            password: PASSWORD.into(),
+            roles: roles.to_vec(),
+        };
+        service::create_user(&mut conn, &Actor::system("test"), &input)
+            .unwrap_or_else(|e| panic!("create user: {e:?}"))
+    }
+
+    /// A browser without a session.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// A browser signed in as `email` (created with [`PASSWORD`]).
+    pub async fn login(&self, email: &str) -> Browser {
+        let b = self.browser();
+        let r = b.login(email, PASSWORD).await;
+        assert_eq!(r.status, 303, "login of {email} failed: {}", r.body);
+        b
+    }
+
+    /// Runs SQL-free checks against the database with the app's own models.
+    pub fn with_conn<T>(&self, f: impl FnOnce(&mut DbConn) -> T) -> T {
+        let mut conn = self.conn();
+        f(&mut conn)
+    }
+
+    pub async fn stop(&self) {
+        self.server.stop(false).await;
+    }
+}
+
+/// A response as a test reads it.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn csrf(&self) -> Option<String> {
+        let marker = "name=\"_csrf\" value=\"";
+        let start = self.body.find(marker)? + marker.len();
+        let end = self.body[start..].find('"')?;
+        Some(self.body[start..start + end].to_string())
+    }
+
+    /// The guard's answer to a visitor without a (valid) session.
+    pub fn redirects_to_login(&self) -> bool {
+        self.status == 303
+            && self
+                .location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("/login?next="))
+    }
+}
+
+/// A cookie-keeping HTTP client that does not follow redirects and remembers the
+/// last CSRF token it saw on a page, like a browser tab.
+pub struct Browser {
+    base: String,
+    client: reqwest::Client,
+    csrf: std::sync::Mutex<Option<String>>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        Browser {
+            base: base.to_string(),
+            client,
+            csrf: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn read(resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let page = Self::read(resp).await;
+        if let Some(t) = page.csrf()
+            && let Ok(mut slot) = self.csrf.lock()
+        {
+            *slot = Some(t);
+        }
+        page
+    }
+
+    /// The session's CSRF token, fetched from the login page when none was seen yet.
+    pub async fn token(&self) -> String {
+        let known = self.csrf.lock().ok().and_then(|s| s.clone());
+        match known {
+            Some(t) => t,
+            None => {
+                // Any page with a form carries it: login when signed out, home when in.
+                for path in ["/login", "/", "/setup"] {
+                    if let Some(t) = self.get(path).await.csrf() {
+                        return t;
+                    }
+                }
+                String::new()
+            }
+        }
+    }
+
+    /// Posts a form with the session's CSRF token, as a page's form would.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.token().await;
+        let mut all: Vec<(&str, &str)> = vec![("_csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts exactly these fields (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .form(fields)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let page = Self::read(resp).await;
+        if let Some(t) = page.csrf()
+            && let Ok(mut slot) = self.csrf.lock()
+        {
+            *slot = Some(t);
+        }
+        page
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        let _ = self.get("/login").await;
+        let page = self
+            .post("/login", &[("email", email), ("password", password)])
+            .await;
+        // A new session has a new token: forget the old one.
+        if page.status == 303
+            && let Ok(mut slot) = self.csrf.lock()
+        {
+            *slot = None;
+        }
+        page
+    }
+}

@@ -1,0 +1,88 @@
+//! Layout, navigation per role, escaping, error pages, health and metrics.
+
+use hubgate::accounts::Role;
+
+db_test!(each_role_sees_only_its_menu, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await.get("/").await;
+    assert!(admin.body.contains("href=\"/admin/users\""));
+    assert!(admin.body.contains("Nhật ký thao tác"));
+    let sale = app.login("sale@ipos.vn").await.get("/").await;
+    assert_eq!(sale.status, 200);
+    assert!(sale.body.contains("Tổng quan"));
+    assert!(
+        !sale.body.contains("href=\"/admin/users\""),
+        "sales must not see the admin menu"
+    );
+    assert!(
+        sale.body.contains("Kinh doanh"),
+        "the role is shown in Vietnamese"
+    );
+});
+
+db_test!(user_input_is_escaped, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let r = b
+        .post(
+            "/admin/users",
+            &[
+                ("email", "xss@ipos.vn"),
+                ("name", "<script>alert(1)</script>"),
+                ("password", crate::support::PASSWORD),
+                ("role_sale", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let list = b.get("/admin/users").await;
+    assert!(!list.body.contains("<script>alert(1)</script>"));
+    assert!(list.body.contains("&#60;script&#62;") || list.body.contains("&lt;script&gt;"));
+});
+
+db_test!(errors_are_vietnamese_pages, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let missing = b.get("/khong-co-trang-nay").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("Không tìm thấy"));
+    let no_user = b.get("/admin/users/424242").await;
+    assert_eq!(no_user.status, 404);
+    assert!(no_user.body.contains("Về trang chủ"));
+    let bad_id = b.get("/admin/users/abc").await;
+    assert_eq!(bad_id.status, 404);
+});
+
+db_test!(health_and_metrics, |app| {
+    let b = app.browser();
+    let health = b.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    assert!(health.body.contains("\"database\":\"ok\""));
+    let _ = b.get("/login").await;
+    let metrics = b.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("hubgate_http_requests_total"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("hubgate_db_pool_max"));
+});
+
+#[actix_web::test]
+async fn static_files_are_cached() {
+    let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    let resp = reqwest::get(format!("{}/static/app.css", app.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 200);
+    let cache = resp
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(cache.contains("max-age"), "{cache}");
+    assert!(resp.headers().contains_key("etag"));
+}
