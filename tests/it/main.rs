@@ -5,5 +5,6 @@ mod support;
 
 mod accounts;
 mod config;
+mod db;
 mod roles;
 mod web;

@@ -1,0 +1,145 @@
+//! Both backends agree with each other, and the CLI works on a real database file.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text};
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Integer)]
+    nullable: i32,
+}
+
+const TABLES: &[&str] = &["users", "audit_log", "login_failures"];
+
+fn columns(app: &crate::support::TestApp, table: &str) -> Vec<Column> {
+    app.with_conn(|c| {
+        let sql = match app.backend {
+            hubgate::db::Backend::Sqlite => format!(
+                "SELECT name, CASE WHEN \"notnull\" = 1 OR pk = 1 THEN 0 ELSE 1 END AS nullable \
+                 FROM pragma_table_info('{table}') ORDER BY cid"
+            ),
+            hubgate::db::Backend::Postgres => format!(
+                "SELECT column_name::text AS name, CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable \
+                 FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ),
+        };
+        diesel::sql_query(sql).load(c).unwrap_or_else(|e| panic!("{table}: {e}"))
+    })
+}
+
+/// Column names, order and nullability are the same on SQLite and PostgreSQL, so the
+/// one schema.rs fits both (type drift between backends once broke vaultwarden logins).
+#[actix_web::test]
+async fn sqlite_and_postgres_schemas_match() {
+    let lite = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    let Some(pg) = crate::support::TestApp::start_pg().await else {
+        return;
+    };
+    for table in TABLES {
+        let a = columns(&lite, table);
+        assert!(!a.is_empty(), "{table} missing on SQLite");
+        assert_eq!(
+            a,
+            columns(&pg, table),
+            "table {table} differs between SQLite and PostgreSQL"
+        );
+    }
+}
+
+#[test]
+fn create_user_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .args(args)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/hub.db", dir.path().display()),
+            )
+            .env("HUBGATE_DATA_DIR", dir.path())
+            .env("HUBGATE_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait: {e}"))
+    };
+    let ok = run(
+        &[
+            "create-user",
+            "--email",
+            "KyThuat@ipos.vn",
+            "--name",
+            "Nguyễn Văn Kỹ",
+            "--role",
+            "technician,leader",
+        ],
+        "mat-khau-dai-2026\n",
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("kythuat@ipos.vn"));
+    let dup = run(
+        &[
+            "create-user",
+            "--email",
+            "kythuat@ipos.vn",
+            "--name",
+            "X",
+            "--role",
+            "sale",
+        ],
+        "mat-khau-dai-2026\n",
+    );
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("Email này đã được dùng"));
+    let bad_role = run(
+        &[
+            "create-user",
+            "--email",
+            "a@ipos.vn",
+            "--name",
+            "X",
+            "--role",
+            "boss",
+        ],
+        "mat-khau-dai-2026\n",
+    );
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("boss"));
+    let short = run(
+        &[
+            "create-user",
+            "--email",
+            "b@ipos.vn",
+            "--name",
+            "X",
+            "--role",
+            "sale",
+        ],
+        "ngan\n",
+    );
+    assert!(String::from_utf8_lossy(&short.stderr).contains("ít nhất 10 ký tự"));
+    let migrate = run(&["migrate"], "");
+    assert!(migrate.status.success());
+    let typo = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .arg("migrate")
+        .env("HUBGATE_BIDN", "x")
+        .env("HUBGATE_DATA_DIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("HUBGATE_BIDN"));
+}
