@@ -39,6 +39,23 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<Role>,
     },
+    /// Partner mail from files.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Ingest .eml files, directories or Maildir folders (already stored mail is a duplicate).
+    Import {
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// `text` (a line per message) or `json` (one JSON object per message).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 impl clap::builder::ValueParserFactory for Role {
@@ -69,6 +86,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
+        Command::Mail {
+            command: MailCommand::Import { paths, format },
+        } => import_mail(&state, &paths, &format),
         Command::CreateUser { email, name, role } => {
             let password = read_password()?;
             let mut conn = state.pool.get()?;
@@ -109,4 +129,60 @@ fn read_password() -> anyhow::Result<String> {
             .context("cannot read the password from stdin")?;
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
+}
+
+/// `hubgate mail import`: one line (or JSON object) per message; exit 1 if any failed.
+fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> anyhow::Result<()> {
+    use crate::mail::inbound::{maildir, service};
+    let mut conn = state.pool.get()?;
+    let mut failures = 0usize;
+    for path in paths {
+        let files = maildir::message_files(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for file in files {
+            let shown = file.display().to_string();
+            let report = match std::fs::read(&file) {
+                Ok(raw) => {
+                    service::ingest(&mut conn, &state.config.mail, &raw, "cli", Some(&shown))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+                Err(e) => service::IngestReport {
+                    file: Some(shown.clone()),
+                    status: "unreadable".into(),
+                    error: Some(format!("cannot read file: {e}")),
+                    ..Default::default()
+                },
+            };
+            if matches!(report.status.as_str(), "unreadable" | "too_large") {
+                failures += 1;
+            }
+            if format == "json" {
+                let line = serde_json::json!({
+                    "file": report.file, "message_id": report.message_id, "from": report.from,
+                    "subject": report.subject, "status": report.status, "partner": report.partner,
+                    "kind": report.kind, "thread_id": report.thread_id, "request_id": report.request_id,
+                    "error": report.error,
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    shown,
+                    report.status,
+                    report.partner.as_deref().unwrap_or("-"),
+                    report.kind.as_deref().unwrap_or("-"),
+                    report
+                        .error
+                        .as_deref()
+                        .or(report.subject.as_deref())
+                        .unwrap_or("")
+                );
+            }
+        }
+    }
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)"
+    );
+    Ok(())
 }

@@ -86,6 +86,42 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         doc: "directory served at /static (empty = the static/ folder of the source tree)",
     },
+    Setting {
+        key: "mail_own_domains",
+        env: "HUBGATE_MAIL_OWN_DOMAINS",
+        default: "ipos.vn",
+        doc: "comma-separated domains of our own staff (their mail is never a partner's or merchant's)",
+    },
+    Setting {
+        key: "mail_max_message_mb",
+        env: "HUBGATE_MAIL_MAX_MESSAGE_MB",
+        default: "25",
+        doc: "inbound messages above this size are kept raw but not processed",
+    },
+    Setting {
+        key: "mail_max_attachment_mb",
+        env: "HUBGATE_MAIL_MAX_ATTACHMENT_MB",
+        default: "15",
+        doc: "attachments above this size are listed but their content is not stored separately",
+    },
+    Setting {
+        key: "inbound_token",
+        env: "HUBGATE_INBOUND_TOKEN",
+        default: "",
+        doc: "bearer token for POST /inbound/mail (empty = endpoint refuses everything)",
+    },
+    Setting {
+        key: "maildir",
+        env: "HUBGATE_MAILDIR",
+        default: "",
+        doc: "Maildir folder watched for new partner mail (empty = not watched)",
+    },
+    Setting {
+        key: "maildir_interval_secs",
+        env: "HUBGATE_MAILDIR_INTERVAL_SECS",
+        default: "30",
+        doc: "how often the Maildir is scanned",
+    },
 ];
 
 /// Environment variables with our prefix that are not settings of the app itself.
@@ -104,6 +140,18 @@ pub struct Config {
     pub db_pool_size: u32,
     pub http_workers: usize,
     pub static_dir: PathBuf,
+    pub mail: MailConfig,
+}
+
+/// Inbound mail settings.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    pub own_domains: Vec<String>,
+    pub max_message_bytes: usize,
+    pub max_attachment_bytes: usize,
+    pub inbound_token: String,
+    pub maildir: Option<PathBuf>,
+    pub maildir_interval: Duration,
 }
 
 /// The master secret. Sub-keys for separate purposes are derived from it, so a
@@ -276,7 +324,27 @@ impl Config {
             Some(s) => s,
             None => load_or_create_secret(&data_dir)?,
         };
+        let mb = |key: &str| -> anyhow::Result<usize> {
+            let n = parse_num(key)?;
+            anyhow::ensure!(n > 0, "{} must be at least 1", describe(key));
+            Ok(usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX))
+        };
+        let mail = MailConfig {
+            own_domains: get("mail_own_domains")
+                .split(',')
+                .map(|d| d.trim().to_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            max_message_bytes: mb("mail_max_message_mb")?,
+            max_attachment_bytes: mb("mail_max_attachment_mb")?,
+            inbound_token: get("inbound_token"),
+            maildir: Some(get("maildir"))
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            maildir_interval: Duration::from_secs(parse_num("maildir_interval_secs")?.max(1)),
+        };
         Ok(Config {
+            mail,
             bind,
             database_url,
             data_dir,

@@ -37,6 +37,115 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(audit_log -> users (user_id));
+diesel::table! {
+    partners (id) {
+        id -> Int8,
+        code -> Text,
+        name -> Text,
+        kind -> Text,
+        mail_domains -> Text,
+        mail_addresses -> Text,
+        leader_confirmation_required -> Bool,
+        leader_addresses -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(audit_log, login_failures, users);
+diesel::table! {
+    mail_blobs (id) {
+        id -> Int8,
+        sha256 -> Text,
+        raw -> Binary,
+        size -> Int8,
+        source -> Text,
+        file_name -> Nullable<Text>,
+        status -> Text,
+        error -> Nullable<Text>,
+        received_at -> Timestamp,
+        processed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mail_threads (id) {
+        id -> Int8,
+        partner_id -> Nullable<Int8>,
+        subject -> Text,
+        norm_subject -> Text,
+        first_at -> Timestamp,
+        last_at -> Timestamp,
+        request_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    mail_messages (id) {
+        id -> Int8,
+        blob_id -> Int8,
+        message_id -> Nullable<Text>,
+        in_reply_to -> Text,
+        refs -> Text,
+        from_addr -> Text,
+        from_name -> Text,
+        to_addrs -> Text,
+        cc_addrs -> Text,
+        reply_to -> Text,
+        subject -> Text,
+        sent_at -> Nullable<Timestamp>,
+        text_body -> Text,
+        html_body -> Nullable<Text>,
+        forwarded_from -> Nullable<Text>,
+        forwarded_name -> Nullable<Text>,
+        partner_id -> Nullable<Int8>,
+        kind -> Text,
+        kind_reason -> Text,
+        thread_id -> Int8,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        suggestions -> Text,
+        notes -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mail_attachments (id) {
+        id -> Int8,
+        message_id -> Int8,
+        file_name -> Text,
+        content_type -> Text,
+        size -> Int8,
+        content -> Nullable<Binary>,
+        omitted_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mail_rules (id) {
+        id -> Int8,
+        kind -> Text,
+        pattern -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(audit_log -> users (user_id));
+diesel::joinable!(mail_messages -> mail_blobs (blob_id));
+diesel::joinable!(mail_messages -> mail_threads (thread_id));
+diesel::joinable!(mail_messages -> partners (partner_id));
+diesel::joinable!(mail_threads -> partners (partner_id));
+diesel::joinable!(mail_attachments -> mail_messages (message_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
+    login_failures,
+    users,
+    partners,
+    mail_blobs,
+    mail_threads,
+    mail_messages,
+    mail_attachments,
+    mail_rules,
+);

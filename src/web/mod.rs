@@ -61,6 +61,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         pages::ROUTES,
         crate::accounts::handlers::ROUTES,
         crate::audit::handlers::ROUTES,
+        crate::mail::inbound::handlers::ROUTES,
     ]
     .concat()
 }
@@ -69,6 +70,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     crate::accounts::handlers::configure(cfg);
     crate::audit::handlers::configure(cfg);
+    crate::mail::inbound::handlers::configure(cfg);
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.
@@ -124,8 +126,11 @@ pub fn build_app(
         ))
         .build();
     let static_dir = state.config.static_dir.clone();
+    // Raw mail arrives as a request body: allow a message of the configured size.
+    let body_limit = state.config.mail.max_message_bytes + 1024 * 1024;
     App::new()
         .app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(body_limit))
         .app_data(web::FormConfig::default().error_handler(|err, _req| {
             AppError::Validation(format!("Biểu mẫu không hợp lệ: {err}")).into()
         }))
@@ -165,6 +170,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let metrics = metrics(&state.pool)?;
     let bind = state.config.bind;
     let workers = state.config.http_workers;
+    actix_web::rt::spawn(crate::mail::inbound::maildir::watch(state.clone()));
     tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
     let mut server = HttpServer::new(move || build_app(state.clone(), metrics.clone()))
         .bind(bind)?

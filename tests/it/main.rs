@@ -6,5 +6,6 @@ mod support;
 mod accounts;
 mod config;
 mod db;
+mod mail_in;
 mod roles;
 mod web;

@@ -27,6 +27,23 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/admin/users/{id}/enable", "admin"),
     ("POST", "/admin/users/{id}/password", "admin"),
     ("GET", "/admin/audit", "admin"),
+    ("GET", "/mail", "sale,leader"),
+    ("GET", "/mail/upload", "sale,leader"),
+    ("POST", "/mail/upload", "sale,leader"),
+    ("GET", "/mail/unreadable", "sale,leader"),
+    ("POST", "/mail/blobs/{id}/retry", "sale,leader"),
+    ("GET", "/mail/blobs/{id}/raw", "sale,leader"),
+    ("GET", "/mail/{id}", "sale,leader"),
+    ("GET", "/mail/{id}/attachments/{aid}", "sale,leader"),
+    ("POST", "/mail/{id}/not-relevant", "sale,leader"),
+    ("POST", "/mail/{id}/reopen", "sale,leader"),
+    ("POST", "/mail/{id}/reclassify", "sale,leader"),
+    ("GET", "/admin/mail-rules", "admin"),
+    ("POST", "/admin/mail-rules", "admin"),
+    ("POST", "/admin/mail-rules/{id}/toggle", "admin"),
+    ("POST", "/admin/mail-rules/{id}/delete", "admin"),
+    // Authenticated by its own bearer token, not by a session.
+    ("POST", "/inbound/mail", "public"),
 ];
 
 #[derive(Debug, PartialEq)]
@@ -82,7 +99,7 @@ db_test!(role_matrix, |app| {
     let mut failures = Vec::new();
     for (method, path, rule) in routes {
         // A missing id: allowed roles reach the handler (404), nothing real changes.
-        let url = path.replace("{id}", "999999");
+        let url = path.replace("{id}", "999999").replace("{aid}", "999999");
         for (who, browser) in &people {
             let page = if method == "GET" {
                 browser.get(&url).await

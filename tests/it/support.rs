@@ -351,6 +351,18 @@ impl Browser {
         page
     }
 
+    /// Posts a multipart form (file uploads); the CSRF token goes in the URL.
+    pub async fn multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        Self::read(resp).await
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Page {
         let _ = self.get("/login").await;
         let page = self

@@ -1,0 +1,1 @@
+DELETE FROM mail_rules; DELETE FROM partners;

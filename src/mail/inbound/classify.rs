@@ -1,0 +1,473 @@
+//! Pure classification helpers: folding Vietnamese text, normalising subjects,
+//! finding forwarded blocks, extracting suggestions and deciding a message's kind.
+//! Nothing here touches the database, so it is tested directly.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+use super::parse::Forwarded;
+
+/// Lower case, no diacritics, đ → d, single spaces: "Xác Nhận  Mở cổng" → "xac nhan mo cong".
+pub fn fold(s: &str) -> String {
+    let stripped: String = s
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .map(|c| match c {
+            'đ' | 'Đ' => 'd',
+            other => other,
+        })
+        .collect::<String>()
+        .to_lowercase();
+    stripped.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+static SUBJECT_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:\[[^\]]{0,40}\]\s*|(?:re|fw|fwd|tl|tr|aw|sv|vs|wg|tra loi|chuyen tiep|phan hoi)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)")
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// Subject without reply/forward prefixes and tags, folded: the thread key.
+pub fn normalise_subject(subject: &str) -> String {
+    let mut s = fold(subject);
+    loop {
+        let next = SUBJECT_PREFIX.replace(&s, "").to_string();
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    s.trim().to_string()
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// Parses "Name <addr>" / "addr" / "Name [mailto:addr]" into (addr, name).
+fn parse_from_value(v: &str) -> Option<(String, String)> {
+    let m = EMAIL.find(v)?;
+    let addr = m.as_str().to_lowercase();
+    let name = v[..m.start()]
+        .trim()
+        .trim_end_matches(['<', '[', '('])
+        .trim()
+        .trim_matches('"')
+        .trim();
+    let name = name
+        .strip_suffix("mailto:")
+        .unwrap_or(name)
+        .trim()
+        .trim_end_matches(['<', '['])
+        .trim()
+        .to_string();
+    Some((addr, name))
+}
+
+/// The inline forwarded block of Gmail or Outlook, in English or Vietnamese.
+pub fn find_forwarded(text: &str) -> Option<Forwarded> {
+    let lines: Vec<&str> = text.lines().collect();
+    let from_labels = ["from:", "tu:"];
+    let subject_labels = ["subject:", "tieu de:", "chu de:"];
+    let markers = [
+        "forwarded message",
+        "original message",
+        "thu da chuyen tiep",
+        "thu chuyen tiep",
+        "tin nhan da chuyen tiep",
+        "thu goc",
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let folded = fold(line.trim_start_matches(['>', ' ']));
+        let is_marker = folded.starts_with("---") && markers.iter().any(|m| folded.contains(m))
+            || folded.starts_with("________");
+        let starts_block = is_marker || from_labels.iter().any(|l| folded.starts_with(l));
+        if !starts_block {
+            continue;
+        }
+        // Header lines follow within a few lines: From/Từ … Subject/Tiêu đề.
+        let window = &lines[i..lines.len().min(i + 9)];
+        let mut from = None;
+        let mut subject = String::new();
+        let mut last_header = i;
+        for (j, l) in window.iter().enumerate() {
+            let raw = l.trim_start_matches(['>', ' ']);
+            let f = fold(raw);
+            if let Some(label) = from_labels.iter().find(|lb| f.starts_with(*lb)) {
+                let value = raw
+                    .get(raw.find(':').map(|p| p + 1).unwrap_or(label.len())..)
+                    .unwrap_or("");
+                from = parse_from_value(value);
+                last_header = i + j;
+            } else if subject_labels.iter().any(|lb| f.starts_with(lb)) {
+                subject = raw
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+                    .unwrap_or_default();
+                last_header = i + j;
+            } else if [
+                "date:", "ngay:", "sent:", "da gui:", "to:", "toi:", "den:", "cc:",
+            ]
+            .iter()
+            .any(|lb| f.starts_with(lb))
+            {
+                last_header = i + j;
+            }
+        }
+        if let Some((from_addr, from_name)) = from {
+            let text = lines[(last_header + 1).min(lines.len())..]
+                .iter()
+                .map(|l| l.trim_start_matches('>').trim_start())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string();
+            return Some(Forwarded {
+                from_addr,
+                from_name,
+                subject,
+                text,
+            });
+        }
+    }
+    None
+}
+
+/// The part of a reply its author wrote: stops at the quoted original.
+pub fn own_text(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f = fold(line);
+        let quote_header = (f.starts_with("on ") && f.ends_with("wrote:"))
+            || (f.starts_with("vao ") && (f.ends_with("da viet:") || f.ends_with("viet:")))
+            || f.starts_with("-----original message")
+            || (f.starts_with("---") && f.contains("forwarded message"))
+            || (f.starts_with("---") && f.contains("chuyen tiep"))
+            || f.starts_with("________")
+            || ((f.starts_with("from:") || f.starts_with("tu:")) && line.contains('@'));
+        if quote_header {
+            break;
+        }
+        if line.trim_start().starts_with('>') {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+/// What a mail is, for the desk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    ConnectionRequest,
+    MerchantConfirmation,
+    LeaderConfirmation,
+    OtherReply,
+    Unknown,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::ConnectionRequest,
+        Kind::MerchantConfirmation,
+        Kind::LeaderConfirmation,
+        Kind::OtherReply,
+        Kind::Unknown,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::ConnectionRequest => "connection_request",
+            Kind::MerchantConfirmation => "merchant_confirmation",
+            Kind::LeaderConfirmation => "leader_confirmation",
+            Kind::OtherReply => "other_reply",
+            Kind::Unknown => "unknown",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::ConnectionRequest => "Yêu cầu mở cổng",
+            Kind::MerchantConfirmation => "Xác nhận của merchant",
+            Kind::LeaderConfirmation => "Xác nhận của leader đối tác",
+            Kind::OtherReply => "Trả lời khác",
+            Kind::Unknown => "Chưa phân loại",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Kind {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .unwrap_or(Kind::Unknown)
+    }
+}
+
+/// Who sent a mail, relative to the partner of its conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// One of the partner's leaders allowed to confirm (MoMo).
+    PartnerLeader,
+    /// The partner's staff.
+    Partner,
+    /// Our own staff.
+    Ours,
+    /// Anybody else: on a partner's thread, the merchant.
+    External,
+}
+
+/// A keyword rule, as stored (pattern already folded).
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub kind: String,
+    pub pattern: String,
+}
+
+fn matches(rules: &[Rule], kind: &str, folded: &str) -> Option<String> {
+    rules
+        .iter()
+        .filter(|r| r.kind == kind)
+        .find(|r| folded.contains(&r.pattern))
+        .map(|r| r.pattern.clone())
+}
+
+/// Everything the kind decision looks at.
+pub struct KindInput<'a> {
+    pub in_thread: bool,
+    pub sender: Sender,
+    pub own_text: &'a str,
+    pub subject: &'a str,
+    pub forwarded: Option<(&'a Forwarded, Sender)>,
+    pub rules: &'a [Rule],
+}
+
+/// The thread first, then the sender's role, then the keyword rules. Returns the kind
+/// and a short Vietnamese reason shown to the user.
+pub fn decide_kind(input: &KindInput<'_>) -> (Kind, String) {
+    let own = fold(input.own_text);
+    let subject = fold(input.subject);
+    let confirms = matches(input.rules, "confirmation", &own);
+    let requests = matches(input.rules, "request", &format!("{subject} {own}"));
+    if input.sender == Sender::PartnerLeader
+        && let Some(p) = &confirms
+    {
+        return (
+            Kind::LeaderConfirmation,
+            format!("người gửi là leader của đối tác; từ khóa “{p}”"),
+        );
+    }
+    if let Some((fwd, fwd_sender)) = input.forwarded
+        && matches!(fwd_sender, Sender::External | Sender::PartnerLeader)
+        && let Some(p) = matches(input.rules, "confirmation", &fold(&own_text(&fwd.text)))
+    {
+        let kind = if fwd_sender == Sender::PartnerLeader {
+            Kind::LeaderConfirmation
+        } else {
+            Kind::MerchantConfirmation
+        };
+        return (
+            kind,
+            format!("thư chuyển tiếp từ {}; từ khóa “{p}”", fwd.from_addr),
+        );
+    }
+    if input.sender == Sender::External
+        && input.in_thread
+        && let Some(p) = &confirms
+    {
+        return (
+            Kind::MerchantConfirmation,
+            format!("merchant trả lời trong luồng; từ khóa “{p}”"),
+        );
+    }
+    if !input.in_thread
+        && input.sender != Sender::Ours
+        && let Some(p) = &requests
+    {
+        return (Kind::ConnectionRequest, format!("thư mới; từ khóa “{p}”"));
+    }
+    if input.in_thread {
+        return (
+            Kind::OtherReply,
+            "trả lời trong luồng, không có từ khóa xác nhận".into(),
+        );
+    }
+    (Kind::Unknown, "không khớp quy tắc nào".into())
+}
+
+/// What the body suggests for opening a request; the user confirms each value.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suggestions {
+    pub merchant: Option<String>,
+    pub point: Option<String>,
+    pub address: Option<String>,
+    pub contact: Option<String>,
+    pub phones: Vec<String>,
+}
+
+static PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\+84|\b84|\b0)(?:[\s.\-]?\d){8,10}\b")
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// Vietnamese phone numbers as 0xxxxxxxxx (10 digits), de-duplicated, in order.
+pub fn phones(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in PHONE.find_iter(text) {
+        let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
+        let local = if let Some(rest) = digits.strip_prefix("84") {
+            format!("0{rest}")
+        } else {
+            digits
+        };
+        if local.len() == 10 && local.starts_with('0') && !out.contains(&local) {
+            out.push(local);
+        }
+    }
+    out
+}
+
+/// Reads "Label: value" lines of the body.
+pub fn suggestions(text: &str) -> Suggestions {
+    let mut s = Suggestions {
+        phones: phones(text),
+        ..Default::default()
+    };
+    let labels: [(&[&str], u8); 4] = [
+        (
+            &[
+                "ten merchant",
+                "merchant",
+                "ten quan",
+                "ten cua hang",
+                "thuong hieu",
+                "ten thuong hieu",
+                "doi tac ban hang",
+                "ten nha hang",
+            ],
+            0,
+        ),
+        (
+            &[
+                "ten diem",
+                "diem ban",
+                "diem ban hang",
+                "chi nhanh",
+                "ten chi nhanh",
+                "cua hang",
+            ],
+            1,
+        ),
+        (&["dia chi", "dia chi diem", "address"], 2),
+        (
+            &[
+                "nguoi lien he",
+                "lien he",
+                "dau moi",
+                "contact",
+                "nguoi dai dien",
+            ],
+            3,
+        ),
+    ];
+    for line in text.lines() {
+        let line = line
+            .trim()
+            .trim_start_matches(['-', '*', '•', '+', '>'])
+            .trim();
+        let Some((label, value)) = line.split_once(':') else {
+            continue;
+        };
+        let label = fold(label);
+        let value = value.trim();
+        if value.is_empty() || label.len() > 40 {
+            continue;
+        }
+        for (names, slot) in &labels {
+            if names
+                .iter()
+                .any(|n| label == *n || label.trim_end_matches('s') == *n)
+            {
+                let target = match slot {
+                    0 => &mut s.merchant,
+                    1 => &mut s.point,
+                    2 => &mut s.address,
+                    _ => &mut s.contact,
+                };
+                if target.is_none() {
+                    // A contact line often carries the phone too: keep the name only.
+                    let v = if *slot == 3 {
+                        PHONE
+                            .replace_all(value, "")
+                            .trim()
+                            .trim_end_matches([',', '-', '–', '('])
+                            .trim()
+                            .to_string()
+                    } else {
+                        value.to_string()
+                    };
+                    *target = Some(v);
+                }
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_removes_diacritics() {
+        assert_eq!(fold("Xác Nhận  MỞ CỔNG Đồng ý"), "xac nhan mo cong dong y");
+    }
+
+    #[test]
+    fn subjects_lose_their_prefixes() {
+        for s in [
+            "RE: Mở cổng HUB",
+            "Fwd: TL: Mở cổng HUB",
+            "[EXT] Re: mo cong hub",
+            "Trả lời: Chuyển tiếp: Mở cổng HUB",
+            "TR: FW:  Mở Cổng HUB",
+        ] {
+            assert_eq!(normalise_subject(s), "mo cong hub", "{s}");
+        }
+    }
+
+    #[test]
+    fn phones_are_normalised() {
+        assert_eq!(
+            phones("Gọi 0903 123 456 hoặc +84 912.345.678, 0903123456"),
+            vec!["0903123456", "0912345678"]
+        );
+    }
+
+    #[test]
+    fn labelled_lines_become_suggestions() {
+        let s = suggestions(
+            "Tên quán: Phở Thìn\nĐịa chỉ: 13 Lò Đúc, Hà Nội\nNgười liên hệ: Chị Lan - 0988 777 666",
+        );
+        assert_eq!(s.merchant.as_deref(), Some("Phở Thìn"));
+        assert_eq!(s.address.as_deref(), Some("13 Lò Đúc, Hà Nội"));
+        assert_eq!(s.contact.as_deref(), Some("Chị Lan"));
+        assert_eq!(s.phones, vec!["0988777666"]);
+    }
+
+    #[test]
+    fn gmail_and_outlook_forwards_are_found() {
+        let gmail = "Gửi iPOS\n\n---------- Forwarded message ---------\nFrom: Nguyễn Lan <lan@phothin.vn>\nDate: Mon, 23 Nov 2026\nSubject: Xác nhận\nTo: <hub@momo.vn>\n\nBên em đồng ý mở cổng.";
+        let f = find_forwarded(gmail).unwrap_or_default();
+        assert_eq!(f.from_addr, "lan@phothin.vn");
+        assert_eq!(f.from_name, "Nguyễn Lan");
+        assert!(f.text.contains("đồng ý"));
+        let outlook = "FYI\n________________________________\nTừ: Trần Minh <minh@bunbo.vn>\nĐã gửi: Thứ Hai\nĐến: hub@momo.vn\nChủ đề: Đồng ý\n\nĐồng ý kết nối.";
+        assert_eq!(
+            find_forwarded(outlook).unwrap_or_default().from_addr,
+            "minh@bunbo.vn"
+        );
+    }
+}

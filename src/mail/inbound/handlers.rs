@@ -1,0 +1,425 @@
+//! The partner-mail inbox ("Hộp thư đối tác"), uploads, keyword rules, and the
+//! token-authenticated `POST /inbound/mail` for an MTA pipe or a provider webhook.
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDate;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::models::{self, InboxFilter};
+use super::pages::*;
+use super::service;
+use crate::accounts::Role;
+use crate::error::{AppError, AppResult};
+use crate::fmt::local_midnight_utc;
+use crate::web::AppState;
+use crate::web::access::Access;
+use crate::web::layout::{Ctx, redirect, render};
+
+const MAIL: Access = Access::Roles(&[Role::Sale, Role::Leader]);
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const PAGE_SIZE: i64 = 50;
+
+crate::routes! {
+    GET "/mail" => MAIL, inbox;
+    GET "/mail/upload" => MAIL, upload_form;
+    POST "/mail/upload" => MAIL, upload;
+    GET "/mail/unreadable" => MAIL, unreadable;
+    POST "/mail/blobs/{id}/retry" => MAIL, retry_blob;
+    GET "/mail/blobs/{id}/raw" => MAIL, raw_blob;
+    GET "/mail/{id}" => MAIL, show;
+    GET "/mail/{id}/attachments/{aid}" => MAIL, attachment;
+    POST "/mail/{id}/not-relevant" => MAIL, not_relevant;
+    POST "/mail/{id}/reopen" => MAIL, reopen;
+    POST "/mail/{id}/reclassify" => MAIL, reclassify;
+    GET "/admin/mail-rules" => ADMIN, rules;
+    POST "/admin/mail-rules" => ADMIN, add_rule;
+    POST "/admin/mail-rules/{id}/toggle" => ADMIN, toggle_rule;
+    POST "/admin/mail-rules/{id}/delete" => ADMIN, delete_rule;
+    POST "/inbound/mail" => Access::Public, inbound;
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct InboxQuery {
+    #[serde(default)]
+    pub partner: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub unassigned: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub q: String,
+    pub page: Option<i64>,
+}
+
+impl InboxQuery {
+    pub fn link_to_page(&self, page: i64) -> String {
+        let mut s = format!("/mail?page={page}");
+        for (k, v) in [
+            ("partner", &self.partner),
+            ("kind", &self.kind),
+            ("status", &self.status),
+            ("unassigned", &self.unassigned),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ] {
+            if !v.is_empty() {
+                s.push_str(&format!("&{k}={}", urlencoding::encode(v)));
+            }
+        }
+        s
+    }
+}
+
+async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = q.page.unwrap_or(1).max(1);
+    let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+    let query = q.clone();
+    let (rows, total, partners, problems) = ctx
+        .db(move |conn| {
+            let partners = models::partners(conn)?;
+            let filter = InboxFilter {
+                partner_id: partners
+                    .iter()
+                    .find(|p| p.code == query.partner)
+                    .map(|p| p.id),
+                kind: Some(query.kind.clone()).filter(|s| !s.is_empty()),
+                // The inbox shows what is left to do unless asked otherwise.
+                status: match query.status.as_str() {
+                    "" => Some("new".to_string()),
+                    "all" => None,
+                    s => Some(s.to_string()),
+                },
+                unassigned: !query.unassigned.is_empty(),
+                from: date(&query.from).map(local_midnight_utc),
+                until: date(&query.to)
+                    .and_then(|d| d.succ_opt())
+                    .map(local_midnight_utc),
+                search: Some(query.q.trim().to_string()).filter(|s| !s.is_empty()),
+            };
+            let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
+            let problems = models::problem_blobs(conn)?.len();
+            Ok((rows, total, partners, problems))
+        })
+        .await?;
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    render(&InboxPage {
+        l: ctx.layout("Hộp thư đối tác", &[]),
+        q,
+        rows,
+        total,
+        page,
+        pages,
+        partners,
+        problems,
+    })
+}
+
+async fn upload_form(ctx: Ctx) -> AppResult<HttpResponse> {
+    render(&UploadPage {
+        l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]),
+        reports: Vec::new(),
+    })
+}
+
+async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
+    let limit = ctx.state.config.mail.max_message_bytes;
+    let mut files: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
+    while let Some(field) = payload.next().await {
+        let mut field =
+            field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
+        let name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("tep-{}", files.len() + 1));
+        if field.name() != Some("files") {
+            continue;
+        }
+        match field.bytes(limit).await {
+            Ok(Ok(bytes)) if bytes.is_empty() && name.is_empty() => {}
+            Ok(Ok(bytes)) => files.push((name, Ok(bytes.to_vec()))),
+            Ok(Err(e)) => files.push((name, Err(format!("Không đọc được tệp: {e}")))),
+            Err(_) => files.push((
+                name,
+                Err(format!(
+                    "Tệp lớn hơn giới hạn {} MB nên không được nhận.",
+                    limit / (1024 * 1024)
+                )),
+            )),
+        }
+    }
+    if files.is_empty() {
+        return Err(AppError::Validation("Chưa chọn tệp .eml nào.".into()));
+    }
+    let cfg = ctx.state.config.mail.clone();
+    let reports = ctx
+        .db(move |conn| {
+            let mut out = Vec::new();
+            for (name, content) in files {
+                out.push(match content {
+                    Ok(raw) => service::ingest(conn, &cfg, &raw, "upload", Some(&name))?,
+                    Err(e) => service::IngestReport {
+                        file: Some(name),
+                        status: "rejected".into(),
+                        error: Some(e),
+                        ..Default::default()
+                    },
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+    render(&UploadPage {
+        l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]),
+        reports,
+    })
+}
+
+async fn unreadable(ctx: Ctx) -> AppResult<HttpResponse> {
+    let blobs = ctx.db(|conn| Ok(models::problem_blobs(conn)?)).await?;
+    render(&UnreadablePage {
+        l: ctx.layout("Thư chưa xử lý được", &[("Hộp thư đối tác", "/mail")]),
+        blobs,
+    })
+}
+
+async fn retry_blob(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    let cfg = ctx.state.config.mail.clone();
+    let report = ctx
+        .db(move |conn| service::process_blob(conn, &cfg, id, &actor))
+        .await;
+    match report {
+        Ok(r) if r.status == "stored" => {
+            ctx.flash("success", "Đã xử lý lại thư thành công.");
+            Ok(redirect(&format!("/mail/{}", r.id.unwrap_or_default())))
+        }
+        Ok(r) => {
+            ctx.flash(
+                "error",
+                format!("Vẫn chưa xử lý được: {}", r.error.unwrap_or_default()),
+            );
+            Ok(redirect("/mail/unreadable"))
+        }
+        Err(AppError::Validation(m)) => {
+            ctx.flash("error", m);
+            Ok(redirect("/mail/unreadable"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn download(name: &str, content_type: &str, bytes: Vec<u8>) -> HttpResponse {
+    let cd = header::ContentDisposition {
+        disposition: header::DispositionType::Attachment,
+        parameters: vec![header::DispositionParam::Filename(name.to_string())],
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type.to_string()))
+        .insert_header(cd)
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(bytes)
+}
+
+async fn raw_blob(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let raw = ctx.db(move |conn| Ok(models::blob_raw(conn, id)?)).await?;
+    Ok(download(&format!("thu-{id}.eml"), "message/rfc822", raw))
+}
+
+async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let (message, thread, messages, attachments, partners) = ctx
+        .db(move |conn| {
+            let m = models::message(conn, id)?;
+            let thread = models::thread(conn, m.thread_id)?;
+            let messages = models::thread_messages(conn, m.thread_id)?;
+            let ids: Vec<i64> = messages.iter().map(|x| x.id).collect();
+            let attachments = models::attachments_of(conn, &ids)?;
+            Ok((m, thread, messages, attachments, models::partners(conn)?))
+        })
+        .await?;
+    let title = if message.subject.is_empty() {
+        "(không có tiêu đề)".to_string()
+    } else {
+        message.subject.clone()
+    };
+    render(&MessagePage {
+        l: ctx.layout(&title, &[("Hộp thư đối tác", "/mail")]),
+        suggestions: serde_json::from_str(&message.suggestions).unwrap_or_default(),
+        message,
+        thread,
+        messages,
+        attachments,
+        partners,
+    })
+}
+
+async fn attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
+    let (mid, aid) = path.into_inner();
+    let (info, content) = ctx
+        .db(move |conn| Ok(models::attachment_content(conn, mid, aid)?))
+        .await?;
+    let content = content.ok_or_else(|| {
+        AppError::Validation(
+            info.omitted_reason
+                .clone()
+                .unwrap_or_else(|| "Tệp không có nội dung.".into()),
+        )
+    })?;
+    Ok(download(&info.file_name, &info.content_type, content))
+}
+
+#[derive(Deserialize)]
+struct ReasonForm {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn not_relevant(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<ReasonForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    let reason = form.into_inner().reason;
+    match ctx
+        .db(move |conn| service::mark_not_relevant(conn, &actor, id, &reason))
+        .await
+    {
+        Ok(()) => ctx.flash("success", "Đã đánh dấu thư không liên quan."),
+        Err(AppError::Validation(m)) => ctx.flash("error", m),
+        Err(e) => return Err(e),
+    }
+    Ok(redirect(&format!("/mail/{id}")))
+}
+
+async fn reopen(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    ctx.db(move |conn| service::reopen(conn, &actor, id))
+        .await?;
+    ctx.flash("success", "Đã đưa thư trở lại hộp thư.");
+    Ok(redirect(&format!("/mail/{id}")))
+}
+
+async fn reclassify(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    let cfg = ctx.state.config.mail.clone();
+    let kind = ctx
+        .db(move |conn| service::reclassify(conn, &cfg, &actor, id))
+        .await?;
+    ctx.flash("success", format!("Đã phân loại lại: {}.", kind.label()));
+    Ok(redirect(&format!("/mail/{id}")))
+}
+
+async fn rules(ctx: Ctx) -> AppResult<HttpResponse> {
+    let rules = ctx.db(|conn| Ok(models::rules(conn)?)).await?;
+    render(&RulesPage {
+        l: ctx.layout("Quy tắc phân loại thư", &[("Quản trị", "/admin/users")]),
+        rules,
+    })
+}
+
+#[derive(Deserialize)]
+struct RuleForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    pattern: String,
+}
+
+async fn add_rule(ctx: Ctx, form: web::Form<RuleForm>) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let f = form.into_inner();
+    match ctx
+        .db(move |conn| service::add_rule(conn, &actor, &f.kind, &f.pattern))
+        .await
+    {
+        Ok(_) => ctx.flash("success", "Đã thêm quy tắc."),
+        Err(AppError::Validation(m)) => ctx.flash("error", m),
+        Err(e) => return Err(e),
+    }
+    Ok(redirect("/admin/mail-rules"))
+}
+
+async fn toggle_rule(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    ctx.db(move |conn| service::toggle_rule(conn, &actor, id))
+        .await?;
+    Ok(redirect("/admin/mail-rules"))
+}
+
+async fn delete_rule(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    ctx.db(move |conn| service::delete_rule(conn, &actor, id))
+        .await?;
+    ctx.flash("success", "Đã xóa quy tắc.");
+    Ok(redirect("/admin/mail-rules"))
+}
+
+fn api_error(status: actix_web::http::StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(serde_json::json!({"error": code, "message": message, "data": null}))
+}
+
+/// Raw RFC 5322 in the body, `Authorization: Bearer <inbound_token>`.
+async fn inbound(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let expected = state.config.mail.inbound_token.clone();
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok = !expected.is_empty()
+        && given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !ok {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Thiếu hoặc sai mã truy cập (Bearer token).",
+        );
+    }
+    if body.is_empty() {
+        return api_error(StatusCode::BAD_REQUEST, "empty_body", "Nội dung thư trống.");
+    }
+    let cfg = state.config.mail.clone();
+    match state
+        .db(move |conn| service::ingest(conn, &cfg, &body, "http", None))
+        .await
+    {
+        Ok(r) => HttpResponse::Accepted()
+            .json(serde_json::json!({"error": 0, "message": "accepted", "data": r})),
+        Err(e) => {
+            tracing::error!(error = ?e, "inbound mail failed");
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Không lưu được thư, vui lòng gửi lại.",
+            )
+        }
+    }
+}

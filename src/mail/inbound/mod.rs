@@ -1,0 +1,13 @@
+//! Inbound partner mail: keep the raw bytes, parse, classify, thread, triage.
+//!
+//! Rules: every path (browser upload, CLI import, `POST /inbound/mail`, the watched
+//! Maildir) calls [`service::ingest`]; raw bytes are stored before anything can fail;
+//! a Message-ID is processed once; partner HTML is shown only after sanitising.
+
+pub mod classify;
+pub mod handlers;
+pub mod maildir;
+pub mod models;
+pub mod pages;
+pub mod parse;
+pub mod service;

@@ -1,0 +1,577 @@
+//! Diesel structs and every query of inbound mail.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::{
+    mail_attachments, mail_blobs, mail_messages, mail_rules, mail_threads, partners,
+};
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = partners)]
+pub struct Partner {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub mail_domains: String,
+    pub mail_addresses: String,
+    pub leader_confirmation_required: bool,
+    pub leader_addresses: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split([',', '\n', ';', ' '])
+        .map(|x| x.trim().to_lowercase())
+        .filter(|x| !x.is_empty())
+}
+
+impl Partner {
+    /// Whether mail from `addr` comes from this partner (an address or a domain of it).
+    pub fn owns_address(&self, addr: &str) -> bool {
+        let addr = addr.to_lowercase();
+        let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        list_of(&self.mail_addresses).any(|a| a == addr)
+            || list_of(&self.leader_addresses).any(|a| a == addr)
+            || list_of(&self.mail_domains)
+                .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+    }
+
+    pub fn is_leader(&self, addr: &str) -> bool {
+        let addr = addr.to_lowercase();
+        list_of(&self.leader_addresses).any(|a| a == addr)
+    }
+}
+
+pub fn partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
+    partners::table
+        .order(partners::code.asc())
+        .select(Partner::as_select())
+        .load(conn)
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mail_blobs)]
+pub struct BlobInfo {
+    pub id: i64,
+    pub sha256: String,
+    pub size: i64,
+    pub source: String,
+    pub file_name: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub received_at: NaiveDateTime,
+    pub processed_at: Option<NaiveDateTime>,
+}
+
+pub fn blob_by_sha(conn: &mut DbConn, sha: &str) -> QueryResult<Option<BlobInfo>> {
+    mail_blobs::table
+        .filter(mail_blobs::sha256.eq(sha))
+        .select(BlobInfo::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn blob(conn: &mut DbConn, id: i64) -> QueryResult<BlobInfo> {
+    mail_blobs::table
+        .find(id)
+        .select(BlobInfo::as_select())
+        .first(conn)
+}
+
+pub fn blob_raw(conn: &mut DbConn, id: i64) -> QueryResult<Vec<u8>> {
+    mail_blobs::table
+        .find(id)
+        .select(mail_blobs::raw)
+        .first(conn)
+}
+
+pub fn insert_blob(
+    conn: &mut DbConn,
+    sha: &str,
+    raw: &[u8],
+    source: &str,
+    file_name: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<i64> {
+    diesel::insert_into(mail_blobs::table)
+        .values((
+            mail_blobs::sha256.eq(sha),
+            mail_blobs::raw.eq(raw),
+            mail_blobs::size.eq(raw.len() as i64),
+            mail_blobs::source.eq(source),
+            mail_blobs::file_name.eq(file_name),
+            mail_blobs::status.eq("received"),
+            mail_blobs::received_at.eq(at),
+        ))
+        .returning(mail_blobs::id)
+        .get_result(conn)
+}
+
+pub fn set_blob_status(
+    conn: &mut DbConn,
+    id: i64,
+    status: &str,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(mail_blobs::table.find(id))
+        .set((
+            mail_blobs::status.eq(status),
+            mail_blobs::error.eq(error),
+            mail_blobs::processed_at.eq(Some(crate::db::now())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Blobs that were kept but not turned into a message (unreadable, too large, stuck).
+pub fn problem_blobs(conn: &mut DbConn) -> QueryResult<Vec<BlobInfo>> {
+    mail_blobs::table
+        .filter(mail_blobs::status.eq_any(["unreadable", "too_large", "received"]))
+        .order(mail_blobs::received_at.desc())
+        .limit(200)
+        .select(BlobInfo::as_select())
+        .load(conn)
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mail_threads)]
+pub struct Thread {
+    pub id: i64,
+    pub partner_id: Option<i64>,
+    pub subject: String,
+    pub norm_subject: String,
+    pub first_at: NaiveDateTime,
+    pub last_at: NaiveDateTime,
+    pub request_id: Option<i64>,
+}
+
+pub fn thread(conn: &mut DbConn, id: i64) -> QueryResult<Thread> {
+    mail_threads::table
+        .find(id)
+        .select(Thread::as_select())
+        .first(conn)
+}
+
+/// The thread of the newest stored message among `ids` (Message-IDs).
+pub fn thread_by_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Option<i64>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    mail_messages::table
+        .filter(mail_messages::message_id.eq_any(ids))
+        .order(mail_messages::id.desc())
+        .select(mail_messages::thread_id)
+        .first(conn)
+        .optional()
+}
+
+/// A recent thread with the same normalised subject and a compatible partner.
+pub fn thread_by_subject(
+    conn: &mut DbConn,
+    norm: &str,
+    partner_id: Option<i64>,
+    since: NaiveDateTime,
+) -> QueryResult<Option<Thread>> {
+    let candidates: Vec<Thread> = mail_threads::table
+        .filter(mail_threads::norm_subject.eq(norm))
+        .filter(mail_threads::last_at.ge(since))
+        .order(mail_threads::last_at.desc())
+        .limit(20)
+        .select(Thread::as_select())
+        .load(conn)?;
+    Ok(candidates
+        .into_iter()
+        .find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id))
+}
+
+pub fn insert_thread(
+    conn: &mut DbConn,
+    partner_id: Option<i64>,
+    subject: &str,
+    norm: &str,
+    at: NaiveDateTime,
+) -> QueryResult<i64> {
+    diesel::insert_into(mail_threads::table)
+        .values((
+            mail_threads::partner_id.eq(partner_id),
+            mail_threads::subject.eq(subject),
+            mail_threads::norm_subject.eq(norm),
+            mail_threads::first_at.eq(at),
+            mail_threads::last_at.eq(at),
+        ))
+        .returning(mail_threads::id)
+        .get_result(conn)
+}
+
+/// Moves the thread's last activity forward and fills in its partner once known.
+pub fn touch_thread(
+    conn: &mut DbConn,
+    t: &Thread,
+    partner_id: Option<i64>,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(mail_threads::table.find(t.id))
+        .set((
+            mail_threads::last_at.eq(if at > t.last_at { at } else { t.last_at }),
+            mail_threads::partner_id.eq(t.partner_id.or(partner_id)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mail_messages)]
+pub struct MailMessage {
+    pub id: i64,
+    pub blob_id: i64,
+    pub message_id: Option<String>,
+    pub in_reply_to: String,
+    pub refs: String,
+    pub from_addr: String,
+    pub from_name: String,
+    pub to_addrs: String,
+    pub cc_addrs: String,
+    pub reply_to: String,
+    pub subject: String,
+    pub sent_at: Option<NaiveDateTime>,
+    pub text_body: String,
+    pub html_body: Option<String>,
+    pub forwarded_from: Option<String>,
+    pub forwarded_name: Option<String>,
+    pub partner_id: Option<i64>,
+    pub kind: String,
+    pub kind_reason: String,
+    pub thread_id: i64,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub suggestions: String,
+    pub notes: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = mail_messages)]
+pub struct NewMessage<'a> {
+    pub blob_id: i64,
+    pub message_id: Option<&'a str>,
+    pub in_reply_to: &'a str,
+    pub refs: &'a str,
+    pub from_addr: &'a str,
+    pub from_name: &'a str,
+    pub to_addrs: &'a str,
+    pub cc_addrs: &'a str,
+    pub reply_to: &'a str,
+    pub subject: &'a str,
+    pub sent_at: Option<NaiveDateTime>,
+    pub text_body: &'a str,
+    pub html_body: Option<&'a str>,
+    pub forwarded_from: Option<&'a str>,
+    pub forwarded_name: Option<&'a str>,
+    pub partner_id: Option<i64>,
+    pub kind: &'a str,
+    pub kind_reason: &'a str,
+    pub thread_id: i64,
+    pub status: &'a str,
+    pub suggestions: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_message(conn: &mut DbConn, m: &NewMessage<'_>) -> QueryResult<i64> {
+    diesel::insert_into(mail_messages::table)
+        .values(m)
+        .returning(mail_messages::id)
+        .get_result(conn)
+}
+
+pub fn message(conn: &mut DbConn, id: i64) -> QueryResult<MailMessage> {
+    mail_messages::table
+        .find(id)
+        .select(MailMessage::as_select())
+        .first(conn)
+}
+
+pub fn message_by_message_id(conn: &mut DbConn, mid: &str) -> QueryResult<Option<MailMessage>> {
+    mail_messages::table
+        .filter(mail_messages::message_id.eq(mid))
+        .select(MailMessage::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn message_by_blob(conn: &mut DbConn, blob_id: i64) -> QueryResult<Option<MailMessage>> {
+    mail_messages::table
+        .filter(mail_messages::blob_id.eq(blob_id))
+        .select(MailMessage::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn thread_messages(conn: &mut DbConn, thread_id: i64) -> QueryResult<Vec<MailMessage>> {
+    mail_messages::table
+        .filter(mail_messages::thread_id.eq(thread_id))
+        .order((mail_messages::sent_at.asc(), mail_messages::id.asc()))
+        .select(MailMessage::as_select())
+        .load(conn)
+}
+
+/// External senders already on a thread (the merchant contact, once one wrote).
+pub fn thread_senders(conn: &mut DbConn, thread_id: i64) -> QueryResult<Vec<String>> {
+    mail_messages::table
+        .filter(mail_messages::thread_id.eq(thread_id))
+        .select(mail_messages::from_addr)
+        .load(conn)
+}
+
+pub fn set_classification(
+    conn: &mut DbConn,
+    id: i64,
+    partner_id: Option<i64>,
+    kind: &str,
+    reason: &str,
+) -> QueryResult<()> {
+    diesel::update(mail_messages::table.find(id))
+        .set((
+            mail_messages::partner_id.eq(partner_id),
+            mail_messages::kind.eq(kind),
+            mail_messages::kind_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_status(
+    conn: &mut DbConn,
+    id: i64,
+    status: &str,
+    reason: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(mail_messages::table.find(id))
+        .set((
+            mail_messages::status.eq(status),
+            mail_messages::status_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Filters of the triage inbox; empty fields do not filter.
+#[derive(Debug, Default, Clone)]
+pub struct InboxFilter {
+    pub partner_id: Option<i64>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub unassigned: bool,
+    pub from: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    pub search: Option<String>,
+}
+
+/// One row of the inbox list.
+#[derive(Queryable, Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub from_addr: String,
+    pub from_name: String,
+    pub subject: String,
+    pub sent_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub kind: String,
+    pub status: String,
+    pub thread_id: i64,
+    pub partner_code: Option<String>,
+    pub attachments: i64,
+}
+
+fn inbox_query(
+    f: &InboxFilter,
+) -> mail_messages::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+    let mut q = mail_messages::table.into_boxed();
+    if let Some(p) = f.partner_id {
+        q = q.filter(mail_messages::partner_id.eq(p));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(mail_messages::kind.eq(k.clone()));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(mail_messages::status.eq(s.clone()));
+    }
+    if f.unassigned {
+        let assigned = mail_threads::table
+            .filter(mail_threads::request_id.is_not_null())
+            .select(mail_threads::id);
+        q = q.filter(mail_messages::thread_id.ne_all(assigned));
+    }
+    if let Some(from) = f.from {
+        q = q.filter(mail_messages::created_at.ge(from));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(mail_messages::created_at.lt(until));
+    }
+    if let Some(s) = &f.search {
+        let like = format!("%{}%", s.replace(['%', '_'], ""));
+        q = q.filter(
+            mail_messages::subject
+                .like(like.clone())
+                .or(mail_messages::from_addr.like(like.clone()))
+                .or(mail_messages::from_name.like(like)),
+        );
+    }
+    q
+}
+
+pub fn inbox(
+    conn: &mut DbConn,
+    f: &InboxFilter,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<InboxRow>, i64)> {
+    let total = inbox_query(f).count().get_result(conn)?;
+    let rows: Vec<MailMessage> = inbox_query(f)
+        .order((mail_messages::created_at.desc(), mail_messages::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .select(MailMessage::as_select())
+        .load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    let counts: Vec<(i64, i64)> = mail_attachments::table
+        .filter(mail_attachments::message_id.eq_any(&ids))
+        .group_by(mail_attachments::message_id)
+        .select((mail_attachments::message_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    let codes: Vec<(i64, String)> = partners::table
+        .select((partners::id, partners::code))
+        .load(conn)?;
+    let out = rows
+        .into_iter()
+        .map(|m| InboxRow {
+            attachments: counts
+                .iter()
+                .find(|c| c.0 == m.id)
+                .map(|c| c.1)
+                .unwrap_or(0),
+            partner_code: m
+                .partner_id
+                .and_then(|p| codes.iter().find(|c| c.0 == p).map(|c| c.1.clone())),
+            id: m.id,
+            from_addr: m.from_addr,
+            from_name: m.from_name,
+            subject: m.subject,
+            sent_at: m.sent_at,
+            created_at: m.created_at,
+            kind: m.kind,
+            status: m.status,
+            thread_id: m.thread_id,
+        })
+        .collect();
+    Ok((out, total))
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mail_attachments)]
+pub struct AttachmentInfo {
+    pub id: i64,
+    pub message_id: i64,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub omitted_reason: Option<String>,
+}
+
+pub fn insert_attachment(
+    conn: &mut DbConn,
+    message_id: i64,
+    name: &str,
+    content_type: &str,
+    size: usize,
+    content: Option<&[u8]>,
+    omitted: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(mail_attachments::table)
+        .values((
+            mail_attachments::message_id.eq(message_id),
+            mail_attachments::file_name.eq(name),
+            mail_attachments::content_type.eq(content_type),
+            mail_attachments::size.eq(size as i64),
+            mail_attachments::content.eq(content),
+            mail_attachments::omitted_reason.eq(omitted),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn attachments_of(conn: &mut DbConn, message_ids: &[i64]) -> QueryResult<Vec<AttachmentInfo>> {
+    mail_attachments::table
+        .filter(mail_attachments::message_id.eq_any(message_ids))
+        .order(mail_attachments::id.asc())
+        .select(AttachmentInfo::as_select())
+        .load(conn)
+}
+
+pub fn attachment_content(
+    conn: &mut DbConn,
+    message_id: i64,
+    id: i64,
+) -> QueryResult<(AttachmentInfo, Option<Vec<u8>>)> {
+    let info = mail_attachments::table
+        .filter(mail_attachments::id.eq(id))
+        .filter(mail_attachments::message_id.eq(message_id))
+        .select(AttachmentInfo::as_select())
+        .first(conn)?;
+    let content = mail_attachments::table
+        .find(id)
+        .select(mail_attachments::content)
+        .first(conn)?;
+    Ok((info, content))
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mail_rules)]
+pub struct RuleRow {
+    pub id: i64,
+    pub kind: String,
+    pub pattern: String,
+    pub enabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn rules(conn: &mut DbConn) -> QueryResult<Vec<RuleRow>> {
+    mail_rules::table
+        .order((mail_rules::kind.asc(), mail_rules::pattern.asc()))
+        .select(RuleRow::as_select())
+        .load(conn)
+}
+
+pub fn rule(conn: &mut DbConn, id: i64) -> QueryResult<RuleRow> {
+    mail_rules::table
+        .find(id)
+        .select(RuleRow::as_select())
+        .first(conn)
+}
+
+pub fn insert_rule(conn: &mut DbConn, kind: &str, pattern: &str) -> QueryResult<i64> {
+    diesel::insert_into(mail_rules::table)
+        .values((
+            mail_rules::kind.eq(kind),
+            mail_rules::pattern.eq(pattern),
+            mail_rules::enabled.eq(true),
+            mail_rules::created_at.eq(crate::db::now()),
+        ))
+        .returning(mail_rules::id)
+        .get_result(conn)
+}
+
+pub fn set_rule_enabled(conn: &mut DbConn, id: i64, enabled: bool) -> QueryResult<()> {
+    diesel::update(mail_rules::table.find(id))
+        .set(mail_rules::enabled.eq(enabled))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_rule(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+    diesel::delete(mail_rules::table.find(id)).execute(conn)?;
+    Ok(())
+}

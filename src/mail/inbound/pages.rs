@@ -1,0 +1,142 @@
+//! Page structs of the inbox templates (templates/mail/).
+
+use askama::Template;
+
+use super::classify::{Kind, Suggestions};
+use super::handlers::InboxQuery;
+use super::models::{AttachmentInfo, BlobInfo, InboxRow, MailMessage, Partner, RuleRow, Thread};
+use super::service::{IngestReport, RULE_KINDS, status_label};
+use crate::fmt::{Age, LocalTime};
+use crate::web::layout::Layout;
+
+pub fn kind_label(code: &str) -> &'static str {
+    Kind::from_code(code).label()
+}
+
+pub fn message_status_label(code: &str) -> &'static str {
+    match code {
+        "new" => "Cần xử lý",
+        "not_relevant" => "Không liên quan",
+        "attached" => "Đã gắn yêu cầu",
+        _ => "Khác",
+    }
+}
+
+pub fn size_label(bytes: &i64) -> String {
+    match *bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{} KB", b / 1024),
+        b => format!("{:.1} MB", b as f64 / 1_048_576.0).replace('.', ","),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/inbox.html")]
+pub struct InboxPage {
+    pub l: Layout,
+    pub q: InboxQuery,
+    pub rows: Vec<InboxRow>,
+    pub total: i64,
+    pub page: i64,
+    pub pages: i64,
+    pub partners: Vec<Partner>,
+    pub problems: usize,
+}
+
+impl InboxPage {
+    pub fn kinds(&self) -> [Kind; 5] {
+        Kind::ALL
+    }
+
+    pub fn when(&self, r: &InboxRow) -> String {
+        let t = r.sent_at.unwrap_or(r.created_at);
+        format!("{} · {}", LocalTime(t), Age(t))
+    }
+
+    pub fn prev_link(&self) -> Option<String> {
+        (self.page > 1).then(|| self.q.link_to_page(self.page - 1))
+    }
+
+    pub fn next_link(&self) -> Option<String> {
+        (self.page < self.pages).then(|| self.q.link_to_page(self.page + 1))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/upload.html")]
+pub struct UploadPage {
+    pub l: Layout,
+    pub reports: Vec<IngestReport>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/unreadable.html")]
+pub struct UnreadablePage {
+    pub l: Layout,
+    pub blobs: Vec<BlobInfo>,
+}
+
+impl UnreadablePage {
+    pub fn when(&self, b: &BlobInfo) -> LocalTime {
+        LocalTime(b.received_at)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/message.html")]
+pub struct MessagePage {
+    pub l: Layout,
+    pub message: MailMessage,
+    pub thread: Thread,
+    pub messages: Vec<MailMessage>,
+    pub attachments: Vec<AttachmentInfo>,
+    pub partners: Vec<Partner>,
+    pub suggestions: Suggestions,
+}
+
+impl MessagePage {
+    pub fn partner_of(&self, m: &MailMessage) -> String {
+        m.partner_id
+            .and_then(|id| self.partners.iter().find(|p| p.id == id))
+            .map(|p| format!("{} – {}", p.code, p.name))
+            .unwrap_or_else(|| "Chưa xác định".into())
+    }
+
+    pub fn when(&self, m: &MailMessage) -> String {
+        m.sent_at
+            .map(|t| LocalTime(t).to_string())
+            .unwrap_or_else(|| "không rõ ngày".into())
+    }
+
+    pub fn attachments_of(&self, m: &MailMessage) -> Vec<&AttachmentInfo> {
+        self.attachments
+            .iter()
+            .filter(|a| a.message_id == m.id)
+            .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/rules.html")]
+pub struct RulesPage {
+    pub l: Layout,
+    pub rules: Vec<RuleRow>,
+}
+
+impl RulesPage {
+    pub fn kinds(&self) -> [(&'static str, &'static str); 2] {
+        RULE_KINDS
+    }
+
+    pub fn kind_name(&self, code: &str) -> &'static str {
+        RULE_KINDS
+            .iter()
+            .find(|(k, _)| *k == code)
+            .map(|(_, l)| *l)
+            .unwrap_or("?")
+    }
+}
+
+pub fn blob_status_label(code: &str) -> &'static str {
+    status_label(code)
+}

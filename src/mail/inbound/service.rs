@@ -1,0 +1,523 @@
+//! The one ingest function every path ends in (upload, CLI, HTTP, Maildir), and the
+//! triage actions.
+//!
+//! Order matters: the raw bytes are committed first (deduplicated by SHA-256), then
+//! parsed and classified in a second transaction. A crash or a parser panic between the
+//! two leaves the raw row with status `received` or `unreadable`; nothing is lost and
+//! [`process_blob`] can run again.
+
+use chrono::Duration;
+use diesel::Connection;
+use sha2::{Digest, Sha256};
+
+use super::classify::{self, Kind, KindInput, Rule, Sender};
+use super::models::{self, NewMessage, Partner};
+use super::parse::{self, ParsedMail};
+use crate::audit::{self, Actor};
+use crate::config::MailConfig;
+use crate::db::{DbConn, now};
+use crate::error::{AppError, AppResult};
+
+/// How one message fared, as the CLI's JSON line and the upload page show it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    pub file: Option<String>,
+    pub blob_id: i64,
+    pub id: Option<i64>,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    /// stored, duplicate, unreadable, too_large
+    pub status: String,
+    pub partner: Option<String>,
+    pub kind: Option<String>,
+    pub thread_id: Option<i64>,
+    pub request_id: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl IngestReport {
+    /// The status in Vietnamese, for people.
+    pub fn status_label(&self) -> &'static str {
+        status_label(&self.status)
+    }
+
+    pub fn kind_label(&self) -> &'static str {
+        self.kind
+            .as_deref()
+            .map(|k| Kind::from_code(k).label())
+            .unwrap_or("")
+    }
+}
+
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "stored" => "Đã lưu",
+        "duplicate" => "Trùng, đã có",
+        "unreadable" => "Không đọc được",
+        "too_large" => "Vượt giới hạn dung lượng",
+        "received" => "Đã nhận, chưa xử lý",
+        _ => "Không rõ",
+    }
+}
+
+fn sha256_hex(raw: &[u8]) -> String {
+    hex::encode(Sha256::digest(raw))
+}
+
+/// Stores `raw` and processes it. `source` says which path it came by.
+pub fn ingest(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    raw: &[u8],
+    source: &str,
+    file: Option<&str>,
+) -> AppResult<IngestReport> {
+    let sha = sha256_hex(raw);
+    if let Some(existing) = models::blob_by_sha(conn, &sha)? {
+        let mut report = match models::message_by_blob(conn, existing.id)? {
+            Some(m) => report_for(conn, &m)?,
+            None => IngestReport {
+                blob_id: existing.id,
+                ..Default::default()
+            },
+        };
+        report.file = file.map(str::to_string);
+        report.status = "duplicate".into();
+        report.error = Some("Thư này đã được lưu trước đó.".into());
+        return Ok(report);
+    }
+    let blob_id = models::insert_blob(conn, &sha, raw, source, file, now())?;
+    let mut report = process(conn, cfg, blob_id, raw)?;
+    report.file = file.map(str::to_string);
+    Ok(report)
+}
+
+/// Processes a kept blob again (after a fix, or one left `received` by a crash).
+pub fn process_blob(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    blob_id: i64,
+    actor: &Actor,
+) -> AppResult<IngestReport> {
+    let blob = models::blob(conn, blob_id)?;
+    if blob.status == "stored" {
+        return Err(AppError::Validation("Thư này đã được xử lý.".into()));
+    }
+    let raw = models::blob_raw(conn, blob_id)?;
+    audit::record(
+        conn,
+        actor,
+        "mail_blob",
+        blob_id,
+        "retry",
+        Some(serde_json::json!({"status": blob.status})),
+        None,
+    )?;
+    process(conn, cfg, blob_id, &raw)
+}
+
+fn process(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    blob_id: i64,
+    raw: &[u8],
+) -> AppResult<IngestReport> {
+    let mut report = IngestReport {
+        blob_id,
+        ..Default::default()
+    };
+    if raw.len() > cfg.max_message_bytes {
+        let msg = format!(
+            "Thư {} vượt giới hạn {}; đã giữ nguyên bản gốc nhưng không xử lý.",
+            human_size(raw.len()),
+            human_size(cfg.max_message_bytes)
+        );
+        models::set_blob_status(conn, blob_id, "too_large", Some(&msg))?;
+        report.status = "too_large".into();
+        report.error = Some(msg);
+        return Ok(report);
+    }
+    // A parser panic on hostile input must not lose the message or the worker.
+    let parsed = std::panic::catch_unwind(|| parse::parse(raw))
+        .unwrap_or_else(|_| Err("Bộ phân tích thư gặp lỗi với thư này.".to_string()));
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(reason) => {
+            models::set_blob_status(conn, blob_id, "unreadable", Some(&reason))?;
+            report.status = "unreadable".into();
+            report.error = Some(reason);
+            return Ok(report);
+        }
+    };
+    report.message_id = parsed.message_id.clone();
+    report.from = Some(parsed.from_addr.clone());
+    report.subject = Some(parsed.subject.clone());
+    if let Some(mid) = &parsed.message_id
+        && let Some(first) = models::message_by_message_id(conn, mid)?
+    {
+        let msg = format!(
+            "Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.",
+            first.id
+        );
+        models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
+        let mut dup = report_for(conn, &first)?;
+        dup.blob_id = blob_id;
+        dup.status = "duplicate".into();
+        dup.error = Some(msg);
+        return Ok(dup);
+    }
+    let stored = conn.transaction(|conn| store(conn, cfg, blob_id, &parsed));
+    match stored {
+        Ok(id) => {
+            let m = models::message(conn, id)?;
+            let mut r = report_for(conn, &m)?;
+            r.blob_id = blob_id;
+            r.status = "stored".into();
+            Ok(r)
+        }
+        // Two paths racing on the same Message-ID: the other one won.
+        Err(AppError::Conflict(_)) => {
+            let msg = "Trùng Message-ID với một thư vừa được lưu.".to_string();
+            models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
+            report.status = "duplicate".into();
+            report.error = Some(msg);
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn report_for(conn: &mut DbConn, m: &models::MailMessage) -> AppResult<IngestReport> {
+    let partner = match m.partner_id {
+        Some(pid) => models::partners(conn)?
+            .into_iter()
+            .find(|p| p.id == pid)
+            .map(|p| p.code),
+        None => None,
+    };
+    let thread = models::thread(conn, m.thread_id)?;
+    Ok(IngestReport {
+        blob_id: m.blob_id,
+        id: Some(m.id),
+        message_id: m.message_id.clone(),
+        from: Some(m.from_addr.clone()),
+        subject: Some(m.subject.clone()),
+        status: "stored".into(),
+        partner,
+        kind: Some(m.kind.clone()),
+        thread_id: Some(m.thread_id),
+        request_id: thread.request_id,
+        ..Default::default()
+    })
+}
+
+fn human_size(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0)).replace('.', ",")
+}
+
+/// The partner a message belongs to: its sender, a forwarded sender, then To/Cc.
+fn partner_for<'a>(
+    partners: &'a [Partner],
+    p: &ParsedMail,
+    thread_partner: Option<i64>,
+) -> Option<&'a Partner> {
+    let by_addr = |a: &str| partners.iter().find(|pt| pt.owns_address(a));
+    by_addr(&p.from_addr)
+        .or_else(|| thread_partner.and_then(|id| partners.iter().find(|pt| pt.id == id)))
+        .or_else(|| p.forwarded.as_ref().and_then(|f| by_addr(&f.from_addr)))
+        .or_else(|| p.to.iter().chain(p.cc.iter()).find_map(|a| by_addr(a)))
+}
+
+fn sender_role(addr: &str, partner: Option<&Partner>, cfg: &MailConfig) -> Sender {
+    let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    if cfg
+        .own_domains
+        .iter()
+        .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+    {
+        return Sender::Ours;
+    }
+    match partner {
+        Some(p) if p.is_leader(addr) => Sender::PartnerLeader,
+        Some(p) if p.owns_address(addr) => Sender::Partner,
+        _ => Sender::External,
+    }
+}
+
+fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
+    Ok(models::rules(conn)?
+        .into_iter()
+        .filter(|r| r.enabled)
+        .map(|r| Rule {
+            kind: r.kind,
+            pattern: classify::fold(&r.pattern),
+        })
+        .collect())
+}
+
+/// Finds the thread (Message-ID chain first, then subject within the partner and 60
+/// days), decides partner and kind.
+fn classify_parsed(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    p: &ParsedMail,
+    existing_thread: Option<i64>,
+) -> AppResult<(Option<models::Thread>, Option<Partner>, Kind, String)> {
+    let partners = models::partners(conn)?;
+    let norm = classify::normalise_subject(&p.subject);
+    let at = p.sent_at.unwrap_or_else(now);
+    let mut ids: Vec<String> = p.in_reply_to.clone();
+    ids.extend(p.references.iter().cloned());
+    let thread = match existing_thread {
+        Some(id) => Some(models::thread(conn, id)?),
+        None => match models::thread_by_message_ids(conn, &ids)? {
+            Some(id) => Some(models::thread(conn, id)?),
+            None => {
+                let guess = partner_for(&partners, p, None).map(|pt| pt.id);
+                if norm.is_empty() {
+                    None
+                } else {
+                    models::thread_by_subject(conn, &norm, guess, at - Duration::days(60))?
+                }
+            }
+        },
+    };
+    let partner = partner_for(&partners, p, thread.as_ref().and_then(|t| t.partner_id)).cloned();
+    // A thread that already holds other mail is a conversation this one joins.
+    let in_thread = match (&thread, existing_thread) {
+        (Some(t), Some(_)) => models::thread_messages(conn, t.id)?.len() > 1,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let rules = load_rules(conn)?;
+    let own = classify::own_text(&p.text);
+    let forwarded = p
+        .forwarded
+        .as_ref()
+        .map(|f| (f, sender_role(&f.from_addr, partner.as_ref(), cfg)));
+    let (kind, reason) = classify::decide_kind(&KindInput {
+        in_thread,
+        sender: sender_role(&p.from_addr, partner.as_ref(), cfg),
+        own_text: &own,
+        subject: &p.subject,
+        forwarded,
+        rules: &rules,
+    });
+    Ok((thread, partner, kind, reason))
+}
+
+fn store(conn: &mut DbConn, cfg: &MailConfig, blob_id: i64, p: &ParsedMail) -> AppResult<i64> {
+    let (thread, partner, kind, reason) = classify_parsed(conn, cfg, p, None)?;
+    let at = p.sent_at.unwrap_or_else(now);
+    let thread_id = match &thread {
+        Some(t) => {
+            models::touch_thread(conn, t, partner.as_ref().map(|x| x.id), at)?;
+            t.id
+        }
+        None => models::insert_thread(
+            conn,
+            partner.as_ref().map(|x| x.id),
+            &p.subject,
+            &classify::normalise_subject(&p.subject),
+            at,
+        )?,
+    };
+    let suggestions = serde_json::to_string(&classify::suggestions(
+        &p.forwarded
+            .as_ref()
+            .map(|f| format!("{}\n{}", p.text, f.text))
+            .unwrap_or_else(|| p.text.clone()),
+    ))
+    .map_err(AppError::internal)?;
+    let id = models::insert_message(
+        conn,
+        &NewMessage {
+            blob_id,
+            message_id: p.message_id.as_deref(),
+            in_reply_to: &p.in_reply_to.join(" "),
+            refs: &p.references.join(" "),
+            from_addr: &p.from_addr,
+            from_name: &p.from_name,
+            to_addrs: &p.to.join(", "),
+            cc_addrs: &p.cc.join(", "),
+            reply_to: &p.reply_to,
+            subject: &p.subject,
+            sent_at: p.sent_at,
+            text_body: &p.text,
+            html_body: p.html.as_deref(),
+            forwarded_from: p.forwarded.as_ref().map(|f| f.from_addr.as_str()),
+            forwarded_name: p.forwarded.as_ref().map(|f| f.from_name.as_str()),
+            partner_id: partner.as_ref().map(|x| x.id),
+            kind: kind.code(),
+            kind_reason: &reason,
+            thread_id,
+            status: "new",
+            suggestions: &suggestions,
+            created_at: now(),
+        },
+    )?;
+    for a in &p.attachments {
+        if a.bytes.len() > cfg.max_attachment_bytes {
+            let why = format!(
+                "Tệp {} vượt giới hạn {}; nội dung chỉ còn trong thư gốc.",
+                human_size(a.bytes.len()),
+                human_size(cfg.max_attachment_bytes)
+            );
+            models::insert_attachment(
+                conn,
+                id,
+                &a.name,
+                &a.content_type,
+                a.bytes.len(),
+                None,
+                Some(&why),
+            )?;
+        } else {
+            models::insert_attachment(
+                conn,
+                id,
+                &a.name,
+                &a.content_type,
+                a.bytes.len(),
+                Some(&a.bytes),
+                None,
+            )?;
+        }
+    }
+    models::set_blob_status(conn, blob_id, "stored", None)?;
+    Ok(id)
+}
+
+/// Runs partner and kind detection again (after rules or partners changed).
+pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -> AppResult<Kind> {
+    let m = models::message(conn, id)?;
+    let raw = models::blob_raw(conn, m.blob_id)?;
+    let parsed = parse::parse(&raw).map_err(AppError::Validation)?;
+    conn.transaction(|conn| {
+        let (_, partner, kind, reason) = classify_parsed(conn, cfg, &parsed, Some(m.thread_id))?;
+        let partner_id = partner.as_ref().map(|p| p.id);
+        models::set_classification(conn, id, partner_id, kind.code(), &reason)?;
+        audit::record(
+            conn,
+            actor,
+            "mail_message",
+            id,
+            "reclassify",
+            Some(serde_json::json!({"kind": m.kind, "partner_id": m.partner_id})),
+            Some(serde_json::json!({"kind": kind.code(), "partner_id": partner_id, "reason": reason})),
+        )?;
+        Ok(kind)
+    })
+}
+
+/// Takes a message out of the inbox, with the reason.
+pub fn mark_not_relevant(conn: &mut DbConn, actor: &Actor, id: i64, reason: &str) -> AppResult<()> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::Validation(
+            "Vui lòng ghi lý do thư không liên quan.".into(),
+        ));
+    }
+    conn.transaction(|conn| {
+        let m = models::message(conn, id)?;
+        models::set_status(conn, id, "not_relevant", Some(reason))?;
+        audit::record(
+            conn,
+            actor,
+            "mail_message",
+            id,
+            "not_relevant",
+            Some(serde_json::json!({"status": m.status})),
+            Some(serde_json::json!({"status": "not_relevant", "reason": reason})),
+        )?;
+        Ok(())
+    })
+}
+
+/// Puts a message back into the inbox.
+pub fn reopen(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let m = models::message(conn, id)?;
+        models::set_status(conn, id, "new", None)?;
+        audit::record(
+            conn,
+            actor,
+            "mail_message",
+            id,
+            "reopen",
+            Some(serde_json::json!({"status": m.status})),
+            Some(serde_json::json!({"status": "new"})),
+        )?;
+        Ok(())
+    })
+}
+
+pub const RULE_KINDS: [(&str, &str); 2] =
+    [("request", "Yêu cầu mở cổng"), ("confirmation", "Xác nhận")];
+
+/// Adds a keyword rule; patterns are stored folded so they match with or without diacritics.
+pub fn add_rule(conn: &mut DbConn, actor: &Actor, kind: &str, pattern: &str) -> AppResult<i64> {
+    if !RULE_KINDS.iter().any(|(k, _)| *k == kind) {
+        return Err(AppError::Validation("Loại quy tắc không hợp lệ.".into()));
+    }
+    let folded = classify::fold(pattern);
+    if folded.chars().count() < 2 {
+        return Err(AppError::Validation(
+            "Từ khóa phải có ít nhất 2 ký tự.".into(),
+        ));
+    }
+    conn.transaction(|conn| {
+        if models::rules(conn)?
+            .iter()
+            .any(|r| r.kind == kind && r.pattern == folded)
+        {
+            return Err(AppError::Validation("Quy tắc này đã có.".into()));
+        }
+        let id = models::insert_rule(conn, kind, &folded)?;
+        audit::record(
+            conn,
+            actor,
+            "mail_rule",
+            id,
+            "create",
+            None,
+            Some(serde_json::json!({"kind": kind, "pattern": folded})),
+        )?;
+        Ok(id)
+    })
+}
+
+pub fn toggle_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let r = models::rule(conn, id)?;
+        models::set_rule_enabled(conn, id, !r.enabled)?;
+        audit::record(
+            conn,
+            actor,
+            "mail_rule",
+            id,
+            if r.enabled { "disable" } else { "enable" },
+            None,
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+pub fn delete_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let r = models::rule(conn, id)?;
+        models::delete_rule(conn, id)?;
+        audit::record(
+            conn,
+            actor,
+            "mail_rule",
+            id,
+            "delete",
+            Some(serde_json::json!({"kind": r.kind, "pattern": r.pattern})),
+            None,
+        )?;
+        Ok(())
+    })
+}

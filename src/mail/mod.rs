@@ -1,0 +1,3 @@
+//! Mail: inbound partner mail (kept raw, parsed, classified, threaded, triaged).
+
+pub mod inbound;
