@@ -39,10 +39,28 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<Role>,
     },
+    /// Print throughput figures (throw-away databases; nothing of yours is touched).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Partner mail from files.
     Mail {
         #[command(subcommand)]
         command: MailCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Messages/s through ingest (parse, classify, thread, persist).
+    Mail {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Also on PostgreSQL: a server URL whose role may create databases
+        /// (default: HUBGATE_TEST_PG when set).
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
     },
 }
 
@@ -72,6 +90,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .with_target(false)
         .init();
+    // Benches use throw-away databases of their own.
+    if let Some(Command::Bench {
+        what: BenchCommand::Mail { count, pg },
+    }) = &cli.command
+    {
+        return crate::bench::mail(pg.as_deref(), *count);
+    }
     let pool = crate::db::pool(&config.database_url, config.db_pool_size)?;
     {
         let mut conn = pool.get()?;
@@ -89,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mail {
             command: MailCommand::Import { paths, format },
         } => import_mail(&state, &paths, &format),
+        Command::Bench { .. } => unreachable!("handled before the database is opened"),
         Command::CreateUser { email, name, role } => {
             let password = read_password()?;
             let mut conn = state.pool.get()?;
@@ -136,16 +162,22 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
     use crate::mail::inbound::{maildir, service};
     let mut conn = state.pool.get()?;
     let mut failures = 0usize;
+    let known = service::Known::load(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     for path in paths {
         let files = maildir::message_files(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         for file in files {
             let shown = file.display().to_string();
             let report = match std::fs::read(&file) {
-                Ok(raw) => {
-                    service::ingest(&mut conn, &state.config.mail, &raw, "cli", Some(&shown))
-                        .map_err(|e| anyhow::anyhow!("{e}"))?
-                }
+                Ok(raw) => service::ingest_with(
+                    &mut conn,
+                    &state.config.mail,
+                    &known,
+                    &raw,
+                    "cli",
+                    Some(&shown),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
                 Err(e) => service::IngestReport {
                     file: Some(shown.clone()),
                     status: "unreadable".into(),

@@ -166,9 +166,12 @@ async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
     let reports = ctx
         .db(move |conn| {
             let mut out = Vec::new();
+            let known = service::Known::load(conn)?;
             for (name, content) in files {
                 out.push(match content {
-                    Ok(raw) => service::ingest(conn, &cfg, &raw, "upload", Some(&name))?,
+                    Ok(raw) => {
+                        service::ingest_with(conn, &cfg, &known, &raw, "upload", Some(&name))?
+                    }
                     Err(e) => service::IngestReport {
                         file: Some(name),
                         status: "rejected".into(),

@@ -49,6 +49,7 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
     }
     std::fs::create_dir_all(&cur).map_err(crate::error::AppError::internal)?;
     let mut reports = Vec::new();
+    let known = service::Known::load(conn)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
         .map_err(crate::error::AppError::internal)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -68,7 +69,7 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
             .and_then(|n| n.to_str())
             .unwrap_or("message")
             .to_string();
-        let report = service::ingest(conn, cfg, &raw, "maildir", Some(&name))?;
+        let report = service::ingest_with(conn, cfg, &known, &raw, "maildir", Some(&name))?;
         let target = cur.join(format!("{}:2,S", name.split(':').next().unwrap_or(&name)));
         if let Err(e) = std::fs::rename(&path, &target) {
             tracing::warn!(path = %path.display(), error = %e, "cannot move maildir message to cur/");

@@ -61,6 +61,21 @@ pub fn status_label(status: &str) -> &'static str {
     }
 }
 
+/// Partners and enabled rules, loaded once for a batch of messages.
+pub struct Known {
+    pub partners: Vec<Partner>,
+    pub rules: Vec<Rule>,
+}
+
+impl Known {
+    pub fn load(conn: &mut DbConn) -> AppResult<Self> {
+        Ok(Known {
+            partners: models::partners(conn)?,
+            rules: load_rules(conn)?,
+        })
+    }
+}
+
 fn sha256_hex(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
@@ -73,10 +88,23 @@ pub fn ingest(
     source: &str,
     file: Option<&str>,
 ) -> AppResult<IngestReport> {
+    let known = Known::load(conn)?;
+    ingest_with(conn, cfg, &known, raw, source, file)
+}
+
+/// [`ingest`] for batches: partners and rules come from `known`.
+pub fn ingest_with(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    known: &Known,
+    raw: &[u8],
+    source: &str,
+    file: Option<&str>,
+) -> AppResult<IngestReport> {
     let sha = sha256_hex(raw);
     if let Some(existing) = models::blob_by_sha(conn, &sha)? {
         let mut report = match models::message_by_blob(conn, existing.id)? {
-            Some(m) => report_for(conn, &m)?,
+            Some(m) => report_for(conn, &known.partners, &m)?,
             None => IngestReport {
                 blob_id: existing.id,
                 ..Default::default()
@@ -88,7 +116,7 @@ pub fn ingest(
         return Ok(report);
     }
     let blob_id = models::insert_blob(conn, &sha, raw, source, file, now())?;
-    let mut report = process(conn, cfg, blob_id, raw)?;
+    let mut report = process(conn, cfg, known, blob_id, raw)?;
     report.file = file.map(str::to_string);
     Ok(report)
 }
@@ -114,12 +142,14 @@ pub fn process_blob(
         Some(serde_json::json!({"status": blob.status})),
         None,
     )?;
-    process(conn, cfg, blob_id, &raw)
+    let known = Known::load(conn)?;
+    process(conn, cfg, &known, blob_id, &raw)
 }
 
 fn process(
     conn: &mut DbConn,
     cfg: &MailConfig,
+    known: &Known,
     blob_id: i64,
     raw: &[u8],
 ) -> AppResult<IngestReport> {
@@ -161,21 +191,23 @@ fn process(
             first.id
         );
         models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
-        let mut dup = report_for(conn, &first)?;
+        let mut dup = report_for(conn, &known.partners, &first)?;
         dup.blob_id = blob_id;
         dup.status = "duplicate".into();
         dup.error = Some(msg);
         return Ok(dup);
     }
-    let stored = conn.transaction(|conn| store(conn, cfg, blob_id, &parsed));
+    let stored = conn.transaction(|conn| store(conn, cfg, known, blob_id, &parsed));
     match stored {
-        Ok(id) => {
-            let m = models::message(conn, id)?;
-            let mut r = report_for(conn, &m)?;
-            r.blob_id = blob_id;
-            r.status = "stored".into();
-            Ok(r)
-        }
+        Ok(s) => Ok(IngestReport {
+            id: Some(s.id),
+            status: "stored".into(),
+            partner: s.partner,
+            kind: Some(s.kind.code().to_string()),
+            thread_id: Some(s.thread_id),
+            request_id: s.request_id,
+            ..report
+        }),
         // Two paths racing on the same Message-ID: the other one won.
         Err(AppError::Conflict(_)) => {
             let msg = "Trùng Message-ID với một thư vừa được lưu.".to_string();
@@ -188,14 +220,15 @@ fn process(
     }
 }
 
-fn report_for(conn: &mut DbConn, m: &models::MailMessage) -> AppResult<IngestReport> {
-    let partner = match m.partner_id {
-        Some(pid) => models::partners(conn)?
-            .into_iter()
-            .find(|p| p.id == pid)
-            .map(|p| p.code),
-        None => None,
-    };
+fn report_for(
+    conn: &mut DbConn,
+    partners: &[Partner],
+    m: &models::MailMessage,
+) -> AppResult<IngestReport> {
+    let partner = m
+        .partner_id
+        .and_then(|pid| partners.iter().find(|p| p.id == pid))
+        .map(|p| p.code.clone());
     let thread = models::thread(conn, m.thread_id)?;
     Ok(IngestReport {
         blob_id: m.blob_id,
@@ -261,10 +294,11 @@ fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
 fn classify_parsed(
     conn: &mut DbConn,
     cfg: &MailConfig,
+    known: &Known,
     p: &ParsedMail,
     existing_thread: Option<i64>,
 ) -> AppResult<(Option<models::Thread>, Option<Partner>, Kind, String)> {
-    let partners = models::partners(conn)?;
+    let partners = &known.partners;
     let norm = classify::normalise_subject(&p.subject);
     let at = p.sent_at.unwrap_or_else(now);
     let mut ids: Vec<String> = p.in_reply_to.clone();
@@ -274,7 +308,7 @@ fn classify_parsed(
         None => match models::thread_by_message_ids(conn, &ids)? {
             Some(id) => Some(models::thread(conn, id)?),
             None => {
-                let guess = partner_for(&partners, p, None).map(|pt| pt.id);
+                let guess = partner_for(partners, p, None).map(|pt| pt.id);
                 if norm.is_empty() {
                     None
                 } else {
@@ -283,14 +317,14 @@ fn classify_parsed(
             }
         },
     };
-    let partner = partner_for(&partners, p, thread.as_ref().and_then(|t| t.partner_id)).cloned();
+    let partner = partner_for(partners, p, thread.as_ref().and_then(|t| t.partner_id)).cloned();
     // A thread that already holds other mail is a conversation this one joins.
     let in_thread = match (&thread, existing_thread) {
         (Some(t), Some(_)) => models::thread_messages(conn, t.id)?.len() > 1,
         (Some(_), None) => true,
         (None, _) => false,
     };
-    let rules = load_rules(conn)?;
+    let rules = &known.rules;
     let own = classify::own_text(&p.text);
     let forwarded = p
         .forwarded
@@ -302,13 +336,28 @@ fn classify_parsed(
         own_text: &own,
         subject: &p.subject,
         forwarded,
-        rules: &rules,
+        rules,
     });
     Ok((thread, partner, kind, reason))
 }
 
-fn store(conn: &mut DbConn, cfg: &MailConfig, blob_id: i64, p: &ParsedMail) -> AppResult<i64> {
-    let (thread, partner, kind, reason) = classify_parsed(conn, cfg, p, None)?;
+/// What [`store`] decided, for the report.
+struct Stored {
+    id: i64,
+    thread_id: i64,
+    request_id: Option<i64>,
+    partner: Option<String>,
+    kind: Kind,
+}
+
+fn store(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    known: &Known,
+    blob_id: i64,
+    p: &ParsedMail,
+) -> AppResult<Stored> {
+    let (thread, partner, kind, reason) = classify_parsed(conn, cfg, known, p, None)?;
     let at = p.sent_at.unwrap_or_else(now);
     let thread_id = match &thread {
         Some(t) => {
@@ -386,7 +435,13 @@ fn store(conn: &mut DbConn, cfg: &MailConfig, blob_id: i64, p: &ParsedMail) -> A
         }
     }
     models::set_blob_status(conn, blob_id, "stored", None)?;
-    Ok(id)
+    Ok(Stored {
+        id,
+        thread_id,
+        request_id: thread.as_ref().and_then(|t| t.request_id),
+        partner: partner.map(|p| p.code),
+        kind,
+    })
 }
 
 /// Runs partner and kind detection again (after rules or partners changed).
@@ -395,7 +450,8 @@ pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -
     let raw = models::blob_raw(conn, m.blob_id)?;
     let parsed = parse::parse(&raw).map_err(AppError::Validation)?;
     conn.transaction(|conn| {
-        let (_, partner, kind, reason) = classify_parsed(conn, cfg, &parsed, Some(m.thread_id))?;
+        let known = Known::load(conn)?;
+        let (_, partner, kind, reason) = classify_parsed(conn, cfg, &known, &parsed, Some(m.thread_id))?;
         let partner_id = partner.as_ref().map(|p| p.id);
         models::set_classification(conn, id, partner_id, kind.code(), &reason)?;
         audit::record(

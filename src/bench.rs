@@ -1,0 +1,186 @@
+//! `hubgate bench ...`: throughput figures printed for the issue notes. Each bench
+//! runs against a throw-away database (a temp SQLite file, or a fresh PostgreSQL
+//! database created and dropped under the given server URL).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use diesel::{Connection, RunQueryDsl};
+
+use crate::config::Config;
+use crate::db::{self, Pool};
+
+/// A scratch database; the PostgreSQL one is dropped when this goes away.
+pub struct Scratch {
+    pub pool: Pool,
+    pub config: Config,
+    _dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.pg
+            && let Ok(mut conn) = diesel::pg::PgConnection::establish(admin)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+/// A migrated scratch database: SQLite when `pg_admin` is None.
+pub fn scratch(pg_admin: Option<&str>) -> anyhow::Result<Scratch> {
+    let dir = tempfile::tempdir()?;
+    let (url, pg) = match pg_admin {
+        None => (format!("sqlite://{}/bench.db", dir.path().display()), None),
+        Some(admin) => {
+            let name = format!("hubgate_bench_{}", std::process::id());
+            let mut conn = diesel::pg::PgConnection::establish(admin)
+                .context("bench: cannot reach PostgreSQL")?;
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)?;
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+            (format!("{base}/{name}"), Some((admin.to_string(), name)))
+        }
+    };
+    let env = vec![
+        ("DATABASE_URL".to_string(), url.clone()),
+        (
+            "HUBGATE_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        ),
+    ];
+    let config = Config::from_sources(None, &env)?;
+    let pool = db::pool(&url, 4)?;
+    let mut conn = pool.get()?;
+    db::migrate(&mut conn)?;
+    drop(conn);
+    Ok(Scratch {
+        pool,
+        config,
+        _dir: dir,
+        pg,
+    })
+}
+
+const PARTNERS: [&str; 6] = [
+    "momo.vn",
+    "vnpay.vn",
+    "zalopay.vn",
+    "giftpop.vn",
+    "meete.vn",
+    "jamja.vn",
+];
+const SHOPS: [&str; 8] = [
+    "Phở Thìn",
+    "Bún Chả Hương Liên",
+    "Cơm Tấm Cali",
+    "Highlands Coffee",
+    "The Coffee House",
+    "Bánh Mì Huỳnh Hoa",
+    "Lẩu Phan",
+    "Gà Rán Popeyes",
+];
+
+/// Message `i` of a generated corpus: threads of five (request, merchant reply,
+/// leader approval, subject-only reply, forwarded confirmation).
+pub fn generated_mail(i: usize) -> Vec<u8> {
+    let thread = i / 5;
+    let step = i % 5;
+    let domain = PARTNERS[thread % PARTNERS.len()];
+    let shop = SHOPS[thread % SHOPS.len()];
+    let subject = format!("Mở cổng kết nối HUB - {shop} chi nhánh {thread}");
+    let root = format!("<t{thread}-0@{domain}>");
+    let (from, subj, extra, body) = match step {
+        0 => (
+            format!("hub@{domain}"),
+            subject.clone(),
+            String::new(),
+            format!(
+                "Kính gửi iPOS,\nĐề nghị mở cổng kết nối HUB cho merchant:\nTên quán: {shop}\nĐịa chỉ: {thread} Lê Lợi, Quận 1, TP.HCM\nNgười liên hệ: Chị Lan - 09{:08}\n",
+                thread % 100_000_000
+            ),
+        ),
+        1 => (
+            format!("owner{thread}@shop{thread}.vn"),
+            format!("Re: {subject}"),
+            format!("In-Reply-To: {root}\r\nReferences: {root}\r\n"),
+            "Bên em xác nhận đồng ý mở cổng kết nối.\n\nVào ngày đó đã viết:\n> Đề nghị mở cổng\n"
+                .into(),
+        ),
+        2 => (
+            format!("leader@{domain}"),
+            format!("TL: {subject}"),
+            String::new(),
+            "Đồng ý, approve.\n".into(),
+        ),
+        3 => (
+            format!("sale@ipos.vn"),
+            format!("RE: {subject}"),
+            String::new(),
+            "iPOS đã nhận đủ xác nhận.\n".into(),
+        ),
+        _ => (
+            format!("hub@{domain}"),
+            format!("Fwd: {subject}"),
+            format!("References: {root}\r\n"),
+            format!(
+                "Gửi iPOS.\n\n---------- Forwarded message ---------\nFrom: Chủ quán <owner{thread}@shop{thread}.vn>\nSubject: Xác nhận\n\nChúng tôi đồng ý kết nối.\n"
+            ),
+        ),
+    };
+    let encoded_subject = format!("=?utf-8?B?{}?=", base64_engine(subj.as_bytes()));
+    format!(
+        "From: {from}\r\nTo: hub@ipos.vn\r\nSubject: {encoded_subject}\r\nDate: Mon, 2 Nov 2026 09:{:02}:00 +0700\r\nMessage-ID: <t{thread}-{step}@{domain}>\r\n{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
+        step * 10
+    )
+    .into_bytes()
+}
+
+fn base64_engine(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Ingests `count` generated messages one by one (each its own transactions, as in
+/// production) and prints messages per second.
+pub fn mail(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
+    let backends: Vec<Option<&str>> = match pg_admin {
+        Some(url) => vec![None, Some(url)],
+        None => vec![None],
+    };
+    let corpus: Vec<Vec<u8>> = (0..count).map(generated_mail).collect();
+    for backend in backends {
+        let s = scratch(backend)?;
+        let mut conn = s.pool.get()?;
+        let started = Instant::now();
+        let known = crate::mail::inbound::service::Known::load(&mut conn)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut stored = 0usize;
+        for raw in &corpus {
+            let r = crate::mail::inbound::service::ingest_with(
+                &mut conn,
+                &s.config.mail,
+                &known,
+                raw,
+                "bench",
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            stored += usize::from(r.status == "stored");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "mail ingest [{}]: {count} messages in {secs:.2} s = {:.0} messages/s ({stored} stored)",
+            if backend.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
+            count as f64 / secs
+        );
+    }
+    Ok(())
+}
