@@ -117,7 +117,7 @@ pub fn generated_mail(i: usize) -> Vec<u8> {
             "Đồng ý, approve.\n".into(),
         ),
         3 => (
-            format!("sale@ipos.vn"),
+            "sale@ipos.vn".to_string(),
             format!("RE: {subject}"),
             String::new(),
             "iPOS đã nhận đủ xác nhận.\n".into(),
