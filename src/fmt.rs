@@ -78,6 +78,11 @@ impl fmt::Display for Age {
     }
 }
 
+/// The local (Asia/Ho_Chi_Minh) calendar date of a UTC timestamp.
+pub fn local_date(utc: NaiveDateTime) -> NaiveDate {
+    Utc.from_utc_datetime(&utc).with_timezone(&TZ).date_naive()
+}
+
 /// Local midnight of `date` in Asia/Ho_Chi_Minh, as a UTC timestamp (for range filters).
 pub fn local_midnight_utc(date: NaiveDate) -> NaiveDateTime {
     let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();

@@ -9,5 +9,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fmt;
+pub mod hub;
 pub mod mail;
 pub mod web;

@@ -49,6 +49,11 @@ diesel::table! {
         leader_addresses -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        cms_admin_name -> Text,
+        signing_company -> Text,
+        virtual_brand -> Text,
+        virtual_point -> Text,
+        accept_template -> Text,
     }
 }
 
@@ -131,7 +136,108 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    customers (id) {
+        id -> Int8,
+        name -> Text,
+        tax_code -> Text,
+        address -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    merchants (id) {
+        id -> Int8,
+        name -> Text,
+        contact_name -> Text,
+        phone -> Text,
+        email -> Text,
+        search_key -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    points (id) {
+        id -> Int8,
+        merchant_id -> Int8,
+        name -> Text,
+        address -> Text,
+        contact_name -> Text,
+        phone -> Text,
+        pos_parent -> Text,
+        pos_id -> Text,
+        point_code -> Text,
+        search_key -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    requests (id) {
+        id -> Int8,
+        partner_id -> Int8,
+        merchant_id -> Int8,
+        state -> Text,
+        version -> Int8,
+        opening_mail_id -> Nullable<Int8>,
+        opened_on -> Timestamp,
+        assignee_id -> Nullable<Int8>,
+        closed_reason -> Nullable<Text>,
+        created_by -> Nullable<Int8>,
+        state_since -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    request_points (request_id, point_id) {
+        request_id -> Int8,
+        point_id -> Int8,
+    }
+}
+
+diesel::table! {
+    confirmations (id) {
+        id -> Int8,
+        request_id -> Int8,
+        kind -> Text,
+        mail_message_id -> Nullable<Int8>,
+        recorded_by -> Nullable<Int8>,
+        reason -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    request_events (id) {
+        id -> Int8,
+        request_id -> Int8,
+        at -> Timestamp,
+        user_id -> Nullable<Int8>,
+        actor -> Text,
+        kind -> Text,
+        from_state -> Nullable<Text>,
+        to_state -> Nullable<Text>,
+        body -> Text,
+        mail_message_id -> Nullable<Int8>,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
+diesel::joinable!(points -> merchants (merchant_id));
+diesel::joinable!(requests -> partners (partner_id));
+diesel::joinable!(requests -> merchants (merchant_id));
+diesel::joinable!(request_points -> requests (request_id));
+diesel::joinable!(request_points -> points (point_id));
+diesel::joinable!(confirmations -> requests (request_id));
+diesel::joinable!(request_events -> requests (request_id));
 diesel::joinable!(mail_messages -> mail_blobs (blob_id));
 diesel::joinable!(mail_messages -> mail_threads (thread_id));
 diesel::joinable!(mail_messages -> partners (partner_id));
@@ -148,4 +254,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_messages,
     mail_attachments,
     mail_rules,
+    customers,
+    merchants,
+    points,
+    requests,
+    request_points,
+    confirmations,
+    request_events,
 );

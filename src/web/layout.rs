@@ -27,16 +27,44 @@ pub const NAV: &[NavEntry] = &[
         access: Access::Staff,
     },
     NavEntry {
+        label: "Việc của tôi",
+        href: "/my",
+        access: Access::Staff,
+    },
+    NavEntry {
+        label: "Yêu cầu kết nối",
+        href: "/requests",
+        access: Access::Staff,
+    },
+    NavEntry {
+        label: "Hộp thư đối tác",
+        href: "/mail",
+        access: MAIL_DESK,
+    },
+    NavEntry {
+        label: "Merchant",
+        href: "/merchants",
+        access: Access::Staff,
+    },
+    NavEntry {
         label: "Người dùng",
         href: "/admin/users",
-        access: Access::Roles(&[Role::Admin]),
+        access: ADMIN,
+    },
+    NavEntry {
+        label: "Quy tắc thư",
+        href: "/admin/mail-rules",
+        access: ADMIN,
     },
     NavEntry {
         label: "Nhật ký thao tác",
         href: "/admin/audit",
-        access: Access::Roles(&[Role::Admin]),
+        access: ADMIN,
     },
 ];
+
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const MAIL_DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
 
 #[derive(Clone, Debug)]
 pub struct NavItem {

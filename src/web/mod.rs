@@ -62,6 +62,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::accounts::handlers::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
+        crate::hub::handlers::ROUTES,
     ]
     .concat()
 }
@@ -71,6 +72,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::accounts::handlers::configure(cfg);
     crate::audit::handlers::configure(cfg);
     crate::mail::inbound::handlers::configure(cfg);
+    crate::hub::handlers::configure(cfg);
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.

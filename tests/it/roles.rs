@@ -42,6 +42,22 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/admin/mail-rules", "admin"),
     ("POST", "/admin/mail-rules/{id}/toggle", "admin"),
     ("POST", "/admin/mail-rules/{id}/delete", "admin"),
+    ("GET", "/requests", "staff"),
+    ("GET", "/requests/new", "sale,leader"),
+    ("POST", "/requests", "sale,leader"),
+    ("POST", "/requests/attach-mail", "sale,leader"),
+    ("GET", "/requests/{id}", "staff"),
+    ("POST", "/requests/{id}/transition", "sale,leader"),
+    ("POST", "/requests/{id}/confirmations", "leader"),
+    (
+        "POST",
+        "/requests/{id}/confirmations/{cid}/revoke",
+        "sale,leader",
+    ),
+    ("POST", "/requests/{id}/comments", "staff"),
+    ("GET", "/my", "staff"),
+    ("GET", "/merchants", "staff"),
+    ("GET", "/merchants/{id}", "staff"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];
@@ -99,7 +115,10 @@ db_test!(role_matrix, |app| {
     let mut failures = Vec::new();
     for (method, path, rule) in routes {
         // A missing id: allowed roles reach the handler (404), nothing real changes.
-        let url = path.replace("{id}", "999999").replace("{aid}", "999999");
+        let url = path
+            .replace("{id}", "999999")
+            .replace("{aid}", "999999")
+            .replace("{cid}", "999999");
         for (who, browser) in &people {
             let page = if method == "GET" {
                 browser.get(&url).await

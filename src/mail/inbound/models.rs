@@ -21,6 +21,11 @@ pub struct Partner {
     pub leader_addresses: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub cms_admin_name: String,
+    pub signing_company: String,
+    pub virtual_brand: String,
+    pub virtual_point: String,
+    pub accept_template: String,
 }
 
 fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -574,4 +579,31 @@ pub fn set_rule_enabled(conn: &mut DbConn, id: i64, enabled: bool) -> QueryResul
 pub fn delete_rule(conn: &mut DbConn, id: i64) -> QueryResult<()> {
     diesel::delete(mail_rules::table.find(id)).execute(conn)?;
     Ok(())
+}
+
+/// Ties a conversation to a connection request; its messages leave the to-do list.
+pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> QueryResult<()> {
+    diesel::update(mail_threads::table.find(thread_id))
+        .set(mail_threads::request_id.eq(Some(request_id)))
+        .execute(conn)?;
+    diesel::update(
+        mail_messages::table
+            .filter(mail_messages::thread_id.eq(thread_id))
+            .filter(mail_messages::status.eq("new")),
+    )
+    .set(mail_messages::status.eq("attached"))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Messages of the threads tied to a request, oldest first.
+pub fn request_messages(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<MailMessage>> {
+    let threads = mail_threads::table
+        .filter(mail_threads::request_id.eq(request_id))
+        .select(mail_threads::id);
+    mail_messages::table
+        .filter(mail_messages::thread_id.eq_any(threads))
+        .order((mail_messages::sent_at.asc(), mail_messages::id.asc()))
+        .select(MailMessage::as_select())
+        .load(conn)
 }

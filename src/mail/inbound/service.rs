@@ -435,6 +435,10 @@ fn store(
         }
     }
     models::set_blob_status(conn, blob_id, "stored", None)?;
+    // A reply in a conversation already tied to a request lands on its timeline.
+    if thread.as_ref().is_some_and(|t| t.request_id.is_some()) {
+        crate::hub::service::on_mail_stored(conn, id)?;
+    }
     Ok(Stored {
         id,
         thread_id,

@@ -1,0 +1,12 @@
+DROP TABLE request_events;
+DROP TABLE confirmations;
+DROP TABLE request_points;
+DROP TABLE requests;
+DROP TABLE points;
+DROP TABLE merchants;
+DROP TABLE customers;
+ALTER TABLE partners DROP COLUMN accept_template;
+ALTER TABLE partners DROP COLUMN virtual_point;
+ALTER TABLE partners DROP COLUMN virtual_brand;
+ALTER TABLE partners DROP COLUMN signing_company;
+ALTER TABLE partners DROP COLUMN cms_admin_name;

@@ -1,0 +1,415 @@
+//! Request pages: open (from a mail or by hand), view with timeline, move, confirm,
+//! comment; the request list, "Việc của tôi", and the merchant directory.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::models::{self, RequestFilter};
+use super::pages::*;
+use super::service::{self, OpenRequest};
+use super::state::State;
+use crate::accounts::Role;
+use crate::error::{AppError, AppResult};
+use crate::mail::inbound::classify::Suggestions;
+use crate::mail::inbound::models as mail;
+use crate::web::access::Access;
+use crate::web::layout::{Ctx, redirect, render, render_status};
+
+const DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
+const LEADER: Access = Access::Roles(&[Role::Leader]);
+const PAGE_SIZE: i64 = 50;
+
+crate::routes! {
+    GET "/requests" => Access::Staff, list;
+    GET "/requests/new" => DESK, new_form;
+    POST "/requests" => DESK, create;
+    POST "/requests/attach-mail" => DESK, attach_mail;
+    GET "/requests/{id}" => Access::Staff, show;
+    POST "/requests/{id}/transition" => DESK, transition;
+    POST "/requests/{id}/confirmations" => LEADER, manual_confirmation;
+    POST "/requests/{id}/confirmations/{cid}/revoke" => DESK, revoke_confirmation;
+    POST "/requests/{id}/comments" => Access::Staff, comment;
+    GET "/my" => Access::Staff, my_work;
+    GET "/merchants" => Access::Staff, merchants;
+    GET "/merchants/{id}" => Access::Staff, merchant;
+}
+
+#[derive(Deserialize, Default)]
+struct NewQuery {
+    mail: Option<i64>,
+}
+
+/// The open-request form's fields, prefilled from the mail's suggestions.
+#[derive(Deserialize, Default, Clone)]
+pub struct RequestForm {
+    #[serde(default)]
+    pub partner_id: i64,
+    pub mail_id: Option<i64>,
+    #[serde(default)]
+    pub merchant_name: String,
+    #[serde(default)]
+    pub merchant_contact: String,
+    #[serde(default)]
+    pub merchant_phone: String,
+    #[serde(default)]
+    pub point_name: String,
+    #[serde(default)]
+    pub point_address: String,
+    #[serde(default)]
+    pub point_contact: String,
+    #[serde(default)]
+    pub point_phone: String,
+}
+
+async fn show_form(
+    ctx: &Ctx,
+    form: RequestForm,
+    error: Option<String>,
+    status: StatusCode,
+) -> AppResult<HttpResponse> {
+    let mail_id = form.mail_id;
+    let (partners, opening) = ctx
+        .db(move |conn| {
+            let opening = match mail_id {
+                Some(id) => Some(mail::message(conn, id)?),
+                None => None,
+            };
+            Ok((mail::partners(conn)?, opening))
+        })
+        .await?;
+    let page = NewRequestPage {
+        l: ctx.layout("Mở yêu cầu kết nối", &[("Yêu cầu kết nối", "/requests")]),
+        partners,
+        form,
+        opening,
+        error,
+    };
+    render_status(status, &page)
+}
+
+async fn new_form(ctx: Ctx, q: web::Query<NewQuery>) -> AppResult<HttpResponse> {
+    let mut form = RequestForm {
+        mail_id: q.mail,
+        ..Default::default()
+    };
+    if let Some(id) = q.mail {
+        let m = ctx.db(move |conn| Ok(mail::message(conn, id)?)).await?;
+        let s: Suggestions = serde_json::from_str(&m.suggestions).unwrap_or_default();
+        let phone = s.phones.first().cloned().unwrap_or_default();
+        form = RequestForm {
+            partner_id: m.partner_id.unwrap_or_default(),
+            mail_id: Some(id),
+            merchant_name: s.merchant.clone().unwrap_or_default(),
+            merchant_contact: s.contact.clone().unwrap_or_default(),
+            merchant_phone: phone.clone(),
+            point_name: s.point.clone().or(s.merchant.clone()).unwrap_or_default(),
+            point_address: s.address.unwrap_or_default(),
+            point_contact: s.contact.unwrap_or_default(),
+            point_phone: phone,
+        };
+    }
+    show_form(&ctx, form, None, StatusCode::OK).await
+}
+
+async fn create(ctx: Ctx, form: web::Form<RequestForm>) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let f = form.into_inner();
+    let input = OpenRequest {
+        partner_id: f.partner_id,
+        mail_id: f.mail_id,
+        merchant_name: f.merchant_name.clone(),
+        merchant_contact: f.merchant_contact.clone(),
+        merchant_phone: f.merchant_phone.clone(),
+        point_name: f.point_name.clone(),
+        point_address: f.point_address.clone(),
+        point_contact: f.point_contact.clone(),
+        point_phone: f.point_phone.clone(),
+    };
+    match ctx
+        .db(move |conn| service::open_request(conn, &actor, &input))
+        .await
+    {
+        Ok(id) => {
+            ctx.flash("success", format!("Đã mở yêu cầu #{id}."));
+            Ok(redirect(&format!("/requests/{id}")))
+        }
+        Err(AppError::Validation(msg)) => {
+            show_form(&ctx, f, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct AttachForm {
+    #[serde(default)]
+    mail_id: i64,
+    #[serde(default)]
+    request_id: String,
+}
+
+async fn attach_mail(ctx: Ctx, form: web::Form<AttachForm>) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let f = form.into_inner();
+    let mail_id = f.mail_id;
+    let Ok(request_id) = f.request_id.trim().trim_start_matches('#').parse::<i64>() else {
+        ctx.flash("error", "Vui lòng nhập số yêu cầu, ví dụ 12.");
+        return Ok(redirect(&format!("/mail/{mail_id}")));
+    };
+    match ctx
+        .db(move |conn| service::attach_mail(conn, &actor, request_id, mail_id))
+        .await
+    {
+        Ok(()) => {
+            ctx.flash("success", format!("Đã gắn thư vào yêu cầu #{request_id}."));
+            Ok(redirect(&format!("/requests/{request_id}")))
+        }
+        Err(AppError::Validation(msg)) => {
+            ctx.flash("error", msg);
+            Ok(redirect(&format!("/mail/{mail_id}")))
+        }
+        Err(AppError::NotFound) => {
+            ctx.flash("error", format!("Không có yêu cầu #{request_id}."));
+            Ok(redirect(&format!("/mail/{mail_id}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let data = ctx.db(move |conn| RequestView::load(conn, id)).await?;
+    let title = format!("Yêu cầu #{id}");
+    render(&RequestPage {
+        l: ctx.layout(&title, &[("Yêu cầu kết nối", "/requests")]),
+        v: data,
+    })
+}
+
+#[derive(Deserialize)]
+struct TransitionForm {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Runs an action on a request and comes back to its page with the outcome.
+async fn act<F>(ctx: Ctx, id: i64, done: &str, f: F) -> AppResult<HttpResponse>
+where
+    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<()> + Send + 'static,
+{
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| f(conn, &actor)).await {
+        Ok(()) => ctx.flash("success", done.to_string()),
+        Err(AppError::Validation(msg)) | Err(AppError::Conflict(msg)) => ctx.flash("error", msg),
+        Err(e) => return Err(e),
+    }
+    Ok(redirect(&format!("/requests/{id}")))
+}
+
+async fn transition(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<TransitionForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let to = State::from_code(&f.to)
+        .ok_or_else(|| AppError::Validation("Trạng thái không hợp lệ.".into()))?;
+    let done = format!("Đã chuyển yêu cầu sang “{}”.", to.label());
+    act(ctx, id, &done, move |conn, actor| {
+        service::transition(conn, actor, id, f.version, to, &f.reason)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ConfirmationForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn manual_confirmation(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<ConfirmationForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    act(
+        ctx,
+        id,
+        "Đã ghi nhận xác nhận.",
+        move |conn, actor| service::manual_confirmation(conn, actor, id, &f.kind, &f.reason),
+    )
+    .await
+}
+
+async fn revoke_confirmation(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
+    let (id, cid) = path.into_inner();
+    act(ctx, id, "Đã gỡ xác nhận.", move |conn, actor| {
+        service::revoke_confirmation(conn, actor, id, cid)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct CommentForm {
+    #[serde(default)]
+    body: String,
+    internal: Option<String>,
+}
+
+async fn comment(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<CommentForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    act(ctx, id, "Đã thêm bình luận.", move |conn, actor| {
+        service::comment(conn, actor, id, &f.body, f.internal.is_some())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub partner: String,
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub mine: String,
+    #[serde(default)]
+    pub older_days: String,
+    pub page: Option<i64>,
+}
+
+impl ListQuery {
+    pub fn link_to_page(&self, page: i64) -> String {
+        let mut s = format!("/requests?page={page}");
+        for (k, v) in [
+            ("state", &self.state),
+            ("partner", &self.partner),
+            ("q", &self.q),
+            ("mine", &self.mine),
+            ("older_days", &self.older_days),
+        ] {
+            if !v.is_empty() {
+                s.push_str(&format!("&{k}={}", urlencoding::encode(v)));
+            }
+        }
+        s
+    }
+}
+
+async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = q.page.unwrap_or(1).max(1);
+    let uid = ctx.user()?.id;
+    let query = q.clone();
+    let rows = ctx
+        .db(move |conn| {
+            let partners = mail::partners(conn)?;
+            let filter = RequestFilter {
+                states: match query.state.as_str() {
+                    "" => Vec::new(),
+                    "open" => State::ALL
+                        .iter()
+                        .filter(|s| !s.is_closed())
+                        .map(|s| s.code().to_string())
+                        .collect(),
+                    s => vec![s.to_string()],
+                },
+                partner_id: partners
+                    .iter()
+                    .find(|p| p.code == query.partner)
+                    .map(|p| p.id),
+                merchant_search: Some(crate::mail::inbound::classify::fold(&query.q))
+                    .filter(|s| !s.is_empty()),
+                assignee_id: (!query.mine.is_empty()).then_some(uid),
+                older_than: query
+                    .older_days
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .map(|d| crate::db::now() - chrono::Duration::days(d)),
+            };
+            RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
+        })
+        .await?;
+    let pages = ((rows.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    render(&RequestListPage {
+        l: ctx.layout("Yêu cầu kết nối", &[]),
+        q,
+        rows,
+        page,
+        pages,
+    })
+}
+
+async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
+    let user = ctx.user()?.clone();
+    let roles = user.roles;
+    let sections = ctx.db(move |conn| MyWork::load(conn, roles)).await?;
+    render(&MyWorkPage {
+        l: ctx.layout("Việc của tôi", &[]),
+        sections,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct MerchantQuery {
+    #[serde(default)]
+    q: String,
+    page: Option<i64>,
+}
+
+async fn merchants(ctx: Ctx, q: web::Query<MerchantQuery>) -> AppResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = q.page.unwrap_or(1).max(1);
+    let key = crate::mail::inbound::classify::fold(&q.q);
+    let (rows, total) = ctx
+        .db(move |conn| {
+            Ok(models::search_merchants(
+                conn,
+                &key,
+                (page - 1) * PAGE_SIZE,
+                PAGE_SIZE,
+            )?)
+        })
+        .await?;
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    render(&MerchantsPage {
+        l: ctx.layout("Merchant và điểm bán", &[]),
+        q: q.q,
+        rows,
+        total,
+        page,
+        pages,
+    })
+}
+
+async fn merchant(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let (merchant, points) = ctx
+        .db(move |conn| Ok((models::merchant(conn, id)?, models::points_of(conn, id)?)))
+        .await?;
+    render(&MerchantPage {
+        l: ctx.layout(
+            &merchant.name.clone(),
+            &[("Merchant và điểm bán", "/merchants")],
+        ),
+        merchant,
+        points,
+    })
+}

@@ -1,0 +1,12 @@
+//! The hub connection desk: merchants and points, and connection requests that move
+//! B1 → B8 with their confirmations and a timeline of who did what.
+//!
+//! Rules: states move only through [`service::transition`], which refuses illegal
+//! moves and stale forms (optimistic version); every change writes a timeline event
+//! and an audit row in the same transaction.
+
+pub mod handlers;
+pub mod models;
+pub mod pages;
+pub mod service;
+pub mod state;

@@ -1,0 +1,440 @@
+//! Diesel structs and every query of the hub desk: merchants, points, requests,
+//! confirmations and the request timeline.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::{
+    confirmations, merchants, points, request_events, request_points, requests,
+};
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = merchants)]
+pub struct Merchant {
+    pub id: i64,
+    pub name: String,
+    pub contact_name: String,
+    pub phone: String,
+    pub email: String,
+    pub search_key: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = points)]
+pub struct Point {
+    pub id: i64,
+    pub merchant_id: i64,
+    pub name: String,
+    pub address: String,
+    pub contact_name: String,
+    pub phone: String,
+    pub pos_parent: String,
+    pub pos_id: String,
+    pub point_code: String,
+    pub search_key: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn merchant(conn: &mut DbConn, id: i64) -> QueryResult<Merchant> {
+    merchants::table
+        .find(id)
+        .select(Merchant::as_select())
+        .first(conn)
+}
+
+pub fn merchant_by_key(conn: &mut DbConn, key: &str) -> QueryResult<Option<Merchant>> {
+    merchants::table
+        .filter(merchants::search_key.eq(key))
+        .select(Merchant::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_merchant(
+    conn: &mut DbConn,
+    name: &str,
+    contact: &str,
+    phone: &str,
+    key: &str,
+) -> QueryResult<i64> {
+    let t = crate::db::now();
+    diesel::insert_into(merchants::table)
+        .values((
+            merchants::name.eq(name),
+            merchants::contact_name.eq(contact),
+            merchants::phone.eq(phone),
+            merchants::search_key.eq(key),
+            merchants::created_at.eq(t),
+            merchants::updated_at.eq(t),
+        ))
+        .returning(merchants::id)
+        .get_result(conn)
+}
+
+/// Merchants whose folded name contains `q`, with their point counts; one page.
+pub fn search_merchants(
+    conn: &mut DbConn,
+    q: &str,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<(Merchant, i64)>, i64)> {
+    let like = format!("%{}%", q.replace(['%', '_'], ""));
+    let total = merchants::table
+        .filter(merchants::search_key.like(&like))
+        .count()
+        .get_result(conn)?;
+    let rows: Vec<Merchant> = merchants::table
+        .filter(merchants::search_key.like(&like))
+        .order(merchants::name.asc())
+        .offset(offset)
+        .limit(limit)
+        .select(Merchant::as_select())
+        .load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    let counts: Vec<(i64, i64)> = points::table
+        .filter(points::merchant_id.eq_any(&ids))
+        .group_by(points::merchant_id)
+        .select((points::merchant_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    let out = rows
+        .into_iter()
+        .map(|m| {
+            let n = counts
+                .iter()
+                .find(|c| c.0 == m.id)
+                .map(|c| c.1)
+                .unwrap_or(0);
+            (m, n)
+        })
+        .collect();
+    Ok((out, total))
+}
+
+pub fn points_of(conn: &mut DbConn, merchant_id: i64) -> QueryResult<Vec<Point>> {
+    points::table
+        .filter(points::merchant_id.eq(merchant_id))
+        .order(points::name.asc())
+        .select(Point::as_select())
+        .load(conn)
+}
+
+pub fn point_by_key(conn: &mut DbConn, merchant_id: i64, key: &str) -> QueryResult<Option<Point>> {
+    points::table
+        .filter(points::merchant_id.eq(merchant_id))
+        .filter(points::search_key.eq(key))
+        .select(Point::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub struct NewPoint<'a> {
+    pub merchant_id: i64,
+    pub name: &'a str,
+    pub address: &'a str,
+    pub contact_name: &'a str,
+    pub phone: &'a str,
+    pub key: &'a str,
+}
+
+pub fn insert_point(conn: &mut DbConn, p: &NewPoint<'_>) -> QueryResult<i64> {
+    let t = crate::db::now();
+    diesel::insert_into(points::table)
+        .values((
+            points::merchant_id.eq(p.merchant_id),
+            points::name.eq(p.name),
+            points::address.eq(p.address),
+            points::contact_name.eq(p.contact_name),
+            points::phone.eq(p.phone),
+            points::search_key.eq(p.key),
+            points::created_at.eq(t),
+            points::updated_at.eq(t),
+        ))
+        .returning(points::id)
+        .get_result(conn)
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = requests)]
+pub struct Request {
+    pub id: i64,
+    pub partner_id: i64,
+    pub merchant_id: i64,
+    pub state: String,
+    pub version: i64,
+    pub opening_mail_id: Option<i64>,
+    pub opened_on: NaiveDateTime,
+    pub assignee_id: Option<i64>,
+    pub closed_reason: Option<String>,
+    pub created_by: Option<i64>,
+    pub state_since: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+pub struct NewRequest {
+    pub partner_id: i64,
+    pub merchant_id: i64,
+    pub opening_mail_id: Option<i64>,
+    pub opened_on: NaiveDateTime,
+    pub created_by: Option<i64>,
+}
+
+pub fn insert_request(conn: &mut DbConn, r: &NewRequest) -> QueryResult<i64> {
+    let t = crate::db::now();
+    diesel::insert_into(requests::table)
+        .values((
+            requests::partner_id.eq(r.partner_id),
+            requests::merchant_id.eq(r.merchant_id),
+            requests::state.eq("received"),
+            requests::opening_mail_id.eq(r.opening_mail_id),
+            requests::opened_on.eq(r.opened_on),
+            requests::assignee_id.eq(r.created_by),
+            requests::created_by.eq(r.created_by),
+            requests::state_since.eq(t),
+            requests::created_at.eq(t),
+            requests::updated_at.eq(t),
+        ))
+        .returning(requests::id)
+        .get_result(conn)
+}
+
+pub fn request(conn: &mut DbConn, id: i64) -> QueryResult<Request> {
+    requests::table
+        .find(id)
+        .select(Request::as_select())
+        .first(conn)
+}
+
+/// Moves the state only if nobody moved it since `version` was read; returns whether
+/// this call won.
+pub fn move_state(
+    conn: &mut DbConn,
+    id: i64,
+    version: i64,
+    to: &str,
+    reason: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        requests::table
+            .filter(requests::id.eq(id))
+            .filter(requests::version.eq(version)),
+    )
+    .set((
+        requests::state.eq(to),
+        requests::version.eq(version + 1),
+        requests::closed_reason.eq(reason),
+        requests::state_since.eq(at),
+        requests::updated_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn link_point(conn: &mut DbConn, request_id: i64, point_id: i64) -> QueryResult<()> {
+    diesel::insert_into(request_points::table)
+        .values((
+            request_points::request_id.eq(request_id),
+            request_points::point_id.eq(point_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn request_point_list(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Point>> {
+    request_points::table
+        .inner_join(points::table)
+        .filter(request_points::request_id.eq(request_id))
+        .order(points::name.asc())
+        .select(Point::as_select())
+        .load(conn)
+}
+
+/// Filters of the request list; empty fields do not filter.
+#[derive(Debug, Default, Clone)]
+pub struct RequestFilter {
+    pub states: Vec<String>,
+    pub partner_id: Option<i64>,
+    pub merchant_search: Option<String>,
+    pub assignee_id: Option<i64>,
+    pub older_than: Option<NaiveDateTime>,
+}
+
+fn filtered(
+    f: &RequestFilter,
+) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+    let mut q = requests::table.into_boxed();
+    if !f.states.is_empty() {
+        q = q.filter(requests::state.eq_any(f.states.clone()));
+    }
+    if let Some(p) = f.partner_id {
+        q = q.filter(requests::partner_id.eq(p));
+    }
+    if let Some(a) = f.assignee_id {
+        q = q.filter(requests::assignee_id.eq(a));
+    }
+    if let Some(t) = f.older_than {
+        q = q.filter(requests::state_since.lt(t));
+    }
+    if let Some(s) = &f.merchant_search {
+        let like = format!("%{}%", s.replace(['%', '_'], ""));
+        let ids = merchants::table
+            .filter(merchants::search_key.like(like))
+            .select(merchants::id);
+        q = q.filter(requests::merchant_id.eq_any(ids));
+    }
+    q
+}
+
+pub fn list_requests(
+    conn: &mut DbConn,
+    f: &RequestFilter,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<Request>, i64)> {
+    let total = filtered(f).count().get_result(conn)?;
+    let rows = filtered(f)
+        .order((requests::state_since.asc(), requests::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .select(Request::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {
+    merchants::table
+        .filter(merchants::id.eq_any(ids))
+        .select(Merchant::as_select())
+        .load(conn)
+}
+
+/// (state, partner_id, count, oldest state_since) for the dashboard.
+pub fn counts_by_state_and_partner(
+    conn: &mut DbConn,
+) -> QueryResult<Vec<(String, i64, i64, Option<NaiveDateTime>)>> {
+    requests::table
+        .group_by((requests::state, requests::partner_id))
+        .select((
+            requests::state,
+            requests::partner_id,
+            diesel::dsl::count_star(),
+            diesel::dsl::min(requests::state_since),
+        ))
+        .load(conn)
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = confirmations)]
+pub struct Confirmation {
+    pub id: i64,
+    pub request_id: i64,
+    pub kind: String,
+    pub mail_message_id: Option<i64>,
+    pub recorded_by: Option<i64>,
+    pub reason: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revoked_by: Option<i64>,
+}
+
+pub fn insert_confirmation(
+    conn: &mut DbConn,
+    request_id: i64,
+    kind: &str,
+    mail_message_id: Option<i64>,
+    recorded_by: Option<i64>,
+    reason: &str,
+) -> QueryResult<i64> {
+    diesel::insert_into(confirmations::table)
+        .values((
+            confirmations::request_id.eq(request_id),
+            confirmations::kind.eq(kind),
+            confirmations::mail_message_id.eq(mail_message_id),
+            confirmations::recorded_by.eq(recorded_by),
+            confirmations::reason.eq(reason),
+            confirmations::created_at.eq(crate::db::now()),
+        ))
+        .returning(confirmations::id)
+        .get_result(conn)
+}
+
+pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Confirmation>> {
+    confirmations::table
+        .filter(confirmations::request_id.eq(request_id))
+        .order(confirmations::created_at.asc())
+        .select(Confirmation::as_select())
+        .load(conn)
+}
+
+pub fn confirmation(conn: &mut DbConn, id: i64) -> QueryResult<Confirmation> {
+    confirmations::table
+        .find(id)
+        .select(Confirmation::as_select())
+        .first(conn)
+}
+
+pub fn revoke_confirmation(conn: &mut DbConn, id: i64, by: i64) -> QueryResult<()> {
+    diesel::update(confirmations::table.find(id))
+        .set((
+            confirmations::revoked_at.eq(Some(crate::db::now())),
+            confirmations::revoked_by.eq(Some(by)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = request_events)]
+pub struct Event {
+    pub id: i64,
+    pub request_id: i64,
+    pub at: NaiveDateTime,
+    pub user_id: Option<i64>,
+    pub actor: String,
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub body: String,
+    pub mail_message_id: Option<i64>,
+}
+
+pub struct NewEvent<'a> {
+    pub request_id: i64,
+    pub user_id: Option<i64>,
+    pub actor: &'a str,
+    pub kind: &'a str,
+    pub from_state: Option<&'a str>,
+    pub to_state: Option<&'a str>,
+    pub body: &'a str,
+    pub mail_message_id: Option<i64>,
+}
+
+pub fn insert_event(conn: &mut DbConn, e: &NewEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(request_events::table)
+        .values((
+            request_events::request_id.eq(e.request_id),
+            request_events::at.eq(crate::db::now()),
+            request_events::user_id.eq(e.user_id),
+            request_events::actor.eq(e.actor),
+            request_events::kind.eq(e.kind),
+            request_events::from_state.eq(e.from_state),
+            request_events::to_state.eq(e.to_state),
+            request_events::body.eq(e.body),
+            request_events::mail_message_id.eq(e.mail_message_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn events_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Event>> {
+    request_events::table
+        .filter(request_events::request_id.eq(request_id))
+        .order((request_events::at.asc(), request_events::id.asc()))
+        .select(Event::as_select())
+        .load(conn)
+}

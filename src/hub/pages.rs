@@ -1,0 +1,381 @@
+//! Page structs and the read models behind them (templates/hub/).
+
+use askama::Template;
+
+use super::handlers::{ListQuery, RequestForm};
+use super::models::{self, Confirmation, Event, Merchant, Point, Request, RequestFilter};
+use super::service;
+use super::state::State;
+use crate::accounts::{Role, Roles};
+use crate::db::DbConn;
+use crate::error::AppResult;
+use crate::fmt::{Age, LocalDate, LocalTime};
+use crate::mail::inbound::models::{self as mail, MailMessage, Partner};
+use crate::web::layout::Layout;
+
+fn partner_code(partners: &[Partner], id: i64) -> String {
+    partners
+        .iter()
+        .find(|p| p.id == id)
+        .map(|p| p.code.clone())
+        .unwrap_or_default()
+}
+
+/// One step of the step bar.
+pub struct Step {
+    pub code: &'static str,
+    pub label: &'static str,
+    pub done: bool,
+    pub current: bool,
+}
+
+/// One line of the timeline: an event or a mail, in time order.
+pub struct TimelineItem {
+    pub at: LocalTime,
+    pub who: String,
+    pub kind: &'static str,
+    pub text: String,
+    pub mail_id: Option<i64>,
+}
+
+/// Everything the request page shows.
+pub struct RequestView {
+    pub r: Request,
+    pub state: State,
+    pub partner: Option<Partner>,
+    pub merchant: Merchant,
+    pub points: Vec<Point>,
+    pub confirmations: Vec<Confirmation>,
+    pub missing: Vec<String>,
+    pub timeline: Vec<TimelineItem>,
+    pub steps: Vec<Step>,
+}
+
+impl RequestView {
+    pub fn load(conn: &mut DbConn, id: i64) -> AppResult<Self> {
+        let r = models::request(conn, id)?;
+        let state = State::from_code(&r.state).unwrap_or(State::Received);
+        let partner = mail::partners(conn)?
+            .into_iter()
+            .find(|p| p.id == r.partner_id);
+        let merchant = models::merchant(conn, r.merchant_id)?;
+        let points = models::request_point_list(conn, id)?;
+        let confirmations = models::confirmations_of(conn, id)?;
+        let missing = service::missing(conn, &r)?;
+        let events = models::events_of(conn, id)?;
+        let mails = mail::request_messages(conn, id)?;
+        let timeline = timeline(&events, &mails);
+        let reached = State::STEPS.iter().position(|s| *s == state);
+        let steps = State::STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Step {
+                code: s.step().unwrap_or(""),
+                label: s.label(),
+                done: reached.is_some_and(|r| i < r),
+                current: reached == Some(i),
+            })
+            .collect();
+        Ok(RequestView {
+            r,
+            state,
+            partner,
+            merchant,
+            points,
+            confirmations,
+            missing,
+            timeline,
+            steps,
+        })
+    }
+
+    pub fn next_step(&self) -> &'static str {
+        service::next_step(self.state, &self.missing)
+    }
+
+    pub fn opened_on(&self) -> LocalDate {
+        LocalDate(crate::fmt::local_date(self.r.opened_on))
+    }
+
+    pub fn waiting(&self) -> Age {
+        Age(self.r.state_since)
+    }
+
+    pub fn confirmation_label(&self, c: &Confirmation) -> &'static str {
+        if c.kind == service::LEADER {
+            "Leader đối tác"
+        } else {
+            "Merchant"
+        }
+    }
+
+    pub fn confirmation_time(&self, c: &Confirmation) -> LocalTime {
+        LocalTime(c.created_at)
+    }
+}
+
+fn timeline(events: &[Event], mails: &[MailMessage]) -> Vec<TimelineItem> {
+    let mut items: Vec<(chrono::NaiveDateTime, TimelineItem)> = events
+        .iter()
+        .filter(|e| e.kind != "mail" || e.mail_message_id.is_none())
+        .map(|e| {
+            let text = match (&e.from_state, &e.to_state) {
+                (_, Some(to)) => {
+                    let to = State::from_code(to).map(|s| s.label()).unwrap_or("?");
+                    if e.body.is_empty() {
+                        format!("Chuyển sang “{to}”")
+                    } else {
+                        format!("Chuyển sang “{to}”: {}", e.body)
+                    }
+                }
+                _ => e.body.clone(),
+            };
+            let kind = match e.kind.as_str() {
+                "state" => "Trạng thái",
+                "confirmation" => "Xác nhận",
+                "note" => "Ghi chú nội bộ",
+                "comment" => "Bình luận",
+                _ => "Sự kiện",
+            };
+            (
+                e.at,
+                TimelineItem {
+                    at: LocalTime(e.at),
+                    who: e.actor.clone(),
+                    kind,
+                    text,
+                    mail_id: e.mail_message_id,
+                },
+            )
+        })
+        .collect();
+    for m in mails {
+        let at = m.sent_at.unwrap_or(m.created_at);
+        items.push((
+            at,
+            TimelineItem {
+                at: LocalTime(at),
+                who: m.from_addr.clone(),
+                kind: "Thư đến",
+                text: format!(
+                    "{} – {}",
+                    m.subject,
+                    crate::mail::inbound::pages::kind_label(&m.kind)
+                ),
+                mail_id: Some(m.id),
+            },
+        ));
+    }
+    items.sort_by_key(|(at, _)| *at);
+    items.into_iter().map(|(_, i)| i).collect()
+}
+
+#[derive(Template)]
+#[template(path = "hub/request.html")]
+pub struct RequestPage {
+    pub l: Layout,
+    pub v: RequestView,
+}
+
+impl RequestPage {
+    pub fn can_desk(&self) -> bool {
+        self.l
+            .user
+            .as_ref()
+            .is_some_and(|u| u.roles.allows(&[Role::Sale, Role::Leader]))
+    }
+
+    pub fn can_confirm(&self) -> bool {
+        self.l
+            .user
+            .as_ref()
+            .is_some_and(|u| u.roles.allows(&[Role::Leader]))
+    }
+
+    pub fn is_received(&self) -> bool {
+        self.v.state == State::Received
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.v.state.is_closed()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "hub/new.html")]
+pub struct NewRequestPage {
+    pub l: Layout,
+    pub partners: Vec<Partner>,
+    pub form: RequestForm,
+    pub opening: Option<MailMessage>,
+    pub error: Option<String>,
+}
+
+/// A page of the request list with the names it needs.
+pub struct RequestRows {
+    pub rows: Vec<(Request, String, String, Vec<String>)>,
+    pub total: i64,
+    pub partners: Vec<Partner>,
+}
+
+impl RequestRows {
+    pub fn load(
+        conn: &mut DbConn,
+        f: &RequestFilter,
+        offset: i64,
+        limit: i64,
+        partners: Vec<Partner>,
+    ) -> AppResult<Self> {
+        let (requests, total) = models::list_requests(conn, f, offset, limit)?;
+        let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
+        let merchants = models::merchants_by_ids(conn, &ids)?;
+        let mut rows = Vec::with_capacity(requests.len());
+        for r in requests {
+            let missing = service::missing(conn, &r)?;
+            let merchant = merchants
+                .iter()
+                .find(|m| m.id == r.merchant_id)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            rows.push((
+                r.clone(),
+                partner_code(&partners, r.partner_id),
+                merchant,
+                missing,
+            ));
+        }
+        Ok(RequestRows {
+            rows,
+            total,
+            partners,
+        })
+    }
+}
+
+pub fn state_label(code: &str) -> String {
+    State::from_code(code)
+        .map(|s| match s.step() {
+            Some(step) => format!("{step} · {}", s.label()),
+            None => s.label().to_string(),
+        })
+        .unwrap_or_default()
+}
+
+pub fn age_of(r: &Request) -> Age {
+    Age(r.state_since)
+}
+
+#[derive(Template)]
+#[template(path = "hub/list.html")]
+pub struct RequestListPage {
+    pub l: Layout,
+    pub q: ListQuery,
+    pub rows: RequestRows,
+    pub page: i64,
+    pub pages: i64,
+}
+
+impl RequestListPage {
+    pub fn states(&self) -> [State; 9] {
+        State::ALL
+    }
+
+    pub fn prev_link(&self) -> Option<String> {
+        (self.page > 1).then(|| self.q.link_to_page(self.page - 1))
+    }
+
+    pub fn next_link(&self) -> Option<String> {
+        (self.page < self.pages).then(|| self.q.link_to_page(self.page + 1))
+    }
+}
+
+/// One block of "Việc của tôi": what a role has to do now.
+pub struct WorkSection {
+    pub title: &'static str,
+    pub rows: RequestRows,
+}
+
+pub struct MyWork;
+
+impl MyWork {
+    /// Sales: requests waiting for acceptance or a PYC; leaders: those waiting for a
+    /// leader confirmation; technicians: deployments; accountants: invoices.
+    pub fn load(conn: &mut DbConn, roles: Roles) -> AppResult<Vec<WorkSection>> {
+        let partners = mail::partners(conn)?;
+        let mut out = Vec::new();
+        let mut section =
+            |conn: &mut DbConn, title: &'static str, states: &[State]| -> AppResult<()> {
+                let filter = RequestFilter {
+                    states: states.iter().map(|s| s.code().to_string()).collect(),
+                    ..Default::default()
+                };
+                out.push(WorkSection {
+                    title,
+                    rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())?,
+                });
+                Ok(())
+            };
+        if roles.allows(&[Role::Sale]) {
+            section(
+                conn,
+                "Kinh doanh: chờ xác nhận và gửi mail chấp nhận (B1)",
+                &[State::Received],
+            )?;
+            section(conn, "Kinh doanh: cần tạo PYC (B2)", &[State::Accepted])?;
+        }
+        if roles.allows(&[Role::Leader]) {
+            section(
+                conn,
+                "Trưởng nhóm: yêu cầu cần xác nhận, PYC cần xem lại",
+                &[State::Received, State::Ticket],
+            )?;
+        }
+        if roles.allows(&[Role::Technician]) {
+            section(
+                conn,
+                "Kỹ thuật: cần triển khai",
+                &[State::Ticket, State::Deploying],
+            )?;
+        }
+        if roles.allows(&[Role::Accountant]) {
+            section(
+                conn,
+                "Kế toán: cần báo cáo và xuất hóa đơn 0 đ",
+                &[State::Replied, State::Reported],
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "hub/my.html")]
+pub struct MyWorkPage {
+    pub l: Layout,
+    pub sections: Vec<WorkSection>,
+}
+
+#[derive(Template)]
+#[template(path = "hub/merchants.html")]
+pub struct MerchantsPage {
+    pub l: Layout,
+    pub q: String,
+    pub rows: Vec<(Merchant, i64)>,
+    pub total: i64,
+    pub page: i64,
+    pub pages: i64,
+}
+
+impl MerchantsPage {
+    pub fn page_link(&self, page: i64) -> String {
+        format!("/merchants?page={page}&q={}", urlencoding::encode(&self.q))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "hub/merchant.html")]
+pub struct MerchantPage {
+    pub l: Layout,
+    pub merchant: Merchant,
+    pub points: Vec<Point>,
+}

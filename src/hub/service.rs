@@ -1,0 +1,497 @@
+//! The connection request workflow. Every function validates, runs in one
+//! transaction, writes a timeline event and an audit row.
+
+use diesel::Connection;
+
+use super::models::{self, NewEvent, NewPoint, NewRequest, Request};
+use super::state::State;
+use crate::audit::{self, Actor};
+use crate::db::{DbConn, now};
+use crate::error::{AppError, AppResult};
+use crate::mail::inbound::classify::{Kind, fold};
+use crate::mail::inbound::models as mail;
+
+/// Confirmation kinds: the merchant's, and the partner leader's (MoMo).
+pub const MERCHANT: &str = "merchant";
+pub const LEADER: &str = "leader";
+
+/// What a person types (or the mail suggests) to open a request.
+#[derive(Debug, Clone, Default)]
+pub struct OpenRequest {
+    pub partner_id: i64,
+    pub mail_id: Option<i64>,
+    pub merchant_name: String,
+    pub merchant_contact: String,
+    pub merchant_phone: String,
+    pub point_name: String,
+    pub point_address: String,
+    pub point_contact: String,
+    pub point_phone: String,
+}
+
+fn event(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    kind: &str,
+    body: &str,
+    mail_id: Option<i64>,
+) -> AppResult<()> {
+    models::insert_event(
+        conn,
+        &NewEvent {
+            request_id,
+            user_id: actor.user_id,
+            actor: &actor.label,
+            kind,
+            from_state: None,
+            to_state: None,
+            body,
+            mail_message_id: mail_id,
+        },
+    )?;
+    Ok(())
+}
+
+/// Opens a request, from a partner mail or by hand; merchant and point are found by
+/// name (case and diacritics folded) or created.
+pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> AppResult<i64> {
+    let merchant_name = input.merchant_name.trim();
+    let point_name = input.point_name.trim();
+    if merchant_name.is_empty() {
+        return Err(AppError::Validation("Vui lòng nhập tên merchant.".into()));
+    }
+    if point_name.is_empty() {
+        return Err(AppError::Validation(
+            "Vui lòng nhập tên điểm cần kết nối.".into(),
+        ));
+    }
+    conn.transaction(|conn| {
+        let partner = mail::partners(conn)?
+            .into_iter()
+            .find(|p| p.id == input.partner_id)
+            .ok_or_else(|| AppError::Validation("Vui lòng chọn đối tác.".into()))?;
+        let opening = match input.mail_id {
+            Some(id) => {
+                let m = mail::message(conn, id)?;
+                if let Some(rid) = mail::thread(conn, m.thread_id)?.request_id {
+                    return Err(AppError::Validation(format!("Luồng thư này đã gắn với yêu cầu #{rid}.")));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        let mkey = fold(merchant_name);
+        let merchant_id = match models::merchant_by_key(conn, &mkey)? {
+            Some(m) => m.id,
+            None => models::insert_merchant(conn, merchant_name, input.merchant_contact.trim(), input.merchant_phone.trim(), &mkey)?,
+        };
+        let pkey = fold(point_name);
+        let point_id = match models::point_by_key(conn, merchant_id, &pkey)? {
+            Some(p) => p.id,
+            None => models::insert_point(
+                conn,
+                &NewPoint {
+                    merchant_id,
+                    name: point_name,
+                    address: input.point_address.trim(),
+                    contact_name: input.point_contact.trim(),
+                    phone: input.point_phone.trim(),
+                    key: &pkey,
+                },
+            )?,
+        };
+        let id = models::insert_request(
+            conn,
+            &NewRequest {
+                partner_id: partner.id,
+                merchant_id,
+                opening_mail_id: opening.as_ref().map(|m| m.id),
+                opened_on: opening.as_ref().and_then(|m| m.sent_at).unwrap_or_else(now),
+                created_by: actor.user_id,
+            },
+        )?;
+        models::link_point(conn, id, point_id)?;
+        models::insert_event(
+            conn,
+            &NewEvent {
+                request_id: id,
+                user_id: actor.user_id,
+                actor: &actor.label,
+                kind: "state",
+                from_state: None,
+                to_state: Some(State::Received.code()),
+                body: &format!("Mở yêu cầu kết nối {} cho {merchant_name} – {point_name}", partner.code),
+                mail_message_id: opening.as_ref().map(|m| m.id),
+            },
+        )?;
+        if let Some(m) = &opening {
+            attach_thread(conn, actor, id, m.thread_id)?;
+        }
+        audit::record(
+            conn,
+            actor,
+            "request",
+            id,
+            "open",
+            None,
+            Some(serde_json::json!({"partner": partner.code, "merchant_id": merchant_id, "point_id": point_id, "mail_id": input.mail_id})),
+        )?;
+        Ok(id)
+    })
+}
+
+/// Ties a mail conversation to a request and records the confirmations it holds.
+fn attach_thread(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    thread_id: i64,
+) -> AppResult<()> {
+    mail::attach_thread(conn, thread_id, request_id)?;
+    for m in mail::thread_messages(conn, thread_id)? {
+        record_mail_confirmation(conn, actor, request_id, &m)?;
+    }
+    Ok(())
+}
+
+fn record_mail_confirmation(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    m: &mail::MailMessage,
+) -> AppResult<()> {
+    let kind = match Kind::from_code(&m.kind) {
+        Kind::MerchantConfirmation => MERCHANT,
+        Kind::LeaderConfirmation => LEADER,
+        _ => return Ok(()),
+    };
+    if models::confirmations_of(conn, request_id)?
+        .iter()
+        .any(|c| c.mail_message_id == Some(m.id))
+    {
+        return Ok(());
+    }
+    let who = m
+        .forwarded_from
+        .clone()
+        .unwrap_or_else(|| m.from_addr.clone());
+    models::insert_confirmation(
+        conn,
+        request_id,
+        kind,
+        Some(m.id),
+        None,
+        &format!("Thư của {who}"),
+    )?;
+    let label = if kind == MERCHANT {
+        "Xác nhận của merchant"
+    } else {
+        "Xác nhận của leader đối tác"
+    };
+    event(
+        conn,
+        actor,
+        request_id,
+        "confirmation",
+        &format!("{label} qua thư của {who}"),
+        Some(m.id),
+    )
+}
+
+/// Called by mail ingest for a message that joined a thread tied to a request.
+pub fn on_mail_stored(conn: &mut DbConn, message_id: i64) -> AppResult<()> {
+    let m = mail::message(conn, message_id)?;
+    let Some(request_id) = mail::thread(conn, m.thread_id)?.request_id else {
+        return Ok(());
+    };
+    mail::set_status(conn, m.id, "attached", None)?;
+    let actor = Actor::system("mail");
+    event(
+        conn,
+        &actor,
+        request_id,
+        "mail",
+        &format!("Thư mới từ {}: {}", m.from_addr, m.subject),
+        Some(m.id),
+    )?;
+    record_mail_confirmation(conn, &actor, request_id, &m)
+}
+
+/// Attaches the conversation of `mail_id` to an existing request.
+pub fn attach_mail(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    mail_id: i64,
+) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let r = models::request(conn, request_id)?;
+        let m = mail::message(conn, mail_id)?;
+        match mail::thread(conn, m.thread_id)?.request_id {
+            Some(other) if other == r.id => {
+                return Err(AppError::Validation(
+                    "Thư này đã gắn với yêu cầu này.".into(),
+                ));
+            }
+            Some(other) => {
+                return Err(AppError::Validation(format!(
+                    "Luồng thư này đã gắn với yêu cầu #{other}."
+                )));
+            }
+            None => {}
+        }
+        attach_thread(conn, actor, r.id, m.thread_id)?;
+        event(
+            conn,
+            actor,
+            r.id,
+            "mail",
+            &format!("Gắn luồng thư “{}”", m.subject),
+            Some(m.id),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "request",
+            r.id,
+            "attach_mail",
+            None,
+            Some(serde_json::json!({"mail_id": mail_id})),
+        )?;
+        Ok(())
+    })
+}
+
+/// A leader records a confirmation by hand (phone call, chat...), with the reason.
+pub fn manual_confirmation(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    kind: &str,
+    reason: &str,
+) -> AppResult<()> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::Validation(
+            "Vui lòng ghi lý do xác nhận thủ công.".into(),
+        ));
+    }
+    if kind != MERCHANT && kind != LEADER {
+        return Err(AppError::Validation("Loại xác nhận không hợp lệ.".into()));
+    }
+    conn.transaction(|conn| {
+        let r = models::request(conn, request_id)?;
+        if State::from_code(&r.state) != Some(State::Received) {
+            return Err(AppError::Validation(
+                "Chỉ ghi nhận xác nhận khi yêu cầu đang chờ chấp nhận (B1).".into(),
+            ));
+        }
+        let id = models::insert_confirmation(conn, r.id, kind, None, actor.user_id, reason)?;
+        let label = if kind == MERCHANT {
+            "merchant"
+        } else {
+            "leader đối tác"
+        };
+        event(
+            conn,
+            actor,
+            r.id,
+            "confirmation",
+            &format!("Ghi nhận thủ công xác nhận của {label}: {reason}"),
+            None,
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "confirmation",
+            id,
+            "create_manual",
+            None,
+            Some(serde_json::json!({"request_id": r.id, "kind": kind, "reason": reason})),
+        )?;
+        Ok(())
+    })
+}
+
+/// Unlinks a wrong confirmation (kept in history as revoked).
+pub fn revoke_confirmation(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    confirmation_id: i64,
+) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let c = models::confirmation(conn, confirmation_id)?;
+        if c.request_id != request_id {
+            return Err(AppError::NotFound);
+        }
+        if c.revoked_at.is_some() {
+            return Err(AppError::Validation("Xác nhận này đã được gỡ.".into()));
+        }
+        let r = models::request(conn, request_id)?;
+        if State::from_code(&r.state) != Some(State::Received) {
+            return Err(AppError::Validation(
+                "Yêu cầu đã được chấp nhận; không gỡ xác nhận được nữa.".into(),
+            ));
+        }
+        models::revoke_confirmation(conn, c.id, actor.user_id.unwrap_or_default())?;
+        event(
+            conn,
+            actor,
+            r.id,
+            "confirmation",
+            "Gỡ một xác nhận không đúng",
+            c.mail_message_id,
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "confirmation",
+            c.id,
+            "revoke",
+            Some(serde_json::json!({"kind": c.kind, "mail_id": c.mail_message_id})),
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+/// What is still missing before the request can move on, in Vietnamese.
+pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    if State::from_code(&r.state) == Some(State::Received) {
+        let partner = mail::partners(conn)?
+            .into_iter()
+            .find(|p| p.id == r.partner_id);
+        let live: Vec<_> = models::confirmations_of(conn, r.id)?
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .collect();
+        if !live.iter().any(|c| c.kind == MERCHANT) {
+            out.push("Chưa có xác nhận của merchant.".to_string());
+        }
+        if let Some(p) = partner
+            && p.leader_confirmation_required
+            && !live.iter().any(|c| c.kind == LEADER)
+        {
+            out.push(format!(
+                "Chưa có xác nhận của leader {} (bắt buộc với đối tác này).",
+                p.code
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Who acts next, for the request page and "Việc của tôi".
+pub fn next_step(state: State, missing: &[String]) -> &'static str {
+    match state {
+        State::Received if !missing.is_empty() => "Kinh doanh theo dõi để nhận đủ xác nhận",
+        State::Received => "Kinh doanh gửi mail chấp nhận mở cổng (B2)",
+        State::Accepted => "Kinh doanh tạo PYC (B3)",
+        State::Ticket => "Trưởng nhóm xem lại PYC, kỹ thuật nhận triển khai",
+        State::Deploying => "Kỹ thuật hoàn thành checklist triển khai",
+        State::Replied => "Cuối tháng báo kế toán (B6)",
+        State::Reported => "Kế toán xuất hóa đơn 0 đ (B8)",
+        State::Invoiced | State::Rejected | State::Cancelled => "Đã đóng",
+    }
+}
+
+/// Moves a request. `version` is the one the form was shown with: a stale form
+/// (someone else moved the request meanwhile) is refused, never applied twice.
+pub fn transition(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    version: i64,
+    to: State,
+    reason: &str,
+) -> AppResult<()> {
+    let reason = reason.trim();
+    conn.transaction(|conn| {
+        let r = models::request(conn, request_id)?;
+        let from = State::from_code(&r.state).ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown state {}", r.state)))?;
+        if r.version != version {
+            return Err(AppError::Conflict(
+                "Yêu cầu vừa được người khác cập nhật. Vui lòng tải lại trang để xem trạng thái mới.".into(),
+            ));
+        }
+        if !from.can_move_to(to) {
+            return Err(AppError::Validation(format!("Không thể chuyển từ “{}” sang “{}”.", from.label(), to.label())));
+        }
+        if matches!(to, State::Rejected | State::Cancelled) && reason.is_empty() {
+            return Err(AppError::Validation("Vui lòng ghi lý do.".into()));
+        }
+        if to == State::Accepted {
+            let missing = missing(conn, &r)?;
+            if !missing.is_empty() {
+                return Err(AppError::Validation(format!("Chưa thể chấp nhận: {}", missing.join(" "))));
+            }
+        }
+        let closing = matches!(to, State::Rejected | State::Cancelled).then_some(reason);
+        if !models::move_state(conn, r.id, version, to.code(), closing, now())? {
+            return Err(AppError::Conflict(
+                "Yêu cầu vừa được người khác cập nhật. Vui lòng tải lại trang để xem trạng thái mới.".into(),
+            ));
+        }
+        models::insert_event(
+            conn,
+            &NewEvent {
+                request_id: r.id,
+                user_id: actor.user_id,
+                actor: &actor.label,
+                kind: "state",
+                from_state: Some(from.code()),
+                to_state: Some(to.code()),
+                body: reason,
+                mail_message_id: None,
+            },
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "request",
+            r.id,
+            "transition",
+            Some(serde_json::json!({"state": from.code(), "version": version})),
+            Some(serde_json::json!({"state": to.code(), "reason": reason})),
+        )?;
+        Ok(())
+    })
+}
+
+/// A comment on the timeline; internal notes are for staff only (never mailed).
+pub fn comment(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    body: &str,
+    internal: bool,
+) -> AppResult<()> {
+    let body = body.trim();
+    if body.is_empty() {
+        return Err(AppError::Validation("Nội dung bình luận trống.".into()));
+    }
+    conn.transaction(|conn| {
+        let r = models::request(conn, request_id)?;
+        event(
+            conn,
+            actor,
+            r.id,
+            if internal { "note" } else { "comment" },
+            body,
+            None,
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "request",
+            r.id,
+            "comment",
+            None,
+            Some(serde_json::json!({"internal": internal})),
+        )?;
+        Ok(())
+    })
+}

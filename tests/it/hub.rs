@@ -1,0 +1,317 @@
+//! The connection request flow through the HTTP handlers, with mail arriving through
+//! the ingest function.
+
+use diesel::prelude::*;
+use hubgate::accounts::Role;
+use hubgate::db::schema::{mail_messages, requests};
+use hubgate::mail::inbound::service;
+
+fn ingest(app: &crate::support::TestApp, prefix: &str) -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let path = files
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no test mail {prefix}"));
+    let raw = std::fs::read(&path).unwrap_or_default();
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None))
+        .ok()
+        .and_then(|r| r.id)
+        .unwrap_or(-1)
+}
+
+fn state_of(app: &crate::support::TestApp, id: i64) -> (String, i64) {
+    app.with_conn(|c| {
+        requests::table
+            .find(id)
+            .select((requests::state, requests::version))
+            .first(c)
+    })
+    .unwrap_or_default()
+}
+
+fn newest_request(app: &crate::support::TestApp) -> i64 {
+    app.with_conn(|c| {
+        requests::table
+            .select(requests::id)
+            .order(requests::id.desc())
+            .first(c)
+    })
+    .unwrap_or(-1)
+}
+
+db_test!(momo_request_from_mail_to_accepted, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    let opening = ingest(&app, "a01");
+    let merchant_ok = ingest(&app, "a02");
+    let sale = app.login("sale@ipos.vn").await;
+
+    // The form is prefilled from the mail.
+    let form = sale.get(&format!("/requests/new?mail={opening}")).await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("value=\"Phở Thìn Lò Đúc\""),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("13 Lò Đúc, Hai Bà Trưng, Hà Nội"));
+    let partner_id: i64 = app
+        .with_conn(|c| {
+            mail_messages::table
+                .find(opening)
+                .select(mail_messages::partner_id)
+                .first::<Option<i64>>(c)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(-1);
+    let pid = partner_id.to_string();
+    let mid = opening.to_string();
+    let created = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("mail_id", mid.as_str()),
+                ("merchant_name", "Phở Thìn Lò Đúc"),
+                ("point_name", "Phở Thìn - 13 Lò Đúc"),
+                ("point_address", "13 Lò Đúc, Hai Bà Trưng, Hà Nội"),
+                ("point_contact", "Chị Lan"),
+                ("point_phone", "0912345678"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = newest_request(&app);
+    let page = sale.get(&format!("/requests/{id}")).await;
+    assert!(
+        page.body
+            .contains("Xác nhận của merchant qua thư của lan@phothin.vn"),
+        "the merchant's mail in the thread counts"
+    );
+    assert!(
+        page.body.contains("Chưa có xác nhận của leader MOMO"),
+        "MoMo requires its leader"
+    );
+    assert!(page.body.contains("Thư đến"), "mails are on the timeline");
+    assert_ne!(merchant_ok, -1);
+
+    // Opening a second request from the same conversation is refused.
+    let again = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("mail_id", mid.as_str()),
+                ("merchant_name", "X"),
+                ("point_name", "Y"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 422);
+    assert!(again.body.contains("đã gắn với yêu cầu"));
+
+    // Accepting without the leader is refused with the reason.
+    let (_, v0) = state_of(&app, id);
+    let v = v0.to_string();
+    let refused = sale
+        .post(
+            &format!("/requests/{id}/transition"),
+            &[("to", "accepted"), ("version", v.as_str())],
+        )
+        .await;
+    assert_eq!(refused.status, 303);
+    assert!(
+        sale.get(&format!("/requests/{id}"))
+            .await
+            .body
+            .contains("Chưa thể chấp nhận")
+    );
+    assert_eq!(state_of(&app, id).0, "received");
+
+    // The leader's approval arrives by mail in the same conversation.
+    ingest(&app, "a03");
+    let page = sale.get(&format!("/requests/{id}")).await;
+    assert!(
+        page.body
+            .contains("Xác nhận của leader đối tác qua thư của leader@momo.vn"),
+        "{}",
+        page.body
+    );
+
+    // A technician may read but not accept.
+    let tech = app.login("kythuat@ipos.vn").await;
+    assert_eq!(tech.get(&format!("/requests/{id}")).await.status, 200);
+    assert_eq!(
+        tech.post(
+            &format!("/requests/{id}/transition"),
+            &[("to", "accepted"), ("version", v.as_str())]
+        )
+        .await
+        .status,
+        403
+    );
+
+    let ok = sale
+        .post(
+            &format!("/requests/{id}/transition"),
+            &[("to", "accepted"), ("version", v.as_str())],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(state_of(&app, id).0, "accepted");
+    // The same (now stale) form again: refused, not applied twice.
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[("to", "accepted"), ("version", v.as_str())],
+    )
+    .await;
+    assert!(
+        sale.get(&format!("/requests/{id}"))
+            .await
+            .body
+            .contains("vừa được người khác cập nhật")
+    );
+    assert_eq!(state_of(&app, id), ("accepted".to_string(), v0 + 1));
+    // No skipping ahead.
+    let v1 = (v0 + 1).to_string();
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[("to", "invoiced"), ("version", v1.as_str())],
+    )
+    .await;
+    assert!(
+        sale.get(&format!("/requests/{id}"))
+            .await
+            .body
+            .contains("Không thể chuyển")
+    );
+
+    // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
+    ingest(&app, "a04");
+    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
+    let my = sale.get("/my").await;
+    assert!(
+        my.body.contains(&format!("#{id}")),
+        "accepted requests wait for a PYC from sales"
+    );
+    let list = sale.get("/requests?partner=MOMO&state=accepted").await;
+    assert!(list.body.contains("1 yêu cầu"));
+});
+
+db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let sale = app.login("sale@ipos.vn").await;
+    let leader = app.login("leader@ipos.vn").await;
+    let pid: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::partners;
+            partners::table
+                .filter(partners::code.eq("GIFTPOP"))
+                .select(partners::id)
+                .first(c)
+        })
+        .unwrap_or(-1);
+    let pid = pid.to_string();
+    let r = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("merchant_name", "The Coffee House"),
+                ("point_name", "TCH Nguyễn Huệ"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let id = newest_request(&app);
+    let page = sale.get(&format!("/requests/{id}")).await;
+    assert!(page.body.contains("Chưa có xác nhận của merchant."));
+    assert!(!page.body.contains("Chưa có xác nhận của leader"));
+    // Sales cannot record a manual confirmation; a leader can, with a reason.
+    assert_eq!(
+        sale.post(
+            &format!("/requests/{id}/confirmations"),
+            &[("kind", "merchant"), ("reason", "gọi điện")]
+        )
+        .await
+        .status,
+        403
+    );
+    leader
+        .post(
+            &format!("/requests/{id}/confirmations"),
+            &[("kind", "merchant"), ("reason", " ")],
+        )
+        .await;
+    assert!(
+        leader
+            .get(&format!("/requests/{id}"))
+            .await
+            .body
+            .contains("Vui lòng ghi lý do")
+    );
+    assert_eq!(
+        leader
+            .post(
+                &format!("/requests/{id}/confirmations"),
+                &[
+                    ("kind", "merchant"),
+                    ("reason", "Merchant xác nhận qua điện thoại")
+                ]
+            )
+            .await
+            .status,
+        303
+    );
+    let v = state_of(&app, id).1.to_string();
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[("to", "accepted"), ("version", v.as_str())],
+    )
+    .await;
+    assert_eq!(state_of(&app, id).0, "accepted");
+
+    // Cancelling needs a reason and closes the request.
+    let v = state_of(&app, id).1.to_string();
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[("to", "cancelled"), ("version", v.as_str()), ("reason", "")],
+    )
+    .await;
+    assert_eq!(state_of(&app, id).0, "accepted");
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[
+            ("to", "cancelled"),
+            ("version", v.as_str()),
+            ("reason", "Merchant đổi ý"),
+        ],
+    )
+    .await;
+    assert_eq!(state_of(&app, id).0, "cancelled");
+    let page = sale.get(&format!("/requests/{id}")).await;
+    assert!(page.body.contains("Merchant đổi ý"));
+    let audit: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::audit_log;
+            audit_log::table
+                .filter(audit_log::entity_type.eq("request"))
+                .filter(audit_log::entity_id.eq(id.to_string()))
+                .count()
+                .get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(audit, 3, "open, accept, cancel");
+});
