@@ -313,21 +313,6 @@ pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merch
         .load(conn)
 }
 
-/// (state, partner_id, count, oldest state_since) for the dashboard.
-pub fn counts_by_state_and_partner(
-    conn: &mut DbConn,
-) -> QueryResult<Vec<(String, i64, i64, Option<NaiveDateTime>)>> {
-    requests::table
-        .group_by((requests::state, requests::partner_id))
-        .select((
-            requests::state,
-            requests::partner_id,
-            diesel::dsl::count_star(),
-            diesel::dsl::min(requests::state_since),
-        ))
-        .load(conn)
-}
-
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = confirmations)]
 pub struct Confirmation {
