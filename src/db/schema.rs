@@ -142,6 +142,7 @@ diesel::table! {
         name -> Text,
         tax_code -> Text,
         address -> Text,
+        search_key -> Text,
         created_at -> Timestamp,
     }
 }

@@ -5,6 +5,7 @@
 //! moves and stale forms (optimistic version); every change writes a timeline event
 //! and an audit row in the same transaction.
 
+pub mod admin;
 pub mod handlers;
 pub mod models;
 pub mod pages;

@@ -20,47 +20,19 @@ pub struct NavEntry {
 }
 
 /// The main navigation, in order; each person sees only what their roles open.
+#[rustfmt::skip]
 pub const NAV: &[NavEntry] = &[
-    NavEntry {
-        label: "Tổng quan",
-        href: "/",
-        access: Access::Staff,
-    },
-    NavEntry {
-        label: "Việc của tôi",
-        href: "/my",
-        access: Access::Staff,
-    },
-    NavEntry {
-        label: "Yêu cầu kết nối",
-        href: "/requests",
-        access: Access::Staff,
-    },
-    NavEntry {
-        label: "Hộp thư đối tác",
-        href: "/mail",
-        access: MAIL_DESK,
-    },
-    NavEntry {
-        label: "Merchant",
-        href: "/merchants",
-        access: Access::Staff,
-    },
-    NavEntry {
-        label: "Người dùng",
-        href: "/admin/users",
-        access: ADMIN,
-    },
-    NavEntry {
-        label: "Quy tắc thư",
-        href: "/admin/mail-rules",
-        access: ADMIN,
-    },
-    NavEntry {
-        label: "Nhật ký thao tác",
-        href: "/admin/audit",
-        access: ADMIN,
-    },
+    NavEntry { label: "Tổng quan", href: "/", access: Access::Staff },
+    NavEntry { label: "Việc của tôi", href: "/my", access: Access::Staff },
+    NavEntry { label: "Bảng điều khiển", href: "/dashboard", access: Access::Staff },
+    NavEntry { label: "Yêu cầu kết nối", href: "/requests", access: Access::Staff },
+    NavEntry { label: "Hộp thư đối tác", href: "/mail", access: MAIL_DESK },
+    NavEntry { label: "Merchant", href: "/merchants", access: Access::Staff },
+    NavEntry { label: "Khách hàng", href: "/customers", access: MAIL_DESK },
+    NavEntry { label: "Đối tác", href: "/admin/partners", access: ADMIN },
+    NavEntry { label: "Người dùng", href: "/admin/users", access: ADMIN },
+    NavEntry { label: "Quy tắc thư", href: "/admin/mail-rules", access: ADMIN },
+    NavEntry { label: "Nhật ký thao tác", href: "/admin/audit", access: ADMIN },
 ];
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);

@@ -63,6 +63,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
+        crate::hub::admin::ROUTES,
     ]
     .concat()
 }
@@ -73,6 +74,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::audit::handlers::configure(cfg);
     crate::mail::inbound::handlers::configure(cfg);
     crate::hub::handlers::configure(cfg);
+    crate::hub::admin::configure(cfg);
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.

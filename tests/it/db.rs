@@ -11,7 +11,24 @@ struct Column {
     nullable: i32,
 }
 
-const TABLES: &[&str] = &["users", "audit_log", "login_failures"];
+const TABLES: &[&str] = &[
+    "users",
+    "audit_log",
+    "login_failures",
+    "partners",
+    "mail_blobs",
+    "mail_threads",
+    "mail_messages",
+    "mail_attachments",
+    "mail_rules",
+    "customers",
+    "merchants",
+    "points",
+    "requests",
+    "request_points",
+    "confirmations",
+    "request_events",
+];
 
 fn columns(app: &crate::support::TestApp, table: &str) -> Vec<Column> {
     app.with_conn(|c| {

@@ -199,7 +199,13 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
 
     // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
     ingest(&app, "a04");
-    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
+    assert!(
+        sale.get(&format!("/requests/{id}"))
+            .await
+            .body
+            .contains("sale@ipos.vn"),
+        "the reply is on the timeline"
+    );
     let my = sale.get("/my").await;
     assert!(
         my.body.contains(&format!("#{id}")),
@@ -314,4 +320,118 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
         })
         .unwrap_or(0);
     assert_eq!(audit, 3, "open, accept, cancel");
+});
+
+db_test!(a_new_partner_needs_no_code, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await;
+    let bad = admin
+        .post(
+            "/admin/partners",
+            &[
+                ("code", "shopee pay"),
+                ("name", "ShopeePay"),
+                ("kind", "payment"),
+                ("mail_domains", "shopeepay.vn"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Mã đối tác chỉ gồm"));
+    let ok = admin
+        .post(
+            "/admin/partners",
+            &[
+                ("code", "shopeepay"),
+                ("name", "ShopeePay"),
+                ("kind", "payment"),
+                ("mail_domains", "shopeepay.vn"),
+                ("virtual_brand", "SHOPEEPAY HUB"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(
+        admin
+            .get("/admin/partners")
+            .await
+            .body
+            .contains("SHOPEEPAY")
+    );
+
+    let raw = "From: Doi tac <hub@shopeepay.vn>\r\nTo: hub@ipos.vn\r\nSubject: Mo cong ket noi cho Lau Phan\r\nMessage-ID: <sp1@shopeepay.vn>\r\nDate: Mon, 9 Nov 2026 09:00:00 +0700\r\n\r\nDe nghi mo cong ket noi HUB.\r\n";
+    let cfg = app.state.config.mail.clone();
+    let r = app
+        .with_conn(|c| service::ingest(c, &cfg, raw.as_bytes(), "test", None))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.partner.as_deref(), Some("SHOPEEPAY"));
+    assert_eq!(r.kind.as_deref(), Some("connection_request"));
+
+    // Open it and see it on the dashboard.
+    let sale = app.login("sale@ipos.vn").await;
+    let mail_id = r.id.unwrap_or(-1).to_string();
+    let pid: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::partners;
+            partners::table
+                .filter(partners::code.eq("SHOPEEPAY"))
+                .select(partners::id)
+                .first(c)
+        })
+        .unwrap_or(-1);
+    let pid = pid.to_string();
+    let created = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("mail_id", mail_id.as_str()),
+                ("merchant_name", "Lẩu Phan"),
+                ("point_name", "Lẩu Phan Q1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303);
+    let dash = sale.get("/dashboard").await;
+    assert_eq!(dash.status, 200);
+    assert!(dash.body.contains("<th>SHOPEEPAY</th>"));
+    assert!(dash.body.contains("<svg"));
+    let audited: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::audit_log;
+            audit_log::table
+                .filter(audit_log::entity_type.eq("partner"))
+                .count()
+                .get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(audited, 1);
+
+    // Customers: the company list for PYCs.
+    assert_eq!(
+        sale.post(
+            "/customers",
+            &[
+                ("name", "Công ty TNHH ShopeePay"),
+                ("tax_code", "0312345678")
+            ]
+        )
+        .await
+        .status,
+        303
+    );
+    assert!(
+        sale.get("/customers?q=shopee")
+            .await
+            .body
+            .contains("Công ty TNHH ShopeePay")
+    );
+    assert!(
+        !sale
+            .get("/customers?q=momo")
+            .await
+            .body
+            .contains("ShopeePay")
+    );
 });

@@ -58,6 +58,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/my", "staff"),
     ("GET", "/merchants", "staff"),
     ("GET", "/merchants/{id}", "staff"),
+    ("GET", "/admin/partners", "admin"),
+    ("GET", "/admin/partners/new", "admin"),
+    ("POST", "/admin/partners", "admin"),
+    ("GET", "/admin/partners/{id}", "admin"),
+    ("POST", "/admin/partners/{id}", "admin"),
+    ("GET", "/customers", "sale,leader"),
+    ("POST", "/customers", "sale,leader"),
+    ("GET", "/dashboard", "staff"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];

@@ -11,6 +11,7 @@ CREATE TABLE customers (
     name TEXT NOT NULL,
     tax_code TEXT NOT NULL DEFAULT '',
     address TEXT NOT NULL DEFAULT '',
+    search_key TEXT NOT NULL DEFAULT '',
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX customers_name_idx ON customers (name);
