@@ -184,3 +184,119 @@ pub fn mail(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Runs the worker on `state` until the queue is empty; returns the elapsed seconds.
+async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let opts = crate::worker::runner::WorkerOptions {
+        name: "bench".into(),
+        concurrency,
+        lease: std::time::Duration::from_secs(300),
+        poll: std::time::Duration::from_millis(5),
+        job_timeout: std::time::Duration::from_secs(60),
+        grace: std::time::Duration::from_secs(5),
+    };
+    let registry = std::sync::Arc::new(crate::worker::runner::Registry::standard());
+    let worker = tokio::spawn(crate::worker::runner::run(
+        state.clone(),
+        registry,
+        opts,
+        stop_rx,
+    ));
+    loop {
+        let pool = state.pool.clone();
+        let left = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let mut conn = pool.get()?;
+            Ok(crate::worker::models::pending(&mut conn)?)
+        })
+        .await??;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    Ok(secs)
+}
+
+/// `hubgate bench queue`: no-op jobs through enqueue → claim → complete, and mails
+/// through the file transport, on SQLite and (when given) PostgreSQL.
+pub fn queue(
+    pg_admin: Option<&str>,
+    jobs: usize,
+    mails: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let backends: Vec<Option<&str>> = match pg_admin {
+        Some(url) => vec![None, Some(url)],
+        None => vec![None],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for backend in backends {
+        let label = if backend.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let s = scratch(backend)?;
+        let state = crate::web::AppState::new(s.config.clone(), s.pool.clone())?;
+        // Enqueue one by one through the public API, in one transaction.
+        let started = Instant::now();
+        {
+            let mut conn = s.pool.get()?;
+            conn.transaction(|c| -> crate::error::AppResult<()> {
+                for i in 0..jobs {
+                    crate::worker::enqueue(
+                        c,
+                        "debug.noop",
+                        &serde_json::json!({"i": i}),
+                        &Default::default(),
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let enqueue_secs = started.elapsed().as_secs_f64();
+        let drain_secs = runtime.block_on(drain(&state, concurrency))?;
+        let total = enqueue_secs + drain_secs;
+        println!(
+            "queue [{label}]: {jobs} no-op jobs: enqueue {:.0}/s, claim+run+complete {:.0}/s, end to end {:.0} jobs/s ({total:.2} s, concurrency {concurrency})",
+            jobs as f64 / enqueue_secs,
+            jobs as f64 / drain_secs,
+            jobs as f64 / total
+        );
+        if mails > 0 {
+            let started = Instant::now();
+            {
+                let mut conn = s.pool.get()?;
+                let actor = crate::audit::Actor::system("bench");
+                for i in 0..mails {
+                    let mail = crate::mail::outbound::OutgoingMail {
+                        to: vec!["doitac@momo.vn".into()],
+                        subject: format!("Xác nhận mở cổng kết nối HUB #{i}"),
+                        text: "Kính gửi MoMo,\n\niPOS xác nhận mở cổng kết nối HUB cho merchant.\n\nTrân trọng,\niPOS".into(),
+                        in_reply_to: Some(format!("req{i}@momo.vn")),
+                        references: vec![format!("req{i}@momo.vn")],
+                        ..Default::default()
+                    };
+                    crate::mail::outbound::queue_mail(&mut conn, &s.config.outbound, &actor, &mail)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+            }
+            let queue_secs = started.elapsed().as_secs_f64();
+            let send_secs = runtime.block_on(drain(&state, concurrency))?;
+            println!(
+                "mail [{label}]: {mails} mails: compose+queue {:.0}/s, send through the file transport {:.0}/s",
+                mails as f64 / queue_secs,
+                mails as f64 / send_secs
+            );
+        }
+    }
+    Ok(())
+}

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the web app (the default when no command is given).
     Serve,
+    /// Run only the worker and the scheduler (a second node, or a dedicated worker box).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Create a staff account; the password is asked on a terminal or read from stdin.
@@ -53,6 +55,18 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// No-op jobs/s through enqueue → claim → complete, and mails/s through the file transport.
+    Queue {
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 2_000)]
+        mails: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Also on PostgreSQL (default: HUBGATE_TEST_PG when set).
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
     /// Messages/s through ingest (parse, classify, thread, persist).
     Mail {
         #[arg(long, default_value_t = 10_000)]
@@ -91,11 +105,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .with_target(false)
         .init();
     // Benches use throw-away databases of their own.
-    if let Some(Command::Bench {
-        what: BenchCommand::Mail { count, pg },
-    }) = &cli.command
-    {
-        return crate::bench::mail(pg.as_deref(), *count);
+    if let Some(Command::Bench { what }) = &cli.command {
+        return match what {
+            BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
+            BenchCommand::Queue {
+                jobs,
+                mails,
+                concurrency,
+                pg,
+            } => crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency),
+        };
     }
     let pool = crate::db::pool(&config.database_url, config.db_pool_size)?;
     {
@@ -104,9 +123,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(migration = %name, "applied migration");
         }
     }
-    let state = AppState::new(config, pool);
+    let state = AppState::new(config, pool)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => actix_web::rt::System::new().block_on(crate::web::serve(state)),
+        Command::Worker => run_worker(state),
         Command::Migrate => {
             println!("database is up to date");
             Ok(())
@@ -217,4 +237,26 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
         "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)"
     );
     Ok(())
+}
+
+/// `hubgate worker`: the worker and the scheduler until SIGTERM or ctrl-c.
+fn run_worker(state: AppState) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let tasks = crate::worker::start_background(&state, stop_rx);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: no new jobs, running ones get the grace period");
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    })
 }

@@ -122,6 +122,60 @@ pub const SETTINGS: &[Setting] = &[
         default: "30",
         doc: "how often the Maildir is scanned",
     },
+    Setting {
+        key: "worker_concurrency",
+        env: "HUBGATE_WORKER_CONCURRENCY",
+        default: "4",
+        doc: "jobs run at once by the worker embedded in `serve` (0 = no embedded worker)",
+    },
+    Setting {
+        key: "worker_lease_secs",
+        env: "HUBGATE_WORKER_LEASE_SECS",
+        default: "300",
+        doc: "how long a claimed job is reserved; a crashed worker's jobs run again after it",
+    },
+    Setting {
+        key: "worker_poll_ms",
+        env: "HUBGATE_WORKER_POLL_MS",
+        default: "500",
+        doc: "how often an idle worker looks for due jobs",
+    },
+    Setting {
+        key: "worker_job_timeout_secs",
+        env: "HUBGATE_WORKER_JOB_TIMEOUT_SECS",
+        default: "120",
+        doc: "a job running longer fails and is retried",
+    },
+    Setting {
+        key: "worker_grace_secs",
+        env: "HUBGATE_WORKER_GRACE_SECS",
+        default: "20",
+        doc: "on shutdown, running jobs get this long to finish before their leases are released",
+    },
+    Setting {
+        key: "smtp_url",
+        env: "HUBGATE_SMTP_URL",
+        default: "",
+        doc: "smtp://user:pass@host:587?tls=required (STARTTLS), smtps://… (TLS), smtp://host:25 (plain); empty = .eml files in DATA_DIR/outbox",
+    },
+    Setting {
+        key: "mail_from",
+        env: "HUBGATE_MAIL_FROM",
+        default: "hub@ipos.vn",
+        doc: "sender address of outgoing mail",
+    },
+    Setting {
+        key: "mail_from_name",
+        env: "HUBGATE_MAIL_FROM_NAME",
+        default: "iPOS Hub",
+        doc: "sender name of outgoing mail",
+    },
+    Setting {
+        key: "message_id_domain",
+        env: "HUBGATE_MESSAGE_ID_DOMAIN",
+        default: "",
+        doc: "domain of our Message-IDs (empty = the sender address's domain)",
+    },
 ];
 
 /// Environment variables with our prefix that are not settings of the app itself.
@@ -141,6 +195,28 @@ pub struct Config {
     pub http_workers: usize,
     pub static_dir: PathBuf,
     pub mail: MailConfig,
+    pub worker: WorkerConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// The worker's settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub job_timeout: Duration,
+    pub grace: Duration,
+}
+
+/// Outgoing mail settings.
+#[derive(Clone, Debug)]
+pub struct OutboundConfig {
+    pub smtp_url: Option<String>,
+    pub outbox_dir: PathBuf,
+    pub from: String,
+    pub from_name: String,
+    pub message_id_domain: String,
 }
 
 /// Inbound mail settings.
@@ -343,7 +419,46 @@ impl Config {
                 .map(PathBuf::from),
             maildir_interval: Duration::from_secs(parse_num("maildir_interval_secs")?.max(1)),
         };
+        let worker = WorkerConfig {
+            concurrency: usize::try_from(parse_num("worker_concurrency")?).unwrap_or(usize::MAX),
+            lease: Duration::from_secs(parse_num("worker_lease_secs")?.max(1)),
+            poll: Duration::from_millis(parse_num("worker_poll_ms")?.max(10)),
+            job_timeout: Duration::from_secs(parse_num("worker_job_timeout_secs")?.max(1)),
+            grace: Duration::from_secs(parse_num("worker_grace_secs")?),
+        };
+        let smtp_url = Some(get("smtp_url")).filter(|s| !s.trim().is_empty());
+        if let Some(u) = &smtp_url
+            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+        {
+            bail!(
+                "{} must start with smtp:// or smtps://",
+                describe("smtp_url")
+            );
+        }
+        let from = get("mail_from").trim().to_string();
+        if !from.contains('@') {
+            bail!(
+                "{} must be an e-mail address, got `{from}`",
+                describe("mail_from")
+            );
+        }
+        let message_id_domain = match get("message_id_domain").trim() {
+            "" => from
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default(),
+            d => d.to_string(),
+        };
+        let outbound = OutboundConfig {
+            smtp_url,
+            outbox_dir: data_dir.join("outbox"),
+            from,
+            from_name: get("mail_from_name"),
+            message_id_domain,
+        };
         Ok(Config {
+            worker,
+            outbound,
             mail,
             bind,
             database_url,

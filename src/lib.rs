@@ -12,3 +12,4 @@ pub mod fmt;
 pub mod hub;
 pub mod mail;
 pub mod web;
+pub mod worker;

@@ -231,7 +231,60 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Text,
+        unique_key -> Nullable<Text>,
+        run_at -> Timestamp,
+        attempts -> Int8,
+        max_attempts -> Int8,
+        locked_until -> Nullable<Timestamp>,
+        locked_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        done_at -> Nullable<Timestamp>,
+        dead_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    job_events (id) {
+        id -> Int8,
+        job_id -> Int8,
+        at -> Timestamp,
+        event -> Text,
+        worker -> Nullable<Text>,
+        message -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mail_outbox (id) {
+        id -> Int8,
+        status -> Text,
+        from_addr -> Text,
+        to_addrs -> Text,
+        cc_addrs -> Text,
+        subject -> Text,
+        message_id -> Text,
+        in_reply_to -> Nullable<Text>,
+        refs -> Text,
+        text_body -> Text,
+        raw -> Binary,
+        attachment_names -> Text,
+        request_id -> Nullable<Int8>,
+        attempts -> Int8,
+        error -> Nullable<Text>,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
+diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(points -> merchants (merchant_id));
 diesel::joinable!(requests -> partners (partner_id));
 diesel::joinable!(requests -> merchants (merchant_id));
@@ -262,4 +315,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     request_points,
     confirmations,
     request_events,
+    jobs,
+    job_events,
+    mail_outbox,
 );

@@ -1,3 +1,6 @@
-//! Mail: inbound partner mail (kept raw, parsed, classified, threaded, triaged).
+//! Mail: inbound partner mail (kept raw, parsed, classified, threaded, triaged) and
+//! outgoing mail (composed once, queued, sent by the worker).
 
 pub mod inbound;
+pub mod outbound;
+pub mod sent;

@@ -30,14 +30,19 @@ use crate::error::{AppError, AppResult};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Pool,
+    pub mailer: Arc<crate::mail::outbound::Mailer>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: Pool) -> Self {
-        Self {
+    pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
+        let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(
+            &config.outbound,
+        )?);
+        Ok(Self {
             config: Arc::new(config),
             pool,
-        }
+            mailer,
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -64,6 +69,8 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
         crate::hub::admin::ROUTES,
+        crate::worker::handlers::ROUTES,
+        crate::mail::sent::ROUTES,
     ]
     .concat()
 }
@@ -75,6 +82,8 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::mail::inbound::handlers::configure(cfg);
     crate::hub::handlers::configure(cfg);
     crate::hub::admin::configure(cfg);
+    crate::worker::handlers::configure(cfg);
+    crate::mail::sent::configure(cfg);
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.
@@ -169,20 +178,27 @@ pub fn build_app(
         )
 }
 
-/// Runs the web server until SIGTERM or ctrl-c, then drains in-flight requests.
+/// Runs the web server (and, unless disabled, the worker and the scheduler) until
+/// SIGTERM or ctrl-c; then drains requests and lets running jobs finish.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let metrics = metrics(&state.pool)?;
     let bind = state.config.bind;
     let workers = state.config.http_workers;
-    actix_web::rt::spawn(crate::mail::inbound::maildir::watch(state.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = crate::worker::start_background(&state, stop_rx);
     tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
-    let mut server = HttpServer::new(move || build_app(state.clone(), metrics.clone()))
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || build_app(app_state.clone(), metrics.clone()))
         .bind(bind)?
         .shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }
     server.run().await?;
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
     tracing::info!("hubgate stopped");
     Ok(())
 }

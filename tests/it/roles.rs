@@ -66,6 +66,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/customers", "sale,leader"),
     ("POST", "/customers", "sale,leader"),
     ("GET", "/dashboard", "staff"),
+    ("GET", "/admin/jobs", "admin"),
+    ("GET", "/admin/jobs/{id}", "admin"),
+    ("POST", "/admin/jobs/{id}/retry", "admin"),
+    ("POST", "/admin/jobs/{id}/discard", "admin"),
+    ("GET", "/mail/sent", "sale,leader"),
+    ("GET", "/mail/sent/{id}", "sale,leader"),
+    ("GET", "/mail/sent/{id}/raw", "sale,leader"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];

@@ -161,7 +161,7 @@ impl TestApp {
             let mut conn = pool.get().unwrap_or_else(|e| panic!("conn: {e}"));
             hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
         }
-        let state = AppState::new(config, pool);
+        let state = AppState::new(config, pool).unwrap_or_else(|e| panic!("state: {e:#}"));
         let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));
         let app_state = state.clone();
         let server =

@@ -79,23 +79,18 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
     Ok(reports)
 }
 
-/// Watches the configured Maildir until the process stops.
-pub async fn watch(state: crate::web::AppState) {
-    let Some(dir) = state.config.mail.maildir.clone() else {
-        return;
+/// The job kind the scheduler enqueues to scan the configured Maildir.
+pub const SCAN_JOB: &str = "mail.maildir_scan";
+
+/// The Maildir scan job (a scheduled tick; a no-op when no Maildir is configured).
+pub async fn scan_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
+    let Some(dir) = ctx.state.config.mail.maildir.clone() else {
+        return Ok(());
     };
-    tracing::info!(maildir = %dir.display(), "watching Maildir for partner mail");
-    let mut tick = actix_web::rt::time::interval(state.config.mail.maildir_interval);
-    loop {
-        tick.tick().await;
-        let cfg = state.config.mail.clone();
-        let dir = dir.clone();
-        match state.db(move |conn| scan(conn, &cfg, &dir)).await {
-            Ok(reports) if !reports.is_empty() => {
-                tracing::info!(count = reports.len(), "ingested Maildir messages")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "Maildir scan failed; will retry"),
-        }
+    let cfg = ctx.state.config.mail.clone();
+    let reports = ctx.db(move |conn| scan(conn, &cfg, &dir)).await?;
+    if !reports.is_empty() {
+        tracing::info!(count = reports.len(), "ingested Maildir messages");
     }
+    Ok(())
 }

@@ -1,0 +1,130 @@
+//! The durable job queue and the worker that runs it.
+//!
+//! Rules:
+//! - [`enqueue`] runs inside the caller's transaction (transactional outbox): a
+//!   rolled-back change enqueues nothing, a committed one is never lost.
+//! - A claim is a lease: a worker killed mid-job loses nothing, the lease expires and
+//!   the job runs again. Handlers must therefore be idempotent (they key their side
+//!   effect, e.g. a mail's outbox row, and skip what is already done).
+//! - The claim commits before the job runs; the job never runs inside the claim
+//!   transaction (a long job there deadlocked crates.io's worker).
+//! - Failures retry with exponential backoff and jitter; after the last attempt the
+//!   job is dead, with its last error, until an admin retries or discards it.
+
+pub mod handlers;
+pub mod models;
+pub mod runner;
+pub mod schedule;
+
+use chrono::NaiveDateTime;
+
+use crate::audit::{self, Actor};
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+
+/// How a job is enqueued.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub run_at: Option<NaiveDateTime>,
+    pub max_attempts: i64,
+    /// A second enqueue with the same key is a no-op (the key stays with the job).
+    pub unique_key: Option<String>,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            run_at: None,
+            max_attempts: 8,
+            unique_key: None,
+        }
+    }
+}
+
+/// Adds a job in the caller's transaction. Returns its id, or None when a job with
+/// the same unique key exists.
+pub fn enqueue(
+    conn: &mut DbConn,
+    kind: &str,
+    payload: &serde_json::Value,
+    opts: &JobOptions,
+) -> AppResult<Option<i64>> {
+    let now = crate::db::now();
+    let payload = payload.to_string();
+    let id = models::insert(
+        conn,
+        &models::NewJob {
+            kind,
+            payload: &payload,
+            unique_key: opts.unique_key.as_deref(),
+            run_at: opts.run_at.unwrap_or(now),
+            max_attempts: opts.max_attempts.max(1),
+            created_at: now,
+        },
+    )?;
+    // No "enqueued" event: the job's created_at says it, at half the cost.
+    Ok(id)
+}
+
+/// Admin: a dead job back to the queue (audited).
+pub fn retry_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
+    use diesel::Connection;
+    conn.transaction(|conn| {
+        let job = models::job(conn, id)?;
+        if models::revive(conn, id, crate::db::now())? != 1 {
+            return Err(AppError::Validation(
+                "Chỉ thử lại được việc đã hỏng (dead).".into(),
+            ));
+        }
+        models::event(conn, id, "retried", Some(&actor.label), None)?;
+        audit::record(
+            conn,
+            actor,
+            "job",
+            id,
+            "retry",
+            Some(serde_json::json!({"state": "dead", "last_error": job.last_error})),
+            Some(serde_json::json!({"state": "queued"})),
+        )?;
+        Ok(())
+    })
+}
+
+/// Admin: gives up on a dead job (audited; its history stays).
+pub fn discard_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
+    use diesel::Connection;
+    conn.transaction(|conn| {
+        let job = models::job(conn, id)?;
+        if models::discard(conn, id, crate::db::now())? != 1 {
+            return Err(AppError::Validation(
+                "Chỉ bỏ qua được việc đã hỏng (dead).".into(),
+            ));
+        }
+        models::event(conn, id, "discarded", Some(&actor.label), None)?;
+        audit::record(
+            conn,
+            actor,
+            "job",
+            id,
+            "discard",
+            Some(serde_json::json!({"state": "dead", "last_error": job.last_error})),
+            Some(serde_json::json!({"state": "discarded"})),
+        )?;
+        Ok(())
+    })
+}
+
+/// Starts the embedded worker (unless its concurrency is 0) and the scheduler on the
+/// current runtime; both stop when `stop` turns true.
+pub fn start_background(
+    state: &crate::web::AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let registry = std::sync::Arc::new(runner::Registry::standard());
+    let opts = runner::WorkerOptions::from_config(&state.config);
+    let schedules = schedule::standard(&state.config);
+    vec![
+        tokio::spawn(runner::run(state.clone(), registry, opts, stop.clone())),
+        tokio::spawn(schedule::run(state.clone(), schedules, stop)),
+    ]
+}

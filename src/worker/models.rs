@@ -1,0 +1,370 @@
+//! The job table's queries. The claim is the one place the dialects differ:
+//! PostgreSQL locks rows with `FOR UPDATE SKIP LOCKED` (without it two workers claim
+//! the same job), SQLite takes the write lock up front with `BEGIN IMMEDIATE`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::{job_events, jobs};
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub unique_key: Option<String>,
+    pub run_at: NaiveDateTime,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub locked_until: Option<NaiveDateTime>,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub done_at: Option<NaiveDateTime>,
+    pub dead_at: Option<NaiveDateTime>,
+}
+
+impl Job {
+    /// queued, running, done or dead.
+    pub fn state(&self, now: NaiveDateTime) -> &'static str {
+        if self.done_at.is_some() {
+            "done"
+        } else if self.dead_at.is_some() {
+            "dead"
+        } else if self.locked_until.is_some_and(|t| t > now) {
+            "running"
+        } else {
+            "queued"
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub unique_key: Option<&'a str>,
+    pub run_at: NaiveDateTime,
+    pub max_attempts: i64,
+    pub created_at: NaiveDateTime,
+}
+
+/// Inserts a job; with a unique key already present it does nothing and returns None.
+pub fn insert(conn: &mut DbConn, job: &NewJob<'_>) -> QueryResult<Option<i64>> {
+    if job.unique_key.is_none() {
+        return diesel::insert_into(jobs::table)
+            .values(job)
+            .returning(jobs::id)
+            .get_result(conn)
+            .map(Some);
+    }
+    crate::with_conn!(conn, |c| diesel::insert_into(jobs::table)
+        .values(job)
+        .on_conflict(jobs::unique_key)
+        .do_nothing()
+        .returning(jobs::id)
+        .get_result(c)
+        .optional())
+}
+
+/// Many jobs in one statement (bench and bulk producers); no unique keys.
+pub fn insert_many(conn: &mut DbConn, batch: &[NewJob<'_>]) -> QueryResult<usize> {
+    crate::with_conn!(conn, |c| diesel::insert_into(jobs::table)
+        .values(batch)
+        .execute(c))
+}
+
+pub fn event(
+    conn: &mut DbConn,
+    job_id: i64,
+    event: &str,
+    worker: Option<&str>,
+    message: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(job_events::table)
+        .values((
+            job_events::job_id.eq(job_id),
+            job_events::at.eq(crate::db::now()),
+            job_events::event.eq(event),
+            job_events::worker.eq(worker),
+            job_events::message.eq(message),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Claims up to `limit` due jobs for `worker` until `lease_until`, counting an attempt.
+pub fn claim(
+    conn: &mut DbConn,
+    worker: &str,
+    limit: i64,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> QueryResult<Vec<Job>> {
+    let due = jobs::done_at
+        .is_null()
+        .and(jobs::dead_at.is_null())
+        .and(jobs::run_at.le(now))
+        .and(jobs::locked_until.is_null().or(jobs::locked_until.lt(now)));
+    match conn {
+        DbConn::Pg(pg) => pg.transaction(|pg| {
+            let ids: Vec<i64> = jobs::table
+                .filter(due)
+                .order((jobs::run_at.asc(), jobs::id.asc()))
+                .limit(limit)
+                .select(jobs::id)
+                .for_update()
+                .skip_locked()
+                .load(pg)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            diesel::update(jobs::table.filter(jobs::id.eq_any(&ids)))
+                .set((
+                    jobs::locked_until.eq(Some(lease_until)),
+                    jobs::locked_by.eq(Some(worker)),
+                    jobs::attempts.eq(jobs::attempts + 1),
+                ))
+                .execute(pg)?;
+            jobs::table
+                .filter(jobs::id.eq_any(&ids))
+                .order(jobs::id.asc())
+                .select(Job::as_select())
+                .load(pg)
+        }),
+        DbConn::Sqlite(lite) => lite.immediate_transaction(|lite| {
+            let ids: Vec<i64> = jobs::table
+                .filter(due)
+                .order((jobs::run_at.asc(), jobs::id.asc()))
+                .limit(limit)
+                .select(jobs::id)
+                .load(lite)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            diesel::update(jobs::table.filter(jobs::id.eq_any(&ids)))
+                .set((
+                    jobs::locked_until.eq(Some(lease_until)),
+                    jobs::locked_by.eq(Some(worker)),
+                    jobs::attempts.eq(jobs::attempts + 1),
+                ))
+                .execute(lite)?;
+            jobs::table
+                .filter(jobs::id.eq_any(&ids))
+                .order(jobs::id.asc())
+                .select(Job::as_select())
+                .load(lite)
+        }),
+    }
+}
+
+/// The outcome of one attempt, written back by the worker in a batch.
+pub enum Outcome {
+    Done,
+    Retry { at: NaiveDateTime, error: String },
+    Dead { error: String },
+}
+
+/// Writes outcomes, but only for jobs whose lease is still this worker's: a job whose
+/// lease expired and went to another worker is that worker's to finish.
+pub fn finish(
+    conn: &mut DbConn,
+    worker: &str,
+    results: &[(i64, Outcome)],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        // Successes in one statement each for the update and the history: this is the
+        // hot path (thousands of jobs a second).
+        let done: Vec<i64> = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Done))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut written = 0;
+        if !done.is_empty() {
+            let finished: Vec<i64> = diesel::update(
+                jobs::table
+                    .filter(jobs::id.eq_any(&done))
+                    .filter(jobs::locked_by.eq(worker))
+                    .filter(jobs::done_at.is_null()),
+            )
+            .set((
+                jobs::done_at.eq(Some(now)),
+                jobs::locked_until.eq(None::<NaiveDateTime>),
+                jobs::last_error.eq(None::<String>),
+            ))
+            .returning(jobs::id)
+            .get_results(conn)?;
+            written += finished.len();
+            let rows: Vec<_> = finished
+                .iter()
+                .map(|id| {
+                    (
+                        job_events::job_id.eq(*id),
+                        job_events::at.eq(now),
+                        job_events::event.eq("succeeded"),
+                        job_events::worker.eq(Some(worker)),
+                    )
+                })
+                .collect();
+            if !rows.is_empty() {
+                crate::with_conn!(conn, |c| diesel::insert_into(job_events::table)
+                    .values(&rows)
+                    .execute(c))?;
+            }
+        }
+        for (id, outcome) in results {
+            let mine = jobs::table
+                .filter(jobs::id.eq(*id))
+                .filter(jobs::locked_by.eq(worker))
+                .filter(jobs::done_at.is_null());
+            let (n, event, message) = match outcome {
+                Outcome::Done => continue,
+                Outcome::Retry { at, error } => (
+                    diesel::update(mine)
+                        .set((
+                            jobs::run_at.eq(*at),
+                            jobs::locked_until.eq(None::<NaiveDateTime>),
+                            jobs::last_error.eq(Some(error)),
+                        ))
+                        .execute(conn)?,
+                    "failed",
+                    error,
+                ),
+                Outcome::Dead { error } => (
+                    diesel::update(mine)
+                        .set((
+                            jobs::dead_at.eq(Some(now)),
+                            jobs::locked_until.eq(None::<NaiveDateTime>),
+                            jobs::last_error.eq(Some(error)),
+                        ))
+                        .execute(conn)?,
+                    "dead",
+                    error,
+                ),
+            };
+            if n == 1 {
+                written += 1;
+                self::event(conn, *id, event, Some(worker), Some(message))?;
+            }
+        }
+        Ok(written)
+    })
+}
+
+/// Gives leases back without counting the attempt (graceful shutdown).
+pub fn release(conn: &mut DbConn, worker: &str, ids: &[i64]) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq_any(ids))
+            .filter(jobs::locked_by.eq(worker))
+            .filter(jobs::done_at.is_null()),
+    )
+    .set((
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+        jobs::attempts.eq(jobs::attempts - 1),
+    ))
+    .execute(conn)
+}
+
+pub fn job(conn: &mut DbConn, id: i64) -> QueryResult<Job> {
+    jobs::table.find(id).select(Job::as_select()).first(conn)
+}
+
+/// (at, event, worker, message) of a job's history.
+pub type JobEvent = (NaiveDateTime, String, Option<String>, Option<String>);
+
+pub fn events_of(conn: &mut DbConn, job_id: i64) -> QueryResult<Vec<JobEvent>> {
+    job_events::table
+        .filter(job_events::job_id.eq(job_id))
+        .order(job_events::id.asc())
+        .select((
+            job_events::at,
+            job_events::event,
+            job_events::worker,
+            job_events::message,
+        ))
+        .load(conn)
+}
+
+/// (kind, done, dead, total) per kind.
+pub fn counts(conn: &mut DbConn) -> QueryResult<Vec<(String, i64, i64, i64)>> {
+    use diesel::dsl::count;
+    jobs::table
+        .group_by(jobs::kind)
+        .select((
+            jobs::kind,
+            count(jobs::done_at),
+            count(jobs::dead_at),
+            diesel::dsl::count_star(),
+        ))
+        .order(jobs::kind.asc())
+        .load(conn)
+}
+
+/// Jobs not finished, for the running/queued counts.
+pub fn live(conn: &mut DbConn) -> QueryResult<Vec<Job>> {
+    jobs::table
+        .filter(jobs::done_at.is_null())
+        .filter(jobs::dead_at.is_null())
+        .order(jobs::run_at.asc())
+        .limit(500)
+        .select(Job::as_select())
+        .load(conn)
+}
+
+pub fn dead(conn: &mut DbConn) -> QueryResult<Vec<Job>> {
+    jobs::table
+        .filter(jobs::dead_at.is_not_null())
+        .order(jobs::dead_at.desc())
+        .limit(200)
+        .select(Job::as_select())
+        .load(conn)
+}
+
+/// Puts a dead job back in the queue with a fresh set of attempts.
+pub fn revive(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::dead_at.is_not_null()),
+    )
+    .set((
+        jobs::dead_at.eq(None::<NaiveDateTime>),
+        jobs::attempts.eq(0),
+        jobs::run_at.eq(now),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+}
+
+/// Discards a dead job: it stays, done, with its history.
+pub fn discard(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::dead_at.is_not_null()),
+    )
+    .set((
+        jobs::dead_at.eq(None::<NaiveDateTime>),
+        jobs::done_at.eq(Some(now)),
+        jobs::last_error.eq(Some("bỏ qua bởi quản trị viên")),
+    ))
+    .execute(conn)
+}
+
+/// Jobs not yet finished (tests and the bench wait for zero).
+pub fn pending(conn: &mut DbConn) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::done_at.is_null())
+        .filter(jobs::dead_at.is_null())
+        .count()
+        .get_result(conn)
+}

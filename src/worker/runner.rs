@@ -1,0 +1,307 @@
+//! The worker loop: claim a batch with a lease, run handlers on tokio with a timeout,
+//! write the outcomes back in one transaction, stop gracefully.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rand::Rng;
+use tokio::task::JoinSet;
+
+use super::models::{self, Job, Outcome};
+use crate::web::AppState;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+pub type Handler = Arc<dyn Fn(JobCtx) -> HandlerFuture + Send + Sync>;
+
+/// What a handler gets: the app, the job's payload and which attempt this is.
+#[derive(Clone)]
+pub struct JobCtx {
+    pub state: AppState,
+    pub id: i64,
+    pub payload: serde_json::Value,
+    pub attempt: i64,
+    pub max_attempts: i64,
+}
+
+impl JobCtx {
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+
+    /// Runs database work on the blocking pool, with errors as strings for the job log.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crate::db::DbConn) -> crate::error::AppResult<T> + Send + 'static,
+    {
+        let pool = self.state.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            f(&mut conn).map_err(|e| format!("{e}: {e:?}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Handler>,
+}
+
+impl Registry {
+    pub fn register<F, Fut>(&mut self, kind: &str, f: F)
+    where
+        F: Fn(JobCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.handlers
+            .insert(kind.to_string(), Arc::new(move |ctx| Box::pin(f(ctx))));
+    }
+
+    /// The handlers of the app itself.
+    pub fn standard() -> Self {
+        let mut r = Registry::default();
+        r.register(
+            crate::mail::outbound::SEND_JOB,
+            crate::mail::outbound::send_job,
+        );
+        r.register(
+            crate::mail::inbound::maildir::SCAN_JOB,
+            crate::mail::inbound::maildir::scan_job,
+        );
+        // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
+        r.register("debug.noop", |_ctx| async { Ok(()) });
+        r.register("debug.sleep", |ctx: JobCtx| async move {
+            let secs = ctx.payload["secs"].as_f64().unwrap_or(1.0);
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            Ok(())
+        });
+        r
+    }
+
+    fn get(&self, kind: &str) -> Option<Handler> {
+        self.handlers.get(kind).cloned()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub name: String,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub job_timeout: Duration,
+    pub grace: Duration,
+}
+
+impl WorkerOptions {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let mut rng = rand::thread_rng();
+        WorkerOptions {
+            name: format!(
+                "{}-{}-{:04x}",
+                hostname(),
+                std::process::id(),
+                rng.r#gen::<u16>()
+            ),
+            concurrency: c.worker.concurrency,
+            lease: c.worker.lease,
+            poll: c.worker.poll,
+            job_timeout: c.worker.job_timeout,
+            grace: c.worker.grace,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
+}
+
+/// Exponential backoff with ±25 % jitter, capped at one hour.
+pub fn backoff(attempt: i64) -> chrono::Duration {
+    let base = 5i64.saturating_mul(1i64 << attempt.clamp(0, 20)).min(3600);
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    chrono::Duration::milliseconds((base as f64 * 1000.0 * jitter) as i64)
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut crate::db::DbConn) -> diesel::QueryResult<T> + Send + 'static,
+) -> Result<T, String> {
+    let pool = state.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        f(&mut conn).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn execute(
+    state: AppState,
+    registry: Arc<Registry>,
+    job: Job,
+    timeout: Duration,
+) -> (i64, Outcome) {
+    let fail = |error: String| {
+        if job.attempts >= job.max_attempts {
+            Outcome::Dead { error }
+        } else {
+            Outcome::Retry {
+                at: crate::db::now() + backoff(job.attempts),
+                error,
+            }
+        }
+    };
+    let Some(handler) = registry.get(&job.kind) else {
+        return (
+            job.id,
+            Outcome::Dead {
+                error: format!("no handler for job kind `{}`", job.kind),
+            },
+        );
+    };
+    let payload = match serde_json::from_str(&job.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                job.id,
+                Outcome::Dead {
+                    error: format!("payload is not JSON: {e}"),
+                },
+            );
+        }
+    };
+    let ctx = JobCtx {
+        state,
+        id: job.id,
+        payload,
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+    };
+    let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
+    let outcome = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(Ok(()))) => Outcome::Done,
+        Ok(Ok(Err(e))) => fail(e),
+        Ok(Err(_panic)) => fail("handler panicked".into()),
+        Err(_) => fail(format!("timed out after {} s", timeout.as_secs())),
+    };
+    (job.id, outcome)
+}
+
+/// Runs until `stop` turns true; then lets running jobs finish within the grace
+/// period and releases the leases of those that did not.
+pub async fn run(
+    state: AppState,
+    registry: Arc<Registry>,
+    opts: WorkerOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if opts.concurrency == 0 {
+        return;
+    }
+    tracing::info!(worker = %opts.name, concurrency = opts.concurrency, "worker started");
+    let mut running: JoinSet<(i64, Outcome)> = JoinSet::new();
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut results: Vec<(i64, Outcome)> = Vec::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while let Some(done) = running.try_join_next() {
+            if let Ok(r) = done {
+                results.push(r);
+            }
+        }
+        flush(&state, &opts.name, &mut results, &mut in_flight).await;
+        let free = opts.concurrency.saturating_sub(running.len());
+        let mut claimed_full = false;
+        if free > 0 {
+            let now = crate::db::now();
+            let lease_until = now
+                + chrono::Duration::from_std(opts.lease)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(300));
+            let name = opts.name.clone();
+            match blocking(&state, move |c| {
+                models::claim(c, &name, free as i64, now, lease_until)
+            })
+            .await
+            {
+                Ok(jobs) => {
+                    claimed_full = jobs.len() == free;
+                    for job in jobs {
+                        in_flight.insert(job.id);
+                        running.spawn(execute(
+                            state.clone(),
+                            registry.clone(),
+                            job,
+                            opts.job_timeout,
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot claim jobs; will retry"),
+            }
+        }
+        if claimed_full && running.len() < opts.concurrency {
+            continue;
+        }
+        tokio::select! {
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok(r) = done { results.push(r); }
+            }
+            _ = tokio::time::sleep(opts.poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // Graceful shutdown: no new claims; running jobs get the grace period.
+    let deadline = tokio::time::Instant::now() + opts.grace;
+    while !running.is_empty() {
+        tokio::select! {
+            Some(done) = running.join_next() => { if let Ok(r) = done { results.push(r); } }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    flush(&state, &opts.name, &mut results, &mut in_flight).await;
+    running.abort_all();
+    let left: Vec<i64> = in_flight.into_iter().collect();
+    if !left.is_empty() {
+        let name = opts.name.clone();
+        let n = blocking(&state, move |c| models::release(c, &name, &left))
+            .await
+            .unwrap_or(0);
+        tracing::info!(released = n, "released the leases of unfinished jobs");
+    }
+    tracing::info!(worker = %opts.name, "worker stopped");
+}
+
+async fn flush(
+    state: &AppState,
+    worker: &str,
+    results: &mut Vec<(i64, Outcome)>,
+    in_flight: &mut HashSet<i64>,
+) {
+    if results.is_empty() {
+        return;
+    }
+    let batch: Vec<(i64, Outcome)> = std::mem::take(results);
+    for (id, _) in &batch {
+        in_flight.remove(id);
+    }
+    let name = worker.to_string();
+    if let Err(e) = blocking(state, move |c| {
+        models::finish(c, &name, &batch, crate::db::now())
+    })
+    .await
+    {
+        // The leases expire and the jobs run again: handlers are idempotent.
+        tracing::error!(error = %e, "cannot record job outcomes");
+    }
+}
