@@ -79,11 +79,12 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     crate::accounts::handlers::configure(cfg);
     crate::audit::handlers::configure(cfg);
+    // Before the inbox: its /mail/{id} would swallow /mail/sent.
+    crate::mail::sent::configure(cfg);
     crate::mail::inbound::handlers::configure(cfg);
     crate::hub::handlers::configure(cfg);
     crate::hub::admin::configure(cfg);
     crate::worker::handlers::configure(cfg);
-    crate::mail::sent::configure(cfg);
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.

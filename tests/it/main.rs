@@ -8,5 +8,7 @@ mod config;
 mod db;
 mod hub;
 mod mail_in;
+mod queue;
 mod roles;
+mod smtp;
 mod web;
