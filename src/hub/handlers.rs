@@ -27,6 +27,8 @@ crate::routes! {
     POST "/requests/attach-mail" => DESK, attach_mail;
     GET "/requests/{id}" => Access::Staff, show;
     POST "/requests/{id}/transition" => DESK, transition;
+    GET "/requests/{id}/accept" => DESK, accept_form;
+    POST "/requests/{id}/accept" => DESK, accept;
     POST "/requests/{id}/confirmations" => LEADER, manual_confirmation;
     POST "/requests/{id}/confirmations/{cid}/revoke" => DESK, revoke_confirmation;
     POST "/requests/{id}/comments" => Access::Staff, comment;
@@ -412,4 +414,106 @@ async fn merchant(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
         merchant,
         points,
     })
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct AcceptForm {
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub cc: String,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+async fn accept_page(
+    ctx: &Ctx,
+    id: i64,
+    form: Option<AcceptForm>,
+    error: Option<String>,
+) -> AppResult<HttpResponse> {
+    let sender = ctx.user()?.name.clone();
+    let (r, draft, missing) = ctx
+        .db(move |conn| {
+            let r = models::request(conn, id)?;
+            let missing = service::missing(conn, &r)?;
+            Ok((
+                r.clone(),
+                service::acceptance_draft(conn, id, &sender)?,
+                missing,
+            ))
+        })
+        .await?;
+    let f = form.unwrap_or(AcceptForm {
+        version: r.version,
+        to: draft.to.clone(),
+        cc: draft.cc.clone(),
+        subject: draft.subject.clone(),
+        body: draft.body.clone(),
+    });
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = AcceptPage {
+        l: ctx.layout(
+            "Mail chấp nhận mở cổng (B2)",
+            &[
+                ("Yêu cầu kết nối", "/requests"),
+                (&format!("#{id}"), &format!("/requests/{id}")),
+            ],
+        ),
+        id,
+        f,
+        in_reply_to: draft.in_reply_to,
+        missing,
+        error,
+    };
+    render_status(status, &page)
+}
+
+async fn accept_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    accept_page(&ctx, id.into_inner(), None, None).await
+}
+
+async fn accept(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<AcceptForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let actor = ctx.actor()?;
+    let sender = ctx.user()?.name.clone();
+    let outbound = ctx.state.config.outbound.clone();
+    let posted = f.clone();
+    let result = ctx
+        .db(move |conn| {
+            // Threading comes from the conversation, never from the form.
+            let mut draft = service::acceptance_draft(conn, id, &sender)?;
+            draft.to = posted.to;
+            draft.cc = posted.cc;
+            draft.subject = posted.subject;
+            draft.body = posted.body;
+            service::accept(conn, &outbound, &actor, id, posted.version, &draft)
+        })
+        .await;
+    match result {
+        Ok(_) => {
+            ctx.flash(
+                "success",
+                "Đã chấp nhận yêu cầu; mail chấp nhận đã vào hàng đợi gửi.",
+            );
+            Ok(redirect(&format!("/requests/{id}")))
+        }
+        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => {
+            accept_page(&ctx, id, Some(f), Some(m)).await
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -64,7 +64,8 @@ impl RequestView {
         let missing = service::missing(conn, &r)?;
         let events = models::events_of(conn, id)?;
         let mails = mail::request_messages(conn, id)?;
-        let timeline = timeline(&events, &mails);
+        let sent = crate::mail::outbound::outbox_of_request(conn, id)?;
+        let timeline = timeline(&events, &mails, &sent);
         let reached = State::STEPS.iter().position(|s| *s == state);
         let steps = State::STEPS
             .iter()
@@ -114,10 +115,15 @@ impl RequestView {
     }
 }
 
-fn timeline(events: &[Event], mails: &[MailMessage]) -> Vec<TimelineItem> {
+fn timeline(
+    events: &[Event],
+    mails: &[MailMessage],
+    sent: &[crate::mail::outbound::OutboxRow],
+) -> Vec<TimelineItem> {
     let mut items: Vec<(chrono::NaiveDateTime, TimelineItem)> = events
         .iter()
-        .filter(|e| e.kind != "mail" || e.mail_message_id.is_none())
+        // Mails (in and out) come from their own tables below.
+        .filter(|e| (e.kind != "mail" || e.mail_message_id.is_none()) && e.kind != "mail_out")
         .map(|e| {
             let text = match (&e.from_state, &e.to_state) {
                 (_, Some(to)) => {
@@ -166,6 +172,23 @@ fn timeline(events: &[Event], mails: &[MailMessage]) -> Vec<TimelineItem> {
             },
         ));
     }
+    for m in sent {
+        items.push((
+            m.created_at,
+            TimelineItem {
+                at: LocalTime(m.created_at),
+                who: m.from_addr.clone(),
+                kind: "Thư đi",
+                text: format!(
+                    "{} → {} ({})",
+                    m.subject,
+                    m.to_addrs,
+                    crate::mail::outbound::status_label(&m.status)
+                ),
+                mail_id: None,
+            },
+        ));
+    }
     items.sort_by_key(|(at, _)| *at);
     items.into_iter().map(|(_, i)| i).collect()
 }
@@ -199,6 +222,17 @@ impl RequestPage {
     pub fn is_open(&self) -> bool {
         !self.v.state.is_closed()
     }
+}
+
+#[derive(Template)]
+#[template(path = "hub/accept.html")]
+pub struct AcceptPage {
+    pub l: Layout,
+    pub id: i64,
+    pub f: super::handlers::AcceptForm,
+    pub in_reply_to: Option<String>,
+    pub missing: Vec<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Template)]

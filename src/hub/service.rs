@@ -408,17 +408,39 @@ pub fn transition(
     to: State,
     reason: &str,
 ) -> AppResult<()> {
+    if to == State::Accepted {
+        return Err(AppError::Validation(
+            "Chấp nhận (B2) đi kèm mail chấp nhận: dùng nút “Soạn mail chấp nhận”.".into(),
+        ));
+    }
+    conn.transaction(|conn| transition_inner(conn, actor, request_id, version, to, reason))
+}
+
+/// The move itself, inside the caller's transaction.
+fn transition_inner(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    version: i64,
+    to: State,
+    reason: &str,
+) -> AppResult<()> {
     let reason = reason.trim();
-    conn.transaction(|conn| {
+    {
         let r = models::request(conn, request_id)?;
-        let from = State::from_code(&r.state).ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown state {}", r.state)))?;
+        let from = State::from_code(&r.state)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown state {}", r.state)))?;
         if r.version != version {
             return Err(AppError::Conflict(
                 "Yêu cầu vừa được người khác cập nhật. Vui lòng tải lại trang để xem trạng thái mới.".into(),
             ));
         }
         if !from.can_move_to(to) {
-            return Err(AppError::Validation(format!("Không thể chuyển từ “{}” sang “{}”.", from.label(), to.label())));
+            return Err(AppError::Validation(format!(
+                "Không thể chuyển từ “{}” sang “{}”.",
+                from.label(),
+                to.label()
+            )));
         }
         if matches!(to, State::Rejected | State::Cancelled) && reason.is_empty() {
             return Err(AppError::Validation("Vui lòng ghi lý do.".into()));
@@ -426,7 +448,10 @@ pub fn transition(
         if to == State::Accepted {
             let missing = missing(conn, &r)?;
             if !missing.is_empty() {
-                return Err(AppError::Validation(format!("Chưa thể chấp nhận: {}", missing.join(" "))));
+                return Err(AppError::Validation(format!(
+                    "Chưa thể chấp nhận: {}",
+                    missing.join(" ")
+                )));
             }
         }
         let closing = matches!(to, State::Rejected | State::Cancelled).then_some(reason);
@@ -458,7 +483,7 @@ pub fn transition(
             Some(serde_json::json!({"state": to.code(), "reason": reason})),
         )?;
         Ok(())
-    })
+    }
 }
 
 /// A comment on the timeline; internal notes are for staff only (never mailed).
@@ -493,5 +518,181 @@ pub fn comment(
             Some(serde_json::json!({"internal": internal})),
         )?;
         Ok(())
+    })
+}
+
+/// The acceptance mail as proposed to the user (who may edit it before sending).
+#[derive(Debug, Clone, Default)]
+pub struct AcceptanceDraft {
+    pub to: String,
+    pub cc: String,
+    pub subject: String,
+    pub body: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "hub/mail/accept.txt", escape = "none")]
+struct AcceptText<'a> {
+    partner: &'a str,
+    merchant: &'a str,
+    points: &'a [models::Point],
+    sender: &'a str,
+}
+
+/// Drafts the B2 mail: a reply in the partner's thread, from the partner's template
+/// (placeholders {partner}, {merchant}, {points}, {sender}) or the default one.
+pub fn acceptance_draft(
+    conn: &mut DbConn,
+    request_id: i64,
+    sender: &str,
+) -> AppResult<AcceptanceDraft> {
+    use askama::Template;
+    let r = models::request(conn, request_id)?;
+    let partner = mail::partners(conn)?
+        .into_iter()
+        .find(|p| p.id == r.partner_id)
+        .ok_or(AppError::NotFound)?;
+    let merchant = models::merchant(conn, r.merchant_id)?;
+    let points = models::request_point_list(conn, r.id)?;
+    let messages = mail::request_messages(conn, r.id)?;
+    let opening = match r.opening_mail_id {
+        Some(id) => Some(mail::message(conn, id)?),
+        None => None,
+    };
+    let body = if partner.accept_template.trim().is_empty() {
+        AcceptText {
+            partner: &partner.name,
+            merchant: &merchant.name,
+            points: &points,
+            sender,
+        }
+        .render()?
+    } else {
+        let list = points
+            .iter()
+            .map(|p| format!("- {} – {}", p.name, p.address))
+            .collect::<Vec<_>>()
+            .join("\n");
+        partner
+            .accept_template
+            .replace("{partner}", &partner.name)
+            .replace("{merchant}", &merchant.name)
+            .replace("{points}", &list)
+            .replace("{sender}", sender)
+    };
+    // Answer the partner's latest mail; reference the whole conversation.
+    let partner_mails: Vec<_> = messages
+        .iter()
+        .filter(|m| partner.owns_address(&m.from_addr))
+        .collect();
+    let parent = partner_mails
+        .iter()
+        .rev()
+        .find(|m| !partner.is_leader(&m.from_addr))
+        .or(partner_mails.last())
+        .copied()
+        .or(opening.as_ref());
+    let to = parent
+        .map(|m| {
+            if m.reply_to.is_empty() {
+                m.from_addr.clone()
+            } else {
+                m.reply_to.clone()
+            }
+        })
+        .unwrap_or_default();
+    // The merchant and the partner leaders who confirmed stay in copy.
+    let merchant_addrs: Vec<String> = messages
+        .iter()
+        .filter(|m| {
+            matches!(
+                Kind::from_code(&m.kind),
+                Kind::MerchantConfirmation | Kind::LeaderConfirmation
+            )
+        })
+        .map(|m| {
+            m.forwarded_from
+                .clone()
+                .unwrap_or_else(|| m.from_addr.clone())
+        })
+        .filter(|a| *a != to)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let base_subject = parent
+        .map(|m| m.subject.clone())
+        .unwrap_or_else(|| format!("Mở cổng kết nối HUB - {}", merchant.name));
+    let subject = if crate::mail::inbound::classify::fold(&base_subject).starts_with("re:") {
+        base_subject
+    } else {
+        format!("RE: {base_subject}")
+    };
+    Ok(AcceptanceDraft {
+        to,
+        cc: merchant_addrs.join(", "),
+        subject,
+        body,
+        in_reply_to: parent.and_then(|m| m.message_id.clone()),
+        references: messages
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect(),
+    })
+}
+
+/// B2: accepts the request and queues the acceptance mail in the same transaction
+/// (either both happen or neither).
+pub fn accept(
+    conn: &mut DbConn,
+    outbound: &crate::config::OutboundConfig,
+    actor: &Actor,
+    request_id: i64,
+    version: i64,
+    draft: &AcceptanceDraft,
+) -> AppResult<i64> {
+    let split = |s: &str| {
+        s.split([',', ';'])
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let to = split(&draft.to);
+    if to.is_empty() {
+        return Err(AppError::Validation(
+            "Vui lòng nhập địa chỉ nhận mail chấp nhận.".into(),
+        ));
+    }
+    conn.transaction(|conn| {
+        transition_inner(
+            conn,
+            actor,
+            request_id,
+            version,
+            State::Accepted,
+            "Gửi mail chấp nhận mở cổng",
+        )?;
+        let mail = crate::mail::outbound::OutgoingMail {
+            to,
+            cc: split(&draft.cc),
+            subject: draft.subject.clone(),
+            text: draft.body.clone(),
+            in_reply_to: draft.in_reply_to.clone(),
+            references: draft.references.clone(),
+            attachments: Vec::new(),
+            request_id: Some(request_id),
+        };
+        let outbox_id = crate::mail::outbound::queue_mail(conn, outbound, actor, &mail)?;
+        event(
+            conn,
+            actor,
+            request_id,
+            "mail_out",
+            &format!("Mail chấp nhận gửi {}: {}", draft.to, draft.subject),
+            None,
+        )?;
+        Ok(outbox_id)
     })
 }

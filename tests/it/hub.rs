@@ -124,19 +124,28 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     // Accepting without the leader is refused with the reason.
     let (_, v0) = state_of(&app, id);
     let v = v0.to_string();
+    let early = sale.get(&format!("/requests/{id}/accept")).await;
+    assert!(early.body.contains("Chưa có xác nhận của leader MOMO"));
     let refused = sale
         .post(
-            &format!("/requests/{id}/transition"),
-            &[("to", "accepted"), ("version", v.as_str())],
+            &format!("/requests/{id}/accept"),
+            &[
+                ("version", v.as_str()),
+                ("to", "hub@momo.vn"),
+                ("subject", "RE: x"),
+                ("body", "Đồng ý"),
+            ],
         )
         .await;
-    assert_eq!(refused.status, 303);
-    assert!(
-        sale.get(&format!("/requests/{id}"))
-            .await
-            .body
-            .contains("Chưa thể chấp nhận")
-    );
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("Chưa thể chấp nhận"));
+    assert_eq!(state_of(&app, id).0, "received");
+    // Nor through the plain transition, which would skip the mail.
+    sale.post(
+        &format!("/requests/{id}/transition"),
+        &[("to", "accepted"), ("version", v.as_str())],
+    )
+    .await;
     assert_eq!(state_of(&app, id).0, "received");
 
     // The leader's approval arrives by mail in the same conversation.
@@ -153,36 +162,75 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let tech = app.login("kythuat@ipos.vn").await;
     assert_eq!(tech.get(&format!("/requests/{id}")).await.status, 200);
     assert_eq!(
-        tech.post(
-            &format!("/requests/{id}/transition"),
-            &[("to", "accepted"), ("version", v.as_str())]
-        )
-        .await
-        .status,
+        tech.get(&format!("/requests/{id}/accept")).await.status,
         403
     );
 
-    let ok = sale
-        .post(
-            &format!("/requests/{id}/transition"),
-            &[("to", "accepted"), ("version", v.as_str())],
-        )
-        .await;
-    assert_eq!(ok.status, 303);
-    assert_eq!(state_of(&app, id).0, "accepted");
-    // The same (now stale) form again: refused, not applied twice.
-    sale.post(
-        &format!("/requests/{id}/transition"),
-        &[("to", "accepted"), ("version", v.as_str())],
-    )
-    .await;
+    // B2: the acceptance mail is drafted as a reply in the partner's thread.
+    let draft = sale.get(&format!("/requests/{id}/accept")).await;
+    assert_eq!(draft.status, 200);
     assert!(
-        sale.get(&format!("/requests/{id}"))
-            .await
-            .body
-            .contains("vừa được người khác cập nhật")
+        draft.body.contains("value=\"hub@momo.vn\""),
+        "{}",
+        draft.body
     );
+    assert!(
+        draft.body.contains("lan@phothin.vn") && draft.body.contains("leader@momo.vn"),
+        "merchant and leader in copy"
+    );
+    assert!(
+        draft
+            .body
+            .contains("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc")
+    );
+    assert!(draft.body.contains("A01.outlook@momo.vn"));
+    let fields = [
+        ("version", v.as_str()),
+        ("to", "hub@momo.vn"),
+        ("cc", "lan@phothin.vn, leader@momo.vn"),
+        (
+            "subject",
+            "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc",
+        ),
+        (
+            "body",
+            "Kính gửi MoMo,\n\niPOS đồng ý mở cổng cho Phở Thìn (đã sửa tay).\n\nTrân trọng",
+        ),
+    ];
+    let ok = sale.post(&format!("/requests/{id}/accept"), &fields).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(state_of(&app, id).0, "accepted");
+    // The same (now stale) form again: refused, not applied twice, no second mail.
+    let stale = sale.post(&format!("/requests/{id}/accept"), &fields).await;
+    assert_eq!(stale.status, 422);
+    assert!(stale.body.contains("vừa được người khác cập nhật"));
     assert_eq!(state_of(&app, id), ("accepted".to_string(), v0 + 1));
+    let outbox: Vec<(Option<String>, String, String)> = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table
+                .select((
+                    mail_outbox::in_reply_to,
+                    mail_outbox::refs,
+                    mail_outbox::text_body,
+                ))
+                .load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].0.as_deref(), Some("A01.outlook@momo.vn"));
+    assert!(
+        outbox[0].1.contains("A01.outlook@momo.vn") && outbox[0].1.contains("a03-leader@momo.vn")
+    );
+    assert!(
+        outbox[0].2.contains("đã sửa tay"),
+        "the edited text is what goes out"
+    );
+    let page = sale.get(&format!("/requests/{id}")).await;
+    assert!(
+        page.body.contains("Thư đi"),
+        "the outgoing mail is on the timeline"
+    );
     // No skipping ahead.
     let v1 = (v0 + 1).to_string();
     sale.post(
@@ -196,6 +244,22 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
             .body
             .contains("Không thể chuyển")
     );
+
+    // The partner answers our acceptance mail: it joins the request's conversation.
+    let our_id: String = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table.select(mail_outbox::message_id).first(c)
+        })
+        .unwrap_or_default();
+    let answer = format!(
+        "From: hub@momo.vn\r\nTo: hub@ipos.vn\r\nSubject: Re: Chap nhan\r\nMessage-ID: <ans1@momo.vn>\r\nIn-Reply-To: <{our_id}>\r\nDate: Tue, 3 Nov 2026 09:00:00 +0700\r\n\r\nCam on iPOS.\r\n"
+    );
+    let cfg = app.state.config.mail.clone();
+    let r = app
+        .with_conn(|c| service::ingest(c, &cfg, answer.as_bytes(), "test", None))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.request_id, Some(id), "threaded by our own Message-ID");
 
     // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
     ingest(&app, "a04");
@@ -282,11 +346,19 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
         303
     );
     let v = state_of(&app, id).1.to_string();
-    sale.post(
-        &format!("/requests/{id}/transition"),
-        &[("to", "accepted"), ("version", v.as_str())],
-    )
-    .await;
+    // A request opened by hand has no thread: the address is typed in.
+    let accepted = sale
+        .post(
+            &format!("/requests/{id}/accept"),
+            &[
+                ("version", v.as_str()),
+                ("to", "ops@giftpop.vn"),
+                ("subject", "Mở cổng TCH"),
+                ("body", "Đồng ý"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
     assert_eq!(state_of(&app, id).0, "accepted");
 
     // Cancelling needs a reason and closes the request.
@@ -320,6 +392,22 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
         })
         .unwrap_or(0);
     assert_eq!(audit, 3, "open, accept, cancel");
+    // The acceptance mail went through the outbox.
+    let queued: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table.count().get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(queued, 1);
+    // The acceptance mail went through the outbox.
+    let queued: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table.count().get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(queued, 1);
 });
 
 db_test!(a_new_partner_needs_no_code, |app| {

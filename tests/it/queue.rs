@@ -349,7 +349,11 @@ async fn mail_reaches_a_real_smtp_server_threaded_and_encoded() {
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     let sale = app.login("sale@ipos.vn").await;
     let list = sale.get("/mail/sent").await;
-    assert!(list.body.contains("Phở Thìn Lò Đúc") && list.body.contains("Đã gửi"), "{}", list.body);
+    assert!(
+        list.body.contains("Phở Thìn Lò Đúc") && list.body.contains("Đã gửi"),
+        "{}",
+        list.body
+    );
     assert!(
         sale.get(&format!("/mail/sent/{id}"))
             .await

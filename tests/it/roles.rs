@@ -48,6 +48,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/requests/attach-mail", "sale,leader"),
     ("GET", "/requests/{id}", "staff"),
     ("POST", "/requests/{id}/transition", "sale,leader"),
+    ("GET", "/requests/{id}/accept", "sale,leader"),
+    ("POST", "/requests/{id}/accept", "sale,leader"),
     ("POST", "/requests/{id}/confirmations", "leader"),
     (
         "POST",

@@ -607,3 +607,13 @@ pub fn request_messages(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<M
         .select(MailMessage::as_select())
         .load(conn)
 }
+
+/// The first conversation tied to a request (where replies to our own mail belong).
+pub fn thread_of_request(conn: &mut DbConn, request_id: i64) -> QueryResult<Option<i64>> {
+    mail_threads::table
+        .filter(mail_threads::request_id.eq(request_id))
+        .order(mail_threads::id.asc())
+        .select(mail_threads::id)
+        .first(conn)
+        .optional()
+}

@@ -289,6 +289,18 @@ fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
         .collect())
 }
 
+/// A thread by Message-ID: one of the stored messages, or one of our own sent mails
+/// (a partner answering our acceptance mail lands in the request's conversation).
+fn thread_by_ids(conn: &mut DbConn, ids: &[String]) -> AppResult<Option<i64>> {
+    if let Some(t) = models::thread_by_message_ids(conn, ids)? {
+        return Ok(Some(t));
+    }
+    match crate::mail::outbound::request_of_message_ids(conn, ids)? {
+        Some(request_id) => Ok(models::thread_of_request(conn, request_id)?),
+        None => Ok(None),
+    }
+}
+
 /// Finds the thread (Message-ID chain first, then subject within the partner and 60
 /// days), decides partner and kind.
 fn classify_parsed(
@@ -305,7 +317,7 @@ fn classify_parsed(
     ids.extend(p.references.iter().cloned());
     let thread = match existing_thread {
         Some(id) => Some(models::thread(conn, id)?),
-        None => match models::thread_by_message_ids(conn, &ids)? {
+        None => match thread_by_ids(conn, &ids)? {
             Some(id) => Some(models::thread(conn, id)?),
             None => {
                 let guess = partner_for(partners, p, None).map(|pt| pt.id);
