@@ -23,8 +23,7 @@ impl Drop for Scratch {
         if let Some((admin, name)) = &self.pg
             && let Ok(mut conn) = diesel::pg::PgConnection::establish(admin)
         {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
         }
     }
 }
@@ -36,10 +35,8 @@ pub fn scratch(pg_admin: Option<&str>) -> anyhow::Result<Scratch> {
         None => (format!("sqlite://{}/bench.db", dir.path().display()), None),
         Some(admin) => {
             let name = format!("hubgate_bench_{}", std::process::id());
-            let mut conn = diesel::pg::PgConnection::establish(admin)
-                .context("bench: cannot reach PostgreSQL")?;
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)?;
+            let mut conn = diesel::pg::PgConnection::establish(admin).context("bench: cannot reach PostgreSQL")?;
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)?;
             diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
             (format!("{base}/{name}"), Some((admin.to_string(), name)))
@@ -47,32 +44,17 @@ pub fn scratch(pg_admin: Option<&str>) -> anyhow::Result<Scratch> {
     };
     let env = vec![
         ("DATABASE_URL".to_string(), url.clone()),
-        (
-            "HUBGATE_DATA_DIR".to_string(),
-            dir.path().display().to_string(),
-        ),
+        ("HUBGATE_DATA_DIR".to_string(), dir.path().display().to_string()),
     ];
     let config = Config::from_sources(None, &env)?;
     let pool = db::pool(&url, 4)?;
     let mut conn = pool.get()?;
     db::migrate(&mut conn)?;
     drop(conn);
-    Ok(Scratch {
-        pool,
-        config,
-        _dir: dir,
-        pg,
-    })
+    Ok(Scratch { pool, config, _dir: dir, pg })
 }
 
-const PARTNERS: [&str; 6] = [
-    "momo.vn",
-    "vnpay.vn",
-    "zalopay.vn",
-    "giftpop.vn",
-    "meete.vn",
-    "jamja.vn",
-];
+const PARTNERS: [&str; 6] = ["momo.vn", "vnpay.vn", "zalopay.vn", "giftpop.vn", "meete.vn", "jamja.vn"];
 const SHOPS: [&str; 8] = [
     "Phở Thìn",
     "Bún Chả Hương Liên",
@@ -107,21 +89,12 @@ pub fn generated_mail(i: usize) -> Vec<u8> {
             format!("owner{thread}@shop{thread}.vn"),
             format!("Re: {subject}"),
             format!("In-Reply-To: {root}\r\nReferences: {root}\r\n"),
-            "Bên em xác nhận đồng ý mở cổng kết nối.\n\nVào ngày đó đã viết:\n> Đề nghị mở cổng\n"
-                .into(),
+            "Bên em xác nhận đồng ý mở cổng kết nối.\n\nVào ngày đó đã viết:\n> Đề nghị mở cổng\n".into(),
         ),
-        2 => (
-            format!("leader@{domain}"),
-            format!("TL: {subject}"),
-            String::new(),
-            "Đồng ý, approve.\n".into(),
-        ),
-        3 => (
-            "sale@ipos.vn".to_string(),
-            format!("RE: {subject}"),
-            String::new(),
-            "iPOS đã nhận đủ xác nhận.\n".into(),
-        ),
+        2 => (format!("leader@{domain}"), format!("TL: {subject}"), String::new(), "Đồng ý, approve.\n".into()),
+        3 => {
+            ("sale@ipos.vn".to_string(), format!("RE: {subject}"), String::new(), "iPOS đã nhận đủ xác nhận.\n".into())
+        }
         _ => (
             format!("hub@{domain}"),
             format!("Fwd: {subject}"),
@@ -156,29 +129,17 @@ pub fn mail(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
         let s = scratch(backend)?;
         let mut conn = s.pool.get()?;
         let started = Instant::now();
-        let known = crate::mail::inbound::service::Known::load(&mut conn)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let known = crate::mail::inbound::service::Known::load(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut stored = 0usize;
         for raw in &corpus {
-            let r = crate::mail::inbound::service::ingest_with(
-                &mut conn,
-                &s.config.mail,
-                &known,
-                raw,
-                "bench",
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = crate::mail::inbound::service::ingest_with(&mut conn, &s.config.mail, &known, raw, "bench", None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             stored += usize::from(r.status == "stored");
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
             "mail ingest [{}]: {count} messages in {secs:.2} s = {:.0} messages/s ({stored} stored)",
-            if backend.is_some() {
-                "postgres"
-            } else {
-                "sqlite"
-            },
+            if backend.is_some() { "postgres" } else { "sqlite" },
             count as f64 / secs
         );
     }
@@ -198,12 +159,7 @@ async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Resu
         grace: std::time::Duration::from_secs(5),
     };
     let registry = std::sync::Arc::new(crate::worker::runner::Registry::standard());
-    let worker = tokio::spawn(crate::worker::runner::run(
-        state.clone(),
-        registry,
-        opts,
-        stop_rx,
-    ));
+    let worker = tokio::spawn(crate::worker::runner::run(state.clone(), registry, opts, stop_rx));
     loop {
         let pool = state.pool.clone();
         let left = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
@@ -224,25 +180,14 @@ async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Resu
 
 /// `hubgate bench queue`: no-op jobs through enqueue → claim → complete, and mails
 /// through the file transport, on SQLite and (when given) PostgreSQL.
-pub fn queue(
-    pg_admin: Option<&str>,
-    jobs: usize,
-    mails: usize,
-    concurrency: usize,
-) -> anyhow::Result<()> {
+pub fn queue(pg_admin: Option<&str>, jobs: usize, mails: usize, concurrency: usize) -> anyhow::Result<()> {
     let backends: Vec<Option<&str>> = match pg_admin {
         Some(url) => vec![None, Some(url)],
         None => vec![None],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     for backend in backends {
-        let label = if backend.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        };
+        let label = if backend.is_some() { "postgres" } else { "sqlite" };
         let s = scratch(backend)?;
         let state = crate::web::AppState::new(s.config.clone(), s.pool.clone())?;
         // Enqueue one by one through the public API, in one transaction.
@@ -251,12 +196,7 @@ pub fn queue(
             let mut conn = s.pool.get()?;
             conn.transaction(|c| -> crate::error::AppResult<()> {
                 for i in 0..jobs {
-                    crate::worker::enqueue(
-                        c,
-                        "debug.noop",
-                        &serde_json::json!({"i": i}),
-                        &Default::default(),
-                    )?;
+                    crate::worker::enqueue(c, "debug.noop", &serde_json::json!({"i": i}), &Default::default())?;
                 }
                 Ok(())
             })
@@ -280,7 +220,8 @@ pub fn queue(
                     let mail = crate::mail::outbound::OutgoingMail {
                         to: vec!["doitac@momo.vn".into()],
                         subject: format!("Xác nhận mở cổng kết nối HUB #{i}"),
-                        text: "Kính gửi MoMo,\n\niPOS xác nhận mở cổng kết nối HUB cho merchant.\n\nTrân trọng,\niPOS".into(),
+                        text: "Kính gửi MoMo,\n\niPOS xác nhận mở cổng kết nối HUB cho merchant.\n\nTrân trọng,\niPOS"
+                            .into(),
                         in_reply_to: Some(format!("req{i}@momo.vn")),
                         references: vec![format!("req{i}@momo.vn")],
                         ..Default::default()

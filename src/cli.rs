@@ -13,11 +13,7 @@ use crate::error::AppError;
 use crate::web::AppState;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "hubgate",
-    version,
-    about = "Hub connection desk and bank-sync notifications (web app, worker, CLI)"
-)]
+#[command(name = "hubgate", version, about = "Hub connection desk and bank-sync notifications (web app, worker, CLI)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -26,7 +22,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the web app (the default when no command is given).
-    Serve,
+    Serve {
+        /// Fill the database with the demo data set first (idempotent).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Fill the database with a realistic Vietnamese demo data set (idempotent).
+    DemoData,
     /// Run only the worker and the scheduler (a second node, or a dedicated worker box).
     Worker,
     /// Apply pending database migrations and exit.
@@ -108,12 +110,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Bench { what }) = &cli.command {
         return match what {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
-            BenchCommand::Queue {
-                jobs,
-                mails,
-                concurrency,
-                pg,
-            } => crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency),
+            BenchCommand::Queue { jobs, mails, concurrency, pg } => {
+                crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
+            }
         };
     }
     let pool = crate::db::pool(&config.database_url, config.db_pool_size)?;
@@ -124,34 +123,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let state = AppState::new(config, pool)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => actix_web::rt::System::new().block_on(crate::web::serve(state)),
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => {
+            if demo {
+                print!("{}", seed_demo(&state)?);
+            }
+            actix_web::rt::System::new().block_on(crate::web::serve(state))
+        }
+        Command::DemoData => {
+            print!("{}", seed_demo(&state)?);
+            Ok(())
+        }
         Command::Worker => run_worker(state),
         Command::Migrate => {
             println!("database is up to date");
             Ok(())
         }
-        Command::Mail {
-            command: MailCommand::Import { paths, format },
-        } => import_mail(&state, &paths, &format),
+        Command::Mail { command: MailCommand::Import { paths, format } } => import_mail(&state, &paths, &format),
         Command::Bench { .. } => unreachable!("handled before the database is opened"),
         Command::CreateUser { email, name, role } => {
             let password = read_password()?;
             let mut conn = state.pool.get()?;
-            let input = UserInput {
-                email,
-                name,
-                password,
-                roles: role,
-            };
+            let input = UserInput { email, name, password, roles: role };
             match service::create_user(&mut conn, &Actor::system("cli"), &input) {
                 Ok(user) => {
-                    println!(
-                        "created user {} (id {}) with roles {}",
-                        user.email,
-                        user.id,
-                        user.roles().stored()
-                    );
+                    println!("created user {} (id {}) with roles {}", user.email, user.id, user.roles().stored());
                     Ok(())
                 }
                 Err(AppError::Validation(msg)) => anyhow::bail!("{msg}"),
@@ -169,10 +165,7 @@ fn read_password() -> anyhow::Result<String> {
         Ok(first)
     } else {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from stdin")?;
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
 }
@@ -184,20 +177,12 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
     let mut failures = 0usize;
     let known = service::Known::load(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     for path in paths {
-        let files = maildir::message_files(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let files = maildir::message_files(path).with_context(|| format!("cannot read {}", path.display()))?;
         for file in files {
             let shown = file.display().to_string();
             let report = match std::fs::read(&file) {
-                Ok(raw) => service::ingest_with(
-                    &mut conn,
-                    &state.config.mail,
-                    &known,
-                    &raw,
-                    "cli",
-                    Some(&shown),
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                Ok(raw) => service::ingest_with(&mut conn, &state.config.mail, &known, &raw, "cli", Some(&shown))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
                 Err(e) => service::IngestReport {
                     file: Some(shown.clone()),
                     status: "unreadable".into(),
@@ -223,27 +208,18 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
                     report.status,
                     report.partner.as_deref().unwrap_or("-"),
                     report.kind.as_deref().unwrap_or("-"),
-                    report
-                        .error
-                        .as_deref()
-                        .or(report.subject.as_deref())
-                        .unwrap_or("")
+                    report.error.as_deref().or(report.subject.as_deref()).unwrap_or("")
                 );
             }
         }
     }
-    anyhow::ensure!(
-        failures == 0,
-        "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)"
-    );
+    anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
     Ok(())
 }
 
 /// `hubgate worker`: the worker and the scheduler until SIGTERM or ctrl-c.
 fn run_worker(state: AppState) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tasks = crate::worker::start_background(&state, stop_rx);
@@ -259,4 +235,9 @@ fn run_worker(state: AppState) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+fn seed_demo(state: &AppState) -> anyhow::Result<String> {
+    let mut conn = state.pool.get()?;
+    crate::demo::seed(&mut conn, &state.config).map_err(|e| anyhow::anyhow!("demo data: {e}: {e:?}"))
 }

@@ -26,12 +26,7 @@ pub struct Setting {
 
 /// The declared settings; README's configuration table mirrors this list.
 pub const SETTINGS: &[Setting] = &[
-    Setting {
-        key: "bind",
-        env: "HUBGATE_BIND",
-        default: "127.0.0.1:8080",
-        doc: "address the web server listens on",
-    },
+    Setting { key: "bind", env: "HUBGATE_BIND", default: "127.0.0.1:8080", doc: "address the web server listens on" },
     Setting {
         key: "database_url",
         env: "DATABASE_URL",
@@ -62,12 +57,7 @@ pub const SETTINGS: &[Setting] = &[
         default: "info",
         doc: "log filter (tracing EnvFilter syntax, e.g. info,hubgate=debug)",
     },
-    Setting {
-        key: "session_hours",
-        env: "HUBGATE_SESSION_HOURS",
-        default: "12",
-        doc: "hours a login stays valid",
-    },
+    Setting { key: "session_hours", env: "HUBGATE_SESSION_HOURS", default: "12", doc: "hours a login stays valid" },
     Setting {
         key: "db_pool_size",
         env: "HUBGATE_DB_POOL_SIZE",
@@ -268,18 +258,14 @@ impl Config {
     /// (`HUBGATE_CONFIG`, or `hubgate.toml` in the working directory when it exists).
     pub fn load() -> anyhow::Result<Self> {
         let env: Vec<(String, String)> = std::env::vars().collect();
-        let file = std::env::var("HUBGATE_CONFIG")
-            .ok()
-            .map(PathBuf::from)
-            .or_else(|| {
-                let p = PathBuf::from("hubgate.toml");
-                p.exists().then_some(p)
-            });
+        let file = std::env::var("HUBGATE_CONFIG").ok().map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from("hubgate.toml");
+            p.exists().then_some(p)
+        });
         let toml_text = match &file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?,
-            ),
+            Some(p) => {
+                Some(std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?)
+            }
             None => None,
         };
         Self::from_sources(toml_text.as_deref(), &env)
@@ -287,10 +273,7 @@ impl Config {
 
     /// Builds the configuration from a TOML text and a list of environment variables.
     pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> anyhow::Result<Self> {
-        let mut raw: BTreeMap<&'static str, String> = SETTINGS
-            .iter()
-            .map(|s| (s.key, s.default.to_string()))
-            .collect();
+        let mut raw: BTreeMap<&'static str, String> = SETTINGS.iter().map(|s| (s.key, s.default.to_string())).collect();
         if let Some(text) = toml_text {
             let table: toml::Table = text.parse().context("hubgate.toml is not valid TOML")?;
             for (key, value) in table {
@@ -301,10 +284,9 @@ impl Config {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
-                    other => bail!(
-                        "setting `{key}` in hubgate.toml must be a string or a number, not {}",
-                        other.type_str()
-                    ),
+                    other => {
+                        bail!("setting `{key}` in hubgate.toml must be a string or a number, not {}", other.type_str())
+                    }
                 };
                 raw.insert(setting.key, value);
             }
@@ -325,39 +307,26 @@ impl Config {
                 .unwrap_or_else(|| key.to_string())
         };
         let parse_num = |key: &str| -> anyhow::Result<u64> {
-            get(key).trim().parse::<u64>().with_context(|| {
-                format!(
-                    "{} must be a whole number, got `{}`",
-                    describe(key),
-                    get(key)
-                )
-            })
+            get(key)
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{} must be a whole number, got `{}`", describe(key), get(key)))
         };
 
-        let bind: SocketAddr = get("bind").parse().with_context(|| {
-            format!(
-                "{} must be HOST:PORT, got `{}`",
-                describe("bind"),
-                get("bind")
-            )
-        })?;
+        let bind: SocketAddr = get("bind")
+            .parse()
+            .with_context(|| format!("{} must be HOST:PORT, got `{}`", describe("bind"), get("bind")))?;
         let database_url = get("database_url");
         if !(database_url.starts_with("sqlite://")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
-            bail!(
-                "{} must start with sqlite:// or postgres://, got `{database_url}`",
-                describe("database_url")
-            );
+            bail!("{} must start with sqlite:// or postgres://, got `{database_url}`", describe("database_url"));
         }
         let data_dir = PathBuf::from(get("data_dir"));
         let base_url = get("base_url").trim_end_matches('/').to_string();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            bail!(
-                "{} must start with http:// or https://, got `{base_url}`",
-                describe("base_url")
-            );
+            bail!("{} must start with http:// or https://, got `{base_url}`", describe("base_url"));
         }
         let log = get("log");
         tracing_subscriber::EnvFilter::try_new(&log)
@@ -369,12 +338,7 @@ impl Config {
         let db_pool_size = u32::try_from(parse_num("db_pool_size")?)
             .ok()
             .filter(|n| *n > 0)
-            .with_context(|| {
-                format!(
-                    "{} must be between 1 and 4294967295",
-                    describe("db_pool_size")
-                )
-            })?;
+            .with_context(|| format!("{} must be between 1 and 4294967295", describe("db_pool_size")))?;
         let http_workers = usize::try_from(parse_num("http_workers")?)
             .with_context(|| format!("{} is too large", describe("http_workers")))?;
         let static_dir = match get("static_dir") {
@@ -388,12 +352,7 @@ impl Config {
             let bytes = hex::decode(secret_hex.trim())
                 .ok()
                 .filter(|b| b.len() >= 32)
-                .with_context(|| {
-                    format!(
-                        "{} must be at least 64 hex characters",
-                        describe("secret_key")
-                    )
-                })?;
+                .with_context(|| format!("{} must be at least 64 hex characters", describe("secret_key")))?;
             Some(SecretKey(bytes))
         };
         let secret = match secret {
@@ -414,9 +373,7 @@ impl Config {
             max_message_bytes: mb("mail_max_message_mb")?,
             max_attachment_bytes: mb("mail_max_attachment_mb")?,
             inbound_token: get("inbound_token"),
-            maildir: Some(get("maildir"))
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from),
+            maildir: Some(get("maildir")).filter(|s| !s.is_empty()).map(PathBuf::from),
             maildir_interval: Duration::from_secs(parse_num("maildir_interval_secs")?.max(1)),
         };
         let worker = WorkerConfig {
@@ -430,23 +387,14 @@ impl Config {
         if let Some(u) = &smtp_url
             && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
         {
-            bail!(
-                "{} must start with smtp:// or smtps://",
-                describe("smtp_url")
-            );
+            bail!("{} must start with smtp:// or smtps://", describe("smtp_url"));
         }
         let from = get("mail_from").trim().to_string();
         if !from.contains('@') {
-            bail!(
-                "{} must be an e-mail address, got `{from}`",
-                describe("mail_from")
-            );
+            bail!("{} must be an e-mail address, got `{from}`", describe("mail_from"));
         }
         let message_id_domain = match get("message_id_domain").trim() {
-            "" => from
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default(),
+            "" => from.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default(),
             d => d.to_string(),
         };
         let outbound = OutboundConfig {
@@ -483,17 +431,11 @@ impl Config {
 fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretKey> {
     let path = data_dir.join("secret.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let bytes = hex::decode(text.trim())
             .ok()
             .filter(|b| b.len() >= 32)
-            .with_context(|| {
-                format!(
-                    "{} is corrupt (expected 64+ hex characters)",
-                    path.display()
-                )
-            })?;
+            .with_context(|| format!("{} is corrupt (expected 64+ hex characters)", path.display()))?;
         return Ok(SecretKey(bytes));
     }
     std::fs::create_dir_all(data_dir)
@@ -514,10 +456,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

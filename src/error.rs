@@ -23,9 +23,7 @@ pub enum AppError {
     Csrf,
     #[error("Hệ thống đang bận, vui lòng thử lại sau ít phút.")]
     Unavailable,
-    #[error(
-        "Đã xảy ra lỗi hệ thống. Vui lòng thử lại; nếu lỗi còn lặp lại, hãy báo quản trị viên."
-    )]
+    #[error("Đã xảy ra lỗi hệ thống. Vui lòng thử lại; nếu lỗi còn lặp lại, hãy báo quản trị viên.")]
     Internal(#[source] anyhow::Error),
 }
 

@@ -86,10 +86,7 @@ pub fn local_date(utc: NaiveDateTime) -> NaiveDate {
 /// Local midnight of `date` in Asia/Ho_Chi_Minh, as a UTC timestamp (for range filters).
 pub fn local_midnight_utc(date: NaiveDate) -> NaiveDateTime {
     let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    TZ.from_local_datetime(&midnight)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc).naive_utc())
-        .unwrap_or(midnight)
+    TZ.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc).naive_utc()).unwrap_or(midnight)
 }
 
 #[cfg(test)]
@@ -106,9 +103,7 @@ mod tests {
 
     #[test]
     fn time_is_shown_in_vietnam() {
-        let utc = NaiveDate::from_ymd_opt(2026, 11, 24)
-            .and_then(|d| d.and_hms_opt(11, 30, 0))
-            .unwrap_or_default();
+        let utc = NaiveDate::from_ymd_opt(2026, 11, 24).and_then(|d| d.and_hms_opt(11, 30, 0)).unwrap_or_default();
         assert_eq!(LocalTime(utc).to_string(), "24/11/2026 18:30");
     }
 
@@ -120,17 +115,9 @@ mod tests {
 
     #[test]
     fn ages_read_naturally() {
-        let now = NaiveDate::from_ymd_opt(2026, 11, 24)
-            .and_then(|d| d.and_hms_opt(12, 0, 0))
-            .unwrap_or_default();
+        let now = NaiveDate::from_ymd_opt(2026, 11, 24).and_then(|d| d.and_hms_opt(12, 0, 0)).unwrap_or_default();
         assert_eq!(age_between(now, now), "vừa xong");
-        assert_eq!(
-            age_between(now - chrono::Duration::minutes(5), now),
-            "5 phút trước"
-        );
-        assert_eq!(
-            age_between(now - chrono::Duration::days(3), now),
-            "3 ngày trước"
-        );
+        assert_eq!(age_between(now - chrono::Duration::minutes(5), now), "5 phút trước");
+        assert_eq!(age_between(now - chrono::Duration::days(3), now), "3 ngày trước");
     }
 }

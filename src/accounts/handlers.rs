@@ -35,9 +35,7 @@ crate::routes! {
 /// Only same-site paths are followed after login (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_string()
-        }
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -59,12 +57,7 @@ async fn login_form(ctx: Ctx, q: web::Query<NextQuery>) -> AppResult<HttpRespons
     if ctx.user.is_some() {
         return Ok(redirect(&next));
     }
-    render(&LoginPage {
-        l: ctx.layout("Đăng nhập", &[]),
-        email: String::new(),
-        next,
-        error: None,
-    })
+    render(&LoginPage { l: ctx.layout("Đăng nhập", &[]), email: String::new(), next, error: None })
 }
 
 #[derive(Deserialize)]
@@ -76,14 +69,9 @@ struct LoginForm {
 
 async fn login(ctx: Ctx, req: HttpRequest, form: web::Form<LoginForm>) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let (email, password) = (form.email.clone(), form.password.clone());
-    let outcome = ctx
-        .db(move |conn| service::authenticate(conn, &email, &password, &address))
-        .await?;
+    let outcome = ctx.db(move |conn| service::authenticate(conn, &email, &password, &address)).await?;
     let next = safe_next(form.next.as_deref());
     match outcome {
         Ok(user) => {
@@ -95,12 +83,8 @@ async fn login(ctx: Ctx, req: HttpRequest, form: web::Form<LoginForm>) -> AppRes
                 service::LoginError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let page = LoginPage {
-                l: ctx.layout("Đăng nhập", &[]),
-                email: form.email,
-                next,
-                error: Some(e.message()),
-            };
+            let page =
+                LoginPage { l: ctx.layout("Đăng nhập", &[]), email: form.email, next, error: Some(e.message()) };
             render_status(status, &page)
         }
     }
@@ -140,16 +124,12 @@ async fn setup(ctx: Ctx, form: web::Form<SetupForm>) -> AppResult<HttpResponse> 
         Err(AppError::Validation("Mật khẩu nhập lại không khớp.".into()))
     } else {
         let (e, n, p) = (form.email.clone(), form.name.clone(), form.password.clone());
-        ctx.db(move |conn| service::setup_first_admin(conn, &e, &n, &p))
-            .await
+        ctx.db(move |conn| service::setup_first_admin(conn, &e, &n, &p)).await
     };
     match result {
         Ok(user) => {
             session::sign_in(&ctx.session, &user)?;
-            ctx.flash(
-                "success",
-                "Đã tạo tài khoản quản trị. Hãy tạo tài khoản cho từng thành viên.",
-            );
+            ctx.flash("success", "Đã tạo tài khoản quản trị. Hãy tạo tài khoản cho từng thành viên.");
             Ok(redirect("/admin/users"))
         }
         Err(AppError::Validation(msg)) => render_status(
@@ -166,10 +146,7 @@ async fn setup(ctx: Ctx, form: web::Form<SetupForm>) -> AppResult<HttpResponse> 
 }
 
 async fn password_form(ctx: Ctx) -> AppResult<HttpResponse> {
-    render(&PasswordPage {
-        l: ctx.layout("Đổi mật khẩu", &[]),
-        error: None,
-    })
+    render(&PasswordPage { l: ctx.layout("Đổi mật khẩu", &[]), error: None })
 }
 
 #[derive(Deserialize)]
@@ -182,26 +159,15 @@ struct PasswordForm {
 async fn change_password(ctx: Ctx, form: web::Form<PasswordForm>) -> AppResult<HttpResponse> {
     let uid = ctx.user()?.id;
     let f = form.into_inner();
-    match ctx
-        .db(move |conn| {
-            service::change_own_password(conn, uid, &f.current, &f.password, &f.confirm)
-        })
-        .await
-    {
+    match ctx.db(move |conn| service::change_own_password(conn, uid, &f.current, &f.password, &f.confirm)).await {
         Ok(user) => {
             session::refresh_epoch(&ctx.session, &user)?;
-            ctx.flash(
-                "success",
-                "Đã đổi mật khẩu. Các phiên đăng nhập khác đã kết thúc.",
-            );
+            ctx.flash("success", "Đã đổi mật khẩu. Các phiên đăng nhập khác đã kết thúc.");
             Ok(redirect("/"))
         }
         Err(AppError::Validation(msg)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &PasswordPage {
-                l: ctx.layout("Đổi mật khẩu", &[]),
-                error: Some(msg),
-            },
+            &PasswordPage { l: ctx.layout("Đổi mật khẩu", &[]), error: Some(msg) },
         ),
         Err(e) => Err(e),
     }
@@ -209,10 +175,7 @@ async fn change_password(ctx: Ctx, form: web::Form<PasswordForm>) -> AppResult<H
 
 async fn list_users(ctx: Ctx) -> AppResult<HttpResponse> {
     let users = ctx.db(|conn| Ok(models::list(conn)?)).await?;
-    render(&UsersPage {
-        l: ctx.layout("Người dùng", &[("Quản trị", "/admin/users")]),
-        users,
-    })
+    render(&UsersPage { l: ctx.layout("Người dùng", &[("Quản trị", "/admin/users")]), users })
 }
 
 async fn new_user_form(ctx: Ctx) -> AppResult<HttpResponse> {
@@ -269,10 +232,7 @@ async fn create_user(ctx: Ctx, form: web::Form<UserForm>) -> AppResult<HttpRespo
         password: form.password.clone(),
         roles: form.roles(),
     };
-    match ctx
-        .db(move |conn| service::create_user(conn, &actor, &input))
-        .await
-    {
+    match ctx.db(move |conn| service::create_user(conn, &actor, &input)).await {
         Ok(user) => {
             ctx.flash("success", format!("Đã tạo tài khoản {}.", user.email));
             Ok(redirect("/admin/users"))
@@ -281,10 +241,7 @@ async fn create_user(ctx: Ctx, form: web::Form<UserForm>) -> AppResult<HttpRespo
             StatusCode::UNPROCESSABLE_ENTITY,
             &NewUserPage {
                 l: ctx.layout("Thêm người dùng", &[("Người dùng", "/admin/users")]),
-                form: UserForm {
-                    password: String::new(),
-                    ..form
-                },
+                form: UserForm { password: String::new(), ..form },
                 error: Some(msg),
             },
         ),
@@ -292,12 +249,7 @@ async fn create_user(ctx: Ctx, form: web::Form<UserForm>) -> AppResult<HttpRespo
     }
 }
 
-async fn show_edit(
-    ctx: &Ctx,
-    id: i64,
-    error: Option<String>,
-    status: StatusCode,
-) -> AppResult<HttpResponse> {
+async fn show_edit(ctx: &Ctx, id: i64, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
     let user = ctx.db(move |conn| Ok(models::find(conn, id)?)).await?;
     let roles = user.roles();
     let form = UserForm {
@@ -310,12 +262,7 @@ async fn show_edit(
         role_technician: roles.has(Role::Technician).then(String::new),
         role_accountant: roles.has(Role::Accountant).then(String::new),
     };
-    let page = EditUserPage {
-        l: ctx.layout(&user.name, &[("Người dùng", "/admin/users")]),
-        user,
-        form,
-        error,
-    };
+    let page = EditUserPage { l: ctx.layout(&user.name, &[("Người dùng", "/admin/users")]), user, form, error };
     render_status(status, &page)
 }
 
@@ -326,9 +273,7 @@ async fn edit_user(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
 /// Runs an admin action on one user; a validation error re-shows the edit page.
 async fn user_action<F>(ctx: Ctx, id: i64, done: &str, f: F) -> AppResult<HttpResponse>
 where
-    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<models::User>
-        + Send
-        + 'static,
+    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<models::User> + Send + 'static,
 {
     let actor = ctx.actor()?;
     match ctx.db(move |conn| f(conn, &actor)).await {
@@ -336,18 +281,12 @@ where
             ctx.flash("success", format!("{done}: {}.", user.email));
             Ok(redirect(&format!("/admin/users/{id}")))
         }
-        Err(AppError::Validation(msg)) => {
-            show_edit(&ctx, id, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
-        }
+        Err(AppError::Validation(msg)) => show_edit(&ctx, id, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
         Err(e) => Err(e),
     }
 }
 
-async fn update_user(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<UserForm>,
-) -> AppResult<HttpResponse> {
+async fn update_user(ctx: Ctx, id: web::Path<i64>, form: web::Form<UserForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let form = form.into_inner();
     user_action(ctx, id, "Đã cập nhật", move |conn, actor| {
@@ -358,20 +297,14 @@ async fn update_user(
 
 async fn disable_user(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    user_action(ctx, id, "Đã khóa tài khoản", move |conn, actor| {
-        service::set_disabled(conn, actor, id, true)
-    })
-    .await
+    user_action(ctx, id, "Đã khóa tài khoản", move |conn, actor| service::set_disabled(conn, actor, id, true)).await
 }
 
 async fn enable_user(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    user_action(
-        ctx,
-        id,
-        "Đã mở khóa tài khoản",
-        move |conn, actor| service::set_disabled(conn, actor, id, false),
-    )
+    user_action(ctx, id, "Đã mở khóa tài khoản", move |conn, actor| {
+        service::set_disabled(conn, actor, id, false)
+    })
     .await
 }
 
@@ -381,18 +314,11 @@ struct ResetForm {
     password: String,
 }
 
-async fn reset_password(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<ResetForm>,
-) -> AppResult<HttpResponse> {
+async fn reset_password(ctx: Ctx, id: web::Path<i64>, form: web::Form<ResetForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let password = form.into_inner().password;
-    user_action(
-        ctx,
-        id,
-        "Đã đặt lại mật khẩu",
-        move |conn, actor| service::reset_password(conn, actor, id, &password),
-    )
+    user_action(ctx, id, "Đã đặt lại mật khẩu", move |conn, actor| {
+        service::reset_password(conn, actor, id, &password)
+    })
     .await
 }

@@ -21,13 +21,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Sale,
-        Role::Leader,
-        Role::Technician,
-        Role::Accountant,
-    ];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Sale, Role::Leader, Role::Technician, Role::Accountant];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -83,11 +77,7 @@ impl Roles {
     /// Parses the stored form; unknown codes are ignored (a role removed from the code
     /// must not lock anybody out of the rest of their work).
     pub fn parse_stored(s: &str) -> Self {
-        Roles::from_slice(
-            &s.split(',')
-                .filter_map(|r| r.parse().ok())
-                .collect::<Vec<_>>(),
-        )
+        Roles::from_slice(&s.split(',').filter_map(|r| r.parse().ok()).collect::<Vec<_>>())
     }
 
     pub fn has(self, role: Role) -> bool {
@@ -169,25 +159,15 @@ pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<User> {
 }
 
 pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
-    users::table
-        .filter(users::email.eq(email))
-        .select(User::as_select())
-        .first(conn)
-        .optional()
+    users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
-    users::table
-        .order(users::email.asc())
-        .select(User::as_select())
-        .load(conn)
+    users::table.order(users::email.asc()).select(User::as_select()).load(conn)
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<User> {
-    diesel::insert_into(users::table)
-        .values(new)
-        .returning(users::all_columns)
-        .get_result::<User>(conn)
+    diesel::insert_into(users::table).values(new).returning(users::all_columns).get_result::<User>(conn)
 }
 
 /// Enabled users holding the admin role.
@@ -197,10 +177,7 @@ pub fn enabled_admins(conn: &mut DbConn) -> QueryResult<Vec<User>> {
         .filter(users::roles.like("%admin%"))
         .select(User::as_select())
         .load(conn)?;
-    Ok(candidates
-        .into_iter()
-        .filter(|u| u.roles().has(Role::Admin))
-        .collect())
+    Ok(candidates.into_iter().filter(|u| u.roles().has(Role::Admin)).collect())
 }
 
 #[derive(AsChangeset, Default)]
@@ -216,28 +193,18 @@ pub struct UserChanges<'a> {
 }
 
 pub fn update(conn: &mut DbConn, id: i64, changes: &UserChanges<'_>) -> QueryResult<User> {
-    diesel::update(users::table.find(id))
-        .set(changes)
-        .returning(users::all_columns)
-        .get_result::<User>(conn)
+    diesel::update(users::table.find(id)).set(changes).returning(users::all_columns).get_result::<User>(conn)
 }
 
 pub fn record_login_failure(conn: &mut DbConn, key: &str, at: NaiveDateTime) -> QueryResult<()> {
     diesel::insert_into(login_failures::table)
-        .values((
-            login_failures::throttle_key.eq(key),
-            login_failures::at.eq(at),
-        ))
+        .values((login_failures::throttle_key.eq(key), login_failures::at.eq(at)))
         .execute(conn)?;
     Ok(())
 }
 
 /// Times of the failures for `key` since `since`, oldest first.
-pub fn login_failures_since(
-    conn: &mut DbConn,
-    key: &str,
-    since: NaiveDateTime,
-) -> QueryResult<Vec<NaiveDateTime>> {
+pub fn login_failures_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> QueryResult<Vec<NaiveDateTime>> {
     login_failures::table
         .filter(login_failures::throttle_key.eq(key))
         .filter(login_failures::at.ge(since))
@@ -247,8 +214,7 @@ pub fn login_failures_since(
 }
 
 pub fn clear_login_failures(conn: &mut DbConn, key: &str) -> QueryResult<()> {
-    diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key)))
-        .execute(conn)?;
+    diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key))).execute(conn)?;
     Ok(())
 }
 

@@ -43,9 +43,7 @@ pub struct UsersPage {
 
 impl UsersPage {
     pub fn last_login(&self, u: &User) -> String {
-        u.last_login_at
-            .map(|t| format!("{} ({})", LocalTime(t), Age(t)))
-            .unwrap_or_else(|| "Chưa đăng nhập".into())
+        u.last_login_at.map(|t| format!("{} ({})", LocalTime(t), Age(t))).unwrap_or_else(|| "Chưa đăng nhập".into())
     }
 }
 
@@ -82,9 +80,6 @@ impl EditUserPage {
     }
 
     pub fn last_login(&self) -> String {
-        self.user
-            .last_login_at
-            .map(|t| LocalTime(t).to_string())
-            .unwrap_or_else(|| "Chưa đăng nhập".into())
+        self.user.last_login_at.map(|t| LocalTime(t).to_string()).unwrap_or_else(|| "Chưa đăng nhập".into())
     }
 }

@@ -29,17 +29,12 @@ pub fn hash_password(password: &str) -> AppResult<String> {
 
 fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
 /// Verified against when the account does not exist, so both cases take as long.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_password("not-a-real-password-0000").unwrap_or_default());
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("not-a-real-password-0000").unwrap_or_default());
 
 /// What a person types to create an account.
 #[derive(Debug, Clone, Default)]
@@ -57,33 +52,22 @@ fn normalise_email(email: &str) -> String {
 fn validate_email(email: &str) -> AppResult<()> {
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
         && !email.chars().any(char::is_whitespace);
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::Validation("Email không hợp lệ.".into()))
-    }
+    if ok { Ok(()) } else { Err(AppError::Validation("Email không hợp lệ.".into())) }
 }
 
 pub fn validate_password(password: &str) -> AppResult<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(AppError::Validation(format!(
-            "Mật khẩu phải có ít nhất {MIN_PASSWORD_LEN} ký tự."
-        )));
+        return Err(AppError::Validation(format!("Mật khẩu phải có ít nhất {MIN_PASSWORD_LEN} ký tự.")));
     }
     Ok(())
 }
 
 fn validate_name(name: &str) -> AppResult<()> {
     if name.trim().is_empty() || name.chars().count() > 120 {
-        return Err(AppError::Validation(
-            "Vui lòng nhập họ tên (tối đa 120 ký tự).".into(),
-        ));
+        return Err(AppError::Validation("Vui lòng nhập họ tên (tối đa 120 ký tự).".into()));
     }
     Ok(())
 }
@@ -101,9 +85,7 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
     let roles = Roles::from_slice(&input.roles).stored();
     conn.transaction(|conn| {
         if models::find_by_email(conn, &email)?.is_some() {
-            return Err(AppError::Validation(
-                "Email này đã được dùng cho một tài khoản khác.".into(),
-            ));
+            return Err(AppError::Validation("Email này đã được dùng cho một tài khoản khác.".into()));
         }
         let t = now();
         let user = models::insert(
@@ -119,26 +101,13 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
                 updated_at: t,
             },
         )?;
-        audit::record(
-            conn,
-            actor,
-            "user",
-            user.id,
-            "create",
-            None,
-            Some(user.audit_view()),
-        )?;
+        audit::record(conn, actor, "user", user.id, "create", None, Some(user.audit_view()))?;
         Ok(user)
     })
 }
 
 /// First run: creates the first admin, only while no account exists at all.
-pub fn setup_first_admin(
-    conn: &mut DbConn,
-    email: &str,
-    name: &str,
-    password: &str,
-) -> AppResult<User> {
+pub fn setup_first_admin(conn: &mut DbConn, email: &str, name: &str, password: &str) -> AppResult<User> {
     conn.transaction(|conn| {
         if models::count_users(conn)? > 0 {
             return Err(AppError::NotFound);
@@ -165,9 +134,7 @@ impl LoginError {
     pub fn message(&self) -> String {
         match self {
             LoginError::Invalid => "Email hoặc mật khẩu không đúng.".into(),
-            LoginError::Disabled => {
-                "Tài khoản này đã bị khóa. Vui lòng liên hệ quản trị viên.".into()
-            }
+            LoginError::Disabled => "Tài khoản này đã bị khóa. Vui lòng liên hệ quản trị viên.".into(),
             LoginError::Throttled { minutes } => {
                 format!("Bạn đã đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {minutes} phút.")
             }
@@ -225,23 +192,9 @@ pub fn authenticate(
             conn.transaction(|conn| {
                 models::clear_login_failures(conn, &account_key)?;
                 models::prune_login_failures(conn, t - Duration::days(1))?;
-                let user = models::update(
-                    conn,
-                    user.id,
-                    &UserChanges {
-                        last_login_at: Some(t),
-                        ..Default::default()
-                    },
-                )?;
-                audit::record(
-                    conn,
-                    &Actor::user(user.id, &user.email),
-                    "user",
-                    user.id,
-                    "login",
-                    None,
-                    None,
-                )?;
+                let user =
+                    models::update(conn, user.id, &UserChanges { last_login_at: Some(t), ..Default::default() })?;
+                audit::record(conn, &Actor::user(user.id, &user.email), "user", user.id, "login", None, None)?;
                 Ok(Ok(user))
             })
         }
@@ -255,20 +208,10 @@ pub fn authenticate(
     }
 }
 
-fn ensure_admin_remains(
-    conn: &mut DbConn,
-    user: &User,
-    next_roles: Roles,
-    next_disabled: bool,
-) -> AppResult<()> {
-    let loses_admin = user.roles().has(Role::Admin)
-        && !user.disabled
-        && (!next_roles.has(Role::Admin) || next_disabled);
-    if loses_admin
-        && models::enabled_admins(conn)?
-            .iter()
-            .all(|a| a.id == user.id)
-    {
+fn ensure_admin_remains(conn: &mut DbConn, user: &User, next_roles: Roles, next_disabled: bool) -> AppResult<()> {
+    let loses_admin =
+        user.roles().has(Role::Admin) && !user.disabled && (!next_roles.has(Role::Admin) || next_disabled);
+    if loses_admin && models::enabled_admins(conn)?.iter().all(|a| a.id == user.id) {
         return Err(AppError::Validation(
             "Phải còn ít nhất một quản trị viên đang hoạt động; không thể gỡ quyền hoặc khóa tài khoản này.".into(),
         ));
@@ -277,13 +220,7 @@ fn ensure_admin_remains(
 }
 
 /// Sets a user's name and roles.
-pub fn update_profile(
-    conn: &mut DbConn,
-    actor: &Actor,
-    id: i64,
-    name: &str,
-    roles: &[Role],
-) -> AppResult<User> {
+pub fn update_profile(conn: &mut DbConn, actor: &Actor, id: i64, name: &str, roles: &[Role]) -> AppResult<User> {
     validate_name(name)?;
     if roles.is_empty() {
         return Err(AppError::Validation("Chọn ít nhất một vai trò.".into()));
@@ -303,15 +240,7 @@ pub fn update_profile(
                 ..Default::default()
             },
         )?;
-        audit::record(
-            conn,
-            actor,
-            "user",
-            id,
-            "update",
-            Some(user.audit_view()),
-            Some(updated.audit_view()),
-        )?;
+        audit::record(conn, actor, "user", id, "update", Some(user.audit_view()), Some(updated.audit_view()))?;
         Ok(updated)
     })
 }
@@ -321,9 +250,7 @@ pub fn set_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -
     conn.transaction(|conn| {
         let user = models::find(conn, id)?;
         if disabled && actor.user_id == Some(id) {
-            return Err(AppError::Validation(
-                "Bạn không thể tự khóa tài khoản của mình.".into(),
-            ));
+            return Err(AppError::Validation("Bạn không thể tự khóa tài khoản của mình.".into()));
         }
         ensure_admin_remains(conn, &user, user.roles(), disabled)?;
         let updated = models::update(
@@ -337,26 +264,13 @@ pub fn set_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -
             },
         )?;
         let action = if disabled { "disable" } else { "enable" };
-        audit::record(
-            conn,
-            actor,
-            "user",
-            id,
-            action,
-            Some(user.audit_view()),
-            Some(updated.audit_view()),
-        )?;
+        audit::record(conn, actor, "user", id, action, Some(user.audit_view()), Some(updated.audit_view()))?;
         Ok(updated)
     })
 }
 
 /// An admin sets a new password for someone; their sessions end.
-pub fn reset_password(
-    conn: &mut DbConn,
-    actor: &Actor,
-    id: i64,
-    password: &str,
-) -> AppResult<User> {
+pub fn reset_password(conn: &mut DbConn, actor: &Actor, id: i64, password: &str) -> AppResult<User> {
     validate_password(password)?;
     let hash = hash_password(password)?;
     conn.transaction(|conn| {
@@ -378,13 +292,7 @@ pub fn reset_password(
 
 /// A user changes their own password after proving the current one. Other sessions end;
 /// the caller refreshes the current one with the returned epoch.
-pub fn change_own_password(
-    conn: &mut DbConn,
-    id: i64,
-    current: &str,
-    new: &str,
-    confirm: &str,
-) -> AppResult<User> {
+pub fn change_own_password(conn: &mut DbConn, id: i64, current: &str, new: &str, confirm: &str) -> AppResult<User> {
     let user = models::find(conn, id)?;
     if !verify_password(&user.password_hash, current) {
         return Err(AppError::Validation("Mật khẩu hiện tại không đúng.".into()));
@@ -405,15 +313,7 @@ pub fn change_own_password(
                 ..Default::default()
             },
         )?;
-        audit::record(
-            conn,
-            &Actor::user(id, &user.email),
-            "user",
-            id,
-            "change_password",
-            None,
-            None,
-        )?;
+        audit::record(conn, &Actor::user(id, &user.email), "user", id, "change_password", None, None)?;
         Ok(updated)
     })
 }

@@ -45,9 +45,7 @@ impl AuditQuery {
             entity_id: non_empty(&self.entity_id),
             user_id: self.user.trim().parse().ok(),
             from: date(&self.from).map(local_midnight_utc),
-            until: date(&self.to)
-                .and_then(|d| d.succ_opt())
-                .map(local_midnight_utc),
+            until: date(&self.to).and_then(|d| d.succ_opt()).map(local_midnight_utc),
         }
     }
 
@@ -105,12 +103,7 @@ async fn list(ctx: Ctx, q: web::Query<AuditQuery>) -> AppResult<HttpResponse> {
     let (rows, total, entity_types, users) = ctx
         .db(move |conn| {
             let (rows, total) = models::page(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
-            Ok((
-                rows,
-                total,
-                models::entity_types(conn)?,
-                crate::accounts::models::list(conn)?,
-            ))
+            Ok((rows, total, models::entity_types(conn)?, crate::accounts::models::list(conn)?))
         })
         .await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);

@@ -18,17 +18,11 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(id: i64, email: &str) -> Self {
-        Actor {
-            user_id: Some(id),
-            label: email.to_string(),
-        }
+        Actor { user_id: Some(id), label: email.to_string() }
     }
 
     pub fn system(label: &str) -> Self {
-        Actor {
-            user_id: None,
-            label: label.to_string(),
-        }
+        Actor { user_id: None, label: label.to_string() }
     }
 }
 

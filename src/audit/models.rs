@@ -30,9 +30,7 @@ pub struct AuditFilter {
     pub until: Option<NaiveDateTime>,
 }
 
-fn filtered(
-    f: &AuditFilter,
-) -> audit_log::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+fn filtered(f: &AuditFilter) -> audit_log::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = audit_log::table.into_boxed();
     if let Some(t) = &f.entity_type {
         q = q.filter(audit_log::entity_type.eq(t.clone()));
@@ -53,12 +51,7 @@ fn filtered(
 }
 
 /// One page of entries, newest first, and the total count.
-pub fn page(
-    conn: &mut DbConn,
-    f: &AuditFilter,
-    offset: i64,
-    limit: i64,
-) -> QueryResult<(Vec<AuditEntry>, i64)> {
+pub fn page(conn: &mut DbConn, f: &AuditFilter, offset: i64, limit: i64) -> QueryResult<(Vec<AuditEntry>, i64)> {
     let total = filtered(f).count().get_result(conn)?;
     let rows = filtered(f)
         .order((audit_log::at.desc(), audit_log::id.desc()))
@@ -71,9 +64,5 @@ pub fn page(
 
 /// The entity types present, for the filter's drop-down.
 pub fn entity_types(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-    audit_log::table
-        .select(audit_log::entity_type)
-        .distinct()
-        .order(audit_log::entity_type.asc())
-        .load(conn)
+    audit_log::table.select(audit_log::entity_type).distinct().order(audit_log::entity_type.asc()).load(conn)
 }

@@ -75,9 +75,7 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_string(),
-        }
+        Self { url: url.to_string() }
     }
 
     fn sqlite_path(&self) -> &str {
@@ -97,8 +95,7 @@ impl r2d2::ManageConnection for Manager {
                 if let Some(parent) = std::path::Path::new(path).parent()
                     && !parent.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| ConnError::Dir(parent.display().to_string(), e))?;
+                    std::fs::create_dir_all(parent).map_err(|e| ConnError::Dir(parent.display().to_string(), e))?;
                 }
                 let mut conn = SqliteConnection::establish(path)?;
                 // busy_timeout first: the WAL switch itself may wait for another writer.

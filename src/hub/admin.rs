@@ -81,23 +81,14 @@ impl PartnerForm {
 
     fn validate(&mut self) -> AppResult<()> {
         self.code = self.code.trim().to_uppercase();
-        if self.code.is_empty()
-            || !self
-                .code
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(AppError::Validation(
-                "Mã đối tác chỉ gồm chữ không dấu, số và gạch dưới, ví dụ MOMO.".into(),
-            ));
+        if self.code.is_empty() || !self.code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(AppError::Validation("Mã đối tác chỉ gồm chữ không dấu, số và gạch dưới, ví dụ MOMO.".into()));
         }
         if self.name.trim().is_empty() {
             return Err(AppError::Validation("Vui lòng nhập tên đối tác.".into()));
         }
         if self.kind != "payment" && self.kind != "voucher" {
-            return Err(AppError::Validation(
-                "Loại đối tác phải là thanh toán hoặc voucher.".into(),
-            ));
+            return Err(AppError::Validation("Loại đối tác phải là thanh toán hoặc voucher.".into()));
         }
         if self.mail_domains.trim().is_empty() && self.mail_addresses.trim().is_empty() {
             return Err(AppError::Validation(
@@ -108,20 +99,12 @@ impl PartnerForm {
     }
 }
 
-fn save_partner(
-    conn: &mut DbConn,
-    actor: &Actor,
-    id: Option<i64>,
-    mut f: PartnerForm,
-) -> AppResult<i64> {
+fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: PartnerForm) -> AppResult<i64> {
     f.validate()?;
     conn.transaction(|conn| {
         let t = now();
-        let taken: Option<i64> = partners::table
-            .filter(partners::code.eq(&f.code))
-            .select(partners::id)
-            .first(conn)
-            .optional()?;
+        let taken: Option<i64> =
+            partners::table.filter(partners::code.eq(&f.code)).select(partners::id).first(conn).optional()?;
         if taken.is_some() && taken != id {
             return Err(AppError::Validation(format!("Mã {} đã có.", f.code)));
         }
@@ -143,24 +126,10 @@ fn save_partner(
         let after = serde_json::to_value(&f).map_err(AppError::internal)?;
         match id {
             Some(id) => {
-                let before = mail::partners(conn)?
-                    .into_iter()
-                    .find(|p| p.id == id)
-                    .ok_or(AppError::NotFound)?;
-                diesel::update(partners::table.find(id))
-                    .set(values)
-                    .execute(conn)?;
-                let before =
-                    serde_json::to_value(PartnerForm::of(&before)).map_err(AppError::internal)?;
-                audit::record(
-                    conn,
-                    actor,
-                    "partner",
-                    id,
-                    "update",
-                    Some(before),
-                    Some(after),
-                )?;
+                let before = mail::partners(conn)?.into_iter().find(|p| p.id == id).ok_or(AppError::NotFound)?;
+                diesel::update(partners::table.find(id)).set(values).execute(conn)?;
+                let before = serde_json::to_value(PartnerForm::of(&before)).map_err(AppError::internal)?;
+                audit::record(conn, actor, "partner", id, "update", Some(before), Some(after))?;
                 Ok(id)
             }
             None => {
@@ -184,10 +153,7 @@ struct PartnersPage {
 
 async fn partners_list(ctx: Ctx) -> AppResult<HttpResponse> {
     let partners = ctx.db(|conn| Ok(mail::partners(conn)?)).await?;
-    render(&PartnersPage {
-        l: ctx.layout("Đối tác", &[("Quản trị", "/admin/users")]),
-        partners,
-    })
+    render(&PartnersPage { l: ctx.layout("Đối tác", &[("Quản trị", "/admin/users")]), partners })
 }
 
 #[derive(Template)]
@@ -206,65 +172,30 @@ fn partner_page(
     error: Option<String>,
     status: StatusCode,
 ) -> AppResult<HttpResponse> {
-    let title = if id.is_some() {
-        format!("Đối tác {}", f.code)
-    } else {
-        "Thêm đối tác".to_string()
-    };
-    render_status(
-        status,
-        &PartnerFormPage {
-            l: ctx.layout(&title, &[("Đối tác", "/admin/partners")]),
-            id,
-            f,
-            error,
-        },
-    )
+    let title = if id.is_some() { format!("Đối tác {}", f.code) } else { "Thêm đối tác".to_string() };
+    render_status(status, &PartnerFormPage { l: ctx.layout(&title, &[("Đối tác", "/admin/partners")]), id, f, error })
 }
 
 async fn partner_new(ctx: Ctx) -> AppResult<HttpResponse> {
-    partner_page(
-        &ctx,
-        None,
-        PartnerForm {
-            kind: "payment".into(),
-            ..Default::default()
-        },
-        None,
-        StatusCode::OK,
-    )
+    partner_page(&ctx, None, PartnerForm { kind: "payment".into(), ..Default::default() }, None, StatusCode::OK)
 }
 
 async fn partner_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let p = ctx
-        .db(move |conn| {
-            mail::partners(conn)?
-                .into_iter()
-                .find(|p| p.id == id)
-                .ok_or(AppError::NotFound)
-        })
-        .await?;
+    let p =
+        ctx.db(move |conn| mail::partners(conn)?.into_iter().find(|p| p.id == id).ok_or(AppError::NotFound)).await?;
     partner_page(&ctx, Some(id), PartnerForm::of(&p), None, StatusCode::OK)
 }
 
 async fn partner_save(ctx: Ctx, id: Option<i64>, f: PartnerForm) -> AppResult<HttpResponse> {
     let actor = ctx.actor()?;
     let form = f.clone();
-    match ctx
-        .db(move |conn| save_partner(conn, &actor, id, form))
-        .await
-    {
+    match ctx.db(move |conn| save_partner(conn, &actor, id, form)).await {
         Ok(_) => {
-            ctx.flash(
-                "success",
-                format!("Đã lưu đối tác {}.", f.code.trim().to_uppercase()),
-            );
+            ctx.flash("success", format!("Đã lưu đối tác {}.", f.code.trim().to_uppercase()));
             Ok(redirect("/admin/partners"))
         }
-        Err(AppError::Validation(m)) => {
-            partner_page(&ctx, id, f, Some(m), StatusCode::UNPROCESSABLE_ENTITY)
-        }
+        Err(AppError::Validation(m)) => partner_page(&ctx, id, f, Some(m), StatusCode::UNPROCESSABLE_ENTITY),
         Err(e) => Err(e),
     }
 }
@@ -273,11 +204,7 @@ async fn partner_create(ctx: Ctx, form: web::Form<PartnerForm>) -> AppResult<Htt
     partner_save(ctx, None, form.into_inner()).await
 }
 
-async fn partner_update(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<PartnerForm>,
-) -> AppResult<HttpResponse> {
+async fn partner_update(ctx: Ctx, id: web::Path<i64>, form: web::Form<PartnerForm>) -> AppResult<HttpResponse> {
     partner_save(ctx, Some(id.into_inner()), form.into_inner()).await
 }
 
@@ -319,14 +246,8 @@ struct Search {
 async fn customers_list(ctx: Ctx, q: web::Query<Search>) -> AppResult<HttpResponse> {
     let q = q.into_inner().q;
     let query = q.clone();
-    let rows = ctx
-        .db(move |conn| Ok(search_customers(conn, &query, 200)?))
-        .await?;
-    render(&CustomersPage {
-        l: ctx.layout("Khách hàng", &[]),
-        q,
-        rows,
-    })
+    let rows = ctx.db(move |conn| Ok(search_customers(conn, &query, 200)?)).await?;
+    render(&CustomersPage { l: ctx.layout("Khách hàng", &[]), q, rows })
 }
 
 #[derive(Deserialize)]
@@ -353,10 +274,8 @@ async fn customer_create(ctx: Ctx, form: web::Form<CustomerForm>) -> AppResult<H
                     customers::name.eq(f.name.trim()),
                     customers::tax_code.eq(f.tax_code.trim()),
                     customers::address.eq(f.address.trim()),
-                    customers::search_key.eq(crate::mail::inbound::classify::fold(&format!(
-                        "{} {}",
-                        f.name, f.tax_code
-                    ))),
+                    customers::search_key
+                        .eq(crate::mail::inbound::classify::fold(&format!("{} {}", f.name, f.tax_code))),
                     customers::created_at.eq(now()),
                 ))
                 .returning(customers::id)
@@ -403,11 +322,7 @@ struct DashboardPage {
 impl DashboardPage {
     /// Width in the SVG chart (0..=400) of a row's bar.
     fn bar(&self, r: &DashRow) -> i64 {
-        if self.max_open == 0 {
-            0
-        } else {
-            r.total * 400 / self.max_open
-        }
+        if self.max_open == 0 { 0 } else { r.total * 400 / self.max_open }
     }
 
     fn y(&self, i: &usize) -> usize {
@@ -445,34 +360,18 @@ async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
                     counts
                         .iter()
                         .find(|c| c.0 == s.code() && c.1 == p.id)
-                        .map(|c| Cell {
-                            count: c.2,
-                            oldest_days: c.3.map(|o| (t - o).num_days()).unwrap_or(0),
-                        })
-                        .unwrap_or(Cell {
-                            count: 0,
-                            oldest_days: 0,
-                        })
+                        .map(|c| Cell { count: c.2, oldest_days: c.3.map(|o| (t - o).num_days()).unwrap_or(0) })
+                        .unwrap_or(Cell { count: 0, oldest_days: 0 })
                 })
                 .collect();
             DashRow {
                 state: *s,
                 total: cells.iter().map(|c| c.count).sum(),
-                oldest_days: cells
-                    .iter()
-                    .filter(|c| c.count > 0)
-                    .map(|c| c.oldest_days)
-                    .max()
-                    .unwrap_or(0),
+                oldest_days: cells.iter().filter(|c| c.count > 0).map(|c| c.oldest_days).max().unwrap_or(0),
                 cells,
             }
         })
         .collect();
     let max_open = rows.iter().map(|r| r.total).max().unwrap_or(0);
-    render(&DashboardPage {
-        l: ctx.layout("Bảng điều khiển", &[]),
-        partners,
-        rows,
-        max_open,
-    })
+    render(&DashboardPage { l: ctx.layout("Bảng điều khiển", &[]), partners, rows, max_open })
 }

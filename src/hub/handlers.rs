@@ -64,12 +64,7 @@ pub struct RequestForm {
     pub point_phone: String,
 }
 
-async fn show_form(
-    ctx: &Ctx,
-    form: RequestForm,
-    error: Option<String>,
-    status: StatusCode,
-) -> AppResult<HttpResponse> {
+async fn show_form(ctx: &Ctx, form: RequestForm, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
     let mail_id = form.mail_id;
     let (partners, opening) = ctx
         .db(move |conn| {
@@ -91,10 +86,7 @@ async fn show_form(
 }
 
 async fn new_form(ctx: Ctx, q: web::Query<NewQuery>) -> AppResult<HttpResponse> {
-    let mut form = RequestForm {
-        mail_id: q.mail,
-        ..Default::default()
-    };
+    let mut form = RequestForm { mail_id: q.mail, ..Default::default() };
     if let Some(id) = q.mail {
         let m = ctx.db(move |conn| Ok(mail::message(conn, id)?)).await?;
         let s: Suggestions = serde_json::from_str(&m.suggestions).unwrap_or_default();
@@ -128,17 +120,12 @@ async fn create(ctx: Ctx, form: web::Form<RequestForm>) -> AppResult<HttpRespons
         point_contact: f.point_contact.clone(),
         point_phone: f.point_phone.clone(),
     };
-    match ctx
-        .db(move |conn| service::open_request(conn, &actor, &input))
-        .await
-    {
+    match ctx.db(move |conn| service::open_request(conn, &actor, &input)).await {
         Ok(id) => {
             ctx.flash("success", format!("Đã mở yêu cầu #{id}."));
             Ok(redirect(&format!("/requests/{id}")))
         }
-        Err(AppError::Validation(msg)) => {
-            show_form(&ctx, f, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
-        }
+        Err(AppError::Validation(msg)) => show_form(&ctx, f, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
         Err(e) => Err(e),
     }
 }
@@ -159,10 +146,7 @@ async fn attach_mail(ctx: Ctx, form: web::Form<AttachForm>) -> AppResult<HttpRes
         ctx.flash("error", "Vui lòng nhập số yêu cầu, ví dụ 12.");
         return Ok(redirect(&format!("/mail/{mail_id}")));
     };
-    match ctx
-        .db(move |conn| service::attach_mail(conn, &actor, request_id, mail_id))
-        .await
-    {
+    match ctx.db(move |conn| service::attach_mail(conn, &actor, request_id, mail_id)).await {
         Ok(()) => {
             ctx.flash("success", format!("Đã gắn thư vào yêu cầu #{request_id}."));
             Ok(redirect(&format!("/requests/{request_id}")))
@@ -183,10 +167,7 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let data = ctx.db(move |conn| RequestView::load(conn, id)).await?;
     let title = format!("Yêu cầu #{id}");
-    render(&RequestPage {
-        l: ctx.layout(&title, &[("Yêu cầu kết nối", "/requests")]),
-        v: data,
-    })
+    render(&RequestPage { l: ctx.layout(&title, &[("Yêu cầu kết nối", "/requests")]), v: data })
 }
 
 #[derive(Deserialize)]
@@ -213,20 +194,12 @@ where
     Ok(redirect(&format!("/requests/{id}")))
 }
 
-async fn transition(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<TransitionForm>,
-) -> AppResult<HttpResponse> {
+async fn transition(ctx: Ctx, id: web::Path<i64>, form: web::Form<TransitionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    let to = State::from_code(&f.to)
-        .ok_or_else(|| AppError::Validation("Trạng thái không hợp lệ.".into()))?;
+    let to = State::from_code(&f.to).ok_or_else(|| AppError::Validation("Trạng thái không hợp lệ.".into()))?;
     let done = format!("Đã chuyển yêu cầu sang “{}”.", to.label());
-    act(ctx, id, &done, move |conn, actor| {
-        service::transition(conn, actor, id, f.version, to, &f.reason)
-    })
-    .await
+    act(ctx, id, &done, move |conn, actor| service::transition(conn, actor, id, f.version, to, &f.reason)).await
 }
 
 #[derive(Deserialize)]
@@ -244,21 +217,15 @@ async fn manual_confirmation(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    act(
-        ctx,
-        id,
-        "Đã ghi nhận xác nhận.",
-        move |conn, actor| service::manual_confirmation(conn, actor, id, &f.kind, &f.reason),
-    )
+    act(ctx, id, "Đã ghi nhận xác nhận.", move |conn, actor| {
+        service::manual_confirmation(conn, actor, id, &f.kind, &f.reason)
+    })
     .await
 }
 
 async fn revoke_confirmation(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
     let (id, cid) = path.into_inner();
-    act(ctx, id, "Đã gỡ xác nhận.", move |conn, actor| {
-        service::revoke_confirmation(conn, actor, id, cid)
-    })
-    .await
+    act(ctx, id, "Đã gỡ xác nhận.", move |conn, actor| service::revoke_confirmation(conn, actor, id, cid)).await
 }
 
 #[derive(Deserialize)]
@@ -268,11 +235,7 @@ struct CommentForm {
     internal: Option<String>,
 }
 
-async fn comment(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<CommentForm>,
-) -> AppResult<HttpResponse> {
+async fn comment(ctx: Ctx, id: web::Path<i64>, form: web::Form<CommentForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
     act(ctx, id, "Đã thêm bình luận.", move |conn, actor| {
@@ -325,19 +288,11 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
             let filter = RequestFilter {
                 states: match query.state.as_str() {
                     "" => Vec::new(),
-                    "open" => State::ALL
-                        .iter()
-                        .filter(|s| !s.is_closed())
-                        .map(|s| s.code().to_string())
-                        .collect(),
+                    "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
                     s => vec![s.to_string()],
                 },
-                partner_id: partners
-                    .iter()
-                    .find(|p| p.code == query.partner)
-                    .map(|p| p.id),
-                merchant_search: Some(crate::mail::inbound::classify::fold(&query.q))
-                    .filter(|s| !s.is_empty()),
+                partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
+                merchant_search: Some(crate::mail::inbound::classify::fold(&query.q)).filter(|s| !s.is_empty()),
                 assignee_id: (!query.mine.is_empty()).then_some(uid),
                 older_than: query
                     .older_days
@@ -350,23 +305,14 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
         })
         .await?;
     let pages = ((rows.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    render(&RequestListPage {
-        l: ctx.layout("Yêu cầu kết nối", &[]),
-        q,
-        rows,
-        page,
-        pages,
-    })
+    render(&RequestListPage { l: ctx.layout("Yêu cầu kết nối", &[]), q, rows, page, pages })
 }
 
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
     let user = ctx.user()?.clone();
     let roles = user.roles;
     let sections = ctx.db(move |conn| MyWork::load(conn, roles)).await?;
-    render(&MyWorkPage {
-        l: ctx.layout("Việc của tôi", &[]),
-        sections,
-    })
+    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections })
 }
 
 #[derive(Deserialize, Default)]
@@ -380,37 +326,18 @@ async fn merchants(ctx: Ctx, q: web::Query<MerchantQuery>) -> AppResult<HttpResp
     let q = q.into_inner();
     let page = q.page.unwrap_or(1).max(1);
     let key = crate::mail::inbound::classify::fold(&q.q);
-    let (rows, total) = ctx
-        .db(move |conn| {
-            Ok(models::search_merchants(
-                conn,
-                &key,
-                (page - 1) * PAGE_SIZE,
-                PAGE_SIZE,
-            )?)
-        })
-        .await?;
+    let (rows, total) =
+        ctx.db(move |conn| Ok(models::search_merchants(conn, &key, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    render(&MerchantsPage {
-        l: ctx.layout("Merchant và điểm bán", &[]),
-        q: q.q,
-        rows,
-        total,
-        page,
-        pages,
-    })
+    render(&MerchantsPage { l: ctx.layout("Merchant và điểm bán", &[]), q: q.q, rows, total, page, pages })
 }
 
 async fn merchant(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (merchant, points) = ctx
-        .db(move |conn| Ok((models::merchant(conn, id)?, models::points_of(conn, id)?)))
-        .await?;
+    let (merchant, points) =
+        ctx.db(move |conn| Ok((models::merchant(conn, id)?, models::points_of(conn, id)?))).await?;
     render(&MerchantPage {
-        l: ctx.layout(
-            &merchant.name.clone(),
-            &[("Merchant và điểm bán", "/merchants")],
-        ),
+        l: ctx.layout(&merchant.name.clone(), &[("Merchant và điểm bán", "/merchants")]),
         merchant,
         points,
     })
@@ -430,22 +357,13 @@ pub struct AcceptForm {
     pub body: String,
 }
 
-async fn accept_page(
-    ctx: &Ctx,
-    id: i64,
-    form: Option<AcceptForm>,
-    error: Option<String>,
-) -> AppResult<HttpResponse> {
+async fn accept_page(ctx: &Ctx, id: i64, form: Option<AcceptForm>, error: Option<String>) -> AppResult<HttpResponse> {
     let sender = ctx.user()?.name.clone();
     let (r, draft, missing) = ctx
         .db(move |conn| {
             let r = models::request(conn, id)?;
             let missing = service::missing(conn, &r)?;
-            Ok((
-                r.clone(),
-                service::acceptance_draft(conn, id, &sender)?,
-                missing,
-            ))
+            Ok((r.clone(), service::acceptance_draft(conn, id, &sender)?, missing))
         })
         .await?;
     let f = form.unwrap_or(AcceptForm {
@@ -455,18 +373,11 @@ async fn accept_page(
         subject: draft.subject.clone(),
         body: draft.body.clone(),
     });
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = AcceptPage {
         l: ctx.layout(
             "Mail chấp nhận mở cổng (B2)",
-            &[
-                ("Yêu cầu kết nối", "/requests"),
-                (&format!("#{id}"), &format!("/requests/{id}")),
-            ],
+            &[("Yêu cầu kết nối", "/requests"), (&format!("#{id}"), &format!("/requests/{id}"))],
         ),
         id,
         f,
@@ -481,11 +392,7 @@ async fn accept_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     accept_page(&ctx, id.into_inner(), None, None).await
 }
 
-async fn accept(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<AcceptForm>,
-) -> AppResult<HttpResponse> {
+async fn accept(ctx: Ctx, id: web::Path<i64>, form: web::Form<AcceptForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
     let actor = ctx.actor()?;
@@ -505,15 +412,10 @@ async fn accept(
         .await;
     match result {
         Ok(_) => {
-            ctx.flash(
-                "success",
-                "Đã chấp nhận yêu cầu; mail chấp nhận đã vào hàng đợi gửi.",
-            );
+            ctx.flash("success", "Đã chấp nhận yêu cầu; mail chấp nhận đã vào hàng đợi gửi.");
             Ok(redirect(&format!("/requests/{id}")))
         }
-        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => {
-            accept_page(&ctx, id, Some(f), Some(m)).await
-        }
+        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => accept_page(&ctx, id, Some(f), Some(m)).await,
         Err(e) => Err(e),
     }
 }

@@ -5,9 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{
-    confirmations, merchants, points, request_events, request_points, requests,
-};
+use crate::db::schema::{confirmations, merchants, points, request_events, request_points, requests};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = merchants)]
@@ -40,27 +38,14 @@ pub struct Point {
 }
 
 pub fn merchant(conn: &mut DbConn, id: i64) -> QueryResult<Merchant> {
-    merchants::table
-        .find(id)
-        .select(Merchant::as_select())
-        .first(conn)
+    merchants::table.find(id).select(Merchant::as_select()).first(conn)
 }
 
 pub fn merchant_by_key(conn: &mut DbConn, key: &str) -> QueryResult<Option<Merchant>> {
-    merchants::table
-        .filter(merchants::search_key.eq(key))
-        .select(Merchant::as_select())
-        .first(conn)
-        .optional()
+    merchants::table.filter(merchants::search_key.eq(key)).select(Merchant::as_select()).first(conn).optional()
 }
 
-pub fn insert_merchant(
-    conn: &mut DbConn,
-    name: &str,
-    contact: &str,
-    phone: &str,
-    key: &str,
-) -> QueryResult<i64> {
+pub fn insert_merchant(conn: &mut DbConn, name: &str, contact: &str, phone: &str, key: &str) -> QueryResult<i64> {
     let t = crate::db::now();
     diesel::insert_into(merchants::table)
         .values((
@@ -83,10 +68,7 @@ pub fn search_merchants(
     limit: i64,
 ) -> QueryResult<(Vec<(Merchant, i64)>, i64)> {
     let like = format!("%{}%", q.replace(['%', '_'], ""));
-    let total = merchants::table
-        .filter(merchants::search_key.like(&like))
-        .count()
-        .get_result(conn)?;
+    let total = merchants::table.filter(merchants::search_key.like(&like)).count().get_result(conn)?;
     let rows: Vec<Merchant> = merchants::table
         .filter(merchants::search_key.like(&like))
         .order(merchants::name.asc())
@@ -103,11 +85,7 @@ pub fn search_merchants(
     let out = rows
         .into_iter()
         .map(|m| {
-            let n = counts
-                .iter()
-                .find(|c| c.0 == m.id)
-                .map(|c| c.1)
-                .unwrap_or(0);
+            let n = counts.iter().find(|c| c.0 == m.id).map(|c| c.1).unwrap_or(0);
             (m, n)
         })
         .collect();
@@ -203,10 +181,7 @@ pub fn insert_request(conn: &mut DbConn, r: &NewRequest) -> QueryResult<i64> {
 }
 
 pub fn request(conn: &mut DbConn, id: i64) -> QueryResult<Request> {
-    requests::table
-        .find(id)
-        .select(Request::as_select())
-        .first(conn)
+    requests::table.find(id).select(Request::as_select()).first(conn)
 }
 
 /// Moves the state only if nobody moved it since `version` was read; returns whether
@@ -219,28 +194,21 @@ pub fn move_state(
     reason: Option<&str>,
     at: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let n = diesel::update(
-        requests::table
-            .filter(requests::id.eq(id))
-            .filter(requests::version.eq(version)),
-    )
-    .set((
-        requests::state.eq(to),
-        requests::version.eq(version + 1),
-        requests::closed_reason.eq(reason),
-        requests::state_since.eq(at),
-        requests::updated_at.eq(at),
-    ))
-    .execute(conn)?;
+    let n = diesel::update(requests::table.filter(requests::id.eq(id)).filter(requests::version.eq(version)))
+        .set((
+            requests::state.eq(to),
+            requests::version.eq(version + 1),
+            requests::closed_reason.eq(reason),
+            requests::state_since.eq(at),
+            requests::updated_at.eq(at),
+        ))
+        .execute(conn)?;
     Ok(n == 1)
 }
 
 pub fn link_point(conn: &mut DbConn, request_id: i64, point_id: i64) -> QueryResult<()> {
     diesel::insert_into(request_points::table)
-        .values((
-            request_points::request_id.eq(request_id),
-            request_points::point_id.eq(point_id),
-        ))
+        .values((request_points::request_id.eq(request_id), request_points::point_id.eq(point_id)))
         .execute(conn)?;
     Ok(())
 }
@@ -264,9 +232,7 @@ pub struct RequestFilter {
     pub older_than: Option<NaiveDateTime>,
 }
 
-fn filtered(
-    f: &RequestFilter,
-) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
     if !f.states.is_empty() {
         q = q.filter(requests::state.eq_any(f.states.clone()));
@@ -282,9 +248,7 @@ fn filtered(
     }
     if let Some(s) = &f.merchant_search {
         let like = format!("%{}%", s.replace(['%', '_'], ""));
-        let ids = merchants::table
-            .filter(merchants::search_key.like(like))
-            .select(merchants::id);
+        let ids = merchants::table.filter(merchants::search_key.like(like)).select(merchants::id);
         q = q.filter(requests::merchant_id.eq_any(ids));
     }
     q
@@ -307,10 +271,7 @@ pub fn list_requests(
 }
 
 pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {
-    merchants::table
-        .filter(merchants::id.eq_any(ids))
-        .select(Merchant::as_select())
-        .load(conn)
+    merchants::table.filter(merchants::id.eq_any(ids)).select(Merchant::as_select()).load(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -357,18 +318,12 @@ pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<C
 }
 
 pub fn confirmation(conn: &mut DbConn, id: i64) -> QueryResult<Confirmation> {
-    confirmations::table
-        .find(id)
-        .select(Confirmation::as_select())
-        .first(conn)
+    confirmations::table.find(id).select(Confirmation::as_select()).first(conn)
 }
 
 pub fn revoke_confirmation(conn: &mut DbConn, id: i64, by: i64) -> QueryResult<()> {
     diesel::update(confirmations::table.find(id))
-        .set((
-            confirmations::revoked_at.eq(Some(crate::db::now())),
-            confirmations::revoked_by.eq(Some(by)),
-        ))
+        .set((confirmations::revoked_at.eq(Some(crate::db::now())), confirmations::revoked_by.eq(Some(by))))
         .execute(conn)?;
     Ok(())
 }

@@ -14,11 +14,7 @@ use crate::mail::inbound::models::{self as mail, MailMessage, Partner};
 use crate::web::layout::Layout;
 
 fn partner_code(partners: &[Partner], id: i64) -> String {
-    partners
-        .iter()
-        .find(|p| p.id == id)
-        .map(|p| p.code.clone())
-        .unwrap_or_default()
+    partners.iter().find(|p| p.id == id).map(|p| p.code.clone()).unwrap_or_default()
 }
 
 /// One step of the step bar.
@@ -55,9 +51,7 @@ impl RequestView {
     pub fn load(conn: &mut DbConn, id: i64) -> AppResult<Self> {
         let r = models::request(conn, id)?;
         let state = State::from_code(&r.state).unwrap_or(State::Received);
-        let partner = mail::partners(conn)?
-            .into_iter()
-            .find(|p| p.id == r.partner_id);
+        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
         let merchant = models::merchant(conn, r.merchant_id)?;
         let points = models::request_point_list(conn, id)?;
         let confirmations = models::confirmations_of(conn, id)?;
@@ -77,17 +71,7 @@ impl RequestView {
                 current: reached == Some(i),
             })
             .collect();
-        Ok(RequestView {
-            r,
-            state,
-            partner,
-            merchant,
-            points,
-            confirmations,
-            missing,
-            timeline,
-            steps,
-        })
+        Ok(RequestView { r, state, partner, merchant, points, confirmations, missing, timeline, steps })
     }
 
     pub fn next_step(&self) -> &'static str {
@@ -103,11 +87,7 @@ impl RequestView {
     }
 
     pub fn confirmation_label(&self, c: &Confirmation) -> &'static str {
-        if c.kind == service::LEADER {
-            "Leader đối tác"
-        } else {
-            "Merchant"
-        }
+        if c.kind == service::LEADER { "Leader đối tác" } else { "Merchant" }
     }
 
     pub fn confirmation_time(&self, c: &Confirmation) -> LocalTime {
@@ -115,11 +95,7 @@ impl RequestView {
     }
 }
 
-fn timeline(
-    events: &[Event],
-    mails: &[MailMessage],
-    sent: &[crate::mail::outbound::OutboxRow],
-) -> Vec<TimelineItem> {
+fn timeline(events: &[Event], mails: &[MailMessage], sent: &[crate::mail::outbound::OutboxRow]) -> Vec<TimelineItem> {
     let mut items: Vec<(chrono::NaiveDateTime, TimelineItem)> = events
         .iter()
         // Mails (in and out) come from their own tables below.
@@ -143,16 +119,7 @@ fn timeline(
                 "comment" => "Bình luận",
                 _ => "Sự kiện",
             };
-            (
-                e.at,
-                TimelineItem {
-                    at: LocalTime(e.at),
-                    who: e.actor.clone(),
-                    kind,
-                    text,
-                    mail_id: e.mail_message_id,
-                },
-            )
+            (e.at, TimelineItem { at: LocalTime(e.at), who: e.actor.clone(), kind, text, mail_id: e.mail_message_id })
         })
         .collect();
     for m in mails {
@@ -163,11 +130,7 @@ fn timeline(
                 at: LocalTime(at),
                 who: m.from_addr.clone(),
                 kind: "Thư đến",
-                text: format!(
-                    "{} – {}",
-                    m.subject,
-                    crate::mail::inbound::pages::kind_label(&m.kind)
-                ),
+                text: format!("{} – {}", m.subject, crate::mail::inbound::pages::kind_label(&m.kind)),
                 mail_id: Some(m.id),
             },
         ));
@@ -179,12 +142,7 @@ fn timeline(
                 at: LocalTime(m.created_at),
                 who: m.from_addr.clone(),
                 kind: "Thư đi",
-                text: format!(
-                    "{} → {} ({})",
-                    m.subject,
-                    m.to_addrs,
-                    crate::mail::outbound::status_label(&m.status)
-                ),
+                text: format!("{} → {} ({})", m.subject, m.to_addrs, crate::mail::outbound::status_label(&m.status)),
                 mail_id: None,
             },
         ));
@@ -202,17 +160,11 @@ pub struct RequestPage {
 
 impl RequestPage {
     pub fn can_desk(&self) -> bool {
-        self.l
-            .user
-            .as_ref()
-            .is_some_and(|u| u.roles.allows(&[Role::Sale, Role::Leader]))
+        self.l.user.as_ref().is_some_and(|u| u.roles.allows(&[Role::Sale, Role::Leader]))
     }
 
     pub fn can_confirm(&self) -> bool {
-        self.l
-            .user
-            .as_ref()
-            .is_some_and(|u| u.roles.allows(&[Role::Leader]))
+        self.l.user.as_ref().is_some_and(|u| u.roles.allows(&[Role::Leader]))
     }
 
     pub fn is_received(&self) -> bool {
@@ -266,23 +218,10 @@ impl RequestRows {
         let mut rows = Vec::with_capacity(requests.len());
         for r in requests {
             let missing = service::missing(conn, &r)?;
-            let merchant = merchants
-                .iter()
-                .find(|m| m.id == r.merchant_id)
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
-            rows.push((
-                r.clone(),
-                partner_code(&partners, r.partner_id),
-                merchant,
-                missing,
-            ));
+            let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.clone()).unwrap_or_default();
+            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing));
         }
-        Ok(RequestRows {
-            rows,
-            total,
-            partners,
-        })
+        Ok(RequestRows { rows, total, partners })
     }
 }
 
@@ -337,46 +276,24 @@ impl MyWork {
     pub fn load(conn: &mut DbConn, roles: Roles) -> AppResult<Vec<WorkSection>> {
         let partners = mail::partners(conn)?;
         let mut out = Vec::new();
-        let mut section =
-            |conn: &mut DbConn, title: &'static str, states: &[State]| -> AppResult<()> {
-                let filter = RequestFilter {
-                    states: states.iter().map(|s| s.code().to_string()).collect(),
-                    ..Default::default()
-                };
-                out.push(WorkSection {
-                    title,
-                    rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())?,
-                });
-                Ok(())
-            };
+        let mut section = |conn: &mut DbConn, title: &'static str, states: &[State]| -> AppResult<()> {
+            let filter =
+                RequestFilter { states: states.iter().map(|s| s.code().to_string()).collect(), ..Default::default() };
+            out.push(WorkSection { title, rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())? });
+            Ok(())
+        };
         if roles.allows(&[Role::Sale]) {
-            section(
-                conn,
-                "Kinh doanh: chờ xác nhận và gửi mail chấp nhận (B1)",
-                &[State::Received],
-            )?;
+            section(conn, "Kinh doanh: chờ xác nhận và gửi mail chấp nhận (B1)", &[State::Received])?;
             section(conn, "Kinh doanh: cần tạo PYC (B2)", &[State::Accepted])?;
         }
         if roles.allows(&[Role::Leader]) {
-            section(
-                conn,
-                "Trưởng nhóm: yêu cầu cần xác nhận, PYC cần xem lại",
-                &[State::Received, State::Ticket],
-            )?;
+            section(conn, "Trưởng nhóm: yêu cầu cần xác nhận, PYC cần xem lại", &[State::Received, State::Ticket])?;
         }
         if roles.allows(&[Role::Technician]) {
-            section(
-                conn,
-                "Kỹ thuật: cần triển khai",
-                &[State::Ticket, State::Deploying],
-            )?;
+            section(conn, "Kỹ thuật: cần triển khai", &[State::Ticket, State::Deploying])?;
         }
         if roles.allows(&[Role::Accountant]) {
-            section(
-                conn,
-                "Kế toán: cần báo cáo và xuất hóa đơn 0 đ",
-                &[State::Replied, State::Reported],
-            )?;
+            section(conn, "Kế toán: cần báo cáo và xuất hóa đơn 0 đ", &[State::Replied, State::Reported])?;
         }
         Ok(out)
     }

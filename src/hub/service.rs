@@ -62,9 +62,7 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
         return Err(AppError::Validation("Vui lòng nhập tên merchant.".into()));
     }
     if point_name.is_empty() {
-        return Err(AppError::Validation(
-            "Vui lòng nhập tên điểm cần kết nối.".into(),
-        ));
+        return Err(AppError::Validation("Vui lòng nhập tên điểm cần kết nối.".into()));
     }
     conn.transaction(|conn| {
         let partner = mail::partners(conn)?
@@ -142,12 +140,7 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
 }
 
 /// Ties a mail conversation to a request and records the confirmations it holds.
-fn attach_thread(
-    conn: &mut DbConn,
-    actor: &Actor,
-    request_id: i64,
-    thread_id: i64,
-) -> AppResult<()> {
+fn attach_thread(conn: &mut DbConn, actor: &Actor, request_id: i64, thread_id: i64) -> AppResult<()> {
     mail::attach_thread(conn, thread_id, request_id)?;
     for m in mail::thread_messages(conn, thread_id)? {
         record_mail_confirmation(conn, actor, request_id, &m)?;
@@ -155,48 +148,19 @@ fn attach_thread(
     Ok(())
 }
 
-fn record_mail_confirmation(
-    conn: &mut DbConn,
-    actor: &Actor,
-    request_id: i64,
-    m: &mail::MailMessage,
-) -> AppResult<()> {
+fn record_mail_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, m: &mail::MailMessage) -> AppResult<()> {
     let kind = match Kind::from_code(&m.kind) {
         Kind::MerchantConfirmation => MERCHANT,
         Kind::LeaderConfirmation => LEADER,
         _ => return Ok(()),
     };
-    if models::confirmations_of(conn, request_id)?
-        .iter()
-        .any(|c| c.mail_message_id == Some(m.id))
-    {
+    if models::confirmations_of(conn, request_id)?.iter().any(|c| c.mail_message_id == Some(m.id)) {
         return Ok(());
     }
-    let who = m
-        .forwarded_from
-        .clone()
-        .unwrap_or_else(|| m.from_addr.clone());
-    models::insert_confirmation(
-        conn,
-        request_id,
-        kind,
-        Some(m.id),
-        None,
-        &format!("Thư của {who}"),
-    )?;
-    let label = if kind == MERCHANT {
-        "Xác nhận của merchant"
-    } else {
-        "Xác nhận của leader đối tác"
-    };
-    event(
-        conn,
-        actor,
-        request_id,
-        "confirmation",
-        &format!("{label} qua thư của {who}"),
-        Some(m.id),
-    )
+    let who = m.forwarded_from.clone().unwrap_or_else(|| m.from_addr.clone());
+    models::insert_confirmation(conn, request_id, kind, Some(m.id), None, &format!("Thư của {who}"))?;
+    let label = if kind == MERCHANT { "Xác nhận của merchant" } else { "Xác nhận của leader đối tác" };
+    event(conn, actor, request_id, "confirmation", &format!("{label} qua thư của {who}"), Some(m.id))
 }
 
 /// Called by mail ingest for a message that joined a thread tied to a request.
@@ -207,49 +171,26 @@ pub fn on_mail_stored(conn: &mut DbConn, message_id: i64) -> AppResult<()> {
     };
     mail::set_status(conn, m.id, "attached", None)?;
     let actor = Actor::system("mail");
-    event(
-        conn,
-        &actor,
-        request_id,
-        "mail",
-        &format!("Thư mới từ {}: {}", m.from_addr, m.subject),
-        Some(m.id),
-    )?;
+    event(conn, &actor, request_id, "mail", &format!("Thư mới từ {}: {}", m.from_addr, m.subject), Some(m.id))?;
     record_mail_confirmation(conn, &actor, request_id, &m)
 }
 
 /// Attaches the conversation of `mail_id` to an existing request.
-pub fn attach_mail(
-    conn: &mut DbConn,
-    actor: &Actor,
-    request_id: i64,
-    mail_id: i64,
-) -> AppResult<()> {
+pub fn attach_mail(conn: &mut DbConn, actor: &Actor, request_id: i64, mail_id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let r = models::request(conn, request_id)?;
         let m = mail::message(conn, mail_id)?;
         match mail::thread(conn, m.thread_id)?.request_id {
             Some(other) if other == r.id => {
-                return Err(AppError::Validation(
-                    "Thư này đã gắn với yêu cầu này.".into(),
-                ));
+                return Err(AppError::Validation("Thư này đã gắn với yêu cầu này.".into()));
             }
             Some(other) => {
-                return Err(AppError::Validation(format!(
-                    "Luồng thư này đã gắn với yêu cầu #{other}."
-                )));
+                return Err(AppError::Validation(format!("Luồng thư này đã gắn với yêu cầu #{other}.")));
             }
             None => {}
         }
         attach_thread(conn, actor, r.id, m.thread_id)?;
-        event(
-            conn,
-            actor,
-            r.id,
-            "mail",
-            &format!("Gắn luồng thư “{}”", m.subject),
-            Some(m.id),
-        )?;
+        event(conn, actor, r.id, "mail", &format!("Gắn luồng thư “{}”", m.subject), Some(m.id))?;
         audit::record(
             conn,
             actor,
@@ -273,9 +214,7 @@ pub fn manual_confirmation(
 ) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(AppError::Validation(
-            "Vui lòng ghi lý do xác nhận thủ công.".into(),
-        ));
+        return Err(AppError::Validation("Vui lòng ghi lý do xác nhận thủ công.".into()));
     }
     if kind != MERCHANT && kind != LEADER {
         return Err(AppError::Validation("Loại xác nhận không hợp lệ.".into()));
@@ -283,24 +222,11 @@ pub fn manual_confirmation(
     conn.transaction(|conn| {
         let r = models::request(conn, request_id)?;
         if State::from_code(&r.state) != Some(State::Received) {
-            return Err(AppError::Validation(
-                "Chỉ ghi nhận xác nhận khi yêu cầu đang chờ chấp nhận (B1).".into(),
-            ));
+            return Err(AppError::Validation("Chỉ ghi nhận xác nhận khi yêu cầu đang chờ chấp nhận (B1).".into()));
         }
         let id = models::insert_confirmation(conn, r.id, kind, None, actor.user_id, reason)?;
-        let label = if kind == MERCHANT {
-            "merchant"
-        } else {
-            "leader đối tác"
-        };
-        event(
-            conn,
-            actor,
-            r.id,
-            "confirmation",
-            &format!("Ghi nhận thủ công xác nhận của {label}: {reason}"),
-            None,
-        )?;
+        let label = if kind == MERCHANT { "merchant" } else { "leader đối tác" };
+        event(conn, actor, r.id, "confirmation", &format!("Ghi nhận thủ công xác nhận của {label}: {reason}"), None)?;
         audit::record(
             conn,
             actor,
@@ -315,12 +241,7 @@ pub fn manual_confirmation(
 }
 
 /// Unlinks a wrong confirmation (kept in history as revoked).
-pub fn revoke_confirmation(
-    conn: &mut DbConn,
-    actor: &Actor,
-    request_id: i64,
-    confirmation_id: i64,
-) -> AppResult<()> {
+pub fn revoke_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, confirmation_id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let c = models::confirmation(conn, confirmation_id)?;
         if c.request_id != request_id {
@@ -331,19 +252,10 @@ pub fn revoke_confirmation(
         }
         let r = models::request(conn, request_id)?;
         if State::from_code(&r.state) != Some(State::Received) {
-            return Err(AppError::Validation(
-                "Yêu cầu đã được chấp nhận; không gỡ xác nhận được nữa.".into(),
-            ));
+            return Err(AppError::Validation("Yêu cầu đã được chấp nhận; không gỡ xác nhận được nữa.".into()));
         }
         models::revoke_confirmation(conn, c.id, actor.user_id.unwrap_or_default())?;
-        event(
-            conn,
-            actor,
-            r.id,
-            "confirmation",
-            "Gỡ một xác nhận không đúng",
-            c.mail_message_id,
-        )?;
+        event(conn, actor, r.id, "confirmation", "Gỡ một xác nhận không đúng", c.mail_message_id)?;
         audit::record(
             conn,
             actor,
@@ -361,13 +273,9 @@ pub fn revoke_confirmation(
 pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
     let mut out = Vec::new();
     if State::from_code(&r.state) == Some(State::Received) {
-        let partner = mail::partners(conn)?
-            .into_iter()
-            .find(|p| p.id == r.partner_id);
-        let live: Vec<_> = models::confirmations_of(conn, r.id)?
-            .into_iter()
-            .filter(|c| c.revoked_at.is_none())
-            .collect();
+        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let live: Vec<_> =
+            models::confirmations_of(conn, r.id)?.into_iter().filter(|c| c.revoked_at.is_none()).collect();
         if !live.iter().any(|c| c.kind == MERCHANT) {
             out.push("Chưa có xác nhận của merchant.".to_string());
         }
@@ -375,10 +283,7 @@ pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
             && p.leader_confirmation_required
             && !live.iter().any(|c| c.kind == LEADER)
         {
-            out.push(format!(
-                "Chưa có xác nhận của leader {} (bắt buộc với đối tác này).",
-                p.code
-            ));
+            out.push(format!("Chưa có xác nhận của leader {} (bắt buộc với đối tác này).", p.code));
         }
     }
     Ok(out)
@@ -436,11 +341,7 @@ fn transition_inner(
             ));
         }
         if !from.can_move_to(to) {
-            return Err(AppError::Validation(format!(
-                "Không thể chuyển từ “{}” sang “{}”.",
-                from.label(),
-                to.label()
-            )));
+            return Err(AppError::Validation(format!("Không thể chuyển từ “{}” sang “{}”.", from.label(), to.label())));
         }
         if matches!(to, State::Rejected | State::Cancelled) && reason.is_empty() {
             return Err(AppError::Validation("Vui lòng ghi lý do.".into()));
@@ -448,10 +349,7 @@ fn transition_inner(
         if to == State::Accepted {
             let missing = missing(conn, &r)?;
             if !missing.is_empty() {
-                return Err(AppError::Validation(format!(
-                    "Chưa thể chấp nhận: {}",
-                    missing.join(" ")
-                )));
+                return Err(AppError::Validation(format!("Chưa thể chấp nhận: {}", missing.join(" "))));
             }
         }
         let closing = matches!(to, State::Rejected | State::Cancelled).then_some(reason);
@@ -487,36 +385,15 @@ fn transition_inner(
 }
 
 /// A comment on the timeline; internal notes are for staff only (never mailed).
-pub fn comment(
-    conn: &mut DbConn,
-    actor: &Actor,
-    request_id: i64,
-    body: &str,
-    internal: bool,
-) -> AppResult<()> {
+pub fn comment(conn: &mut DbConn, actor: &Actor, request_id: i64, body: &str, internal: bool) -> AppResult<()> {
     let body = body.trim();
     if body.is_empty() {
         return Err(AppError::Validation("Nội dung bình luận trống.".into()));
     }
     conn.transaction(|conn| {
         let r = models::request(conn, request_id)?;
-        event(
-            conn,
-            actor,
-            r.id,
-            if internal { "note" } else { "comment" },
-            body,
-            None,
-        )?;
-        audit::record(
-            conn,
-            actor,
-            "request",
-            r.id,
-            "comment",
-            None,
-            Some(serde_json::json!({"internal": internal})),
-        )?;
+        event(conn, actor, r.id, if internal { "note" } else { "comment" }, body, None)?;
+        audit::record(conn, actor, "request", r.id, "comment", None, Some(serde_json::json!({"internal": internal})))?;
         Ok(())
     })
 }
@@ -543,17 +420,10 @@ struct AcceptText<'a> {
 
 /// Drafts the B2 mail: a reply in the partner's thread, from the partner's template
 /// (placeholders {partner}, {merchant}, {points}, {sender}) or the default one.
-pub fn acceptance_draft(
-    conn: &mut DbConn,
-    request_id: i64,
-    sender: &str,
-) -> AppResult<AcceptanceDraft> {
+pub fn acceptance_draft(conn: &mut DbConn, request_id: i64, sender: &str) -> AppResult<AcceptanceDraft> {
     use askama::Template;
     let r = models::request(conn, request_id)?;
-    let partner = mail::partners(conn)?
-        .into_iter()
-        .find(|p| p.id == r.partner_id)
-        .ok_or(AppError::NotFound)?;
+    let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id).ok_or(AppError::NotFound)?;
     let merchant = models::merchant(conn, r.merchant_id)?;
     let points = models::request_point_list(conn, r.id)?;
     let messages = mail::request_messages(conn, r.id)?;
@@ -562,19 +432,9 @@ pub fn acceptance_draft(
         None => None,
     };
     let body = if partner.accept_template.trim().is_empty() {
-        AcceptText {
-            partner: &partner.name,
-            merchant: &merchant.name,
-            points: &points,
-            sender,
-        }
-        .render()?
+        AcceptText { partner: &partner.name, merchant: &merchant.name, points: &points, sender }.render()?
     } else {
-        let list = points
-            .iter()
-            .map(|p| format!("- {} – {}", p.name, p.address))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let list = points.iter().map(|p| format!("- {} – {}", p.name, p.address)).collect::<Vec<_>>().join("\n");
         partner
             .accept_template
             .replace("{partner}", &partner.name)
@@ -583,10 +443,7 @@ pub fn acceptance_draft(
             .replace("{sender}", sender)
     };
     // Answer the partner's latest mail; reference the whole conversation.
-    let partner_mails: Vec<_> = messages
-        .iter()
-        .filter(|m| partner.owns_address(&m.from_addr))
-        .collect();
+    let partner_mails: Vec<_> = messages.iter().filter(|m| partner.owns_address(&m.from_addr)).collect();
     let parent = partner_mails
         .iter()
         .rev()
@@ -595,33 +452,21 @@ pub fn acceptance_draft(
         .copied()
         .or(opening.as_ref());
     let to = parent
-        .map(|m| {
-            if m.reply_to.is_empty() {
-                m.from_addr.clone()
-            } else {
-                m.reply_to.clone()
-            }
-        })
+        .map(|m| if m.reply_to.is_empty() { m.from_addr.clone() } else { m.reply_to.clone() })
         .unwrap_or_default();
     // The merchant and the partner leaders who confirmed stay in copy.
     let merchant_addrs: Vec<String> = messages
         .iter()
-        .filter(|m| {
-            matches!(
-                Kind::from_code(&m.kind),
-                Kind::MerchantConfirmation | Kind::LeaderConfirmation
-            )
-        })
-        .map(|m| {
-            m.forwarded_from
-                .clone()
-                .unwrap_or_else(|| m.from_addr.clone())
-        })
+        .filter(|m| matches!(Kind::from_code(&m.kind), Kind::MerchantConfirmation | Kind::LeaderConfirmation))
+        .map(|m| m.forwarded_from.clone().unwrap_or_else(|| m.from_addr.clone()))
         .filter(|a| *a != to)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let base_subject = parent
+    // The subject of the partner's opening mail, not of a later forward.
+    let base_subject = opening
+        .as_ref()
+        .or(partner_mails.first().copied())
         .map(|m| m.subject.clone())
         .unwrap_or_else(|| format!("Mở cổng kết nối HUB - {}", merchant.name));
     let subject = if crate::mail::inbound::classify::fold(&base_subject).starts_with("re:") {
@@ -635,10 +480,7 @@ pub fn acceptance_draft(
         subject,
         body,
         in_reply_to: parent.and_then(|m| m.message_id.clone()),
-        references: messages
-            .iter()
-            .filter_map(|m| m.message_id.clone())
-            .collect(),
+        references: messages.iter().filter_map(|m| m.message_id.clone()).collect(),
     })
 }
 
@@ -652,28 +494,14 @@ pub fn accept(
     version: i64,
     draft: &AcceptanceDraft,
 ) -> AppResult<i64> {
-    let split = |s: &str| {
-        s.split([',', ';'])
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
+    let split =
+        |s: &str| s.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect::<Vec<_>>();
     let to = split(&draft.to);
     if to.is_empty() {
-        return Err(AppError::Validation(
-            "Vui lòng nhập địa chỉ nhận mail chấp nhận.".into(),
-        ));
+        return Err(AppError::Validation("Vui lòng nhập địa chỉ nhận mail chấp nhận.".into()));
     }
     conn.transaction(|conn| {
-        transition_inner(
-            conn,
-            actor,
-            request_id,
-            version,
-            State::Accepted,
-            "Gửi mail chấp nhận mở cổng",
-        )?;
+        transition_inner(conn, actor, request_id, version, State::Accepted, "Gửi mail chấp nhận mở cổng")?;
         let mail = crate::mail::outbound::OutgoingMail {
             to,
             cc: split(&draft.cc),

@@ -111,19 +111,10 @@ mod tests {
     #[test]
     fn only_the_flow_of_the_seed_is_allowed() {
         assert!(State::Received.can_move_to(State::Accepted));
-        assert!(
-            !State::Received.can_move_to(State::Ticket),
-            "no skipping B2"
-        );
-        assert!(
-            !State::Accepted.can_move_to(State::Received),
-            "no going back"
-        );
+        assert!(!State::Received.can_move_to(State::Ticket), "no skipping B2");
+        assert!(!State::Accepted.can_move_to(State::Received), "no going back");
         assert!(State::Deploying.can_move_to(State::Cancelled));
-        assert!(
-            !State::Invoiced.can_move_to(State::Cancelled),
-            "closed stays closed"
-        );
+        assert!(!State::Invoiced.can_move_to(State::Cancelled), "closed stays closed");
         assert!(!State::Rejected.can_move_to(State::Accepted));
         for s in State::ALL {
             assert_eq!(State::from_code(s.code()), Some(s));

@@ -51,47 +51,30 @@ fn html_of(text: &str) -> AppResult<String> {
 }
 
 fn mailbox(addr: &str) -> AppResult<Mailbox> {
-    addr.trim()
-        .parse::<Mailbox>()
-        .map_err(|_| AppError::Validation(format!("Địa chỉ mail không hợp lệ: {addr}")))
+    addr.trim().parse::<Mailbox>().map_err(|_| AppError::Validation(format!("Địa chỉ mail không hợp lệ: {addr}")))
 }
 
 fn new_message_id(domain: &str) -> String {
     let mut bytes = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "{}.{}@{domain}",
-        hex::encode(bytes),
-        chrono::Utc::now().timestamp()
-    )
+    format!("{}.{}@{domain}", hex::encode(bytes), chrono::Utc::now().timestamp())
 }
 
 /// Composes the message and queues it, inside the caller's transaction.
-pub fn queue_mail(
-    conn: &mut DbConn,
-    cfg: &OutboundConfig,
-    actor: &Actor,
-    mail: &OutgoingMail,
-) -> AppResult<i64> {
+pub fn queue_mail(conn: &mut DbConn, cfg: &OutboundConfig, actor: &Actor, mail: &OutgoingMail) -> AppResult<i64> {
     if mail.to.is_empty() {
-        return Err(AppError::Validation(
-            "Thư cần ít nhất một người nhận.".into(),
-        ));
+        return Err(AppError::Validation("Thư cần ít nhất một người nhận.".into()));
     }
     if mail.subject.trim().is_empty() || mail.text.trim().is_empty() {
         return Err(AppError::Validation("Thư cần tiêu đề và nội dung.".into()));
     }
     let from = Mailbox::new(
         Some(cfg.from_name.clone()),
-        cfg.from
-            .parse()
-            .map_err(|_| AppError::Validation("Địa chỉ gửi không hợp lệ.".into()))?,
+        cfg.from.parse().map_err(|_| AppError::Validation("Địa chỉ gửi không hợp lệ.".into()))?,
     );
     let message_id = new_message_id(&cfg.message_id_domain);
-    let mut builder = Message::builder()
-        .from(from)
-        .subject(mail.subject.trim())
-        .message_id(Some(format!("<{message_id}>")));
+    let mut builder =
+        Message::builder().from(from).subject(mail.subject.trim()).message_id(Some(format!("<{message_id}>")));
     for to in &mail.to {
         builder = builder.to(mailbox(to)?);
     }
@@ -102,47 +85,25 @@ pub fn queue_mail(
         builder = builder.in_reply_to(format!("<{parent}>"));
     }
     if !mail.references.is_empty() {
-        builder = builder.references(
-            mail.references
-                .iter()
-                .map(|r| format!("<{r}>"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        builder = builder.references(mail.references.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(" "));
     }
     let alternative = MultiPart::alternative()
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(mail.text.clone()),
-        )
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_HTML)
-                .body(html_of(&mail.text)?),
-        );
+        .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(mail.text.clone()))
+        .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html_of(&mail.text)?));
     let body = if mail.attachments.is_empty() {
         alternative
     } else {
         let mut mixed = MultiPart::mixed().multipart(alternative);
         for (name, content_type, bytes) in &mail.attachments {
-            let ct = ContentType::parse(content_type).unwrap_or(
-                ContentType::parse("application/octet-stream").map_err(AppError::internal)?,
-            );
+            let ct = ContentType::parse(content_type)
+                .unwrap_or(ContentType::parse("application/octet-stream").map_err(AppError::internal)?);
             mixed = mixed.singlepart(Attachment::new(name.clone()).body(bytes.clone(), ct));
         }
         mixed
     };
-    let message = builder
-        .multipart(body)
-        .map_err(|e| AppError::Validation(format!("Không tạo được thư: {e}")))?;
+    let message = builder.multipart(body).map_err(|e| AppError::Validation(format!("Không tạo được thư: {e}")))?;
     let raw = message.formatted();
-    let names = mail
-        .attachments
-        .iter()
-        .map(|a| a.0.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = mail.attachments.iter().map(|a| a.0.clone()).collect::<Vec<_>>().join(", ");
     conn.transaction(|conn| {
         let id: i64 = diesel::insert_into(mail_outbox::table)
             .values((
@@ -163,8 +124,21 @@ pub fn queue_mail(
             ))
             .returning(mail_outbox::id)
             .get_result(conn)?;
-        enqueue(conn, SEND_JOB, &serde_json::json!({"outbox_id": id}), &JobOptions { unique_key: Some(format!("mail:{id}")), ..Default::default() })?;
-        audit::record(conn, actor, "mail_outbox", id, "queue", None, Some(serde_json::json!({"to": mail.to, "subject": mail.subject, "message_id": message_id})))?;
+        enqueue(
+            conn,
+            SEND_JOB,
+            &serde_json::json!({"outbox_id": id}),
+            &JobOptions { unique_key: Some(format!("mail:{id}")), ..Default::default() },
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "mail_outbox",
+            id,
+            "queue",
+            None,
+            Some(serde_json::json!({"to": mail.to, "subject": mail.subject, "message_id": message_id})),
+        )?;
         Ok(id)
     })
 }
@@ -191,24 +165,14 @@ pub struct OutboxRow {
 }
 
 pub fn outbox_row(conn: &mut DbConn, id: i64) -> QueryResult<OutboxRow> {
-    mail_outbox::table
-        .find(id)
-        .select(OutboxRow::as_select())
-        .first(conn)
+    mail_outbox::table.find(id).select(OutboxRow::as_select()).first(conn)
 }
 
 pub fn outbox_raw(conn: &mut DbConn, id: i64) -> QueryResult<Vec<u8>> {
-    mail_outbox::table
-        .find(id)
-        .select(mail_outbox::raw)
-        .first(conn)
+    mail_outbox::table.find(id).select(mail_outbox::raw).first(conn)
 }
 
-pub fn outbox_page(
-    conn: &mut DbConn,
-    offset: i64,
-    limit: i64,
-) -> QueryResult<(Vec<OutboxRow>, i64)> {
+pub fn outbox_page(conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<(Vec<OutboxRow>, i64)> {
     let total = mail_outbox::table.count().get_result(conn)?;
     let rows = mail_outbox::table
         .order(mail_outbox::id.desc())
@@ -259,39 +223,21 @@ impl Mailer {
             )),
             None => {
                 std::fs::create_dir_all(&cfg.outbox_dir)?;
-                Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(
-                    &cfg.outbox_dir,
-                )))
+                Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(&cfg.outbox_dir)))
             }
         }
     }
 
-    async fn send_raw(
-        &self,
-        envelope: &lettre::address::Envelope,
-        raw: &[u8],
-    ) -> Result<(), String> {
+    async fn send_raw(&self, envelope: &lettre::address::Envelope, raw: &[u8]) -> Result<(), String> {
         match self {
-            Mailer::Smtp(t) => t
-                .send_raw(envelope, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Mailer::File(t) => t
-                .send_raw(envelope, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Mailer::Smtp(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
+            Mailer::File(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
         }
     }
 }
 
 fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {
-    let parse = |s: &str| {
-        s.trim()
-            .parse::<lettre::Address>()
-            .map_err(|e| format!("{s}: {e}"))
-    };
+    let parse = |s: &str| s.trim().parse::<lettre::Address>().map_err(|e| format!("{s}: {e}"));
     let recipients = row
         .to_addrs
         .split(',')
@@ -302,18 +248,13 @@ fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {
             Ok(m.email)
         })
         .collect::<Result<Vec<_>, String>>()?;
-    lettre::address::Envelope::new(Some(parse(&row.from_addr)?), recipients)
-        .map_err(|e| e.to_string())
+    lettre::address::Envelope::new(Some(parse(&row.from_addr)?), recipients).map_err(|e| e.to_string())
 }
 
 /// The `mail.send` job: sends the stored raw message once.
 pub async fn send_job(ctx: JobCtx) -> Result<(), String> {
-    let id = ctx.payload["outbox_id"]
-        .as_i64()
-        .ok_or("payload without outbox_id")?;
-    let (row, raw) = ctx
-        .db(move |c| Ok((outbox_row(c, id)?, outbox_raw(c, id)?)))
-        .await?;
+    let id = ctx.payload["outbox_id"].as_i64().ok_or("payload without outbox_id")?;
+    let (row, raw) = ctx.db(move |c| Ok((outbox_row(c, id)?, outbox_raw(c, id)?))).await?;
     if row.status == "sent" {
         return Ok(());
     }

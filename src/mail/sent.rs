@@ -43,22 +43,10 @@ struct PageQuery {
 
 async fn list(ctx: Ctx, q: web::Query<PageQuery>) -> AppResult<HttpResponse> {
     let page = q.page.unwrap_or(1).max(1);
-    let (rows, total) = ctx
-        .db(move |conn| {
-            Ok(outbound::outbox_page(
-                conn,
-                (page - 1) * PAGE_SIZE,
-                PAGE_SIZE,
-            )?)
-        })
-        .await?;
+    let (rows, total) = ctx.db(move |conn| Ok(outbound::outbox_page(conn, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     render(&SentPage {
-        l: ctx.layout("Thư đã gửi", &[("Hộp thư đối tác", "/mail")]),
-        rows,
-        total,
-        page,
-        pages,
+        l: ctx.layout("Thư đã gửi", &[("Hộp thư đối tác", "/mail")]), rows, total, page, pages
     })
 }
 
@@ -77,27 +65,18 @@ impl SentOnePage {
 
 async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let m = ctx
-        .db(move |conn| Ok(outbound::outbox_row(conn, id)?))
-        .await?;
-    render(&SentOnePage {
-        l: ctx.layout(&m.subject.clone(), &[("Thư đã gửi", "/mail/sent")]),
-        m,
-    })
+    let m = ctx.db(move |conn| Ok(outbound::outbox_row(conn, id)?)).await?;
+    render(&SentOnePage { l: ctx.layout(&m.subject.clone(), &[("Thư đã gửi", "/mail/sent")]), m })
 }
 
 async fn raw(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let raw = ctx
-        .db(move |conn| Ok(outbound::outbox_raw(conn, id)?))
-        .await?;
+    let raw = ctx.db(move |conn| Ok(outbound::outbox_raw(conn, id)?)).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "message/rfc822"))
         .insert_header(header::ContentDisposition {
             disposition: header::DispositionType::Attachment,
-            parameters: vec![header::DispositionParam::Filename(format!(
-                "thu-gui-{id}.eml"
-            ))],
+            parameters: vec![header::DispositionParam::Filename(format!("thu-gui-{id}.eml"))],
         })
         .body(raw))
 }

@@ -6,9 +6,7 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{
-    Error, FromRequest, Handler, HttpMessage, HttpResponse, Responder, ResponseError, guard, web,
-};
+use actix_web::{Error, FromRequest, Handler, HttpMessage, HttpResponse, Responder, ResponseError, guard, web};
 
 use super::session::CurrentUser;
 use crate::accounts::Role;
@@ -79,37 +77,20 @@ pub fn register<F, Args>(
         web::resource(path)
             .guard(guard::Method(method.clone()))
             .route(web::method(method).to(handler))
-            .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
-                check(access, req, next)
-            })),
+            .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| check(access, req, next))),
     );
 }
 
-async fn check(
-    access: Access,
-    req: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
+async fn check(access: Access, req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
     let user = req.extensions().get::<CurrentUser>().cloned();
     if access.allows(user.as_ref()) {
         return next.call(req).await;
     }
     let response = if user.is_none() {
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let next_param = if req.method() == Method::GET {
-            target
-        } else {
-            "/"
-        };
+        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let next_param = if req.method() == Method::GET { target } else { "/" };
         HttpResponse::SeeOther()
-            .insert_header((
-                header::LOCATION,
-                format!("/login?next={}", urlencoding::encode(next_param)),
-            ))
+            .insert_header((header::LOCATION, format!("/login?next={}", urlencoding::encode(next_param))))
             .finish()
     } else {
         AppError::forbidden().error_response()

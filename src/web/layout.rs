@@ -70,10 +70,7 @@ impl Layout {
     }
 
     pub fn user_roles(&self) -> String {
-        self.user
-            .as_ref()
-            .map(|u| u.roles.labels())
-            .unwrap_or_default()
+        self.user.as_ref().map(|u| u.roles.labels()).unwrap_or_default()
     }
 }
 
@@ -104,11 +101,7 @@ impl Ctx {
             .map(|e| NavItem {
                 label: e.label,
                 href: e.href,
-                active: if e.href == "/" {
-                    self.path == "/"
-                } else {
-                    self.path.starts_with(e.href)
-                },
+                active: if e.href == "/" { self.path == "/" } else { self.path.starts_with(e.href) },
             })
             .collect();
         Layout {
@@ -116,13 +109,7 @@ impl Ctx {
             user: self.user.clone(),
             nav,
             flashes: session::take_flashes(&self.session),
-            crumbs: crumbs
-                .iter()
-                .map(|(l, h)| Crumb {
-                    label: l.to_string(),
-                    href: h.to_string(),
-                })
-                .collect(),
+            crumbs: crumbs.iter().map(|(l, h)| Crumb { label: l.to_string(), href: h.to_string() }).collect(),
             csrf: self.csrf.clone(),
         }
     }
@@ -149,28 +136,15 @@ impl FromRequest for Ctx {
         let state = match req.app_data::<web::Data<AppState>>() {
             Some(s) => s.clone(),
             None => {
-                return std::future::ready(Err(AppError::internal(anyhow::anyhow!(
-                    "app state missing"
-                ))));
+                return std::future::ready(Err(AppError::internal(anyhow::anyhow!("app state missing"))));
             }
         };
         // Read the extensions first: get_session borrows them mutably.
         let (user, csrf) = {
             let ext = req.extensions();
-            (
-                ext.get::<CurrentUser>().cloned(),
-                ext.get::<CsrfToken>()
-                    .map(|t| t.0.clone())
-                    .unwrap_or_default(),
-            )
+            (ext.get::<CurrentUser>().cloned(), ext.get::<CsrfToken>().map(|t| t.0.clone()).unwrap_or_default())
         };
-        std::future::ready(Ok(Ctx {
-            state,
-            user,
-            csrf,
-            session: req.get_session(),
-            path: req.path().to_string(),
-        }))
+        std::future::ready(Ok(Ctx { state, user, csrf, session: req.get_session(), path: req.path().to_string() }))
     }
 }
 
@@ -180,18 +154,11 @@ pub fn render(page: &impl askama::Template) -> AppResult<HttpResponse> {
 }
 
 /// Renders an askama page with a status (422 for a form with errors).
-pub fn render_status(
-    status: actix_web::http::StatusCode,
-    page: &impl askama::Template,
-) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render()?))
+pub fn render_status(status: actix_web::http::StatusCode, page: &impl askama::Template) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(page.render()?))
 }
 
 /// A 303 redirect after a successful form.
 pub fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((actix_web::http::header::LOCATION, to.to_string()))
-        .finish()
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.to_string())).finish()
 }

@@ -35,14 +35,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
-        let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(
-            &config.outbound,
-        )?);
-        Ok(Self {
-            config: Arc::new(config),
-            pool,
-            mailer,
-        })
+        let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(&config.outbound)?);
+        Ok(Self { config: Arc::new(config), pool, mailer })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -93,8 +87,7 @@ pub fn metrics(pool: &Pool) -> anyhow::Result<PrometheusMetrics> {
         .endpoint("/metrics")
         .build()
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-    let size =
-        prometheus::IntGauge::new("hubgate_db_pool_connections", "open database connections")?;
+    let size = prometheus::IntGauge::new("hubgate_db_pool_connections", "open database connections")?;
     let idle = prometheus::IntGauge::new("hubgate_db_pool_idle", "idle database connections")?;
     let max = prometheus::IntGauge::new("hubgate_db_pool_max", "maximum database connections")?;
     metrics.registry.register(Box::new(size.clone()))?;
@@ -135,9 +128,10 @@ pub fn build_app(
         .cookie_same_site(SameSite::Lax)
         .cookie_secure(state.config.https())
         .cookie_content_security(CookieContentSecurity::Signed)
-        .session_lifecycle(PersistentSession::default().session_ttl(
-            actix_web::cookie::time::Duration::seconds(state.config.session_ttl.as_secs() as i64),
-        ))
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(actix_web::cookie::time::Duration::seconds(state.config.session_ttl.as_secs() as i64)),
+        )
         .build();
     let static_dir = state.config.static_dir.clone();
     // Raw mail arrives as a request body: allow a message of the configured size.
@@ -145,21 +139,19 @@ pub fn build_app(
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(body_limit))
-        .app_data(web::FormConfig::default().error_handler(|err, _req| {
-            AppError::Validation(format!("Biểu mẫu không hợp lệ: {err}")).into()
-        }))
-        .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-            AppError::Validation(format!("Tham số không hợp lệ: {err}")).into()
-        }))
+        .app_data(
+            web::FormConfig::default()
+                .error_handler(|err, _req| AppError::Validation(format!("Biểu mẫu không hợp lệ: {err}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _req| AppError::Validation(format!("Tham số không hợp lệ: {err}")).into()),
+        )
         .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
         .service(
             web::scope("/static")
                 .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400")))
-                .service(
-                    actix_files::Files::new("", static_dir)
-                        .use_etag(true)
-                        .use_last_modified(true),
-                ),
+                .service(actix_files::Files::new("", static_dir).use_etag(true).use_last_modified(true)),
         )
         .configure(configure_routes)
         .default_service(web::to(pages::not_found))
@@ -172,11 +164,7 @@ pub fn build_app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(metrics)
-        .wrap(
-            Logger::new("%r %s %b %Dms")
-                .exclude("/healthz")
-                .exclude("/metrics"),
-        )
+        .wrap(Logger::new("%r %s %b %Dms").exclude("/healthz").exclude("/metrics"))
 }
 
 /// Runs the web server (and, unless disabled, the worker and the scheduler) until
@@ -189,9 +177,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let background = crate::worker::start_background(&state, stop_rx);
     tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
     let app_state = state.clone();
-    let mut server = HttpServer::new(move || build_app(app_state.clone(), metrics.clone()))
-        .bind(bind)?
-        .shutdown_timeout(30);
+    let mut server =
+        HttpServer::new(move || build_app(app_state.clone(), metrics.clone())).bind(bind)?.shutdown_timeout(30);
     if workers > 0 {
         server = server.workers(workers);
     }

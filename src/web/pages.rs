@@ -26,24 +26,14 @@ struct ErrorPage<'a> {
 
 /// The Vietnamese error page; shows only the message meant for people.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let page = ErrorPage {
-        status: status.as_u16(),
-        title,
-        message,
-    };
+    let page = ErrorPage { status: status.as_u16(), title, message };
     let body = page.render().unwrap_or_else(|_| message.to_string());
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(body)
+    HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
 }
 
 /// Fallback for unknown URLs.
 pub async fn not_found() -> HttpResponse {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "Không tìm thấy",
-        "Không tìm thấy trang hoặc dữ liệu bạn yêu cầu.",
-    )
+    error_page(StatusCode::NOT_FOUND, "Không tìm thấy", "Không tìm thấy trang hoặc dữ liệu bạn yêu cầu.")
 }
 
 struct Shortcut {
@@ -70,26 +60,16 @@ async fn home(ctx: Ctx) -> AppResult<HttpResponse> {
     let uid = user.id;
     let recent = ctx
         .db(move |conn| {
-            let filter = AuditFilter {
-                user_id: Some(uid),
-                ..Default::default()
-            };
+            let filter = AuditFilter { user_id: Some(uid), ..Default::default() };
             Ok(crate::audit::models::page(conn, &filter, 0, 10)?.0)
         })
         .await?;
     let shortcuts = NAV
         .iter()
         .filter(|e| e.href != "/" && e.access.allows(Some(&user)))
-        .map(|e| Shortcut {
-            label: e.label,
-            href: e.href,
-        })
+        .map(|e| Shortcut { label: e.label, href: e.href })
         .collect();
-    render(&HomePage {
-        l: ctx.layout("Tổng quan", &[]),
-        shortcuts,
-        recent,
-    })
+    render(&HomePage { l: ctx.layout("Tổng quan", &[]), shortcuts, recent })
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -102,7 +82,8 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         .await;
     match ok {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok", "database": "ok"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "error", "database": e.to_string()})),
+        Err(e) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "error", "database": e.to_string()}))
+        }
     }
 }

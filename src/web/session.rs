@@ -59,10 +59,7 @@ pub struct Flash {
 
 pub fn add_flash(session: &Session, kind: &str, message: impl Into<String>) {
     let mut flashes: Vec<Flash> = session.get(KEY_FLASH).ok().flatten().unwrap_or_default();
-    flashes.push(Flash {
-        kind: kind.into(),
-        message: message.into(),
-    });
+    flashes.push(Flash { kind: kind.into(), message: message.into() });
     if let Err(e) = session.insert(KEY_FLASH, flashes) {
         tracing::warn!(error = %e, "cannot store flash message");
     }
@@ -88,9 +85,7 @@ pub fn sign_in(session: &Session, user: &User) -> Result<(), AppError> {
 
 /// Keeps the current session valid after the user's own password change bumped the epoch.
 pub fn refresh_epoch(session: &Session, user: &User) -> Result<(), AppError> {
-    session
-        .insert(KEY_EPOCH, user.session_epoch)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))
+    session.insert(KEY_EPOCH, user.session_epoch).map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))
 }
 
 pub fn sign_out(session: &Session) {
@@ -108,10 +103,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The app-wide middleware: user, CSRF token, CSRF check.
-pub async fn middleware(
-    mut req: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
+pub async fn middleware(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, Error> {
     let session = req.get_session();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let token = match session.get::<String>(KEY_CSRF).ok().flatten() {
@@ -134,9 +126,7 @@ pub async fn middleware(
     }
 
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let exempt = CSRF_EXEMPT_PREFIXES
-        .iter()
-        .any(|p| req.path().starts_with(p));
+    let exempt = CSRF_EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
     if unsafe_method && !exempt {
         let submitted = submitted_token(&mut req).await;
         if !submitted.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
@@ -149,15 +139,10 @@ pub async fn middleware(
 }
 
 /// Reloads the session's user; ends the session when it is no longer valid.
-async fn load_user(
-    state: &AppState,
-    session: &Session,
-    uid: i64,
-) -> Result<Option<CurrentUser>, AppError> {
+async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Option<CurrentUser>, AppError> {
     let epoch = session.get::<i64>(KEY_EPOCH).ok().flatten();
     let issued = session.get::<i64>(KEY_ISSUED).ok().flatten().unwrap_or(0);
-    let expired =
-        chrono::Utc::now().timestamp() - issued > state.config.session_ttl.as_secs() as i64;
+    let expired = chrono::Utc::now().timestamp() - issued > state.config.session_ttl.as_secs() as i64;
     let user = state
         .db(move |conn| match crate::accounts::models::find(conn, uid) {
             Ok(u) => Ok(Some(u)),
@@ -167,12 +152,7 @@ async fn load_user(
         .await?;
     match user {
         Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => {
-            Ok(Some(CurrentUser {
-                id: u.id,
-                roles: u.roles(),
-                email: u.email,
-                name: u.name,
-            }))
+            Ok(Some(CurrentUser { id: u.id, roles: u.roles(), email: u.email, name: u.name }))
         }
         _ => {
             let had_expired = expired;
@@ -180,11 +160,7 @@ async fn load_user(
                 session.remove(key);
             }
             if had_expired {
-                add_flash(
-                    session,
-                    "info",
-                    "Phiên đăng nhập đã hết hạn, vui lòng đăng nhập lại.",
-                );
+                add_flash(session, "info", "Phiên đăng nhập đã hết hạn, vui lòng đăng nhập lại.");
             }
             Ok(None)
         }
@@ -193,32 +169,20 @@ async fn load_user(
 
 /// Reads the token a form sent, restoring the body for the handler afterwards.
 async fn submitted_token(req: &mut ServiceRequest) -> Option<String> {
-    if let Some(h) = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(h) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
         return Some(h.to_string());
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     if content_type.starts_with("multipart/form-data") {
-        return web::Query::<CsrfField>::from_query(req.query_string())
-            .ok()
-            .map(|q| q.0._csrf);
+        return web::Query::<CsrfField>::from_query(req.query_string()).ok().map(|q| q.0._csrf);
     }
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return None;
     }
     let (http_req, payload) = req.parts_mut();
     let body = web::Bytes::from_request(http_req, payload).await.ok()?;
-    let token = serde_urlencoded::from_bytes::<CsrfField>(&body)
-        .ok()
-        .map(|f| f._csrf);
+    let token = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().map(|f| f._csrf);
     let (_, mut restored) = actix_http::h1::Payload::create(true);
     restored.unread_data(body);
     req.set_payload(Payload::from(restored));
@@ -237,11 +201,6 @@ impl FromRequest for CurrentUser {
     type Future = std::future::Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            req.extensions()
-                .get::<CurrentUser>()
-                .cloned()
-                .ok_or_else(AppError::forbidden),
-        )
+        std::future::ready(req.extensions().get::<CurrentUser>().cloned().ok_or_else(AppError::forbidden))
     }
 }

@@ -50,39 +50,17 @@ impl OverviewPage {
 }
 
 async fn overview(ctx: Ctx) -> AppResult<HttpResponse> {
-    let (counts, live, dead) = ctx
-        .db(|conn| {
-            Ok((
-                models::counts(conn)?,
-                models::live(conn)?,
-                models::dead(conn)?,
-            ))
-        })
-        .await?;
+    let (counts, live, dead) =
+        ctx.db(|conn| Ok((models::counts(conn)?, models::live(conn)?, models::dead(conn)?))).await?;
     let now = crate::db::now();
     let kinds = counts
         .into_iter()
         .map(|(kind, done, dead, total)| {
-            let running = live
-                .iter()
-                .filter(|j| j.kind == kind && j.state(now) == "running")
-                .count() as i64;
-            KindRow {
-                queued: total - done - dead - running,
-                running,
-                done,
-                dead,
-                kind,
-            }
+            let running = live.iter().filter(|j| j.kind == kind && j.state(now) == "running").count() as i64;
+            KindRow { queued: total - done - dead - running, running, done, dead, kind }
         })
         .collect();
-    render(&OverviewPage {
-        l: ctx.layout("Hàng đợi", &[("Quản trị", "/admin/users")]),
-        kinds,
-        dead,
-        live,
-        now,
-    })
+    render(&OverviewPage { l: ctx.layout("Hàng đợi", &[("Quản trị", "/admin/users")]), kinds, dead, live, now })
 }
 
 #[derive(Template)]
@@ -102,25 +80,17 @@ impl DetailPage {
 
 async fn detail(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (job, events) = ctx
-        .db(move |conn| Ok((models::job(conn, id)?, models::events_of(conn, id)?)))
-        .await?;
+    let (job, events) = ctx.db(move |conn| Ok((models::job(conn, id)?, models::events_of(conn, id)?))).await?;
     let state = job.state(crate::db::now());
     render(&DetailPage {
-        l: ctx.layout(&format!("Việc #{id}"), &[("Hàng đợi", "/admin/jobs")]),
-        job,
-        state,
-        events,
+        l: ctx.layout(&format!("Việc #{id}"), &[("Hàng đợi", "/admin/jobs")]), job, state, events
     })
 }
 
 async fn retry(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    match ctx
-        .db(move |conn| super::retry_dead(conn, &actor, id))
-        .await
-    {
+    match ctx.db(move |conn| super::retry_dead(conn, &actor, id)).await {
         Ok(()) => ctx.flash("success", format!("Đã đưa việc #{id} trở lại hàng đợi.")),
         Err(AppError::Validation(m)) => ctx.flash("error", m),
         Err(e) => return Err(e),
@@ -131,10 +101,7 @@ async fn retry(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
 async fn discard(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    match ctx
-        .db(move |conn| super::discard_dead(conn, &actor, id))
-        .await
-    {
+    match ctx.db(move |conn| super::discard_dead(conn, &actor, id)).await {
         Ok(()) => ctx.flash("success", format!("Đã bỏ qua việc #{id}.")),
         Err(AppError::Validation(m)) => ctx.flash("error", m),
         Err(e) => return Err(e),

@@ -33,11 +33,7 @@ pub struct JobOptions {
 
 impl Default for JobOptions {
     fn default() -> Self {
-        JobOptions {
-            run_at: None,
-            max_attempts: 8,
-            unique_key: None,
-        }
+        JobOptions { run_at: None, max_attempts: 8, unique_key: None }
     }
 }
 
@@ -72,9 +68,7 @@ pub fn retry_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let job = models::job(conn, id)?;
         if models::revive(conn, id, crate::db::now())? != 1 {
-            return Err(AppError::Validation(
-                "Chỉ thử lại được việc đã hỏng (dead).".into(),
-            ));
+            return Err(AppError::Validation("Chỉ thử lại được việc đã hỏng (dead).".into()));
         }
         models::event(conn, id, "retried", Some(&actor.label), None)?;
         audit::record(
@@ -96,9 +90,7 @@ pub fn discard_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> 
     conn.transaction(|conn| {
         let job = models::job(conn, id)?;
         if models::discard(conn, id, crate::db::now())? != 1 {
-            return Err(AppError::Validation(
-                "Chỉ bỏ qua được việc đã hỏng (dead).".into(),
-            ));
+            return Err(AppError::Validation("Chỉ bỏ qua được việc đã hỏng (dead).".into()));
         }
         models::event(conn, id, "discarded", Some(&actor.label), None)?;
         audit::record(

@@ -55,11 +55,7 @@ pub struct NewJob<'a> {
 /// Inserts a job; with a unique key already present it does nothing and returns None.
 pub fn insert(conn: &mut DbConn, job: &NewJob<'_>) -> QueryResult<Option<i64>> {
     if job.unique_key.is_none() {
-        return diesel::insert_into(jobs::table)
-            .values(job)
-            .returning(jobs::id)
-            .get_result(conn)
-            .map(Some);
+        return diesel::insert_into(jobs::table).values(job).returning(jobs::id).get_result(conn).map(Some);
     }
     crate::with_conn!(conn, |c| diesel::insert_into(jobs::table)
         .values(job)
@@ -72,9 +68,7 @@ pub fn insert(conn: &mut DbConn, job: &NewJob<'_>) -> QueryResult<Option<i64>> {
 
 /// Many jobs in one statement (bench and bulk producers); no unique keys.
 pub fn insert_many(conn: &mut DbConn, batch: &[NewJob<'_>]) -> QueryResult<usize> {
-    crate::with_conn!(conn, |c| diesel::insert_into(jobs::table)
-        .values(batch)
-        .execute(c))
+    crate::with_conn!(conn, |c| diesel::insert_into(jobs::table).values(batch).execute(c))
 }
 
 pub fn event(
@@ -129,11 +123,7 @@ pub fn claim(
                     jobs::attempts.eq(jobs::attempts + 1),
                 ))
                 .execute(pg)?;
-            jobs::table
-                .filter(jobs::id.eq_any(&ids))
-                .order(jobs::id.asc())
-                .select(Job::as_select())
-                .load(pg)
+            jobs::table.filter(jobs::id.eq_any(&ids)).order(jobs::id.asc()).select(Job::as_select()).load(pg)
         }),
         DbConn::Sqlite(lite) => lite.immediate_transaction(|lite| {
             let ids: Vec<i64> = jobs::table
@@ -152,11 +142,7 @@ pub fn claim(
                     jobs::attempts.eq(jobs::attempts + 1),
                 ))
                 .execute(lite)?;
-            jobs::table
-                .filter(jobs::id.eq_any(&ids))
-                .order(jobs::id.asc())
-                .select(Job::as_select())
-                .load(lite)
+            jobs::table.filter(jobs::id.eq_any(&ids)).order(jobs::id.asc()).select(Job::as_select()).load(lite)
         }),
     }
 }
@@ -170,20 +156,11 @@ pub enum Outcome {
 
 /// Writes outcomes, but only for jobs whose lease is still this worker's: a job whose
 /// lease expired and went to another worker is that worker's to finish.
-pub fn finish(
-    conn: &mut DbConn,
-    worker: &str,
-    results: &[(i64, Outcome)],
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
+pub fn finish(conn: &mut DbConn, worker: &str, results: &[(i64, Outcome)], now: NaiveDateTime) -> QueryResult<usize> {
     conn.transaction(|conn| {
         // Successes in one statement each for the update and the history: this is the
         // hot path (thousands of jobs a second).
-        let done: Vec<i64> = results
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Done))
-            .map(|(id, _)| *id)
-            .collect();
+        let done: Vec<i64> = results.iter().filter(|(_, o)| matches!(o, Outcome::Done)).map(|(id, _)| *id).collect();
         let mut written = 0;
         if !done.is_empty() {
             let finished: Vec<i64> = diesel::update(
@@ -212,16 +189,12 @@ pub fn finish(
                 })
                 .collect();
             if !rows.is_empty() {
-                crate::with_conn!(conn, |c| diesel::insert_into(job_events::table)
-                    .values(&rows)
-                    .execute(c))?;
+                crate::with_conn!(conn, |c| diesel::insert_into(job_events::table).values(&rows).execute(c))?;
             }
         }
         for (id, outcome) in results {
-            let mine = jobs::table
-                .filter(jobs::id.eq(*id))
-                .filter(jobs::locked_by.eq(worker))
-                .filter(jobs::done_at.is_null());
+            let mine =
+                jobs::table.filter(jobs::id.eq(*id)).filter(jobs::locked_by.eq(worker)).filter(jobs::done_at.is_null());
             let (n, event, message) = match outcome {
                 Outcome::Done => continue,
                 Outcome::Retry { at, error } => (
@@ -262,15 +235,9 @@ pub fn release(conn: &mut DbConn, worker: &str, ids: &[i64]) -> QueryResult<usiz
         return Ok(0);
     }
     diesel::update(
-        jobs::table
-            .filter(jobs::id.eq_any(ids))
-            .filter(jobs::locked_by.eq(worker))
-            .filter(jobs::done_at.is_null()),
+        jobs::table.filter(jobs::id.eq_any(ids)).filter(jobs::locked_by.eq(worker)).filter(jobs::done_at.is_null()),
     )
-    .set((
-        jobs::locked_until.eq(None::<NaiveDateTime>),
-        jobs::attempts.eq(jobs::attempts - 1),
-    ))
+    .set((jobs::locked_until.eq(None::<NaiveDateTime>), jobs::attempts.eq(jobs::attempts - 1)))
     .execute(conn)
 }
 
@@ -285,12 +252,7 @@ pub fn events_of(conn: &mut DbConn, job_id: i64) -> QueryResult<Vec<JobEvent>> {
     job_events::table
         .filter(job_events::job_id.eq(job_id))
         .order(job_events::id.asc())
-        .select((
-            job_events::at,
-            job_events::event,
-            job_events::worker,
-            job_events::message,
-        ))
+        .select((job_events::at, job_events::event, job_events::worker, job_events::message))
         .load(conn)
 }
 
@@ -299,12 +261,7 @@ pub fn counts(conn: &mut DbConn) -> QueryResult<Vec<(String, i64, i64, i64)>> {
     use diesel::dsl::count;
     jobs::table
         .group_by(jobs::kind)
-        .select((
-            jobs::kind,
-            count(jobs::done_at),
-            count(jobs::dead_at),
-            diesel::dsl::count_star(),
-        ))
+        .select((jobs::kind, count(jobs::done_at), count(jobs::dead_at), diesel::dsl::count_star()))
         .order(jobs::kind.asc())
         .load(conn)
 }
@@ -331,40 +288,28 @@ pub fn dead(conn: &mut DbConn) -> QueryResult<Vec<Job>> {
 
 /// Puts a dead job back in the queue with a fresh set of attempts.
 pub fn revive(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::dead_at.is_not_null()),
-    )
-    .set((
-        jobs::dead_at.eq(None::<NaiveDateTime>),
-        jobs::attempts.eq(0),
-        jobs::run_at.eq(now),
-        jobs::locked_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)
+    diesel::update(jobs::table.filter(jobs::id.eq(id)).filter(jobs::dead_at.is_not_null()))
+        .set((
+            jobs::dead_at.eq(None::<NaiveDateTime>),
+            jobs::attempts.eq(0),
+            jobs::run_at.eq(now),
+            jobs::locked_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
 }
 
 /// Discards a dead job: it stays, done, with its history.
 pub fn discard(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::dead_at.is_not_null()),
-    )
-    .set((
-        jobs::dead_at.eq(None::<NaiveDateTime>),
-        jobs::done_at.eq(Some(now)),
-        jobs::last_error.eq(Some("bỏ qua bởi quản trị viên")),
-    ))
-    .execute(conn)
+    diesel::update(jobs::table.filter(jobs::id.eq(id)).filter(jobs::dead_at.is_not_null()))
+        .set((
+            jobs::dead_at.eq(None::<NaiveDateTime>),
+            jobs::done_at.eq(Some(now)),
+            jobs::last_error.eq(Some("bỏ qua bởi quản trị viên")),
+        ))
+        .execute(conn)
 }
 
 /// Jobs not yet finished (tests and the bench wait for zero).
 pub fn pending(conn: &mut DbConn) -> QueryResult<i64> {
-    jobs::table
-        .filter(jobs::done_at.is_null())
-        .filter(jobs::dead_at.is_null())
-        .count()
-        .get_result(conn)
+    jobs::table.filter(jobs::done_at.is_null()).filter(jobs::dead_at.is_null()).count().get_result(conn)
 }

@@ -60,21 +60,14 @@ impl Registry {
         F: Fn(JobCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.handlers
-            .insert(kind.to_string(), Arc::new(move |ctx| Box::pin(f(ctx))));
+        self.handlers.insert(kind.to_string(), Arc::new(move |ctx| Box::pin(f(ctx))));
     }
 
     /// The handlers of the app itself.
     pub fn standard() -> Self {
         let mut r = Registry::default();
-        r.register(
-            crate::mail::outbound::SEND_JOB,
-            crate::mail::outbound::send_job,
-        );
-        r.register(
-            crate::mail::inbound::maildir::SCAN_JOB,
-            crate::mail::inbound::maildir::scan_job,
-        );
+        r.register(crate::mail::outbound::SEND_JOB, crate::mail::outbound::send_job);
+        r.register(crate::mail::inbound::maildir::SCAN_JOB, crate::mail::inbound::maildir::scan_job);
         // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
         r.register("debug.noop", |_ctx| async { Ok(()) });
         r.register("debug.sleep", |ctx: JobCtx| async move {
@@ -104,12 +97,7 @@ impl WorkerOptions {
     pub fn from_config(c: &crate::config::Config) -> Self {
         let mut rng = rand::thread_rng();
         WorkerOptions {
-            name: format!(
-                "{}-{}-{:04x}",
-                hostname(),
-                std::process::id(),
-                rng.r#gen::<u16>()
-            ),
+            name: format!("{}-{}-{:04x}", hostname(), std::process::id(), rng.r#gen::<u16>()),
             concurrency: c.worker.concurrency,
             lease: c.worker.lease,
             poll: c.worker.poll,
@@ -120,9 +108,7 @@ impl WorkerOptions {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "node".into())
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
 }
 
 /// Exponential backoff with ±25 % jitter, capped at one hour.
@@ -145,48 +131,24 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| e.to_string())?
 }
 
-async fn execute(
-    state: AppState,
-    registry: Arc<Registry>,
-    job: Job,
-    timeout: Duration,
-) -> (i64, Outcome) {
+async fn execute(state: AppState, registry: Arc<Registry>, job: Job, timeout: Duration) -> (i64, Outcome) {
     let fail = |error: String| {
         if job.attempts >= job.max_attempts {
             Outcome::Dead { error }
         } else {
-            Outcome::Retry {
-                at: crate::db::now() + backoff(job.attempts),
-                error,
-            }
+            Outcome::Retry { at: crate::db::now() + backoff(job.attempts), error }
         }
     };
     let Some(handler) = registry.get(&job.kind) else {
-        return (
-            job.id,
-            Outcome::Dead {
-                error: format!("no handler for job kind `{}`", job.kind),
-            },
-        );
+        return (job.id, Outcome::Dead { error: format!("no handler for job kind `{}`", job.kind) });
     };
     let payload = match serde_json::from_str(&job.payload) {
         Ok(p) => p,
         Err(e) => {
-            return (
-                job.id,
-                Outcome::Dead {
-                    error: format!("payload is not JSON: {e}"),
-                },
-            );
+            return (job.id, Outcome::Dead { error: format!("payload is not JSON: {e}") });
         }
     };
-    let ctx = JobCtx {
-        state,
-        id: job.id,
-        payload,
-        attempt: job.attempts,
-        max_attempts: job.max_attempts,
-    };
+    let ctx = JobCtx { state, id: job.id, payload, attempt: job.attempts, max_attempts: job.max_attempts };
     let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
     let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(()))) => Outcome::Done,
@@ -226,25 +188,15 @@ pub async fn run(
         let mut claimed_full = false;
         if free > 0 {
             let now = crate::db::now();
-            let lease_until = now
-                + chrono::Duration::from_std(opts.lease)
-                    .unwrap_or_else(|_| chrono::Duration::seconds(300));
+            let lease_until =
+                now + chrono::Duration::from_std(opts.lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
             let name = opts.name.clone();
-            match blocking(&state, move |c| {
-                models::claim(c, &name, free as i64, now, lease_until)
-            })
-            .await
-            {
+            match blocking(&state, move |c| models::claim(c, &name, free as i64, now, lease_until)).await {
                 Ok(jobs) => {
                     claimed_full = jobs.len() == free;
                     for job in jobs {
                         in_flight.insert(job.id);
-                        running.spawn(execute(
-                            state.clone(),
-                            registry.clone(),
-                            job,
-                            opts.job_timeout,
-                        ));
+                        running.spawn(execute(state.clone(), registry.clone(), job, opts.job_timeout));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot claim jobs; will retry"),
@@ -274,20 +226,13 @@ pub async fn run(
     let left: Vec<i64> = in_flight.into_iter().collect();
     if !left.is_empty() {
         let name = opts.name.clone();
-        let n = blocking(&state, move |c| models::release(c, &name, &left))
-            .await
-            .unwrap_or(0);
+        let n = blocking(&state, move |c| models::release(c, &name, &left)).await.unwrap_or(0);
         tracing::info!(released = n, "released the leases of unfinished jobs");
     }
     tracing::info!(worker = %opts.name, "worker stopped");
 }
 
-async fn flush(
-    state: &AppState,
-    worker: &str,
-    results: &mut Vec<(i64, Outcome)>,
-    in_flight: &mut HashSet<i64>,
-) {
+async fn flush(state: &AppState, worker: &str, results: &mut Vec<(i64, Outcome)>, in_flight: &mut HashSet<i64>) {
     if results.is_empty() {
         return;
     }
@@ -296,11 +241,7 @@ async fn flush(
         in_flight.remove(id);
     }
     let name = worker.to_string();
-    if let Err(e) = blocking(state, move |c| {
-        models::finish(c, &name, &batch, crate::db::now())
-    })
-    .await
-    {
+    if let Err(e) = blocking(state, move |c| models::finish(c, &name, &batch, crate::db::now())).await {
         // The leases expire and the jobs run again: handlers are idempotent.
         tracing::error!(error = %e, "cannot record job outcomes");
     }

@@ -26,17 +26,12 @@ pub struct Schedule {
 }
 
 fn local_to_utc(local: NaiveDateTime) -> NaiveDateTime {
-    TZ.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc).naive_utc())
-        .unwrap_or(local)
+    TZ.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc).naive_utc()).unwrap_or(local)
 }
 
 fn monthly_in(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> Option<NaiveDateTime> {
     // Day 31 in a 30-day month means its last day.
-    let last = (28..=31)
-        .rev()
-        .find(|d| NaiveDate::from_ymd_opt(year, month, *d).is_some())?;
+    let last = (28..=31).rev().find(|d| NaiveDate::from_ymd_opt(year, month, *d).is_some())?;
     NaiveDate::from_ymd_opt(year, month, day.min(last))?.and_hms_opt(hour, minute, 0)
 }
 
@@ -51,11 +46,7 @@ pub fn current_slot(every: &Every, now: NaiveDateTime) -> Option<NaiveDateTime> 
         Every::Daily { hour, minute } => {
             let local = Utc.from_utc_datetime(&now).with_timezone(&TZ).naive_local();
             let today = local.date().and_hms_opt(*hour, *minute, 0)?;
-            let slot = if local >= today {
-                today
-            } else {
-                today - chrono::Duration::days(1)
-            };
+            let slot = if local >= today { today } else { today - chrono::Duration::days(1) };
             Some(local_to_utc(slot))
         }
         Every::Monthly { day, hour, minute } => {
@@ -64,11 +55,8 @@ pub fn current_slot(every: &Every, now: NaiveDateTime) -> Option<NaiveDateTime> 
             let slot = if local >= this {
                 this
             } else {
-                let (y, m) = if local.month() == 1 {
-                    (local.year() - 1, 12)
-                } else {
-                    (local.year(), local.month() - 1)
-                };
+                let (y, m) =
+                    if local.month() == 1 { (local.year() - 1, 12) } else { (local.year(), local.month() - 1) };
                 monthly_in(y, m, *day, *hour, *minute)?
             };
             Some(local_to_utc(slot))
@@ -86,16 +74,9 @@ pub fn tick(conn: &mut DbConn, schedules: &[Schedule], now: NaiveDateTime) -> Ap
         let key = format!("schedule:{}:{}", s.name, slot.format("%Y-%m-%dT%H:%M:%S"));
         let mut payload = s.payload.clone();
         if let Some(obj) = payload.as_object_mut() {
-            obj.insert(
-                "slot".into(),
-                serde_json::Value::String(slot.format("%Y-%m-%dT%H:%M:%S").to_string()),
-            );
+            obj.insert("slot".into(), serde_json::Value::String(slot.format("%Y-%m-%dT%H:%M:%S").to_string()));
         }
-        let opts = JobOptions {
-            run_at: Some(slot),
-            max_attempts: 5,
-            unique_key: Some(key),
-        };
+        let opts = JobOptions { run_at: Some(slot), max_attempts: 5, unique_key: Some(key) };
         if enqueue(conn, &s.kind, &payload, &opts)?.is_some() {
             added += 1;
         }
@@ -109,13 +90,7 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
     if config.mail.maildir.is_some() {
         out.push(Schedule {
             name: "maildir".into(),
-            every: Every::Seconds(
-                config
-                    .mail
-                    .maildir_interval
-                    .as_secs()
-                    .clamp(1, u64::from(u32::MAX)) as u32,
-            ),
+            every: Every::Seconds(config.mail.maildir_interval.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
             kind: crate::mail::inbound::maildir::SCAN_JOB.into(),
             payload: serde_json::json!({}),
         });
@@ -124,11 +99,7 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
 }
 
 /// Ticks every few seconds until `stop`.
-pub async fn run(
-    state: crate::web::AppState,
-    schedules: Vec<Schedule>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run(state: crate::web::AppState, schedules: Vec<Schedule>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if schedules.is_empty() {
         return;
     }
@@ -163,53 +134,24 @@ mod tests {
 
     #[test]
     fn monthly_slot_is_local() {
-        let every = Every::Monthly {
-            day: 1,
-            hour: 8,
-            minute: 0,
-        };
+        let every = Every::Monthly { day: 1, hour: 8, minute: 0 };
         // 1 Dec 00:30 UTC is 07:30 local: still November's slot.
-        assert_eq!(
-            current_slot(&every, utc("2026-12-01 00:30")),
-            Some(utc("2026-11-01 01:00"))
-        );
+        assert_eq!(current_slot(&every, utc("2026-12-01 00:30")), Some(utc("2026-11-01 01:00")));
         // 01:00 UTC = 08:00 local on the 1st: December's slot begins.
-        assert_eq!(
-            current_slot(&every, utc("2026-12-01 01:00")),
-            Some(utc("2026-12-01 01:00"))
-        );
+        assert_eq!(current_slot(&every, utc("2026-12-01 01:00")), Some(utc("2026-12-01 01:00")));
     }
 
     #[test]
     fn daily_and_interval_slots() {
-        let daily = Every::Daily {
-            hour: 23,
-            minute: 30,
-        };
-        assert_eq!(
-            current_slot(&daily, utc("2026-11-24 17:00")),
-            Some(utc("2026-11-24 16:30"))
-        );
-        assert_eq!(
-            current_slot(&daily, utc("2026-11-24 16:00")),
-            Some(utc("2026-11-23 16:30"))
-        );
-        assert_eq!(
-            current_slot(&Every::Seconds(300), utc("2026-11-24 10:07")),
-            Some(utc("2026-11-24 10:05"))
-        );
+        let daily = Every::Daily { hour: 23, minute: 30 };
+        assert_eq!(current_slot(&daily, utc("2026-11-24 17:00")), Some(utc("2026-11-24 16:30")));
+        assert_eq!(current_slot(&daily, utc("2026-11-24 16:00")), Some(utc("2026-11-23 16:30")));
+        assert_eq!(current_slot(&Every::Seconds(300), utc("2026-11-24 10:07")), Some(utc("2026-11-24 10:05")));
     }
 
     #[test]
     fn day_31_falls_back_to_the_last_day() {
-        let every = Every::Monthly {
-            day: 31,
-            hour: 8,
-            minute: 0,
-        };
-        assert_eq!(
-            current_slot(&every, utc("2026-12-01 00:00")),
-            Some(utc("2026-11-30 01:00"))
-        );
+        let every = Every::Monthly { day: 31, hour: 8, minute: 0 };
+        assert_eq!(current_slot(&every, utc("2026-12-01 00:00")), Some(utc("2026-11-30 01:00")));
     }
 }

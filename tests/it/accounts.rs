@@ -39,35 +39,19 @@ db_test!(setup_is_offered_once_then_gone, |app| {
     let done = b
         .post(
             "/setup",
-            &[
-                ("email", "Chu@IPOS.vn"),
-                ("name", "Chủ hệ thống"),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
+            &[("email", "Chu@IPOS.vn"), ("name", "Chủ hệ thống"), ("password", PASSWORD), ("confirm", PASSWORD)],
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
     let users_page = b.get("/admin/users").await;
     assert_eq!(users_page.status, 200);
-    assert!(
-        users_page.body.contains("chu@ipos.vn"),
-        "e-mail is stored lower-cased"
-    );
+    assert!(users_page.body.contains("chu@ipos.vn"), "e-mail is stored lower-cased");
     assert!(users_page.body.contains("Đã tạo tài khoản quản trị"));
 
     // Gone for everybody afterwards, and a replayed form changes nothing.
     assert_eq!(app.browser().get("/setup").await.status, 404);
     let again = b
-        .post(
-            "/setup",
-            &[
-                ("email", "ke-gian@ipos.vn"),
-                ("name", "X"),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
-        )
+        .post("/setup", &[("email", "ke-gian@ipos.vn"), ("name", "X"), ("password", PASSWORD), ("confirm", PASSWORD)])
         .await;
     assert_eq!(again.status, 404);
     assert_eq!(user_count(&app), 1);
@@ -91,22 +75,11 @@ db_test!(login_and_logout, |app| {
     assert!(wrong.body.contains("Email hoặc mật khẩu không đúng."));
     let unknown = b.login("khong-ton-tai@ipos.vn", "sai-mat-khau-123").await;
     assert_eq!(unknown.status, 401);
-    assert!(
-        unknown.body.contains("Email hoặc mật khẩu không đúng."),
-        "same answer whether or not the account exists"
-    );
+    assert!(unknown.body.contains("Email hoặc mật khẩu không đúng."), "same answer whether or not the account exists");
 
     let _ = b.get("/login?next=/account/password").await;
-    let ok = b
-        .post(
-            "/login",
-            &[
-                ("email", "SALE@ipos.vn"),
-                ("password", PASSWORD),
-                ("next", "/account/password"),
-            ],
-        )
-        .await;
+    let ok =
+        b.post("/login", &[("email", "SALE@ipos.vn"), ("password", PASSWORD), ("next", "/account/password")]).await;
     assert_eq!(ok.status, 303);
     assert_eq!(ok.location.as_deref(), Some("/account/password"));
     let home = b.get("/").await;
@@ -122,16 +95,7 @@ db_test!(open_redirect_after_login_is_refused, |app| {
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     let b = app.browser();
     let _ = b.get("/login").await;
-    let r = b
-        .post(
-            "/login",
-            &[
-                ("email", "sale@ipos.vn"),
-                ("password", PASSWORD),
-                ("next", "//evil.example/x"),
-            ],
-        )
-        .await;
+    let r = b.post("/login", &[("email", "sale@ipos.vn"), ("password", PASSWORD), ("next", "//evil.example/x")]).await;
     assert_eq!(r.status, 303);
     assert_eq!(r.location.as_deref(), Some("/"));
 });
@@ -140,18 +104,13 @@ db_test!(repeated_failures_make_the_account_wait, |app| {
     app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
     let b = app.browser();
     for _ in 0..5 {
-        assert_eq!(
-            b.login("ketoan@ipos.vn", "doan-mo-mat-khau").await.status,
-            401
-        );
+        assert_eq!(b.login("ketoan@ipos.vn", "doan-mo-mat-khau").await.status, 401);
     }
     // Now even the right password waits, with a clear message.
     let blocked = b.login("ketoan@ipos.vn", PASSWORD).await;
     assert_eq!(blocked.status, 429);
     assert!(
-        blocked
-            .body
-            .contains("Bạn đã đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút."),
+        blocked.body.contains("Bạn đã đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút."),
         "{}",
         blocked.body
     );
@@ -166,29 +125,17 @@ db_test!(repeated_failures_make_the_account_wait, |app| {
 
     // Other accounts are not affected by this account's lock.
     app.create_user("sale@ipos.vn", &[Role::Sale]);
-    assert_eq!(
-        app.browser().login("sale@ipos.vn", PASSWORD).await.status,
-        303
-    );
+    assert_eq!(app.browser().login("sale@ipos.vn", PASSWORD).await.status, 303);
 });
 
 db_test!(forms_without_a_valid_csrf_token_are_refused, |app| {
     app.create_user("admin@ipos.vn", &[Role::Admin]);
     let b = app.login("admin@ipos.vn").await;
     let before = user_count(&app);
-    let fields = [
-        ("email", "moi@ipos.vn"),
-        ("name", "Mới"),
-        ("password", PASSWORD),
-        ("role_sale", "on"),
-    ];
+    let fields = [("email", "moi@ipos.vn"), ("name", "Mới"), ("password", PASSWORD), ("role_sale", "on")];
     let missing = b.post_raw("/admin/users", &fields).await;
     assert_eq!(missing.status, 403);
-    assert!(
-        missing
-            .body
-            .contains("Biểu mẫu đã hết hạn hoặc không hợp lệ")
-    );
+    assert!(missing.body.contains("Biểu mẫu đã hết hạn hoặc không hợp lệ"));
     let mut forged = vec![("_csrf", "gia-mao")];
     forged.extend_from_slice(&fields);
     assert_eq!(b.post_raw("/admin/users", &forged).await.status, 403);
@@ -221,10 +168,7 @@ db_test!(admin_manages_users_and_every_change_is_audited, |app| {
         )
         .await;
     assert_eq!(created.status, 303, "{}", created.body);
-    let tech = app
-        .with_conn(|c| hubgate::accounts::models::find_by_email(c, "kythuat@ipos.vn"))
-        .ok()
-        .flatten();
+    let tech = app.with_conn(|c| hubgate::accounts::models::find_by_email(c, "kythuat@ipos.vn")).ok().flatten();
     let tech = tech.unwrap_or_else(|| panic!("technician was not created"));
     assert_eq!(tech.roles, "technician");
 
@@ -232,28 +176,14 @@ db_test!(admin_manages_users_and_every_change_is_audited, |app| {
     let dup = b
         .post(
             "/admin/users",
-            &[
-                ("email", "KYTHUAT@ipos.vn"),
-                ("name", "Trùng"),
-                ("password", PASSWORD),
-                ("role_sale", "on"),
-            ],
+            &[("email", "KYTHUAT@ipos.vn"), ("name", "Trùng"), ("password", PASSWORD), ("role_sale", "on")],
         )
         .await;
     assert_eq!(dup.status, 422);
     assert!(dup.body.contains("Email này đã được dùng"));
 
     let path = format!("/admin/users/{}", tech.id);
-    let r = b
-        .post(
-            &path,
-            &[
-                ("name", "Nguyễn Văn Kỹ"),
-                ("role_technician", "on"),
-                ("role_leader", "on"),
-            ],
-        )
-        .await;
+    let r = b.post(&path, &[("name", "Nguyễn Văn Kỹ"), ("role_technician", "on"), ("role_leader", "on")]).await;
     assert_eq!(r.status, 303);
     let tb = app.login("kythuat@ipos.vn").await;
     assert_eq!(tb.get("/").await.status, 200);
@@ -264,22 +194,8 @@ db_test!(admin_manages_users_and_every_change_is_audited, |app| {
     assert_eq!(refused.status, 401);
     assert!(refused.body.contains("Tài khoản này đã bị khóa"));
     assert_eq!(b.post(&format!("{path}/enable"), &[]).await.status, 303);
-    assert_eq!(
-        b.post(
-            &format!("{path}/password"),
-            &[("password", "mat-khau-moi-2026")]
-        )
-        .await
-        .status,
-        303
-    );
-    assert_eq!(
-        app.browser()
-            .login("kythuat@ipos.vn", "mat-khau-moi-2026")
-            .await
-            .status,
-        303
-    );
+    assert_eq!(b.post(&format!("{path}/password"), &[("password", "mat-khau-moi-2026")]).await.status, 303);
+    assert_eq!(app.browser().login("kythuat@ipos.vn", "mat-khau-moi-2026").await.status, 303);
 
     let actions: Vec<(String, Option<String>, Option<String>)> = app.with_conn(|c| {
         audit_log::table
@@ -287,45 +203,26 @@ db_test!(admin_manages_users_and_every_change_is_audited, |app| {
             .filter(audit_log::entity_id.eq(tech.id.to_string()))
             .filter(audit_log::user_id.eq(admin.id))
             .order(audit_log::id.asc())
-            .select((
-                audit_log::action,
-                audit_log::before_json,
-                audit_log::after_json,
-            ))
+            .select((audit_log::action, audit_log::before_json, audit_log::after_json))
             .load(c)
             .unwrap_or_default()
     });
     let names: Vec<&str> = actions.iter().map(|a| a.0.as_str()).collect();
-    assert_eq!(
-        names,
-        ["create", "update", "disable", "enable", "reset_password"]
-    );
+    assert_eq!(names, ["create", "update", "disable", "enable", "reset_password"]);
     let (_, before, after) = &actions[1];
     assert!(before.as_deref().unwrap_or("").contains("\"technician\""));
     assert!(
         after.as_deref().unwrap_or("").contains("technician,leader")
             || after.as_deref().unwrap_or("").contains("leader,technician")
     );
-    assert!(
-        !actions
-            .iter()
-            .any(|a| a.2.as_deref().unwrap_or("").contains("argon2")),
-        "no hash in the audit log"
-    );
+    assert!(!actions.iter().any(|a| a.2.as_deref().unwrap_or("").contains("argon2")), "no hash in the audit log");
 
     // The audit page shows and filters them.
-    let page = b
-        .get(&format!(
-            "/admin/audit?entity=user&entity_id={}&user={}",
-            tech.id, admin.id
-        ))
-        .await;
+    let page = b.get(&format!("/admin/audit?entity=user&entity_id={}&user={}", tech.id, admin.id)).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("5 bản ghi"), "{}", page.body);
     assert!(page.body.contains("reset_password"));
-    let none = b
-        .get("/admin/audit?entity=user&from=2000-01-01&to=2000-01-02")
-        .await;
+    let none = b.get("/admin/audit?entity=user&from=2000-01-01&to=2000-01-02").await;
     assert!(none.body.contains("0 bản ghi"));
 });
 
@@ -333,9 +230,7 @@ db_test!(the_last_admin_cannot_lock_the_door, |app| {
     let admin = app.create_user("admin@ipos.vn", &[Role::Admin]);
     let b = app.login("admin@ipos.vn").await;
     let path = format!("/admin/users/{}", admin.id);
-    let demote = b
-        .post(&path, &[("name", "Admin"), ("role_sale", "on")])
-        .await;
+    let demote = b.post(&path, &[("name", "Admin"), ("role_sale", "on")]).await;
     assert_eq!(demote.status, 422);
     assert!(demote.body.contains("Phải còn ít nhất một quản trị viên"));
     let selflock = b.post(&format!("{path}/disable"), &[]).await;
@@ -351,11 +246,7 @@ db_test!(changing_the_password_ends_other_sessions, |app| {
     let wrong = laptop
         .post(
             "/account/password",
-            &[
-                ("current", "khong-dung-123"),
-                ("password", "mat-khau-moi-2026"),
-                ("confirm", "mat-khau-moi-2026"),
-            ],
+            &[("current", "khong-dung-123"), ("password", "mat-khau-moi-2026"), ("confirm", "mat-khau-moi-2026")],
         )
         .await;
     assert_eq!(wrong.status, 422);
@@ -363,34 +254,14 @@ db_test!(changing_the_password_ends_other_sessions, |app| {
     let ok = laptop
         .post(
             "/account/password",
-            &[
-                ("current", PASSWORD),
-                ("password", "mat-khau-moi-2026"),
-                ("confirm", "mat-khau-moi-2026"),
-            ],
+            &[("current", PASSWORD), ("password", "mat-khau-moi-2026"), ("confirm", "mat-khau-moi-2026")],
         )
         .await;
     assert_eq!(ok.status, 303);
-    assert_eq!(
-        laptop.get("/").await.status,
-        200,
-        "the session that changed it stays"
-    );
-    assert!(
-        phone.get("/").await.redirects_to_login(),
-        "the other one ends"
-    );
-    assert_eq!(
-        app.browser().login("leader@ipos.vn", PASSWORD).await.status,
-        401
-    );
-    assert_eq!(
-        app.browser()
-            .login("leader@ipos.vn", "mat-khau-moi-2026")
-            .await
-            .status,
-        303
-    );
+    assert_eq!(laptop.get("/").await.status, 200, "the session that changed it stays");
+    assert!(phone.get("/").await.redirects_to_login(), "the other one ends");
+    assert_eq!(app.browser().login("leader@ipos.vn", PASSWORD).await.status, 401);
+    assert_eq!(app.browser().login("leader@ipos.vn", "mat-khau-moi-2026").await.status, 303);
 });
 
 #[actix_web::test]

@@ -3,10 +3,7 @@
 use hubgate::config::Config;
 
 fn env(pairs: &[(&str, &str)], dir: &tempfile::TempDir) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     v.push(("HUBGATE_DATA_DIR".into(), dir.path().display().to_string()));
     v
 }
@@ -24,27 +21,16 @@ fn defaults_need_nothing_and_the_secret_is_generated_once() {
     assert!(!a.https());
     assert!(dir.path().join("secret.key").exists());
     let b = Config::from_sources(None, &env(&[], &dir)).unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(
-        a.secret.cookie_key(),
-        b.secret.cookie_key(),
-        "the persisted key is reused"
-    );
-    assert_ne!(
-        a.secret.derive("cookie"),
-        a.secret.derive("secrets"),
-        "purposes get different keys"
-    );
+    assert_eq!(a.secret.cookie_key(), b.secret.cookie_key(), "the persisted key is reused");
+    assert_ne!(a.secret.derive("cookie"), a.secret.derive("secrets"), "purposes get different keys");
 }
 
 #[test]
 fn environment_beats_file_beats_default() {
     let dir = tmp();
     let file = "bind = \"0.0.0.0:9000\"\nsession_hours = 8\nbase_url = \"https://hub.ipos.vn/\"";
-    let c = Config::from_sources(
-        Some(file),
-        &env(&[("HUBGATE_BIND", "127.0.0.1:9001")], &dir),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let c = Config::from_sources(Some(file), &env(&[("HUBGATE_BIND", "127.0.0.1:9001")], &dir))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(c.bind.to_string(), "127.0.0.1:9001");
     assert_eq!(c.session_ttl.as_secs(), 8 * 3600);
     assert_eq!(c.base_url, "https://hub.ipos.vn");
@@ -55,10 +41,7 @@ fn environment_beats_file_beats_default() {
 fn unknown_and_malformed_settings_are_named() {
     let dir = tmp();
     let err = |toml: Option<&str>, pairs: &[(&str, &str)]| {
-        Config::from_sources(toml, &env(pairs, &dir))
-            .err()
-            .map(|e| format!("{e:#}"))
-            .unwrap_or_default()
+        Config::from_sources(toml, &env(pairs, &dir)).err().map(|e| format!("{e:#}")).unwrap_or_default()
     };
     assert!(err(None, &[("HUBGATE_BINF", "x")]).contains("HUBGATE_BINF"));
     assert!(err(Some("bnid = \"x\""), &[]).contains("`bnid`"));

@@ -57,11 +57,7 @@ async fn sqlite_and_postgres_schemas_match() {
     for table in TABLES {
         let a = columns(&lite, table);
         assert!(!a.is_empty(), "{table} missing on SQLite");
-        assert_eq!(
-            a,
-            columns(&pg, table),
-            "table {table} differs between SQLite and PostgreSQL"
-        );
+        assert_eq!(a, columns(&pg, table), "table {table} differs between SQLite and PostgreSQL");
     }
 }
 
@@ -72,10 +68,7 @@ fn create_user_from_the_command_line() {
     let run = |args: &[&str], stdin: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
             .args(args)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/hub.db", dir.path().display()),
-            )
+            .env("DATABASE_URL", format!("sqlite://{}/hub.db", dir.path().display()))
             .env("HUBGATE_DATA_DIR", dir.path())
             .env("HUBGATE_LOG", "warn")
             .stdin(std::process::Stdio::piped())
@@ -86,68 +79,23 @@ fn create_user_from_the_command_line() {
         if let Some(mut input) = child.stdin.take() {
             let _ = input.write_all(stdin.as_bytes());
         }
-        child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("wait: {e}"))
+        child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"))
     };
     let ok = run(
-        &[
-            "create-user",
-            "--email",
-            "KyThuat@ipos.vn",
-            "--name",
-            "Nguyễn Văn Kỹ",
-            "--role",
-            "technician,leader",
-        ],
+        &["create-user", "--email", "KyThuat@ipos.vn", "--name", "Nguyễn Văn Kỹ", "--role", "technician,leader"],
         "mat-khau-dai-2026\n",
     );
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("kythuat@ipos.vn"));
-    let dup = run(
-        &[
-            "create-user",
-            "--email",
-            "kythuat@ipos.vn",
-            "--name",
-            "X",
-            "--role",
-            "sale",
-        ],
-        "mat-khau-dai-2026\n",
-    );
+    let dup =
+        run(&["create-user", "--email", "kythuat@ipos.vn", "--name", "X", "--role", "sale"], "mat-khau-dai-2026\n");
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("Email này đã được dùng"));
-    let bad_role = run(
-        &[
-            "create-user",
-            "--email",
-            "a@ipos.vn",
-            "--name",
-            "X",
-            "--role",
-            "boss",
-        ],
-        "mat-khau-dai-2026\n",
-    );
+    let bad_role =
+        run(&["create-user", "--email", "a@ipos.vn", "--name", "X", "--role", "boss"], "mat-khau-dai-2026\n");
     assert!(!bad_role.status.success());
     assert!(String::from_utf8_lossy(&bad_role.stderr).contains("boss"));
-    let short = run(
-        &[
-            "create-user",
-            "--email",
-            "b@ipos.vn",
-            "--name",
-            "X",
-            "--role",
-            "sale",
-        ],
-        "ngan\n",
-    );
+    let short = run(&["create-user", "--email", "b@ipos.vn", "--name", "X", "--role", "sale"], "ngan\n");
     assert!(String::from_utf8_lossy(&short.stderr).contains("ít nhất 10 ký tự"));
     let migrate = run(&["migrate"], "");
     assert!(migrate.status.success());

@@ -8,44 +8,25 @@ use hubgate::mail::inbound::service;
 
 fn ingest(app: &crate::support::TestApp, prefix: &str) -> i64 {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     let path = files
         .into_iter()
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-        })
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
         .unwrap_or_else(|| panic!("no test mail {prefix}"));
     let raw = std::fs::read(&path).unwrap_or_default();
     let cfg = app.state.config.mail.clone();
-    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None))
-        .ok()
-        .and_then(|r| r.id)
-        .unwrap_or(-1)
+    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None)).ok().and_then(|r| r.id).unwrap_or(-1)
 }
 
 fn state_of(app: &crate::support::TestApp, id: i64) -> (String, i64) {
-    app.with_conn(|c| {
-        requests::table
-            .find(id)
-            .select((requests::state, requests::version))
-            .first(c)
-    })
-    .unwrap_or_default()
+    app.with_conn(|c| requests::table.find(id).select((requests::state, requests::version)).first(c))
+        .unwrap_or_default()
 }
 
 fn newest_request(app: &crate::support::TestApp) -> i64 {
-    app.with_conn(|c| {
-        requests::table
-            .select(requests::id)
-            .order(requests::id.desc())
-            .first(c)
-    })
-    .unwrap_or(-1)
+    app.with_conn(|c| requests::table.select(requests::id).order(requests::id.desc()).first(c)).unwrap_or(-1)
 }
 
 db_test!(momo_request_from_mail_to_accepted, |app| {
@@ -59,19 +40,10 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     // The form is prefilled from the mail.
     let form = sale.get(&format!("/requests/new?mail={opening}")).await;
     assert_eq!(form.status, 200);
-    assert!(
-        form.body.contains("value=\"Phở Thìn Lò Đúc\""),
-        "{}",
-        form.body
-    );
+    assert!(form.body.contains("value=\"Phở Thìn Lò Đúc\""), "{}", form.body);
     assert!(form.body.contains("13 Lò Đúc, Hai Bà Trưng, Hà Nội"));
     let partner_id: i64 = app
-        .with_conn(|c| {
-            mail_messages::table
-                .find(opening)
-                .select(mail_messages::partner_id)
-                .first::<Option<i64>>(c)
-        })
+        .with_conn(|c| mail_messages::table.find(opening).select(mail_messages::partner_id).first::<Option<i64>>(c))
         .ok()
         .flatten()
         .unwrap_or(-1);
@@ -95,14 +67,10 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let id = newest_request(&app);
     let page = sale.get(&format!("/requests/{id}")).await;
     assert!(
-        page.body
-            .contains("Xác nhận của merchant qua thư của lan@phothin.vn"),
+        page.body.contains("Xác nhận của merchant qua thư của lan@phothin.vn"),
         "the merchant's mail in the thread counts"
     );
-    assert!(
-        page.body.contains("Chưa có xác nhận của leader MOMO"),
-        "MoMo requires its leader"
-    );
+    assert!(page.body.contains("Chưa có xác nhận của leader MOMO"), "MoMo requires its leader");
     assert!(page.body.contains("Thư đến"), "mails are on the timeline");
     assert_ne!(merchant_ok, -1);
 
@@ -110,12 +78,7 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let again = sale
         .post(
             "/requests",
-            &[
-                ("partner_id", pid.as_str()),
-                ("mail_id", mid.as_str()),
-                ("merchant_name", "X"),
-                ("point_name", "Y"),
-            ],
+            &[("partner_id", pid.as_str()), ("mail_id", mid.as_str()), ("merchant_name", "X"), ("point_name", "Y")],
         )
         .await;
     assert_eq!(again.status, 422);
@@ -129,73 +92,42 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let refused = sale
         .post(
             &format!("/requests/{id}/accept"),
-            &[
-                ("version", v.as_str()),
-                ("to", "hub@momo.vn"),
-                ("subject", "RE: x"),
-                ("body", "Đồng ý"),
-            ],
+            &[("version", v.as_str()), ("to", "hub@momo.vn"), ("subject", "RE: x"), ("body", "Đồng ý")],
         )
         .await;
     assert_eq!(refused.status, 422);
     assert!(refused.body.contains("Chưa thể chấp nhận"));
     assert_eq!(state_of(&app, id).0, "received");
     // Nor through the plain transition, which would skip the mail.
-    sale.post(
-        &format!("/requests/{id}/transition"),
-        &[("to", "accepted"), ("version", v.as_str())],
-    )
-    .await;
+    sale.post(&format!("/requests/{id}/transition"), &[("to", "accepted"), ("version", v.as_str())]).await;
     assert_eq!(state_of(&app, id).0, "received");
 
     // The leader's approval arrives by mail in the same conversation.
     ingest(&app, "a03");
     let page = sale.get(&format!("/requests/{id}")).await;
-    assert!(
-        page.body
-            .contains("Xác nhận của leader đối tác qua thư của leader@momo.vn"),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains("Xác nhận của leader đối tác qua thư của leader@momo.vn"), "{}", page.body);
 
     // A technician may read but not accept.
     let tech = app.login("kythuat@ipos.vn").await;
     assert_eq!(tech.get(&format!("/requests/{id}")).await.status, 200);
-    assert_eq!(
-        tech.get(&format!("/requests/{id}/accept")).await.status,
-        403
-    );
+    assert_eq!(tech.get(&format!("/requests/{id}/accept")).await.status, 403);
 
     // B2: the acceptance mail is drafted as a reply in the partner's thread.
     let draft = sale.get(&format!("/requests/{id}/accept")).await;
     assert_eq!(draft.status, 200);
-    assert!(
-        draft.body.contains("value=\"hub@momo.vn\""),
-        "{}",
-        draft.body
-    );
+    assert!(draft.body.contains("value=\"hub@momo.vn\""), "{}", draft.body);
     assert!(
         draft.body.contains("lan@phothin.vn") && draft.body.contains("leader@momo.vn"),
         "merchant and leader in copy"
     );
-    assert!(
-        draft
-            .body
-            .contains("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc")
-    );
+    assert!(draft.body.contains("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"));
     assert!(draft.body.contains("A01.outlook@momo.vn"));
     let fields = [
         ("version", v.as_str()),
         ("to", "hub@momo.vn"),
         ("cc", "lan@phothin.vn, leader@momo.vn"),
-        (
-            "subject",
-            "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc",
-        ),
-        (
-            "body",
-            "Kính gửi MoMo,\n\niPOS đồng ý mở cổng cho Phở Thìn (đã sửa tay).\n\nTrân trọng",
-        ),
+        ("subject", "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"),
+        ("body", "Kính gửi MoMo,\n\niPOS đồng ý mở cổng cho Phở Thìn (đã sửa tay).\n\nTrân trọng"),
     ];
     let ok = sale.post(&format!("/requests/{id}/accept"), &fields).await;
     assert_eq!(ok.status, 303, "{}", ok.body);
@@ -208,42 +140,19 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let outbox: Vec<(Option<String>, String, String)> = app
         .with_conn(|c| {
             use hubgate::db::schema::mail_outbox;
-            mail_outbox::table
-                .select((
-                    mail_outbox::in_reply_to,
-                    mail_outbox::refs,
-                    mail_outbox::text_body,
-                ))
-                .load(c)
+            mail_outbox::table.select((mail_outbox::in_reply_to, mail_outbox::refs, mail_outbox::text_body)).load(c)
         })
         .unwrap_or_default();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].0.as_deref(), Some("A01.outlook@momo.vn"));
-    assert!(
-        outbox[0].1.contains("A01.outlook@momo.vn") && outbox[0].1.contains("a03-leader@momo.vn")
-    );
-    assert!(
-        outbox[0].2.contains("đã sửa tay"),
-        "the edited text is what goes out"
-    );
+    assert!(outbox[0].1.contains("A01.outlook@momo.vn") && outbox[0].1.contains("a03-leader@momo.vn"));
+    assert!(outbox[0].2.contains("đã sửa tay"), "the edited text is what goes out");
     let page = sale.get(&format!("/requests/{id}")).await;
-    assert!(
-        page.body.contains("Thư đi"),
-        "the outgoing mail is on the timeline"
-    );
+    assert!(page.body.contains("Thư đi"), "the outgoing mail is on the timeline");
     // No skipping ahead.
     let v1 = (v0 + 1).to_string();
-    sale.post(
-        &format!("/requests/{id}/transition"),
-        &[("to", "invoiced"), ("version", v1.as_str())],
-    )
-    .await;
-    assert!(
-        sale.get(&format!("/requests/{id}"))
-            .await
-            .body
-            .contains("Không thể chuyển")
-    );
+    sale.post(&format!("/requests/{id}/transition"), &[("to", "invoiced"), ("version", v1.as_str())]).await;
+    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("Không thể chuyển"));
 
     // The partner answers our acceptance mail: it joins the request's conversation.
     let our_id: String = app
@@ -263,18 +172,9 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
 
     // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
     ingest(&app, "a04");
-    assert!(
-        sale.get(&format!("/requests/{id}"))
-            .await
-            .body
-            .contains("sale@ipos.vn"),
-        "the reply is on the timeline"
-    );
+    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
     let my = sale.get("/my").await;
-    assert!(
-        my.body.contains(&format!("#{id}")),
-        "accepted requests wait for a PYC from sales"
-    );
+    assert!(my.body.contains(&format!("#{id}")), "accepted requests wait for a PYC from sales");
     let list = sale.get("/requests?partner=MOMO&state=accepted").await;
     assert!(list.body.contains("1 yêu cầu"));
 });
@@ -287,21 +187,14 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
     let pid: i64 = app
         .with_conn(|c| {
             use hubgate::db::schema::partners;
-            partners::table
-                .filter(partners::code.eq("GIFTPOP"))
-                .select(partners::id)
-                .first(c)
+            partners::table.filter(partners::code.eq("GIFTPOP")).select(partners::id).first(c)
         })
         .unwrap_or(-1);
     let pid = pid.to_string();
     let r = sale
         .post(
             "/requests",
-            &[
-                ("partner_id", pid.as_str()),
-                ("merchant_name", "The Coffee House"),
-                ("point_name", "TCH Nguyễn Huệ"),
-            ],
+            &[("partner_id", pid.as_str()), ("merchant_name", "The Coffee House"), ("point_name", "TCH Nguyễn Huệ")],
         )
         .await;
     assert_eq!(r.status, 303);
@@ -311,35 +204,18 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
     assert!(!page.body.contains("Chưa có xác nhận của leader"));
     // Sales cannot record a manual confirmation; a leader can, with a reason.
     assert_eq!(
-        sale.post(
-            &format!("/requests/{id}/confirmations"),
-            &[("kind", "merchant"), ("reason", "gọi điện")]
-        )
-        .await
-        .status,
+        sale.post(&format!("/requests/{id}/confirmations"), &[("kind", "merchant"), ("reason", "gọi điện")])
+            .await
+            .status,
         403
     );
-    leader
-        .post(
-            &format!("/requests/{id}/confirmations"),
-            &[("kind", "merchant"), ("reason", " ")],
-        )
-        .await;
-    assert!(
-        leader
-            .get(&format!("/requests/{id}"))
-            .await
-            .body
-            .contains("Vui lòng ghi lý do")
-    );
+    leader.post(&format!("/requests/{id}/confirmations"), &[("kind", "merchant"), ("reason", " ")]).await;
+    assert!(leader.get(&format!("/requests/{id}")).await.body.contains("Vui lòng ghi lý do"));
     assert_eq!(
         leader
             .post(
                 &format!("/requests/{id}/confirmations"),
-                &[
-                    ("kind", "merchant"),
-                    ("reason", "Merchant xác nhận qua điện thoại")
-                ]
+                &[("kind", "merchant"), ("reason", "Merchant xác nhận qua điện thoại")]
             )
             .await
             .status,
@@ -350,12 +226,7 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
     let accepted = sale
         .post(
             &format!("/requests/{id}/accept"),
-            &[
-                ("version", v.as_str()),
-                ("to", "ops@giftpop.vn"),
-                ("subject", "Mở cổng TCH"),
-                ("body", "Đồng ý"),
-            ],
+            &[("version", v.as_str()), ("to", "ops@giftpop.vn"), ("subject", "Mở cổng TCH"), ("body", "Đồng ý")],
         )
         .await;
     assert_eq!(accepted.status, 303, "{}", accepted.body);
@@ -363,19 +234,12 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
 
     // Cancelling needs a reason and closes the request.
     let v = state_of(&app, id).1.to_string();
-    sale.post(
-        &format!("/requests/{id}/transition"),
-        &[("to", "cancelled"), ("version", v.as_str()), ("reason", "")],
-    )
-    .await;
+    sale.post(&format!("/requests/{id}/transition"), &[("to", "cancelled"), ("version", v.as_str()), ("reason", "")])
+        .await;
     assert_eq!(state_of(&app, id).0, "accepted");
     sale.post(
         &format!("/requests/{id}/transition"),
-        &[
-            ("to", "cancelled"),
-            ("version", v.as_str()),
-            ("reason", "Merchant đổi ý"),
-        ],
+        &[("to", "cancelled"), ("version", v.as_str()), ("reason", "Merchant đổi ý")],
     )
     .await;
     assert_eq!(state_of(&app, id).0, "cancelled");
@@ -417,12 +281,7 @@ db_test!(a_new_partner_needs_no_code, |app| {
     let bad = admin
         .post(
             "/admin/partners",
-            &[
-                ("code", "shopee pay"),
-                ("name", "ShopeePay"),
-                ("kind", "payment"),
-                ("mail_domains", "shopeepay.vn"),
-            ],
+            &[("code", "shopee pay"), ("name", "ShopeePay"), ("kind", "payment"), ("mail_domains", "shopeepay.vn")],
         )
         .await;
     assert_eq!(bad.status, 422);
@@ -440,19 +299,12 @@ db_test!(a_new_partner_needs_no_code, |app| {
         )
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
-    assert!(
-        admin
-            .get("/admin/partners")
-            .await
-            .body
-            .contains("SHOPEEPAY")
-    );
+    assert!(admin.get("/admin/partners").await.body.contains("SHOPEEPAY"));
 
     let raw = "From: Doi tac <hub@shopeepay.vn>\r\nTo: hub@ipos.vn\r\nSubject: Mo cong ket noi cho Lau Phan\r\nMessage-ID: <sp1@shopeepay.vn>\r\nDate: Mon, 9 Nov 2026 09:00:00 +0700\r\n\r\nDe nghi mo cong ket noi HUB.\r\n";
     let cfg = app.state.config.mail.clone();
-    let r = app
-        .with_conn(|c| service::ingest(c, &cfg, raw.as_bytes(), "test", None))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let r =
+        app.with_conn(|c| service::ingest(c, &cfg, raw.as_bytes(), "test", None)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(r.partner.as_deref(), Some("SHOPEEPAY"));
     assert_eq!(r.kind.as_deref(), Some("connection_request"));
 
@@ -462,10 +314,7 @@ db_test!(a_new_partner_needs_no_code, |app| {
     let pid: i64 = app
         .with_conn(|c| {
             use hubgate::db::schema::partners;
-            partners::table
-                .filter(partners::code.eq("SHOPEEPAY"))
-                .select(partners::id)
-                .first(c)
+            partners::table.filter(partners::code.eq("SHOPEEPAY")).select(partners::id).first(c)
         })
         .unwrap_or(-1);
     let pid = pid.to_string();
@@ -488,38 +337,16 @@ db_test!(a_new_partner_needs_no_code, |app| {
     let audited: i64 = app
         .with_conn(|c| {
             use hubgate::db::schema::audit_log;
-            audit_log::table
-                .filter(audit_log::entity_type.eq("partner"))
-                .count()
-                .get_result(c)
+            audit_log::table.filter(audit_log::entity_type.eq("partner")).count().get_result(c)
         })
         .unwrap_or(0);
     assert_eq!(audited, 1);
 
     // Customers: the company list for PYCs.
     assert_eq!(
-        sale.post(
-            "/customers",
-            &[
-                ("name", "Công ty TNHH ShopeePay"),
-                ("tax_code", "0312345678")
-            ]
-        )
-        .await
-        .status,
+        sale.post("/customers", &[("name", "Công ty TNHH ShopeePay"), ("tax_code", "0312345678")]).await.status,
         303
     );
-    assert!(
-        sale.get("/customers?q=shopee")
-            .await
-            .body
-            .contains("Công ty TNHH ShopeePay")
-    );
-    assert!(
-        !sale
-            .get("/customers?q=momo")
-            .await
-            .body
-            .contains("ShopeePay")
-    );
+    assert!(sale.get("/customers?q=shopee").await.body.contains("Công ty TNHH ShopeePay"));
+    assert!(!sale.get("/customers?q=momo").await.body.contains("ShopeePay"));
 });

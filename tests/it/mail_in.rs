@@ -24,9 +24,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .map(|p| {
             (
-                p.file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default(),
+                p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
                 std::fs::read(&p).unwrap_or_default(),
             )
         })
@@ -34,106 +32,22 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 }
 
 /// (file, status, partner, kind, thread label): files with one label share a thread.
-type Expectation = (
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    Option<&'static str>,
-    &'static str,
-);
+type Expectation = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, &'static str);
 const EXPECTED: &[Expectation] = &[
-    (
-        "a01-momo-request-outlook.eml",
-        "stored",
-        Some("MOMO"),
-        Some("connection_request"),
-        "A",
-    ),
-    (
-        "a02-merchant-confirm-gmail.eml",
-        "stored",
-        Some("MOMO"),
-        Some("merchant_confirmation"),
-        "A",
-    ),
-    (
-        "a03-momo-leader-approve.eml",
-        "stored",
-        Some("MOMO"),
-        Some("leader_confirmation"),
-        "A",
-    ),
-    (
-        "a04-ipos-reply.eml",
-        "stored",
-        Some("MOMO"),
-        Some("other_reply"),
-        "A",
-    ),
-    (
-        "b01-vnpay-request-windows1258.eml",
-        "stored",
-        Some("VNPAY"),
-        Some("connection_request"),
-        "B",
-    ),
-    (
-        "b02-vnpay-forwards-merchant-gmail.eml",
-        "stored",
-        Some("VNPAY"),
-        Some("merchant_confirmation"),
-        "B",
-    ),
-    (
-        "c01-giftpop-request-apple.eml",
-        "stored",
-        Some("GIFTPOP"),
-        Some("connection_request"),
-        "C",
-    ),
-    (
-        "c02-giftpop-fw-attached-rfc822.eml",
-        "stored",
-        Some("GIFTPOP"),
-        Some("merchant_confirmation"),
-        "C",
-    ),
-    (
-        "d01-zalopay-request-no-diacritics.eml",
-        "stored",
-        Some("ZALOPAY"),
-        Some("connection_request"),
-        "D",
-    ),
-    (
-        "d02-merchant-webmail-reply.eml",
-        "stored",
-        Some("ZALOPAY"),
-        Some("merchant_confirmation"),
-        "D",
-    ),
-    (
-        "e01-newsletter-unknown.eml",
-        "stored",
-        None,
-        Some("unknown"),
-        "E",
-    ),
+    ("a01-momo-request-outlook.eml", "stored", Some("MOMO"), Some("connection_request"), "A"),
+    ("a02-merchant-confirm-gmail.eml", "stored", Some("MOMO"), Some("merchant_confirmation"), "A"),
+    ("a03-momo-leader-approve.eml", "stored", Some("MOMO"), Some("leader_confirmation"), "A"),
+    ("a04-ipos-reply.eml", "stored", Some("MOMO"), Some("other_reply"), "A"),
+    ("b01-vnpay-request-windows1258.eml", "stored", Some("VNPAY"), Some("connection_request"), "B"),
+    ("b02-vnpay-forwards-merchant-gmail.eml", "stored", Some("VNPAY"), Some("merchant_confirmation"), "B"),
+    ("c01-giftpop-request-apple.eml", "stored", Some("GIFTPOP"), Some("connection_request"), "C"),
+    ("c02-giftpop-fw-attached-rfc822.eml", "stored", Some("GIFTPOP"), Some("merchant_confirmation"), "C"),
+    ("d01-zalopay-request-no-diacritics.eml", "stored", Some("ZALOPAY"), Some("connection_request"), "D"),
+    ("d02-merchant-webmail-reply.eml", "stored", Some("ZALOPAY"), Some("merchant_confirmation"), "D"),
+    ("e01-newsletter-unknown.eml", "stored", None, Some("unknown"), "E"),
     ("f01-garbage.eml", "unreadable", None, None, "-"),
-    (
-        "f02-truncated-multipart.eml",
-        "stored",
-        Some("MOMO"),
-        Some("connection_request"),
-        "F",
-    ),
-    (
-        "g01-duplicate-of-a01.eml",
-        "duplicate",
-        Some("MOMO"),
-        Some("connection_request"),
-        "A",
-    ),
+    ("f02-truncated-multipart.eml", "stored", Some("MOMO"), Some("connection_request"), "F"),
+    ("g01-duplicate-of-a01.eml", "duplicate", Some("MOMO"), Some("connection_request"), "A"),
 ];
 
 fn ingest_all(app: &crate::support::TestApp) -> Vec<service::IngestReport> {
@@ -142,19 +56,14 @@ fn ingest_all(app: &crate::support::TestApp) -> Vec<service::IngestReport> {
         corpus()
             .iter()
             .map(|(name, raw)| {
-                service::ingest(c, &cfg, raw, "test", Some(name))
-                    .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+                service::ingest(c, &cfg, raw, "test", Some(name)).unwrap_or_else(|e| panic!("{name}: {e:?}"))
             })
             .collect()
     })
 }
 
 fn check_expected(reports: &[service::IngestReport]) {
-    assert_eq!(
-        reports.len(),
-        EXPECTED.len(),
-        "corpus and expectations differ in size"
-    );
+    assert_eq!(reports.len(), EXPECTED.len(), "corpus and expectations differ in size");
     let mut threads: HashMap<&str, i64> = HashMap::new();
     for (r, (file, status, partner, kind, label)) in reports.iter().zip(EXPECTED) {
         assert_eq!(r.file.as_deref(), Some(*file));
@@ -167,11 +76,7 @@ fn check_expected(reports: &[service::IngestReport]) {
         }
     }
     let distinct: std::collections::HashSet<_> = threads.values().collect();
-    assert_eq!(
-        distinct.len(),
-        threads.len(),
-        "different labels must be different threads"
-    );
+    assert_eq!(distinct.len(), threads.len(), "different labels must be different threads");
 }
 
 db_test!(corpus_lands_in_the_right_partner_kind_and_thread, |app| {
@@ -179,55 +84,30 @@ db_test!(corpus_lands_in_the_right_partner_kind_and_thread, |app| {
     check_expected(&reports);
 
     // Decoding, sanitising, suggestions, forwarded senders and attachments.
-    let by_file = |f: &str| {
-        reports
-            .iter()
-            .find(|r| r.file.as_deref() == Some(f))
-            .and_then(|r| r.id)
-            .unwrap_or(-1)
-    };
+    let by_file = |f: &str| reports.iter().find(|r| r.file.as_deref() == Some(f)).and_then(|r| r.id).unwrap_or(-1);
     app.with_conn(|c| {
-        let a01 = models::message(c, by_file("a01-momo-request-outlook.eml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let a01 = models::message(c, by_file("a01-momo-request-outlook.eml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a01.subject, "[MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc");
         assert_eq!(a01.from_name, "Đối tác MoMo");
         let html = a01.html_body.clone().unwrap_or_default();
         assert!(html.contains("mở cổng kết nối HUB"));
-        assert!(
-            !html.contains("<script") && !html.contains("onerror"),
-            "partner HTML is sanitised: {html}"
-        );
+        assert!(!html.contains("<script") && !html.contains("onerror"), "partner HTML is sanitised: {html}");
         let s: hubgate::mail::inbound::classify::Suggestions =
             serde_json::from_str(&a01.suggestions).unwrap_or_default();
         assert_eq!(s.merchant.as_deref(), Some("Phở Thìn Lò Đúc"));
-        assert_eq!(
-            s.address.as_deref(),
-            Some("13 Lò Đúc, Hai Bà Trưng, Hà Nội")
-        );
+        assert_eq!(s.address.as_deref(), Some("13 Lò Đúc, Hai Bà Trưng, Hà Nội"));
         assert_eq!(s.contact.as_deref(), Some("Chị Nguyễn Thị Lan"));
         assert_eq!(s.phones, vec!["0912345678"]);
 
-        let b01 = models::message(c, by_file("b01-vnpay-request-windows1258.eml"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            b01.subject, "Đề nghị mở cổng kết nối cho Bún Chả Hương Liên",
-            "windows-1258 subject"
-        );
-        assert!(
-            b01.text_body.contains("Địa chỉ: 24 Lê Văn Hưu"),
-            "windows-1258 body: {}",
-            b01.text_body
-        );
-        let b02 = models::message(c, by_file("b02-vnpay-forwards-merchant-gmail.eml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let b01 = models::message(c, by_file("b01-vnpay-request-windows1258.eml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b01.subject, "Đề nghị mở cổng kết nối cho Bún Chả Hương Liên", "windows-1258 subject");
+        assert!(b01.text_body.contains("Địa chỉ: 24 Lê Văn Hưu"), "windows-1258 body: {}", b01.text_body);
+        let b02 =
+            models::message(c, by_file("b02-vnpay-forwards-merchant-gmail.eml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b02.forwarded_from.as_deref(), Some("minh@huonglien.vn"));
         assert_eq!(b02.forwarded_name.as_deref(), Some("Trần Minh"));
-        let c02 = models::message(c, by_file("c02-giftpop-fw-attached-rfc822.eml"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            c02.forwarded_from.as_deref(),
-            Some("quanly@thecoffeehouse.vn")
-        );
+        let c02 = models::message(c, by_file("c02-giftpop-fw-attached-rfc822.eml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c02.forwarded_from.as_deref(), Some("quanly@thecoffeehouse.vn"));
 
         let names: Vec<String> = mail_attachments::table
             .select(mail_attachments::file_name)
@@ -235,10 +115,7 @@ db_test!(corpus_lands_in_the_right_partner_kind_and_thread, |app| {
             .load(c)
             .unwrap_or_default();
         assert!(names.contains(&"giay-phep.png".to_string()), "{names:?}");
-        assert!(
-            names.contains(&"danh-sách-điểm.csv".to_string()),
-            "{names:?}"
-        );
+        assert!(names.contains(&"danh-sách-điểm.csv".to_string()), "{names:?}");
         assert!(names.contains(&"xac-nhan.eml".to_string()), "{names:?}");
 
         // Every input is kept raw, the garbage and the duplicate included.
@@ -250,22 +127,12 @@ db_test!(corpus_lands_in_the_right_partner_kind_and_thread, |app| {
             .load(c)
             .unwrap_or_default();
         assert_eq!(unreadable.len(), 1);
-        assert!(
-            unreadable[0]
-                .1
-                .as_deref()
-                .unwrap_or("")
-                .contains("Thiếu người gửi")
-        );
+        assert!(unreadable[0].1.as_deref().unwrap_or("").contains("Thiếu người gửi"));
     });
 
     // Importing everything again stores nothing new.
     let again = ingest_all(&app);
-    assert!(
-        again.iter().all(|r| r.status == "duplicate"),
-        "{:?}",
-        again.iter().map(|r| &r.status).collect::<Vec<_>>()
-    );
+    assert!(again.iter().all(|r| r.status == "duplicate"), "{:?}", again.iter().map(|r| &r.status).collect::<Vec<_>>());
     let messages: i64 = app.with_conn(|c| mail_messages::table.count().get_result(c).unwrap_or(0));
     assert_eq!(messages, 12);
 });
@@ -280,27 +147,14 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
 
     // Several files in one upload, each with its own result.
     let mut form = reqwest::multipart::Form::new();
-    for (name, raw) in corpus()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with('a') || n.starts_with('f'))
-    {
-        form = form.part(
-            "files",
-            reqwest::multipart::Part::bytes(raw).file_name(name),
-        );
+    for (name, raw) in corpus().into_iter().filter(|(n, _)| n.starts_with('a') || n.starts_with('f')) {
+        form = form.part("files", reqwest::multipart::Part::bytes(raw).file_name(name));
     }
-    let resp = b
-        .multipart(&format!("/mail/upload?_csrf={token}"), form)
-        .await;
+    let resp = b.multipart(&format!("/mail/upload?_csrf={token}"), form).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert!(resp.body.contains("Đã lưu"));
     assert!(resp.body.contains("Không đọc được"));
-    let forged = b
-        .multipart(
-            "/mail/upload?_csrf=gia",
-            reqwest::multipart::Form::new().text("x", "y"),
-        )
-        .await;
+    let forged = b.multipart("/mail/upload?_csrf=gia", reqwest::multipart::Form::new().text("x", "y")).await;
     assert_eq!(forged.status, 403);
 
     let inbox = b.get("/mail").await;
@@ -309,11 +163,7 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
     assert!(inbox.body.contains("Xác nhận của leader đối tác"));
     assert!(inbox.body.contains("1 thư chưa xử lý được"));
     let momo_requests = b.get("/mail?partner=MOMO&kind=connection_request").await;
-    assert!(
-        momo_requests.body.contains("2 thư"),
-        "{}",
-        momo_requests.body
-    );
+    assert!(momo_requests.body.contains("2 thư"), "{}", momo_requests.body);
     let search = b.get("/mail?q=phothin").await;
     assert!(search.body.contains("1 thư"));
 
@@ -326,50 +176,18 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
     });
     let view = b.get(&format!("/mail/{id}")).await;
     assert_eq!(view.status, 200);
-    assert!(
-        view.body.contains("Cuộc hội thoại (4 thư)"),
-        "the whole thread is shown"
-    );
+    assert!(view.body.contains("Cuộc hội thoại (4 thư)"), "the whole thread is shown");
     assert!(view.body.contains("Phở Thìn Lò Đúc"));
     assert!(view.body.contains("0912345678"));
-    assert!(
-        !view.body.contains("<script>alert"),
-        "never raw partner HTML"
-    );
+    assert!(!view.body.contains("<script>alert"), "never raw partner HTML");
 
-    let no_reason = b
-        .post(&format!("/mail/{id}/not-relevant"), &[("reason", " ")])
-        .await;
+    let no_reason = b.post(&format!("/mail/{id}/not-relevant"), &[("reason", " ")]).await;
     assert_eq!(no_reason.status, 303);
-    assert!(
-        b.get(&format!("/mail/{id}"))
-            .await
-            .body
-            .contains("Vui lòng ghi lý do")
-    );
-    assert_eq!(
-        b.post(
-            &format!("/mail/{id}/not-relevant"),
-            &[("reason", "Thư thử nghiệm")]
-        )
-        .await
-        .status,
-        303
-    );
-    assert!(
-        b.get("/mail").await.body.contains("4 thư"),
-        "it left the to-do list"
-    );
-    assert!(
-        b.get("/mail?status=not_relevant")
-            .await
-            .body
-            .contains("1 thư")
-    );
-    assert_eq!(
-        b.post(&format!("/mail/{id}/reclassify"), &[]).await.status,
-        303
-    );
+    assert!(b.get(&format!("/mail/{id}")).await.body.contains("Vui lòng ghi lý do"));
+    assert_eq!(b.post(&format!("/mail/{id}/not-relevant"), &[("reason", "Thư thử nghiệm")]).await.status, 303);
+    assert!(b.get("/mail").await.body.contains("4 thư"), "it left the to-do list");
+    assert!(b.get("/mail?status=not_relevant").await.body.contains("1 thư"));
+    assert_eq!(b.post(&format!("/mail/{id}/reclassify"), &[]).await.status, 303);
     let audited: Vec<String> = app.with_conn(|c| {
         use hubgate::db::schema::audit_log;
         audit_log::table
@@ -386,11 +204,7 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
     let unreadable = b.get("/mail/unreadable").await;
     assert!(unreadable.body.contains("f01-garbage.eml"));
     let blob: i64 = app.with_conn(|c| {
-        mail_blobs::table
-            .filter(mail_blobs::status.eq("unreadable"))
-            .select(mail_blobs::id)
-            .first(c)
-            .unwrap_or(-1)
+        mail_blobs::table.filter(mail_blobs::status.eq("unreadable")).select(mail_blobs::id).first(c).unwrap_or(-1)
     });
     let download = b.get(&format!("/mail/blobs/{blob}/raw")).await;
     assert_eq!(download.status, 200);
@@ -399,62 +213,21 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
     let admin = app.login("admin@ipos.vn").await;
     let e01: i64 = app.with_conn(|c| {
         let cfg = app.state.config.mail.clone();
-        let raw = corpus()
-            .into_iter()
-            .find(|(n, _)| n.starts_with("e01"))
-            .map(|x| x.1)
-            .unwrap_or_default();
-        service::ingest(c, &cfg, &raw, "test", None)
-            .ok()
-            .and_then(|r| r.id)
-            .unwrap_or(-1)
+        let raw = corpus().into_iter().find(|(n, _)| n.starts_with("e01")).map(|x| x.1).unwrap_or_default();
+        service::ingest(c, &cfg, &raw, "test", None).ok().and_then(|r| r.id).unwrap_or(-1)
     });
-    assert_eq!(
-        admin
-            .post(
-                "/admin/mail-rules",
-                &[("kind", "request"), ("pattern", "Khuyến mãi")]
-            )
-            .await
-            .status,
-        303
-    );
-    assert!(
-        admin
-            .get("/admin/mail-rules")
-            .await
-            .body
-            .contains("khuyen mai"),
-        "stored folded"
-    );
-    assert_eq!(
-        b.post(&format!("/mail/{e01}/reclassify"), &[]).await.status,
-        303
-    );
-    assert!(
-        b.get(&format!("/mail/{e01}"))
-            .await
-            .body
-            .contains("Yêu cầu mở cổng")
-    );
+    assert_eq!(admin.post("/admin/mail-rules", &[("kind", "request"), ("pattern", "Khuyến mãi")]).await.status, 303);
+    assert!(admin.get("/admin/mail-rules").await.body.contains("khuyen mai"), "stored folded");
+    assert_eq!(b.post(&format!("/mail/{e01}/reclassify"), &[]).await.status, 303);
+    assert!(b.get(&format!("/mail/{e01}")).await.body.contains("Yêu cầu mở cổng"));
 });
 
 db_test!(http_endpoint_needs_the_token, |app| {
     let url = format!("{}/inbound/mail", app.base);
-    let raw = corpus()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("b01"))
-        .map(|x| x.1)
-        .unwrap_or_default();
+    let raw = corpus().into_iter().find(|(n, _)| n.starts_with("b01")).map(|x| x.1).unwrap_or_default();
     let client = reqwest::Client::new();
     // No token configured: the endpoint refuses everything.
-    let r = client
-        .post(&url)
-        .bearer_auth("")
-        .body(raw.clone())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = client.post(&url).bearer_auth("").body(raw.clone()).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap_or_default();
     assert_eq!(body["error"], "unauthorized");
@@ -468,38 +241,17 @@ async fn http_endpoint_stores_with_the_token() {
     .await
     .unwrap_or_else(|| panic!("sqlite"));
     let url = format!("{}/inbound/mail", app.base);
-    let raw = corpus()
-        .into_iter()
-        .find(|(n, _)| n.starts_with("b01"))
-        .map(|x| x.1)
-        .unwrap_or_default();
+    let raw = corpus().into_iter().find(|(n, _)| n.starts_with("b01")).map(|x| x.1).unwrap_or_default();
     let client = reqwest::Client::new();
-    let wrong = client
-        .post(&url)
-        .bearer_auth("sai")
-        .body(raw.clone())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let wrong = client.post(&url).bearer_auth("sai").body(raw.clone()).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(wrong.status(), 401);
-    let ok = client
-        .post(&url)
-        .bearer_auth("bi-mat-mta")
-        .body(raw.clone())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ok =
+        client.post(&url).bearer_auth("bi-mat-mta").body(raw.clone()).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ok.status(), 202);
     let body: serde_json::Value = ok.json().await.unwrap_or_default();
     assert_eq!(body["data"]["status"], "stored");
     assert_eq!(body["data"]["partner"], "VNPAY");
-    let again = client
-        .post(&url)
-        .bearer_auth("bi-mat-mta")
-        .body(raw)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = client.post(&url).bearer_auth("bi-mat-mta").body(raw).send().await.unwrap_or_else(|e| panic!("{e}"));
     let body: serde_json::Value = again.json().await.unwrap_or_default();
     assert_eq!(body["data"]["status"], "duplicate");
 }
@@ -511,20 +263,14 @@ fn cli_imports_folders_and_reports_json() {
         std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
             .args(["mail", "import", "--format", "json"])
             .arg(corpus_dir())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/hub.db", dir.path().display()),
-            )
+            .env("DATABASE_URL", format!("sqlite://{}/hub.db", dir.path().display()))
             .env("HUBGATE_DATA_DIR", dir.path())
             .env("HUBGATE_LOG", "warn")
             .output()
             .unwrap_or_else(|e| panic!("{e}"))
     };
     let first = run();
-    assert!(
-        !first.status.success(),
-        "the garbage file makes the import report a failure"
-    );
+    assert!(!first.status.success(), "the garbage file makes the import report a failure");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&first.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
@@ -535,14 +281,7 @@ fn cli_imports_folders_and_reports_json() {
         assert_eq!(line["status"], *status, "{file}");
         assert_eq!(line["partner"].as_str(), *partner, "{file}");
         assert_eq!(line["kind"].as_str(), *kind, "{file}");
-        for key in [
-            "message_id",
-            "from",
-            "subject",
-            "thread_id",
-            "request_id",
-            "error",
-        ] {
+        for key in ["message_id", "from", "subject", "thread_id", "request_id", "error"] {
             assert!(line.get(key).is_some(), "{key} missing");
         }
     }
@@ -561,31 +300,17 @@ db_test!(watched_maildir_moves_new_to_cur, |app| {
         std::fs::create_dir_all(maildir.join(sub)).unwrap_or_else(|e| panic!("{e}"));
     }
     for (name, raw) in corpus().into_iter().filter(|(n, _)| n.starts_with('d')) {
-        std::fs::write(maildir.join("new").join(format!("1700000000.{name}")), raw)
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(maildir.join("new").join(format!("1700000000.{name}")), raw).unwrap_or_else(|e| panic!("{e}"));
     }
     let cfg = app.state.config.mail.clone();
-    let reports = app
-        .with_conn(|c| hubgate::mail::inbound::maildir::scan(c, &cfg, &maildir))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let reports =
+        app.with_conn(|c| hubgate::mail::inbound::maildir::scan(c, &cfg, &maildir)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(|r| r.status == "stored"));
     assert_eq!(reports[0].thread_id, reports[1].thread_id);
-    assert_eq!(
-        std::fs::read_dir(maildir.join("new"))
-            .map(|d| d.count())
-            .unwrap_or(9),
-        0
-    );
-    assert_eq!(
-        std::fs::read_dir(maildir.join("cur"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        2
-    );
-    let again = app
-        .with_conn(|c| hubgate::mail::inbound::maildir::scan(c, &cfg, &maildir))
-        .unwrap_or_default();
+    assert_eq!(std::fs::read_dir(maildir.join("new")).map(|d| d.count()).unwrap_or(9), 0);
+    assert_eq!(std::fs::read_dir(maildir.join("cur")).map(|d| d.count()).unwrap_or(0), 2);
+    let again = app.with_conn(|c| hubgate::mail::inbound::maildir::scan(c, &cfg, &maildir)).unwrap_or_default();
     assert!(again.is_empty());
 });
 
@@ -599,38 +324,21 @@ async fn size_limits_keep_the_raw_mail() {
     .unwrap_or_else(|| panic!("sqlite"));
     let cfg = app.state.config.mail.clone();
     let files = corpus();
-    let get = |p: &str| {
-        files
-            .iter()
-            .find(|(n, _)| n.starts_with(p))
-            .map(|x| x.1.clone())
-            .unwrap_or_default()
-    };
+    let get = |p: &str| files.iter().find(|(n, _)| n.starts_with(p)).map(|x| x.1.clone()).unwrap_or_default();
     app.with_conn(|c| {
-        let big =
-            service::ingest(c, &cfg, &get("a01"), "test", None).unwrap_or_else(|e| panic!("{e:?}"));
+        let big = service::ingest(c, &cfg, &get("a01"), "test", None).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(big.status, "too_large");
         assert!(big.error.unwrap_or_default().contains("vượt giới hạn"));
-        let with_attachment =
-            service::ingest(c, &cfg, &get("a02"), "test", None).unwrap_or_else(|e| panic!("{e:?}"));
+        let with_attachment = service::ingest(c, &cfg, &get("a02"), "test", None).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(with_attachment.status, "stored");
-        let omitted: Vec<Option<String>> = mail_attachments::table
-            .select(mail_attachments::omitted_reason)
-            .load(c)
-            .unwrap_or_default();
+        let omitted: Vec<Option<String>> =
+            mail_attachments::table.select(mail_attachments::omitted_reason).load(c).unwrap_or_default();
         assert_eq!(omitted.len(), 1, "the attachment is listed");
         assert!(
-            omitted[0]
-                .as_deref()
-                .unwrap_or("")
-                .contains("vượt giới hạn"),
+            omitted[0].as_deref().unwrap_or("").contains("vượt giới hạn"),
             "with the reason its content is not stored"
         );
-        let kept: i64 = mail_blobs::table
-            .filter(mail_blobs::status.eq("too_large"))
-            .count()
-            .get_result(c)
-            .unwrap_or(0);
+        let kept: i64 = mail_blobs::table.filter(mail_blobs::status.eq("too_large")).count().get_result(c).unwrap_or(0);
         assert_eq!(kept, 1);
     });
 }

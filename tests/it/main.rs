@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod config;
 mod db;
+mod demo;
 mod hub;
 mod mail_in;
 mod queue;

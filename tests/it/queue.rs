@@ -24,24 +24,12 @@ fn options(name: &str, concurrency: usize) -> WorkerOptions {
 }
 
 /// Runs a worker until `done` says so (or 30 s pass), then stops it.
-async fn work_until(
-    app: &crate::support::TestApp,
-    registry: Registry,
-    done: impl Fn(&mut DbConn) -> bool,
-) {
+async fn work_until(app: &crate::support::TestApp, registry: Registry, done: impl Fn(&mut DbConn) -> bool) {
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(run(
-        app.state.clone(),
-        Arc::new(registry),
-        options("test", 8),
-        rx,
-    ));
+    let worker = tokio::spawn(run(app.state.clone(), Arc::new(registry), options("test", 8), rx));
     let started = Instant::now();
     while !app.with_conn(|c| done(c)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "worker did not get there in 30 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "worker did not get there in 30 s");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let _ = stop.send(true);
@@ -66,135 +54,75 @@ fn succeeded(app: &crate::support::TestApp, job: i64) -> i64 {
 db_test!(rolled_back_never_runs_committed_runs_once, |app| {
     let rolled_back: Result<(), diesel::result::Error> = app.with_conn(|c| {
         c.transaction(|c| {
-            enqueue(
-                c,
-                "debug.noop",
-                &serde_json::json!({}),
-                &JobOptions::default(),
-            )
-            .map_err(|_| diesel::result::Error::RollbackTransaction)?;
+            enqueue(c, "debug.noop", &serde_json::json!({}), &JobOptions::default())
+                .map_err(|_| diesel::result::Error::RollbackTransaction)?;
             Err(diesel::result::Error::RollbackTransaction)
         })
     });
     assert!(rolled_back.is_err());
     assert_eq!(
-        app.with_conn(|c| jobs::table.count().get_result::<i64>(c))
-            .unwrap_or(-1),
+        app.with_conn(|c| jobs::table.count().get_result::<i64>(c)).unwrap_or(-1),
         0,
         "nothing survives a rollback"
     );
 
     let id = app
-        .with_conn(|c| {
-            enqueue(
-                c,
-                "debug.noop",
-                &serde_json::json!({}),
-                &JobOptions::default(),
-            )
-        })
+        .with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({}), &JobOptions::default()))
         .ok()
         .flatten()
         .unwrap_or(-1);
     work_until(&app, Registry::standard(), pending).await;
-    let job = app
-        .with_conn(|c| hubgate::worker::models::job(c, id))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let job = app.with_conn(|c| hubgate::worker::models::job(c, id)).unwrap_or_else(|e| panic!("{e}"));
     assert!(job.done_at.is_some());
     assert_eq!(job.attempts, 1);
     assert_eq!(succeeded(&app, id), 1);
 });
 
 db_test!(unique_keys_and_scheduler_ticks_run_once, |app| {
-    let opts = JobOptions {
-        unique_key: Some("mail:42".into()),
-        ..Default::default()
-    };
-    let first = app
-        .with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({}), &opts))
-        .ok()
-        .flatten();
-    let second = app
-        .with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({}), &opts))
-        .ok()
-        .flatten();
+    let opts = JobOptions { unique_key: Some("mail:42".into()), ..Default::default() };
+    let first = app.with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({}), &opts)).ok().flatten();
+    let second = app.with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({}), &opts)).ok().flatten();
     assert!(first.is_some());
     assert_eq!(second, None);
     // Two nodes ticking the same schedule in the same slot.
     use hubgate::worker::schedule::{Every, Schedule, tick};
     let schedules = vec![Schedule {
         name: "report".into(),
-        every: Every::Monthly {
-            day: 1,
-            hour: 8,
-            minute: 0,
-        },
+        every: Every::Monthly { day: 1, hour: 8, minute: 0 },
         kind: "debug.noop".into(),
         payload: serde_json::json!({}),
     }];
     let now = hubgate::db::now();
     let a = app.with_conn(|c| tick(c, &schedules, now)).unwrap_or(9);
-    let b = app
-        .with_conn(|c| tick(c, &schedules, now + chrono::Duration::seconds(30)))
-        .unwrap_or(9);
+    let b = app.with_conn(|c| tick(c, &schedules, now + chrono::Duration::seconds(30))).unwrap_or(9);
     assert_eq!((a, b), (1, 0));
     let keyed: i64 = app
-        .with_conn(|c| {
-            jobs::table
-                .filter(jobs::unique_key.like("schedule:report:%"))
-                .count()
-                .get_result(c)
-        })
+        .with_conn(|c| jobs::table.filter(jobs::unique_key.like("schedule:report:%")).count().get_result(c))
         .unwrap_or(0);
     assert_eq!(keyed, 1);
 });
 
 db_test!(failures_back_off_then_die_and_an_admin_retries, |app| {
     let mut registry = Registry::standard();
-    registry.register("test.fail", |_ctx| async {
-        Err("đối tác trả lỗi 500".to_string())
-    });
+    registry.register("test.fail", |_ctx| async { Err("đối tác trả lỗi 500".to_string()) });
     let id = app
         .with_conn(|c| {
-            enqueue(
-                c,
-                "test.fail",
-                &serde_json::json!({}),
-                &JobOptions {
-                    max_attempts: 2,
-                    ..Default::default()
-                },
-            )
+            enqueue(c, "test.fail", &serde_json::json!({}), &JobOptions { max_attempts: 2, ..Default::default() })
         })
         .ok()
         .flatten()
         .unwrap_or(-1);
     let failed_once = move |c: &mut DbConn| {
-        hubgate::worker::models::job(c, id)
-            .map(|j| j.attempts == 1 && j.locked_until.is_none())
-            .unwrap_or(false)
+        hubgate::worker::models::job(c, id).map(|j| j.attempts == 1 && j.locked_until.is_none()).unwrap_or(false)
     };
     work_until(&app, registry.clone(), failed_once).await;
-    let job = app
-        .with_conn(|c| hubgate::worker::models::job(c, id))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let job = app.with_conn(|c| hubgate::worker::models::job(c, id)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(job.last_error.as_deref(), Some("đối tác trả lỗi 500"));
-    assert!(
-        job.run_at > hubgate::db::now() + chrono::Duration::seconds(3),
-        "retried later, with backoff"
-    );
+    assert!(job.run_at > hubgate::db::now() + chrono::Duration::seconds(3), "retried later, with backoff");
     // Time passes: make it due again; the second failure is the last.
-    app.with_conn(|c| {
-        diesel::update(jobs::table.find(id))
-            .set(jobs::run_at.eq(hubgate::db::now()))
-            .execute(c)
-    })
-    .unwrap_or(0);
-    let dead = move |c: &mut DbConn| {
-        hubgate::worker::models::job(c, id)
-            .map(|j| j.dead_at.is_some())
-            .unwrap_or(false)
-    };
+    app.with_conn(|c| diesel::update(jobs::table.find(id)).set(jobs::run_at.eq(hubgate::db::now())).execute(c))
+        .unwrap_or(0);
+    let dead = move |c: &mut DbConn| hubgate::worker::models::job(c, id).map(|j| j.dead_at.is_some()).unwrap_or(false);
     work_until(&app, registry.clone(), dead).await;
 
     app.create_user("admin@ipos.vn", &[Role::Admin]);
@@ -202,26 +130,11 @@ db_test!(failures_back_off_then_die_and_an_admin_retries, |app| {
     let page = admin.get("/admin/jobs").await;
     assert!(page.body.contains("Việc hỏng (1)"), "{}", page.body);
     assert!(page.body.contains("đối tác trả lỗi 500"));
-    assert_eq!(
-        admin
-            .post(&format!("/admin/jobs/{id}/retry"), &[])
-            .await
-            .status,
-        303
-    );
-    let job = app
-        .with_conn(|c| hubgate::worker::models::job(c, id))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        job.dead_at.is_none() && job.attempts == 0,
-        "back in the queue with fresh attempts"
-    );
+    assert_eq!(admin.post(&format!("/admin/jobs/{id}/retry"), &[]).await.status, 303);
+    let job = app.with_conn(|c| hubgate::worker::models::job(c, id)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(job.dead_at.is_none() && job.attempts == 0, "back in the queue with fresh attempts");
     let history = admin.get(&format!("/admin/jobs/{id}")).await;
-    assert!(
-        history.body.contains("failed")
-            && history.body.contains("dead")
-            && history.body.contains("retried")
-    );
+    assert!(history.body.contains("failed") && history.body.contains("dead") && history.body.contains("retried"));
     let audited: i64 = app
         .with_conn(|c| {
             audit_log::table
@@ -235,25 +148,12 @@ db_test!(failures_back_off_then_die_and_an_admin_retries, |app| {
     // Discard it for good after it dies again.
     app.with_conn(|c| {
         diesel::update(jobs::table.find(id))
-            .set((
-                jobs::dead_at.eq(Some(hubgate::db::now())),
-                jobs::attempts.eq(2),
-            ))
+            .set((jobs::dead_at.eq(Some(hubgate::db::now())), jobs::attempts.eq(2)))
             .execute(c)
     })
     .unwrap_or(0);
-    assert_eq!(
-        admin
-            .post(&format!("/admin/jobs/{id}/discard"), &[])
-            .await
-            .status,
-        303
-    );
-    assert!(
-        app.with_conn(|c| hubgate::worker::models::job(c, id))
-            .map(|j| j.done_at.is_some())
-            .unwrap_or(false)
-    );
+    assert_eq!(admin.post(&format!("/admin/jobs/{id}/discard"), &[]).await.status, 303);
+    assert!(app.with_conn(|c| hubgate::worker::models::job(c, id)).map(|j| j.done_at.is_some()).unwrap_or(false));
 });
 
 fn vietnamese_mail() -> OutgoingMail {
@@ -261,16 +161,10 @@ fn vietnamese_mail() -> OutgoingMail {
         to: vec!["Đối tác MoMo <hub@momo.vn>".into()],
         cc: vec!["lan@phothin.vn".into()],
         subject: "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc".into(),
-        text:
-            "Kính gửi MoMo,\n\niPOS xác nhận mở cổng kết nối HUB cho Phở Thìn.\n\nTrân trọng,\niPOS"
-                .into(),
+        text: "Kính gửi MoMo,\n\niPOS xác nhận mở cổng kết nối HUB cho Phở Thìn.\n\nTrân trọng,\niPOS".into(),
         in_reply_to: Some("a03-leader@momo.vn".into()),
         references: vec!["A01.outlook@momo.vn".into(), "a03-leader@momo.vn".into()],
-        attachments: vec![(
-            "ảnh kết nối.png".into(),
-            "image/png".into(),
-            vec![0x89, b'P', b'N', b'G', 1, 2, 3],
-        )],
+        attachments: vec![("ảnh kết nối.png".into(), "image/png".into(), vec![0x89, b'P', b'N', b'G', 1, 2, 3])],
         request_id: None,
     }
 }
@@ -290,85 +184,40 @@ async fn mail_reaches_a_real_smtp_server_threaded_and_encoded() {
     work_until(&app, Registry::standard(), pending).await;
     let received = inbox.received();
     assert_eq!(received.len(), 1);
-    let msg = mail_parser::MessageParser::default()
-        .parse(&received[0])
-        .unwrap_or_else(|| panic!("unparsable"));
-    assert_eq!(
-        msg.subject(),
-        Some("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc")
-    );
+    let msg = mail_parser::MessageParser::default().parse(&received[0]).unwrap_or_else(|| panic!("unparsable"));
+    assert_eq!(msg.subject(), Some("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"));
     assert_eq!(msg.in_reply_to().as_text(), Some("a03-leader@momo.vn"));
-    let refs: Vec<String> = msg
-        .references()
-        .as_text_list()
-        .map(|l| l.iter().map(|s| s.to_string()).collect())
-        .unwrap_or_default();
+    let refs: Vec<String> =
+        msg.references().as_text_list().map(|l| l.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
     assert_eq!(refs, vec!["A01.outlook@momo.vn", "a03-leader@momo.vn"]);
-    assert_eq!(
-        msg.from().and_then(|a| a.first()).and_then(|a| a.name()),
-        Some("iPOS Hub")
-    );
-    assert_eq!(
-        msg.to().and_then(|a| a.first()).and_then(|a| a.name()),
-        Some("Đối tác MoMo")
-    );
-    assert!(
-        msg.body_text(0)
-            .unwrap_or_default()
-            .contains("xác nhận mở cổng")
-    );
-    assert!(
-        msg.body_html(0)
-            .unwrap_or_default()
-            .contains("<p>Kính gửi MoMo,</p>")
-    );
-    let att = msg
-        .attachments()
-        .next()
-        .unwrap_or_else(|| panic!("no attachment"));
+    assert_eq!(msg.from().and_then(|a| a.first()).and_then(|a| a.name()), Some("iPOS Hub"));
+    assert_eq!(msg.to().and_then(|a| a.first()).and_then(|a| a.name()), Some("Đối tác MoMo"));
+    assert!(msg.body_text(0).unwrap_or_default().contains("xác nhận mở cổng"));
+    assert!(msg.body_html(0).unwrap_or_default().contains("<p>Kính gửi MoMo,</p>"));
+    let att = msg.attachments().next().unwrap_or_else(|| panic!("no attachment"));
     use mail_parser::MimeHeaders;
     assert_eq!(att.attachment_name(), Some("ảnh kết nối.png"));
     assert_eq!(att.contents(), &[0x89, b'P', b'N', b'G', 1, 2, 3]);
     let our_id = msg.message_id().unwrap_or_default().to_string();
     assert!(our_id.ends_with("@ipos.vn"), "{our_id}");
     let (status, stored_id): (String, String) = app
-        .with_conn(|c| {
-            mail_outbox::table
-                .find(id)
-                .select((mail_outbox::status, mail_outbox::message_id))
-                .first(c)
-        })
+        .with_conn(|c| mail_outbox::table.find(id).select((mail_outbox::status, mail_outbox::message_id)).first(c))
         .unwrap_or_default();
     assert_eq!(status, "sent");
-    assert_eq!(
-        stored_id, our_id,
-        "the Message-ID was fixed when the mail was queued"
-    );
+    assert_eq!(stored_id, our_id, "the Message-ID was fixed when the mail was queued");
 
     // The sent-mail pages show it.
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     let sale = app.login("sale@ipos.vn").await;
     let list = sale.get("/mail/sent").await;
-    assert!(
-        list.body.contains("Phở Thìn Lò Đúc") && list.body.contains("Đã gửi"),
-        "{}",
-        list.body
-    );
-    assert!(
-        sale.get(&format!("/mail/sent/{id}"))
-            .await
-            .body
-            .contains(&our_id)
-    );
+    assert!(list.body.contains("Phở Thìn Lò Đúc") && list.body.contains("Đã gửi"), "{}", list.body);
+    assert!(sale.get(&format!("/mail/sent/{id}")).await.body.contains(&our_id));
 }
 
 #[actix_web::test]
 async fn smtp_outage_retries_and_delivers_once() {
     // A port with nobody listening yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
     let app = crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| {
         c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     })
@@ -379,58 +228,34 @@ async fn smtp_outage_retries_and_delivers_once() {
         .with_conn(|c| queue_mail(c, &cfg, &Actor::system("test"), &vietnamese_mail()))
         .unwrap_or_else(|e| panic!("{e:?}"));
     let attempted = |c: &mut DbConn| {
-        mail_outbox::table
-            .select(mail_outbox::attempts)
-            .first::<i64>(c)
-            .map(|a| a >= 1)
-            .unwrap_or(false)
+        mail_outbox::table.select(mail_outbox::attempts).first::<i64>(c).map(|a| a >= 1).unwrap_or(false)
     };
     work_until(&app, Registry::standard(), attempted).await;
     let (status, error): (String, Option<String>) = app
-        .with_conn(|c| {
-            mail_outbox::table
-                .find(id)
-                .select((mail_outbox::status, mail_outbox::error))
-                .first(c)
-        })
+        .with_conn(|c| mail_outbox::table.find(id).select((mail_outbox::status, mail_outbox::error)).first(c))
         .unwrap_or_default();
     assert_eq!(status, "queued", "kept for the next attempt");
     assert!(error.is_some());
 
     // The server comes back but refuses for now: still nothing lost.
     let (_, inbox, _server) = crate::smtp::start(port).await;
-    inbox
-        .refuse
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let due = |c: &mut DbConn| {
-        diesel::update(jobs::table)
-            .set(jobs::run_at.eq(hubgate::db::now()))
-            .execute(c)
-    };
+    inbox.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let due = |c: &mut DbConn| diesel::update(jobs::table).set(jobs::run_at.eq(hubgate::db::now())).execute(c);
     app.with_conn(due).unwrap_or(0);
     let twice = |c: &mut DbConn| {
-        mail_outbox::table
-            .select(mail_outbox::attempts)
-            .first::<i64>(c)
-            .map(|a| a >= 2)
-            .unwrap_or(false)
+        mail_outbox::table.select(mail_outbox::attempts).first::<i64>(c).map(|a| a >= 2).unwrap_or(false)
     };
     work_until(&app, Registry::standard(), twice).await;
     assert!(inbox.received().is_empty());
 
-    inbox
-        .refuse
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    inbox.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
     app.with_conn(due).unwrap_or(0);
     work_until(&app, Registry::standard(), pending).await;
     assert_eq!(inbox.received().len(), 1, "delivered exactly once");
     // A replayed job (say, after a lost acknowledgement) does not send it again.
     app.with_conn(|c| {
         diesel::update(jobs::table)
-            .set((
-                jobs::done_at.eq(None::<chrono::NaiveDateTime>),
-                jobs::run_at.eq(hubgate::db::now()),
-            ))
+            .set((jobs::done_at.eq(None::<chrono::NaiveDateTime>), jobs::run_at.eq(hubgate::db::now())))
             .execute(c)
     })
     .unwrap_or(0);
@@ -445,15 +270,10 @@ fn a_killed_worker_loses_nothing() {
     let pool = hubgate::db::pool(&url, 2).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
     hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
-    let id = enqueue(
-        &mut conn,
-        "debug.sleep",
-        &serde_json::json!({"secs": 2.0}),
-        &JobOptions::default(),
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(-1);
+    let id = enqueue(&mut conn, "debug.sleep", &serde_json::json!({"secs": 2.0}), &JobOptions::default())
+        .ok()
+        .flatten()
+        .unwrap_or(-1);
     let worker = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
             .arg("worker")
@@ -465,20 +285,14 @@ fn a_killed_worker_loses_nothing() {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn: {e}"))
     };
-    let job = |conn: &mut DbConn| {
-        hubgate::worker::models::job(conn, id).unwrap_or_else(|e| panic!("{e}"))
+    let job = |conn: &mut DbConn| hubgate::worker::models::job(conn, id).unwrap_or_else(|e| panic!("{e}"));
+    let wait = |what: &str, conn: &mut DbConn, ok: &dyn Fn(&hubgate::worker::models::Job) -> bool| {
+        let started = Instant::now();
+        while !ok(&job(conn)) {
+            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
-    let wait =
-        |what: &str, conn: &mut DbConn, ok: &dyn Fn(&hubgate::worker::models::Job) -> bool| {
-            let started = Instant::now();
-            while !ok(&job(conn)) {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "timed out waiting for {what}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        };
     let mut first = worker();
     wait("the first claim", &mut conn, &|j| j.locked_by.is_some());
     std::thread::sleep(Duration::from_millis(300));
@@ -487,11 +301,7 @@ fn a_killed_worker_loses_nothing() {
     assert!(job(&mut conn).done_at.is_none(), "killed mid-job");
 
     let mut second = worker();
-    wait(
-        "the job to finish after the lease expired",
-        &mut conn,
-        &|j| j.done_at.is_some(),
-    );
+    wait("the job to finish after the lease expired", &mut conn, &|j| j.done_at.is_some());
     let _ = second.kill();
     let _ = second.wait();
     let j = job(&mut conn);
@@ -531,18 +341,8 @@ async fn two_workers_on_postgres_run_each_job_once() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let a = tokio::spawn(run(
-        app.state.clone(),
-        Arc::new(Registry::standard()),
-        options("node-a", 32),
-        rx.clone(),
-    ));
-    let b = tokio::spawn(run(
-        app.state.clone(),
-        Arc::new(Registry::standard()),
-        options("node-b", 32),
-        rx,
-    ));
+    let a = tokio::spawn(run(app.state.clone(), Arc::new(Registry::standard()), options("node-a", 32), rx.clone()));
+    let b = tokio::spawn(run(app.state.clone(), Arc::new(Registry::standard()), options("node-b", 32), rx));
     let started = Instant::now();
     while !app.with_conn(pending) {
         assert!(started.elapsed() < Duration::from_secs(120), "not drained");
@@ -552,30 +352,16 @@ async fn two_workers_on_postgres_run_each_job_once() {
     let _ = (a.await, b.await);
     let (runs, jobs_with_runs): (i64, i64) = app
         .with_conn(|c| {
-            let runs = job_events::table
-                .filter(job_events::event.eq("succeeded"))
-                .count()
-                .get_result(c)?;
-            let ids: Vec<i64> = job_events::table
-                .filter(job_events::event.eq("succeeded"))
-                .select(job_events::job_id)
-                .load(c)?;
-            let distinct = ids
-                .into_iter()
-                .collect::<std::collections::HashSet<_>>()
-                .len() as i64;
+            let runs = job_events::table.filter(job_events::event.eq("succeeded")).count().get_result(c)?;
+            let ids: Vec<i64> =
+                job_events::table.filter(job_events::event.eq("succeeded")).select(job_events::job_id).load(c)?;
+            let distinct = ids.into_iter().collect::<std::collections::HashSet<_>>().len() as i64;
             diesel::QueryResult::Ok((runs, distinct))
         })
         .unwrap_or_default();
     assert_eq!(runs, n as i64);
     assert_eq!(jobs_with_runs, n as i64, "every job ran exactly once");
-    let by_worker: Vec<Option<String>> = app
-        .with_conn(|c| {
-            job_events::table
-                .select(job_events::worker)
-                .distinct()
-                .load(c)
-        })
-        .unwrap_or_default();
+    let by_worker: Vec<Option<String>> =
+        app.with_conn(|c| job_events::table.select(job_events::worker).distinct().load(c)).unwrap_or_default();
     assert_eq!(by_worker.len(), 2, "both nodes took part: {by_worker:?}");
 }

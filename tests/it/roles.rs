@@ -51,11 +51,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/requests/{id}/accept", "sale,leader"),
     ("POST", "/requests/{id}/accept", "sale,leader"),
     ("POST", "/requests/{id}/confirmations", "leader"),
-    (
-        "POST",
-        "/requests/{id}/confirmations/{cid}/revoke",
-        "sale,leader",
-    ),
+    ("POST", "/requests/{id}/confirmations/{cid}/revoke", "sale,leader"),
     ("POST", "/requests/{id}/comments", "staff"),
     ("GET", "/my", "staff"),
     ("GET", "/merchants", "staff"),
@@ -99,24 +95,14 @@ fn expected(rule: &str, who: Option<Role>) -> Outcome {
 
 #[test]
 fn every_route_is_in_the_matrix() {
-    let declared: std::collections::BTreeSet<(String, String)> = hubgate::web::all_routes()
-        .iter()
-        .map(|r| (r.method.to_string(), r.path.to_string()))
-        .collect();
-    let listed: std::collections::BTreeSet<(String, String)> = EXPECTED
-        .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
-        .collect();
+    let declared: std::collections::BTreeSet<(String, String)> =
+        hubgate::web::all_routes().iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+    let listed: std::collections::BTreeSet<(String, String)> =
+        EXPECTED.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
     let missing: Vec<_> = declared.difference(&listed).collect();
     let stale: Vec<_> = listed.difference(&declared).collect();
-    assert!(
-        missing.is_empty(),
-        "routes without an expected rule in tests/it/roles.rs: {missing:?}"
-    );
-    assert!(
-        stale.is_empty(),
-        "rules for routes that no longer exist: {stale:?}"
-    );
+    assert!(missing.is_empty(), "routes without an expected rule in tests/it/roles.rs: {missing:?}");
+    assert!(stale.is_empty(), "rules for routes that no longer exist: {stale:?}");
 }
 
 db_test!(role_matrix, |app| {
@@ -132,16 +118,9 @@ db_test!(role_matrix, |app| {
     let mut failures = Vec::new();
     for (method, path, rule) in routes {
         // A missing id: allowed roles reach the handler (404), nothing real changes.
-        let url = path
-            .replace("{id}", "999999")
-            .replace("{aid}", "999999")
-            .replace("{cid}", "999999");
+        let url = path.replace("{id}", "999999").replace("{aid}", "999999").replace("{cid}", "999999");
         for (who, browser) in &people {
-            let page = if method == "GET" {
-                browser.get(&url).await
-            } else {
-                browser.post(&url, &[]).await
-            };
+            let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };
             let got = if page.redirects_to_login() {
                 Outcome::Login
             } else if page.status == 403 {
@@ -151,16 +130,9 @@ db_test!(role_matrix, |app| {
             };
             let want = expected(rule, *who);
             if got != want {
-                failures.push(format!(
-                    "{method} {path} as {who:?}: expected {want:?}, got {got:?} ({})",
-                    page.status
-                ));
+                failures.push(format!("{method} {path} as {who:?}: expected {want:?}, got {got:?} ({})", page.status));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "role matrix mismatches:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "role matrix mismatches:\n{}", failures.join("\n"));
 });

@@ -22,9 +22,7 @@ impl Inbox {
 
 /// Starts the server on `port` (0 = any); returns the port and its inbox.
 pub async fn start(port: u16) -> (u16, Inbox, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|e| panic!("smtp bind: {e}"));
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("smtp bind: {e}"));
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let inbox = Inbox::default();
     let shared = inbox.clone();
@@ -42,9 +40,7 @@ pub async fn start(port: u16) -> (u16, Inbox, tokio::task::JoinHandle<()>) {
 async fn session(socket: tokio::net::TcpStream, inbox: Inbox) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
-    write
-        .write_all(b"220 test.smtp.local ESMTP ready\r\n")
-        .await?;
+    write.write_all(b"220 test.smtp.local ESMTP ready\r\n").await?;
     let mut line = String::new();
     loop {
         line.clear();
@@ -76,11 +72,7 @@ async fn session(socket: tokio::net::TcpStream, inbox: Inbox) -> std::io::Result
                     break;
                 }
                 // Dot-unstuffing (RFC 5321 4.5.2).
-                let body = if l.starts_with(b"..") {
-                    &l[1..]
-                } else {
-                    &l[..]
-                };
+                let body = if l.starts_with(b"..") { &l[1..] } else { &l[..] };
                 data.extend_from_slice(body);
             }
             if let Ok(mut m) = inbox.messages.lock() {

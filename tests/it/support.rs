@@ -57,8 +57,7 @@ impl Drop for TestDb {
         if let TestDb::Pg { admin_url, name } = self
             && let Ok(mut conn) = diesel::pg::PgConnection::establish(admin_url)
         {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
         }
     }
 }
@@ -80,13 +79,8 @@ pub fn pg_admin_url() -> Option<String> {
     match std::env::var("HUBGATE_TEST_PG") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must set HUBGATE_TEST_PG: PostgreSQL tests may not be skipped"
-            );
-            eprintln!(
-                "note: HUBGATE_TEST_PG is not set; skipping the PostgreSQL half of this test"
-            );
+            assert!(std::env::var("CI").is_err(), "CI must set HUBGATE_TEST_PG: PostgreSQL tests may not be skipped");
+            eprintln!("note: HUBGATE_TEST_PG is not set; skipping the PostgreSQL half of this test");
             None
         }
     }
@@ -96,15 +90,11 @@ pub fn pg_admin_url() -> Option<String> {
 pub fn fresh_pg_database(admin_url: &str) -> (String, String) {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let name = format!("hgtest_{}_{}_{}", std::process::id(), n, rand_suffix());
-    let mut conn = diesel::pg::PgConnection::establish(admin_url)
-        .unwrap_or_else(|e| panic!("HUBGATE_TEST_PG: {e}"));
+    let mut conn = diesel::pg::PgConnection::establish(admin_url).unwrap_or_else(|e| panic!("HUBGATE_TEST_PG: {e}"));
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .unwrap_or_else(|e| panic!("create db: {e}"));
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .unwrap_or(admin_url);
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
     (format!("{base}/{name}"), name)
 }
 
@@ -115,9 +105,7 @@ fn rand_suffix() -> u32 {
 
 impl TestApp {
     pub async fn start(backend: Backend) -> TestApp {
-        Self::start_with(backend, |_| {})
-            .await
-            .unwrap_or_else(|| panic!("backend not available"))
+        Self::start_with(backend, |_| {}).await.unwrap_or_else(|| panic!("backend not available"))
     }
 
     pub async fn start_pg() -> Option<TestApp> {
@@ -128,35 +116,22 @@ impl TestApp {
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (database_url, db) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}/hubgate.db", data_dir.path().display()),
-                TestDb::Sqlite,
-            ),
+            Backend::Sqlite => (format!("sqlite://{}/hubgate.db", data_dir.path().display()), TestDb::Sqlite),
             Backend::Postgres => {
                 let admin = pg_admin_url()?;
                 let (url, name) = fresh_pg_database(&admin);
-                (
-                    url,
-                    TestDb::Pg {
-                        admin_url: admin,
-                        name,
-                    },
-                )
+                (url, TestDb::Pg { admin_url: admin, name })
             }
         };
         let env = vec![
             ("DATABASE_URL".to_string(), database_url.clone()),
-            (
-                "HUBGATE_DATA_DIR".to_string(),
-                data_dir.path().display().to_string(),
-            ),
+            ("HUBGATE_DATA_DIR".to_string(), data_dir.path().display().to_string()),
             ("HUBGATE_DB_POOL_SIZE".to_string(), "4".to_string()),
         ];
-        let mut config =
-            Config::from_sources(None, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+        let mut config = Config::from_sources(None, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
         tweak(&mut config);
-        let pool = hubgate::db::pool(&config.database_url, config.db_pool_size)
-            .unwrap_or_else(|e| panic!("pool: {e:#}"));
+        let pool =
+            hubgate::db::pool(&config.database_url, config.db_pool_size).unwrap_or_else(|e| panic!("pool: {e:#}"));
         {
             let mut conn = pool.get().unwrap_or_else(|e| panic!("conn: {e}"));
             hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
@@ -164,12 +139,11 @@ impl TestApp {
         let state = AppState::new(config, pool).unwrap_or_else(|e| panic!("state: {e:#}"));
         let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));
         let app_state = state.clone();
-        let server =
-            HttpServer::new(move || hubgate::web::build_app(app_state.clone(), metrics.clone()))
-                .workers(1)
-                .disable_signals()
-                .bind(("127.0.0.1", 0))
-                .unwrap_or_else(|e| panic!("bind: {e}"));
+        let server = HttpServer::new(move || hubgate::web::build_app(app_state.clone(), metrics.clone()))
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .unwrap_or_else(|e| panic!("bind: {e}"));
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
@@ -186,10 +160,7 @@ impl TestApp {
     }
 
     pub fn conn(&self) -> PooledConn {
-        self.state
-            .pool
-            .get()
-            .unwrap_or_else(|e| panic!("conn: {e}"))
+        self.state.pool.get().unwrap_or_else(|e| panic!("conn: {e}"))
     }
 
     /// Creates a user directly through the service (as the CLI would).
@@ -201,8 +172,7 @@ impl TestApp {
             password: PASSWORD.into(),
             roles: roles.to_vec(),
         };
-        service::create_user(&mut conn, &Actor::system("test"), &input)
-            .unwrap_or_else(|e| panic!("create user: {e:?}"))
+        service::create_user(&mut conn, &Actor::system("test"), &input).unwrap_or_else(|e| panic!("create user: {e:?}"))
     }
 
     /// A browser without a session.
@@ -247,11 +217,7 @@ impl Page {
 
     /// The guard's answer to a visitor without a (valid) session.
     pub fn redirects_to_login(&self) -> bool {
-        self.status == 303
-            && self
-                .location
-                .as_deref()
-                .is_some_and(|l| l.starts_with("/login?next="))
+        self.status == 303 && self.location.as_deref().is_some_and(|l| l.starts_with("/login?next="))
     }
 }
 
@@ -270,26 +236,14 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|e| panic!("client: {e}"));
-        Browser {
-            base: base.to_string(),
-            client,
-            csrf: std::sync::Mutex::new(None),
-        }
+        Browser { base: base.to_string(), client, csrf: std::sync::Mutex::new(None) }
     }
 
     async fn read(resp: reqwest::Response) -> Page {
         let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            location,
-            body,
-        }
+        Page { status, location, body }
     }
 
     pub async fn get(&self, path: &str) -> Page {
@@ -365,9 +319,7 @@ impl Browser {
 
     pub async fn login(&self, email: &str, password: &str) -> Page {
         let _ = self.get("/login").await;
-        let page = self
-            .post("/login", &[("email", email), ("password", password)])
-            .await;
+        let page = self.post("/login", &[("email", email), ("password", password)]).await;
         // A new session has a new token: forget the old one.
         if page.status == 303
             && let Ok(mut slot) = self.csrf.lock()

@@ -11,14 +11,8 @@ db_test!(each_role_sees_only_its_menu, |app| {
     let sale = app.login("sale@ipos.vn").await.get("/").await;
     assert_eq!(sale.status, 200);
     assert!(sale.body.contains("Tổng quan"));
-    assert!(
-        !sale.body.contains("href=\"/admin/users\""),
-        "sales must not see the admin menu"
-    );
-    assert!(
-        sale.body.contains("Kinh doanh"),
-        "the role is shown in Vietnamese"
-    );
+    assert!(!sale.body.contains("href=\"/admin/users\""), "sales must not see the admin menu");
+    assert!(sale.body.contains("Kinh doanh"), "the role is shown in Vietnamese");
 });
 
 db_test!(user_input_is_escaped, |app| {
@@ -62,27 +56,16 @@ db_test!(health_and_metrics, |app| {
     let _ = b.get("/login").await;
     let metrics = b.get("/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(
-        metrics.body.contains("hubgate_http_requests_total"),
-        "{}",
-        metrics.body
-    );
+    assert!(metrics.body.contains("hubgate_http_requests_total"), "{}", metrics.body);
     assert!(metrics.body.contains("hubgate_db_pool_max"));
 });
 
 #[actix_web::test]
 async fn static_files_are_cached() {
     let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
-    let resp = reqwest::get(format!("{}/static/app.css", app.base))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = reqwest::get(format!("{}/static/app.css", app.base)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status(), 200);
-    let cache = resp
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let cache = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert!(cache.contains("max-age"), "{cache}");
     assert!(resp.headers().contains_key("etag"));
 }

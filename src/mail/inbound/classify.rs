@@ -51,19 +51,8 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 fn parse_from_value(v: &str) -> Option<(String, String)> {
     let m = EMAIL.find(v)?;
     let addr = m.as_str().to_lowercase();
-    let name = v[..m.start()]
-        .trim()
-        .trim_end_matches(['<', '[', '('])
-        .trim()
-        .trim_matches('"')
-        .trim();
-    let name = name
-        .strip_suffix("mailto:")
-        .unwrap_or(name)
-        .trim()
-        .trim_end_matches(['<', '['])
-        .trim()
-        .to_string();
+    let name = v[..m.start()].trim().trim_end_matches(['<', '[', '(']).trim().trim_matches('"').trim();
+    let name = name.strip_suffix("mailto:").unwrap_or(name).trim().trim_end_matches(['<', '[']).trim().to_string();
     Some((addr, name))
 }
 
@@ -82,8 +71,8 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
     ];
     for (i, line) in lines.iter().enumerate() {
         let folded = fold(line.trim_start_matches(['>', ' ']));
-        let is_marker = folded.starts_with("---") && markers.iter().any(|m| folded.contains(m))
-            || folded.starts_with("________");
+        let is_marker =
+            folded.starts_with("---") && markers.iter().any(|m| folded.contains(m)) || folded.starts_with("________");
         let starts_block = is_marker || from_labels.iter().any(|l| folded.starts_with(l));
         if !starts_block {
             continue;
@@ -97,22 +86,15 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
             let raw = l.trim_start_matches(['>', ' ']);
             let f = fold(raw);
             if let Some(label) = from_labels.iter().find(|lb| f.starts_with(*lb)) {
-                let value = raw
-                    .get(raw.find(':').map(|p| p + 1).unwrap_or(label.len())..)
-                    .unwrap_or("");
+                let value = raw.get(raw.find(':').map(|p| p + 1).unwrap_or(label.len())..).unwrap_or("");
                 from = parse_from_value(value);
                 last_header = i + j;
             } else if subject_labels.iter().any(|lb| f.starts_with(lb)) {
-                subject = raw
-                    .split_once(':')
-                    .map(|(_, v)| v.trim().to_string())
-                    .unwrap_or_default();
+                subject = raw.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default();
                 last_header = i + j;
-            } else if [
-                "date:", "ngay:", "sent:", "da gui:", "to:", "toi:", "den:", "cc:",
-            ]
-            .iter()
-            .any(|lb| f.starts_with(lb))
+            } else if ["date:", "ngay:", "sent:", "da gui:", "to:", "toi:", "den:", "cc:"]
+                .iter()
+                .any(|lb| f.starts_with(lb))
             {
                 last_header = i + j;
             }
@@ -125,12 +107,7 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
                 .join("\n")
                 .trim()
                 .to_string();
-            return Some(Forwarded {
-                from_addr,
-                from_name,
-                subject,
-                text,
-            });
+            return Some(Forwarded { from_addr, from_name, subject, text });
         }
     }
     None
@@ -199,10 +176,7 @@ impl Kind {
     }
 
     pub fn from_code(code: &str) -> Kind {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.code() == code)
-            .unwrap_or(Kind::Unknown)
+        Kind::ALL.into_iter().find(|k| k.code() == code).unwrap_or(Kind::Unknown)
     }
 }
 
@@ -227,11 +201,7 @@ pub struct Rule {
 }
 
 fn matches(rules: &[Rule], kind: &str, folded: &str) -> Option<String> {
-    rules
-        .iter()
-        .filter(|r| r.kind == kind)
-        .find(|r| folded.contains(&r.pattern))
-        .map(|r| r.pattern.clone())
+    rules.iter().filter(|r| r.kind == kind).find(|r| folded.contains(&r.pattern)).map(|r| r.pattern.clone())
 }
 
 /// Everything the kind decision looks at.
@@ -254,33 +224,21 @@ pub fn decide_kind(input: &KindInput<'_>) -> (Kind, String) {
     if input.sender == Sender::PartnerLeader
         && let Some(p) = &confirms
     {
-        return (
-            Kind::LeaderConfirmation,
-            format!("người gửi là leader của đối tác; từ khóa “{p}”"),
-        );
+        return (Kind::LeaderConfirmation, format!("người gửi là leader của đối tác; từ khóa “{p}”"));
     }
     if let Some((fwd, fwd_sender)) = input.forwarded
         && matches!(fwd_sender, Sender::External | Sender::PartnerLeader)
         && let Some(p) = matches(input.rules, "confirmation", &fold(&own_text(&fwd.text)))
     {
-        let kind = if fwd_sender == Sender::PartnerLeader {
-            Kind::LeaderConfirmation
-        } else {
-            Kind::MerchantConfirmation
-        };
-        return (
-            kind,
-            format!("thư chuyển tiếp từ {}; từ khóa “{p}”", fwd.from_addr),
-        );
+        let kind =
+            if fwd_sender == Sender::PartnerLeader { Kind::LeaderConfirmation } else { Kind::MerchantConfirmation };
+        return (kind, format!("thư chuyển tiếp từ {}; từ khóa “{p}”", fwd.from_addr));
     }
     if input.sender == Sender::External
         && input.in_thread
         && let Some(p) = &confirms
     {
-        return (
-            Kind::MerchantConfirmation,
-            format!("merchant trả lời trong luồng; từ khóa “{p}”"),
-        );
+        return (Kind::MerchantConfirmation, format!("merchant trả lời trong luồng; từ khóa “{p}”"));
     }
     if !input.in_thread
         && input.sender != Sender::Ours
@@ -289,10 +247,7 @@ pub fn decide_kind(input: &KindInput<'_>) -> (Kind, String) {
         return (Kind::ConnectionRequest, format!("thư mới; từ khóa “{p}”"));
     }
     if input.in_thread {
-        return (
-            Kind::OtherReply,
-            "trả lời trong luồng, không có từ khóa xác nhận".into(),
-        );
+        return (Kind::OtherReply, "trả lời trong luồng, không có từ khóa xác nhận".into());
     }
     (Kind::Unknown, "không khớp quy tắc nào".into())
 }
@@ -308,8 +263,7 @@ pub struct Suggestions {
 }
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+84|\b84|\b0)(?:[\s.\-]?\d){8,10}\b")
-        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+    Regex::new(r"(?:\+84|\b84|\b0)(?:[\s.\-]?\d){8,10}\b").unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
 /// Vietnamese phone numbers as 0xxxxxxxxx (10 digits), de-duplicated, in order.
@@ -317,11 +271,7 @@ pub fn phones(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in PHONE.find_iter(text) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
-        let local = if let Some(rest) = digits.strip_prefix("84") {
-            format!("0{rest}")
-        } else {
-            digits
-        };
+        let local = if let Some(rest) = digits.strip_prefix("84") { format!("0{rest}") } else { digits };
         if local.len() == 10 && local.starts_with('0') && !out.contains(&local) {
             out.push(local);
         }
@@ -331,10 +281,7 @@ pub fn phones(text: &str) -> Vec<String> {
 
 /// Reads "Label: value" lines of the body.
 pub fn suggestions(text: &str) -> Suggestions {
-    let mut s = Suggestions {
-        phones: phones(text),
-        ..Default::default()
-    };
+    let mut s = Suggestions { phones: phones(text), ..Default::default() };
     let labels: [(&[&str], u8); 4] = [
         (
             &[
@@ -349,34 +296,12 @@ pub fn suggestions(text: &str) -> Suggestions {
             ],
             0,
         ),
-        (
-            &[
-                "ten diem",
-                "diem ban",
-                "diem ban hang",
-                "chi nhanh",
-                "ten chi nhanh",
-                "cua hang",
-            ],
-            1,
-        ),
+        (&["ten diem", "diem ban", "diem ban hang", "chi nhanh", "ten chi nhanh", "cua hang"], 1),
         (&["dia chi", "dia chi diem", "address"], 2),
-        (
-            &[
-                "nguoi lien he",
-                "lien he",
-                "dau moi",
-                "contact",
-                "nguoi dai dien",
-            ],
-            3,
-        ),
+        (&["nguoi lien he", "lien he", "dau moi", "contact", "nguoi dai dien"], 3),
     ];
     for line in text.lines() {
-        let line = line
-            .trim()
-            .trim_start_matches(['-', '*', '•', '+', '>'])
-            .trim();
+        let line = line.trim().trim_start_matches(['-', '*', '•', '+', '>']).trim();
         let Some((label, value)) = line.split_once(':') else {
             continue;
         };
@@ -386,10 +311,7 @@ pub fn suggestions(text: &str) -> Suggestions {
             continue;
         }
         for (names, slot) in &labels {
-            if names
-                .iter()
-                .any(|n| label == *n || label.trim_end_matches('s') == *n)
-            {
+            if names.iter().any(|n| label == *n || label.trim_end_matches('s') == *n) {
                 let target = match slot {
                     0 => &mut s.merchant,
                     1 => &mut s.point,
@@ -399,12 +321,7 @@ pub fn suggestions(text: &str) -> Suggestions {
                 if target.is_none() {
                     // A contact line often carries the phone too: keep the name only.
                     let v = if *slot == 3 {
-                        PHONE
-                            .replace_all(value, "")
-                            .trim()
-                            .trim_end_matches([',', '-', '–', '('])
-                            .trim()
-                            .to_string()
+                        PHONE.replace_all(value, "").trim().trim_end_matches([',', '-', '–', '(']).trim().to_string()
                     } else {
                         value.to_string()
                     };
@@ -440,17 +357,12 @@ mod tests {
 
     #[test]
     fn phones_are_normalised() {
-        assert_eq!(
-            phones("Gọi 0903 123 456 hoặc +84 912.345.678, 0903123456"),
-            vec!["0903123456", "0912345678"]
-        );
+        assert_eq!(phones("Gọi 0903 123 456 hoặc +84 912.345.678, 0903123456"), vec!["0903123456", "0912345678"]);
     }
 
     #[test]
     fn labelled_lines_become_suggestions() {
-        let s = suggestions(
-            "Tên quán: Phở Thìn\nĐịa chỉ: 13 Lò Đúc, Hà Nội\nNgười liên hệ: Chị Lan - 0988 777 666",
-        );
+        let s = suggestions("Tên quán: Phở Thìn\nĐịa chỉ: 13 Lò Đúc, Hà Nội\nNgười liên hệ: Chị Lan - 0988 777 666");
         assert_eq!(s.merchant.as_deref(), Some("Phở Thìn"));
         assert_eq!(s.address.as_deref(), Some("13 Lò Đúc, Hà Nội"));
         assert_eq!(s.contact.as_deref(), Some("Chị Lan"));
@@ -465,9 +377,6 @@ mod tests {
         assert_eq!(f.from_name, "Nguyễn Lan");
         assert!(f.text.contains("đồng ý"));
         let outlook = "FYI\n________________________________\nTừ: Trần Minh <minh@bunbo.vn>\nĐã gửi: Thứ Hai\nĐến: hub@momo.vn\nChủ đề: Đồng ý\n\nĐồng ý kết nối.";
-        assert_eq!(
-            find_forwarded(outlook).unwrap_or_default().from_addr,
-            "minh@bunbo.vn"
-        );
+        assert_eq!(find_forwarded(outlook).unwrap_or_default().from_addr, "minh@bunbo.vn");
     }
 }

@@ -89,10 +89,7 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
         .db(move |conn| {
             let partners = models::partners(conn)?;
             let filter = InboxFilter {
-                partner_id: partners
-                    .iter()
-                    .find(|p| p.code == query.partner)
-                    .map(|p| p.id),
+                partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
                 kind: Some(query.kind.clone()).filter(|s| !s.is_empty()),
                 // The inbox shows what is left to do unless asked otherwise.
                 status: match query.status.as_str() {
@@ -102,9 +99,7 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
                 },
                 unassigned: !query.unassigned.is_empty(),
                 from: date(&query.from).map(local_midnight_utc),
-                until: date(&query.to)
-                    .and_then(|d| d.succ_opt())
-                    .map(local_midnight_utc),
+                until: date(&query.to).and_then(|d| d.succ_opt()).map(local_midnight_utc),
                 search: Some(query.q.trim().to_string()).filter(|s| !s.is_empty()),
             };
             let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
@@ -113,22 +108,12 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
         })
         .await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    render(&InboxPage {
-        l: ctx.layout("Hộp thư đối tác", &[]),
-        q,
-        rows,
-        total,
-        page,
-        pages,
-        partners,
-        problems,
-    })
+    render(&InboxPage { l: ctx.layout("Hộp thư đối tác", &[]), q, rows, total, page, pages, partners, problems })
 }
 
 async fn upload_form(ctx: Ctx) -> AppResult<HttpResponse> {
     render(&UploadPage {
-        l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]),
-        reports: Vec::new(),
+        l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]), reports: Vec::new()
     })
 }
 
@@ -136,8 +121,7 @@ async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
     let limit = ctx.state.config.mail.max_message_bytes;
     let mut files: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
     while let Some(field) = payload.next().await {
-        let mut field =
-            field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
+        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
         let name = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
@@ -150,13 +134,8 @@ async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
             Ok(Ok(bytes)) if bytes.is_empty() && name.is_empty() => {}
             Ok(Ok(bytes)) => files.push((name, Ok(bytes.to_vec()))),
             Ok(Err(e)) => files.push((name, Err(format!("Không đọc được tệp: {e}")))),
-            Err(_) => files.push((
-                name,
-                Err(format!(
-                    "Tệp lớn hơn giới hạn {} MB nên không được nhận.",
-                    limit / (1024 * 1024)
-                )),
-            )),
+            Err(_) => files
+                .push((name, Err(format!("Tệp lớn hơn giới hạn {} MB nên không được nhận.", limit / (1024 * 1024))))),
         }
     }
     if files.is_empty() {
@@ -169,9 +148,7 @@ async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
             let known = service::Known::load(conn)?;
             for (name, content) in files {
                 out.push(match content {
-                    Ok(raw) => {
-                        service::ingest_with(conn, &cfg, &known, &raw, "upload", Some(&name))?
-                    }
+                    Ok(raw) => service::ingest_with(conn, &cfg, &known, &raw, "upload", Some(&name))?,
                     Err(e) => service::IngestReport {
                         file: Some(name),
                         status: "rejected".into(),
@@ -183,17 +160,13 @@ async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
             Ok(out)
         })
         .await?;
-    render(&UploadPage {
-        l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]),
-        reports,
-    })
+    render(&UploadPage { l: ctx.layout("Tải thư lên", &[("Hộp thư đối tác", "/mail")]), reports })
 }
 
 async fn unreadable(ctx: Ctx) -> AppResult<HttpResponse> {
     let blobs = ctx.db(|conn| Ok(models::problem_blobs(conn)?)).await?;
     render(&UnreadablePage {
-        l: ctx.layout("Thư chưa xử lý được", &[("Hộp thư đối tác", "/mail")]),
-        blobs,
+        l: ctx.layout("Thư chưa xử lý được", &[("Hộp thư đối tác", "/mail")]), blobs
     })
 }
 
@@ -201,19 +174,14 @@ async fn retry_blob(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
     let cfg = ctx.state.config.mail.clone();
-    let report = ctx
-        .db(move |conn| service::process_blob(conn, &cfg, id, &actor))
-        .await;
+    let report = ctx.db(move |conn| service::process_blob(conn, &cfg, id, &actor)).await;
     match report {
         Ok(r) if r.status == "stored" => {
             ctx.flash("success", "Đã xử lý lại thư thành công.");
             Ok(redirect(&format!("/mail/{}", r.id.unwrap_or_default())))
         }
         Ok(r) => {
-            ctx.flash(
-                "error",
-                format!("Vẫn chưa xử lý được: {}", r.error.unwrap_or_default()),
-            );
+            ctx.flash("error", format!("Vẫn chưa xử lý được: {}", r.error.unwrap_or_default()));
             Ok(redirect("/mail/unreadable"))
         }
         Err(AppError::Validation(m)) => {
@@ -254,11 +222,8 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
             Ok((m, thread, messages, attachments, models::partners(conn)?))
         })
         .await?;
-    let title = if message.subject.is_empty() {
-        "(không có tiêu đề)".to_string()
-    } else {
-        message.subject.clone()
-    };
+    let title =
+        if message.subject.is_empty() { "(không có tiêu đề)".to_string() } else { message.subject.clone() };
     render(&MessagePage {
         l: ctx.layout(&title, &[("Hộp thư đối tác", "/mail")]),
         suggestions: serde_json::from_str(&message.suggestions).unwrap_or_default(),
@@ -272,15 +237,9 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
 
 async fn attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
     let (mid, aid) = path.into_inner();
-    let (info, content) = ctx
-        .db(move |conn| Ok(models::attachment_content(conn, mid, aid)?))
-        .await?;
+    let (info, content) = ctx.db(move |conn| Ok(models::attachment_content(conn, mid, aid)?)).await?;
     let content = content.ok_or_else(|| {
-        AppError::Validation(
-            info.omitted_reason
-                .clone()
-                .unwrap_or_else(|| "Tệp không có nội dung.".into()),
-        )
+        AppError::Validation(info.omitted_reason.clone().unwrap_or_else(|| "Tệp không có nội dung.".into()))
     })?;
     Ok(download(&info.file_name, &info.content_type, content))
 }
@@ -291,18 +250,11 @@ struct ReasonForm {
     reason: String,
 }
 
-async fn not_relevant(
-    ctx: Ctx,
-    id: web::Path<i64>,
-    form: web::Form<ReasonForm>,
-) -> AppResult<HttpResponse> {
+async fn not_relevant(ctx: Ctx, id: web::Path<i64>, form: web::Form<ReasonForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
     let reason = form.into_inner().reason;
-    match ctx
-        .db(move |conn| service::mark_not_relevant(conn, &actor, id, &reason))
-        .await
-    {
+    match ctx.db(move |conn| service::mark_not_relevant(conn, &actor, id, &reason)).await {
         Ok(()) => ctx.flash("success", "Đã đánh dấu thư không liên quan."),
         Err(AppError::Validation(m)) => ctx.flash("error", m),
         Err(e) => return Err(e),
@@ -313,8 +265,7 @@ async fn not_relevant(
 async fn reopen(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    ctx.db(move |conn| service::reopen(conn, &actor, id))
-        .await?;
+    ctx.db(move |conn| service::reopen(conn, &actor, id)).await?;
     ctx.flash("success", "Đã đưa thư trở lại hộp thư.");
     Ok(redirect(&format!("/mail/{id}")))
 }
@@ -323,19 +274,14 @@ async fn reclassify(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
     let cfg = ctx.state.config.mail.clone();
-    let kind = ctx
-        .db(move |conn| service::reclassify(conn, &cfg, &actor, id))
-        .await?;
+    let kind = ctx.db(move |conn| service::reclassify(conn, &cfg, &actor, id)).await?;
     ctx.flash("success", format!("Đã phân loại lại: {}.", kind.label()));
     Ok(redirect(&format!("/mail/{id}")))
 }
 
 async fn rules(ctx: Ctx) -> AppResult<HttpResponse> {
     let rules = ctx.db(|conn| Ok(models::rules(conn)?)).await?;
-    render(&RulesPage {
-        l: ctx.layout("Quy tắc phân loại thư", &[("Quản trị", "/admin/users")]),
-        rules,
-    })
+    render(&RulesPage { l: ctx.layout("Quy tắc phân loại thư", &[("Quản trị", "/admin/users")]), rules })
 }
 
 #[derive(Deserialize)]
@@ -349,10 +295,7 @@ struct RuleForm {
 async fn add_rule(ctx: Ctx, form: web::Form<RuleForm>) -> AppResult<HttpResponse> {
     let actor = ctx.actor()?;
     let f = form.into_inner();
-    match ctx
-        .db(move |conn| service::add_rule(conn, &actor, &f.kind, &f.pattern))
-        .await
-    {
+    match ctx.db(move |conn| service::add_rule(conn, &actor, &f.kind, &f.pattern)).await {
         Ok(_) => ctx.flash("success", "Đã thêm quy tắc."),
         Err(AppError::Validation(m)) => ctx.flash("error", m),
         Err(e) => return Err(e),
@@ -363,23 +306,20 @@ async fn add_rule(ctx: Ctx, form: web::Form<RuleForm>) -> AppResult<HttpResponse
 async fn toggle_rule(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    ctx.db(move |conn| service::toggle_rule(conn, &actor, id))
-        .await?;
+    ctx.db(move |conn| service::toggle_rule(conn, &actor, id)).await?;
     Ok(redirect("/admin/mail-rules"))
 }
 
 async fn delete_rule(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    ctx.db(move |conn| service::delete_rule(conn, &actor, id))
-        .await?;
+    ctx.db(move |conn| service::delete_rule(conn, &actor, id)).await?;
     ctx.flash("success", "Đã xóa quy tắc.");
     Ok(redirect("/admin/mail-rules"))
 }
 
 fn api_error(status: actix_web::http::StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .json(serde_json::json!({"error": code, "message": message, "data": null}))
+    HttpResponse::build(status).json(serde_json::json!({"error": code, "message": message, "data": null}))
 }
 
 /// Raw RFC 5322 in the body, `Authorization: Bearer <inbound_token>`.
@@ -394,35 +334,19 @@ async fn inbound(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
         .unwrap_or("");
     let ok = !expected.is_empty()
         && given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if !ok {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Thiếu hoặc sai mã truy cập (Bearer token).",
-        );
+        return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "Thiếu hoặc sai mã truy cập (Bearer token).");
     }
     if body.is_empty() {
         return api_error(StatusCode::BAD_REQUEST, "empty_body", "Nội dung thư trống.");
     }
     let cfg = state.config.mail.clone();
-    match state
-        .db(move |conn| service::ingest(conn, &cfg, &body, "http", None))
-        .await
-    {
-        Ok(r) => HttpResponse::Accepted()
-            .json(serde_json::json!({"error": 0, "message": "accepted", "data": r})),
+    match state.db(move |conn| service::ingest(conn, &cfg, &body, "http", None)).await {
+        Ok(r) => HttpResponse::Accepted().json(serde_json::json!({"error": 0, "message": "accepted", "data": r})),
         Err(e) => {
             tracing::error!(error = ?e, "inbound mail failed");
-            api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Không lưu được thư, vui lòng gửi lại.",
-            )
+            api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Không lưu được thư, vui lòng gửi lại.")
         }
     }
 }

@@ -16,18 +16,11 @@ pub fn message_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     let mut out = Vec::new();
     let maildir = path.join("new").is_dir() || path.join("cur").is_dir();
-    let dirs: Vec<PathBuf> = if maildir {
-        vec![path.join("new"), path.join("cur")]
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let dirs: Vec<PathBuf> = if maildir { vec![path.join("new"), path.join("cur")] } else { vec![path.to_path_buf()] };
     for dir in dirs.into_iter().filter(|d| d.is_dir()) {
         for entry in std::fs::read_dir(&dir)? {
             let p = entry?.path();
-            let hidden = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
             if p.is_file() && !hidden {
                 out.push(p);
             } else if p.is_dir() && !maildir && !hidden {
@@ -64,11 +57,7 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
                 continue;
             }
         };
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("message")
-            .to_string();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("message").to_string();
         let report = service::ingest_with(conn, cfg, &known, &raw, "maildir", Some(&name))?;
         let target = cur.join(format!("{}:2,S", name.split(':').next().unwrap_or(&name)));
         if let Err(e) = std::fs::rename(&path, &target) {

@@ -4,9 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{
-    mail_attachments, mail_blobs, mail_messages, mail_rules, mail_threads, partners,
-};
+use crate::db::schema::{mail_attachments, mail_blobs, mail_messages, mail_rules, mail_threads, partners};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = partners)]
@@ -29,9 +27,7 @@ pub struct Partner {
 }
 
 fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split([',', '\n', ';', ' '])
-        .map(|x| x.trim().to_lowercase())
-        .filter(|x| !x.is_empty())
+    s.split([',', '\n', ';', ' ']).map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty())
 }
 
 impl Partner {
@@ -41,8 +37,7 @@ impl Partner {
         let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         list_of(&self.mail_addresses).any(|a| a == addr)
             || list_of(&self.leader_addresses).any(|a| a == addr)
-            || list_of(&self.mail_domains)
-                .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+            || list_of(&self.mail_domains).any(|d| domain == d || domain.ends_with(&format!(".{d}")))
     }
 
     pub fn is_leader(&self, addr: &str) -> bool {
@@ -52,10 +47,7 @@ impl Partner {
 }
 
 pub fn partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
-    partners::table
-        .order(partners::code.asc())
-        .select(Partner::as_select())
-        .load(conn)
+    partners::table.order(partners::code.asc()).select(Partner::as_select()).load(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -73,25 +65,15 @@ pub struct BlobInfo {
 }
 
 pub fn blob_by_sha(conn: &mut DbConn, sha: &str) -> QueryResult<Option<BlobInfo>> {
-    mail_blobs::table
-        .filter(mail_blobs::sha256.eq(sha))
-        .select(BlobInfo::as_select())
-        .first(conn)
-        .optional()
+    mail_blobs::table.filter(mail_blobs::sha256.eq(sha)).select(BlobInfo::as_select()).first(conn).optional()
 }
 
 pub fn blob(conn: &mut DbConn, id: i64) -> QueryResult<BlobInfo> {
-    mail_blobs::table
-        .find(id)
-        .select(BlobInfo::as_select())
-        .first(conn)
+    mail_blobs::table.find(id).select(BlobInfo::as_select()).first(conn)
 }
 
 pub fn blob_raw(conn: &mut DbConn, id: i64) -> QueryResult<Vec<u8>> {
-    mail_blobs::table
-        .find(id)
-        .select(mail_blobs::raw)
-        .first(conn)
+    mail_blobs::table.find(id).select(mail_blobs::raw).first(conn)
 }
 
 pub fn insert_blob(
@@ -116,12 +98,7 @@ pub fn insert_blob(
         .get_result(conn)
 }
 
-pub fn set_blob_status(
-    conn: &mut DbConn,
-    id: i64,
-    status: &str,
-    error: Option<&str>,
-) -> QueryResult<()> {
+pub fn set_blob_status(conn: &mut DbConn, id: i64, status: &str, error: Option<&str>) -> QueryResult<()> {
     diesel::update(mail_blobs::table.find(id))
         .set((
             mail_blobs::status.eq(status),
@@ -155,10 +132,7 @@ pub struct Thread {
 }
 
 pub fn thread(conn: &mut DbConn, id: i64) -> QueryResult<Thread> {
-    mail_threads::table
-        .find(id)
-        .select(Thread::as_select())
-        .first(conn)
+    mail_threads::table.find(id).select(Thread::as_select()).first(conn)
 }
 
 /// The thread of the newest stored message among `ids` (Message-IDs).
@@ -188,9 +162,7 @@ pub fn thread_by_subject(
         .limit(20)
         .select(Thread::as_select())
         .load(conn)?;
-    Ok(candidates
-        .into_iter()
-        .find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id))
+    Ok(candidates.into_iter().find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id))
 }
 
 pub fn insert_thread(
@@ -213,12 +185,7 @@ pub fn insert_thread(
 }
 
 /// Moves the thread's last activity forward and fills in its partner once known.
-pub fn touch_thread(
-    conn: &mut DbConn,
-    t: &Thread,
-    partner_id: Option<i64>,
-    at: NaiveDateTime,
-) -> QueryResult<()> {
+pub fn touch_thread(conn: &mut DbConn, t: &Thread, partner_id: Option<i64>, at: NaiveDateTime) -> QueryResult<()> {
     diesel::update(mail_threads::table.find(t.id))
         .set((
             mail_threads::last_at.eq(if at > t.last_at { at } else { t.last_at }),
@@ -286,17 +253,11 @@ pub struct NewMessage<'a> {
 }
 
 pub fn insert_message(conn: &mut DbConn, m: &NewMessage<'_>) -> QueryResult<i64> {
-    diesel::insert_into(mail_messages::table)
-        .values(m)
-        .returning(mail_messages::id)
-        .get_result(conn)
+    diesel::insert_into(mail_messages::table).values(m).returning(mail_messages::id).get_result(conn)
 }
 
 pub fn message(conn: &mut DbConn, id: i64) -> QueryResult<MailMessage> {
-    mail_messages::table
-        .find(id)
-        .select(MailMessage::as_select())
-        .first(conn)
+    mail_messages::table.find(id).select(MailMessage::as_select()).first(conn)
 }
 
 pub fn message_by_message_id(conn: &mut DbConn, mid: &str) -> QueryResult<Option<MailMessage>> {
@@ -325,10 +286,7 @@ pub fn thread_messages(conn: &mut DbConn, thread_id: i64) -> QueryResult<Vec<Mai
 
 /// External senders already on a thread (the merchant contact, once one wrote).
 pub fn thread_senders(conn: &mut DbConn, thread_id: i64) -> QueryResult<Vec<String>> {
-    mail_messages::table
-        .filter(mail_messages::thread_id.eq(thread_id))
-        .select(mail_messages::from_addr)
-        .load(conn)
+    mail_messages::table.filter(mail_messages::thread_id.eq(thread_id)).select(mail_messages::from_addr).load(conn)
 }
 
 pub fn set_classification(
@@ -348,17 +306,9 @@ pub fn set_classification(
     Ok(())
 }
 
-pub fn set_status(
-    conn: &mut DbConn,
-    id: i64,
-    status: &str,
-    reason: Option<&str>,
-) -> QueryResult<()> {
+pub fn set_status(conn: &mut DbConn, id: i64, status: &str, reason: Option<&str>) -> QueryResult<()> {
     diesel::update(mail_messages::table.find(id))
-        .set((
-            mail_messages::status.eq(status),
-            mail_messages::status_reason.eq(reason),
-        ))
+        .set((mail_messages::status.eq(status), mail_messages::status_reason.eq(reason)))
         .execute(conn)?;
     Ok(())
 }
@@ -391,9 +341,7 @@ pub struct InboxRow {
     pub attachments: i64,
 }
 
-fn inbox_query(
-    f: &InboxFilter,
-) -> mail_messages::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+fn inbox_query(f: &InboxFilter) -> mail_messages::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = mail_messages::table.into_boxed();
     if let Some(p) = f.partner_id {
         q = q.filter(mail_messages::partner_id.eq(p));
@@ -405,9 +353,7 @@ fn inbox_query(
         q = q.filter(mail_messages::status.eq(s.clone()));
     }
     if f.unassigned {
-        let assigned = mail_threads::table
-            .filter(mail_threads::request_id.is_not_null())
-            .select(mail_threads::id);
+        let assigned = mail_threads::table.filter(mail_threads::request_id.is_not_null()).select(mail_threads::id);
         q = q.filter(mail_messages::thread_id.ne_all(assigned));
     }
     if let Some(from) = f.from {
@@ -428,12 +374,7 @@ fn inbox_query(
     q
 }
 
-pub fn inbox(
-    conn: &mut DbConn,
-    f: &InboxFilter,
-    offset: i64,
-    limit: i64,
-) -> QueryResult<(Vec<InboxRow>, i64)> {
+pub fn inbox(conn: &mut DbConn, f: &InboxFilter, offset: i64, limit: i64) -> QueryResult<(Vec<InboxRow>, i64)> {
     let total = inbox_query(f).count().get_result(conn)?;
     let rows: Vec<MailMessage> = inbox_query(f)
         .order((mail_messages::created_at.desc(), mail_messages::id.desc()))
@@ -447,20 +388,12 @@ pub fn inbox(
         .group_by(mail_attachments::message_id)
         .select((mail_attachments::message_id, diesel::dsl::count_star()))
         .load(conn)?;
-    let codes: Vec<(i64, String)> = partners::table
-        .select((partners::id, partners::code))
-        .load(conn)?;
+    let codes: Vec<(i64, String)> = partners::table.select((partners::id, partners::code)).load(conn)?;
     let out = rows
         .into_iter()
         .map(|m| InboxRow {
-            attachments: counts
-                .iter()
-                .find(|c| c.0 == m.id)
-                .map(|c| c.1)
-                .unwrap_or(0),
-            partner_code: m
-                .partner_id
-                .and_then(|p| codes.iter().find(|c| c.0 == p).map(|c| c.1.clone())),
+            attachments: counts.iter().find(|c| c.0 == m.id).map(|c| c.1).unwrap_or(0),
+            partner_code: m.partner_id.and_then(|p| codes.iter().find(|c| c.0 == p).map(|c| c.1.clone())),
             id: m.id,
             from_addr: m.from_addr,
             from_name: m.from_name,
@@ -526,10 +459,7 @@ pub fn attachment_content(
         .filter(mail_attachments::message_id.eq(message_id))
         .select(AttachmentInfo::as_select())
         .first(conn)?;
-    let content = mail_attachments::table
-        .find(id)
-        .select(mail_attachments::content)
-        .first(conn)?;
+    let content = mail_attachments::table.find(id).select(mail_attachments::content).first(conn)?;
     Ok((info, content))
 }
 
@@ -544,17 +474,11 @@ pub struct RuleRow {
 }
 
 pub fn rules(conn: &mut DbConn) -> QueryResult<Vec<RuleRow>> {
-    mail_rules::table
-        .order((mail_rules::kind.asc(), mail_rules::pattern.asc()))
-        .select(RuleRow::as_select())
-        .load(conn)
+    mail_rules::table.order((mail_rules::kind.asc(), mail_rules::pattern.asc())).select(RuleRow::as_select()).load(conn)
 }
 
 pub fn rule(conn: &mut DbConn, id: i64) -> QueryResult<RuleRow> {
-    mail_rules::table
-        .find(id)
-        .select(RuleRow::as_select())
-        .first(conn)
+    mail_rules::table.find(id).select(RuleRow::as_select()).first(conn)
 }
 
 pub fn insert_rule(conn: &mut DbConn, kind: &str, pattern: &str) -> QueryResult<i64> {
@@ -570,9 +494,7 @@ pub fn insert_rule(conn: &mut DbConn, kind: &str, pattern: &str) -> QueryResult<
 }
 
 pub fn set_rule_enabled(conn: &mut DbConn, id: i64, enabled: bool) -> QueryResult<()> {
-    diesel::update(mail_rules::table.find(id))
-        .set(mail_rules::enabled.eq(enabled))
-        .execute(conn)?;
+    diesel::update(mail_rules::table.find(id)).set(mail_rules::enabled.eq(enabled)).execute(conn)?;
     Ok(())
 }
 
@@ -587,9 +509,7 @@ pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> Quer
         .set(mail_threads::request_id.eq(Some(request_id)))
         .execute(conn)?;
     diesel::update(
-        mail_messages::table
-            .filter(mail_messages::thread_id.eq(thread_id))
-            .filter(mail_messages::status.eq("new")),
+        mail_messages::table.filter(mail_messages::thread_id.eq(thread_id)).filter(mail_messages::status.eq("new")),
     )
     .set(mail_messages::status.eq("attached"))
     .execute(conn)?;
@@ -598,9 +518,7 @@ pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> Quer
 
 /// Messages of the threads tied to a request, oldest first.
 pub fn request_messages(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<MailMessage>> {
-    let threads = mail_threads::table
-        .filter(mail_threads::request_id.eq(request_id))
-        .select(mail_threads::id);
+    let threads = mail_threads::table.filter(mail_threads::request_id.eq(request_id)).select(mail_threads::id);
     mail_messages::table
         .filter(mail_messages::thread_id.eq_any(threads))
         .order((mail_messages::sent_at.asc(), mail_messages::id.asc()))

@@ -103,16 +103,11 @@ impl MessagePage {
     }
 
     pub fn when(&self, m: &MailMessage) -> String {
-        m.sent_at
-            .map(|t| LocalTime(t).to_string())
-            .unwrap_or_else(|| "không rõ ngày".into())
+        m.sent_at.map(|t| LocalTime(t).to_string()).unwrap_or_else(|| "không rõ ngày".into())
     }
 
     pub fn attachments_of(&self, m: &MailMessage) -> Vec<&AttachmentInfo> {
-        self.attachments
-            .iter()
-            .filter(|a| a.message_id == m.id)
-            .collect()
+        self.attachments.iter().filter(|a| a.message_id == m.id).collect()
     }
 }
 
@@ -129,11 +124,7 @@ impl RulesPage {
     }
 
     pub fn kind_name(&self, code: &str) -> &'static str {
-        RULE_KINDS
-            .iter()
-            .find(|(k, _)| *k == code)
-            .map(|(_, l)| *l)
-            .unwrap_or("?")
+        RULE_KINDS.iter().find(|(k, _)| *k == code).map(|(_, l)| *l).unwrap_or("?")
     }
 }
 

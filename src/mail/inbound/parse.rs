@@ -49,10 +49,7 @@ fn nfc(s: &str) -> String {
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
     match v {
         HeaderValue::Text(t) => vec![t.trim().trim_matches(['<', '>']).to_string()],
-        HeaderValue::TextList(list) => list
-            .iter()
-            .map(|t| t.trim().trim_matches(['<', '>']).to_string())
-            .collect(),
+        HeaderValue::TextList(list) => list.iter().map(|t| t.trim().trim_matches(['<', '>']).to_string()).collect(),
         _ => Vec::new(),
     }
     .into_iter()
@@ -61,22 +58,13 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
 }
 
 fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    a.map(|a| {
-        a.iter()
-            .filter_map(|x| x.address())
-            .map(|s| s.trim().to_lowercase())
-            .collect()
-    })
-    .unwrap_or_default()
+    a.map(|a| a.iter().filter_map(|x| x.address()).map(|s| s.trim().to_lowercase()).collect()).unwrap_or_default()
 }
 
 fn first_addr(a: Option<&mail_parser::Address<'_>>) -> (String, String) {
     a.and_then(|a| a.first())
         .map(|x| {
-            (
-                x.address().unwrap_or("").trim().to_lowercase(),
-                x.name().map(nfc).unwrap_or_default().trim().to_string(),
-            )
+            (x.address().unwrap_or("").trim().to_lowercase(), x.name().map(nfc).unwrap_or_default().trim().to_string())
         })
         .unwrap_or_default()
 }
@@ -86,32 +74,16 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, String> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err("Thư rỗng.".into());
     }
-    let msg = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| "Không phân tích được cấu trúc thư.".to_string())?;
+    let msg = MessageParser::default().parse(raw).ok_or_else(|| "Không phân tích được cấu trúc thư.".to_string())?;
     let (from_addr, from_name) = first_addr(msg.from());
-    let subject = msg
-        .subject()
-        .map(nfc)
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let message_id = msg
-        .message_id()
-        .map(|s| s.trim().trim_matches(['<', '>']).to_string())
-        .filter(|s| !s.is_empty());
+    let subject = msg.subject().map(nfc).unwrap_or_default().trim().to_string();
+    let message_id = msg.message_id().map(|s| s.trim().trim_matches(['<', '>']).to_string()).filter(|s| !s.is_empty());
     if from_addr.is_empty() && message_id.is_none() {
         return Err("Thiếu người gửi (From) và Message-ID: không phải một thư hợp lệ.".into());
     }
-    let sent_at = msg
-        .date()
-        .and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0))
-        .map(|d| d.naive_utc());
+    let sent_at = msg.date().and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0)).map(|d| d.naive_utc());
     let text = msg.body_text(0).map(|t| nfc(&t)).unwrap_or_default();
-    let html = (msg.html_body_count() > 0)
-        .then(|| msg.body_html(0))
-        .flatten()
-        .map(|h| ammonia::clean(&nfc(&h)));
+    let html = (msg.html_body_count() > 0).then(|| msg.body_html(0)).flatten().map(|h| ammonia::clean(&nfc(&h)));
 
     let mut attachments = Vec::new();
     let mut forwarded = None;
@@ -133,10 +105,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, String> {
                     text: inner.body_text(0).map(|t| nfc(&t)).unwrap_or_default(),
                 });
             }
-            let name = part
-                .attachment_name()
-                .map(nfc)
-                .unwrap_or_else(|| "thu-chuyen-tiep.eml".into());
+            let name = part.attachment_name().map(nfc).unwrap_or_else(|| "thu-chuyen-tiep.eml".into());
             attachments.push(ParsedAttachment {
                 name,
                 content_type: "message/rfc822".into(),
@@ -144,15 +113,8 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, String> {
             });
             continue;
         }
-        let name = part
-            .attachment_name()
-            .map(nfc)
-            .unwrap_or_else(|| format!("tep-dinh-kem-{}", attachments.len() + 1));
-        attachments.push(ParsedAttachment {
-            name,
-            content_type,
-            bytes: part.contents().to_vec(),
-        });
+        let name = part.attachment_name().map(nfc).unwrap_or_else(|| format!("tep-dinh-kem-{}", attachments.len() + 1));
+        attachments.push(ParsedAttachment { name, content_type, bytes: part.contents().to_vec() });
     }
     if forwarded.is_none() {
         forwarded = super::classify::find_forwarded(&text);

@@ -43,10 +43,7 @@ impl IngestReport {
     }
 
     pub fn kind_label(&self) -> &'static str {
-        self.kind
-            .as_deref()
-            .map(|k| Kind::from_code(k).label())
-            .unwrap_or("")
+        self.kind.as_deref().map(|k| Kind::from_code(k).label()).unwrap_or("")
     }
 }
 
@@ -69,10 +66,7 @@ pub struct Known {
 
 impl Known {
     pub fn load(conn: &mut DbConn) -> AppResult<Self> {
-        Ok(Known {
-            partners: models::partners(conn)?,
-            rules: load_rules(conn)?,
-        })
+        Ok(Known { partners: models::partners(conn)?, rules: load_rules(conn)? })
     }
 }
 
@@ -105,10 +99,7 @@ pub fn ingest_with(
     if let Some(existing) = models::blob_by_sha(conn, &sha)? {
         let mut report = match models::message_by_blob(conn, existing.id)? {
             Some(m) => report_for(conn, &known.partners, &m)?,
-            None => IngestReport {
-                blob_id: existing.id,
-                ..Default::default()
-            },
+            None => IngestReport { blob_id: existing.id, ..Default::default() },
         };
         report.file = file.map(str::to_string);
         report.status = "duplicate".into();
@@ -122,41 +113,19 @@ pub fn ingest_with(
 }
 
 /// Processes a kept blob again (after a fix, or one left `received` by a crash).
-pub fn process_blob(
-    conn: &mut DbConn,
-    cfg: &MailConfig,
-    blob_id: i64,
-    actor: &Actor,
-) -> AppResult<IngestReport> {
+pub fn process_blob(conn: &mut DbConn, cfg: &MailConfig, blob_id: i64, actor: &Actor) -> AppResult<IngestReport> {
     let blob = models::blob(conn, blob_id)?;
     if blob.status == "stored" {
         return Err(AppError::Validation("Thư này đã được xử lý.".into()));
     }
     let raw = models::blob_raw(conn, blob_id)?;
-    audit::record(
-        conn,
-        actor,
-        "mail_blob",
-        blob_id,
-        "retry",
-        Some(serde_json::json!({"status": blob.status})),
-        None,
-    )?;
+    audit::record(conn, actor, "mail_blob", blob_id, "retry", Some(serde_json::json!({"status": blob.status})), None)?;
     let known = Known::load(conn)?;
     process(conn, cfg, &known, blob_id, &raw)
 }
 
-fn process(
-    conn: &mut DbConn,
-    cfg: &MailConfig,
-    known: &Known,
-    blob_id: i64,
-    raw: &[u8],
-) -> AppResult<IngestReport> {
-    let mut report = IngestReport {
-        blob_id,
-        ..Default::default()
-    };
+fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw: &[u8]) -> AppResult<IngestReport> {
+    let mut report = IngestReport { blob_id, ..Default::default() };
     if raw.len() > cfg.max_message_bytes {
         let msg = format!(
             "Thư {} vượt giới hạn {}; đã giữ nguyên bản gốc nhưng không xử lý.",
@@ -186,10 +155,7 @@ fn process(
     if let Some(mid) = &parsed.message_id
         && let Some(first) = models::message_by_message_id(conn, mid)?
     {
-        let msg = format!(
-            "Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.",
-            first.id
-        );
+        let msg = format!("Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.", first.id);
         models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
         let mut dup = report_for(conn, &known.partners, &first)?;
         dup.blob_id = blob_id;
@@ -220,15 +186,8 @@ fn process(
     }
 }
 
-fn report_for(
-    conn: &mut DbConn,
-    partners: &[Partner],
-    m: &models::MailMessage,
-) -> AppResult<IngestReport> {
-    let partner = m
-        .partner_id
-        .and_then(|pid| partners.iter().find(|p| p.id == pid))
-        .map(|p| p.code.clone());
+fn report_for(conn: &mut DbConn, partners: &[Partner], m: &models::MailMessage) -> AppResult<IngestReport> {
+    let partner = m.partner_id.and_then(|pid| partners.iter().find(|p| p.id == pid)).map(|p| p.code.clone());
     let thread = models::thread(conn, m.thread_id)?;
     Ok(IngestReport {
         blob_id: m.blob_id,
@@ -250,11 +209,7 @@ fn human_size(bytes: usize) -> String {
 }
 
 /// The partner a message belongs to: its sender, a forwarded sender, then To/Cc.
-fn partner_for<'a>(
-    partners: &'a [Partner],
-    p: &ParsedMail,
-    thread_partner: Option<i64>,
-) -> Option<&'a Partner> {
+fn partner_for<'a>(partners: &'a [Partner], p: &ParsedMail, thread_partner: Option<i64>) -> Option<&'a Partner> {
     let by_addr = |a: &str| partners.iter().find(|pt| pt.owns_address(a));
     by_addr(&p.from_addr)
         .or_else(|| thread_partner.and_then(|id| partners.iter().find(|pt| pt.id == id)))
@@ -264,11 +219,7 @@ fn partner_for<'a>(
 
 fn sender_role(addr: &str, partner: Option<&Partner>, cfg: &MailConfig) -> Sender {
     let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    if cfg
-        .own_domains
-        .iter()
-        .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
-    {
+    if cfg.own_domains.iter().any(|d| domain == d || domain.ends_with(&format!(".{d}"))) {
         return Sender::Ours;
     }
     match partner {
@@ -282,10 +233,7 @@ fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
     Ok(models::rules(conn)?
         .into_iter()
         .filter(|r| r.enabled)
-        .map(|r| Rule {
-            kind: r.kind,
-            pattern: classify::fold(&r.pattern),
-        })
+        .map(|r| Rule { kind: r.kind, pattern: classify::fold(&r.pattern) })
         .collect())
 }
 
@@ -338,10 +286,7 @@ fn classify_parsed(
     };
     let rules = &known.rules;
     let own = classify::own_text(&p.text);
-    let forwarded = p
-        .forwarded
-        .as_ref()
-        .map(|f| (f, sender_role(&f.from_addr, partner.as_ref(), cfg)));
+    let forwarded = p.forwarded.as_ref().map(|f| (f, sender_role(&f.from_addr, partner.as_ref(), cfg)));
     let (kind, reason) = classify::decide_kind(&KindInput {
         in_thread,
         sender: sender_role(&p.from_addr, partner.as_ref(), cfg),
@@ -362,13 +307,7 @@ struct Stored {
     kind: Kind,
 }
 
-fn store(
-    conn: &mut DbConn,
-    cfg: &MailConfig,
-    known: &Known,
-    blob_id: i64,
-    p: &ParsedMail,
-) -> AppResult<Stored> {
+fn store(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, p: &ParsedMail) -> AppResult<Stored> {
     let (thread, partner, kind, reason) = classify_parsed(conn, cfg, known, p, None)?;
     let at = p.sent_at.unwrap_or_else(now);
     let thread_id = match &thread {
@@ -385,10 +324,7 @@ fn store(
         )?,
     };
     let suggestions = serde_json::to_string(&classify::suggestions(
-        &p.forwarded
-            .as_ref()
-            .map(|f| format!("{}\n{}", p.text, f.text))
-            .unwrap_or_else(|| p.text.clone()),
+        &p.forwarded.as_ref().map(|f| format!("{}\n{}", p.text, f.text)).unwrap_or_else(|| p.text.clone()),
     ))
     .map_err(AppError::internal)?;
     let id = models::insert_message(
@@ -425,25 +361,9 @@ fn store(
                 human_size(a.bytes.len()),
                 human_size(cfg.max_attachment_bytes)
             );
-            models::insert_attachment(
-                conn,
-                id,
-                &a.name,
-                &a.content_type,
-                a.bytes.len(),
-                None,
-                Some(&why),
-            )?;
+            models::insert_attachment(conn, id, &a.name, &a.content_type, a.bytes.len(), None, Some(&why))?;
         } else {
-            models::insert_attachment(
-                conn,
-                id,
-                &a.name,
-                &a.content_type,
-                a.bytes.len(),
-                Some(&a.bytes),
-                None,
-            )?;
+            models::insert_attachment(conn, id, &a.name, &a.content_type, a.bytes.len(), Some(&a.bytes), None)?;
         }
     }
     models::set_blob_status(conn, blob_id, "stored", None)?;
@@ -487,9 +407,7 @@ pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -
 pub fn mark_not_relevant(conn: &mut DbConn, actor: &Actor, id: i64, reason: &str) -> AppResult<()> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(AppError::Validation(
-            "Vui lòng ghi lý do thư không liên quan.".into(),
-        ));
+        return Err(AppError::Validation("Vui lòng ghi lý do thư không liên quan.".into()));
     }
     conn.transaction(|conn| {
         let m = models::message(conn, id)?;
@@ -525,8 +443,7 @@ pub fn reopen(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
     })
 }
 
-pub const RULE_KINDS: [(&str, &str); 2] =
-    [("request", "Yêu cầu mở cổng"), ("confirmation", "Xác nhận")];
+pub const RULE_KINDS: [(&str, &str); 2] = [("request", "Yêu cầu mở cổng"), ("confirmation", "Xác nhận")];
 
 /// Adds a keyword rule; patterns are stored folded so they match with or without diacritics.
 pub fn add_rule(conn: &mut DbConn, actor: &Actor, kind: &str, pattern: &str) -> AppResult<i64> {
@@ -535,15 +452,10 @@ pub fn add_rule(conn: &mut DbConn, actor: &Actor, kind: &str, pattern: &str) -> 
     }
     let folded = classify::fold(pattern);
     if folded.chars().count() < 2 {
-        return Err(AppError::Validation(
-            "Từ khóa phải có ít nhất 2 ký tự.".into(),
-        ));
+        return Err(AppError::Validation("Từ khóa phải có ít nhất 2 ký tự.".into()));
     }
     conn.transaction(|conn| {
-        if models::rules(conn)?
-            .iter()
-            .any(|r| r.kind == kind && r.pattern == folded)
-        {
+        if models::rules(conn)?.iter().any(|r| r.kind == kind && r.pattern == folded) {
             return Err(AppError::Validation("Quy tắc này đã có.".into()));
         }
         let id = models::insert_rule(conn, kind, &folded)?;
@@ -564,15 +476,7 @@ pub fn toggle_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
     conn.transaction(|conn| {
         let r = models::rule(conn, id)?;
         models::set_rule_enabled(conn, id, !r.enabled)?;
-        audit::record(
-            conn,
-            actor,
-            "mail_rule",
-            id,
-            if r.enabled { "disable" } else { "enable" },
-            None,
-            None,
-        )?;
+        audit::record(conn, actor, "mail_rule", id, if r.enabled { "disable" } else { "enable" }, None, None)?;
         Ok(())
     })
 }

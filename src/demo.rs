@@ -1,0 +1,256 @@
+//! `hubgate demo-data`: a realistic Vietnamese data set to click through every screen.
+//! Everything goes through the normal paths (mail through ingest, requests through
+//! the workflow service), and running it again adds nothing twice.
+
+use diesel::prelude::*;
+
+use crate::accounts::Role;
+use crate::accounts::service::{self as accounts, UserInput};
+use crate::audit::Actor;
+use crate::config::Config;
+use crate::db::DbConn;
+use crate::db::schema::{customers, requests};
+use crate::error::{AppError, AppResult};
+use crate::hub::models::NewPoint;
+use crate::hub::service::{self as hub, OpenRequest};
+use crate::hub::state::State;
+use crate::mail::inbound::classify::fold;
+use crate::mail::inbound::service as inbox;
+
+/// The demo accounts: (e-mail, name, role, password).
+pub const USERS: [(&str, &str, Role, &str); 5] = [
+    ("admin@demo.ipos.vn", "Nguyễn Quản Trị", Role::Admin, "demo-quan-tri-2026"),
+    ("sale@demo.ipos.vn", "Trần Thị Kinh Doanh", Role::Sale, "demo-kinh-doanh-2026"),
+    ("leader@demo.ipos.vn", "Lê Văn Trưởng", Role::Leader, "demo-truong-nhom-2026"),
+    ("kythuat@demo.ipos.vn", "Phạm Kỹ Thuật", Role::Technician, "demo-ky-thuat-2026"),
+    ("ketoan@demo.ipos.vn", "Đỗ Thị Kế Toán", Role::Accountant, "demo-ke-toan-2026"),
+];
+
+const DISHES: [&str; 12] = [
+    "Phở",
+    "Bún bò",
+    "Cơm tấm",
+    "Bánh mì",
+    "Cà phê",
+    "Trà sữa",
+    "Lẩu",
+    "Gà rán",
+    "Bún chả",
+    "Hủ tiếu",
+    "Bánh cuốn",
+    "Chè",
+];
+const NAMES: [&str; 25] = [
+    "Thìn",
+    "Hương Liên",
+    "Cali",
+    "Huỳnh Hoa",
+    "Phúc Long",
+    "Mười Xiềm",
+    "Bà Ba",
+    "Cô Giang",
+    "Ông Tám",
+    "Hạnh",
+    "Lan Chi",
+    "Minh Anh",
+    "Thanh Hà",
+    "Bảo Ngọc",
+    "Hoàng Gia",
+    "Sài Gòn Xưa",
+    "Phố Cổ",
+    "Hồ Tây",
+    "Bến Thành",
+    "Ngọc Lan",
+    "Thu Hà",
+    "Đông Du",
+    "Tân Định",
+    "Hải Châu",
+    "Ninh Kiều",
+];
+const STREETS: [&str; 12] = [
+    "Lê Lợi",
+    "Nguyễn Huệ",
+    "Hai Bà Trưng",
+    "Trần Hưng Đạo",
+    "Lý Thường Kiệt",
+    "Điện Biên Phủ",
+    "Pasteur",
+    "Võ Văn Tần",
+    "Nguyễn Trãi",
+    "Cách Mạng Tháng 8",
+    "Lò Đúc",
+    "Hàng Bông",
+];
+const DISTRICTS: [&str; 8] = [
+    "Quận 1, TP.HCM",
+    "Quận 3, TP.HCM",
+    "Quận 5, TP.HCM",
+    "Bình Thạnh, TP.HCM",
+    "Hoàn Kiếm, Hà Nội",
+    "Hai Bà Trưng, Hà Nội",
+    "Hải Châu, Đà Nẵng",
+    "Ninh Kiều, Cần Thơ",
+];
+const PEOPLE: [&str; 10] = [
+    "Chị Lan",
+    "Anh Minh",
+    "Chị Hoa",
+    "Anh Tuấn",
+    "Chị Ngọc",
+    "Anh Dũng",
+    "Chị Mai",
+    "Anh Khoa",
+    "Chị Thảo",
+    "Anh Phát",
+];
+
+/// Fills the database; returns a summary for the console.
+pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
+    let system = Actor::system("demo-data");
+    let mut created_users = 0;
+    for (email, name, role, password) in USERS {
+        if crate::accounts::models::find_by_email(conn, email)?.is_none() {
+            let input =
+                UserInput { email: email.into(), name: name.into(), password: password.into(), roles: vec![role] };
+            accounts::create_user(conn, &system, &input)?;
+            created_users += 1;
+        }
+    }
+    let sale = crate::accounts::models::find_by_email(conn, USERS[1].0)?.ok_or(AppError::NotFound)?;
+    let leader = crate::accounts::models::find_by_email(conn, USERS[2].0)?.ok_or(AppError::NotFound)?;
+    let sale_actor = Actor::user(sale.id, &sale.email);
+    let leader_actor = Actor::user(leader.id, &leader.email);
+
+    // Customers: the partners' companies, as PYCs name them.
+    let mut new_customers = 0;
+    for p in crate::mail::inbound::models::partners(conn)? {
+        let key = fold(&p.signing_company);
+        let exists: i64 = customers::table.filter(customers::search_key.eq(&key)).count().get_result(conn)?;
+        if exists == 0 && !p.signing_company.is_empty() {
+            diesel::insert_into(customers::table)
+                .values((
+                    customers::name.eq(&p.signing_company),
+                    customers::search_key.eq(&key),
+                    customers::address.eq("TP. Hồ Chí Minh"),
+                    customers::created_at.eq(crate::db::now()),
+                ))
+                .execute(conn)?;
+            new_customers += 1;
+        }
+    }
+
+    // A few hundred merchants and their points.
+    let mut merchants = 0;
+    for i in 0..300usize {
+        let name = format!("{} {}", DISHES[i % DISHES.len()], NAMES[(i / DISHES.len()) % NAMES.len()]);
+        let name = if i >= DISHES.len() * NAMES.len() { format!("{name} {}", i) } else { name };
+        let key = fold(&name);
+        if crate::hub::models::merchant_by_key(conn, &key)?.is_some() {
+            continue;
+        }
+        let contact = PEOPLE[i % PEOPLE.len()];
+        let phone = format!("09{:08}", 10_000_000 + i * 7919 % 89_999_999);
+        let id = crate::hub::models::insert_merchant(conn, &name, contact, &phone, &key)?;
+        for j in 0..(1 + i % 3) {
+            let point = format!("{name} – {}", STREETS[(i + j) % STREETS.len()]);
+            let address = format!(
+                "{} {}, {}",
+                10 + (i * 7 + j * 13) % 290,
+                STREETS[(i + j) % STREETS.len()],
+                DISTRICTS[(i + j) % DISTRICTS.len()]
+            );
+            let pkey = fold(&point);
+            crate::hub::models::insert_point(
+                conn,
+                &NewPoint {
+                    merchant_id: id,
+                    name: &point,
+                    address: &address,
+                    contact_name: contact,
+                    phone: &phone,
+                    key: &pkey,
+                },
+            )?;
+        }
+        merchants += 1;
+    }
+
+    // Partner mail: real .eml through the normal ingest path.
+    let known = inbox::Known::load(conn)?;
+    let mut stored = 0;
+    for i in 0..200 {
+        let raw = crate::bench::generated_mail(i);
+        let r = inbox::ingest_with(conn, &config.mail, &known, &raw, "demo", Some(&format!("demo-{i}.eml")))?;
+        stored += usize::from(r.status == "stored");
+    }
+
+    // Requests in every state the desk has so far, once.
+    let existing: i64 = requests::table.count().get_result(conn)?;
+    let mut opened = 0;
+    if existing == 0 {
+        let requests_mails: Vec<crate::mail::inbound::models::MailMessage> = {
+            use crate::db::schema::mail_messages;
+            mail_messages::table
+                .filter(mail_messages::kind.eq("connection_request"))
+                .order(mail_messages::id.asc())
+                .limit(30)
+                .select(crate::mail::inbound::models::MailMessage::as_select())
+                .load(conn)?
+        };
+        for (n, m) in requests_mails.iter().enumerate() {
+            let s: crate::mail::inbound::classify::Suggestions =
+                serde_json::from_str(&m.suggestions).unwrap_or_default();
+            let merchant = s.merchant.clone().unwrap_or_else(|| format!("Merchant {n}"));
+            let input = OpenRequest {
+                partner_id: m.partner_id.unwrap_or(1),
+                mail_id: Some(m.id),
+                merchant_name: merchant.clone(),
+                merchant_contact: s.contact.clone().unwrap_or_default(),
+                merchant_phone: s.phones.first().cloned().unwrap_or_default(),
+                point_name: format!("{merchant} – điểm chính"),
+                point_address: s.address.clone().unwrap_or_default(),
+                point_contact: s.contact.clone().unwrap_or_default(),
+                point_phone: s.phones.first().cloned().unwrap_or_default(),
+            };
+            let id = hub::open_request(conn, &sale_actor, &input)?;
+            opened += 1;
+            let version = crate::hub::models::request(conn, id)?.version;
+            match n % 6 {
+                // Accepted, with the acceptance mail queued in the partner's thread.
+                0 | 1 => {
+                    let r = crate::hub::models::request(conn, id)?;
+                    if !hub::missing(conn, &r)?.is_empty() {
+                        hub::manual_confirmation(
+                            conn,
+                            &leader_actor,
+                            id,
+                            "leader",
+                            "Leader đối tác xác nhận qua điện thoại",
+                        )?;
+                    }
+                    let draft = hub::acceptance_draft(conn, id, &sale.name)?;
+                    hub::accept(conn, &config.outbound, &sale_actor, id, version, &draft)?;
+                }
+                2 => hub::transition(
+                    conn,
+                    &sale_actor,
+                    id,
+                    version,
+                    State::Rejected,
+                    "Merchant chưa ký hợp đồng dịch vụ với iPOS",
+                )?,
+                3 => hub::transition(conn, &sale_actor, id, version, State::Cancelled, "Đối tác rút yêu cầu")?,
+                _ => hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?,
+            }
+        }
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "demo data: {created_users} users, {new_customers} customers, {merchants} merchants, {stored} partner mails, {opened} requests added\n"
+    ));
+    out.push_str("demo accounts (e-mail / password):\n");
+    for (email, _, role, password) in USERS {
+        out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, role.label()));
+    }
+    Ok(out)
+}

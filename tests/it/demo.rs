@@ -1,0 +1,42 @@
+//! The demo data set: every role can sign in, the desk is populated, a second run
+//! adds nothing.
+
+use diesel::prelude::*;
+use hubgate::db::schema::{mail_messages, merchants, requests, users};
+
+db_test!(demo_data_fills_the_desk_once, |app| {
+    let counts = |app: &crate::support::TestApp| {
+        app.with_conn(|c| {
+            let u: i64 = users::table.count().get_result(c)?;
+            let m: i64 = merchants::table.count().get_result(c)?;
+            let r: i64 = requests::table.count().get_result(c)?;
+            let mails: i64 = mail_messages::table.count().get_result(c)?;
+            diesel::QueryResult::Ok((u, m, r, mails))
+        })
+        .unwrap_or_default()
+    };
+    let summary = app.with_conn(|c| hubgate::demo::seed(c, &app.state.config)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(summary.contains("sale@demo.ipos.vn"), "passwords are printed: {summary}");
+    let first = counts(&app);
+    assert_eq!(first.0, 5);
+    assert!(first.1 >= 300, "a few hundred merchants");
+    assert!(first.2 >= 20 && first.3 >= 150);
+    app.with_conn(|c| hubgate::demo::seed(c, &app.state.config)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(counts(&app), first, "a second run adds nothing");
+    let states: Vec<String> =
+        app.with_conn(|c| requests::table.select(requests::state).distinct().load(c)).unwrap_or_default();
+    for s in ["received", "accepted", "rejected", "cancelled"] {
+        assert!(states.iter().any(|x| x == s), "{s} missing from {states:?}");
+    }
+    // Each demo account signs in and sees a populated page of its own.
+    for (email, _, _, password) in hubgate::demo::USERS {
+        let b = app.browser();
+        assert_eq!(b.login(email, password).await.status, 303, "{email}");
+        let my = b.get("/my").await;
+        assert_eq!(my.status, 200);
+    }
+    let sale = app.browser();
+    sale.login("sale@demo.ipos.vn", "demo-kinh-doanh-2026").await;
+    assert!(sale.get("/requests").await.body.contains("MOMO"));
+    assert!(sale.get("/merchants?q=pho").await.body.contains("Phở"));
+});
