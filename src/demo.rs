@@ -211,6 +211,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                 point_address: s.address.clone().unwrap_or_default(),
                 point_contact: s.contact.clone().unwrap_or_default(),
                 point_phone: s.phones.first().cloned().unwrap_or_default(),
+                extra_points: Vec::new(),
             };
             let id = hub::open_request(conn, &sale_actor, &input)?;
             opened += 1;

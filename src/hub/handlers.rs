@@ -32,6 +32,7 @@ crate::routes! {
     POST "/requests/{id}/confirmations" => LEADER, manual_confirmation;
     POST "/requests/{id}/confirmations/{cid}/revoke" => DESK, revoke_confirmation;
     POST "/requests/{id}/comments" => Access::Staff, comment;
+    POST "/requests/{id}/assign" => DESK, assign;
     GET "/my" => Access::Staff, my_work;
     GET "/merchants" => Access::Staff, merchants;
     GET "/merchants/{id}" => Access::Staff, merchant;
@@ -62,6 +63,8 @@ pub struct RequestForm {
     pub point_contact: String,
     #[serde(default)]
     pub point_phone: String,
+    #[serde(default)]
+    pub extra_points: String,
 }
 
 async fn show_form(ctx: &Ctx, form: RequestForm, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
@@ -101,6 +104,7 @@ async fn new_form(ctx: Ctx, q: web::Query<NewQuery>) -> AppResult<HttpResponse> 
             point_address: s.address.unwrap_or_default(),
             point_contact: s.contact.unwrap_or_default(),
             point_phone: phone,
+            extra_points: String::new(),
         };
     }
     show_form(&ctx, form, None, StatusCode::OK).await
@@ -119,6 +123,7 @@ async fn create(ctx: Ctx, form: web::Form<RequestForm>) -> AppResult<HttpRespons
         point_address: f.point_address.clone(),
         point_contact: f.point_contact.clone(),
         point_phone: f.point_phone.clone(),
+        extra_points: service::parse_point_lines(&f.extra_points),
     };
     match ctx.db(move |conn| service::open_request(conn, &actor, &input)).await {
         Ok(id) => {
@@ -418,4 +423,16 @@ async fn accept(ctx: Ctx, id: web::Path<i64>, form: web::Form<AcceptForm>) -> Ap
         Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => accept_page(&ctx, id, Some(f), Some(m)).await,
         Err(e) => Err(e),
     }
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    #[serde(default)]
+    assignee_id: i64,
+}
+
+async fn assign(ctx: Ctx, id: web::Path<i64>, form: web::Form<AssignForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let uid = form.into_inner().assignee_id;
+    act(ctx, id, "Đã giao yêu cầu.", move |conn, actor| service::assign(conn, actor, id, uid)).await
 }

@@ -378,3 +378,10 @@ pub fn events_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Event>> 
         .select(Event::as_select())
         .load(conn)
 }
+
+pub fn set_assignee(conn: &mut DbConn, id: i64, user_id: i64) -> QueryResult<()> {
+    diesel::update(requests::table.find(id))
+        .set((requests::assignee_id.eq(Some(user_id)), requests::updated_at.eq(crate::db::now())))
+        .execute(conn)?;
+    Ok(())
+}

@@ -45,6 +45,8 @@ pub struct RequestView {
     pub missing: Vec<String>,
     pub timeline: Vec<TimelineItem>,
     pub steps: Vec<Step>,
+    /// Sales and leaders who can take the request: (id, name).
+    pub desk_people: Vec<(i64, String)>,
 }
 
 impl RequestView {
@@ -71,7 +73,24 @@ impl RequestView {
                 current: reached == Some(i),
             })
             .collect();
-        Ok(RequestView { r, state, partner, merchant, points, confirmations, missing, timeline, steps })
+        let desk_people = crate::accounts::models::list(conn)?
+            .into_iter()
+            .filter(|u| !u.disabled && u.roles().allows(&[Role::Sale, Role::Leader]))
+            .map(|u| (u.id, u.name))
+            .collect();
+        Ok(RequestView { r, state, partner, merchant, points, confirmations, missing, timeline, steps, desk_people })
+    }
+
+    pub fn assignee(&self) -> String {
+        self.r
+            .assignee_id
+            .and_then(|id| self.desk_people.iter().find(|p| p.0 == id))
+            .map(|p| p.1.clone())
+            .unwrap_or_else(|| "Chưa giao".into())
+    }
+
+    pub fn is_assignee(&self, id: &i64) -> bool {
+        self.r.assignee_id == Some(*id)
     }
 
     pub fn next_step(&self) -> &'static str {

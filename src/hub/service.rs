@@ -27,6 +27,23 @@ pub struct OpenRequest {
     pub point_address: String,
     pub point_contact: String,
     pub point_phone: String,
+    /// Further points of the same merchant: (name, address).
+    pub extra_points: Vec<(String, String)>,
+}
+
+/// Parses "Tên điểm – địa chỉ" (or "|" / " - ") lines into (name, address).
+pub fn parse_point_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let split = l.split_once(" – ").or_else(|| l.split_once('|')).or_else(|| l.split_once(" - "));
+            match split {
+                Some((n, a)) => (n.trim().to_string(), a.trim().to_string()),
+                None => (l.to_string(), String::new()),
+            }
+        })
+        .collect()
 }
 
 fn event(
@@ -110,6 +127,21 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
             },
         )?;
         models::link_point(conn, id, point_id)?;
+        let mut linked = vec![point_id];
+        for (name, address) in &input.extra_points {
+            let key = fold(name);
+            let pid = match models::point_by_key(conn, merchant_id, &key)? {
+                Some(p) => p.id,
+                None => models::insert_point(
+                    conn,
+                    &NewPoint { merchant_id, name, address, contact_name: input.point_contact.trim(), phone: input.point_phone.trim(), key: &key },
+                )?,
+            };
+            if !linked.contains(&pid) {
+                models::link_point(conn, id, pid)?;
+                linked.push(pid);
+            }
+        }
         models::insert_event(
             conn,
             &NewEvent {
@@ -522,5 +554,29 @@ pub fn accept(
             None,
         )?;
         Ok(outbox_id)
+    })
+}
+
+/// Hands a request to another staff member (sales or leader).
+pub fn assign(conn: &mut DbConn, actor: &Actor, request_id: i64, user_id: i64) -> AppResult<()> {
+    conn.transaction(|conn| {
+        let r = models::request(conn, request_id)?;
+        let user = crate::accounts::models::find(conn, user_id)
+            .map_err(|_| AppError::Validation("Người phụ trách không hợp lệ.".into()))?;
+        if user.disabled || !user.roles().allows(&[crate::accounts::Role::Sale, crate::accounts::Role::Leader]) {
+            return Err(AppError::Validation("Chỉ giao cho kinh doanh hoặc trưởng nhóm đang hoạt động.".into()));
+        }
+        models::set_assignee(conn, r.id, user.id)?;
+        event(conn, actor, r.id, "comment", &format!("Giao cho {}", user.name), None)?;
+        audit::record(
+            conn,
+            actor,
+            "request",
+            r.id,
+            "assign",
+            Some(serde_json::json!({"assignee_id": r.assignee_id})),
+            Some(serde_json::json!({"assignee_id": user.id})),
+        )?;
+        Ok(())
     })
 }

@@ -194,13 +194,35 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
     let r = sale
         .post(
             "/requests",
-            &[("partner_id", pid.as_str()), ("merchant_name", "The Coffee House"), ("point_name", "TCH Nguyễn Huệ")],
+            &[
+                ("partner_id", pid.as_str()),
+                ("merchant_name", "The Coffee House"),
+                ("point_name", "TCH Nguyễn Huệ"),
+                ("extra_points", "TCH Lê Lợi – 1 Lê Lợi, Quận 1\nTCH Hồ Tây | 5 Quảng An"),
+            ],
         )
         .await;
     assert_eq!(r.status, 303);
     let id = newest_request(&app);
     let page = sale.get(&format!("/requests/{id}")).await;
     assert!(page.body.contains("Chưa có xác nhận của merchant."));
+    assert!(
+        page.body.contains("TCH Lê Lợi – 1 Lê Lợi, Quận 1") && page.body.contains("TCH Hồ Tây – 5 Quảng An"),
+        "one request, three points"
+    );
+    // Hand it to the leader.
+    let leader_id: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::users;
+            users::table.filter(users::email.eq("leader@ipos.vn")).select(users::id).first(c)
+        })
+        .unwrap_or(-1);
+    let lid = leader_id.to_string();
+    assert_eq!(sale.post(&format!("/requests/{id}/assign"), &[("assignee_id", lid.as_str())]).await.status, 303);
+    assert!(
+        leader.get("/requests?mine=1").await.body.contains(&format!("#{id}")),
+        "the leader finds it under “Tôi phụ trách”"
+    );
     assert!(!page.body.contains("Chưa có xác nhận của leader"));
     // Sales cannot record a manual confirmation; a leader can, with a reason.
     assert_eq!(
@@ -255,7 +277,7 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
                 .get_result(c)
         })
         .unwrap_or(0);
-    assert_eq!(audit, 3, "open, accept, cancel");
+    assert_eq!(audit, 4, "open, assign, accept, cancel");
     // The acceptance mail went through the outbox.
     let queued: i64 = app
         .with_conn(|c| {

@@ -365,3 +365,45 @@ async fn two_workers_on_postgres_run_each_job_once() {
         app.with_conn(|c| job_events::table.select(job_events::worker).distinct().load(c)).unwrap_or_default();
     assert_eq!(by_worker.len(), 2, "both nodes took part: {by_worker:?}");
 }
+
+/// SIGTERM: no new claims; a running job finishes within the grace period, one that
+/// cannot is released for another worker without losing its attempt.
+#[test]
+fn sigterm_finishes_or_releases_running_jobs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("sqlite://{}/hub.db", dir.path().display());
+    let pool = hubgate::db::pool(&url, 2).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+    hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    let run_one = |conn: &mut DbConn, secs: f64, grace: &str| {
+        let id = enqueue(conn, "debug.sleep", &serde_json::json!({"secs": secs}), &JobOptions::default())
+            .ok()
+            .flatten()
+            .unwrap_or(-1);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .arg("worker")
+            .env("DATABASE_URL", &url)
+            .env("HUBGATE_DATA_DIR", dir.path())
+            .env("HUBGATE_LOG", "warn")
+            .env("HUBGATE_WORKER_POLL_MS", "50")
+            .env("HUBGATE_WORKER_GRACE_SECS", grace)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let started = Instant::now();
+        while hubgate::worker::models::job(conn, id).map(|j| j.locked_by.is_none()).unwrap_or(true) {
+            assert!(started.elapsed() < Duration::from_secs(20), "never claimed");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(term.map(|s| s.success()).unwrap_or(false));
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "clean exit on SIGTERM");
+        hubgate::worker::models::job(conn, id).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let finished = run_one(&mut conn, 0.5, "10");
+    assert!(finished.done_at.is_some(), "finished within the grace period");
+    let released = run_one(&mut conn, 30.0, "0");
+    assert!(released.done_at.is_none());
+    assert!(released.locked_until.is_none(), "lease given back at once");
+    assert_eq!(released.attempts, 0, "the interrupted attempt does not count");
+}

@@ -53,6 +53,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/requests/{id}/confirmations", "leader"),
     ("POST", "/requests/{id}/confirmations/{cid}/revoke", "sale,leader"),
     ("POST", "/requests/{id}/comments", "staff"),
+    ("POST", "/requests/{id}/assign", "sale,leader"),
     ("GET", "/my", "staff"),
     ("GET", "/merchants", "staff"),
     ("GET", "/merchants/{id}", "staff"),
