@@ -241,3 +241,84 @@ pub fn queue(pg_admin: Option<&str>, jobs: usize, mails: usize, concurrency: usi
     }
     Ok(())
 }
+
+/// Median milliseconds of `runs` calls of `f`.
+fn median_ms(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+/// `hubgate bench desk`: the merchant search and pages with `points` points.
+pub fn desk(pg_admin: Option<&str>, points: usize) -> anyhow::Result<()> {
+    use crate::db::schema::{merchants, points as pts};
+    use diesel::ExpressionMethods;
+    let backends: Vec<Option<&str>> = match pg_admin {
+        Some(url) => vec![None, Some(url)],
+        None => vec![None],
+    };
+    for backend in backends {
+        let label = if backend.is_some() { "postgres" } else { "sqlite" };
+        let s = scratch(backend)?;
+        let mut pooled = s.pool.get()?;
+        let conn: &mut crate::db::DbConn = &mut pooled;
+        let merchants_n = points / 3;
+        let t = crate::db::now();
+        let started = Instant::now();
+        conn.transaction(|c| -> diesel::QueryResult<()> {
+            for chunk in (0..merchants_n).collect::<Vec<_>>().chunks(2000) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|i| {
+                        let name = format!(
+                            "{} {} {i}",
+                            ["Phở", "Bún", "Cơm", "Cà phê", "Trà sữa"][i % 5],
+                            ["Thìn", "Hương", "Lan", "Minh"][i % 4]
+                        );
+                        (
+                            merchants::name.eq(name.clone()),
+                            merchants::search_key.eq(crate::mail::inbound::classify::fold(&name)),
+                            merchants::created_at.eq(t),
+                            merchants::updated_at.eq(t),
+                        )
+                    })
+                    .collect();
+                crate::with_conn!(c, |x| diesel::insert_into(merchants::table).values(&rows).execute(x))?;
+            }
+            for chunk in (0..points).collect::<Vec<_>>().chunks(2000) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|i| {
+                        let name = format!("Điểm {i}");
+                        (
+                            pts::merchant_id.eq((i % merchants_n) as i64 + 1),
+                            pts::name.eq(name.clone()),
+                            pts::address.eq(format!("{} Lê Lợi, Quận 1", i % 300)),
+                            pts::search_key.eq(crate::mail::inbound::classify::fold(&name)),
+                            pts::created_at.eq(t),
+                            pts::updated_at.eq(t),
+                        )
+                    })
+                    .collect();
+                crate::with_conn!(c, |x| diesel::insert_into(pts::table).values(&rows).execute(x))?;
+            }
+            Ok(())
+        })?;
+        let load = started.elapsed().as_secs_f64();
+        let search = median_ms(21, || Ok(crate::hub::models::search_merchants(conn, "pho", 0, 50).map(|_| ())?))?;
+        let deep = median_ms(21, || {
+            Ok(crate::hub::models::search_merchants(conn, "", 20_000.min(merchants_n as i64 - 50), 50).map(|_| ())?)
+        })?;
+        let one =
+            median_ms(21, || Ok(crate::hub::models::points_of(conn, 4242 % merchants_n as i64 + 1).map(|_| ())?))?;
+        println!(
+            "desk [{label}]: {merchants_n} merchants / {points} points loaded in {load:.1} s; search page {search:.1} ms, page 400 {deep:.1} ms, a merchant's points {one:.2} ms (medians of 21)"
+        );
+    }
+    Ok(())
+}

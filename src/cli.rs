@@ -57,6 +57,13 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Merchant search and pages over 100,000 points.
+    Desk {
+        #[arg(long, default_value_t = 100_000)]
+        points: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
     /// No-op jobs/s through enqueue → claim → complete, and mails/s through the file transport.
     Queue {
         #[arg(long, default_value_t = 20_000)]
@@ -110,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Bench { what }) = &cli.command {
         return match what {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
+            BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
                 crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
             }
