@@ -12,5 +12,7 @@ pub mod error;
 pub mod fmt;
 pub mod hub;
 pub mod mail;
+pub mod pyc;
+pub mod secrets;
 pub mod web;
 pub mod worker;

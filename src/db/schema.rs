@@ -283,7 +283,76 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    pyc_templates (id) {
+        id -> Int8,
+        kind -> Text,
+        version -> Int8,
+        body -> Text,
+        items -> Text,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pyc_counters (year) {
+        year -> Int8,
+        last -> Int8,
+    }
+}
+
+diesel::table! {
+    pycs (id) {
+        id -> Int8,
+        number -> Text,
+        request_id -> Int8,
+        state -> Text,
+        version -> Int8,
+        customer_name -> Text,
+        deployment_type -> Text,
+        contract_code -> Text,
+        signing_rep -> Text,
+        product -> Text,
+        brand -> Text,
+        point_applied -> Text,
+        location -> Text,
+        support_person -> Text,
+        support_phone -> Text,
+        notes -> Text,
+        template_id -> Int8,
+        pos_parent -> Text,
+        pos_id -> Text,
+        point_code -> Text,
+        key1_enc -> Nullable<Text>,
+        key2_enc -> Nullable<Text>,
+        screenshot -> Nullable<Binary>,
+        screenshot_type -> Nullable<Text>,
+        invoice_no -> Nullable<Text>,
+        invoice_date -> Nullable<Timestamp>,
+        created_by -> Nullable<Int8>,
+        deployed_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deployed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    pyc_checklist (id) {
+        id -> Int8,
+        pyc_id -> Int8,
+        position -> Int8,
+        label -> Text,
+        required -> Bool,
+        done_by -> Nullable<Int8>,
+        done_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
+diesel::joinable!(pycs -> requests (request_id));
+diesel::joinable!(pyc_checklist -> pycs (pyc_id));
 diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(points -> merchants (merchant_id));
 diesel::joinable!(requests -> partners (partner_id));
@@ -318,4 +387,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     job_events,
     mail_outbox,
+    pyc_templates,
+    pyc_counters,
+    pycs,
+    pyc_checklist,
 );

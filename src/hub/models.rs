@@ -385,3 +385,16 @@ pub fn set_assignee(conn: &mut DbConn, id: i64, user_id: i64) -> QueryResult<()>
         .execute(conn)?;
     Ok(())
 }
+
+/// Records the POS identifiers a deployment gave the point.
+pub fn set_point_pos(conn: &mut DbConn, id: i64, pos_parent: &str, pos_id: &str, point_code: &str) -> QueryResult<()> {
+    diesel::update(points::table.find(id))
+        .set((
+            points::pos_parent.eq(pos_parent),
+            points::pos_id.eq(pos_id),
+            points::point_code.eq(point_code),
+            points::updated_at.eq(crate::db::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

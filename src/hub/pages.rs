@@ -47,6 +47,8 @@ pub struct RequestView {
     pub steps: Vec<Step>,
     /// Sales and leaders who can take the request: (id, name).
     pub desk_people: Vec<(i64, String)>,
+    /// Its PYC: (id, number, state label).
+    pub pyc: Option<(i64, String, &'static str)>,
 }
 
 impl RequestView {
@@ -78,7 +80,21 @@ impl RequestView {
             .filter(|u| !u.disabled && u.roles().allows(&[Role::Sale, Role::Leader]))
             .map(|u| (u.id, u.name))
             .collect();
-        Ok(RequestView { r, state, partner, merchant, points, confirmations, missing, timeline, steps, desk_people })
+        let pyc = crate::pyc::models::pyc_of_request(conn, id)?
+            .map(|p| (p.id, p.number.clone(), crate::pyc::service::state_label(&p.state)));
+        Ok(RequestView {
+            r,
+            state,
+            partner,
+            merchant,
+            points,
+            confirmations,
+            missing,
+            timeline,
+            steps,
+            desk_people,
+            pyc,
+        })
     }
 
     pub fn assignee(&self) -> String {

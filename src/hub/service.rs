@@ -353,6 +353,18 @@ pub fn transition(
     conn.transaction(|conn| transition_inner(conn, actor, request_id, version, to, reason))
 }
 
+/// A move made by another domain (the PYC workflow) inside its own transaction.
+pub(crate) fn transition_in_tx(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request_id: i64,
+    version: i64,
+    to: State,
+    reason: &str,
+) -> AppResult<()> {
+    transition_inner(conn, actor, request_id, version, to, reason)
+}
+
 /// The move itself, inside the caller's transaction.
 fn transition_inner(
     conn: &mut DbConn,

@@ -97,7 +97,9 @@ impl State {
             | (Ticket, Deploying)
             | (Deploying, Replied)
             | (Replied, Reported)
-            | (Reported, Invoiced) => true,
+            | (Reported, Invoiced)
+            // The 0 đ invoice may come before the month-end report.
+            | (Replied, Invoiced) => true,
             (from, Cancelled) => !from.is_closed(),
             _ => false,
         }

@@ -26,6 +26,7 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Việc của tôi", href: "/my", access: Access::Staff },
     NavEntry { label: "Bảng điều khiển", href: "/dashboard", access: Access::Staff },
     NavEntry { label: "Yêu cầu kết nối", href: "/requests", access: Access::Staff },
+    NavEntry { label: "PYC", href: "/pyc", access: Access::Staff },
     NavEntry { label: "Hộp thư đối tác", href: "/mail", access: MAIL_DESK },
     NavEntry { label: "Thư đã gửi", href: "/mail/sent", access: MAIL_DESK },
     NavEntry { label: "Merchant", href: "/merchants", access: Access::Staff },
@@ -33,6 +34,7 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Đối tác", href: "/admin/partners", access: ADMIN },
     NavEntry { label: "Người dùng", href: "/admin/users", access: ADMIN },
     NavEntry { label: "Quy tắc thư", href: "/admin/mail-rules", access: ADMIN },
+    NavEntry { label: "Mẫu PYC", href: "/admin/pyc-templates", access: ADMIN },
     NavEntry { label: "Hàng đợi", href: "/admin/jobs", access: ADMIN },
     NavEntry { label: "Nhật ký thao tác", href: "/admin/audit", access: ADMIN },
 ];

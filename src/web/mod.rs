@@ -63,6 +63,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
         crate::hub::admin::ROUTES,
+        crate::pyc::handlers::ROUTES,
         crate::worker::handlers::ROUTES,
         crate::mail::sent::ROUTES,
     ]
@@ -78,6 +79,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::mail::inbound::handlers::configure(cfg);
     crate::hub::handlers::configure(cfg);
     crate::hub::admin::configure(cfg);
+    crate::pyc::handlers::configure(cfg);
     crate::worker::handlers::configure(cfg);
 }
 

@@ -9,6 +9,7 @@ mod db;
 mod demo;
 mod hub;
 mod mail_in;
+mod pyc;
 mod queue;
 mod roles;
 mod smtp;

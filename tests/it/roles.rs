@@ -72,6 +72,24 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/mail/sent", "sale,leader"),
     ("GET", "/mail/sent/{id}", "sale,leader"),
     ("GET", "/mail/sent/{id}/raw", "sale,leader"),
+    ("GET", "/requests/{id}/pyc/new", "sale,leader"),
+    ("POST", "/requests/{id}/pyc", "sale,leader"),
+    ("GET", "/pyc", "staff"),
+    ("GET", "/pyc/{id}", "staff"),
+    ("POST", "/pyc/{id}", "sale,leader"),
+    ("POST", "/pyc/{id}/review", "leader"),
+    ("POST", "/pyc/{id}/create", "sale,leader"),
+    ("POST", "/pyc/{id}/items/{iid}", "technician"),
+    ("POST", "/pyc/{id}/data", "technician"),
+    ("POST", "/pyc/{id}/screenshot", "technician"),
+    ("GET", "/pyc/{id}/screenshot", "staff"),
+    ("POST", "/pyc/{id}/reveal", "technician,leader"),
+    ("POST", "/pyc/{id}/deployed", "technician"),
+    ("GET", "/pyc/{id}/reply", "sale,leader,technician"),
+    ("POST", "/pyc/{id}/reply", "sale,leader,technician"),
+    ("POST", "/pyc/{id}/invoice", "sale,accountant"),
+    ("GET", "/admin/pyc-templates", "admin"),
+    ("POST", "/admin/pyc-templates", "admin"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];
@@ -119,7 +137,11 @@ db_test!(role_matrix, |app| {
     let mut failures = Vec::new();
     for (method, path, rule) in routes {
         // A missing id: allowed roles reach the handler (404), nothing real changes.
-        let url = path.replace("{id}", "999999").replace("{aid}", "999999").replace("{cid}", "999999");
+        let url = path
+            .replace("{id}", "999999")
+            .replace("{aid}", "999999")
+            .replace("{cid}", "999999")
+            .replace("{iid}", "999999");
         for (who, browser) in &people {
             let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };
             let got = if page.redirects_to_login() {

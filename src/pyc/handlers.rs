@@ -1,0 +1,495 @@
+//! PYC pages: create from a request, the ticket with its checklist and deployment
+//! data, the B5 reply, the 0 đ invoice, the lists, and the admins' note templates.
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::models::{self, Item, Pyc, PycFields};
+use super::service;
+use crate::accounts::Role;
+use crate::error::{AppError, AppResult};
+use crate::fmt::LocalTime;
+use crate::web::access::Access;
+use crate::web::layout::{Ctx, Layout, redirect, render, render_status};
+
+const DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
+const LEADER: Access = Access::Roles(&[Role::Leader]);
+const TECH: Access = Access::Roles(&[Role::Technician]);
+const KEYS: Access = Access::Roles(&[Role::Technician, Role::Leader]);
+const REPLY: Access = Access::Roles(&[Role::Sale, Role::Leader, Role::Technician]);
+const INVOICE: Access = Access::Roles(&[Role::Sale, Role::Accountant]);
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+
+crate::routes! {
+    GET "/requests/{id}/pyc/new" => DESK, new_form;
+    POST "/requests/{id}/pyc" => DESK, create;
+    GET "/pyc" => Access::Staff, list;
+    GET "/pyc/{id}" => Access::Staff, show;
+    POST "/pyc/{id}" => DESK, update;
+    POST "/pyc/{id}/review" => LEADER, review;
+    POST "/pyc/{id}/create" => DESK, finalize;
+    POST "/pyc/{id}/items/{iid}" => TECH, tick;
+    POST "/pyc/{id}/data" => TECH, save_data;
+    POST "/pyc/{id}/screenshot" => TECH, upload_screenshot;
+    GET "/pyc/{id}/screenshot" => Access::Staff, screenshot;
+    POST "/pyc/{id}/reveal" => KEYS, reveal;
+    POST "/pyc/{id}/deployed" => TECH, deployed;
+    GET "/pyc/{id}/reply" => REPLY, reply_form;
+    POST "/pyc/{id}/reply" => REPLY, reply;
+    POST "/pyc/{id}/invoice" => INVOICE, invoice;
+    GET "/admin/pyc-templates" => ADMIN, templates;
+    POST "/admin/pyc-templates" => ADMIN, new_template;
+}
+
+#[derive(Template)]
+#[template(path = "pyc/form.html")]
+struct FormPage {
+    l: Layout,
+    request_id: i64,
+    f: PycFields,
+    template: String,
+    error: Option<String>,
+}
+
+async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let (f, t) = ctx.db(move |conn| service::draft_fields(conn, id)).await?;
+    let template = format!("{} v{}", t.kind, t.version);
+    render(&FormPage {
+        l: ctx.layout("Lập PYC", &[("Yêu cầu kết nối", "/requests")]),
+        request_id: id,
+        f,
+        template,
+        error: None,
+    })
+}
+
+async fn create(ctx: Ctx, id: web::Path<i64>, form: web::Form<PycFields>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    let f = form.into_inner();
+    let fields = f.clone();
+    match ctx.db(move |conn| service::create(conn, &actor, id, &fields)).await {
+        Ok(pyc) => {
+            ctx.flash("success", "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8).");
+            Ok(redirect(&format!("/pyc/{pyc}")))
+        }
+        Err(AppError::Validation(m)) => render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &FormPage {
+                l: ctx.layout("Lập PYC", &[("Yêu cầu kết nối", "/requests")]),
+                request_id: id,
+                f,
+                template: String::new(),
+                error: Some(m),
+            },
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pyc/show.html")]
+struct ShowPage {
+    l: Layout,
+    p: Pyc,
+    items: Vec<Item>,
+    blockers: Vec<String>,
+    kind: String,
+    template: String,
+    keys: Option<(String, String)>,
+}
+
+impl ShowPage {
+    fn has(&self, roles: &[Role]) -> bool {
+        self.l.user.as_ref().is_some_and(|u| u.roles.allows(roles))
+    }
+    fn can_desk(&self) -> bool {
+        self.has(&[Role::Sale, Role::Leader])
+    }
+    fn can_review(&self) -> bool {
+        self.has(&[Role::Leader])
+    }
+    fn can_deploy(&self) -> bool {
+        self.has(&[Role::Technician]) && self.p.state == "created"
+    }
+    fn can_keys(&self) -> bool {
+        self.has(&[Role::Technician, Role::Leader])
+    }
+    fn can_reply(&self) -> bool {
+        self.has(&[Role::Sale, Role::Leader, Role::Technician]) && self.p.state == "deployed"
+    }
+    fn can_invoice(&self) -> bool {
+        self.has(&[Role::Sale, Role::Accountant]) && self.p.state == "deployed"
+    }
+    fn done_at(&self, i: &Item) -> String {
+        i.done_at.map(|t| LocalTime(t).to_string()).unwrap_or_default()
+    }
+    fn state(&self) -> &'static str {
+        service::state_label(&self.p.state)
+    }
+    fn payment(&self) -> bool {
+        self.kind == "payment"
+    }
+}
+
+async fn show_page(ctx: &Ctx, id: i64, keys: Option<(String, String)>) -> AppResult<HttpResponse> {
+    let (p, items, blockers, t) = ctx
+        .db(move |conn| {
+            let p = models::pyc(conn, id)?;
+            let items = models::items(conn, id)?;
+            let blockers = service::deploy_blockers(conn, &p)?;
+            let t = models::template(conn, p.template_id)?;
+            Ok((p, items, blockers, t))
+        })
+        .await?;
+    let title = p.number.clone();
+    let page = ShowPage {
+        l: ctx.layout(
+            &title,
+            &[("PYC", "/pyc"), (&format!("Yêu cầu #{}", p.request_id), &format!("/requests/{}", p.request_id))],
+        ),
+        p,
+        items,
+        blockers,
+        template: format!("{} v{}", t.kind, t.version),
+        kind: t.kind,
+        keys,
+    };
+    render(&page)
+}
+
+async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    show_page(&ctx, id.into_inner(), None).await
+}
+
+/// Runs an action and returns to the PYC page with its outcome.
+async fn act<F>(ctx: Ctx, id: i64, done: &str, f: F) -> AppResult<HttpResponse>
+where
+    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<()> + Send + 'static,
+{
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| f(conn, &actor)).await {
+        Ok(()) => ctx.flash("success", done.to_string()),
+        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => ctx.flash("error", m),
+        Err(e) => return Err(e),
+    }
+    Ok(redirect(&format!("/pyc/{id}")))
+}
+
+#[derive(Deserialize)]
+struct UpdateForm {
+    #[serde(default)]
+    version: i64,
+    #[serde(flatten)]
+    fields: PycFields,
+}
+
+async fn update(ctx: Ctx, id: web::Path<i64>, form: web::Form<UpdateForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    act(ctx, id, "Đã lưu PYC.", move |c, a| service::update(c, a, id, f.version, &f.fields)).await
+}
+
+#[derive(Deserialize)]
+struct VersionForm {
+    #[serde(default)]
+    version: i64,
+}
+
+async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let v = form.version;
+    act(ctx, id, "Đã xem lại PYC (B7).", move |c, a| service::advance(c, a, id, v, "reviewed")).await
+}
+
+async fn finalize(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let v = form.version;
+    act(ctx, id, "Đã tạo PYC (B8); kỹ thuật có thể triển khai.", move |c, a| {
+        service::advance(c, a, id, v, "created")
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TickForm {
+    done: Option<String>,
+}
+
+async fn tick(ctx: Ctx, path: web::Path<(i64, i64)>, form: web::Form<TickForm>) -> AppResult<HttpResponse> {
+    let (id, item) = path.into_inner();
+    let done = form.done.is_some();
+    act(ctx, id, "Đã cập nhật checklist.", move |c, a| service::tick(c, a, id, item, done)).await
+}
+
+#[derive(Deserialize)]
+struct DataForm {
+    #[serde(default)]
+    pos_parent: String,
+    #[serde(default)]
+    pos_id: String,
+    #[serde(default)]
+    point_code: String,
+    #[serde(default)]
+    key1: String,
+    #[serde(default)]
+    key2: String,
+}
+
+async fn save_data(ctx: Ctx, id: web::Path<i64>, form: web::Form<DataForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let secret = ctx.state.config.secret.clone();
+    act(ctx, id, "Đã lưu dữ liệu triển khai.", move |c, a| {
+        service::save_data(c, &secret, a, id, &f.pos_parent, &f.pos_id, &f.point_code, &f.key1, &f.key2)
+    })
+    .await
+}
+
+async fn upload_screenshot(ctx: Ctx, id: web::Path<i64>, mut payload: Multipart) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let mut bytes = None;
+    while let Some(field) = payload.next().await {
+        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
+        if field.name() == Some("screenshot") {
+            bytes = Some(match field.bytes(service::MAX_SCREENSHOT_BYTES).await {
+                Ok(Ok(b)) => b.to_vec(),
+                Ok(Err(e)) => return Err(AppError::Validation(format!("Tệp tải lên bị lỗi: {e}"))),
+                Err(_) => {
+                    ctx.flash("error", "Ảnh lớn hơn 5 MB.");
+                    return Ok(redirect(&format!("/pyc/{id}")));
+                }
+            });
+        }
+    }
+    let bytes = bytes.unwrap_or_default();
+    act(ctx, id, "Đã lưu ảnh kết nối.", move |c, a| service::save_screenshot(c, a, id, &bytes)).await
+}
+
+async fn screenshot(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let (bytes, kind) = ctx.db(move |conn| Ok(models::screenshot(conn, id)?)).await?;
+    let bytes = bytes.ok_or(AppError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type(kind.unwrap_or_else(|| "application/octet-stream".into()))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Cache-Control", "private, no-store"))
+        .body(bytes))
+}
+
+async fn reveal(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let actor = ctx.actor()?;
+    let secret = ctx.state.config.secret.clone();
+    let keys = ctx.db(move |conn| service::reveal_keys(conn, &secret, &actor, id)).await?;
+    show_page(&ctx, id, Some(keys)).await
+}
+
+async fn deployed(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let v = form.version;
+    act(ctx, id, "Đã hoàn tất triển khai. Gửi lại thông tin cho đối tác (B5).", move |c, a| {
+        service::mark_deployed(c, a, id, v)
+    })
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "pyc/reply.html")]
+struct ReplyPage {
+    l: Layout,
+    id: i64,
+    version: i64,
+    d: crate::hub::service::AcceptanceDraft,
+    error: Option<String>,
+}
+
+async fn reply_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let sender = ctx.user()?.name.clone();
+    let (d, version) =
+        ctx.db(move |conn| Ok((service::reply_draft(conn, id, &sender)?, models::pyc(conn, id)?.version))).await?;
+    render(&ReplyPage {
+        l: ctx.layout("Gửi lại thông tin cho đối tác (B5)", &[("PYC", "/pyc")]),
+        id,
+        version,
+        d,
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    cc: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+async fn reply(ctx: Ctx, id: web::Path<i64>, form: web::Form<ReplyForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let actor = ctx.actor()?;
+    let sender = ctx.user()?.name.clone();
+    let outbound = ctx.state.config.outbound.clone();
+    let (to, cc, subject, body, version) = (f.to.clone(), f.cc.clone(), f.subject.clone(), f.body.clone(), f.version);
+    let result = ctx
+        .db(move |conn| {
+            // Threading comes from the conversation, never from the form.
+            let mut d = service::reply_draft(conn, id, &sender)?;
+            d.to = to;
+            d.cc = cc;
+            d.subject = subject;
+            d.body = body;
+            service::send_reply(conn, &outbound, &actor, id, version, &d)
+        })
+        .await;
+    match result {
+        Ok(_) => {
+            ctx.flash("success", "Đã gửi lại thông tin cho đối tác (B5).");
+            Ok(redirect(&format!("/pyc/{id}")))
+        }
+        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => {
+            let d = crate::hub::service::AcceptanceDraft {
+                to: f.to,
+                cc: f.cc,
+                subject: f.subject,
+                body: f.body,
+                ..Default::default()
+            };
+            render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &ReplyPage {
+                    l: ctx.layout("Gửi lại thông tin cho đối tác (B5)", &[("PYC", "/pyc")]),
+                    id,
+                    version: f.version,
+                    d,
+                    error: Some(m),
+                },
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct InvoiceForm {
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    date: String,
+}
+
+async fn invoice(ctx: Ctx, id: web::Path<i64>, form: web::Form<InvoiceForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let Ok(date) = chrono::NaiveDate::parse_from_str(f.date.trim(), "%Y-%m-%d") else {
+        ctx.flash("error", "Ngày hóa đơn không hợp lệ.");
+        return Ok(redirect(&format!("/pyc/{id}")));
+    };
+    let at = crate::fmt::local_midnight_utc(date);
+    act(ctx, id, "Đã ghi nhận hóa đơn 0 đ; PYC đã đóng.", move |c, a| {
+        service::record_invoice(c, a, id, f.version, &f.number, at)
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "pyc/list.html")]
+struct ListPage {
+    l: Layout,
+    state: String,
+    rows: Vec<Pyc>,
+}
+
+impl ListPage {
+    fn when(&self, p: &Pyc) -> LocalTime {
+        LocalTime(p.deployed_at.unwrap_or(p.created_at))
+    }
+}
+
+async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
+    let state = q.into_inner().state;
+    let filter = state.clone();
+    let rows = ctx
+        .db(move |conn| {
+            let states: Vec<&str> = match filter.as_str() {
+                "" => vec!["draft", "reviewed", "created", "deployed", "invoiced"],
+                s => vec![s],
+            };
+            Ok(models::in_states(conn, &states)?)
+        })
+        .await?;
+    let title = if state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
+    render(&ListPage { l: ctx.layout(title, &[]), state, rows })
+}
+
+#[derive(Template)]
+#[template(path = "pyc/templates.html")]
+struct TemplatesPage {
+    l: Layout,
+    rows: Vec<models::Template>,
+}
+
+async fn templates(ctx: Ctx) -> AppResult<HttpResponse> {
+    let rows = ctx.db(|conn| Ok(models::templates(conn)?)).await?;
+    render(&TemplatesPage { l: ctx.layout("Mẫu ghi chú PYC", &[("Quản trị", "/admin/users")]), rows })
+}
+
+#[derive(Deserialize)]
+struct TemplateForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    items: String,
+}
+
+async fn new_template(ctx: Ctx, form: web::Form<TemplateForm>) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let f = form.into_inner();
+    if f.kind.trim().is_empty() || f.body.trim().is_empty() || f.items.trim().is_empty() {
+        ctx.flash("error", "Cần loại đối tác, nội dung ghi chú và danh sách việc.");
+        return Ok(redirect("/admin/pyc-templates"));
+    }
+    ctx.db(move |conn| {
+        use diesel::Connection;
+        conn.transaction(|conn| {
+            let kind = f.kind.trim().to_lowercase();
+            let id = models::insert_template(conn, &kind, &f.body, &f.items, actor.user_id)?;
+            crate::audit::record(
+                conn,
+                &actor,
+                "pyc_template",
+                id,
+                "create",
+                None,
+                Some(serde_json::json!({"kind": kind})),
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    ctx.flash("success", "Đã lưu phiên bản mẫu mới; PYC cũ giữ phiên bản của mình.");
+    Ok(redirect("/admin/pyc-templates"))
+}

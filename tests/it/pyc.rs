@@ -1,0 +1,340 @@
+//! PYC: from an accepted MoMo request to the 0 đ invoice, with the B5 reply received by
+//! a real SMTP server, keys sealed at rest, reveal permission and audit, and numbering.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use hubgate::accounts::Role;
+use hubgate::db::schema::{audit_log, pyc_checklist, pycs, requests};
+use hubgate::mail::inbound::service;
+
+const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 7, 7];
+
+fn ingest(app: &crate::support::TestApp, prefix: &str) -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let path = files
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .unwrap_or_default();
+    let raw = std::fs::read(&path).unwrap_or_default();
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None)).ok().and_then(|r| r.id).unwrap_or(-1)
+}
+
+fn version(app: &crate::support::TestApp, id: i64) -> String {
+    app.with_conn(|c| pycs::table.find(id).select(pycs::version).first::<i64>(c)).unwrap_or(-1).to_string()
+}
+
+fn request_state(app: &crate::support::TestApp, id: i64) -> String {
+    app.with_conn(|c| requests::table.find(id).select(requests::state).first(c)).unwrap_or_default()
+}
+
+/// An accepted MoMo request opened from the corpus; returns its id.
+async fn accepted_momo_request(app: &crate::support::TestApp, sale: &crate::support::Browser) -> i64 {
+    let opening = ingest(app, "a01");
+    ingest(app, "a02");
+    ingest(app, "a03");
+    let pid: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::partners;
+            partners::table.filter(partners::code.eq("MOMO")).select(partners::id).first(c)
+        })
+        .unwrap_or(-1);
+    let (pid, mid) = (pid.to_string(), opening.to_string());
+    let r = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("mail_id", mid.as_str()),
+                ("merchant_name", "Phở Thìn Lò Đúc"),
+                ("point_name", "Phở Thìn - 13 Lò Đúc"),
+                ("point_address", "13 Lò Đúc, Hà Nội"),
+                ("point_contact", "Chị Lan"),
+                ("point_phone", "0912345678"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let id: i64 =
+        app.with_conn(|c| requests::table.select(requests::id).order(requests::id.desc()).first(c)).unwrap_or(-1);
+    let v =
+        app.with_conn(|c| requests::table.find(id).select(requests::version).first::<i64>(c)).unwrap_or(-1).to_string();
+    let ok = sale
+        .post(
+            &format!("/requests/{id}/accept"),
+            &[
+                ("version", v.as_str()),
+                ("to", "hub@momo.vn"),
+                ("subject", "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"),
+                ("body", "Đồng ý mở cổng."),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    id
+}
+
+#[actix_web::test]
+async fn from_accepted_request_to_invoice_sqlite() {
+    full_path(hubgate::db::Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn from_accepted_request_to_invoice_postgres() {
+    if crate::support::pg_admin_url().is_none() {
+        return;
+    }
+    full_path(hubgate::db::Backend::Postgres).await;
+}
+
+async fn full_path(backend: hubgate::db::Backend) {
+    let (port, inbox, _server) = crate::smtp::start(0).await;
+    let app = crate::support::TestApp::start_with(backend, |c| {
+        c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("backend"));
+    for (email, role) in [
+        ("sale@ipos.vn", Role::Sale),
+        ("leader@ipos.vn", Role::Leader),
+        ("kythuat@ipos.vn", Role::Technician),
+        ("ketoan@ipos.vn", Role::Accountant),
+    ] {
+        app.create_user(email, &[role]);
+    }
+    let sale = app.login("sale@ipos.vn").await;
+    let leader = app.login("leader@ipos.vn").await;
+    let tech = app.login("kythuat@ipos.vn").await;
+    let accountant = app.login("ketoan@ipos.vn").await;
+    let rid = accepted_momo_request(&app, &sale).await;
+
+    // The PYC form is prefilled from the partner, the point and the opening mail's date.
+    let form = sale.get(&format!("/requests/{rid}/pyc/new")).await;
+    assert_eq!(form.status, 200);
+    for expected in [
+        "HD-MOMO-20261102",
+        "Extradeploy",
+        "HUB → Mở cổng kết nối",
+        "MOMO HUB",
+        "MoMo - Điểm ảo",
+        "Phở Thìn - 13 Lò Đúc – 13 Lò Đúc, Hà Nội",
+        "Chị Lan",
+        "Key1:",
+        "MoMo Merchant CMS",
+    ] {
+        assert!(form.body.contains(expected), "missing {expected}");
+    }
+    let fields = [
+        ("customer_name", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
+        ("deployment_type", "Extradeploy – tiếp tục từ hợp đồng"),
+        ("contract_code", "HD-MOMO-20261102"),
+        ("signing_rep", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
+        ("product", "HUB → Mở cổng kết nối"),
+        ("brand", "MOMO HUB"),
+        ("point_applied", "MoMo - Điểm ảo"),
+        ("location", "Phở Thìn - 13 Lò Đúc – 13 Lò Đúc, Hà Nội"),
+        ("support_person", "Chị Lan"),
+        ("support_phone", "0912345678"),
+        ("notes", "Ghi chú mở cổng kết nối thanh toán (MOMO)"),
+    ];
+    let created = sale.post(&format!("/requests/{rid}/pyc"), &fields).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id: i64 = app.with_conn(|c| pycs::table.select(pycs::id).first(c)).unwrap_or(-1);
+    let number: String = app.with_conn(|c| pycs::table.find(id).select(pycs::number).first(c)).unwrap_or_default();
+    let year = chrono::Datelike::year(&hubgate::fmt::local_date(hubgate::db::now()));
+    assert_eq!(number, format!("PYC-{year}-000001"));
+
+    // B7 by a leader only, then B8; the request reaches B3.
+    assert_eq!(sale.post(&format!("/pyc/{id}/review"), &[("version", version(&app, id).as_str())]).await.status, 403);
+    assert_eq!(leader.post(&format!("/pyc/{id}/review"), &[("version", version(&app, id).as_str())]).await.status, 303);
+    assert_eq!(sale.post(&format!("/pyc/{id}/create"), &[("version", version(&app, id).as_str())]).await.status, 303);
+    assert_eq!(request_state(&app, rid), "ticket");
+
+    // The technician cannot finish with anything missing.
+    let v = version(&app, id);
+    tech.post(&format!("/pyc/{id}/deployed"), &[("version", v.as_str())]).await;
+    let page = tech.get(&format!("/pyc/{id}")).await;
+    assert!(page.body.contains("Chưa thể hoàn tất") && page.body.contains("Thiếu Key1"), "{}", page.body);
+    let items: Vec<(i64, bool)> = app
+        .with_conn(|c| {
+            pyc_checklist::table
+                .filter(pyc_checklist::pyc_id.eq(id))
+                .order(pyc_checklist::position)
+                .select((pyc_checklist::id, pyc_checklist::required))
+                .load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(items.len(), 8, "the template's items became the checklist");
+    for (item, required) in &items {
+        if *required {
+            assert_eq!(tech.post(&format!("/pyc/{id}/items/{item}"), &[("done", "1")]).await.status, 303);
+        }
+    }
+    assert_eq!(request_state(&app, rid), "deploying");
+    let who: Vec<Option<i64>> = app
+        .with_conn(|c| {
+            pyc_checklist::table.filter(pyc_checklist::required.eq(true)).select(pyc_checklist::done_by).load(c)
+        })
+        .unwrap_or_default();
+    assert!(who.iter().all(|w| w.is_some()), "each tick records who");
+    assert_eq!(
+        tech.post(
+            &format!("/pyc/{id}/data"),
+            &[
+                ("pos_parent", "PP-7788"),
+                ("pos_id", "POS-123456"),
+                ("key1", "K1-SECRET-abc"),
+                ("key2", "K2-SECRET-xyz")
+            ]
+        )
+        .await
+        .status,
+        303
+    );
+    let bad = reqwest::multipart::Form::new()
+        .part("screenshot", reqwest::multipart::Part::bytes(b"GIF89a not allowed".to_vec()).file_name("x.gif"));
+    let tok = tech.token().await;
+    tech.multipart(&format!("/pyc/{id}/screenshot?_csrf={tok}"), bad).await;
+    assert!(tech.get(&format!("/pyc/{id}")).await.body.contains("Ảnh phải là PNG, JPEG hoặc WebP"));
+    let shot = reqwest::multipart::Form::new()
+        .part("screenshot", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("ok.png"));
+    assert_eq!(tech.multipart(&format!("/pyc/{id}/screenshot?_csrf={tok}"), shot).await.status, 303);
+    let v = version(&app, id);
+    assert_eq!(tech.post(&format!("/pyc/{id}/deployed"), &[("version", v.as_str())]).await.status, 303);
+    let state: String = app.with_conn(|c| pycs::table.find(id).select(pycs::state).first(c)).unwrap_or_default();
+    assert_eq!(state, "deployed");
+
+    // Keys: sealed at rest; revealed only to allowed roles, each reveal audited.
+    let (k1, k2): (Option<String>, Option<String>) =
+        app.with_conn(|c| pycs::table.find(id).select((pycs::key1_enc, pycs::key2_enc)).first(c)).unwrap_or_default();
+    assert!(k1.is_some_and(|k| !k.contains("K1-SECRET")) && k2.is_some_and(|k| !k.contains("K2-SECRET")));
+    if backend == hubgate::db::Backend::Sqlite {
+        let _ = app.with_conn(|c| diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c));
+        let file = std::fs::read(app.data_dir.path().join("hubgate.db")).unwrap_or_default();
+        assert!(!file.windows(9).any(|w| w == b"K1-SECRET"), "the database file never holds a key in clear");
+    }
+    assert!(!tech.get(&format!("/pyc/{id}")).await.body.contains("K1-SECRET-abc"), "hidden until asked");
+    assert_eq!(sale.post(&format!("/pyc/{id}/reveal"), &[]).await.status, 403);
+    let shown = tech.post(&format!("/pyc/{id}/reveal"), &[]).await;
+    assert!(shown.body.contains("K1-SECRET-abc") && shown.body.contains("K2-SECRET-xyz"));
+    let reveals: i64 = app
+        .with_conn(|c| audit_log::table.filter(audit_log::action.eq("reveal_keys")).count().get_result(c))
+        .unwrap_or(0);
+    assert_eq!(reveals, 1);
+
+    // B5: the reply to the partner, in its thread, with the screenshot.
+    let draft = tech.get(&format!("/pyc/{id}/reply")).await;
+    assert!(draft.body.contains("POS Parent: PP-7788") && draft.body.contains("POS ID: POS-123456"));
+    let v = version(&app, id);
+    let sent = tech
+        .post(
+            &format!("/pyc/{id}/reply"),
+            &[
+                ("version", v.as_str()),
+                ("to", "hub@momo.vn"),
+                ("cc", "lan@phothin.vn"),
+                ("subject", "RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"),
+                ("body", "Kính gửi MoMo,\n\nPOS Parent: PP-7788\nPOS ID: POS-123456\n\nTrân trọng"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(request_state(&app, rid), "replied");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "t".into(),
+        concurrency: 4,
+        lease: Duration::from_secs(60),
+        poll: Duration::from_millis(20),
+        job_timeout: Duration::from_secs(20),
+        grace: Duration::from_secs(2),
+    };
+    let worker = tokio::spawn(hubgate::worker::runner::run(
+        app.state.clone(),
+        Arc::new(hubgate::worker::runner::Registry::standard()),
+        opts,
+        rx,
+    ));
+    let started = Instant::now();
+    while inbox.received().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "mails not delivered");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+    let received = inbox.received();
+    let reply = received
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+        .find(|m| m.body_text(0).is_some_and(|t| t.contains("PP-7788")))
+        .unwrap_or_else(|| panic!("no B5 mail"));
+    assert_eq!(reply.in_reply_to().as_text(), Some("A01.outlook@momo.vn"));
+    let refs = reply.references().as_text_list().map(|l| l.len()).unwrap_or(0);
+    assert!(refs >= 3, "the whole thread is referenced");
+    use mail_parser::MimeHeaders;
+    let att = reply.attachments().next().unwrap_or_else(|| panic!("no screenshot"));
+    assert!(att.attachment_name().is_some_and(|n| n.starts_with("ket-noi-thanh-cong-PYC-")));
+    assert_eq!(att.contents(), PNG);
+
+    // The 0 đ invoice closes it; the not-invoiced list forgets it.
+    assert!(accountant.get("/pyc?state=deployed").await.body.contains(&number));
+    assert_eq!(
+        tech.post(&format!("/pyc/{id}/invoice"), &[("version", "0"), ("number", "x"), ("date", "2026-11-24")])
+            .await
+            .status,
+        403
+    );
+    let v = version(&app, id);
+    assert_eq!(
+        accountant
+            .post(
+                &format!("/pyc/{id}/invoice"),
+                &[("version", v.as_str()), ("number", "0000123"), ("date", "2026-11-24")]
+            )
+            .await
+            .status,
+        303
+    );
+    assert_eq!(request_state(&app, rid), "invoiced");
+    assert!(!accountant.get("/pyc?state=deployed").await.body.contains(&number));
+    let page = accountant.get(&format!("/pyc/{id}")).await;
+    assert!(page.body.contains("0000123"));
+}
+
+/// Numbers are unique and gap-free when many creators race on PostgreSQL.
+#[actix_web::test]
+async fn numbering_under_concurrency_on_postgres() {
+    let Some(app) = crate::support::TestApp::start_pg().await else { return };
+    let pool = app.state.pool.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || -> Vec<i64> {
+                let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+                (0..25)
+                    .map(|i| {
+                        conn.transaction(|c| -> diesel::QueryResult<i64> {
+                            let n = hubgate::pyc::models::next_number(c, 2026)?;
+                            if i % 5 == 4 {
+                                // A failed creation: its number must come back.
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            Ok(n)
+                        })
+                        .unwrap_or(-1)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut numbers: Vec<i64> =
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).filter(|n| *n > 0).collect();
+    numbers.sort();
+    assert_eq!(numbers.len(), 160);
+    assert_eq!(numbers, (1..=160).collect::<Vec<_>>(), "no duplicates and no gaps");
+}
