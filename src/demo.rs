@@ -120,6 +120,10 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
     let leader = crate::accounts::models::find_by_email(conn, USERS[2].0)?.ok_or(AppError::NotFound)?;
     let sale_actor = Actor::user(sale.id, &sale.email);
     let leader_actor = Actor::user(leader.id, &leader.email);
+    let tech = crate::accounts::models::find_by_email(conn, USERS[3].0)?.ok_or(AppError::NotFound)?;
+    let accountant = crate::accounts::models::find_by_email(conn, USERS[4].0)?.ok_or(AppError::NotFound)?;
+    let tech_actor = Actor::user(tech.id, &tech.email);
+    let accountant_actor = Actor::user(accountant.id, &accountant.email);
 
     // Customers: the partners' companies, as PYCs name them.
     let mut new_customers = 0;
@@ -217,7 +221,8 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
             opened += 1;
             let version = crate::hub::models::request(conn, id)?.version;
             match n % 6 {
-                // Accepted, with the acceptance mail queued in the partner's thread.
+                // Accepted, with the acceptance mail queued in the partner's thread,
+                // then carried through the PYC as far as `n` says.
                 0 | 1 => {
                     let r = crate::hub::models::request(conn, id)?;
                     if !hub::missing(conn, &r)?.is_empty() {
@@ -231,6 +236,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                     }
                     let draft = hub::acceptance_draft(conn, id, &sale.name)?;
                     hub::accept(conn, &config.outbound, &sale_actor, id, version, &draft)?;
+                    advance_pyc(conn, config, n, id, &sale_actor, &leader_actor, &tech_actor, &accountant_actor)?;
                 }
                 2 => hub::transition(
                     conn,
@@ -254,4 +260,70 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
         out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, role.label()));
     }
     Ok(out)
+}
+
+/// A 1×1 PNG standing in for the screenshot of a successful connection.
+const DEMO_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0xDA, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D,
+    0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// Takes an accepted request's PYC to a stage that depends on `n`: draft, created,
+/// deploying, deployed and replied, or invoiced.
+#[allow(clippy::too_many_arguments)]
+fn advance_pyc(
+    conn: &mut DbConn,
+    config: &Config,
+    n: usize,
+    request_id: i64,
+    sale: &Actor,
+    leader: &Actor,
+    tech: &Actor,
+    accountant: &Actor,
+) -> AppResult<()> {
+    use crate::pyc::{models as pyc_models, service as pyc};
+    let stage = n / 6;
+    let (fields, _) = pyc::draft_fields(conn, request_id)?;
+    let id = pyc::create(conn, sale, request_id, &fields)?;
+    if stage == 0 {
+        return Ok(());
+    }
+    let v = pyc_models::pyc(conn, id)?.version;
+    pyc::advance(conn, leader, id, v, "reviewed")?;
+    let v = pyc_models::pyc(conn, id)?.version;
+    pyc::advance(conn, sale, id, v, "created")?;
+    if stage == 1 {
+        return Ok(());
+    }
+    let items = pyc_models::items(conn, id)?;
+    for item in items.iter().filter(|i| i.required).take(if stage == 2 { 3 } else { usize::MAX }) {
+        pyc::tick(conn, tech, id, item.id, true)?;
+    }
+    if stage == 2 {
+        return Ok(());
+    }
+    pyc::save_data(
+        conn,
+        &config.secret,
+        tech,
+        id,
+        &format!("PP-{:04}", 1000 + n),
+        &format!("POS-{:06}", 200_000 + n),
+        &format!("MD-{n:04}"),
+        &format!("K1-{n:04}-demo"),
+        &format!("K2-{n:04}-demo"),
+    )?;
+    pyc::save_screenshot(conn, tech, id, DEMO_PNG)?;
+    let v = pyc_models::pyc(conn, id)?.version;
+    pyc::mark_deployed(conn, tech, id, v)?;
+    let draft = pyc::reply_draft(conn, id, "Phạm Kỹ Thuật")?;
+    let v = pyc_models::pyc(conn, id)?.version;
+    pyc::send_reply(conn, &config.outbound, tech, id, v, &draft)?;
+    if stage >= 4 {
+        let v = pyc_models::pyc(conn, id)?.version;
+        pyc::record_invoice(conn, accountant, id, v, &format!("HD0-{:05}", n), crate::db::now())?;
+    }
+    Ok(())
 }

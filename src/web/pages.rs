@@ -24,6 +24,10 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+fn asset() -> &'static str {
+    super::layout::asset_version()
+}
+
 /// The Vietnamese error page; shows only the message meant for people.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     let page = ErrorPage { status: status.as_u16(), title, message };

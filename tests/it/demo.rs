@@ -25,7 +25,7 @@ db_test!(demo_data_fills_the_desk_once, |app| {
     assert_eq!(counts(&app), first, "a second run adds nothing");
     let states: Vec<String> =
         app.with_conn(|c| requests::table.select(requests::state).distinct().load(c)).unwrap_or_default();
-    for s in ["received", "accepted", "rejected", "cancelled"] {
+    for s in ["received", "accepted", "ticket", "deploying", "replied", "invoiced", "rejected", "cancelled"] {
         assert!(states.iter().any(|x| x == s), "{s} missing from {states:?}");
     }
     // Each demo account signs in and sees a populated page of its own.
