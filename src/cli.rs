@@ -48,6 +48,14 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Write the month's workbook of connected points, e.g. `hubgate report 2026-10 -o list.xlsx`.
+    Report {
+        /// YYYY-MM (a month in Asia/Ho_Chi_Minh).
+        month: String,
+        /// Output file (default: diem-ket-noi-YYYY-MM.xlsx).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Partner mail from files.
     Mail {
         #[command(subcommand)]
@@ -143,6 +151,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker => run_worker(state),
+        Command::Report { month, output } => {
+            let month = crate::reports::Month::parse(&month)
+                .with_context(|| format!("`{month}` is not a month like 2026-10"))?;
+            let mut conn = state.pool.get()?;
+            let rows = crate::reports::month_rows(&mut conn, month).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let book = crate::reports::workbook(month, &rows).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let path = output.unwrap_or_else(|| month.file_name().into());
+            std::fs::write(&path, book).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{}: {} connections -> {}", month, rows.len(), path.display());
+            Ok(())
+        }
         Command::Migrate => {
             println!("database is up to date");
             Ok(())

@@ -13,6 +13,7 @@ pub mod fmt;
 pub mod hub;
 pub mod mail;
 pub mod pyc;
+pub mod reports;
 pub mod secrets;
 pub mod web;
 pub mod worker;

@@ -183,6 +183,12 @@ pub fn outbox_page(conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<(V
     Ok((rows, total))
 }
 
+/// Whether a mail with exactly this subject was already queued (idempotent senders).
+pub fn outbox_has_subject(conn: &mut DbConn, subject: &str) -> QueryResult<bool> {
+    let n: i64 = mail_outbox::table.filter(mail_outbox::subject.eq(subject)).count().get_result(conn)?;
+    Ok(n > 0)
+}
+
 /// Outgoing mail of a request, for its timeline.
 pub fn outbox_of_request(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<OutboxRow>> {
     mail_outbox::table

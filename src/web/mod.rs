@@ -64,6 +64,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::hub::handlers::ROUTES,
         crate::hub::admin::ROUTES,
         crate::pyc::handlers::ROUTES,
+        crate::reports::handlers::ROUTES,
         crate::worker::handlers::ROUTES,
         crate::mail::sent::ROUTES,
     ]
@@ -80,6 +81,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::hub::handlers::configure(cfg);
     crate::hub::admin::configure(cfg);
     crate::pyc::handlers::configure(cfg);
+    crate::reports::handlers::configure(cfg);
     crate::worker::handlers::configure(cfg);
 }
 

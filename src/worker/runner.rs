@@ -68,6 +68,7 @@ impl Registry {
         let mut r = Registry::default();
         r.register(crate::mail::outbound::SEND_JOB, crate::mail::outbound::send_job);
         r.register(crate::mail::inbound::maildir::SCAN_JOB, crate::mail::inbound::maildir::scan_job);
+        r.register(crate::reports::MONTHLY_JOB, crate::reports::monthly_job);
         // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
         r.register("debug.noop", |_ctx| async { Ok(()) });
         r.register("debug.sleep", |ctx: JobCtx| async move {

@@ -86,7 +86,13 @@ pub fn tick(conn: &mut DbConn, schedules: &[Schedule], now: NaiveDateTime) -> Ap
 
 /// The schedules of the app, from its configuration.
 pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
-    let mut out = Vec::new();
+    // The accountants' month-end list: the 1st at 08:00, local time.
+    let mut out = vec![Schedule {
+        name: "monthly-report".into(),
+        every: Every::Monthly { day: 1, hour: 8, minute: 0 },
+        kind: crate::reports::MONTHLY_JOB.into(),
+        payload: serde_json::json!({}),
+    }];
     if config.mail.maildir.is_some() {
         out.push(Schedule {
             name: "maildir".into(),

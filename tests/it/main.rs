@@ -11,6 +11,7 @@ mod hub;
 mod mail_in;
 mod pyc;
 mod queue;
+mod report;
 mod roles;
 mod smtp;
 mod web;

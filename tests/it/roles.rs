@@ -90,6 +90,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/pyc/{id}/invoice", "sale,accountant"),
     ("GET", "/admin/pyc-templates", "admin"),
     ("POST", "/admin/pyc-templates", "admin"),
+    ("GET", "/reports", "accountant"),
+    ("GET", "/reports/{month}/xlsx", "accountant"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];
@@ -141,7 +143,8 @@ db_test!(role_matrix, |app| {
             .replace("{id}", "999999")
             .replace("{aid}", "999999")
             .replace("{cid}", "999999")
-            .replace("{iid}", "999999");
+            .replace("{iid}", "999999")
+            .replace("{month}", "2026-10");
         for (who, browser) in &people {
             let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };
             let got = if page.redirects_to_login() {

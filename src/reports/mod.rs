@@ -1,0 +1,272 @@
+//! The month-end list of points connected successfully (B6) and its Excel workbook.
+//!
+//! Rules: a month is a calendar month in Asia/Ho_Chi_Minh; a (point, partner)
+//! connection counts once, in the month its first PYC was deployed; the workbook is
+//! written with rust_xlsxwriter's constant-memory sheets so a month of 100,000
+//! connections stays small in memory.
+
+pub mod handlers;
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use rust_xlsxwriter::{Format, FormatAlign, Workbook, XlsxError};
+
+use crate::db::DbConn;
+use crate::db::schema::{merchants, partners, points, pycs, request_points, requests, users};
+use crate::error::{AppError, AppResult};
+use crate::fmt::{TZ, local_midnight_utc};
+
+/// A calendar month, as written `2026-10`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Month {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Month {
+    pub fn parse(s: &str) -> Option<Month> {
+        let (y, m) = s.trim().split_once('-')?;
+        let (year, month) = (y.parse().ok()?, m.parse().ok()?);
+        NaiveDate::from_ymd_opt(year, month, 1).map(|_| Month { year, month })
+    }
+
+    pub fn of(date: NaiveDate) -> Month {
+        Month { year: date.year(), month: date.month() }
+    }
+
+    pub fn previous(self) -> Month {
+        if self.month == 1 {
+            Month { year: self.year - 1, month: 12 }
+        } else {
+            Month { year: self.year, month: self.month - 1 }
+        }
+    }
+
+    pub fn next(self) -> Month {
+        if self.month == 12 {
+            Month { year: self.year + 1, month: 1 }
+        } else {
+            Month { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// [start, end) in UTC of the local month.
+    pub fn utc_range(self) -> (NaiveDateTime, NaiveDateTime) {
+        let first = |m: Month| NaiveDate::from_ymd_opt(m.year, m.month, 1).unwrap_or_default();
+        (local_midnight_utc(first(self)), local_midnight_utc(first(self.next())))
+    }
+
+    pub fn file_name(self) -> String {
+        format!("diem-ket-noi-{self}.xlsx")
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:02}", self.year, self.month)
+    }
+}
+
+/// One connection that went live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub partner: String,
+    pub merchant: String,
+    pub point: String,
+    pub address: String,
+    pub pos_parent: String,
+    pub pos_id: String,
+    pub point_code: String,
+    /// Go-live time, local (Asia/Ho_Chi_Minh).
+    pub live_at: NaiveDateTime,
+    pub pyc: String,
+    pub technician: String,
+}
+
+type Raw =
+    (i64, i64, String, String, String, String, String, String, String, Option<NaiveDateTime>, String, Option<i64>);
+
+/// Every (point, partner) connection whose first deployment falls in `month`.
+pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
+    let (start, end) = month.utc_range();
+    let raw: Vec<Raw> = pycs::table
+        .inner_join(requests::table.on(requests::id.eq(pycs::request_id)))
+        .inner_join(request_points::table.on(request_points::request_id.eq(requests::id)))
+        .inner_join(points::table.on(points::id.eq(request_points::point_id)))
+        .inner_join(merchants::table.on(merchants::id.eq(points::merchant_id)))
+        .inner_join(partners::table.on(partners::id.eq(requests::partner_id)))
+        .filter(pycs::deployed_at.lt(end))
+        .order((pycs::deployed_at.asc(), pycs::id.asc()))
+        .select((
+            points::id,
+            partners::id,
+            partners::code,
+            merchants::name,
+            points::name,
+            points::address,
+            pycs::pos_parent,
+            pycs::pos_id,
+            pycs::point_code,
+            pycs::deployed_at,
+            pycs::number,
+            pycs::deployed_by,
+        ))
+        .load(conn)?;
+    let names: Vec<(i64, String)> = users::table.select((users::id, users::name)).load(conn)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (point_id, partner_id, partner, merchant, point, address, pos_parent, pos_id, point_code, at, pyc, by) in raw {
+        let Some(at) = at else { continue };
+        // Earlier deployments of the same connection were counted in their month.
+        if !seen.insert((point_id, partner_id)) || at < start {
+            continue;
+        }
+        let local = chrono::TimeZone::from_utc_datetime(&chrono::Utc, &at).with_timezone(&TZ).naive_local();
+        let technician = by.and_then(|id| names.iter().find(|n| n.0 == id)).map(|n| n.1.clone()).unwrap_or_default();
+        out.push(Row {
+            partner,
+            merchant,
+            point,
+            address,
+            pos_parent,
+            pos_id,
+            point_code,
+            live_at: local,
+            pyc,
+            technician,
+        });
+    }
+    Ok(out)
+}
+
+/// Column headers of the partner sheets.
+pub const HEADERS: [&str; 10] =
+    ["Đối tác", "Merchant", "Điểm", "Địa chỉ", "POS Parent", "POS ID", "Mã điểm", "Ngày kết nối", "Số PYC", "Kỹ thuật"];
+
+/// Counts per partner, in partner order.
+pub fn counts(rows: &[Row]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|c| c.0 == r.partner) {
+            Some(c) => c.1 += 1,
+            None => out.push((r.partner.clone(), 1)),
+        }
+    }
+    out.sort();
+    out
+}
+
+fn xlsx(e: XlsxError) -> AppError {
+    AppError::internal(anyhow::anyhow!("xlsx: {e}"))
+}
+
+/// The workbook: a summary sheet and one constant-memory sheet per partner.
+pub fn workbook(month: Month, rows: &[Row]) -> AppResult<Vec<u8>> {
+    let mut book = Workbook::new();
+    let bold =
+        Format::new().set_bold().set_background_color("DDEBF7").set_border_bottom(rust_xlsxwriter::FormatBorder::Thin);
+    let date = Format::new().set_num_format("dd/mm/yyyy hh:mm").set_align(FormatAlign::Left);
+    let counts = counts(rows);
+    {
+        let sheet = book.add_worksheet().set_name("Tổng hợp").map_err(xlsx)?;
+        sheet
+            .write_string_with_format(
+                0,
+                0,
+                format!("Điểm kết nối thành công tháng {:02}/{}", month.month, month.year),
+                &bold,
+            )
+            .map_err(xlsx)?;
+        sheet.write_string_with_format(2, 0, "Đối tác", &bold).map_err(xlsx)?;
+        sheet.write_string_with_format(2, 1, "Số điểm kết nối", &bold).map_err(xlsx)?;
+        for (i, (partner, n)) in counts.iter().enumerate() {
+            sheet.write_string(3 + i as u32, 0, partner).map_err(xlsx)?;
+            sheet.write_number(3 + i as u32, 1, *n as f64).map_err(xlsx)?;
+        }
+        let total_row = 3 + counts.len() as u32;
+        sheet.write_string_with_format(total_row, 0, "Tổng cộng", &bold).map_err(xlsx)?;
+        sheet.write_number_with_format(total_row, 1, rows.len() as f64, &bold).map_err(xlsx)?;
+        sheet.set_column_width(0, 40).map_err(xlsx)?;
+        sheet.set_column_width(1, 18).map_err(xlsx)?;
+    }
+    for (partner, n) in &counts {
+        let sheet = book.add_worksheet_with_constant_memory().map_err(xlsx)?;
+        sheet.set_name(partner.chars().take(31).collect::<String>()).map_err(xlsx)?;
+        let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count() + 2).collect();
+        for (c, h) in HEADERS.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(xlsx)?;
+        }
+        for (r, row) in (1u32..).zip(rows.iter().filter(|x| &x.partner == partner)) {
+            let texts =
+                [&row.partner, &row.merchant, &row.point, &row.address, &row.pos_parent, &row.pos_id, &row.point_code];
+            for (c, t) in texts.iter().enumerate() {
+                sheet.write_string(r, c as u16, t.as_str()).map_err(xlsx)?;
+                widths[c] = widths[c].max(t.chars().count() + 2);
+            }
+            sheet.write_datetime_with_format(r, 7, row.live_at, &date).map_err(xlsx)?;
+            widths[7] = widths[7].max(18);
+            sheet.write_string(r, 8, &row.pyc).map_err(xlsx)?;
+            sheet.write_string(r, 9, &row.technician).map_err(xlsx)?;
+            widths[8] = widths[8].max(row.pyc.chars().count() + 2);
+            widths[9] = widths[9].max(row.technician.chars().count() + 2);
+        }
+        for (c, w) in widths.iter().enumerate() {
+            sheet.set_column_width(c as u16, (*w).min(60) as f64).map_err(xlsx)?;
+        }
+        sheet.set_freeze_panes(1, 0).map_err(xlsx)?;
+        sheet.autofilter(0, 0, (*n as u32).max(1), (HEADERS.len() - 1) as u16).map_err(xlsx)?;
+    }
+    book.save_to_buffer().map_err(xlsx)
+}
+
+/// The scheduled job: the previous month's workbook mailed to every accountant, once.
+pub const MONTHLY_JOB: &str = "report.monthly_mail";
+
+pub async fn monthly_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
+    let slot = ctx.payload["slot"].as_str().and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok());
+    let today = crate::fmt::local_date(slot.unwrap_or_else(crate::db::now));
+    let month = Month::of(today).previous();
+    let outbound = ctx.state.config.outbound.clone();
+    let job_id = ctx.id;
+    ctx.db(move |conn| {
+        let accountants: Vec<String> = crate::accounts::models::list(conn)?
+            .into_iter()
+            .filter(|u| !u.disabled && u.roles().has(crate::accounts::Role::Accountant))
+            .map(|u| u.email)
+            .collect();
+        if accountants.is_empty() {
+            return Ok(());
+        }
+        let subject = format!("Danh sách điểm kết nối thành công tháng {:02}/{}", month.month, month.year);
+        // A re-run after a crash must not mail the accountants twice.
+        if crate::mail::outbound::outbox_has_subject(conn, &subject)? {
+            return Ok(());
+        }
+        let rows = month_rows(conn, month)?;
+        let book = workbook(month, &rows)?;
+        let summary = counts(&rows).iter().map(|(p, n)| format!("- {p}: {n} điểm")).collect::<Vec<_>>().join("\n");
+        let mail = crate::mail::outbound::OutgoingMail {
+            to: accountants,
+            subject,
+            text: format!(
+                "Chào chị/anh kế toán,\n\nĐính kèm danh sách {} điểm kết nối thành công tháng {:02}/{} để đối soát:\n{}\n\nhubgate (thư tự động)",
+                rows.len(),
+                month.month,
+                month.year,
+                if summary.is_empty() { "- không có điểm nào".to_string() } else { summary }
+            ),
+            attachments: vec![(
+                month.file_name(),
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
+                book,
+            )],
+            ..Default::default()
+        };
+        use diesel::Connection;
+        conn.transaction(|conn| {
+            crate::mail::outbound::queue_mail(conn, &outbound, &crate::audit::Actor::system(&format!("job {job_id}")), &mail)?;
+            Ok(())
+        })
+    })
+    .await
+}

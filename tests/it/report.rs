@@ -1,0 +1,243 @@
+//! The month-end workbook: the timezone boundary, and every cell read back with calamine.
+
+use calamine::{Data, DataType, Reader, Xlsx, open_workbook_from_rs};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use hubgate::accounts::Role;
+use hubgate::audit::Actor;
+use hubgate::db::DbConn;
+use hubgate::db::schema::{partners, pycs};
+use hubgate::hub::service::{self as hub, OpenRequest};
+use hubgate::pyc::{models as pyc_models, service as pyc};
+use hubgate::reports::{Month, month_rows, workbook};
+
+const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3];
+
+fn utc(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap_or_default()
+}
+
+/// A connection deployed at `when` (UTC), through the real services.
+fn deployed(
+    c: &mut DbConn,
+    app: &crate::support::TestApp,
+    partner: &str,
+    merchant: &str,
+    point: &str,
+    when: NaiveDateTime,
+) -> String {
+    let sale = Actor::user(1, "sale@ipos.vn");
+    let leader = Actor::user(2, "leader@ipos.vn");
+    let tech = Actor::user(3, "kythuat@ipos.vn");
+    let pid: i64 = partners::table.filter(partners::code.eq(partner)).select(partners::id).first(c).unwrap_or(-1);
+    let input = OpenRequest {
+        partner_id: pid,
+        merchant_name: merchant.into(),
+        point_name: point.into(),
+        point_address: format!("{point}, Quận 1"),
+        ..Default::default()
+    };
+    let rid = hub::open_request(c, &sale, &input).unwrap_or_else(|e| panic!("{e:?}"));
+    hub::manual_confirmation(c, &leader, rid, "merchant", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+    hub::manual_confirmation(c, &leader, rid, "leader", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+    let mut draft = hub::acceptance_draft(c, rid, "Sale").unwrap_or_else(|e| panic!("{e:?}"));
+    draft.to = "doitac@example.vn".into();
+    let v = hubgate::hub::models::request(c, rid).map(|r| r.version).unwrap_or(0);
+    hub::accept(c, &app.state.config.outbound, &sale, rid, v, &draft).unwrap_or_else(|e| panic!("{e:?}"));
+    let (fields, _) = pyc::draft_fields(c, rid).unwrap_or_else(|e| panic!("{e:?}"));
+    let id = pyc::create(c, &sale, rid, &fields).unwrap_or_else(|e| panic!("{e:?}"));
+    let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+    pyc::advance(c, &leader, id, v, "reviewed").unwrap_or_else(|e| panic!("{e:?}"));
+    let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+    pyc::advance(c, &sale, id, v, "created").unwrap_or_else(|e| panic!("{e:?}"));
+    for item in pyc_models::items(c, id).unwrap_or_default().into_iter().filter(|i| i.required) {
+        pyc::tick(c, &tech, id, item.id, true).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let code = format!("MD-{point}");
+    pyc::save_data(
+        c,
+        &app.state.config.secret,
+        &tech,
+        id,
+        &format!("PP-{point}"),
+        &format!("POS-{point}"),
+        &code,
+        "k1",
+        "k2",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    pyc::save_screenshot(c, &tech, id, PNG).unwrap_or_else(|e| panic!("{e:?}"));
+    let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+    pyc::mark_deployed(c, &tech, id, v).unwrap_or_else(|e| panic!("{e:?}"));
+    diesel::update(pycs::table.find(id)).set(pycs::deployed_at.eq(Some(when))).execute(c).unwrap_or(0);
+    pyc_models::pyc(c, id).map(|p| p.number).unwrap_or_default()
+}
+
+fn text(d: Option<&Data>) -> String {
+    match d {
+        Some(Data::String(s)) => s.clone(),
+        Some(Data::Float(f)) => f.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+db_test!(the_month_workbook_reads_back_cell_by_cell, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let (a, b, c_, d) = app.with_conn(|c| {
+        (
+            // 23:30 on 31 Oct local time: October.
+            deployed(c, &app, "MOMO", "Phở Thìn", "A1", utc("2026-10-31 16:30")),
+            // 00:30 on 1 Nov local time: November.
+            deployed(c, &app, "MOMO", "Bún Chả", "B2", utc("2026-10-31 17:30")),
+            // Midnight on 1 Oct local time: October.
+            deployed(c, &app, "GIFTPOP", "The Coffee House", "C3", utc("2026-09-30 17:00")),
+            // 23:59 on 30 Sep local time: September.
+            deployed(c, &app, "GIFTPOP", "Highlands", "D4", utc("2026-09-30 16:59")),
+        )
+    });
+    let rows = app.with_conn(|c| month_rows(c, Month { year: 2026, month: 10 })).unwrap_or_else(|e| panic!("{e:?}"));
+    let pycs_in: Vec<&str> = rows.iter().map(|r| r.pyc.as_str()).collect();
+    assert_eq!(pycs_in, [c_.as_str(), a.as_str()], "the timezone decides the month");
+    assert!(!pycs_in.contains(&b.as_str()) && !pycs_in.contains(&d.as_str()));
+
+    let bytes = workbook(Month { year: 2026, month: 10 }, &rows).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(book.sheet_names(), ["Tổng hợp", "GIFTPOP", "MOMO"]);
+    let summary = book.worksheet_range("Tổng hợp").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text(summary.get_value((0, 0))), "Điểm kết nối thành công tháng 10/2026");
+    assert_eq!(text(summary.get_value((2, 0))), "Đối tác");
+    assert_eq!(text(summary.get_value((2, 1))), "Số điểm kết nối");
+    assert_eq!((text(summary.get_value((3, 0))), text(summary.get_value((3, 1)))), ("GIFTPOP".into(), "1".into()));
+    assert_eq!((text(summary.get_value((4, 0))), text(summary.get_value((4, 1)))), ("MOMO".into(), "1".into()));
+    assert_eq!((text(summary.get_value((5, 0))), text(summary.get_value((5, 1)))), ("Tổng cộng".into(), "2".into()));
+    let momo = book.worksheet_range("MOMO").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(momo.height(), 2);
+    let header: Vec<String> = (0..10).map(|c| text(momo.get_value((0, c)))).collect();
+    assert_eq!(header, hubgate::reports::HEADERS.map(String::from).to_vec());
+    let row: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 8, 9].iter().map(|c| text(momo.get_value((1, *c)))).collect();
+    assert_eq!(
+        row,
+        ["MOMO", "Phở Thìn", "A1", "A1, Quận 1", "PP-A1", "POS-A1", "MD-A1", a.as_str(), "Người dùng kythuat@ipos.vn"]
+    );
+    let live = momo.get_value((1, 7)).and_then(|d| d.as_datetime()).unwrap_or_default();
+    assert_eq!(live, utc("2026-10-31 23:30"), "a real Excel date, in local time");
+    let gift = book.worksheet_range("GIFTPOP").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gift.get_value((1, 7)).and_then(|d| d.as_datetime()), Some(utc("2026-10-01 00:00")));
+
+    // The accountant's page and download.
+    let acc = app.login("ketoan@ipos.vn").await;
+    let page = acc.get("/reports?month=2026-10").await;
+    assert!(page.body.contains("Tổng cộng") && page.body.contains(&a));
+    assert_eq!(acc.get("/reports/2026-10/xlsx").await.status, 200);
+    assert_eq!(acc.get("/reports/2026-13/xlsx").await.status, 404);
+    assert_eq!(app.login("sale@ipos.vn").await.get("/reports").await.status, 403);
+});
+
+#[actix_web::test]
+async fn month_end_mail_goes_out_once_with_the_workbook() {
+    let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    app.create_user("ketoan2@ipos.vn", &[Role::Accountant, Role::Sale]);
+    use hubgate::worker::schedule::{Schedule, tick};
+    let schedules: Vec<Schedule> = hubgate::worker::schedule::standard(&app.state.config);
+    // Two nodes tick on 1 Nov at 08:05 local.
+    let at = utc("2026-11-01 01:05");
+    let added = app.with_conn(|c| tick(c, &schedules, at).unwrap_or(0) + tick(c, &schedules, at).unwrap_or(0));
+    assert_eq!(added, 1);
+    let registry = hubgate::worker::runner::Registry::standard();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "t".into(),
+        concurrency: 2,
+        lease: std::time::Duration::from_secs(60),
+        poll: std::time::Duration::from_millis(20),
+        job_timeout: std::time::Duration::from_secs(20),
+        grace: std::time::Duration::from_secs(2),
+    };
+    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), std::sync::Arc::new(registry), opts, rx));
+    let started = std::time::Instant::now();
+    while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+    let mails: Vec<(String, String, String)> = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table
+                .select((mail_outbox::subject, mail_outbox::to_addrs, mail_outbox::attachment_names))
+                .load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0, "Danh sách điểm kết nối thành công tháng 10/2026");
+    assert!(mails[0].1.contains("ketoan@ipos.vn") && mails[0].1.contains("ketoan2@ipos.vn"));
+    assert_eq!(mails[0].2, "diem-ket-noi-2026-10.xlsx");
+    // A replayed job (say, after a crash) does not mail again.
+    app.with_conn(|c| {
+        use hubgate::db::schema::jobs;
+        diesel::update(jobs::table.filter(jobs::kind.eq("report.monthly_mail")))
+            .set(jobs::done_at.eq(None::<NaiveDateTime>))
+            .execute(c)
+    })
+    .unwrap_or(0);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "t2".into(),
+        concurrency: 2,
+        lease: std::time::Duration::from_secs(60),
+        poll: std::time::Duration::from_millis(20),
+        job_timeout: std::time::Duration::from_secs(20),
+        grace: std::time::Duration::from_secs(2),
+    };
+    let worker = tokio::spawn(hubgate::worker::runner::run(
+        app.state.clone(),
+        std::sync::Arc::new(hubgate::worker::runner::Registry::standard()),
+        opts,
+        rx,
+    ));
+    while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+    let count: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_outbox;
+            mail_outbox::table.filter(mail_outbox::subject.like("Danh sách điểm%")).count().get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn cli_writes_the_workbook() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.path().join("thang10.xlsx");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args(["report", "2026-10", "-o"])
+        .arg(&out)
+        .env("DATABASE_URL", format!("sqlite://{}/hub.db", dir.path().display()))
+        .env("HUBGATE_DATA_DIR", dir.path())
+        .env("HUBGATE_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let bytes = std::fs::read(&out).unwrap_or_default();
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(book.sheet_names(), ["Tổng hợp"]);
+    let summary = book.worksheet_range("Tổng hợp").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text(summary.get_value((3, 0))), "Tổng cộng");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_hubgate"))
+        .args(["report", "2026-13"])
+        .env("DATABASE_URL", format!("sqlite://{}/hub.db", dir.path().display()))
+        .env("HUBGATE_DATA_DIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bad.status.success());
+}
