@@ -322,3 +322,47 @@ pub fn desk(pg_admin: Option<&str>, points: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// `hubgate bench report`: seconds and peak memory to write a month of `rows` connections.
+pub fn report(rows: usize) -> anyhow::Result<()> {
+    let before = peak_rss_mb();
+    let partners = ["GIFTPOP", "JAMJA", "MEETE", "MOMO", "VNPAY", "ZALOPAY"];
+    let base = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).and_then(|d| d.and_hms_opt(8, 0, 0)).unwrap_or_default();
+    let data: Vec<crate::reports::Row> = (0..rows)
+        .map(|i| crate::reports::Row {
+            partner: partners[i % partners.len()].to_string(),
+            merchant: format!("{} {}", ["Phở", "Bún", "Cơm", "Cà phê"][i % 4], i / 3),
+            point: format!("Điểm {i}"),
+            address: format!("{} Lê Lợi, Quận 1, TP.HCM", i % 400),
+            pos_parent: format!("PP-{:06}", i / 3),
+            pos_id: format!("POS-{i:07}"),
+            point_code: format!("MD-{i:06}"),
+            live_at: base + chrono::Duration::seconds((i as i64 * 26) % (30 * 86_400)),
+            pyc: format!("PYC-2026-{:06}", i + 1),
+            technician: "Phạm Kỹ Thuật".into(),
+        })
+        .collect();
+    let after_data = peak_rss_mb();
+    let started = Instant::now();
+    let book = crate::reports::workbook(crate::reports::Month { year: 2026, month: 10 }, &data)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "report: workbook of {rows} connections in {secs:.2} s, {:.1} MB file; peak RSS {:.0} MB (rows in memory {:.0} MB, process at start {:.0} MB)",
+        book.len() as f64 / 1_048_576.0,
+        peak_rss_mb(),
+        after_data - before,
+        before
+    );
+    Ok(())
+}

@@ -65,6 +65,11 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Seconds and peak memory to write the month's workbook.
+    Report {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
     /// Merchant search and pages over 100,000 points.
     Desk {
         #[arg(long, default_value_t = 100_000)]
@@ -126,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match what {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
+            BenchCommand::Report { rows } => crate::bench::report(*rows),
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
                 crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
             }
