@@ -364,5 +364,40 @@ pub fn report(rows: usize) -> anyhow::Result<()> {
         after_data - before,
         before
     );
+    // Their statement: the same connections, every tenth with another merchant name,
+    // codes written their way (lower case, zero-padded), one in fifty missing.
+    let sheet = crate::reports::reconcile::Sheet {
+        name: "Bang ke".into(),
+        rows: std::iter::once(vec!["Mã POS".to_string(), "Merchant".into(), "Ngày".into()])
+            .chain(data.iter().enumerate().filter(|(i, _)| i % 50 != 0).map(|(i, r)| {
+                let merchant = if i % 10 == 0 { "Khác".to_string() } else { r.merchant.clone() };
+                vec![
+                    r.pos_id.to_lowercase().replace("pos-", "pos-00"),
+                    merchant,
+                    r.live_at.format("%d/%m/%Y").to_string(),
+                ]
+            }))
+            .collect(),
+    };
+    let mapping = crate::reports::reconcile::Mapping {
+        sheet: "Bang ke".into(),
+        header_row: 0,
+        pos_id: Some(0),
+        point_code: None,
+        merchant: Some(1),
+        date: Some(2),
+    };
+    let started = Instant::now();
+    let outcome = crate::reports::reconcile::reconcile(&data, std::slice::from_ref(&sheet), &mapping)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "reconcile: {rows} against {} rows in {:.2} s ({} matched, {} only ours, {} only theirs, {} differing)",
+        sheet.rows.len() - 1,
+        started.elapsed().as_secs_f64(),
+        outcome.matched.len(),
+        outcome.only_ours.len(),
+        outcome.only_theirs.len(),
+        outcome.differing.len()
+    );
     Ok(())
 }

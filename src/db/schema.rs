@@ -350,6 +350,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    reconciliations (id) {
+        id -> Int8,
+        partner_id -> Int8,
+        month -> Text,
+        file_name -> Text,
+        file -> Binary,
+        mapping -> Nullable<Text>,
+        result -> Nullable<Text>,
+        matched -> Int8,
+        only_ours -> Int8,
+        only_theirs -> Int8,
+        differing -> Int8,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+        run_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recon_mappings (partner_id) {
+        partner_id -> Int8,
+        mapping -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
 diesel::joinable!(pycs -> requests (request_id));
 diesel::joinable!(pyc_checklist -> pycs (pyc_id));
@@ -391,4 +418,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     pyc_counters,
     pycs,
     pyc_checklist,
+    reconciliations,
+    recon_mappings,
 );

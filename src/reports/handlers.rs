@@ -16,6 +16,11 @@ const PAGE_SIZE: usize = 100;
 
 crate::routes! {
     GET "/reports" => ACCOUNTING, preview;
+    GET "/reports/reconcile" => ACCOUNTING, reconcile_home;
+    POST "/reports/reconcile" => ACCOUNTING, reconcile_upload;
+    GET "/reports/reconcile/{id}" => ACCOUNTING, reconcile_show;
+    POST "/reports/reconcile/{id}/run" => ACCOUNTING, reconcile_run;
+    GET "/reports/reconcile/{id}/xlsx" => ACCOUNTING, reconcile_xlsx;
     GET "/reports/{month}/xlsx" => ACCOUNTING, download;
 }
 
@@ -72,6 +77,187 @@ async fn download(ctx: Ctx, month: web::Path<String>) -> AppResult<HttpResponse>
         .insert_header(header::ContentDisposition {
             disposition: header::DispositionType::Attachment,
             parameters: vec![header::DispositionParam::Filename(month.file_name())],
+        })
+        .body(book))
+}
+
+use super::reconcile::{self, Mapping, Outcome, Reconciliation};
+use crate::mail::inbound::models::Partner;
+
+#[derive(Template)]
+#[template(path = "reports/reconcile_home.html")]
+struct ReconcileHome {
+    l: Layout,
+    partners: Vec<Partner>,
+    recent: Vec<Reconciliation>,
+    default_month: String,
+}
+
+impl ReconcileHome {
+    fn partner(&self, id: &i64) -> String {
+        self.partners.iter().find(|p| p.id == *id).map(|p| p.code.clone()).unwrap_or_default()
+    }
+    fn when(&self, r: &Reconciliation) -> crate::fmt::LocalTime {
+        crate::fmt::LocalTime(r.created_at)
+    }
+}
+
+async fn reconcile_home(ctx: Ctx) -> AppResult<HttpResponse> {
+    let (partners, recent) =
+        ctx.db(|conn| Ok((crate::mail::inbound::models::partners(conn)?, reconcile::recent(conn)?))).await?;
+    let default_month = Month::of(crate::fmt::local_date(crate::db::now())).previous().to_string();
+    render(&ReconcileHome {
+        l: ctx.layout("Đối soát với đối tác", &[("Báo cáo tháng", "/reports")]),
+        partners,
+        recent,
+        default_month,
+    })
+}
+
+async fn reconcile_upload(ctx: Ctx, mut payload: actix_multipart::Multipart) -> AppResult<HttpResponse> {
+    use futures_util::StreamExt;
+    let (mut partner_id, mut month, mut file_name, mut bytes) = (0i64, String::new(), String::new(), Vec::new());
+    while let Some(field) = payload.next().await {
+        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
+        let name = field.name().unwrap_or("").to_string();
+        let data = match field.bytes(30 * 1024 * 1024).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(AppError::Validation(format!("Tệp tải lên bị lỗi: {e}"))),
+            Err(_) => return Err(AppError::Validation("Tệp lớn hơn 30 MB.".into())),
+        };
+        match name.as_str() {
+            "partner_id" => partner_id = String::from_utf8_lossy(&data).trim().parse().unwrap_or(0),
+            "month" => month = String::from_utf8_lossy(&data).to_string(),
+            "file" => {
+                file_name =
+                    field.content_disposition().and_then(|c| c.get_filename()).unwrap_or("doi-soat").to_string();
+                bytes = data.to_vec();
+            }
+            _ => {}
+        }
+    }
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| reconcile::upload(conn, &actor, partner_id, &month, &file_name, &bytes)).await {
+        Ok(id) => Ok(crate::web::layout::redirect(&format!("/reports/reconcile/{id}"))),
+        Err(AppError::Validation(m)) => {
+            ctx.flash("error", m);
+            Ok(crate::web::layout::redirect("/reports/reconcile"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "reports/reconcile_show.html")]
+struct ReconcileShow {
+    l: Layout,
+    r: Reconciliation,
+    partner: String,
+    sheets: Vec<(String, Vec<Vec<String>>)>,
+    mapping: Mapping,
+    outcome: Option<Outcome>,
+    error: Option<String>,
+}
+
+impl ReconcileShow {
+    fn headers(&self) -> Vec<(usize, String)> {
+        let sheet = self.sheets.iter().find(|s| s.0 == self.mapping.sheet).or(self.sheets.first());
+        let row = sheet.and_then(|s| s.1.get(self.mapping.header_row)).cloned().unwrap_or_default();
+        row.into_iter().enumerate().map(|(i, h)| (i, if h.is_empty() { format!("Cột {}", i + 1) } else { h })).collect()
+    }
+    fn is(&self, col: &Option<usize>, i: &usize) -> bool {
+        *col == Some(*i)
+    }
+}
+
+async fn reconcile_show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    reconcile_page(&ctx, id, None).await
+}
+
+async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<HttpResponse> {
+    let (r, partner, sheets, saved) = ctx
+        .db(move |conn| {
+            let r = reconcile::get(conn, id)?;
+            let partner = crate::mail::inbound::models::partners(conn)?
+                .into_iter()
+                .find(|p| p.id == r.partner_id)
+                .map(|p| p.code)
+                .unwrap_or_default();
+            let (name, bytes) = reconcile::file(conn, id)?;
+            let sheets = reconcile::read(&bytes, &name).map_err(AppError::Validation)?;
+            let saved = reconcile::saved_mapping(conn, r.partner_id)?;
+            Ok((r, partner, sheets, saved))
+        })
+        .await?;
+    let mapping = r.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()).or(saved).unwrap_or_else(|| {
+        Mapping { sheet: sheets.first().map(|s| s.name.clone()).unwrap_or_default(), ..Default::default() }
+    });
+    let outcome = r.result.as_deref().and_then(|s| serde_json::from_str(s).ok());
+    let sheets = sheets.into_iter().map(|s| (s.name, s.rows.into_iter().take(6).collect())).collect();
+    let status = if error.is_some() {
+        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    let page = ReconcileShow {
+        l: ctx.layout(&format!("Đối soát #{id}"), &[("Đối soát", "/reports/reconcile")]),
+        r,
+        partner,
+        sheets,
+        mapping,
+        outcome,
+        error,
+    };
+    crate::web::layout::render_status(status, &page)
+}
+
+#[derive(Deserialize)]
+struct MappingForm {
+    #[serde(default)]
+    sheet: String,
+    #[serde(default)]
+    header_row: usize,
+    #[serde(default)]
+    pos_id: String,
+    #[serde(default)]
+    point_code: String,
+    #[serde(default)]
+    merchant: String,
+    #[serde(default)]
+    date: String,
+}
+
+async fn reconcile_run(ctx: Ctx, id: web::Path<i64>, form: web::Form<MappingForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let col = |s: &str| s.trim().parse::<usize>().ok();
+    let mapping = Mapping {
+        sheet: f.sheet,
+        header_row: f.header_row.saturating_sub(1),
+        pos_id: col(&f.pos_id),
+        point_code: col(&f.point_code),
+        merchant: col(&f.merchant),
+        date: col(&f.date),
+    };
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| reconcile::run(conn, &actor, id, &mapping)).await {
+        Ok(_) => Ok(crate::web::layout::redirect(&format!("/reports/reconcile/{id}"))),
+        Err(AppError::Validation(m)) => reconcile_page(&ctx, id, Some(m)).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn reconcile_xlsx(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let r = ctx.db(move |conn| Ok(reconcile::get(conn, id)?)).await?;
+    let outcome: Outcome = r.result.as_deref().and_then(|s| serde_json::from_str(s).ok()).ok_or(AppError::NotFound)?;
+    let book = reconcile::outcome_workbook(&outcome)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        .insert_header(header::ContentDisposition {
+            disposition: header::DispositionType::Attachment,
+            parameters: vec![header::DispositionParam::Filename(format!("doi-soat-{}-{}.xlsx", r.month, r.id))],
         })
         .body(book))
 }

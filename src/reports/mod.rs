@@ -6,6 +6,7 @@
 //! connections stays small in memory.
 
 pub mod handlers;
+pub mod reconcile;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;

@@ -28,6 +28,7 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Yêu cầu kết nối", href: "/requests", access: Access::Staff },
     NavEntry { label: "PYC", href: "/pyc", access: Access::Staff },
     NavEntry { label: "Báo cáo tháng", href: "/reports", access: Access::Roles(&[Role::Accountant]) },
+    NavEntry { label: "Đối soát", href: "/reports/reconcile", access: Access::Roles(&[Role::Accountant]) },
     NavEntry { label: "Hộp thư đối tác", href: "/mail", access: MAIL_DESK },
     NavEntry { label: "Thư đã gửi", href: "/mail/sent", access: MAIL_DESK },
     NavEntry { label: "Merchant", href: "/merchants", access: Access::Staff },

@@ -241,3 +241,123 @@ fn cli_writes_the_workbook() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!bad.status.success());
 }
+
+fn statement(rows: &[[&str; 4]]) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let _ = sheet.set_name("Bang ke");
+    for (c, h) in ["STT", "Mã POS", "Tên merchant", "Ngày kích hoạt"].iter().enumerate() {
+        let _ = sheet.write_string(0, c as u16, *h);
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            let _ = sheet.write_string(r as u32 + 1, c as u16, *v);
+        }
+    }
+    book.save_to_buffer().unwrap_or_default()
+}
+
+db_test!(reconciliation_finds_every_kind_of_difference, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    app.with_conn(|c| {
+        deployed(c, &app, "MOMO", "Phở Thìn", "A1", utc("2026-10-10 03:00"));
+        deployed(c, &app, "MOMO", "Cơm Tấm Cali", "E5", utc("2026-10-11 03:00"));
+        deployed(c, &app, "MOMO", "Lẩu Phan", "F6", utc("2026-10-12 03:00"));
+        deployed(c, &app, "GIFTPOP", "Highlands", "G7", utc("2026-10-12 03:00"));
+    });
+    let acc = app.login("ketoan@ipos.vn").await;
+    let home = acc.get("/reports/reconcile").await;
+    assert_eq!(home.status, 200);
+    let tok = home.csrf().unwrap_or_default();
+    let momo: i64 = app
+        .with_conn(|c| partners::table.filter(partners::code.eq("MOMO")).select(partners::id).first(c))
+        .unwrap_or(-1);
+    let upload = |bytes: Vec<u8>, name: &str| {
+        reqwest::multipart::Form::new()
+            .text("partner_id", momo.to_string())
+            .text("month", "2026-10")
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()))
+    };
+    let file = statement(&[
+        ["1", "pos-a1 ", "PHỞ THÌN", "10/10/2026"],
+        ["2", "POS-E5", "Bún Bò Huế", "11/10/2026"],
+        ["3", "POS-Z9", "Quán Lạ", "12/10/2026"],
+    ]);
+    let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(file.clone(), "momo-t10.xlsx")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let page = acc.get(&format!("/reports/reconcile/{id}")).await;
+    assert!(page.body.contains("Mã POS") && page.body.contains("Bang ke"), "headers offered for mapping");
+    // A column that does not exist: a clear message, not a 500.
+    let bad = acc
+        .post(&format!("/reports/reconcile/{id}/run"), &[("sheet", "Bang ke"), ("header_row", "1"), ("pos_id", "9")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("không có trong trang"));
+    let missing_sheet = acc
+        .post(&format!("/reports/reconcile/{id}/run"), &[("sheet", "Sheet9"), ("header_row", "1"), ("pos_id", "1")])
+        .await;
+    assert!(missing_sheet.body.contains("Không có trang “Sheet9”"));
+    let run = acc
+        .post(
+            &format!("/reports/reconcile/{id}/run"),
+            &[("sheet", "Bang ke"), ("header_row", "1"), ("pos_id", "1"), ("merchant", "2"), ("date", "3")],
+        )
+        .await;
+    assert_eq!(run.status, 303, "{}", run.body);
+    let result = acc.get(&format!("/reports/reconcile/{id}")).await;
+    assert!(
+        result.body.contains(
+            "<b>1</b> khớp · <b>1</b> chỉ có bên mình · <b>1</b> chỉ có bên đối tác · <b>1</b> lệch thông tin"
+        ),
+        "{}",
+        result.body
+    );
+    assert!(result.body.contains("Lẩu Phan") && result.body.contains("POS-Z9") && result.body.contains("Bún Bò Huế"));
+    assert!(!result.body.contains("Highlands"), "only this partner's points");
+
+    // The outcome downloads as a workbook; the mapping is reused next time.
+    let rec: (Option<String>, String) = app
+        .with_conn(|c| {
+            use hubgate::db::schema::reconciliations;
+            reconciliations::table.find(id).select((reconciliations::result, reconciliations::month)).first(c)
+        })
+        .unwrap_or_default();
+    let outcome: hubgate::reports::reconcile::Outcome =
+        serde_json::from_str(&rec.0.unwrap_or_default()).unwrap_or_default();
+    let bytes = hubgate::reports::reconcile::outcome_workbook(&outcome).unwrap_or_default();
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(book.sheet_names(), ["Khớp", "Chỉ có bên mình", "Chỉ có bên đối tác", "Lệch thông tin"]);
+    let matched = book.worksheet_range("Khớp").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text(matched.get_value((1, 2))), "POS-A1");
+    assert_eq!(acc.get(&format!("/reports/reconcile/{id}/xlsx")).await.status, 200);
+    let again = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(file, "momo-t10-b.xlsx")).await;
+    let id2 = again.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("").to_string();
+    let second = acc.get(&format!("/reports/reconcile/{id2}")).await;
+    assert!(second.body.contains("value=\"1\" selected"), "the saved mapping preselects the POS ID column");
+
+    // Bad files get a Vietnamese message and nothing is stored.
+    for (bytes, name, msg) in [
+        (b"PK\x03\x04 broken zip".to_vec(), "hong.xlsx", "Tệp không đọc được"),
+        (Vec::new(), "trong.xlsx", "Tệp trống"),
+        (b" , ,\n,,\n".to_vec(), "rong.csv", "Tệp không có dữ liệu"),
+    ] {
+        let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(bytes, name)).await;
+        assert_eq!(r.location.as_deref(), Some("/reports/reconcile"));
+        assert!(acc.get("/reports/reconcile").await.body.contains(msg), "{name}");
+    }
+    // CSV works too.
+    let csv = "STT,Mã POS,Tên merchant,Ngày\n1,POS-A1,Phở Thìn,10/10/2026\n".as_bytes().to_vec();
+    let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(csv, "momo.csv")).await;
+    assert_eq!(r.status, 303);
+    let count: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::reconciliations;
+            reconciliations::table.count().get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(count, 3, "two xlsx and one csv kept; the bad files were not");
+});

@@ -92,6 +92,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/admin/pyc-templates", "admin"),
     ("GET", "/reports", "accountant"),
     ("GET", "/reports/{month}/xlsx", "accountant"),
+    ("GET", "/reports/reconcile", "accountant"),
+    ("POST", "/reports/reconcile", "accountant"),
+    ("GET", "/reports/reconcile/{id}", "accountant"),
+    ("POST", "/reports/reconcile/{id}/run", "accountant"),
+    ("GET", "/reports/reconcile/{id}/xlsx", "accountant"),
     // Authenticated by its own bearer token, not by a session.
     ("POST", "/inbound/mail", "public"),
 ];

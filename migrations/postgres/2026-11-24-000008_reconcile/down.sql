@@ -1,0 +1,2 @@
+DROP TABLE recon_mappings;
+DROP TABLE reconciliations;

@@ -1,0 +1,399 @@
+//! Reconciliation (đối soát) of our month list against a partner's statement, read with
+//! calamine (xlsx, xls, xlsb, ods) or as CSV. Codes are compared normalised (case,
+//! spaces, leading zeros), so "pos-0012" and "POS-12 " are the same point.
+
+use std::io::Cursor;
+
+use calamine::{Data, Reader, open_workbook_auto_from_rs};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::Row;
+use crate::audit::{self, Actor};
+use crate::db::DbConn;
+use crate::db::schema::{recon_mappings, reconciliations};
+use crate::error::{AppError, AppResult};
+use crate::mail::inbound::classify::fold;
+
+/// A sheet read into text cells.
+pub struct Sheet {
+    pub name: String,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn cell_text(d: &Data) -> String {
+    match d {
+        Data::Empty => String::new(),
+        Data::String(s) => s.trim().to_string(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => dt.as_datetime().map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => format!("#{e:?}"),
+    }
+}
+
+/// Reads every sheet of the statement; errors are for people, in Vietnamese.
+pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
+    if bytes.is_empty() {
+        return Err("Tệp trống.".into());
+    }
+    let sheets = if file_name.to_lowercase().ends_with(".csv") {
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+        let rows: Result<Vec<Vec<String>>, _> =
+            reader.records().map(|r| r.map(|rec| rec.iter().map(|c| c.trim().to_string()).collect())).collect();
+        vec![Sheet { name: "CSV".into(), rows: rows.map_err(|e| format!("Tệp CSV không đọc được: {e}"))? }]
+    } else {
+        let mut book = open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
+            let msg = e.to_string().to_lowercase();
+            if msg.contains("password") || msg.contains("encrypt") {
+                "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.".to_string()
+            } else {
+                "Tệp không đọc được: không phải xlsx, xls, xlsb, ods hay csv hợp lệ.".to_string()
+            }
+        })?;
+        let mut out = Vec::new();
+        for name in book.sheet_names() {
+            let range = book.worksheet_range(&name).map_err(|_| format!("Không đọc được trang “{name}”."))?;
+            out.push(Sheet { name, rows: range.rows().map(|r| r.iter().map(cell_text).collect()).collect() });
+        }
+        out
+    };
+    if sheets.iter().all(|s| s.rows.iter().all(|r| r.iter().all(String::is_empty))) {
+        return Err("Tệp không có dữ liệu.".into());
+    }
+    Ok(sheets)
+}
+
+/// Which columns of which sheet hold what (saved per partner and reused).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Mapping {
+    pub sheet: String,
+    pub header_row: usize,
+    pub pos_id: Option<usize>,
+    pub point_code: Option<usize>,
+    pub merchant: Option<usize>,
+    pub date: Option<usize>,
+}
+
+/// Upper case, no spaces, no leading zeros in digit runs at the start of the code.
+pub fn normalise_code(s: &str) -> String {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    let trimmed = compact.trim_start_matches('0');
+    if trimmed.is_empty() { compact } else { trimmed.to_string() }
+}
+
+fn normalise_key(s: &str) -> String {
+    // "POS-0012" and "pos-12": compare the prefix and the number without its zeros.
+    let n = normalise_code(s);
+    match n.rfind(|c: char| !c.is_ascii_digit()) {
+        Some(i) if i + 1 < n.len() => {
+            let (prefix, digits) = n.split_at(i + 1);
+            let digits = digits.trim_start_matches('0');
+            format!("{prefix}{}", if digits.is_empty() { "0" } else { digits })
+        }
+        _ => n,
+    }
+}
+
+/// One line of their statement, as mapped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TheirRow {
+    pub line: usize,
+    pub key: String,
+    pub merchant: String,
+    pub date: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OurRow {
+    pub key: String,
+    pub partner: String,
+    pub merchant: String,
+    pub point: String,
+    pub pos_id: String,
+    pub point_code: String,
+    pub date: String,
+    pub pyc: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    pub matched: Vec<(OurRow, TheirRow)>,
+    pub only_ours: Vec<OurRow>,
+    pub only_theirs: Vec<TheirRow>,
+    pub differing: Vec<(OurRow, TheirRow, String)>,
+}
+
+fn their_rows(sheets: &[Sheet], m: &Mapping) -> Result<Vec<TheirRow>, String> {
+    let sheet =
+        sheets.iter().find(|s| s.name == m.sheet).ok_or_else(|| format!("Không có trang “{}” trong tệp.", m.sheet))?;
+    let key_col = m.pos_id.or(m.point_code).ok_or("Chọn cột POS ID hoặc cột mã điểm.")?;
+    let width = sheet.rows.iter().map(Vec::len).max().unwrap_or(0);
+    for (col, what) in [(Some(key_col), "mã"), (m.merchant, "merchant"), (m.date, "ngày")] {
+        if let Some(c) = col
+            && c >= width
+        {
+            return Err(format!("Cột {what} đã chọn không có trong trang “{}”.", m.sheet));
+        }
+    }
+    let cell = |r: &Vec<String>, c: Option<usize>| c.and_then(|c| r.get(c)).cloned().unwrap_or_default();
+    Ok(sheet
+        .rows
+        .iter()
+        .enumerate()
+        .skip(m.header_row + 1)
+        .filter(|(_, r)| !cell(r, Some(key_col)).is_empty())
+        .map(|(i, r)| TheirRow {
+            line: i + 1,
+            key: normalise_key(&cell(r, Some(key_col))),
+            merchant: cell(r, m.merchant),
+            date: cell(r, m.date),
+        })
+        .collect())
+}
+
+fn ours(rows: &[Row], by_pos_id: bool) -> Vec<OurRow> {
+    rows.iter()
+        .map(|r| OurRow {
+            key: normalise_key(if by_pos_id { &r.pos_id } else { &r.point_code }),
+            partner: r.partner.clone(),
+            merchant: r.merchant.clone(),
+            point: r.point.clone(),
+            pos_id: r.pos_id.clone(),
+            point_code: r.point_code.clone(),
+            date: r.live_at.format("%Y-%m-%d").to_string(),
+            pyc: r.pyc.clone(),
+        })
+        .collect()
+}
+
+/// Matches our connections of the month against their statement.
+pub fn reconcile(our_rows: &[Row], sheets: &[Sheet], m: &Mapping) -> Result<Outcome, String> {
+    let theirs = their_rows(sheets, m)?;
+    let mut ours = ours(our_rows, m.pos_id.is_some());
+    let mut out = Outcome::default();
+    let mut remaining: std::collections::HashMap<String, Vec<TheirRow>> = std::collections::HashMap::new();
+    for t in theirs {
+        remaining.entry(t.key.clone()).or_default().push(t);
+    }
+    for o in ours.drain(..) {
+        match remaining.get_mut(&o.key).and_then(|v| if v.is_empty() { None } else { Some(v.remove(0)) }) {
+            Some(t) => {
+                let mut reasons = Vec::new();
+                if m.merchant.is_some() && !t.merchant.is_empty() && fold(&t.merchant) != fold(&o.merchant) {
+                    reasons.push(format!("merchant “{}” ≠ “{}”", t.merchant, o.merchant));
+                }
+                if m.date.is_some()
+                    && !t.date.is_empty()
+                    && !t.date.starts_with(&o.date)
+                    && normalise_date(&t.date) != o.date
+                {
+                    reasons.push(format!("ngày {} ≠ {}", t.date, o.date));
+                }
+                if reasons.is_empty() {
+                    out.matched.push((o, t))
+                } else {
+                    out.differing.push((o, t, reasons.join("; ")))
+                }
+            }
+            None => out.only_ours.push(o),
+        }
+    }
+    let mut rest: Vec<TheirRow> = remaining.into_values().flatten().collect();
+    rest.sort_by_key(|t| t.line);
+    out.only_theirs = rest;
+    Ok(out)
+}
+
+/// dd/mm/yyyy (the way Vietnamese statements write it) → yyyy-mm-dd.
+fn normalise_date(s: &str) -> String {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = reconciliations)]
+pub struct Reconciliation {
+    pub id: i64,
+    pub partner_id: i64,
+    pub month: String,
+    pub file_name: String,
+    pub mapping: Option<String>,
+    pub result: Option<String>,
+    pub matched: i64,
+    pub only_ours: i64,
+    pub only_theirs: i64,
+    pub differing: i64,
+    pub created_by: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub run_at: Option<NaiveDateTime>,
+}
+
+/// Keeps the uploaded statement (it must at least be readable).
+pub fn upload(
+    conn: &mut DbConn,
+    actor: &Actor,
+    partner_id: i64,
+    month: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> AppResult<i64> {
+    super::Month::parse(month).ok_or_else(|| AppError::Validation("Tháng không hợp lệ (dạng 2026-10).".into()))?;
+    read(bytes, file_name).map_err(AppError::Validation)?;
+    conn.transaction(|conn| {
+        let id: i64 = diesel::insert_into(reconciliations::table)
+            .values((
+                reconciliations::partner_id.eq(partner_id),
+                reconciliations::month.eq(month.trim()),
+                reconciliations::file_name.eq(file_name),
+                reconciliations::file.eq(bytes),
+                reconciliations::created_by.eq(actor.user_id),
+                reconciliations::created_at.eq(crate::db::now()),
+            ))
+            .returning(reconciliations::id)
+            .get_result(conn)?;
+        audit::record(
+            conn,
+            actor,
+            "reconciliation",
+            id,
+            "upload",
+            None,
+            Some(serde_json::json!({"file": file_name, "month": month})),
+        )?;
+        Ok(id)
+    })
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Reconciliation> {
+    reconciliations::table.find(id).select(Reconciliation::as_select()).first(conn)
+}
+
+pub fn file(conn: &mut DbConn, id: i64) -> QueryResult<(String, Vec<u8>)> {
+    reconciliations::table.find(id).select((reconciliations::file_name, reconciliations::file)).first(conn)
+}
+
+pub fn recent(conn: &mut DbConn) -> QueryResult<Vec<Reconciliation>> {
+    reconciliations::table.order(reconciliations::id.desc()).limit(50).select(Reconciliation::as_select()).load(conn)
+}
+
+pub fn saved_mapping(conn: &mut DbConn, partner_id: i64) -> QueryResult<Option<Mapping>> {
+    let m: Option<String> =
+        recon_mappings::table.find(partner_id).select(recon_mappings::mapping).first(conn).optional()?;
+    Ok(m.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Runs the match with `mapping`, saves the outcome and the mapping for the partner.
+pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppResult<Outcome> {
+    let r = get(conn, id)?;
+    let (name, bytes) = file(conn, id)?;
+    let sheets = read(&bytes, &name).map_err(AppError::Validation)?;
+    let month = super::Month::parse(&r.month).ok_or(AppError::NotFound)?;
+    let partner = crate::mail::inbound::models::partners(conn)?
+        .into_iter()
+        .find(|p| p.id == r.partner_id)
+        .ok_or(AppError::NotFound)?;
+    let rows: Vec<Row> = super::month_rows(conn, month)?.into_iter().filter(|x| x.partner == partner.code).collect();
+    let outcome = reconcile(&rows, &sheets, mapping).map_err(AppError::Validation)?;
+    let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
+    let result_json = serde_json::to_string(&outcome).map_err(AppError::internal)?;
+    conn.transaction(|conn| -> AppResult<()> {
+        let t = crate::db::now();
+        diesel::update(reconciliations::table.find(id))
+            .set((
+                reconciliations::mapping.eq(Some(&mapping_json)),
+                reconciliations::result.eq(Some(&result_json)),
+                reconciliations::matched.eq(outcome.matched.len() as i64),
+                reconciliations::only_ours.eq(outcome.only_ours.len() as i64),
+                reconciliations::only_theirs.eq(outcome.only_theirs.len() as i64),
+                reconciliations::differing.eq(outcome.differing.len() as i64),
+                reconciliations::run_at.eq(Some(t)),
+            ))
+            .execute(conn)?;
+        crate::with_conn!(conn, |c| diesel::insert_into(recon_mappings::table)
+            .values((recon_mappings::partner_id.eq(r.partner_id), recon_mappings::mapping.eq(&mapping_json), recon_mappings::updated_at.eq(t)))
+            .on_conflict(recon_mappings::partner_id)
+            .do_update()
+            .set((recon_mappings::mapping.eq(&mapping_json), recon_mappings::updated_at.eq(t)))
+            .execute(c))?;
+        audit::record(
+            conn,
+            actor,
+            "reconciliation",
+            id,
+            "run",
+            None,
+            Some(serde_json::json!({"matched": outcome.matched.len(), "only_ours": outcome.only_ours.len(), "only_theirs": outcome.only_theirs.len(), "differing": outcome.differing.len()})),
+        )?;
+        Ok(())
+    })?;
+    Ok(outcome)
+}
+
+/// The outcome as a workbook: one sheet per outcome.
+pub fn outcome_workbook(o: &Outcome) -> AppResult<Vec<u8>> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let x = |e: rust_xlsxwriter::XlsxError| AppError::internal(anyhow::anyhow!("xlsx: {e}"));
+    let mut book = Workbook::new();
+    let bold = Format::new().set_bold().set_background_color("DDEBF7");
+    let ours_head = ["Merchant", "Điểm", "POS ID", "Mã điểm", "Ngày kết nối", "Số PYC"];
+    let mut sheet_of = |name: &str, head: &[&str], rows: Vec<Vec<String>>| -> AppResult<()> {
+        let s = book.add_worksheet().set_name(name).map_err(x)?;
+        for (c, h) in head.iter().enumerate() {
+            s.write_string_with_format(0, c as u16, *h, &bold).map_err(x)?;
+            s.set_column_width(c as u16, 22).map_err(x)?;
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                s.write_string(r as u32 + 1, c as u16, v).map_err(x)?;
+            }
+        }
+        s.set_freeze_panes(1, 0).map_err(x)?;
+        Ok(())
+    };
+    let our = |o: &OurRow| {
+        vec![o.merchant.clone(), o.point.clone(), o.pos_id.clone(), o.point_code.clone(), o.date.clone(), o.pyc.clone()]
+    };
+    sheet_of("Khớp", &ours_head, o.matched.iter().map(|(a, _)| our(a)).collect())?;
+    sheet_of("Chỉ có bên mình", &ours_head, o.only_ours.iter().map(our).collect())?;
+    sheet_of(
+        "Chỉ có bên đối tác",
+        &["Dòng", "Mã", "Merchant", "Ngày"],
+        o.only_theirs
+            .iter()
+            .map(|t| vec![t.line.to_string(), t.key.clone(), t.merchant.clone(), t.date.clone()])
+            .collect(),
+    )?;
+    let mut diff_head = ours_head.to_vec();
+    diff_head.push("Khác nhau");
+    sheet_of(
+        "Lệch thông tin",
+        &diff_head,
+        o.differing
+            .iter()
+            .map(|(a, _, why)| {
+                let mut r = our(a);
+                r.push(why.clone());
+                r
+            })
+            .collect(),
+    )?;
+    book.save_to_buffer().map_err(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_compare_without_case_spaces_and_zeros() {
+        assert_eq!(normalise_key("pos-0012 "), normalise_key("POS-12"));
+        assert_eq!(normalise_key("000123"), normalise_key("123"));
+        assert_ne!(normalise_key("POS-12"), normalise_key("POS-120"));
+    }
+}
