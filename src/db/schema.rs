@@ -54,6 +54,7 @@ diesel::table! {
         virtual_brand -> Text,
         virtual_point -> Text,
         accept_template -> Text,
+        reply_template -> Text,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct PartnerForm {
     pub virtual_point: String,
     #[serde(default)]
     pub accept_template: String,
+    #[serde(default)]
+    pub reply_template: String,
 }
 
 impl PartnerForm {
@@ -76,6 +78,7 @@ impl PartnerForm {
             virtual_brand: p.virtual_brand.clone(),
             virtual_point: p.virtual_point.clone(),
             accept_template: p.accept_template.clone(),
+            reply_template: p.reply_template.clone(),
         }
     }
 
@@ -121,6 +124,7 @@ fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: Partne
             partners::virtual_brand.eq(f.virtual_brand.trim()),
             partners::virtual_point.eq(f.virtual_point.trim()),
             partners::accept_template.eq(&f.accept_template),
+            partners::reply_template.eq(&f.reply_template),
             partners::updated_at.eq(t),
         );
         let after = serde_json::to_value(&f).map_err(AppError::internal)?;

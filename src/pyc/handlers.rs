@@ -49,6 +49,8 @@ crate::routes! {
 #[template(path = "pyc/form.html")]
 struct FormPage {
     l: Layout,
+    /// The customer list, offered while typing the customer.
+    customers: Vec<String>,
     request_id: i64,
     f: PycFields,
     template: String,
@@ -57,10 +59,17 @@ struct FormPage {
 
 async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (f, t) = ctx.db(move |conn| service::draft_fields(conn, id)).await?;
+    let (f, t, customers) = ctx
+        .db(move |conn| {
+            let (f, t) = service::draft_fields(conn, id)?;
+            let customers = crate::hub::admin::search_customers(conn, "", 500)?.into_iter().map(|c| c.name).collect();
+            Ok((f, t, customers))
+        })
+        .await?;
     let template = format!("{} v{}", t.kind, t.version);
     render(&FormPage {
         l: ctx.layout("Lập PYC", &[("Yêu cầu kết nối", "/requests")]),
+        customers,
         request_id: id,
         f,
         template,
@@ -82,6 +91,7 @@ async fn create(ctx: Ctx, id: web::Path<i64>, form: web::Form<PycFields>) -> App
             StatusCode::UNPROCESSABLE_ENTITY,
             &FormPage {
                 l: ctx.layout("Lập PYC", &[("Yêu cầu kết nối", "/requests")]),
+                customers: Vec::new(),
                 request_id: id,
                 f,
                 template: String::new(),

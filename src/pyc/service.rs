@@ -397,6 +397,21 @@ pub fn reply_draft(conn: &mut DbConn, id: i64, sender: &str) -> AppResult<crate:
     let mut d = crate::hub::service::acceptance_draft(conn, p.request_id, sender)?;
     let c = context(conn, p.request_id)?;
     let kind = models::template(conn, p.template_id)?.kind;
+    if !c.partner.reply_template.trim().is_empty() {
+        let points = c.points.iter().map(|p| format!("- {} – {}", p.name, p.address)).collect::<Vec<_>>().join("\n");
+        d.body = c
+            .partner
+            .reply_template
+            .replace("{partner}", &c.partner.name)
+            .replace("{merchant}", &c.merchant.name)
+            .replace("{points}", &points)
+            .replace("{pos_parent}", &p.pos_parent)
+            .replace("{pos_id}", &p.pos_id)
+            .replace("{point_code}", &p.point_code)
+            .replace("{pyc}", &p.number)
+            .replace("{sender}", sender);
+        return Ok(d);
+    }
     let mut body = format!(
         "Kính gửi {},\n\niPOS đã triển khai xong kết nối HUB cho {} – {}.\n\nPOS Parent: {}\nPOS ID: {}\n",
         c.partner.name,

@@ -230,6 +230,20 @@ async fn full_path(backend: hubgate::db::Backend) {
     // B5: the reply to the partner, in its thread, with the screenshot.
     let draft = tech.get(&format!("/pyc/{id}/reply")).await;
     assert!(draft.body.contains("POS Parent: PP-7788") && draft.body.contains("POS ID: POS-123456"));
+    // The partner's own reply template, when set, is what the draft uses.
+    app.with_conn(|c| {
+        use hubgate::db::schema::partners;
+        diesel::update(partners::table.filter(partners::code.eq("MOMO")))
+            .set(partners::reply_template.eq("Gửi {partner}: {pyc} đã xong, POS ID {pos_id}.\n{sender}"))
+            .execute(c)
+    })
+    .unwrap_or(0);
+    let templated = tech.get(&format!("/pyc/{id}/reply")).await;
+    assert!(
+        templated.body.contains(&format!("Gửi Ví điện tử MoMo: {number} đã xong, POS ID POS-123456.")),
+        "{}",
+        templated.body
+    );
     let v = version(&app, id);
     let sent = tech
         .post(

@@ -24,6 +24,7 @@ pub struct Partner {
     pub virtual_brand: String,
     pub virtual_point: String,
     pub accept_template: String,
+    pub reply_template: String,
 }
 
 fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
