@@ -185,26 +185,15 @@ struct TransitionForm {
     reason: String,
 }
 
-/// Runs an action on a request and comes back to its page with the outcome.
-async fn act<F>(ctx: Ctx, id: i64, done: &str, f: F) -> AppResult<HttpResponse>
-where
-    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<()> + Send + 'static,
-{
-    let actor = ctx.actor()?;
-    match ctx.db(move |conn| f(conn, &actor)).await {
-        Ok(()) => ctx.flash("success", done.to_string()),
-        Err(AppError::Validation(msg)) | Err(AppError::Conflict(msg)) => ctx.flash("error", msg),
-        Err(e) => return Err(e),
-    }
-    Ok(redirect(&format!("/requests/{id}")))
-}
-
 async fn transition(ctx: Ctx, id: web::Path<i64>, form: web::Form<TransitionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
     let to = State::from_code(&f.to).ok_or_else(|| AppError::Validation("Trạng thái không hợp lệ.".into()))?;
     let done = format!("Đã chuyển yêu cầu sang “{}”.", to.label());
-    act(ctx, id, &done, move |conn, actor| service::transition(conn, actor, id, f.version, to, &f.reason)).await
+    crate::web::layout::act(ctx, &format!("/requests/{id}"), &done, move |conn, actor| {
+        service::transition(conn, actor, id, f.version, to, &f.reason)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -222,7 +211,7 @@ async fn manual_confirmation(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    act(ctx, id, "Đã ghi nhận xác nhận.", move |conn, actor| {
+    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã ghi nhận xác nhận.", move |conn, actor| {
         service::manual_confirmation(conn, actor, id, &f.kind, &f.reason)
     })
     .await
@@ -230,7 +219,10 @@ async fn manual_confirmation(
 
 async fn revoke_confirmation(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
     let (id, cid) = path.into_inner();
-    act(ctx, id, "Đã gỡ xác nhận.", move |conn, actor| service::revoke_confirmation(conn, actor, id, cid)).await
+    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã gỡ xác nhận.", move |conn, actor| {
+        service::revoke_confirmation(conn, actor, id, cid)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -243,7 +235,7 @@ struct CommentForm {
 async fn comment(ctx: Ctx, id: web::Path<i64>, form: web::Form<CommentForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    act(ctx, id, "Đã thêm bình luận.", move |conn, actor| {
+    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã thêm bình luận.", move |conn, actor| {
         service::comment(conn, actor, id, &f.body, f.internal.is_some())
     })
     .await
@@ -434,5 +426,8 @@ struct AssignForm {
 async fn assign(ctx: Ctx, id: web::Path<i64>, form: web::Form<AssignForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let uid = form.into_inner().assignee_id;
-    act(ctx, id, "Đã giao yêu cầu.", move |conn, actor| service::assign(conn, actor, id, uid)).await
+    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã giao yêu cầu.", move |conn, actor| {
+        service::assign(conn, actor, id, uid)
+    })
+    .await
 }

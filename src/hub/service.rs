@@ -538,9 +538,7 @@ pub fn accept(
     version: i64,
     draft: &AcceptanceDraft,
 ) -> AppResult<i64> {
-    let split =
-        |s: &str| s.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect::<Vec<_>>();
-    let to = split(&draft.to);
+    let to = crate::mail::outbound::split_addresses(&draft.to);
     if to.is_empty() {
         return Err(AppError::Validation("Vui lòng nhập địa chỉ nhận mail chấp nhận.".into()));
     }
@@ -548,7 +546,7 @@ pub fn accept(
         transition_inner(conn, actor, request_id, version, State::Accepted, "Gửi mail chấp nhận mở cổng")?;
         let mail = crate::mail::outbound::OutgoingMail {
             to,
-            cc: split(&draft.cc),
+            cc: crate::mail::outbound::split_addresses(&draft.cc),
             subject: draft.subject.clone(),
             text: draft.body.clone(),
             in_reply_to: draft.in_reply_to.clone(),

@@ -38,6 +38,11 @@ pub struct OutgoingMail {
     pub request_id: Option<i64>,
 }
 
+/// "a@x.vn, b@y.vn; c@z.vn" as typed in a form → the addresses.
+pub fn split_addresses(s: &str) -> Vec<String> {
+    s.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
+}
+
 /// The HTML part, rendered from the text so both parts always say the same.
 #[derive(Template)]
 #[template(path = "mail/out/message.html")]

@@ -177,20 +177,6 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     show_page(&ctx, id.into_inner(), None).await
 }
 
-/// Runs an action and returns to the PYC page with its outcome.
-async fn act<F>(ctx: Ctx, id: i64, done: &str, f: F) -> AppResult<HttpResponse>
-where
-    F: FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<()> + Send + 'static,
-{
-    let actor = ctx.actor()?;
-    match ctx.db(move |conn| f(conn, &actor)).await {
-        Ok(()) => ctx.flash("success", done.to_string()),
-        Err(AppError::Validation(m)) | Err(AppError::Conflict(m)) => ctx.flash("error", m),
-        Err(e) => return Err(e),
-    }
-    Ok(redirect(&format!("/pyc/{id}")))
-}
-
 #[derive(Deserialize)]
 struct UpdateForm {
     #[serde(default)]
@@ -202,7 +188,10 @@ struct UpdateForm {
 async fn update(ctx: Ctx, id: web::Path<i64>, form: web::Form<UpdateForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    act(ctx, id, "Đã lưu PYC.", move |c, a| service::update(c, a, id, f.version, &f.fields)).await
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã lưu PYC.", move |c, a| {
+        service::update(c, a, id, f.version, &f.fields)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -214,15 +203,21 @@ struct VersionForm {
 async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
-    act(ctx, id, "Đã xem lại PYC (B7).", move |c, a| service::advance(c, a, id, v, "reviewed")).await
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã xem lại PYC (B7).", move |c, a| {
+        service::advance(c, a, id, v, "reviewed")
+    })
+    .await
 }
 
 async fn finalize(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
-    act(ctx, id, "Đã tạo PYC (B8); kỹ thuật có thể triển khai.", move |c, a| {
-        service::advance(c, a, id, v, "created")
-    })
+    crate::web::layout::act(
+        ctx,
+        &format!("/pyc/{id}"),
+        "Đã tạo PYC (B8); kỹ thuật có thể triển khai.",
+        move |c, a| service::advance(c, a, id, v, "created"),
+    )
     .await
 }
 
@@ -234,7 +229,10 @@ struct TickForm {
 async fn tick(ctx: Ctx, path: web::Path<(i64, i64)>, form: web::Form<TickForm>) -> AppResult<HttpResponse> {
     let (id, item) = path.into_inner();
     let done = form.done.is_some();
-    act(ctx, id, "Đã cập nhật checklist.", move |c, a| service::tick(c, a, id, item, done)).await
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã cập nhật checklist.", move |c, a| {
+        service::tick(c, a, id, item, done)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -255,7 +253,7 @@ async fn save_data(ctx: Ctx, id: web::Path<i64>, form: web::Form<DataForm>) -> A
     let id = id.into_inner();
     let f = form.into_inner();
     let secret = ctx.state.config.secret.clone();
-    act(ctx, id, "Đã lưu dữ liệu triển khai.", move |c, a| {
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã lưu dữ liệu triển khai.", move |c, a| {
         service::save_data(c, &secret, a, id, &f.pos_parent, &f.pos_id, &f.point_code, &f.key1, &f.key2)
     })
     .await
@@ -278,7 +276,10 @@ async fn upload_screenshot(ctx: Ctx, id: web::Path<i64>, mut payload: Multipart)
         }
     }
     let bytes = bytes.unwrap_or_default();
-    act(ctx, id, "Đã lưu ảnh kết nối.", move |c, a| service::save_screenshot(c, a, id, &bytes)).await
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã lưu ảnh kết nối.", move |c, a| {
+        service::save_screenshot(c, a, id, &bytes)
+    })
+    .await
 }
 
 async fn screenshot(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
@@ -303,9 +304,12 @@ async fn reveal(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
 async fn deployed(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
-    act(ctx, id, "Đã hoàn tất triển khai. Gửi lại thông tin cho đối tác (B5).", move |c, a| {
-        service::mark_deployed(c, a, id, v)
-    })
+    crate::web::layout::act(
+        ctx,
+        &format!("/pyc/{id}"),
+        "Đã hoàn tất triển khai. Gửi lại thông tin cho đối tác (B5).",
+        move |c, a| service::mark_deployed(c, a, id, v),
+    )
     .await
 }
 
@@ -411,9 +415,12 @@ async fn invoice(ctx: Ctx, id: web::Path<i64>, form: web::Form<InvoiceForm>) -> 
         return Ok(redirect(&format!("/pyc/{id}")));
     };
     let at = crate::fmt::local_midnight_utc(date);
-    act(ctx, id, "Đã ghi nhận hóa đơn 0 đ; PYC đã đóng.", move |c, a| {
-        service::record_invoice(c, a, id, f.version, &f.number, at)
-    })
+    crate::web::layout::act(
+        ctx,
+        &format!("/pyc/{id}"),
+        "Đã ghi nhận hóa đơn 0 đ; PYC đã đóng.",
+        move |c, a| service::record_invoice(c, a, id, f.version, &f.number, at),
+    )
     .await
 }
 

@@ -439,8 +439,6 @@ pub fn send_reply(
     version: i64,
     draft: &crate::hub::service::AcceptanceDraft,
 ) -> AppResult<i64> {
-    let split =
-        |s: &str| s.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect::<Vec<_>>();
     conn.transaction(|conn| {
         let p = models::pyc(conn, id)?;
         if p.state != "deployed" {
@@ -456,8 +454,8 @@ pub fn send_reply(
             _ => "png",
         };
         let mail = crate::mail::outbound::OutgoingMail {
-            to: split(&draft.to),
-            cc: split(&draft.cc),
+            to: crate::mail::outbound::split_addresses(&draft.to),
+            cc: crate::mail::outbound::split_addresses(&draft.cc),
             subject: draft.subject.clone(),
             text: draft.body.clone(),
             in_reply_to: draft.in_reply_to.clone(),

@@ -177,6 +177,21 @@ pub fn render_status(status: actix_web::http::StatusCode, page: &impl askama::Te
     Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(page.render()?))
 }
 
+/// Runs a form's action, flashes its outcome (a person's error in red, not an error
+/// page) and goes back to `back`.
+pub async fn act<F>(ctx: Ctx, back: &str, done: &str, f: F) -> AppResult<HttpResponse>
+where
+    F: FnOnce(&mut crate::db::DbConn, &Actor) -> AppResult<()> + Send + 'static,
+{
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| f(conn, &actor)).await {
+        Ok(()) => ctx.flash("success", done.to_string()),
+        Err(AppError::Validation(msg)) | Err(AppError::Conflict(msg)) => ctx.flash("error", msg),
+        Err(e) => return Err(e),
+    }
+    Ok(redirect(back))
+}
+
 /// A 303 redirect after a successful form.
 pub fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.to_string())).finish()

@@ -6,20 +6,6 @@ use hubgate::accounts::Role;
 use hubgate::db::schema::{mail_messages, requests};
 use hubgate::mail::inbound::service;
 
-fn ingest(app: &crate::support::TestApp, prefix: &str) -> i64 {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
-    let mut files: Vec<_> =
-        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let path = files
-        .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
-        .unwrap_or_else(|| panic!("no test mail {prefix}"));
-    let raw = std::fs::read(&path).unwrap_or_default();
-    let cfg = app.state.config.mail.clone();
-    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None)).ok().and_then(|r| r.id).unwrap_or(-1)
-}
-
 fn state_of(app: &crate::support::TestApp, id: i64) -> (String, i64) {
     app.with_conn(|c| requests::table.find(id).select((requests::state, requests::version)).first(c))
         .unwrap_or_default()
@@ -33,8 +19,8 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     app.create_user("leader@ipos.vn", &[Role::Leader]);
     app.create_user("kythuat@ipos.vn", &[Role::Technician]);
-    let opening = ingest(&app, "a01");
-    let merchant_ok = ingest(&app, "a02");
+    let opening = crate::support::ingest_corpus(&app, "a01");
+    let merchant_ok = crate::support::ingest_corpus(&app, "a02");
     let sale = app.login("sale@ipos.vn").await;
 
     // The form is prefilled from the mail.
@@ -103,7 +89,7 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     assert_eq!(state_of(&app, id).0, "received");
 
     // The leader's approval arrives by mail in the same conversation.
-    ingest(&app, "a03");
+    crate::support::ingest_corpus(&app, "a03");
     let page = sale.get(&format!("/requests/{id}")).await;
     assert!(page.body.contains("Xác nhận của leader đối tác qua thư của leader@momo.vn"), "{}", page.body);
 
@@ -171,7 +157,7 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     assert_eq!(r.request_id, Some(id), "threaded by our own Message-ID");
 
     // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
-    ingest(&app, "a04");
+    crate::support::ingest_corpus(&app, "a04");
     assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
     let my = sale.get("/my").await;
     assert!(my.body.contains(&format!("#{id}")), "accepted requests wait for a PYC from sales");

@@ -7,23 +7,8 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use hubgate::accounts::Role;
 use hubgate::db::schema::{audit_log, pyc_checklist, pycs, requests};
-use hubgate::mail::inbound::service;
 
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 7, 7];
-
-fn ingest(app: &crate::support::TestApp, prefix: &str) -> i64 {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
-    let mut files: Vec<_> =
-        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let path = files
-        .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
-        .unwrap_or_default();
-    let raw = std::fs::read(&path).unwrap_or_default();
-    let cfg = app.state.config.mail.clone();
-    app.with_conn(|c| service::ingest(c, &cfg, &raw, "test", None)).ok().and_then(|r| r.id).unwrap_or(-1)
-}
 
 fn version(app: &crate::support::TestApp, id: i64) -> String {
     app.with_conn(|c| pycs::table.find(id).select(pycs::version).first::<i64>(c)).unwrap_or(-1).to_string()
@@ -35,9 +20,9 @@ fn request_state(app: &crate::support::TestApp, id: i64) -> String {
 
 /// An accepted MoMo request opened from the corpus; returns its id.
 async fn accepted_momo_request(app: &crate::support::TestApp, sale: &crate::support::Browser) -> i64 {
-    let opening = ingest(app, "a01");
-    ingest(app, "a02");
-    ingest(app, "a03");
+    let opening = crate::support::ingest_corpus(app, "a01");
+    crate::support::ingest_corpus(app, "a02");
+    crate::support::ingest_corpus(app, "a03");
     let pid: i64 = app
         .with_conn(|c| {
             use hubgate::db::schema::partners;

@@ -329,3 +329,22 @@ impl Browser {
         page
     }
 }
+
+/// Ingests the first corpus mail (tests/data/mail) whose name starts with `prefix`;
+/// returns the stored message's id.
+pub fn ingest_corpus(app: &TestApp, prefix: &str) -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail");
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let path = files
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no test mail {prefix}"));
+    let raw = std::fs::read(&path).unwrap_or_default();
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| hubgate::mail::inbound::service::ingest(c, &cfg, &raw, "test", None))
+        .ok()
+        .and_then(|r| r.id)
+        .unwrap_or(-1)
+}
