@@ -318,6 +318,13 @@ fn advance_pyc(
     pyc::save_screenshot(conn, tech, id, DEMO_PNG)?;
     let v = pyc_models::pyc(conn, id)?.version;
     pyc::mark_deployed(conn, tech, id, v)?;
+    // Went live last month, so the accountant's default report (last month) shows it.
+    {
+        use crate::db::schema::pycs;
+        let last = crate::reports::Month::of(crate::fmt::local_date(crate::db::now())).previous();
+        let when = last.utc_range().0 + chrono::Duration::hours(10 + n as i64);
+        diesel::update(pycs::table.find(id)).set(pycs::deployed_at.eq(Some(when))).execute(conn)?;
+    }
     let draft = pyc::reply_draft(conn, id, "Phạm Kỹ Thuật")?;
     let v = pyc_models::pyc(conn, id)?.version;
     pyc::send_reply(conn, &config.outbound, tech, id, v, &draft)?;

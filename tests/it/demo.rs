@@ -35,6 +35,10 @@ db_test!(demo_data_fills_the_desk_once, |app| {
         let my = b.get("/my").await;
         assert_eq!(my.status, 200);
     }
+    // The accountant's default month (the last one) has connections to look at.
+    let last = hubgate::reports::Month::of(hubgate::fmt::local_date(hubgate::db::now())).previous();
+    let rows = app.with_conn(|c| hubgate::reports::month_rows(c, last)).unwrap_or_default();
+    assert!(!rows.is_empty());
     let sale = app.browser();
     sale.login("sale@demo.ipos.vn", "demo-kinh-doanh-2026").await;
     assert!(sale.get("/requests").await.body.contains("MOMO"));
