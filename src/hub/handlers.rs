@@ -308,8 +308,19 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
     let user = ctx.user()?.clone();
     let roles = user.roles;
-    let sections = ctx.db(move |conn| MyWork::load(conn, roles)).await?;
-    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections })
+    let (sections, to_triage) = ctx
+        .db(move |conn| {
+            // Sales and leaders also triage the partner mail no request has taken yet.
+            let to_triage = if roles.allows(&[Role::Sale, Role::Leader]) {
+                let filter = mail::InboxFilter { status: Some("new".into()), ..Default::default() };
+                Some(mail::inbox(conn, &filter, 0, 1)?.1)
+            } else {
+                None
+            };
+            Ok((MyWork::load(conn, roles)?, to_triage))
+        })
+        .await?;
+    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections, to_triage })
 }
 
 #[derive(Deserialize, Default)]

@@ -339,6 +339,8 @@ impl MyWork {
 pub struct MyWorkPage {
     pub l: Layout,
     pub sections: Vec<WorkSection>,
+    /// Partner mails waiting in the inbox (sales and leaders).
+    pub to_triage: Option<i64>,
 }
 
 #[derive(Template)]

@@ -160,6 +160,7 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     crate::support::ingest_corpus(&app, "a04");
     assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
     let my = sale.get("/my").await;
+    assert!(my.body.contains("Thư đối tác cần phân loại"), "sales see the mail to triage");
     assert!(my.body.contains(&format!("#{id}")), "accepted requests wait for a PYC from sales");
     let list = sale.get("/requests?partner=MOMO&state=accepted").await;
     assert!(list.body.contains("1 yêu cầu"));
