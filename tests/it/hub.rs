@@ -171,12 +171,7 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
     app.create_user("leader@ipos.vn", &[Role::Leader]);
     let sale = app.login("sale@ipos.vn").await;
     let leader = app.login("leader@ipos.vn").await;
-    let pid: i64 = app
-        .with_conn(|c| {
-            use hubgate::db::schema::partners;
-            partners::table.filter(partners::code.eq("GIFTPOP")).select(partners::id).first(c)
-        })
-        .unwrap_or(-1);
+    let pid: i64 = crate::support::partner_id(&app, "GIFTPOP");
     let pid = pid.to_string();
     let r = sale
         .post(
@@ -320,12 +315,7 @@ db_test!(a_new_partner_needs_no_code, |app| {
     // Open it and see it on the dashboard.
     let sale = app.login("sale@ipos.vn").await;
     let mail_id = r.id.unwrap_or(-1).to_string();
-    let pid: i64 = app
-        .with_conn(|c| {
-            use hubgate::db::schema::partners;
-            partners::table.filter(partners::code.eq("SHOPEEPAY")).select(partners::id).first(c)
-        })
-        .unwrap_or(-1);
+    let pid: i64 = crate::support::partner_id(&app, "SHOPEEPAY");
     let pid = pid.to_string();
     let created = sale
         .post(

@@ -23,12 +23,7 @@ async fn accepted_momo_request(app: &crate::support::TestApp, sale: &crate::supp
     let opening = crate::support::ingest_corpus(app, "a01");
     crate::support::ingest_corpus(app, "a02");
     crate::support::ingest_corpus(app, "a03");
-    let pid: i64 = app
-        .with_conn(|c| {
-            use hubgate::db::schema::partners;
-            partners::table.filter(partners::code.eq("MOMO")).select(partners::id).first(c)
-        })
-        .unwrap_or(-1);
+    let pid: i64 = crate::support::partner_id(app, "MOMO");
     let (pid, mid) = (pid.to_string(), opening.to_string());
     let r = sale
         .post(

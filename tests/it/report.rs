@@ -272,9 +272,7 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     let home = acc.get("/reports/reconcile").await;
     assert_eq!(home.status, 200);
     let tok = home.csrf().unwrap_or_default();
-    let momo: i64 = app
-        .with_conn(|c| partners::table.filter(partners::code.eq("MOMO")).select(partners::id).first(c))
-        .unwrap_or(-1);
+    let momo: i64 = crate::support::partner_id(&app, "MOMO");
     let upload = |bytes: Vec<u8>, name: &str| {
         reqwest::multipart::Form::new()
             .text("partner_id", momo.to_string())

@@ -348,3 +348,10 @@ pub fn ingest_corpus(app: &TestApp, prefix: &str) -> i64 {
         .and_then(|r| r.id)
         .unwrap_or(-1)
 }
+
+/// The id of the partner with this code (-1 when there is none).
+pub fn partner_id(app: &TestApp, code: &str) -> i64 {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use hubgate::db::schema::partners;
+    app.with_conn(|c| partners::table.filter(partners::code.eq(code)).select(partners::id).first(c)).unwrap_or(-1)
+}
