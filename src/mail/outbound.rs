@@ -219,19 +219,23 @@ pub fn request_of_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<
 
 /// The configured transport: SMTP (pooled) or .eml files.
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The pool is built on first use: building it spawns its reaper task, which
+    /// needs the runtime that the CLI only starts after the state is made.
+    Smtp {
+        url: String,
+        pool: std::sync::OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    },
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
 impl Mailer {
     pub fn from_config(cfg: &OutboundConfig) -> anyhow::Result<Self> {
         match &cfg.smtp_url {
-            Some(url) => Ok(Mailer::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("HUBGATE_SMTP_URL: {e}"))?
-                    .timeout(Some(std::time::Duration::from_secs(30)))
-                    .build(),
-            )),
+            Some(url) => {
+                // Checked now so a typo stops the start, not the first mail.
+                smtp_builder(url)?;
+                Ok(Mailer::Smtp { url: url.clone(), pool: std::sync::OnceLock::new() })
+            }
             None => {
                 std::fs::create_dir_all(&cfg.outbox_dir)?;
                 Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(&cfg.outbox_dir)))
@@ -241,10 +245,25 @@ impl Mailer {
 
     async fn send_raw(&self, envelope: &lettre::address::Envelope, raw: &[u8]) -> Result<(), String> {
         match self {
-            Mailer::Smtp(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
+            Mailer::Smtp { url, pool } => {
+                let transport = match pool.get() {
+                    Some(t) => t,
+                    None => {
+                        let built = smtp_builder(url).map_err(|e| e.to_string())?.build();
+                        pool.get_or_init(|| built)
+                    }
+                };
+                transport.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+            }
             Mailer::File(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
         }
     }
+}
+
+fn smtp_builder(url: &str) -> anyhow::Result<lettre::transport::smtp::AsyncSmtpTransportBuilder> {
+    Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| anyhow::anyhow!("HUBGATE_SMTP_URL: {e}"))?
+        .timeout(Some(std::time::Duration::from_secs(30))))
 }
 
 fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {

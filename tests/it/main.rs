@@ -7,6 +7,7 @@ mod accounts;
 mod config;
 mod db;
 mod demo;
+mod e2e;
 mod hub;
 mod mail_in;
 mod pyc;

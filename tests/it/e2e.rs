@@ -1,0 +1,525 @@
+//! End to end in a real browser: Debian's headless Chromium, driven through
+//! chromedriver (WebDriver) from Rust, against the real `hubgate` binary on
+//! 127.0.0.1 with a fresh database, a real SMTP server for what it sends and the
+//! token-authenticated mail endpoint for what partners send.
+//!
+//! Each step is done by the role that does it at work, in its own browser
+//! profile, by typing and clicking. Screenshots of every step land in
+//! `target/e2e/<backend>/` (kept by CI); the technician's checklist is also shot
+//! at a phone's width.
+//!
+//! Without chromedriver the test says so and passes, except under `CI=1`, where a
+//! missing browser is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hubgate::db::Backend;
+
+const PASSWORD: &str = "mat-khau-e2e-2026";
+const INBOUND_TOKEN: &str = "e2e-inbound-token";
+
+fn tool(env: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(default));
+    path.exists().then_some(path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A child process that is killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_up(url: &str, what: &str, log: &Path) {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} did not come up at {url}:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where a run keeps its screenshots and downloads.
+struct Shots {
+    dir: PathBuf,
+    n: std::sync::atomic::AtomicUsize,
+}
+
+/// One person's browser.
+struct Tab {
+    c: Client,
+    base: String,
+    shots: std::sync::Arc<Shots>,
+}
+
+impl Tab {
+    async fn open(driver: &str, base: &str, shots: &std::sync::Arc<Shots>, chromium: &Path) -> Tab {
+        let downloads = shots.dir.join("downloads");
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                // The machine has no internet: without the background-networking flags
+                // Chromium keeps trying Google's hosts.
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--lang=vi-VN",
+                    "--window-size=1280,900"
+                ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false
+                }
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(driver)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver session: {e}"));
+        Tab { c, base: base.to_string(), shots: shots.clone() }
+    }
+
+    async fn go(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap_or_else(|e| panic!("goto {path}: {e}"));
+    }
+
+    async fn path(&self) -> String {
+        self.c.current_url().await.map(|u| u.path().to_string()).unwrap_or_default()
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        match self.c.find(Locator::Css(css)).await {
+            Ok(el) => el,
+            Err(e) => panic!("no `{css}` on {}: {e}\n{}", self.path().await, self.c.source().await.unwrap_or_default()),
+        }
+    }
+
+    async fn text(&self) -> String {
+        self.find("body").await.text().await.unwrap_or_default()
+    }
+
+    async fn see(&self, what: &str) {
+        let text = self.text().await;
+        if !text.contains(what) {
+            self.shot("FAILED").await;
+        }
+        assert!(text.contains(what), "expected `{what}` on {}:\n{text}", self.path().await);
+    }
+
+    /// Types into a field, replacing what it held.
+    async fn fill(&self, css: &str, value: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        field.send_keys(value).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// The value a field holds now (prefilled drafts).
+    async fn value(&self, css: &str) -> String {
+        self.find(css).await.prop("value").await.ok().flatten().unwrap_or_default()
+    }
+
+    /// Clicks what loads no page (a checkbox, a download).
+    async fn tap(&self, css: &str) {
+        self.find(css).await.click().await.unwrap_or_else(|e| panic!("tap {css}: {e}"));
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.submit(&el, css).await;
+    }
+
+    /// Clicks something that loads a new page, and waits for that page: a click
+    /// returns before the navigation it starts has replaced the old document.
+    async fn submit(&self, el: &Element, what: &str) {
+        let old = self.find("html").await;
+        el.click().await.unwrap_or_else(|e| panic!("click {what}: {e}"));
+        let started = Instant::now();
+        while old.tag_name().await.is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(30), "clicking {what} loaded no page");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        while self.c.execute("return document.readyState", vec![]).await.ok() != Some(serde_json::json!("complete")) {
+            assert!(started.elapsed() < Duration::from_secs(30), "the page after {what} never finished loading");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Clicks the link or button a person would read.
+    async fn press(&self, label: &str) {
+        let xpath = format!(
+            "//a[normalize-space()='{label}'] | //button[normalize-space()='{label}'] | //input[@type='submit' and @value='{label}']"
+        );
+        let el = match self.c.find(Locator::XPath(&xpath)).await {
+            Ok(el) => el,
+            Err(e) => panic!("no `{label}` to press on {}: {e}\n{}", self.path().await, self.text().await),
+        };
+        self.submit(&el, label).await;
+    }
+
+    async fn shot(&self, name: &str) {
+        let n = self.shots.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let png = self.c.screenshot().await.unwrap_or_else(|e| panic!("screenshot: {e}"));
+        let file = self.shots.dir.join(format!("{n:02}-{name}.png"));
+        std::fs::write(&file, png).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    }
+
+    async fn login(&self, email: &str) {
+        self.go("/login").await;
+        self.fill("input[name=email]", email).await;
+        self.fill("input[name=password]", PASSWORD).await;
+        self.press("Đăng nhập").await;
+        assert_ne!(self.path().await, "/login", "{email} could not log in: {}", self.text().await);
+    }
+
+    /// The id at the end of the current path (`/requests/7` → 7).
+    async fn id(&self) -> i64 {
+        let path = self.path().await;
+        path.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no id in {path}"))
+    }
+}
+
+/// Waits for the SMTP server to receive a mail containing `needle`; checks that it
+/// answers the partner's opening mail (so it lands in the partner's thread).
+async fn reply_in_partner_thread(inbox: &crate::smtp::Inbox, what: &str, needle: &str) -> Vec<u8> {
+    let raw =
+        poll(what, async || inbox.received().into_iter().find(|m| String::from_utf8_lossy(m).contains(needle))).await;
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap_or_else(|| panic!("{what}: unparsable"));
+    assert_eq!(parsed.in_reply_to().as_text(), Some("A01.outlook@momo.vn"), "{what} is sent in the partner's thread");
+    raw
+}
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mail").join(name)
+}
+
+#[actix_web::test]
+async fn journey_in_chromium_sqlite() {
+    journey(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn journey_in_chromium_postgres() {
+    journey(Backend::Postgres).await;
+}
+
+/// The two journeys take turns: ten Chromium processes at once on a two-core
+/// runner would only make both slow.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn journey(backend: Backend) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (Some(driver_bin), Some(chromium)) =
+        (tool("HUBGATE_CHROMEDRIVER", "/usr/bin/chromedriver"), tool("HUBGATE_CHROMIUM", "/usr/bin/chromium"))
+    else {
+        assert!(std::env::var("CI").is_err(), "CI must run the browser tests: install chromium and chromium-driver");
+        eprintln!("skipped: chromium or chromedriver not installed");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}/hubgate.db", tmp.path().display()),
+        Backend::Postgres => {
+            let Some(admin) = crate::support::pg_admin_url() else { return };
+            crate::support::fresh_pg_database(&admin).0
+        }
+    };
+    let shots = std::sync::Arc::new(Shots {
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e").join(format!("{backend:?}").to_lowercase()),
+        n: Default::default(),
+    });
+    let _ = std::fs::remove_dir_all(&shots.dir);
+    std::fs::create_dir_all(shots.dir.join("downloads")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+
+    // The outside world: an SMTP server and a WebDriver server.
+    let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
+    let driver_port = free_port();
+    let driver_log = tmp.path().join("chromedriver.log");
+    let _driver = Proc(
+        Command::new(driver_bin)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&driver_log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("chromedriver: {e}")),
+    );
+    let driver = format!("http://127.0.0.1:{driver_port}");
+
+    // The real program, as it is deployed.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = tmp.path().join("hubgate.log");
+    let _server = Proc(
+        Command::new(env!("CARGO_BIN_EXE_hubgate"))
+            .arg("serve")
+            .env("DATABASE_URL", &database_url)
+            .env("HUBGATE_DATA_DIR", tmp.path())
+            .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
+            .env("HUBGATE_BASE_URL", &base)
+            .env("HUBGATE_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+            .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
+            .env("HUBGATE_WORKER_POLL_MS", "50")
+            .env("HUBGATE_LOG", "warn")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("hubgate serve: {e}")),
+    );
+    wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log).await;
+    wait_until_up(&format!("{base}/healthz"), "hubgate", &log).await;
+
+    // First run: the administrator sets up the desk and creates one account per role.
+    let admin = Tab::open(&driver, &base, &shots, &chromium).await;
+    admin.go("/").await;
+    assert_eq!(admin.path().await, "/setup", "a fresh install asks for its first administrator");
+    admin.fill("input[name=email]", "admin@ipos.vn").await;
+    admin.fill("input[name=name]", "Quản trị viên").await;
+    admin.fill("input[name=password]", PASSWORD).await;
+    admin.fill("input[name=confirm]", PASSWORD).await;
+    admin.shot("admin-setup").await;
+    admin.press("Tạo quản trị viên").await;
+    for (email, name, role) in [
+        ("sale@ipos.vn", "Nguyễn Thị Kinh Doanh", "sale"),
+        ("leader@ipos.vn", "Trần Văn Trưởng Nhóm", "leader"),
+        ("tech@ipos.vn", "Lê Văn Kỹ Thuật", "technician"),
+        ("ketoan@ipos.vn", "Phạm Thị Kế Toán", "accountant"),
+    ] {
+        admin.go("/admin/users/new").await;
+        admin.fill("input[name=email]", email).await;
+        admin.fill("input[name=name]", name).await;
+        admin.fill("input[name=password]", PASSWORD).await;
+        admin.tap(&format!("input[name=role_{role}]")).await;
+        admin.press("Tạo tài khoản").await;
+        admin.see(email).await;
+    }
+    admin.go("/admin/users").await;
+    admin.shot("admin-users").await;
+
+    // B1: sales uploads the partner's mail and opens the request from it.
+    let sale = Tab::open(&driver, &base, &shots, &chromium).await;
+    sale.login("sale@ipos.vn").await;
+    sale.go("/mail/upload").await;
+    let a01 = corpus("a01-momo-request-outlook.eml");
+    sale.find("input[type=file][name=files]").await.send_keys(&a01.display().to_string()).await.unwrap_or_else(|e| {
+        panic!("choose file: {e}");
+    });
+    sale.press("Tải lên và xử lý").await;
+    sale.see("a01-momo-request-outlook.eml").await;
+    sale.shot("sale-upload-mail").await;
+    sale.click("table a[href^='/mail/']").await;
+    sale.see("MoMo").await;
+    sale.press("Mở yêu cầu kết nối từ thư này").await;
+    for (name, value) in [
+        ("merchant_name", "Phở Thìn Lò Đúc"),
+        ("point_name", "Phở Thìn - 13 Lò Đúc"),
+        ("point_address", "13 Lò Đúc, Hà Nội"),
+        ("point_contact", "Chị Lan"),
+        ("point_phone", "0912345678"),
+    ] {
+        if sale.value(&format!("[name={name}]")).await.trim().is_empty() {
+            sale.fill(&format!("[name={name}]"), value).await;
+        }
+    }
+    sale.shot("sale-new-request").await;
+    sale.press("Mở yêu cầu (B1)").await;
+    let request = sale.id().await;
+    assert_eq!(sale.path().await, format!("/requests/{request}"));
+    sale.see("Phở Thìn").await;
+    sale.shot("sale-request-opened").await;
+
+    // The merchant's and the MoMo leader's confirmations arrive by mail.
+    let http = reqwest::Client::new();
+    for file in ["a02-merchant-confirm-gmail.eml", "a03-momo-leader-approve.eml"] {
+        let raw = std::fs::read(corpus(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let resp = http
+            .post(format!("{base}/inbound/mail"))
+            .bearer_auth(INBOUND_TOKEN)
+            .body(raw)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("deliver {file}: {e}"));
+        assert!(resp.status().is_success(), "{file}: {}", resp.status());
+    }
+
+    // B2: with both confirmations in, sales sends the acceptance mail.
+    sale.go(&format!("/requests/{request}")).await;
+    sale.shot("sale-confirmations-in").await;
+    sale.press("Soạn mail chấp nhận mở cổng (B2)").await;
+    assert!(!sale.value("input[name=to]").await.is_empty(), "the acceptance is addressed to the partner");
+    sale.shot("sale-acceptance-draft").await;
+    sale.press("Chấp nhận và gửi mail (B2)").await;
+    sale.see("Đã chấp nhận").await;
+    reply_in_partner_thread(&inbox, "the acceptance mail", "A01.outlook@momo.vn").await;
+
+    // B3: sales drafts the PYC, the leader reviews it, sales creates it.
+    sale.press("Lập PYC (B3)").await;
+    for name in ["customer_name", "contract_code", "brand", "location"] {
+        assert!(!sale.value(&format!("[name={name}]")).await.is_empty(), "{name} is prefilled");
+    }
+    sale.shot("sale-pyc-draft").await;
+    sale.press("Lưu PYC nháp").await;
+    let pyc = sale.id().await;
+    assert_eq!(sale.path().await, format!("/pyc/{pyc}"));
+
+    let leader = Tab::open(&driver, &base, &shots, &chromium).await;
+    leader.login("leader@ipos.vn").await;
+    leader.go(&format!("/pyc/{pyc}")).await;
+    leader.click(&format!("form[action='/pyc/{pyc}/review'] button")).await;
+    leader.shot("leader-reviewed-pyc").await;
+    sale.go(&format!("/pyc/{pyc}")).await;
+    sale.click(&format!("form[action='/pyc/{pyc}/create'] button")).await;
+    sale.shot("sale-pyc-created").await;
+
+    // B4: the technician works the checklist on a phone.
+    let tech = Tab::open(&driver, &base, &shots, &chromium).await;
+    tech.c.set_window_size(390, 844).await.unwrap_or_else(|e| panic!("phone size: {e}"));
+    tech.login("tech@ipos.vn").await;
+    tech.go(&format!("/pyc/{pyc}")).await;
+    tech.shot("technician-checklist-phone").await;
+    let open_item = format!("form[action^='/pyc/{pyc}/items/'] button.tick:not(.done)");
+    let mut ticked = 0;
+    while let Ok(item) = tech.c.find(Locator::Css(&open_item)).await {
+        tech.submit(&item, "a checklist item").await;
+        ticked += 1;
+        assert!(ticked < 50, "the checklist never ends");
+    }
+    assert!(ticked >= 1, "there was a checklist to work");
+    tech.fill("input[name=pos_parent]", "PP-7788").await;
+    tech.fill("input[name=pos_id]", "POS-123456").await;
+    tech.fill("input[name=key1]", "K1-SECRET-abc").await;
+    tech.fill("input[name=key2]", "K2-SECRET-xyz").await;
+    tech.press("Lưu dữ liệu").await;
+    // The proof of connection is a real PNG: this very screen.
+    let proof = tmp.path().join("ket-noi-thanh-cong.png");
+    std::fs::write(&proof, tech.c.screenshot().await.unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    tech.find("input[type=file][name=screenshot]").await.send_keys(&proof.display().to_string()).await.unwrap_or_else(
+        |e| {
+            panic!("choose screenshot: {e}");
+        },
+    );
+    tech.press("Tải ảnh lên").await;
+    tech.shot("technician-checklist-done-phone").await;
+    tech.click(&format!("form[action='/pyc/{pyc}/deployed'] button")).await;
+    tech.see("POS-123456").await;
+    assert!(!tech.text().await.contains("K1-SECRET-abc"), "keys stay hidden until asked for");
+    tech.press("Hiện").await;
+    tech.see("K1-SECRET-abc").await;
+    tech.c.set_window_size(1280, 900).await.unwrap_or_else(|e| panic!("desk size: {e}"));
+    tech.shot("technician-deployed").await;
+
+    // B5: the reply to the partner goes out with the POS ids and the screenshot.
+    tech.press("Gửi lại thông tin cho đối tác (B5)").await;
+    assert!(tech.value("textarea[name=body]").await.contains("POS-123456"), "the draft carries the POS id");
+    tech.shot("technician-reply-draft").await;
+    tech.press("Gửi (B5)").await;
+    let reply = reply_in_partner_thread(&inbox, "the partner reply", "PP-7788").await;
+    let parsed = mail_parser::MessageParser::default().parse(&reply).unwrap_or_else(|| panic!("unparsable"));
+    assert_eq!(parsed.attachment_count(), 1, "the connection screenshot is attached");
+
+    // The accountant downloads the month's workbook and records the 0 đ invoice.
+    let accountant = Tab::open(&driver, &base, &shots, &chromium).await;
+    accountant.login("ketoan@ipos.vn").await;
+    let month = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m").to_string();
+    accountant.go(&format!("/reports?month={month}")).await;
+    accountant.see("POS-123456").await;
+    accountant.shot("accountant-month").await;
+    accountant.tap(&format!("a[href='/reports/{month}/xlsx']")).await;
+    let downloads = shots.dir.join("downloads");
+    let workbook = poll("the downloaded workbook", async || {
+        std::fs::read_dir(&downloads)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "xlsx"))
+    })
+    .await;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook(&workbook).unwrap_or_else(|e| panic!("{}: {e}", workbook.display()));
+    let sheets = calamine::Reader::sheet_names(&book);
+    let mut found = false;
+    for name in sheets {
+        let range = calamine::Reader::worksheet_range(&mut book, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        found |= range.rows().any(|r| {
+            r.iter().any(|c| matches!(c, calamine::Data::String(s) if s == "POS-123456"))
+                && r.iter().any(|c| matches!(c, calamine::Data::String(s) if s == "PP-7788"))
+        });
+    }
+    assert!(found, "the deployed point is a row of the workbook");
+
+    accountant.go(&format!("/pyc/{pyc}")).await;
+    accountant.fill("input[name=number]", "0000123").await;
+    let date = accountant.find("input[name=date]").await;
+    let today = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m-%d").to_string();
+    accountant
+        .c
+        .execute("arguments[0].value = arguments[1]", vec![serde_json::json!(date), serde_json::json!(today)])
+        .await
+        .unwrap_or_else(|e| panic!("set date: {e}"));
+    accountant.press("Ghi nhận hóa đơn 0 đ").await;
+    accountant.see("0000123").await;
+    accountant.shot("accountant-invoice").await;
+    accountant.go(&format!("/requests/{request}")).await;
+    accountant.see("Đã xuất hóa đơn").await;
+
+    // A wrong role meets a forbidden page, not the data.
+    tech.go("/reports").await;
+    tech.see("Bạn không có quyền truy cập trang này.").await;
+    tech.shot("technician-forbidden").await;
+
+    // A form that lost its CSRF token is refused and changes nothing.
+    sale.go(&format!("/requests/{request}")).await;
+    sale.c
+        .execute(
+            "document.querySelectorAll('form[action$=\"/comments\"] input[name=_csrf]').forEach(e => e.remove())",
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("strip token: {e}"));
+    sale.fill("form[action$='/comments'] textarea[name=body]", "Bình luận giả mạo").await;
+    sale.click("form[action$='/comments'] button[type=submit]").await;
+    sale.see("Biểu mẫu đã hết hạn hoặc không hợp lệ").await;
+    sale.shot("sale-csrf-refused").await;
+    sale.go(&format!("/requests/{request}")).await;
+    assert!(!sale.text().await.contains("Bình luận giả mạo"), "the forged comment was not saved");
+
+    for tab in [admin, sale, leader, tech, accountant] {
+        let _ = tab.c.close().await;
+    }
+}
