@@ -389,6 +389,7 @@ pub fn report(rows: usize) -> anyhow::Result<()> {
             live_at: base + chrono::Duration::seconds((i as i64 * 26) % (30 * 86_400)),
             pyc: format!("PYC-2026-{:06}", i + 1),
             technician: "Phạm Kỹ Thuật".into(),
+            request_id: i as i64 + 1,
         })
         .collect();
     let after_data = peak_rss_mb();

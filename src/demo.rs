@@ -197,7 +197,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
             mail_messages::table
                 .filter(mail_messages::kind.eq("connection_request"))
                 .order(mail_messages::id.asc())
-                .limit(30)
+                .limit(60)
                 .select(crate::mail::inbound::models::MailMessage::as_select())
                 .load(conn)?
         };
@@ -250,6 +250,10 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                 _ => hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?,
             }
         }
+        // Month end (B6): last month's list went to accounting, which reconciled it.
+        let last = crate::reports::Month::of(crate::fmt::local_date(crate::db::now())).previous();
+        crate::reports::report_to_accounting(conn, &config.outbound, &system, last)?;
+        reconciled_month(conn, &accountant_actor, last)?;
     }
     let mut out = String::new();
     out.push_str(&format!(
@@ -260,6 +264,58 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
         out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, role.label()));
     }
     Ok(out)
+}
+
+/// A partner statement for `month` as partners send them (their own column names,
+/// dd/mm/yyyy dates), one point short, one point we never deployed and one date
+/// off, uploaded and matched: the reconciliation screen shows every outcome.
+fn reconciled_month(conn: &mut DbConn, accountant: &Actor, month: crate::reports::Month) -> AppResult<()> {
+    use crate::reports::reconcile;
+    let rows = crate::reports::month_rows(conn, month)?;
+    let Some(code) = crate::reports::counts(&rows).into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c) else {
+        return Ok(());
+    };
+    let partner =
+        crate::mail::inbound::models::partners(conn)?.into_iter().find(|p| p.code == code).ok_or(AppError::NotFound)?;
+    let ours: Vec<_> = rows.iter().filter(|r| r.partner == code).collect();
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet().set_name("DoiSoat").map_err(AppError::internal)?;
+    let x = |r: Result<&mut rust_xlsxwriter::Worksheet, rust_xlsxwriter::XlsxError>| {
+        r.map(|_| ()).map_err(AppError::internal)
+    };
+    for (c, h) in ["STT", "Mã POS", "Tên merchant", "Ngày kích hoạt"].iter().enumerate() {
+        x(sheet.write_string(0, c as u16, *h))?;
+    }
+    let mut line = 1u32;
+    for (i, r) in ours.iter().enumerate() {
+        if ours.len() > 1 && i == ours.len() - 1 {
+            break; // the partner's statement missed this one
+        }
+        let date = if i == 1 { r.live_at + chrono::Duration::days(1) } else { r.live_at };
+        x(sheet.write_number(line, 0, f64::from(line)))?;
+        x(sheet.write_string(line, 1, &r.pos_id))?;
+        x(sheet.write_string(line, 2, &r.merchant))?;
+        x(sheet.write_string(line, 3, date.format("%d/%m/%Y").to_string()))?;
+        line += 1;
+    }
+    x(sheet.write_number(line, 0, f64::from(line)))?;
+    x(sheet.write_string(line, 1, "POS-999999"))?;
+    x(sheet.write_string(line, 2, "Trà sữa Gõ Cửa"))?;
+    x(sheet.write_string(line, 3, format!("15/{:02}/{}", month.month, month.year)))?;
+    let bytes = book.save_to_buffer().map_err(AppError::internal)?;
+    let value = format!("{}-{:02}", month.year, month.month);
+    let name = format!("doi-soat-{}-{value}.xlsx", code.to_lowercase());
+    let id = reconcile::upload(conn, accountant, partner.id, &value, &name, &bytes)?;
+    let mapping = reconcile::Mapping {
+        sheet: "DoiSoat".into(),
+        header_row: 0,
+        pos_id: Some(1),
+        point_code: None,
+        merchant: Some(2),
+        date: Some(3),
+    };
+    reconcile::run(conn, accountant, id, &mapping)?;
+    Ok(())
 }
 
 /// A 1×1 PNG standing in for the screenshot of a successful connection.
@@ -322,7 +378,9 @@ fn advance_pyc(
     {
         use crate::db::schema::pycs;
         let last = crate::reports::Month::of(crate::fmt::local_date(crate::db::now())).previous();
-        let when = last.utc_range().0 + chrono::Duration::hours(10 + n as i64);
+        // One replied request went live this month: it waits in B5 for next month's list.
+        let start = if stage == 3 && n % 2 == 1 { last.next().utc_range().0 } else { last.utc_range().0 };
+        let when = (start + chrono::Duration::hours(10 + n as i64)).min(crate::db::now());
         diesel::update(pycs::table.find(id)).set(pycs::deployed_at.eq(Some(when))).execute(conn)?;
     }
     let draft = pyc::reply_draft(conn, id, "Phạm Kỹ Thuật")?;

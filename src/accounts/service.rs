@@ -6,7 +6,6 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::Duration;
-use diesel::Connection;
 
 use super::models::{self, NewUser, Role, Roles, User, UserChanges};
 use crate::audit::{self, Actor};
@@ -83,7 +82,7 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
     }
     let hash = hash_password(&input.password)?;
     let roles = Roles::from_slice(&input.roles).stored();
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         if models::find_by_email(conn, &email)?.is_some() {
             return Err(AppError::Validation("Email này đã được dùng cho một tài khoản khác.".into()));
         }
@@ -108,7 +107,7 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
 
 /// First run: creates the first admin, only while no account exists at all.
 pub fn setup_first_admin(conn: &mut DbConn, email: &str, name: &str, password: &str) -> AppResult<User> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         if models::count_users(conn)? > 0 {
             return Err(AppError::NotFound);
         }
@@ -189,7 +188,7 @@ pub fn authenticate(
             if user.disabled {
                 return Ok(Err(LoginError::Disabled));
             }
-            conn.transaction(|conn| {
+            crate::db::tx(conn, |conn| {
                 models::clear_login_failures(conn, &account_key)?;
                 models::prune_login_failures(conn, t - Duration::days(1))?;
                 let user =
@@ -199,7 +198,7 @@ pub fn authenticate(
             })
         }
         _ => {
-            conn.transaction(|conn| {
+            crate::db::tx(conn, |conn| {
                 models::record_login_failure(conn, &account_key, t)?;
                 models::record_login_failure(conn, &address_key, t)
             })?;
@@ -226,7 +225,7 @@ pub fn update_profile(conn: &mut DbConn, actor: &Actor, id: i64, name: &str, rol
         return Err(AppError::Validation("Chọn ít nhất một vai trò.".into()));
     }
     let next = Roles::from_slice(roles);
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let user = models::find(conn, id)?;
         ensure_admin_remains(conn, &user, next, user.disabled)?;
         let stored = next.stored();
@@ -247,7 +246,7 @@ pub fn update_profile(conn: &mut DbConn, actor: &Actor, id: i64, name: &str, rol
 
 /// Disables or re-enables an account; disabling ends its sessions at once.
 pub fn set_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -> AppResult<User> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let user = models::find(conn, id)?;
         if disabled && actor.user_id == Some(id) {
             return Err(AppError::Validation("Bạn không thể tự khóa tài khoản của mình.".into()));
@@ -273,7 +272,7 @@ pub fn set_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -
 pub fn reset_password(conn: &mut DbConn, actor: &Actor, id: i64, password: &str) -> AppResult<User> {
     validate_password(password)?;
     let hash = hash_password(password)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let user = models::find(conn, id)?;
         let updated = models::update(
             conn,
@@ -302,7 +301,7 @@ pub fn change_own_password(conn: &mut DbConn, id: i64, current: &str, new: &str,
     }
     validate_password(new)?;
     let hash = hash_password(new)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let updated = models::update(
             conn,
             id,

@@ -35,6 +35,39 @@ macro_rules! with_conn {
     };
 }
 
+/// Runs `f` in a write transaction. On SQLite it begins `IMMEDIATE`: a deferred
+/// transaction that reads and then writes fails at once with "database is locked"
+/// when another connection committed in between (WAL cannot upgrade a stale
+/// snapshot, and no busy timeout helps), while an immediate one waits its turn.
+/// Inside an open transaction it is a savepoint, as diesel's own.
+pub fn tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let outermost = match conn {
+        DbConn::Sqlite(lite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(lite).transaction_depth()?.is_none()
+        }
+        DbConn::Pg(_) => false,
+    };
+    if !outermost {
+        return conn.transaction(f);
+    }
+    if let DbConn::Sqlite(lite) = conn {
+        AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    if let DbConn::Sqlite(lite) = conn {
+        match &result {
+            Ok(_) => AnsiTransactionManager::commit_transaction(lite)?,
+            Err(_) => AnsiTransactionManager::rollback_transaction(lite)?,
+        }
+    }
+    result
+}
+
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 

@@ -104,7 +104,7 @@ impl PartnerForm {
 
 fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: PartnerForm) -> AppResult<i64> {
     f.validate()?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let t = now();
         let taken: Option<i64> =
             partners::table.filter(partners::code.eq(&f.code)).select(partners::id).first(conn).optional()?;
@@ -272,7 +272,7 @@ async fn customer_create(ctx: Ctx, form: web::Form<CustomerForm>) -> AppResult<H
         return Ok(redirect("/customers"));
     }
     ctx.db(move |conn| {
-        conn.transaction(|conn| {
+        crate::db::tx(conn, |conn| {
             let id: i64 = diesel::insert_into(customers::table)
                 .values((
                     customers::name.eq(f.name.trim()),

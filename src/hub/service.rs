@@ -1,8 +1,6 @@
 //! The connection request workflow. Every function validates, runs in one
 //! transaction, writes a timeline event and an audit row.
 
-use diesel::Connection;
-
 use super::models::{self, NewEvent, NewPoint, NewRequest, Request};
 use super::state::State;
 use crate::audit::{self, Actor};
@@ -81,7 +79,7 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
     if point_name.is_empty() {
         return Err(AppError::Validation("Vui lòng nhập tên điểm cần kết nối.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let partner = mail::partners(conn)?
             .into_iter()
             .find(|p| p.id == input.partner_id)
@@ -99,7 +97,13 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
         let mkey = fold(merchant_name);
         let merchant_id = match models::merchant_by_key(conn, &mkey)? {
             Some(m) => m.id,
-            None => models::insert_merchant(conn, merchant_name, input.merchant_contact.trim(), input.merchant_phone.trim(), &mkey)?,
+            None => models::insert_merchant(
+                conn,
+                merchant_name,
+                input.merchant_contact.trim(),
+                input.merchant_phone.trim(),
+                &mkey,
+            )?,
         };
         let pkey = fold(point_name);
         let point_id = match models::point_by_key(conn, merchant_id, &pkey)? {
@@ -134,7 +138,14 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
                 Some(p) => p.id,
                 None => models::insert_point(
                     conn,
-                    &NewPoint { merchant_id, name, address, contact_name: input.point_contact.trim(), phone: input.point_phone.trim(), key: &key },
+                    &NewPoint {
+                        merchant_id,
+                        name,
+                        address,
+                        contact_name: input.point_contact.trim(),
+                        phone: input.point_phone.trim(),
+                        key: &key,
+                    },
                 )?,
             };
             if !linked.contains(&pid) {
@@ -165,7 +176,9 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
             id,
             "open",
             None,
-            Some(serde_json::json!({"partner": partner.code, "merchant_id": merchant_id, "point_id": point_id, "mail_id": input.mail_id})),
+            Some(
+                serde_json::json!({"partner": partner.code, "merchant_id": merchant_id, "point_id": point_id, "mail_id": input.mail_id}),
+            ),
         )?;
         Ok(id)
     })
@@ -209,7 +222,7 @@ pub fn on_mail_stored(conn: &mut DbConn, message_id: i64) -> AppResult<()> {
 
 /// Attaches the conversation of `mail_id` to an existing request.
 pub fn attach_mail(conn: &mut DbConn, actor: &Actor, request_id: i64, mail_id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::request(conn, request_id)?;
         let m = mail::message(conn, mail_id)?;
         match mail::thread(conn, m.thread_id)?.request_id {
@@ -251,7 +264,7 @@ pub fn manual_confirmation(
     if kind != MERCHANT && kind != LEADER {
         return Err(AppError::Validation("Loại xác nhận không hợp lệ.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::request(conn, request_id)?;
         if State::from_code(&r.state) != Some(State::Received) {
             return Err(AppError::Validation("Chỉ ghi nhận xác nhận khi yêu cầu đang chờ chấp nhận (B1).".into()));
@@ -274,7 +287,7 @@ pub fn manual_confirmation(
 
 /// Unlinks a wrong confirmation (kept in history as revoked).
 pub fn revoke_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, confirmation_id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let c = models::confirmation(conn, confirmation_id)?;
         if c.request_id != request_id {
             return Err(AppError::NotFound);
@@ -350,7 +363,7 @@ pub fn transition(
             "Chấp nhận (B2) đi kèm mail chấp nhận: dùng nút “Soạn mail chấp nhận”.".into(),
         ));
     }
-    conn.transaction(|conn| transition_inner(conn, actor, request_id, version, to, reason))
+    crate::db::tx(conn, |conn| transition_inner(conn, actor, request_id, version, to, reason))
 }
 
 /// A move made by another domain (the PYC workflow) inside its own transaction.
@@ -434,7 +447,7 @@ pub fn comment(conn: &mut DbConn, actor: &Actor, request_id: i64, body: &str, in
     if body.is_empty() {
         return Err(AppError::Validation("Nội dung bình luận trống.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::request(conn, request_id)?;
         event(conn, actor, r.id, if internal { "note" } else { "comment" }, body, None)?;
         audit::record(conn, actor, "request", r.id, "comment", None, Some(serde_json::json!({"internal": internal})))?;
@@ -542,7 +555,7 @@ pub fn accept(
     if to.is_empty() {
         return Err(AppError::Validation("Vui lòng nhập địa chỉ nhận mail chấp nhận.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         transition_inner(conn, actor, request_id, version, State::Accepted, "Gửi mail chấp nhận mở cổng")?;
         let mail = crate::mail::outbound::OutgoingMail {
             to,
@@ -569,7 +582,7 @@ pub fn accept(
 
 /// Hands a request to another staff member (sales or leader).
 pub fn assign(conn: &mut DbConn, actor: &Actor, request_id: i64, user_id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::request(conn, request_id)?;
         let user = crate::accounts::models::find(conn, user_id)
             .map_err(|_| AppError::Validation("Người phụ trách không hợp lệ.".into()))?;

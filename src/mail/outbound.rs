@@ -109,7 +109,7 @@ pub fn queue_mail(conn: &mut DbConn, cfg: &OutboundConfig, actor: &Actor, mail: 
     let message = builder.multipart(body).map_err(|e| AppError::Validation(format!("Không tạo được thư: {e}")))?;
     let raw = message.formatted();
     let names = mail.attachments.iter().map(|a| a.0.clone()).collect::<Vec<_>>().join(", ");
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let id: i64 = diesel::insert_into(mail_outbox::table)
             .values((
                 mail_outbox::status.eq("queued"),

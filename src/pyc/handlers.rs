@@ -490,8 +490,7 @@ async fn new_template(ctx: Ctx, form: web::Form<TemplateForm>) -> AppResult<Http
         return Ok(redirect("/admin/pyc-templates"));
     }
     ctx.db(move |conn| {
-        use diesel::Connection;
-        conn.transaction(|conn| {
+        crate::db::tx(conn, |conn| {
             let kind = f.kind.trim().to_lowercase();
             let id = models::insert_template(conn, &kind, &f.body, &f.items, actor.user_id)?;
             crate::audit::record(

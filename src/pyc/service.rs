@@ -3,7 +3,6 @@
 //! invoiced) in the same transactions. Keys are sealed before they reach the database.
 
 use chrono::NaiveDateTime;
-use diesel::Connection;
 
 use super::models::{self, PycFields};
 use crate::audit::{self, Actor};
@@ -112,7 +111,7 @@ fn validate(f: &PycFields) -> AppResult<()> {
 /// Creates the draft PYC of an accepted request, numbered `PYC-YYYY-NNNNNN`.
 pub fn create(conn: &mut DbConn, actor: &Actor, request_id: i64, fields: &PycFields) -> AppResult<i64> {
     validate(fields)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let c = context(conn, request_id)?;
         if State::from_code(&c.request.state) != Some(State::Accepted) {
             return Err(AppError::Validation("Chỉ tạo PYC cho yêu cầu đã chấp nhận (B2).".into()));
@@ -161,7 +160,7 @@ pub fn create(conn: &mut DbConn, actor: &Actor, request_id: i64, fields: &PycFie
 /// Edits a draft.
 pub fn update(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, fields: &PycFields) -> AppResult<()> {
     validate(fields)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         if p.state != "draft" {
             return Err(AppError::Validation("Chỉ sửa được PYC nháp.".into()));
@@ -190,7 +189,7 @@ fn move_request(conn: &mut DbConn, actor: &Actor, request_id: i64, to: State, wh
 
 /// B7 (leader) and B8: draft → reviewed → created; creating puts the request at B3.
 pub fn advance(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, to: &str) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         match (p.state.as_str(), to) {
             ("draft", "reviewed") | ("reviewed", "created") => {}
@@ -229,7 +228,7 @@ fn ensure_deploying(conn: &mut DbConn, actor: &Actor, p: &models::Pyc) -> AppRes
 
 /// A technician ticks (or unticks) a checklist item; who and when are kept.
 pub fn tick(conn: &mut DbConn, actor: &Actor, id: i64, item_id: i64, done: bool) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         ensure_deploying(conn, actor, &p)?;
         let by = actor.user_id.unwrap_or_default();
@@ -270,10 +269,18 @@ pub fn save_data(
         }
     };
     let (k1, k2) = (seal(key1)?, seal(key2)?);
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         ensure_deploying(conn, actor, &p)?;
-        models::set_deployment_data(conn, id, pos_parent.trim(), pos_id.trim(), point_code.trim(), k1.as_deref(), k2.as_deref())?;
+        models::set_deployment_data(
+            conn,
+            id,
+            pos_parent.trim(),
+            pos_id.trim(),
+            point_code.trim(),
+            k1.as_deref(),
+            k2.as_deref(),
+        )?;
         audit::record(
             conn,
             actor,
@@ -281,7 +288,9 @@ pub fn save_data(
             id,
             "deployment_data",
             None,
-            Some(serde_json::json!({"pos_parent": pos_parent.trim(), "pos_id": pos_id.trim(), "point_code": point_code.trim(), "key1_changed": k1.is_some(), "key2_changed": k2.is_some()})),
+            Some(
+                serde_json::json!({"pos_parent": pos_parent.trim(), "pos_id": pos_id.trim(), "point_code": point_code.trim(), "key1_changed": k1.is_some(), "key2_changed": k2.is_some()}),
+            ),
         )?;
         Ok(())
     })
@@ -302,7 +311,7 @@ pub fn save_screenshot(conn: &mut DbConn, actor: &Actor, id: i64, bytes: &[u8]) 
     if bytes.len() > MAX_SCREENSHOT_BYTES {
         return Err(AppError::Validation("Ảnh lớn hơn 5 MB.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         ensure_deploying(conn, actor, &p)?;
         models::set_screenshot(conn, id, bytes, kind)?;
@@ -360,7 +369,7 @@ pub fn deploy_blockers(conn: &mut DbConn, p: &models::Pyc) -> AppResult<Vec<Stri
 
 /// The technician marks the deployment done: refused while anything is missing.
 pub fn mark_deployed(conn: &mut DbConn, actor: &Actor, id: i64, version: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         if p.state != "created" {
             return Err(AppError::Validation("PYC không ở trạng thái đang triển khai.".into()));
@@ -439,7 +448,7 @@ pub fn send_reply(
     version: i64,
     draft: &crate::hub::service::AcceptanceDraft,
 ) -> AppResult<i64> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         if p.state != "deployed" {
             return Err(AppError::Validation("Chỉ phản hồi đối tác sau khi PYC đã triển khai xong.".into()));
@@ -487,7 +496,7 @@ pub fn record_invoice(
     if number.is_empty() {
         return Err(AppError::Validation("Vui lòng nhập số hóa đơn.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         if p.state != "deployed" {
             return Err(AppError::Validation("Chỉ xuất hóa đơn 0 đ cho PYC đã triển khai.".into()));

@@ -82,10 +82,27 @@ pub struct Row {
     pub live_at: NaiveDateTime,
     pub pyc: String,
     pub technician: String,
+    /// Not a column: which request the connection closes (B6 is set on it).
+    pub request_id: i64,
 }
 
-type Raw =
-    (i64, i64, String, String, String, String, String, String, String, Option<NaiveDateTime>, String, Option<i64>);
+/// One loaded line of the month query, in `select` order.
+#[derive(Queryable)]
+struct Raw {
+    point_id: i64,
+    partner_id: i64,
+    partner: String,
+    merchant: String,
+    point: String,
+    address: String,
+    pos_parent: String,
+    pos_id: String,
+    point_code: String,
+    deployed_at: Option<NaiveDateTime>,
+    pyc: String,
+    deployed_by: Option<i64>,
+    request_id: i64,
+}
 
 /// Every (point, partner) connection whose first deployment falls in `month`.
 pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
@@ -111,30 +128,33 @@ pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
             pycs::deployed_at,
             pycs::number,
             pycs::deployed_by,
+            requests::id,
         ))
         .load(conn)?;
     let names: Vec<(i64, String)> = users::table.select((users::id, users::name)).load(conn)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for (point_id, partner_id, partner, merchant, point, address, pos_parent, pos_id, point_code, at, pyc, by) in raw {
-        let Some(at) = at else { continue };
+    for r in raw {
+        let Some(at) = r.deployed_at else { continue };
         // Earlier deployments of the same connection were counted in their month.
-        if !seen.insert((point_id, partner_id)) || at < start {
+        if !seen.insert((r.point_id, r.partner_id)) || at < start {
             continue;
         }
         let local = chrono::TimeZone::from_utc_datetime(&chrono::Utc, &at).with_timezone(&TZ).naive_local();
-        let technician = by.and_then(|id| names.iter().find(|n| n.0 == id)).map(|n| n.1.clone()).unwrap_or_default();
+        let technician =
+            r.deployed_by.and_then(|id| names.iter().find(|n| n.0 == id)).map(|n| n.1.clone()).unwrap_or_default();
         out.push(Row {
-            partner,
-            merchant,
-            point,
-            address,
-            pos_parent,
-            pos_id,
-            point_code,
+            partner: r.partner,
+            merchant: r.merchant,
+            point: r.point,
+            address: r.address,
+            pos_parent: r.pos_parent,
+            pos_id: r.pos_id,
+            point_code: r.point_code,
             live_at: local,
-            pyc,
+            pyc: r.pyc,
             technician,
+            request_id: r.request_id,
         });
     }
     Ok(out)
@@ -223,51 +243,80 @@ pub fn workbook(month: Month, rows: &[Row]) -> AppResult<Vec<u8>> {
 /// The scheduled job: the previous month's workbook mailed to every accountant, once.
 pub const MONTHLY_JOB: &str = "report.monthly_mail";
 
+/// The monthly job (day 1, 08:00): last month's list goes to the accountants.
 pub async fn monthly_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
     let slot = ctx.payload["slot"].as_str().and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok());
     let today = crate::fmt::local_date(slot.unwrap_or_else(crate::db::now));
     let month = Month::of(today).previous();
     let outbound = ctx.state.config.outbound.clone();
-    let job_id = ctx.id;
-    ctx.db(move |conn| {
-        let accountants: Vec<String> = crate::accounts::models::list(conn)?
-            .into_iter()
-            .filter(|u| !u.disabled && u.roles().has(crate::accounts::Role::Accountant))
-            .map(|u| u.email)
-            .collect();
-        if accountants.is_empty() {
-            return Ok(());
+    let actor = crate::audit::Actor::system(&format!("job {}", ctx.id));
+    ctx.db(move |conn| report_to_accounting(conn, &outbound, &actor, month).map(|_| ())).await
+}
+
+/// B6 of the flow: mails the month's list of connected points to every accountant
+/// and marks the requests it lists (those replied to, B5) as reported. Returns how
+/// many requests moved, or `None` when there is nobody to tell or it was already sent.
+pub fn report_to_accounting(
+    conn: &mut DbConn,
+    outbound: &crate::config::OutboundConfig,
+    actor: &crate::audit::Actor,
+    month: Month,
+) -> AppResult<Option<usize>> {
+    let accountants: Vec<String> = crate::accounts::models::list(conn)?
+        .into_iter()
+        .filter(|u| !u.disabled && u.roles().has(crate::accounts::Role::Accountant))
+        .map(|u| u.email)
+        .collect();
+    if accountants.is_empty() {
+        return Ok(None);
+    }
+    let subject = format!("Danh sách điểm kết nối thành công tháng {:02}/{}", month.month, month.year);
+    // A re-run after a crash must not mail the accountants twice.
+    if crate::mail::outbound::outbox_has_subject(conn, &subject)? {
+        return Ok(None);
+    }
+    let rows = month_rows(conn, month)?;
+    let book = workbook(month, &rows)?;
+    let summary = counts(&rows).iter().map(|(p, n)| format!("- {p}: {n} điểm")).collect::<Vec<_>>().join("\n");
+    let mail = crate::mail::outbound::OutgoingMail {
+        to: accountants,
+        subject,
+        text: format!(
+            "Chào chị/anh kế toán,\n\nĐính kèm danh sách {} điểm kết nối thành công tháng {:02}/{} để đối soát:\n{}\n\nhubgate (thư tự động)",
+            rows.len(),
+            month.month,
+            month.year,
+            if summary.is_empty() { "- không có điểm nào".to_string() } else { summary }
+        ),
+        attachments: vec![(
+            month.file_name(),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
+            book,
+        )],
+        ..Default::default()
+    };
+    crate::db::tx(conn, |conn| {
+        crate::mail::outbound::queue_mail(conn, outbound, actor, &mail)?;
+        let reason = format!("Có trong danh sách điểm kết nối tháng {:02}/{} gửi kế toán", month.month, month.year);
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.request_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut moved = 0;
+        for id in ids {
+            let r = crate::hub::models::request(conn, id)?;
+            // Invoiced already (the 0 đ invoice may come first) or cancelled: nothing to move.
+            if r.state == crate::hub::state::State::Replied.code() {
+                crate::hub::service::transition_in_tx(
+                    conn,
+                    actor,
+                    id,
+                    r.version,
+                    crate::hub::state::State::Reported,
+                    &reason,
+                )?;
+                moved += 1;
+            }
         }
-        let subject = format!("Danh sách điểm kết nối thành công tháng {:02}/{}", month.month, month.year);
-        // A re-run after a crash must not mail the accountants twice.
-        if crate::mail::outbound::outbox_has_subject(conn, &subject)? {
-            return Ok(());
-        }
-        let rows = month_rows(conn, month)?;
-        let book = workbook(month, &rows)?;
-        let summary = counts(&rows).iter().map(|(p, n)| format!("- {p}: {n} điểm")).collect::<Vec<_>>().join("\n");
-        let mail = crate::mail::outbound::OutgoingMail {
-            to: accountants,
-            subject,
-            text: format!(
-                "Chào chị/anh kế toán,\n\nĐính kèm danh sách {} điểm kết nối thành công tháng {:02}/{} để đối soát:\n{}\n\nhubgate (thư tự động)",
-                rows.len(),
-                month.month,
-                month.year,
-                if summary.is_empty() { "- không có điểm nào".to_string() } else { summary }
-            ),
-            attachments: vec![(
-                month.file_name(),
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".into(),
-                book,
-            )],
-            ..Default::default()
-        };
-        use diesel::Connection;
-        conn.transaction(|conn| {
-            crate::mail::outbound::queue_mail(conn, &outbound, &crate::audit::Actor::system(&format!("job {job_id}")), &mail)?;
-            Ok(())
-        })
+        Ok(Some(moved))
     })
-    .await
 }

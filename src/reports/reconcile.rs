@@ -245,7 +245,7 @@ pub fn upload(
 ) -> AppResult<i64> {
     super::Month::parse(month).ok_or_else(|| AppError::Validation("Tháng không hợp lệ (dạng 2026-10).".into()))?;
     read(bytes, file_name).map_err(AppError::Validation)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let id: i64 = diesel::insert_into(reconciliations::table)
             .values((
                 reconciliations::partner_id.eq(partner_id),
@@ -302,7 +302,7 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     let outcome = reconcile(&rows, &sheets, mapping).map_err(AppError::Validation)?;
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
     let result_json = serde_json::to_string(&outcome).map_err(AppError::internal)?;
-    conn.transaction(|conn| -> AppResult<()> {
+    crate::db::tx(conn, |conn| -> AppResult<()> {
         let t = crate::db::now();
         diesel::update(reconciliations::table.find(id))
             .set((
@@ -316,7 +316,11 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
             ))
             .execute(conn)?;
         crate::with_conn!(conn, |c| diesel::insert_into(recon_mappings::table)
-            .values((recon_mappings::partner_id.eq(r.partner_id), recon_mappings::mapping.eq(&mapping_json), recon_mappings::updated_at.eq(t)))
+            .values((
+                recon_mappings::partner_id.eq(r.partner_id),
+                recon_mappings::mapping.eq(&mapping_json),
+                recon_mappings::updated_at.eq(t)
+            ))
             .on_conflict(recon_mappings::partner_id)
             .do_update()
             .set((recon_mappings::mapping.eq(&mapping_json), recon_mappings::updated_at.eq(t)))
@@ -328,7 +332,9 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
             id,
             "run",
             None,
-            Some(serde_json::json!({"matched": outcome.matched.len(), "only_ours": outcome.only_ours.len(), "only_theirs": outcome.only_theirs.len(), "differing": outcome.differing.len()})),
+            Some(
+                serde_json::json!({"matched": outcome.matched.len(), "only_ours": outcome.only_ours.len(), "only_theirs": outcome.only_theirs.len(), "differing": outcome.differing.len()}),
+            ),
         )?;
         Ok(())
     })?;

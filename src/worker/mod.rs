@@ -64,8 +64,7 @@ pub fn enqueue(
 
 /// Admin: a dead job back to the queue (audited).
 pub fn retry_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let job = models::job(conn, id)?;
         if models::revive(conn, id, crate::db::now())? != 1 {
             return Err(AppError::Validation("Chỉ thử lại được việc đã hỏng (dead).".into()));
@@ -86,8 +85,7 @@ pub fn retry_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
 
 /// Admin: gives up on a dead job (audited; its history stays).
 pub fn discard_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let job = models::job(conn, id)?;
         if models::discard(conn, id, crate::db::now())? != 1 {
             return Err(AppError::Validation("Chỉ bỏ qua được việc đã hỏng (dead).".into()));

@@ -108,3 +108,68 @@ fn create_user_from_the_command_line() {
     assert!(!typo.status.success());
     assert!(String::from_utf8_lossy(&typo.stderr).contains("HUBGATE_BIDN"));
 }
+
+db_test!(concurrent_read_then_write_transactions_all_commit, |app| {
+    // Each transaction reads, then writes, as most services do. On SQLite a deferred
+    // transaction would fail at once with "database is locked" when another writer
+    // committed in between; `db::tx` must make every one of them wait its turn.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let pool = app.state.pool.clone();
+            std::thread::spawn(move || {
+                let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+                let mut failures = Vec::new();
+                for i in 0..50 {
+                    let r = hubgate::db::tx(&mut conn, |c| -> QueryResult<()> {
+                        use hubgate::db::schema::audit_log;
+                        let _seen: i64 = audit_log::table.count().get_result(c)?;
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        hubgate::audit::record(
+                            c,
+                            &hubgate::audit::Actor::system("test"),
+                            "probe",
+                            format!("{w}-{i}"),
+                            "write",
+                            None,
+                            None,
+                        )
+                    });
+                    if let Err(e) = r {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = writers.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let written: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::audit_log;
+            audit_log::table.filter(audit_log::entity_type.eq("probe")).count().get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(written, 200);
+    // Nested inside an open transaction it is a savepoint: an inner failure rolls
+    // back only the inner part.
+    let outer = app.with_conn(|c| {
+        hubgate::db::tx(c, |c| -> QueryResult<()> {
+            hubgate::audit::record(c, &hubgate::audit::Actor::system("t"), "nest", 1, "outer", None, None)?;
+            let inner = hubgate::db::tx(c, |c| -> QueryResult<()> {
+                hubgate::audit::record(c, &hubgate::audit::Actor::system("t"), "nest", 2, "inner", None, None)?;
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            assert!(inner.is_err());
+            Ok(())
+        })
+    });
+    assert!(outer.is_ok());
+    let kept: Vec<String> = app
+        .with_conn(|c| {
+            use hubgate::db::schema::audit_log;
+            audit_log::table.filter(audit_log::entity_type.eq("nest")).select(audit_log::action).load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, ["outer"]);
+});

@@ -25,7 +25,8 @@ db_test!(demo_data_fills_the_desk_once, |app| {
     assert_eq!(counts(&app), first, "a second run adds nothing");
     let states: Vec<String> =
         app.with_conn(|c| requests::table.select(requests::state).distinct().load(c)).unwrap_or_default();
-    for s in ["received", "accepted", "ticket", "deploying", "replied", "invoiced", "rejected", "cancelled"] {
+    for s in ["received", "accepted", "ticket", "deploying", "replied", "reported", "invoiced", "rejected", "cancelled"]
+    {
         assert!(states.iter().any(|x| x == s), "{s} missing from {states:?}");
     }
     // Each demo account signs in and sees a populated page of its own.
@@ -39,6 +40,20 @@ db_test!(demo_data_fills_the_desk_once, |app| {
     let last = hubgate::reports::Month::of(hubgate::fmt::local_date(hubgate::db::now())).previous();
     let rows = app.with_conn(|c| hubgate::reports::month_rows(c, last)).unwrap_or_default();
     assert!(!rows.is_empty());
+    // ... and a reconciled statement with every kind of outcome to open.
+    let accountant = app.browser();
+    accountant.login("ketoan@demo.ipos.vn", "demo-ke-toan-2026").await;
+    let home = accountant.get("/reports/reconcile").await;
+    let rid: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::reconciliations;
+            reconciliations::table.select(reconciliations::id).filter(reconciliations::run_at.is_not_null()).first(c)
+        })
+        .unwrap_or_else(|e| panic!("no reconciled month: {e}"));
+    assert!(home.body.contains(&format!("/reports/reconcile/{rid}")), "listed on the reconciliation page");
+    let page = accountant.get(&format!("/reports/reconcile/{rid}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("POS-999999"), "the point only the partner has is shown");
     let sale = app.browser();
     sale.login("sale@demo.ipos.vn", "demo-kinh-doanh-2026").await;
     assert!(sale.get("/requests").await.body.contains("MOMO"));

@@ -239,74 +239,147 @@ async fn journey_in_chromium_postgres() {
     journey(Backend::Postgres).await;
 }
 
+/// The newcomer's first ten minutes: `serve --demo`, then every demo account opens
+/// every page of its menu and the first item listed there. None of them may end on
+/// an error page, each has a heading, and each is kept as a screenshot.
+#[actix_web::test]
+async fn demo_desk_every_screen_in_chromium() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(rig) = Rig::start("demo", Backend::Sqlite, &["--demo"]).await else { return };
+    let mut seen = 0;
+    for (email, _, role, password) in hubgate::demo::USERS {
+        let tab = rig.tab().await;
+        tab.go("/login").await;
+        tab.fill("input[name=email]", email).await;
+        tab.fill("input[name=password]", password).await;
+        tab.press("Đăng nhập").await;
+        let mut menu = Vec::new();
+        for a in tab.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap_or_default() {
+            menu.push(a.attr("href").await.ok().flatten().unwrap_or_default());
+        }
+        assert!(menu.len() >= 3, "{email} has a menu: {menu:?}");
+        for href in menu {
+            for depth in 0..2 {
+                if depth == 0 {
+                    tab.go(&href).await;
+                } else {
+                    // The first thing listed on the page (a request, a PYC, a mail...).
+                    let Ok(first) = tab.c.find(Locator::Css("main table tbody a[href^='/']")).await else { break };
+                    tab.submit(&first, "the first listed item").await;
+                }
+                let path = tab.path().await;
+                let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();
+                assert!(errors.is_empty(), "{email} meets an error on {path}: {}", tab.text().await);
+                assert!(tab.c.find(Locator::Css("h1")).await.is_ok(), "{path} has a heading");
+                let name = format!("{}{}", role.code(), path.replace('/', "-"));
+                tab.shot(&name).await;
+                seen += 1;
+            }
+        }
+        let _ = tab.c.close().await;
+    }
+    assert!(seen >= 40, "every role's screens were opened ({seen})");
+}
+
 /// The two journeys take turns: ten Chromium processes at once on a two-core
 /// runner would only make both slow.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The real program, a WebDriver server and an SMTP server, all on 127.0.0.1.
+struct Rig {
+    base: String,
+    driver: String,
+    chromium: PathBuf,
+    shots: std::sync::Arc<Shots>,
+    inbox: crate::smtp::Inbox,
+    tmp: tempfile::TempDir,
+    // Dropped (killed) after the browsers that use them.
+    _server: Proc,
+    _driver: Proc,
+}
+
+impl Rig {
+    /// `None` when this machine cannot run it (no browser, or no PostgreSQL).
+    async fn start(name: &str, backend: Backend, serve_args: &[&str]) -> Option<Rig> {
+        let (Some(driver_bin), Some(chromium)) =
+            (tool("HUBGATE_CHROMEDRIVER", "/usr/bin/chromedriver"), tool("HUBGATE_CHROMIUM", "/usr/bin/chromium"))
+        else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the browser tests: install chromium and chromium-driver"
+            );
+            eprintln!("skipped: chromium or chromedriver not installed");
+            return None;
+        };
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/hubgate.db", tmp.path().display()),
+            Backend::Postgres => crate::support::fresh_pg_database(&crate::support::pg_admin_url()?).0,
+        };
+        let shots = std::sync::Arc::new(Shots {
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e").join(name),
+            n: Default::default(),
+        });
+        let _ = std::fs::remove_dir_all(&shots.dir);
+        std::fs::create_dir_all(shots.dir.join("downloads")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        let log = |name: &str| {
+            let path = tmp.path().join(name);
+            (std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}")), path)
+        };
+
+        let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
+        let driver_port = free_port();
+        let (driver_log, driver_log_path) = log("chromedriver.log");
+        let driver_proc = Proc(
+            Command::new(driver_bin)
+                .arg(format!("--port={driver_port}"))
+                .stdout(Stdio::null())
+                .stderr(driver_log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("chromedriver: {e}")),
+        );
+        let driver = format!("http://127.0.0.1:{driver_port}");
+
+        // The real program, as it is deployed.
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let (server_log, server_log_path) = log("hubgate.log");
+        let server = Proc(
+            Command::new(env!("CARGO_BIN_EXE_hubgate"))
+                .arg("serve")
+                .args(serve_args)
+                .env("DATABASE_URL", &database_url)
+                .env("HUBGATE_DATA_DIR", tmp.path())
+                .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
+                .env("HUBGATE_BASE_URL", &base)
+                .env("HUBGATE_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+                .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
+                .env("HUBGATE_WORKER_POLL_MS", "50")
+                .env("HUBGATE_LOG", "warn")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::null())
+                .stderr(server_log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("hubgate serve: {e}")),
+        );
+        wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log_path).await;
+        wait_until_up(&format!("{base}/healthz"), "hubgate", &server_log_path).await;
+        Some(Rig { base, driver, chromium, shots, inbox, tmp, _server: server, _driver: driver_proc })
+    }
+
+    /// A new person at a new browser.
+    async fn tab(&self) -> Tab {
+        Tab::open(&self.driver, &self.base, &self.shots, &self.chromium).await
+    }
+}
+
 async fn journey(backend: Backend) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (Some(driver_bin), Some(chromium)) =
-        (tool("HUBGATE_CHROMEDRIVER", "/usr/bin/chromedriver"), tool("HUBGATE_CHROMIUM", "/usr/bin/chromium"))
-    else {
-        assert!(std::env::var("CI").is_err(), "CI must run the browser tests: install chromium and chromium-driver");
-        eprintln!("skipped: chromium or chromedriver not installed");
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let database_url = match backend {
-        Backend::Sqlite => format!("sqlite://{}/hubgate.db", tmp.path().display()),
-        Backend::Postgres => {
-            let Some(admin) = crate::support::pg_admin_url() else { return };
-            crate::support::fresh_pg_database(&admin).0
-        }
-    };
-    let shots = std::sync::Arc::new(Shots {
-        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e").join(format!("{backend:?}").to_lowercase()),
-        n: Default::default(),
-    });
-    let _ = std::fs::remove_dir_all(&shots.dir);
-    std::fs::create_dir_all(shots.dir.join("downloads")).unwrap_or_else(|e| panic!("mkdir: {e}"));
-
-    // The outside world: an SMTP server and a WebDriver server.
-    let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
-    let driver_port = free_port();
-    let driver_log = tmp.path().join("chromedriver.log");
-    let _driver = Proc(
-        Command::new(driver_bin)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&driver_log).unwrap_or_else(|e| panic!("{e}")))
-            .spawn()
-            .unwrap_or_else(|e| panic!("chromedriver: {e}")),
-    );
-    let driver = format!("http://127.0.0.1:{driver_port}");
-
-    // The real program, as it is deployed.
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let log = tmp.path().join("hubgate.log");
-    let _server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hubgate"))
-            .arg("serve")
-            .env("DATABASE_URL", &database_url)
-            .env("HUBGATE_DATA_DIR", tmp.path())
-            .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
-            .env("HUBGATE_BASE_URL", &base)
-            .env("HUBGATE_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
-            .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
-            .env("HUBGATE_WORKER_POLL_MS", "50")
-            .env("HUBGATE_LOG", "warn")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}")))
-            .spawn()
-            .unwrap_or_else(|e| panic!("hubgate serve: {e}")),
-    );
-    wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log).await;
-    wait_until_up(&format!("{base}/healthz"), "hubgate", &log).await;
+    let Some(rig) = Rig::start(&format!("{backend:?}").to_lowercase(), backend, &[]).await else { return };
+    let (base, inbox, tmp) = (&rig.base, &rig.inbox, &rig.tmp);
 
     // First run: the administrator sets up the desk and creates one account per role.
-    let admin = Tab::open(&driver, &base, &shots, &chromium).await;
+    let admin = rig.tab().await;
     admin.go("/").await;
     assert_eq!(admin.path().await, "/setup", "a fresh install asks for its first administrator");
     admin.fill("input[name=email]", "admin@ipos.vn").await;
@@ -333,7 +406,7 @@ async fn journey(backend: Backend) {
     admin.shot("admin-users").await;
 
     // B1: sales uploads the partner's mail and opens the request from it.
-    let sale = Tab::open(&driver, &base, &shots, &chromium).await;
+    let sale = rig.tab().await;
     sale.login("sale@ipos.vn").await;
     sale.go("/mail/upload").await;
     let a01 = corpus("a01-momo-request-outlook.eml");
@@ -375,7 +448,10 @@ async fn journey(backend: Backend) {
             .send()
             .await
             .unwrap_or_else(|e| panic!("deliver {file}: {e}"));
-        assert!(resp.status().is_success(), "{file}: {}", resp.status());
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let log = std::fs::read_to_string(tmp.path().join("hubgate.log")).unwrap_or_default();
+        assert!(status.is_success(), "{file}: {status} {body}\n{log}");
     }
 
     // B2: with both confirmations in, sales sends the acceptance mail.
@@ -386,7 +462,7 @@ async fn journey(backend: Backend) {
     sale.shot("sale-acceptance-draft").await;
     sale.press("Chấp nhận và gửi mail (B2)").await;
     sale.see("Đã chấp nhận").await;
-    reply_in_partner_thread(&inbox, "the acceptance mail", "A01.outlook@momo.vn").await;
+    reply_in_partner_thread(inbox, "the acceptance mail", "A01.outlook@momo.vn").await;
 
     // B3: sales drafts the PYC, the leader reviews it, sales creates it.
     sale.press("Lập PYC (B3)").await;
@@ -398,7 +474,7 @@ async fn journey(backend: Backend) {
     let pyc = sale.id().await;
     assert_eq!(sale.path().await, format!("/pyc/{pyc}"));
 
-    let leader = Tab::open(&driver, &base, &shots, &chromium).await;
+    let leader = rig.tab().await;
     leader.login("leader@ipos.vn").await;
     leader.go(&format!("/pyc/{pyc}")).await;
     leader.click(&format!("form[action='/pyc/{pyc}/review'] button")).await;
@@ -408,7 +484,7 @@ async fn journey(backend: Backend) {
     sale.shot("sale-pyc-created").await;
 
     // B4: the technician works the checklist on a phone.
-    let tech = Tab::open(&driver, &base, &shots, &chromium).await;
+    let tech = rig.tab().await;
     tech.c.set_window_size(390, 844).await.unwrap_or_else(|e| panic!("phone size: {e}"));
     tech.login("tech@ipos.vn").await;
     tech.go(&format!("/pyc/{pyc}")).await;
@@ -449,19 +525,19 @@ async fn journey(backend: Backend) {
     assert!(tech.value("textarea[name=body]").await.contains("POS-123456"), "the draft carries the POS id");
     tech.shot("technician-reply-draft").await;
     tech.press("Gửi (B5)").await;
-    let reply = reply_in_partner_thread(&inbox, "the partner reply", "PP-7788").await;
+    let reply = reply_in_partner_thread(inbox, "the partner reply", "PP-7788").await;
     let parsed = mail_parser::MessageParser::default().parse(&reply).unwrap_or_else(|| panic!("unparsable"));
     assert_eq!(parsed.attachment_count(), 1, "the connection screenshot is attached");
 
     // The accountant downloads the month's workbook and records the 0 đ invoice.
-    let accountant = Tab::open(&driver, &base, &shots, &chromium).await;
+    let accountant = rig.tab().await;
     accountant.login("ketoan@ipos.vn").await;
     let month = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m").to_string();
     accountant.go(&format!("/reports?month={month}")).await;
     accountant.see("POS-123456").await;
     accountant.shot("accountant-month").await;
     accountant.tap(&format!("a[href='/reports/{month}/xlsx']")).await;
-    let downloads = shots.dir.join("downloads");
+    let downloads = rig.shots.dir.join("downloads");
     let workbook = poll("the downloaded workbook", async || {
         std::fs::read_dir(&downloads)
             .ok()?

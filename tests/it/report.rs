@@ -359,3 +359,69 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
         .unwrap_or(0);
     assert_eq!(count, 3, "two xlsx and one csv kept; the bad files were not");
 });
+
+/// The PYC and request behind a number.
+fn pyc_of(c: &mut DbConn, number: &str) -> (i64, i64) {
+    pycs::table.filter(pycs::number.eq(number)).select((pycs::id, pycs::request_id)).first(c).unwrap_or((-1, -1))
+}
+
+fn state(c: &mut DbConn, request: i64) -> String {
+    hubgate::hub::models::request(c, request).map(|r| r.state).unwrap_or_default()
+}
+
+db_test!(the_month_list_sent_to_accounting_is_b6, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let tech = Actor::user(3, "kythuat@ipos.vn");
+    let accountant = Actor::user(4, "ketoan@ipos.vn");
+    let outbound = app.state.config.outbound.clone();
+    let (replied, invoiced, deploying, november) = app.with_conn(|c| {
+        let reply = |c: &mut DbConn, number: &str| {
+            let (id, rid) = pyc_of(c, number);
+            let mut draft = pyc::reply_draft(c, id, "Kỹ thuật").unwrap_or_else(|e| panic!("{e:?}"));
+            draft.to = "doitac@example.vn".into();
+            let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+            pyc::send_reply(c, &outbound, &tech, id, v, &draft).unwrap_or_else(|e| panic!("{e:?}"));
+            (id, rid)
+        };
+        let a = deployed(c, &app, "MOMO", "Phở Thìn", "A1", utc("2026-10-05 03:00"));
+        let b = deployed(c, &app, "MOMO", "Bún Chả Hương", "B1", utc("2026-10-06 03:00"));
+        let d = deployed(c, &app, "VNPAY", "Cơm Tấm Cali", "D1", utc("2026-10-07 03:00"));
+        let n = deployed(c, &app, "VNPAY", "Cà phê Mộc", "N1", utc("2026-11-02 03:00"));
+        let (_, replied) = reply(c, &a);
+        let (bid, invoiced) = reply(c, &b);
+        let v = pyc_models::pyc(c, bid).map(|p| p.version).unwrap_or(0);
+        pyc::record_invoice(c, &accountant, bid, v, "0000777", utc("2026-10-20 03:00"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let (_, november) = reply(c, &n);
+        (replied, invoiced, pyc_of(c, &d).1, november)
+    });
+    let system = Actor::system("test");
+    let october = Month::parse("2026-10").unwrap_or_else(|| panic!("month"));
+    let moved = app.with_conn(|c| hubgate::reports::report_to_accounting(c, &outbound, &system, october));
+    assert_eq!(moved.unwrap_or_else(|e| panic!("{e:?}")), Some(1), "only the replied October request moves");
+    app.with_conn(|c| {
+        assert_eq!(state(c, replied), "reported");
+        assert_eq!(state(c, invoiced), "invoiced", "an invoiced request stays closed");
+        assert_eq!(state(c, deploying), "deploying", "listed, but the partner has not had its reply yet");
+        assert_eq!(state(c, november), "replied", "next month's list will carry it");
+        use hubgate::db::schema::audit_log;
+        let why: Vec<Option<String>> = audit_log::table
+            .filter(audit_log::entity_type.eq("request"))
+            .filter(audit_log::entity_id.eq(replied.to_string()))
+            .order(audit_log::id.desc())
+            .select(audit_log::after_json)
+            .limit(1)
+            .load(c)
+            .unwrap_or_default();
+        assert!(
+            why.first().cloned().flatten().unwrap_or_default().contains("danh sách điểm kết nối tháng 10/2026"),
+            "{why:?}"
+        );
+    });
+    // Sent once: a second run neither mails nor moves anything.
+    let again = app.with_conn(|c| hubgate::reports::report_to_accounting(c, &outbound, &system, october));
+    assert_eq!(again.unwrap_or_else(|e| panic!("{e:?}")), None);
+});

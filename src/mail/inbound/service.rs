@@ -7,7 +7,6 @@
 //! [`process_blob`] can run again.
 
 use chrono::Duration;
-use diesel::Connection;
 use sha2::{Digest, Sha256};
 
 use super::classify::{self, Kind, KindInput, Rule, Sender};
@@ -163,7 +162,7 @@ fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw
         dup.error = Some(msg);
         return Ok(dup);
     }
-    let stored = conn.transaction(|conn| store(conn, cfg, known, blob_id, &parsed));
+    let stored = crate::db::tx(conn, |conn| store(conn, cfg, known, blob_id, &parsed));
     match stored {
         Ok(s) => Ok(IngestReport {
             id: Some(s.id),
@@ -385,7 +384,7 @@ pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -
     let m = models::message(conn, id)?;
     let raw = models::blob_raw(conn, m.blob_id)?;
     let parsed = parse::parse(&raw).map_err(AppError::Validation)?;
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let known = Known::load(conn)?;
         let (_, partner, kind, reason) = classify_parsed(conn, cfg, &known, &parsed, Some(m.thread_id))?;
         let partner_id = partner.as_ref().map(|p| p.id);
@@ -409,7 +408,7 @@ pub fn mark_not_relevant(conn: &mut DbConn, actor: &Actor, id: i64, reason: &str
     if reason.is_empty() {
         return Err(AppError::Validation("Vui lòng ghi lý do thư không liên quan.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let m = models::message(conn, id)?;
         models::set_status(conn, id, "not_relevant", Some(reason))?;
         audit::record(
@@ -427,7 +426,7 @@ pub fn mark_not_relevant(conn: &mut DbConn, actor: &Actor, id: i64, reason: &str
 
 /// Puts a message back into the inbox.
 pub fn reopen(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let m = models::message(conn, id)?;
         models::set_status(conn, id, "new", None)?;
         audit::record(
@@ -454,7 +453,7 @@ pub fn add_rule(conn: &mut DbConn, actor: &Actor, kind: &str, pattern: &str) -> 
     if folded.chars().count() < 2 {
         return Err(AppError::Validation("Từ khóa phải có ít nhất 2 ký tự.".into()));
     }
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         if models::rules(conn)?.iter().any(|r| r.kind == kind && r.pattern == folded) {
             return Err(AppError::Validation("Quy tắc này đã có.".into()));
         }
@@ -473,7 +472,7 @@ pub fn add_rule(conn: &mut DbConn, actor: &Actor, kind: &str, pattern: &str) -> 
 }
 
 pub fn toggle_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::rule(conn, id)?;
         models::set_rule_enabled(conn, id, !r.enabled)?;
         audit::record(conn, actor, "mail_rule", id, if r.enabled { "disable" } else { "enable" }, None, None)?;
@@ -482,7 +481,7 @@ pub fn toggle_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
 }
 
 pub fn delete_rule(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx(conn, |conn| {
         let r = models::rule(conn, id)?;
         models::delete_rule(conn, id)?;
         audit::record(
