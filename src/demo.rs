@@ -182,9 +182,17 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
     // Partner mail: real .eml through the normal ingest path.
     let known = inbox::Known::load(conn)?;
     let mut stored = 0;
-    for i in 0..200 {
+    // 48 threads of five mails; the last 8 stay in the inbox for sales to triage.
+    for i in 0..240 {
         let raw = crate::bench::generated_mail(i);
         let r = inbox::ingest_with(conn, &config.mail, &known, &raw, "demo", Some(&format!("demo-{i}.eml")))?;
+        stored += usize::from(r.status == "stored");
+    }
+    // What else lands in a shared mailbox: a newsletter, and a file that is no mail.
+    for (name, raw) in
+        [("khuyen-mai.eml", NEWSLETTER.as_bytes()), ("tep-hong.eml", &b"\0\x01 PK\x03\x04 not a mail \xff\xfe"[..])]
+    {
+        let r = inbox::ingest_with(conn, &config.mail, &known, raw, "demo", Some(name))?;
         stored += usize::from(r.status == "stored");
     }
 
@@ -197,7 +205,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
             mail_messages::table
                 .filter(mail_messages::kind.eq("connection_request"))
                 .order(mail_messages::id.asc())
-                .limit(60)
+                .limit(40)
                 .select(crate::mail::inbound::models::MailMessage::as_select())
                 .load(conn)?
         };
@@ -317,6 +325,17 @@ fn reconciled_month(conn: &mut DbConn, accountant: &Actor, month: crate::reports
     reconcile::run(conn, accountant, id, &mapping)?;
     Ok(())
 }
+
+const NEWSLETTER: &str = "From: \"Tin khuyến mãi\" <news@quangcao.example>\r\n\
+To: hub@ipos.vn\r\n\
+Subject: =?UTF-8?B?xq91IMSRw6NpIGN14buRaSBuxINtIGNobyBkb2FuaCBuZ2hp4buHcA==?=\r\n\
+Date: Mon, 2 Nov 2026 08:00:00 +0700\r\n\
+Message-ID: <demo-newsletter-2026-11@quangcao.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\
+\r\n\
+Giảm 30% phí phần mềm quản lý bán hàng cho doanh nghiệp đăng ký trước 31/12.\r\n";
 
 /// A 1×1 PNG standing in for the screenshot of a successful connection.
 const DEMO_PNG: &[u8] = &[

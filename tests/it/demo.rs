@@ -58,4 +58,8 @@ db_test!(demo_data_fills_the_desk_once, |app| {
     sale.login("sale@demo.ipos.vn", "demo-kinh-doanh-2026").await;
     assert!(sale.get("/requests").await.body.contains("MOMO"));
     assert!(sale.get("/merchants?q=pho").await.body.contains("Phở"));
+    // Sales also finds work waiting in the partner inbox, and the file that was no mail.
+    let inbox = sale.get("/mail").await;
+    assert!(inbox.body.contains("Mở cổng kết nối HUB") && inbox.body.contains("quangcao.example"), "{}", inbox.body);
+    assert!(sale.get("/mail/unreadable").await.body.contains("tep-hong.eml"));
 });
