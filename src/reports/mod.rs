@@ -298,25 +298,19 @@ pub fn report_to_accounting(
     crate::db::tx(conn, |conn| {
         crate::mail::outbound::queue_mail(conn, outbound, actor, &mail)?;
         let reason = format!("Có trong danh sách điểm kết nối tháng {:02}/{} gửi kế toán", month.month, month.year);
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.request_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut moved = 0;
-        for id in ids {
-            let r = crate::hub::models::request(conn, id)?;
-            // Invoiced already (the 0 đ invoice may come first) or cancelled: nothing to move.
-            if r.state == crate::hub::state::State::Replied.code() {
-                crate::hub::service::transition_in_tx(
-                    conn,
-                    actor,
-                    id,
-                    r.version,
-                    crate::hub::state::State::Reported,
-                    &reason,
-                )?;
-                moved += 1;
-            }
+        use crate::hub::state::State;
+        let listed: Vec<i64> = rows.iter().map(|r| r.request_id).collect();
+        // Only those replied to move: an invoiced one (the 0 đ invoice may come first)
+        // or a cancelled one stays where it is.
+        let replied: Vec<(i64, i64)> = requests::table
+            .filter(requests::id.eq_any(&listed))
+            .filter(requests::state.eq(State::Replied.code()))
+            .select((requests::id, requests::version))
+            .load(conn)?;
+        for (id, version) in &replied {
+            crate::hub::service::transition_in_tx(conn, actor, *id, *version, State::Reported, &reason)?;
         }
+        let moved = replied.len();
         Ok(Some(moved))
     })
 }
