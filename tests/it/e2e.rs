@@ -296,6 +296,8 @@ struct Rig {
     // Dropped (killed) after the browsers that use them.
     _server: Proc,
     _driver: Proc,
+    // After the server: a PostgreSQL database is dropped once nothing uses it.
+    _db: crate::support::TestDb,
 }
 
 impl Rig {
@@ -312,9 +314,15 @@ impl Rig {
             return None;
         };
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let database_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}/hubgate.db", tmp.path().display()),
-            Backend::Postgres => crate::support::fresh_pg_database(&crate::support::pg_admin_url()?).0,
+        let (database_url, db) = match backend {
+            Backend::Sqlite => {
+                (format!("sqlite://{}/hubgate.db", tmp.path().display()), crate::support::TestDb::Sqlite)
+            }
+            Backend::Postgres => {
+                let admin_url = crate::support::pg_admin_url()?;
+                let (url, name) = crate::support::fresh_pg_database(&admin_url);
+                (url, crate::support::TestDb::Pg { admin_url, name })
+            }
         };
         let shots = std::sync::Arc::new(Shots {
             dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e").join(name),
@@ -364,7 +372,7 @@ impl Rig {
         );
         wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log_path).await;
         wait_until_up(&format!("{base}/healthz"), "hubgate", &server_log_path).await;
-        Some(Rig { base, driver, chromium, shots, inbox, tmp, _server: server, _driver: driver_proc })
+        Some(Rig { base, driver, chromium, shots, inbox, tmp, _server: server, _driver: driver_proc, _db: db })
     }
 
     /// A new person at a new browser.
