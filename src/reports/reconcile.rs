@@ -36,10 +36,23 @@ fn cell_text(d: &Data) -> String {
     }
 }
 
+/// Excel's "protect with password" puts the encrypted xlsx in an OLE container as an
+/// `EncryptedPackage` stream; calamine only sees an OLE file without a workbook.
+fn is_encrypted_ooxml(bytes: &[u8]) -> bool {
+    const OLE_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    // Directory entry names are UTF-16LE.
+    let stream: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    bytes.starts_with(&OLE_MAGIC) && bytes.windows(stream.len()).any(|w| w == stream.as_slice())
+}
+
 /// Reads every sheet of the statement; errors are for people, in Vietnamese.
 pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
     if bytes.is_empty() {
         return Err("Tệp trống.".into());
+    }
+    const PROTECTED: &str = "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.";
+    if is_encrypted_ooxml(bytes) {
+        return Err(PROTECTED.into());
     }
     let sheets = if file_name.to_lowercase().ends_with(".csv") {
         let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
@@ -50,7 +63,7 @@ pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
         let mut book = open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
             let msg = e.to_string().to_lowercase();
             if msg.contains("password") || msg.contains("encrypt") {
-                "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.".to_string()
+                PROTECTED.to_string()
             } else {
                 "Tệp không đọc được: không phải xlsx, xls, xlsb, ods hay csv hợp lệ.".to_string()
             }

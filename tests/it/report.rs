@@ -342,6 +342,14 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
         (b"PK\x03\x04 broken zip".to_vec(), "hong.xlsx", "Tệp không đọc được"),
         (Vec::new(), "trong.xlsx", "Tệp trống"),
         (b" , ,\n,,\n".to_vec(), "rong.csv", "Tệp không có dữ liệu"),
+        // Excel's "protect with password" (agile encryption in an OLE container), made
+        // once with msoffcrypto-tool; password "mat-khau".
+        (
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/statements/doi-soat-co-mat-khau.xlsx"))
+                .unwrap_or_default(),
+            "doi-soat-co-mat-khau.xlsx",
+            "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.",
+        ),
     ] {
         let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(bytes, name)).await;
         assert_eq!(r.location.as_deref(), Some("/reports/reconcile"));
