@@ -222,7 +222,7 @@ pub enum Mailer {
     /// The pool is built on first use: building it spawns its reaper task, which
     /// needs the runtime that the CLI only starts after the state is made.
     Smtp {
-        url: String,
+        builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
         pool: std::sync::OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
     },
     File(AsyncFileTransport<Tokio1Executor>),
@@ -231,11 +231,13 @@ pub enum Mailer {
 impl Mailer {
     pub fn from_config(cfg: &OutboundConfig) -> anyhow::Result<Self> {
         match &cfg.smtp_url {
-            Some(url) => {
-                // Checked now so a typo stops the start, not the first mail.
-                smtp_builder(url)?;
-                Ok(Mailer::Smtp { url: url.clone(), pool: std::sync::OnceLock::new() })
-            }
+            // Parsed now so a typo stops the start, not the first mail.
+            Some(url) => Ok(Mailer::Smtp {
+                builder: AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("HUBGATE_SMTP_URL: {e}"))?
+                    .timeout(Some(std::time::Duration::from_secs(30))),
+                pool: std::sync::OnceLock::new(),
+            }),
             None => {
                 std::fs::create_dir_all(&cfg.outbox_dir)?;
                 Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(&cfg.outbox_dir)))
@@ -245,25 +247,13 @@ impl Mailer {
 
     async fn send_raw(&self, envelope: &lettre::address::Envelope, raw: &[u8]) -> Result<(), String> {
         match self {
-            Mailer::Smtp { url, pool } => {
-                let transport = match pool.get() {
-                    Some(t) => t,
-                    None => {
-                        let built = smtp_builder(url).map_err(|e| e.to_string())?.build();
-                        pool.get_or_init(|| built)
-                    }
-                };
+            Mailer::Smtp { builder, pool } => {
+                let transport = pool.get_or_init(|| builder.clone().build());
                 transport.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
             }
             Mailer::File(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
         }
     }
-}
-
-fn smtp_builder(url: &str) -> anyhow::Result<lettre::transport::smtp::AsyncSmtpTransportBuilder> {
-    Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-        .map_err(|e| anyhow::anyhow!("HUBGATE_SMTP_URL: {e}"))?
-        .timeout(Some(std::time::Duration::from_secs(30))))
 }
 
 fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {

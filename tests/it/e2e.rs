@@ -200,10 +200,10 @@ impl Tab {
         std::fs::write(&file, png).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
     }
 
-    async fn login(&self, email: &str) {
+    async fn login(&self, email: &str, password: &str) {
         self.go("/login").await;
         self.fill("input[name=email]", email).await;
-        self.fill("input[name=password]", PASSWORD).await;
+        self.fill("input[name=password]", password).await;
         self.press("Đăng nhập").await;
         assert_ne!(self.path().await, "/login", "{email} could not log in: {}", self.text().await);
     }
@@ -249,10 +249,7 @@ async fn demo_desk_every_screen_in_chromium() {
     let mut seen = 0;
     for (email, _, role, password) in hubgate::demo::USERS {
         let tab = rig.tab().await;
-        tab.go("/login").await;
-        tab.fill("input[name=email]", email).await;
-        tab.fill("input[name=password]", password).await;
-        tab.press("Đăng nhập").await;
+        tab.login(email, password).await;
         let mut menu = Vec::new();
         for a in tab.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap_or_default() {
             menu.push(a.attr("href").await.ok().flatten().unwrap_or_default());
@@ -415,7 +412,7 @@ async fn journey(backend: Backend) {
 
     // B1: sales uploads the partner's mail and opens the request from it.
     let sale = rig.tab().await;
-    sale.login("sale@ipos.vn").await;
+    sale.login("sale@ipos.vn", PASSWORD).await;
     sale.go("/mail/upload").await;
     let a01 = corpus("a01-momo-request-outlook.eml");
     sale.find("input[type=file][name=files]").await.send_keys(&a01.display().to_string()).await.unwrap_or_else(|e| {
@@ -483,7 +480,7 @@ async fn journey(backend: Backend) {
     assert_eq!(sale.path().await, format!("/pyc/{pyc}"));
 
     let leader = rig.tab().await;
-    leader.login("leader@ipos.vn").await;
+    leader.login("leader@ipos.vn", PASSWORD).await;
     leader.go(&format!("/pyc/{pyc}")).await;
     leader.click(&format!("form[action='/pyc/{pyc}/review'] button")).await;
     leader.shot("leader-reviewed-pyc").await;
@@ -494,7 +491,7 @@ async fn journey(backend: Backend) {
     // B4: the technician works the checklist on a phone.
     let tech = rig.tab().await;
     tech.c.set_window_size(390, 844).await.unwrap_or_else(|e| panic!("phone size: {e}"));
-    tech.login("tech@ipos.vn").await;
+    tech.login("tech@ipos.vn", PASSWORD).await;
     tech.go(&format!("/pyc/{pyc}")).await;
     tech.shot("technician-checklist-phone").await;
     let open_item = format!("form[action^='/pyc/{pyc}/items/'] button.tick:not(.done)");
@@ -539,7 +536,7 @@ async fn journey(backend: Backend) {
 
     // The accountant downloads the month's workbook and records the 0 đ invoice.
     let accountant = rig.tab().await;
-    accountant.login("ketoan@ipos.vn").await;
+    accountant.login("ketoan@ipos.vn", PASSWORD).await;
     let month = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m").to_string();
     accountant.go(&format!("/reports?month={month}")).await;
     accountant.see("POS-123456").await;
