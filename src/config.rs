@@ -166,6 +166,42 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         doc: "domain of our Message-IDs (empty = the sender address's domain)",
     },
+    Setting {
+        key: "oidc_google_issuer",
+        env: "HUBGATE_OIDC_GOOGLE_ISSUER",
+        default: "",
+        doc: "OpenID issuer URL for \"Đăng nhập bằng Google\" (empty = no button)",
+    },
+    Setting {
+        key: "oidc_google_client_id",
+        env: "HUBGATE_OIDC_GOOGLE_CLIENT_ID",
+        default: "",
+        doc: "client id registered at Google (redirect URL: BASE_URL/auth/google/callback)",
+    },
+    Setting {
+        key: "oidc_google_client_secret",
+        env: "HUBGATE_OIDC_GOOGLE_CLIENT_SECRET",
+        default: "",
+        doc: "client secret registered at Google",
+    },
+    Setting {
+        key: "oidc_microsoft_issuer",
+        env: "HUBGATE_OIDC_MICROSOFT_ISSUER",
+        default: "",
+        doc: "OpenID issuer URL for \"Đăng nhập bằng Microsoft\" (empty = no button)",
+    },
+    Setting {
+        key: "oidc_microsoft_client_id",
+        env: "HUBGATE_OIDC_MICROSOFT_CLIENT_ID",
+        default: "",
+        doc: "client id registered at Microsoft (redirect URL: BASE_URL/auth/microsoft/callback)",
+    },
+    Setting {
+        key: "oidc_microsoft_client_secret",
+        env: "HUBGATE_OIDC_MICROSOFT_CLIENT_SECRET",
+        default: "",
+        doc: "client secret registered at Microsoft",
+    },
 ];
 
 /// Environment variables with our prefix that are not settings of the app itself.
@@ -187,6 +223,19 @@ pub struct Config {
     pub mail: MailConfig,
     pub worker: WorkerConfig,
     pub outbound: OutboundConfig,
+    /// Configured OpenID providers, in the order their buttons appear.
+    pub oidc: Vec<OidcProvider>,
+}
+
+/// An OpenID Connect provider merchants may sign in with.
+#[derive(Clone, Debug)]
+pub struct OidcProvider {
+    /// `google` or `microsoft`: the path segment of /auth/{key}.
+    pub key: &'static str,
+    pub label: &'static str,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// The worker's settings.
@@ -404,7 +453,25 @@ impl Config {
             from_name: get("mail_from_name"),
             message_id_domain,
         };
+        let mut oidc = Vec::new();
+        for (key, label) in [("google", "Google"), ("microsoft", "Microsoft")] {
+            let issuer = get(&format!("oidc_{key}_issuer")).trim().trim_end_matches('/').to_string();
+            let client_id = get(&format!("oidc_{key}_client_id")).trim().to_string();
+            let client_secret = get(&format!("oidc_{key}_client_secret")).trim().to_string();
+            let set = [&issuer, &client_id, &client_secret].iter().filter(|v| !v.is_empty()).count();
+            if set == 0 {
+                continue;
+            }
+            if set < 3 {
+                bail!("OpenID provider `{key}` needs all of oidc_{key}_issuer, oidc_{key}_client_id and oidc_{key}_client_secret");
+            }
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                bail!("{} must be an http(s) URL, got `{issuer}`", describe(&format!("oidc_{key}_issuer")));
+            }
+            oidc.push(OidcProvider { key, label, issuer, client_id, client_secret });
+        }
         Ok(Config {
+            oidc,
             worker,
             outbound,
             mail,

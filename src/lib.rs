@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod business;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -17,11 +17,11 @@ const ADMIN: Access = Access::Roles(&[Role::Admin]);
 crate::routes! {
     GET "/login" => Access::Public, login_form;
     POST "/login" => Access::Public, login;
-    POST "/logout" => Access::Staff, logout;
+    POST "/logout" => Access::SignedIn, logout;
     GET "/setup" => Access::Public, setup_form;
     POST "/setup" => Access::Public, setup;
-    GET "/account/password" => Access::Staff, password_form;
-    POST "/account/password" => Access::Staff, change_password;
+    GET "/account/password" => Access::SignedIn, password_form;
+    POST "/account/password" => Access::SignedIn, change_password;
     GET "/admin/users" => ADMIN, list_users;
     GET "/admin/users/new" => ADMIN, new_user_form;
     POST "/admin/users" => ADMIN, create_user;
@@ -33,7 +33,7 @@ crate::routes! {
 }
 
 /// Only same-site paths are followed after login (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
         _ => "/".to_string(),
@@ -46,7 +46,7 @@ struct NextQuery {
 }
 
 async fn no_users_yet(ctx: &Ctx) -> AppResult<bool> {
-    Ok(ctx.db(|conn| Ok(models::count_users(conn)?)).await? == 0)
+    Ok(ctx.db(|conn| Ok(models::count_staff(conn)?)).await? == 0)
 }
 
 async fn login_form(ctx: Ctx, q: web::Query<NextQuery>) -> AppResult<HttpResponse> {
@@ -57,7 +57,13 @@ async fn login_form(ctx: Ctx, q: web::Query<NextQuery>) -> AppResult<HttpRespons
     if ctx.user.is_some() {
         return Ok(redirect(&next));
     }
-    render(&LoginPage { l: ctx.layout("Đăng nhập", &[]), email: String::new(), next, error: None })
+    render(&LoginPage {
+        l: ctx.layout("Đăng nhập", &[]),
+        email: String::new(),
+        next,
+        error: None,
+        providers: super::portal::providers(&ctx),
+    })
 }
 
 #[derive(Deserialize)]
@@ -76,15 +82,22 @@ async fn login(ctx: Ctx, req: HttpRequest, form: web::Form<LoginForm>) -> AppRes
     match outcome {
         Ok(user) => {
             session::sign_in(&ctx.session, &user)?;
-            Ok(redirect(&next))
+            // Merchants land in their own area unless they were going somewhere.
+            let merchant = user.kind() == models::UserKind::Merchant;
+            Ok(redirect(if merchant && next == "/" { "/app" } else { &next }))
         }
         Err(e) => {
             let status = match e {
                 service::LoginError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let page =
-                LoginPage { l: ctx.layout("Đăng nhập", &[]), email: form.email, next, error: Some(e.message()) };
+            let page = LoginPage {
+                l: ctx.layout("Đăng nhập", &[]),
+                email: form.email,
+                next,
+                error: Some(e.message()),
+                providers: super::portal::providers(&ctx),
+            };
             render_status(status, &page)
         }
     }
@@ -163,7 +176,7 @@ async fn change_password(ctx: Ctx, form: web::Form<PasswordForm>) -> AppResult<H
         Ok(user) => {
             session::refresh_epoch(&ctx.session, &user)?;
             ctx.flash("success", "Đã đổi mật khẩu. Các phiên đăng nhập khác đã kết thúc.");
-            Ok(redirect("/"))
+            Ok(redirect(if user.kind() == models::UserKind::Merchant { "/app/account" } else { "/" }))
         }
         Err(AppError::Validation(msg)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,

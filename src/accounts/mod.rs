@@ -1,4 +1,5 @@
-//! Staff accounts: users, roles, passwords, login throttling, first-run setup.
+//! Accounts: staff (roles, admin pages, first-run setup) and merchants (self-service
+//! sign-up, mailed links, OpenID sign-in); passwords, sessions' users, throttling.
 //!
 //! Rules: passwords are argon2id hashes only; an account is looked up by its
 //! lower-cased e-mail; a failed login never tells whether the account exists;
@@ -6,8 +7,11 @@
 //! enabled admin can be neither disabled nor stripped of the admin role.
 
 pub mod handlers;
+pub mod merchant;
 pub mod models;
+pub mod oidc;
 pub mod pages;
+pub mod portal;
 pub mod service;
 
 pub use models::{Role, Roles, User};

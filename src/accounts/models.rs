@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{login_failures, users};
+use crate::db::schema::{account_tokens, login_failures, user_identities, users};
 
 /// A staff role. Admin passes every role check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -119,9 +119,38 @@ pub struct User {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub last_login_at: Option<NaiveDateTime>,
+    pub kind: String,
+    pub phone: Option<String>,
+    pub email_verified_at: Option<NaiveDateTime>,
+}
+
+/// Staff use the hub desk; merchants only the businesses they belong to. A merchant
+/// account never passes a staff guard, whatever its roles column says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserKind {
+    Staff,
+    Merchant,
+}
+
+impl UserKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            UserKind::Staff => "staff",
+            UserKind::Merchant => "merchant",
+        }
+    }
+
+    /// Anything but a known staff marker is a merchant: never widen access by accident.
+    pub fn parse_stored(s: &str) -> Self {
+        if s == "staff" { UserKind::Staff } else { UserKind::Merchant }
+    }
 }
 
 impl User {
+    pub fn kind(&self) -> UserKind {
+        UserKind::parse_stored(&self.kind)
+    }
+
     pub fn roles(&self) -> Roles {
         Roles::parse_stored(&self.roles)
     }
@@ -133,6 +162,8 @@ impl User {
             "name": self.name,
             "roles": self.roles,
             "disabled": self.disabled,
+            "kind": self.kind,
+            "phone": self.phone,
         })
     }
 }
@@ -148,10 +179,19 @@ pub struct NewUser<'a> {
     pub session_epoch: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub kind: &'a str,
+    pub phone: Option<&'a str>,
+    pub email_verified_at: Option<NaiveDateTime>,
 }
 
 pub fn count_users(conn: &mut DbConn) -> QueryResult<i64> {
     users::table.count().get_result(conn)
+}
+
+/// Staff accounts only: first-run setup looks at these (merchants signing up must not
+/// close the door to the first administrator).
+pub fn count_staff(conn: &mut DbConn) -> QueryResult<i64> {
+    users::table.filter(users::kind.eq(UserKind::Staff.code())).count().get_result(conn)
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<User> {
@@ -174,6 +214,7 @@ pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<User> {
 pub fn enabled_admins(conn: &mut DbConn) -> QueryResult<Vec<User>> {
     let candidates: Vec<User> = users::table
         .filter(users::disabled.eq(false))
+        .filter(users::kind.eq(UserKind::Staff.code()))
         .filter(users::roles.like("%admin%"))
         .select(User::as_select())
         .load(conn)?;
@@ -190,6 +231,8 @@ pub struct UserChanges<'a> {
     pub session_epoch: Option<i64>,
     pub last_login_at: Option<NaiveDateTime>,
     pub updated_at: Option<NaiveDateTime>,
+    pub phone: Option<&'a str>,
+    pub email_verified_at: Option<NaiveDateTime>,
 }
 
 pub fn update(conn: &mut DbConn, id: i64, changes: &UserChanges<'_>) -> QueryResult<User> {
@@ -221,4 +264,117 @@ pub fn clear_login_failures(conn: &mut DbConn, key: &str) -> QueryResult<()> {
 /// Drops failures too old to matter, so the table stays small.
 pub fn prune_login_failures(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(login_failures::table.filter(login_failures::at.lt(before))).execute(conn)
+}
+
+/// A mailed single-use link's row (only a keyed hash of the token is stored).
+#[derive(Queryable, Debug, Clone)]
+pub struct AccountToken {
+    pub id: i64,
+    pub user_id: i64,
+    pub purpose: String,
+    pub token_hash: String,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_token(
+    conn: &mut DbConn,
+    user_id: i64,
+    purpose: &str,
+    token_hash: &str,
+    expires_at: NaiveDateTime,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(account_tokens::table)
+        .values((
+            account_tokens::user_id.eq(user_id),
+            account_tokens::purpose.eq(purpose),
+            account_tokens::token_hash.eq(token_hash),
+            account_tokens::expires_at.eq(expires_at),
+            account_tokens::created_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_token(conn: &mut DbConn, purpose: &str, token_hash: &str) -> QueryResult<Option<AccountToken>> {
+    account_tokens::table
+        .filter(account_tokens::purpose.eq(purpose))
+        .filter(account_tokens::token_hash.eq(token_hash))
+        .select(account_tokens::all_columns)
+        .first(conn)
+        .optional()
+}
+
+/// Marks a token used; false when it was already used (a concurrent click lost).
+pub fn use_token(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<bool> {
+    let n = diesel::update(account_tokens::table.find(id).filter(account_tokens::used_at.is_null()))
+        .set(account_tokens::used_at.eq(at))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Retires every unused token of this purpose for the user (a newer link replaces them).
+pub fn retire_tokens(conn: &mut DbConn, user_id: i64, purpose: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(
+        account_tokens::table
+            .filter(account_tokens::user_id.eq(user_id))
+            .filter(account_tokens::purpose.eq(purpose))
+            .filter(account_tokens::used_at.is_null()),
+    )
+    .set(account_tokens::used_at.eq(at))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The user an OpenID identity (provider, subject) signs in as.
+pub fn user_of_identity(conn: &mut DbConn, provider: &str, subject: &str) -> QueryResult<Option<i64>> {
+    user_identities::table
+        .filter(user_identities::provider.eq(provider))
+        .filter(user_identities::subject.eq(subject))
+        .select(user_identities::user_id)
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_identity(
+    conn: &mut DbConn,
+    user_id: i64,
+    provider: &str,
+    subject: &str,
+    email: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(user_identities::table)
+        .values((
+            user_identities::user_id.eq(user_id),
+            user_identities::provider.eq(provider),
+            user_identities::subject.eq(subject),
+            user_identities::email.eq(email),
+            user_identities::created_at.eq(at),
+            user_identities::last_login_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn touch_identity(conn: &mut DbConn, provider: &str, subject: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(
+        user_identities::table
+            .filter(user_identities::provider.eq(provider))
+            .filter(user_identities::subject.eq(subject)),
+    )
+    .set(user_identities::last_login_at.eq(at))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The providers a user has signed in with, for their account page.
+pub fn identities_of(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<(String, String)>> {
+    user_identities::table
+        .filter(user_identities::user_id.eq(user_id))
+        .order(user_identities::provider.asc())
+        .select((user_identities::provider, user_identities::email))
+        .load(conn)
 }

@@ -16,6 +16,8 @@ pub struct LoginPage {
     pub email: String,
     pub next: String,
     pub error: Option<String>,
+    /// (key, label) of each configured OpenID provider: one button each.
+    pub providers: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Template)]

@@ -26,7 +26,7 @@ pub fn hash_password(password: &str) -> AppResult<String> {
         .map_err(|e| AppError::internal(anyhow::anyhow!("argon2: {e}")))
 }
 
-fn verify_password(hash: &str, password: &str) -> bool {
+pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
@@ -44,11 +44,11 @@ pub struct UserInput {
     pub roles: Vec<Role>,
 }
 
-fn normalise_email(email: &str) -> String {
+pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-fn validate_email(email: &str) -> AppResult<()> {
+pub fn validate_email(email: &str) -> AppResult<()> {
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
@@ -64,7 +64,7 @@ pub fn validate_password(password: &str) -> AppResult<()> {
     Ok(())
 }
 
-fn validate_name(name: &str) -> AppResult<()> {
+pub fn validate_name(name: &str) -> AppResult<()> {
     if name.trim().is_empty() || name.chars().count() > 120 {
         return Err(AppError::Validation("Vui lòng nhập họ tên (tối đa 120 ký tự).".into()));
     }
@@ -98,6 +98,9 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
                 session_epoch: 0,
                 created_at: t,
                 updated_at: t,
+                kind: super::models::UserKind::Staff.code(),
+                phone: None,
+                email_verified_at: Some(t),
             },
         )?;
         audit::record(conn, actor, "user", user.id, "create", None, Some(user.audit_view()))?;
@@ -108,7 +111,7 @@ pub fn create_user(conn: &mut DbConn, actor: &Actor, input: &UserInput) -> AppRe
 /// First run: creates the first admin, only while no account exists at all.
 pub fn setup_first_admin(conn: &mut DbConn, email: &str, name: &str, password: &str) -> AppResult<User> {
     crate::db::tx(conn, |conn| {
-        if models::count_users(conn)? > 0 {
+        if models::count_staff(conn)? > 0 {
             return Err(AppError::NotFound);
         }
         let input = UserInput {
@@ -141,7 +144,7 @@ impl LoginError {
     }
 }
 
-fn throttle_wait(conn: &mut DbConn, key: &str, limit: usize) -> AppResult<Option<i64>> {
+pub fn throttle_wait(conn: &mut DbConn, key: &str, limit: usize) -> AppResult<Option<i64>> {
     let t = now();
     let window = Duration::minutes(THROTTLE_WINDOW_MINUTES);
     let failures = models::login_failures_since(conn, key, t - window)?;

@@ -34,6 +34,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
+        kind -> Text,
+        phone -> Nullable<Text>,
+        email_verified_at -> Nullable<Timestamp>,
     }
 }
 
@@ -378,6 +381,121 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_identities (id) {
+        id -> Int8,
+        user_id -> Int8,
+        provider -> Text,
+        subject -> Text,
+        email -> Text,
+        created_at -> Timestamp,
+        last_login_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    account_tokens (id) {
+        id -> Int8,
+        user_id -> Int8,
+        purpose -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Int8,
+        code -> Text,
+        name -> Text,
+        monthly_tx_quota -> Int8,
+        bank_account_limit -> Int8,
+        sync_interval_minutes -> Int8,
+        price_vnd -> Int8,
+        is_free -> Bool,
+        is_trial -> Bool,
+        position -> Int8,
+    }
+}
+
+diesel::table! {
+    businesses (id) {
+        id -> Int8,
+        name -> Text,
+        website -> Text,
+        features -> Text,
+        plan_id -> Int8,
+        trial_plan_id -> Nullable<Int8>,
+        trial_started_at -> Nullable<Timestamp>,
+        trial_ends_at -> Nullable<Timestamp>,
+        hub_merchant_id -> Nullable<Int8>,
+        usage_month -> Text,
+        usage_count -> Int8,
+        search_key -> Text,
+        created_by -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    business_members (id) {
+        id -> Int8,
+        business_id -> Int8,
+        user_id -> Int8,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    business_invitations (id) {
+        id -> Int8,
+        business_id -> Int8,
+        email -> Text,
+        role -> Text,
+        token_hash -> Text,
+        invited_by -> Int8,
+        expires_at -> Timestamp,
+        accepted_at -> Nullable<Timestamp>,
+        accepted_by -> Nullable<Int8>,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bank_accounts (id) {
+        id -> Int8,
+        business_id -> Int8,
+        bank_code -> Text,
+        bank_name -> Text,
+        account_number -> Text,
+        account_name -> Text,
+        method -> Text,
+        connect_status -> Text,
+        created_at -> Timestamp,
+        removed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    plan_requests (id) {
+        id -> Int8,
+        business_id -> Int8,
+        plan_id -> Int8,
+        requested_by -> Int8,
+        note -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        handled_at -> Nullable<Timestamp>,
+        handled_by -> Nullable<Int8>,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
 diesel::joinable!(pycs -> requests (request_id));
 diesel::joinable!(pyc_checklist -> pycs (pyc_id));
@@ -394,6 +512,13 @@ diesel::joinable!(mail_messages -> mail_threads (thread_id));
 diesel::joinable!(mail_messages -> partners (partner_id));
 diesel::joinable!(mail_threads -> partners (partner_id));
 diesel::joinable!(mail_attachments -> mail_messages (message_id));
+diesel::joinable!(user_identities -> users (user_id));
+diesel::joinable!(business_members -> businesses (business_id));
+diesel::joinable!(business_members -> users (user_id));
+diesel::joinable!(business_invitations -> businesses (business_id));
+diesel::joinable!(bank_accounts -> businesses (business_id));
+diesel::joinable!(plan_requests -> businesses (business_id));
+diesel::joinable!(businesses -> merchants (hub_merchant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
@@ -421,4 +546,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     pyc_checklist,
     reconciliations,
     recon_mappings,
+    user_identities,
+    account_tokens,
+    plans,
+    businesses,
+    business_members,
+    business_invitations,
+    bank_accounts,
+    plan_requests,
 );

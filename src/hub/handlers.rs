@@ -342,12 +342,22 @@ async fn merchants(ctx: Ctx, q: web::Query<MerchantQuery>) -> AppResult<HttpResp
 
 async fn merchant(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (merchant, points) =
-        ctx.db(move |conn| Ok((models::merchant(conn, id)?, models::points_of(conn, id)?))).await?;
+    let (merchant, points, business) = ctx
+        .db(move |conn| {
+            Ok((
+                models::merchant(conn, id)?,
+                models::points_of(conn, id)?,
+                crate::business::models::business_of_merchant(conn, id)?.map(|b| (b.id, b.name)),
+            ))
+        })
+        .await?;
+    let can_link = ctx.user()?.roles.allows(&[crate::accounts::Role::Sale, crate::accounts::Role::Leader]);
     render(&MerchantPage {
         l: ctx.layout(&merchant.name.clone(), &[("Merchant và điểm bán", "/merchants")]),
         merchant,
         points,
+        business,
+        can_link,
     })
 }
 

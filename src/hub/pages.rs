@@ -366,4 +366,7 @@ pub struct MerchantPage {
     pub l: Layout,
     pub merchant: Merchant,
     pub points: Vec<Point>,
+    /// The bank-sync business this merchant also runs, if linked.
+    pub business: Option<(i64, String)>,
+    pub can_link: bool,
 }

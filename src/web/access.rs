@@ -17,10 +17,15 @@ use crate::error::AppError;
 pub enum Access {
     /// Anybody, signed in or not (login, setup, health).
     Public,
-    /// Any signed-in staff member.
+    /// Anybody signed in, staff or merchant (logout, own password).
+    SignedIn,
+    /// Any signed-in staff member (never a merchant account).
     Staff,
     /// Signed-in staff holding one of these roles (admin always passes).
     Roles(&'static [Role]),
+    /// A signed-in merchant account (never staff); which businesses it reaches is
+    /// checked by the business extractor.
+    Merchant,
 }
 
 impl Access {
@@ -28,8 +33,10 @@ impl Access {
         match (self, user) {
             (Access::Public, _) => true,
             (_, None) => false,
-            (Access::Staff, Some(_)) => true,
-            (Access::Roles(roles), Some(u)) => u.roles.allows(roles),
+            (Access::SignedIn, Some(_)) => true,
+            (Access::Staff, Some(u)) => u.is_staff(),
+            (Access::Roles(roles), Some(u)) => u.is_staff() && u.roles.allows(roles),
+            (Access::Merchant, Some(u)) => u.is_merchant(),
         }
     }
 }

@@ -39,6 +39,9 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Mẫu PYC", href: "/admin/pyc-templates", access: ADMIN },
     NavEntry { label: "Hàng đợi", href: "/admin/jobs", access: ADMIN },
     NavEntry { label: "Nhật ký thao tác", href: "/admin/audit", access: ADMIN },
+    NavEntry { label: "Doanh nghiệp (hỗ trợ)", href: "/admin/businesses", access: ADMIN },
+    NavEntry { label: "Doanh nghiệp", href: "/app", access: Access::Merchant },
+    NavEntry { label: "Tài khoản", href: "/app/account", access: Access::Merchant },
 ];
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
@@ -91,6 +94,11 @@ impl Layout {
     pub fn user_roles(&self) -> String {
         self.user.as_ref().map(|u| u.roles.labels()).unwrap_or_default()
     }
+
+    /// Where the brand link leads: the merchant area for merchants, the desk for staff.
+    pub fn home(&self) -> &'static str {
+        if self.user.as_ref().is_some_and(|u| u.is_merchant()) { "/app" } else { "/" }
+    }
 }
 
 /// Request context for page handlers.
@@ -114,14 +122,16 @@ impl Ctx {
 
     /// The layout for a page titled `title`, below the given breadcrumbs.
     pub fn layout(&self, title: &str, crumbs: &[(&str, &str)]) -> Layout {
-        let nav = NAV
+        let visible: Vec<&NavEntry> =
+            NAV.iter().filter(|e| self.user.is_some() && e.access.allows(self.user.as_ref())).collect();
+        let matches = |href: &str| {
+            if href == "/" { self.path == "/" } else { self.path == href || self.path.starts_with(&format!("{href}/")) }
+        };
+        // The most specific entry is the active one (/app/account over /app).
+        let active = visible.iter().filter(|e| matches(e.href)).map(|e| e.href).max_by_key(|h| h.len());
+        let nav = visible
             .iter()
-            .filter(|e| self.user.is_some() && e.access.allows(self.user.as_ref()))
-            .map(|e| NavItem {
-                label: e.label,
-                href: e.href,
-                active: if e.href == "/" { self.path == "/" } else { self.path.starts_with(e.href) },
-            })
+            .map(|e| NavItem { label: e.label, href: e.href, active: Some(e.href) == active })
             .collect();
         Layout {
             title: title.to_string(),

@@ -31,12 +31,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub mailer: Arc<crate::mail::outbound::Mailer>,
+    pub oidc: Arc<crate::accounts::oidc::OidcClients>,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
         let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(&config.outbound)?);
-        Ok(Self { config: Arc::new(config), pool, mailer })
+        let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
+        Ok(Self { config: Arc::new(config), pool, mailer, oidc })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -59,6 +61,9 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
     [
         pages::ROUTES,
         crate::accounts::handlers::ROUTES,
+        crate::accounts::portal::ROUTES,
+        crate::business::handlers::ROUTES,
+        crate::business::staff::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
@@ -74,6 +79,9 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
 fn configure_routes(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     crate::accounts::handlers::configure(cfg);
+    crate::accounts::portal::configure(cfg);
+    crate::business::handlers::configure(cfg);
+    crate::business::staff::configure(cfg);
     crate::audit::handlers::configure(cfg);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
     crate::mail::sent::configure(cfg);

@@ -18,6 +18,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use super::AppState;
+use crate::accounts::models::UserKind;
 use crate::accounts::{Roles, User};
 use crate::audit::Actor;
 use crate::error::AppError;
@@ -38,9 +39,21 @@ pub struct CurrentUser {
     pub email: String,
     pub name: String,
     pub roles: Roles,
+    pub kind: UserKind,
+    /// Merchants finish their account with a phone number before anything else.
+    pub has_phone: bool,
+    pub email_verified: bool,
 }
 
 impl CurrentUser {
+    pub fn is_staff(&self) -> bool {
+        self.kind == UserKind::Staff
+    }
+
+    pub fn is_merchant(&self) -> bool {
+        self.kind == UserKind::Merchant
+    }
+
     pub fn actor(&self) -> Actor {
         Actor::user(self.id, &self.email)
     }
@@ -98,7 +111,8 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -152,7 +166,15 @@ async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Opti
         .await?;
     match user {
         Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => {
-            Ok(Some(CurrentUser { id: u.id, roles: u.roles(), email: u.email, name: u.name }))
+            Ok(Some(CurrentUser {
+                id: u.id,
+                roles: u.roles(),
+                kind: u.kind(),
+                has_phone: u.phone.is_some(),
+                email_verified: u.email_verified_at.is_some(),
+                email: u.email,
+                name: u.name,
+            }))
         }
         _ => {
             let had_expired = expired;

@@ -1,0 +1,11 @@
+DROP TABLE plan_requests;
+DROP TABLE bank_accounts;
+DROP TABLE business_invitations;
+DROP TABLE business_members;
+DROP TABLE businesses;
+DROP TABLE plans;
+DROP TABLE account_tokens;
+DROP TABLE user_identities;
+ALTER TABLE users DROP COLUMN email_verified_at;
+ALTER TABLE users DROP COLUMN phone;
+ALTER TABLE users DROP COLUMN kind;
