@@ -7,17 +7,56 @@
 
 use hubgate::accounts::Role;
 
-/// (method, path, who): "public", "staff", or the roles allowed (admin always is).
+/// (method, path, who): "public", "signedin" (staff or merchant), "staff", "merchant"
+/// (a merchant account, never staff), or the staff roles allowed (admin always is).
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "staff"),
+    ("GET", "/signup", "public"),
+    ("POST", "/signup", "public"),
+    ("GET", "/verify-email", "public"),
+    ("POST", "/verify-email/resend", "merchant"),
+    ("GET", "/password/forgot", "public"),
+    ("POST", "/password/forgot", "public"),
+    ("GET", "/password/reset", "public"),
+    ("POST", "/password/reset", "public"),
+    ("GET", "/auth/{provider}", "public"),
+    ("GET", "/auth/{provider}/callback", "public"),
+    ("GET", "/app/welcome", "merchant"),
+    ("POST", "/app/welcome", "merchant"),
+    ("GET", "/app/verify", "merchant"),
+    ("GET", "/app/account", "merchant"),
+    ("POST", "/app/account", "merchant"),
+    ("GET", "/app", "merchant"),
+    ("GET", "/app/businesses/new", "merchant"),
+    ("POST", "/app/businesses", "merchant"),
+    ("GET", "/app/b/{bid}", "merchant"),
+    ("GET", "/app/b/{bid}/accounts", "merchant"),
+    ("POST", "/app/b/{bid}/accounts/{aid}/remove", "merchant"),
+    ("GET", "/app/b/{bid}/members", "merchant"),
+    ("POST", "/app/b/{bid}/members/invite", "merchant"),
+    ("POST", "/app/b/{bid}/members/{mid}/role", "merchant"),
+    ("POST", "/app/b/{bid}/members/{mid}/remove", "merchant"),
+    ("POST", "/app/b/{bid}/invitations/{iid}/revoke", "merchant"),
+    ("GET", "/app/b/{bid}/plan", "merchant"),
+    ("POST", "/app/b/{bid}/plan/upgrade", "merchant"),
+    ("GET", "/app/b/{bid}/settings", "merchant"),
+    ("POST", "/app/b/{bid}/settings", "merchant"),
+    ("POST", "/app/b/{bid}/delete", "merchant"),
+    ("GET", "/invite", "public"),
+    ("POST", "/invite/accept", "merchant"),
+    ("GET", "/admin/businesses", "admin"),
+    ("GET", "/admin/businesses/{id}", "admin"),
+    ("POST", "/admin/businesses/{id}/plan", "admin"),
+    ("POST", "/admin/businesses/{id}/merchant", "admin"),
+    ("POST", "/merchants/{id}/business", "sale,leader"),
     ("GET", "/healthz", "public"),
     ("GET", "/login", "public"),
     ("POST", "/login", "public"),
-    ("POST", "/logout", "staff"),
+    ("POST", "/logout", "signedin"),
     ("GET", "/setup", "public"),
     ("POST", "/setup", "public"),
-    ("GET", "/account/password", "staff"),
-    ("POST", "/account/password", "staff"),
+    ("GET", "/account/password", "signedin"),
+    ("POST", "/account/password", "signedin"),
     ("GET", "/admin/users", "admin"),
     ("GET", "/admin/users/new", "admin"),
     ("POST", "/admin/users", "admin"),
@@ -108,13 +147,24 @@ enum Outcome {
     Login,
 }
 
-fn expected(rule: &str, who: Option<Role>) -> Outcome {
+/// Who asks: nobody, a staff member holding one role, or a merchant account.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Anonymous,
+    Staff(Role),
+    Merchant,
+}
+
+fn expected(rule: &str, who: Who) -> Outcome {
     match (rule, who) {
         ("public", _) => Outcome::Allowed,
-        (_, None) => Outcome::Login,
-        ("staff", Some(_)) => Outcome::Allowed,
-        (_, Some(Role::Admin)) => Outcome::Allowed,
-        (roles, Some(r)) if roles.split(',').any(|x| x.trim() == r.code()) => Outcome::Allowed,
+        (_, Who::Anonymous) => Outcome::Login,
+        ("signedin", _) => Outcome::Allowed,
+        ("merchant", Who::Merchant) => Outcome::Allowed,
+        (_, Who::Merchant) | ("merchant", _) => Outcome::Forbidden,
+        ("staff", Who::Staff(_)) => Outcome::Allowed,
+        (_, Who::Staff(Role::Admin)) => Outcome::Allowed,
+        (roles, Who::Staff(r)) if roles.split(',').any(|x| x.trim() == r.code()) => Outcome::Allowed,
         _ => Outcome::Forbidden,
     }
 }
@@ -132,12 +182,14 @@ fn every_route_is_in_the_matrix() {
 }
 
 db_test!(role_matrix, |app| {
-    let mut people: Vec<(Option<Role>, crate::support::Browser)> = vec![(None, app.browser())];
+    let mut people: Vec<(Who, crate::support::Browser)> = vec![(Who::Anonymous, app.browser())];
     for role in Role::ALL {
         let email = format!("{}@ipos.vn", role.code());
         app.create_user(&email, &[role]);
-        people.push((Some(role), app.login(&email).await));
+        people.push((Who::Staff(role), app.login(&email).await));
     }
+    app.create_merchant("chu-quan@cafe.vn");
+    people.push((Who::Merchant, app.login("chu-quan@cafe.vn").await));
     // Logout last: it ends the session the other checks need.
     let mut routes: Vec<_> = EXPECTED.to_vec();
     routes.sort_by_key(|(_, p, _)| *p == "/logout");
@@ -149,6 +201,9 @@ db_test!(role_matrix, |app| {
             .replace("{aid}", "999999")
             .replace("{cid}", "999999")
             .replace("{iid}", "999999")
+            .replace("{bid}", "999999")
+            .replace("{mid}", "999999")
+            .replace("{provider}", "google")
             .replace("{month}", "2026-10");
         for (who, browser) in &people {
             let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };

@@ -268,8 +268,8 @@ impl Browser {
         match known {
             Some(t) => t,
             None => {
-                // Any page with a form carries it: login when signed out, home when in.
-                for path in ["/login", "/", "/setup"] {
+                // Any page with a form carries it: login when signed out, home (staff) or /app (merchants) when in.
+                for path in ["/login", "/", "/app", "/setup"] {
                     if let Some(t) = self.get(path).await.csrf() {
                         return t;
                     }
@@ -354,4 +354,59 @@ pub fn partner_id(app: &TestApp, code: &str) -> i64 {
     use diesel::{ExpressionMethods, QueryDsl};
     use hubgate::db::schema::partners;
     app.with_conn(|c| partners::table.filter(partners::code.eq(code)).select(partners::id).first(c)).unwrap_or(-1)
+}
+
+impl TestApp {
+    /// A merchant account that finished sign-up: phone set, e-mail verified.
+    pub fn create_merchant(&self, email: &str) -> hubgate::accounts::User {
+        use hubgate::accounts::merchant::{self, SignupInput};
+        use hubgate::accounts::models::{self, UserChanges};
+        let mut conn = self.conn();
+        let input = SignupInput {
+            email: email.into(),
+            name: format!("Chủ quán {email}"),
+            phone: "0912 345 678".into(),
+            password: PASSWORD.into(),
+            confirm: PASSWORD.into(),
+        };
+        let user = merchant::signup(&mut conn, &self.state.config, &input, email)
+            .unwrap_or_else(|e| panic!("signup {email}: {e:?}"));
+        models::update(
+            &mut conn,
+            user.id,
+            &UserChanges { email_verified_at: Some(hubgate::db::now()), ..Default::default() },
+        )
+        .unwrap_or_else(|e| panic!("verify {email}: {e}"))
+    }
+
+    /// Creates a business owned by `owner` through the service; returns its id.
+    pub fn create_business(&self, owner: &hubgate::accounts::User, name: &str) -> i64 {
+        use hubgate::business::service::{self, BusinessInput};
+        let input = BusinessInput { name: name.into(), website: "cafe.vn".into(), features: vec!["sync".into()] };
+        self.with_conn(|c| service::create_business(c, &Actor::user(owner.id, &owner.email), owner.id, &input))
+            .unwrap_or_else(|e| panic!("create business: {e:?}"))
+            .id
+    }
+
+    /// The text of the newest outbox mail to `to` whose subject contains `subject`.
+    pub fn last_mail_to(&self, to: &str, subject: &str) -> Option<String> {
+        use diesel::{ExpressionMethods, QueryDsl};
+        use hubgate::db::schema::mail_outbox;
+        let rows: Vec<(String, String, String)> = self
+            .with_conn(|c| {
+                mail_outbox::table
+                    .order(mail_outbox::id.desc())
+                    .select((mail_outbox::to_addrs, mail_outbox::subject, mail_outbox::text_body))
+                    .load(c)
+            })
+            .unwrap_or_default();
+        rows.into_iter().find(|(t, s, _)| t.contains(to) && s.contains(subject)).map(|(_, _, body)| body)
+    }
+}
+
+/// The first link in a mail body starting with `base` + `path`, as a path for [`Browser`].
+pub fn link_in(body: &str, base: &str, path: &str) -> Option<String> {
+    let start = body.find(&format!("{base}{path}"))?;
+    let link: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    Some(link.trim_start_matches(base).to_string())
 }

@@ -18,6 +18,21 @@ for (const method of ['log', 'info', 'debug']) {
   console[method] = (...args) => console.error(...args);
 }
 
+// Clean exit on SIGTERM/SIGINT, installed before anything slow happens.
+const server = createServer();
+let stopping = false;
+function stop(signal) {
+  if (stopping) return;
+  stopping = true;
+  console.error(`oidc test provider: ${signal}, shutting down`);
+  if (!server.listening) process.exit(0);
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 1000).unref();
+}
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+
 const { default: Provider, errors } = await import('oidc-provider');
 
 const DEFAULT_CODE_TTL_SECS = 60;
@@ -217,7 +232,6 @@ async function submitLogin(provider, req, res, uid) {
 // ----------------------------------------------------------------- server --
 
 let provider;
-const server = createServer();
 
 function route(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
@@ -336,15 +350,3 @@ for (const event of ['authorization.error', 'grant.error', 'introspection.error'
 providerCallback = provider.callback();
 
 process.stdout.write(`READY ${issuer}\n`);
-
-let stopping = false;
-function stop(signal) {
-  if (stopping) return;
-  stopping = true;
-  console.error(`oidc test provider: ${signal}, shutting down`);
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-  setTimeout(() => process.exit(0), 1000).unref();
-}
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));
