@@ -10,6 +10,7 @@ mod demo;
 mod e2e;
 mod hub;
 mod mail_in;
+mod oidc;
 mod merchant;
 mod pyc;
 mod queue;
