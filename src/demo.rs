@@ -104,6 +104,81 @@ const PEOPLE: [&str; 10] = [
     "Anh Phát",
 ];
 
+/// Merchant accounts of the demo (e-mail, name, phone, password).
+pub const MERCHANTS: [(&str, &str, &str, &str); 3] = [
+    ("chu@phoviet.vn", "Nguyễn Văn Phở", "0912 345 678", "demo-chu-quan-2026"),
+    ("quanly@phoviet.vn", "Lê Thị Quản Lý", "0987 654 321", "demo-quan-ly-2026"),
+    ("chu@comtam.vn", "Trần Văn Tấm", "0903 111 222", "demo-com-tam-2026"),
+];
+
+/// Businesses in every plan state: on trial with linked accounts (and linked to a hub
+/// merchant), on the free plan with nothing linked, on a paid plan with its quota used
+/// up and an upgrade request waiting, and one whose trial ended.
+fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
+    use crate::business::models::{self as biz, BusinessChanges, NewBankAccount};
+    use crate::business::service::{self as biz_service, BusinessInput};
+    if crate::accounts::models::find_by_email(conn, MERCHANTS[0].0)?.is_some() {
+        return Ok(0);
+    }
+    let mut users = Vec::new();
+    for (email, name, phone, password) in MERCHANTS {
+        users.push(crate::accounts::merchant::create_ready_account(conn, email, name, phone, password)?);
+    }
+    let actor = |u: &crate::accounts::User| Actor::user(u.id, &u.email);
+    let business = |conn: &mut DbConn, u: &crate::accounts::User, name: &str, website: &str, features: &[&str]| {
+        let input = BusinessInput {
+            name: name.into(),
+            website: website.into(),
+            features: features.iter().map(|f| f.to_string()).collect(),
+        };
+        biz_service::create_business(conn, &actor(u), u.id, &input)
+    };
+    let account = |business_id: i64, bank: &'static str, number: &'static str, holder: &'static str| NewBankAccount {
+        business_id,
+        bank_code: bank,
+        bank_name: bank,
+        account_number: number,
+        account_name: holder,
+        method: "demo",
+        connect_status: "connected",
+        created_at: crate::db::now(),
+    };
+    // On trial, two accounts, a manager, linked to the hub's first merchant.
+    let pho = business(conn, &users[0], "Phở Việt", "phoviet.vn", &["sync", "balance", "api"])?;
+    biz_service::link_account(conn, &actor(&users[0]), &account(pho.id, "ACB", "0071000123456", "NGUYEN VAN PHO"))?;
+    biz_service::link_account(conn, &actor(&users[0]), &account(pho.id, "VCB", "1023456789", "NGUYEN VAN PHO"))?;
+    biz::insert_member(conn, pho.id, users[1].id, "manager", crate::db::now())?;
+    if let Some((first, _)) = crate::hub::models::search_merchants(conn, "", 0, 1)?.0.first() {
+        biz_service::link_hub_merchant(conn, &Actor::system("demo-data"), pho.id, Some(first.id))?;
+    }
+    biz_service::record_usage(conn, pho.id, 1_234)?;
+    // Free, nothing linked yet.
+    business(conn, &users[0], "Cà phê Sáng", "", &["balance"])?;
+    // Paid plan with the month's quota used up, and an upgrade request waiting.
+    let tam = business(conn, &users[2], "Cơm tấm Ba Ghiền", "comtam.vn", &["sync", "reconcile"])?;
+    let starter = biz::plans(conn)?.into_iter().find(|p| p.code == "STARTER").ok_or(AppError::NotFound)?;
+    let pro = biz::plans(conn)?.into_iter().find(|p| p.code == "PRO").ok_or(AppError::NotFound)?;
+    let admin = crate::accounts::models::find_by_email(conn, USERS[0].0)?.ok_or(AppError::NotFound)?;
+    biz_service::set_plan(conn, &Actor::user(admin.id, &admin.email), tam.id, starter.id)?;
+    biz_service::link_account(conn, &actor(&users[2]), &account(tam.id, "TCB", "19036712345018", "TRAN VAN TAM"))?;
+    biz_service::record_usage(conn, tam.id, starter.monthly_tx_quota)?;
+    biz_service::request_upgrade(conn, config, &actor(&users[2]), tam.id, pro.id, "Cần thêm hạn mức giao dịch cho 3 chi nhánh.")?;
+    // A trial that ended last week: back on the free plan.
+    let old = business(conn, &users[2], "Tiệm bánh Hạnh", "", &["sync"])?;
+    biz_service::link_account(conn, &actor(&users[2]), &account(old.id, "MB", "0801234567", "TRAN VAN TAM"))?;
+    let t = crate::db::now();
+    biz::update_business(
+        conn,
+        old.id,
+        &BusinessChanges {
+            trial_started_at: Some(Some(t - chrono::Duration::days(21))),
+            trial_ends_at: Some(Some(t - chrono::Duration::days(7))),
+            ..Default::default()
+        },
+    )?;
+    Ok(4)
+}
+
 /// Fills the database; returns a summary for the console.
 pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
     let system = Actor::system("demo-data");
@@ -263,6 +338,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
         crate::reports::report_to_accounting(conn, &config.outbound, &system, last)?;
         reconciled_month(conn, &accountant_actor, last)?;
     }
+    let businesses = merchant_side(conn, config)?;
     let mut out = String::new();
     out.push_str(&format!(
         "demo data: {created_users} users, {new_customers} customers, {merchants} merchants, {stored} partner mails, {opened} requests added\n"
@@ -270,6 +346,10 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
     out.push_str("demo accounts (e-mail / password):\n");
     for (email, _, role, password) in USERS {
         out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, role.label()));
+    }
+    out.push_str(&format!("merchant accounts ({businesses} businesses added; sign in at /login, their area is /app):\n"));
+    for (email, name, _, password) in MERCHANTS {
+        out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, name));
     }
     Ok(out)
 }

@@ -184,6 +184,23 @@ pub fn signup(conn: &mut DbConn, config: &Config, input: &SignupInput, address: 
     })
 }
 
+/// A ready merchant account (verified, with a phone), as the demo data and support
+/// tooling make them; no mail is sent.
+pub fn create_ready_account(conn: &mut DbConn, email: &str, name: &str, phone: &str, password: &str) -> AppResult<User> {
+    let email = normalise_email(email);
+    validate_email(&email)?;
+    validate_name(name)?;
+    validate_password(password)?;
+    let phone = normalise_phone(phone)?;
+    let hash = hash_password(password)?;
+    crate::db::tx(conn, |conn| {
+        let t = now();
+        let user = insert_merchant(conn, &email, name.trim(), &hash, Some(&phone), Some(t), t)?;
+        audit::record(conn, &Actor::system("demo-data"), "user", user.id, "create", None, Some(user.audit_view()))?;
+        Ok(user)
+    })
+}
+
 fn insert_merchant(
     conn: &mut DbConn,
     email: &str,

@@ -18,7 +18,8 @@ db_test!(demo_data_fills_the_desk_once, |app| {
     let summary = app.with_conn(|c| hubgate::demo::seed(c, &app.state.config)).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(summary.contains("sale@demo.ipos.vn"), "passwords are printed: {summary}");
     let first = counts(&app);
-    assert_eq!(first.0, 5);
+    assert_eq!(first.0, 5 + hubgate::demo::MERCHANTS.len() as i64);
+    assert!(summary.contains("chu@phoviet.vn"), "merchant passwords are printed: {summary}");
     assert!(first.1 >= 300, "a few hundred merchants");
     assert!(first.2 >= 20 && first.3 >= 150);
     app.with_conn(|c| hubgate::demo::seed(c, &app.state.config)).unwrap_or_else(|e| panic!("{e:?}"));
@@ -36,6 +37,29 @@ db_test!(demo_data_fills_the_desk_once, |app| {
         let my = b.get("/my").await;
         assert_eq!(my.status, 200);
     }
+    // Each merchant signs in to their own area; the businesses show every plan state.
+    for (email, _, _, password) in hubgate::demo::MERCHANTS {
+        let b = app.browser();
+        let login = b.login(email, password).await;
+        assert_eq!(login.location.as_deref(), Some("/app"), "{email}");
+        assert_eq!(b.get("/app").await.status, 200);
+    }
+    let owner = app.browser();
+    owner.login("chu@comtam.vn", "demo-com-tam-2026").await;
+    let home = owner.get("/app").await;
+    assert!(home.body.contains("Hết hạn mức giao dịch tháng"), "{}", home.body);
+    let pho = app.browser();
+    pho.login("chu@phoviet.vn", "demo-chu-quan-2026").await;
+    let home = pho.get("/app").await;
+    assert!(home.body.contains("Phở Việt") && home.body.contains("(dùng thử)") && home.body.contains("Cà phê Sáng"));
+    assert!(!home.body.contains("Cơm tấm"), "another owner's business is not listed");
+    let linked: Option<i64> = app
+        .with_conn(|c| {
+            use hubgate::db::schema::businesses;
+            businesses::table.filter(businesses::name.eq("Phở Việt")).select(businesses::hub_merchant_id).first(c)
+        })
+        .unwrap_or(None);
+    assert!(linked.is_some(), "one business is linked to a hub merchant");
     // The accountant's default month (the last one) has connections to look at.
     let last = hubgate::reports::Month::of(hubgate::fmt::local_date(hubgate::db::now())).previous();
     let rows = app.with_conn(|c| hubgate::reports::month_rows(c, last)).unwrap_or_default();

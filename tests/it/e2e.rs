@@ -300,6 +300,17 @@ struct Rig {
 impl Rig {
     /// `None` when this machine cannot run it (no browser, or no PostgreSQL).
     async fn start(name: &str, backend: Backend, serve_args: &[&str]) -> Option<Rig> {
+        Self::start_with(name, backend, serve_args, free_port(), Vec::new()).await
+    }
+
+    /// As [`Rig::start`], on a chosen port with extra environment for the program.
+    async fn start_with(
+        name: &str,
+        backend: Backend,
+        serve_args: &[&str],
+        port: u16,
+        env: Vec<(String, String)>,
+    ) -> Option<Rig> {
         let (Some(driver_bin), Some(chromium)) =
             (tool("HUBGATE_CHROMEDRIVER", "/usr/bin/chromedriver"), tool("HUBGATE_CHROMIUM", "/usr/bin/chromium"))
         else {
@@ -346,7 +357,6 @@ impl Rig {
         let driver = format!("http://127.0.0.1:{driver_port}");
 
         // The real program, as it is deployed.
-        let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let (server_log, server_log_path) = log("hubgate.log");
         let server = Proc(
@@ -361,6 +371,7 @@ impl Rig {
                 .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
                 .env("HUBGATE_WORKER_POLL_MS", "50")
                 .env("HUBGATE_LOG", "warn")
+                .envs(env)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdout(Stdio::null())
                 .stderr(server_log)
@@ -601,6 +612,149 @@ async fn journey(backend: Backend) {
     assert!(!sale.text().await.contains("Bình luận giả mạo"), "the forged comment was not saved");
 
     for tab in [admin, sale, leader, tech, accountant] {
+        let _ = tab.c.close().await;
+    }
+}
+
+/// The first mail the SMTP server received for `to` that holds `path`: the link in it,
+/// as a path on the app (read from the decoded text part, as a mail reader shows it).
+async fn mailed_link(inbox: &crate::smtp::Inbox, base: &str, to: &str, path: &str) -> String {
+    poll(&format!("the mail to {to}"), async || {
+        inbox.received().into_iter().find_map(|raw| {
+            let parsed = mail_parser::MessageParser::default().parse(&raw)?;
+            let addressed = parsed.to().is_some_and(|a| a.iter().any(|x| x.address().is_some_and(|m| m == to)));
+            let text = parsed.body_text(0)?.to_string();
+            if !addressed {
+                return None;
+            }
+            crate::support::link_in(&text, base, path)
+        })
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn merchant_journey_in_chromium_sqlite() {
+    merchant_journey(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn merchant_journey_in_chromium_postgres() {
+    merchant_journey(Backend::Postgres).await;
+}
+
+/// A merchant's first ten minutes: sign up, open the verification link from the mail,
+/// create a business, invite a second person who signs up from the invitation, and a
+/// third who signs in with the local OpenID provider and finishes with a phone number.
+async fn merchant_journey(backend: Backend) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let Some(provider) = crate::oidc::Provider::start(&base) else { return };
+    let google = &provider.configs()[0];
+    let env = vec![
+        ("HUBGATE_OIDC_GOOGLE_ISSUER".to_string(), google.issuer.clone()),
+        ("HUBGATE_OIDC_GOOGLE_CLIENT_ID".to_string(), google.client_id.clone()),
+        ("HUBGATE_OIDC_GOOGLE_CLIENT_SECRET".to_string(), google.client_secret.clone()),
+    ];
+    let name = format!("merchant-{backend:?}").to_lowercase();
+    let Some(rig) = Rig::start_with(&name, backend, &[], port, env).await else { return };
+
+    // The desk was set up by its administrator before merchants arrive.
+    let admin = rig.tab().await;
+    admin.go("/setup").await;
+    admin.fill("input[name=email]", "admin@ipos.vn").await;
+    admin.fill("input[name=name]", "Quản trị viên").await;
+    admin.fill("input[name=password]", PASSWORD).await;
+    admin.fill("input[name=confirm]", PASSWORD).await;
+    admin.press("Tạo quản trị viên").await;
+
+    // Sign up, on a phone.
+    let owner = rig.tab().await;
+    owner.c.set_window_size(390, 844).await.unwrap_or_else(|e| panic!("window: {e}"));
+    owner.go("/login").await;
+    owner.press("Đăng ký").await;
+    owner.fill("input[name=email]", "huong@buncha.vn").await;
+    owner.fill("input[name=name]", "Nguyễn Thị Hương").await;
+    owner.fill("input[name=phone]", "0912 345 678").await;
+    owner.fill("input[name=password]", PASSWORD).await;
+    owner.fill("input[name=confirm]", PASSWORD).await;
+    owner.shot("merchant-signup").await;
+    owner.find("#signup-form button[type=submit]").await;
+    owner.click("#signup-form button[type=submit]").await;
+    assert_eq!(owner.path().await, "/app/verify");
+    owner.see("Chúng tôi đã gửi thư xác nhận đến huong@buncha.vn").await;
+    owner.shot("merchant-verify-pending").await;
+
+    // The verification link, from the mail the SMTP server received.
+    let link = mailed_link(&rig.inbox, &base, "huong@buncha.vn", "/verify-email?token=").await;
+    owner.go(&link).await;
+    owner.see("Email huong@buncha.vn đã được xác nhận").await;
+    owner.press("Vào trang doanh nghiệp").await;
+    owner.see("Bạn chưa có doanh nghiệp nào").await;
+
+    // Create the business.
+    owner.c.set_window_size(1280, 900).await.unwrap_or_else(|e| panic!("window: {e}"));
+    owner.click(".titlebar a.button").await;
+    owner.fill("input[name=website]", "bunchahuonglien.vn").await;
+    owner.fill("input[name=name]", "Bún chả Hương Liên").await;
+    owner.tap("input[name=feature][value=sync]").await;
+    owner.tap("input[name=feature][value=balance]").await;
+    owner.shot("merchant-new-business").await;
+    owner.click("#business-form button[type=submit]").await;
+    owner.see("Đã tạo doanh nghiệp Bún chả Hương Liên").await;
+    owner.see("Miễn phí").await;
+    owner.see("Đồng bộ giao dịch ngân hàng, Thông báo biến động số dư").await;
+    let business_path = owner.path().await;
+    owner.shot("merchant-business").await;
+
+    // Invite a manager.
+    owner.press("Thành viên").await;
+    owner.fill("#invite-form input[name=email]", "quanly@buncha.vn").await;
+    owner.find("#invite-form select[name=role]").await.select_by_value("manager").await.unwrap_or_else(|e| panic!("{e}"));
+    owner.click("#invite-form button[type=submit]").await;
+    owner.see("Đã gửi lời mời đến quanly@buncha.vn").await;
+    owner.see("Lời mời đang chờ").await;
+    owner.shot("merchant-invited").await;
+
+    // The manager follows the mailed invitation, signs up from it and joins.
+    let manager = rig.tab().await;
+    let invite = mailed_link(&rig.inbox, &base, "quanly@buncha.vn", "/invite?token=").await;
+    manager.go(&invite).await;
+    manager.see("Bạn được mời tham gia doanh nghiệp Bún chả Hương Liên với vai trò Quản lý").await;
+    manager.press("Đăng ký bằng quanly@buncha.vn").await;
+    manager.fill("input[name=email]", "quanly@buncha.vn").await;
+    manager.fill("input[name=name]", "Trần Văn Quản Lý").await;
+    manager.fill("input[name=phone]", "+84 987 654 321").await;
+    manager.fill("input[name=password]", PASSWORD).await;
+    manager.fill("input[name=confirm]", PASSWORD).await;
+    manager.click("#signup-form button[type=submit]").await;
+    manager.click("#accept-invitation").await;
+    assert_eq!(manager.path().await, business_path);
+    manager.see("Bạn đã tham gia doanh nghiệp").await;
+    manager.see("Vai trò của bạn: Quản lý").await;
+    manager.shot("merchant-manager-joined").await;
+    owner.press("Thành viên").await;
+    owner.see("Trần Văn Quản Lý").await;
+
+    // A third person signs in with the OpenID provider and finishes with a phone number.
+    let third = rig.tab().await;
+    third.go("/login").await;
+    third.press("Đăng nhập bằng Google").await;
+    third.see("Đăng nhập (OpenID thử nghiệm)").await;
+    third.fill("#oidc-email", "minh@gmail.test").await;
+    third.fill("#oidc-name", "Phạm Văn Minh").await;
+    third.shot("merchant-openid-provider").await;
+    third.click("#oidc-submit").await;
+    assert_eq!(third.path().await, "/app/welcome");
+    third.see("Điền số điện thoại để hoàn tất").await;
+    third.fill("input[name=phone]", "0903 123 456").await;
+    third.press("Hoàn tất").await;
+    assert_eq!(third.path().await, "/app");
+    third.see("Phạm Văn Minh").await;
+    third.see("Bạn chưa có doanh nghiệp nào").await;
+    third.shot("merchant-openid-done").await;
+    for tab in [admin, owner, manager, third] {
         let _ = tab.c.close().await;
     }
 }
