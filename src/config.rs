@@ -455,7 +455,8 @@ impl Config {
         };
         let mut oidc = Vec::new();
         for (key, label) in [("google", "Google"), ("microsoft", "Microsoft")] {
-            let issuer = get(&format!("oidc_{key}_issuer")).trim().trim_end_matches('/').to_string();
+            // Kept exactly as written: the discovered issuer must match it, trailing slash and all.
+            let issuer = get(&format!("oidc_{key}_issuer")).trim().to_string();
             let client_id = get(&format!("oidc_{key}_client_id")).trim().to_string();
             let client_secret = get(&format!("oidc_{key}_client_secret")).trim().to_string();
             let set = [&issuer, &client_id, &client_secret].iter().filter(|v| !v.is_empty()).count();
@@ -463,7 +464,9 @@ impl Config {
                 continue;
             }
             if set < 3 {
-                bail!("OpenID provider `{key}` needs all of oidc_{key}_issuer, oidc_{key}_client_id and oidc_{key}_client_secret");
+                bail!(
+                    "OpenID provider `{key}` needs all of oidc_{key}_issuer, oidc_{key}_client_id and oidc_{key}_client_secret"
+                );
             }
             if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                 bail!("{} must be an http(s) URL, got `{issuer}`", describe(&format!("oidc_{key}_issuer")));

@@ -162,7 +162,14 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
     biz_service::set_plan(conn, &Actor::user(admin.id, &admin.email), tam.id, starter.id)?;
     biz_service::link_account(conn, &actor(&users[2]), &account(tam.id, "TCB", "19036712345018", "TRAN VAN TAM"))?;
     biz_service::record_usage(conn, tam.id, starter.monthly_tx_quota)?;
-    biz_service::request_upgrade(conn, config, &actor(&users[2]), tam.id, pro.id, "Cần thêm hạn mức giao dịch cho 3 chi nhánh.")?;
+    biz_service::request_upgrade(
+        conn,
+        config,
+        &actor(&users[2]),
+        tam.id,
+        pro.id,
+        "Cần thêm hạn mức giao dịch cho 3 chi nhánh.",
+    )?;
     // A trial that ended last week: back on the free plan.
     let old = business(conn, &users[2], "Tiệm bánh Hạnh", "", &["sync"])?;
     biz_service::link_account(conn, &actor(&users[2]), &account(old.id, "MB", "0801234567", "TRAN VAN TAM"))?;
@@ -347,7 +354,9 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
     for (email, _, role, password) in USERS {
         out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, role.label()));
     }
-    out.push_str(&format!("merchant accounts ({businesses} businesses added; sign in at /login, their area is /app):\n"));
+    out.push_str(&format!(
+        "merchant accounts ({businesses} businesses added; sign in at /login, their area is /app):\n"
+    ));
     for (email, name, _, password) in MERCHANTS {
         out.push_str(&format!("  {:<24} {:<24} {}\n", email, password, name));
     }

@@ -15,8 +15,18 @@ pub struct Money(pub i64);
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} đ", Count(self.0))
+    }
+}
+
+/// A whole number with Vietnamese thousands dots: `20.000`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count(pub i64);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let digits = self.0.unsigned_abs().to_string();
-        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 4);
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
         if self.0 < 0 {
             out.push('-');
         }
@@ -26,7 +36,6 @@ impl fmt::Display for Money {
             }
             out.push(ch);
         }
-        out.push_str(" đ");
         f.write_str(&out)
     }
 }

@@ -58,7 +58,9 @@ pub fn token_hash(secret: &SecretKey, token: &str) -> String {
 /// `0912 345 678`, `0912.345.678`, `+84 912 345 678`, `84912345678`.
 pub fn normalise_phone(input: &str) -> AppResult<String> {
     let invalid = || {
-        AppError::Validation("Số điện thoại không hợp lệ. Nhập số Việt Nam, ví dụ 0912 345 678 hoặc +84912345678.".into())
+        AppError::Validation(
+            "Số điện thoại không hợp lệ. Nhập số Việt Nam, ví dụ 0912 345 678 hoặc +84912345678.".into(),
+        )
     };
     let trimmed = input.trim();
     if trimmed.is_empty() {
@@ -178,7 +180,15 @@ pub fn signup(conn: &mut DbConn, config: &Config, input: &SignupInput, address: 
         }
         let t = now();
         let user = insert_merchant(conn, &email, input.name.trim(), &hash, Some(&phone), None, t)?;
-        audit::record(conn, &Actor::user(user.id, &user.email), "user", user.id, "signup", None, Some(user.audit_view()))?;
+        audit::record(
+            conn,
+            &Actor::user(user.id, &user.email),
+            "user",
+            user.id,
+            "signup",
+            None,
+            Some(user.audit_view()),
+        )?;
         queue_verification(conn, config, &user)?;
         Ok(user)
     })
@@ -186,7 +196,13 @@ pub fn signup(conn: &mut DbConn, config: &Config, input: &SignupInput, address: 
 
 /// A ready merchant account (verified, with a phone), as the demo data and support
 /// tooling make them; no mail is sent.
-pub fn create_ready_account(conn: &mut DbConn, email: &str, name: &str, phone: &str, password: &str) -> AppResult<User> {
+pub fn create_ready_account(
+    conn: &mut DbConn,
+    email: &str,
+    name: &str,
+    phone: &str,
+    password: &str,
+) -> AppResult<User> {
     let email = normalise_email(email);
     validate_email(&email)?;
     validate_name(name)?;
@@ -375,7 +391,15 @@ pub fn set_name(conn: &mut DbConn, user_id: i64, name: &str) -> AppResult<User> 
             user_id,
             &UserChanges { name: Some(name.trim()), updated_at: Some(now()), ..Default::default() },
         )?;
-        audit::record(conn, &Actor::user(user.id, &user.email), "user", user.id, "update", Some(user.audit_view()), Some(updated.audit_view()))?;
+        audit::record(
+            conn,
+            &Actor::user(user.id, &user.email),
+            "user",
+            user.id,
+            "update",
+            Some(user.audit_view()),
+            Some(updated.audit_view()),
+        )?;
         Ok(updated)
     })
 }
@@ -401,12 +425,23 @@ pub fn oidc_sign_in(conn: &mut DbConn, config: &Config, id: &OidcIdentity) -> Ap
             }
             models::touch_identity(conn, &id.provider, &id.subject, t)?;
             let user = models::update(conn, uid, &UserChanges { last_login_at: Some(t), ..Default::default() })?;
-            audit::record(conn, &Actor::user(uid, &user.email), "user", uid, "login_oidc", None, Some(serde_json::json!({ "provider": id.provider })))?;
+            audit::record(
+                conn,
+                &Actor::user(uid, &user.email),
+                "user",
+                uid,
+                "login_oidc",
+                None,
+                Some(serde_json::json!({ "provider": id.provider })),
+            )?;
             return Ok(user);
         }
-        let email = id.email.as_deref().map(normalise_email).filter(|e| validate_email(e).is_ok()).ok_or_else(|| {
-            AppError::Validation("Nhà cung cấp đăng nhập không cho biết email của bạn; hãy đăng ký bằng email.".into())
-        })?;
+        let email =
+            id.email.as_deref().map(normalise_email).filter(|e| validate_email(e).is_ok()).ok_or_else(|| {
+                AppError::Validation(
+                    "Nhà cung cấp đăng nhập không cho biết email của bạn; hãy đăng ký bằng email.".into(),
+                )
+            })?;
         let user = match models::find_by_email(conn, &email)? {
             Some(existing) => {
                 if existing.kind() == UserKind::Staff {
@@ -436,7 +471,15 @@ pub fn oidc_sign_in(conn: &mut DbConn, config: &Config, id: &OidcIdentity) -> Ap
                 let name: String = name.chars().take(120).collect();
                 let verified = id.email_verified.then_some(t);
                 let user = insert_merchant(conn, &email, &name, NO_PASSWORD, None, verified, t)?;
-                audit::record(conn, &Actor::user(user.id, &user.email), "user", user.id, "signup_oidc", None, Some(user.audit_view()))?;
+                audit::record(
+                    conn,
+                    &Actor::user(user.id, &user.email),
+                    "user",
+                    user.id,
+                    "signup_oidc",
+                    None,
+                    Some(user.audit_view()),
+                )?;
                 if verified.is_none() {
                     queue_verification(conn, config, &user)?;
                 }

@@ -93,7 +93,12 @@ impl OidcClients {
     }
 
     /// The provider's authorization URL, and what the session must remember.
-    pub async fn start(&self, config: &Config, provider: &OidcProvider, next: &str) -> Result<(String, Pending), OidcError> {
+    pub async fn start(
+        &self,
+        config: &Config,
+        provider: &OidcProvider,
+        next: &str,
+    ) -> Result<(String, Pending), OidcError> {
         let meta = self.metadata(provider).await?;
         let client = CoreClient::from_provider_metadata(
             meta,
@@ -130,8 +135,7 @@ impl OidcClients {
     ) -> Result<OidcIdentity, OidcError> {
         let pending = pending.ok_or(OidcError::BadState)?;
         let fresh = chrono::Utc::now().timestamp() - pending.started <= PENDING_TTL_SECS;
-        if pending.provider != provider.key || !fresh || !constant_time_eq(pending.state.as_bytes(), state.as_bytes())
-        {
+        if pending.provider != provider.key || !fresh || !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
             return Err(OidcError::BadState);
         }
         let meta = self.metadata(provider).await?;

@@ -74,7 +74,13 @@ pub struct MessagePage {
     pub link: Option<(String, String)>,
 }
 
-fn message(ctx: &Ctx, status: StatusCode, title: &str, text: &str, link: Option<(&str, &str)>) -> AppResult<HttpResponse> {
+fn message(
+    ctx: &Ctx,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> AppResult<HttpResponse> {
     render_status(
         status,
         &MessagePage {
@@ -126,8 +132,13 @@ struct SignupForm {
 
 async fn signup(ctx: Ctx, req: HttpRequest, form: web::Form<SignupForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
-    let input =
-        SignupInput { email: f.email.clone(), name: f.name.clone(), phone: f.phone.clone(), password: f.password, confirm: f.confirm };
+    let input = SignupInput {
+        email: f.email.clone(),
+        name: f.name.clone(),
+        phone: f.phone.clone(),
+        password: f.password,
+        confirm: f.confirm,
+    };
     let address = client_address(&req);
     let config = ctx.state.config.clone();
     let next = super::handlers::safe_next(f.next.as_deref());
@@ -164,7 +175,11 @@ async fn verify_email(ctx: Ctx, q: web::Query<TokenQuery>) -> AppResult<HttpResp
     let token = q.into_inner().token;
     match ctx.db(move |conn| merchant::verify_email(conn, &config, &token)).await {
         Ok(user) => {
-            let link = if ctx.user.is_some() { ("/app", "Vào trang doanh nghiệp") } else { ("/login?next=%2Fapp", "Đăng nhập") };
+            let link = if ctx.user.is_some() {
+                ("/app", "Vào trang doanh nghiệp")
+            } else {
+                ("/login?next=%2Fapp", "Đăng nhập")
+            };
             message(
                 &ctx,
                 StatusCode::OK,
@@ -173,9 +188,13 @@ async fn verify_email(ctx: Ctx, q: web::Query<TokenQuery>) -> AppResult<HttpResp
                 Some(link),
             )
         }
-        Err(AppError::Validation(msg)) => {
-            message(&ctx, StatusCode::GONE, "Liên kết không dùng được", &msg, Some(("/app/verify", "Gửi lại thư xác nhận")))
-        }
+        Err(AppError::Validation(msg)) => message(
+            &ctx,
+            StatusCode::GONE,
+            "Liên kết không dùng được",
+            &msg,
+            Some(("/app/verify", "Gửi lại thư xác nhận")),
+        ),
         Err(e) => Err(e),
     }
 }
@@ -284,7 +303,8 @@ async fn reset(ctx: Ctx, form: web::Form<ResetForm>) -> AppResult<HttpResponse> 
     let f = form.into_inner();
     let config = ctx.state.config.clone();
     let token = f.token.clone();
-    match ctx.db(move |conn| merchant::reset_password_with_link(conn, &config, &f.token, &f.password, &f.confirm)).await {
+    match ctx.db(move |conn| merchant::reset_password_with_link(conn, &config, &f.token, &f.password, &f.confirm)).await
+    {
         Ok(_) => {
             session::sign_out(&ctx.session);
             ctx.flash("success", "Đã đặt mật khẩu mới. Hãy đăng nhập bằng mật khẩu mới.");
@@ -307,14 +327,18 @@ async fn oidc_start(ctx: Ctx, key: web::Path<String>, q: web::Query<NextQuery>) 
     let next = super::handlers::safe_next(q.next.as_deref());
     match ctx.state.oidc.start(&ctx.state.config, &provider, &next).await {
         Ok((url, pending)) => {
-            ctx.session
-                .insert(KEY_OIDC, &pending)
-                .map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))?;
+            ctx.session.insert(KEY_OIDC, &pending).map_err(|e| AppError::internal(anyhow::anyhow!("session: {e}")))?;
             Ok(redirect(&url))
         }
         Err(e) => {
             tracing::warn!(provider = %provider.key, error = ?e, "OpenID sign-in could not start");
-            message(&ctx, StatusCode::BAD_GATEWAY, "Không đăng nhập được", &e.to_string(), Some(("/login", "Quay lại đăng nhập")))
+            message(
+                &ctx,
+                StatusCode::BAD_GATEWAY,
+                "Không đăng nhập được",
+                &e.to_string(),
+                Some(("/login", "Quay lại đăng nhập")),
+            )
         }
     }
 }
@@ -336,14 +360,22 @@ async fn oidc_callback(ctx: Ctx, key: web::Path<String>, q: web::Query<CallbackQ
     let pending: Option<Pending> = ctx.session.get(KEY_OIDC).ok().flatten();
     ctx.session.remove(KEY_OIDC);
     let outcome = match q.error {
-        Some(err) => Err(super::oidc::OidcError::Denied(q.error_description.unwrap_or(err).chars().take(200).collect())),
+        Some(err) => {
+            Err(super::oidc::OidcError::Denied(q.error_description.unwrap_or(err).chars().take(200).collect()))
+        }
         None => ctx.state.oidc.finish(&ctx.state.config, &provider, pending.clone(), &q.state, &q.code).await,
     };
     let identity = match outcome {
         Ok(identity) => identity,
         Err(e) => {
             tracing::warn!(provider = %provider.key, error = ?e, "OpenID sign-in refused");
-            return message(&ctx, StatusCode::BAD_REQUEST, "Không đăng nhập được", &e.to_string(), Some(("/login", "Quay lại đăng nhập")));
+            return message(
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "Không đăng nhập được",
+                &e.to_string(),
+                Some(("/login", "Quay lại đăng nhập")),
+            );
         }
     };
     let config = ctx.state.config.clone();
@@ -409,9 +441,8 @@ struct AccountPage {
 
 async fn show_account(ctx: &Ctx, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
     let uid = ctx.user()?.id;
-    let (user, identities) = ctx
-        .db(move |conn| Ok((super::models::find(conn, uid)?, super::models::identities_of(conn, uid)?)))
-        .await?;
+    let (user, identities) =
+        ctx.db(move |conn| Ok((super::models::find(conn, uid)?, super::models::identities_of(conn, uid)?))).await?;
     render_status(
         status,
         &AccountPage {

@@ -119,7 +119,11 @@ async fn home(ctx: Ctx) -> AppResult<HttpResponse> {
 
 async fn new_form(ctx: Ctx) -> AppResult<HttpResponse> {
     onboarded!(ctx);
-    render(&NewBusinessPage { l: ctx.layout("Tạo doanh nghiệp", &[("Doanh nghiệp", "/app")]), form: BusinessForm::default(), error: None })
+    render(&NewBusinessPage {
+        l: ctx.layout("Tạo doanh nghiệp", &[("Doanh nghiệp", "/app")]),
+        form: BusinessForm::default(),
+        error: None,
+    })
 }
 
 /// The business form; feature checkboxes are all named `feature`.
@@ -164,12 +168,17 @@ async fn create(ctx: Ctx, body: web::Bytes) -> AppResult<HttpResponse> {
     let input = form.input();
     match ctx.db(move |conn| service::create_business(conn, &actor, uid, &input)).await {
         Ok(b) => {
-            ctx.flash("success", format!("Đã tạo doanh nghiệp {}. Tiếp theo: liên kết ngân hàng và các tích hợp.", b.name));
+            ctx.flash(
+                "success",
+                format!("Đã tạo doanh nghiệp {}. Tiếp theo: liên kết ngân hàng và các tích hợp.", b.name),
+            );
             Ok(redirect(&format!("/app/b/{}", b.id)))
         }
         Err(AppError::Validation(msg)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &NewBusinessPage { l: ctx.layout("Tạo doanh nghiệp", &[("Doanh nghiệp", "/app")]), form, error: Some(msg) },
+            &NewBusinessPage {
+                l: ctx.layout("Tạo doanh nghiệp", &[("Doanh nghiệp", "/app")]), form, error: Some(msg)
+            },
         ),
         Err(e) => Err(e),
     }
@@ -217,9 +226,8 @@ async fn members(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
     onboarded!(ctx);
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Viewer).await?;
     let bid = biz.id();
-    let (members, invitations): (Vec<MemberRow>, Vec<Invitation>) = ctx
-        .db(move |conn| Ok((models::members(conn, bid)?, models::open_invitations(conn, bid)?)))
-        .await?;
+    let (members, invitations): (Vec<MemberRow>, Vec<Invitation>) =
+        ctx.db(move |conn| Ok((models::members(conn, bid)?, models::open_invitations(conn, bid)?))).await?;
     let me = ctx.user()?.id;
     render(&MembersPage { l: layout(&ctx, "Thành viên", &biz), tab: "members", biz, members, invitations, me })
 }
@@ -309,11 +317,20 @@ async fn request_upgrade(ctx: Ctx, bid: web::Path<i64>, form: web::Form<UpgradeF
     .await
 }
 
-async fn show_settings(ctx: &Ctx, biz: Biz, form: Option<BusinessForm>, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
+async fn show_settings(
+    ctx: &Ctx,
+    biz: Biz,
+    form: Option<BusinessForm>,
+    error: Option<String>,
+    status: StatusCode,
+) -> AppResult<HttpResponse> {
     let bid = biz.id();
     let accounts = ctx.db(move |conn| Ok(models::linked_accounts(conn, bid)?)).await?;
     let form = form.unwrap_or_else(|| BusinessForm::of(&biz.business));
-    render_status(status, &SettingsPage { l: layout(ctx, "Thiết lập", &biz), tab: "settings", biz, form, accounts, error })
+    render_status(
+        status,
+        &SettingsPage { l: layout(ctx, "Thiết lập", &biz), tab: "settings", biz, form, accounts, error },
+    )
 }
 
 async fn settings(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
@@ -333,7 +350,9 @@ async fn update_settings(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> App
             ctx.flash("success", "Đã lưu thông tin doanh nghiệp.");
             Ok(redirect(&format!("/app/b/{bid}/settings")))
         }
-        Err(AppError::Validation(msg)) => show_settings(&ctx, biz, Some(form), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(msg)) => {
+            show_settings(&ctx, biz, Some(form), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(e) => Err(e),
     }
 }
@@ -355,7 +374,9 @@ async fn delete(ctx: Ctx, bid: web::Path<i64>, form: web::Form<DeleteForm>) -> A
             ctx.flash("success", format!("Đã xóa doanh nghiệp {name}."));
             Ok(redirect("/app"))
         }
-        Err(AppError::Validation(msg)) => show_settings(&ctx, biz, None, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(msg)) => {
+            show_settings(&ctx, biz, None, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(e) => Err(e),
     }
 }

@@ -6,7 +6,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{bank_accounts, business_invitations, business_members, businesses, merchants, plan_requests, plans, users};
+use crate::db::schema::{
+    bank_accounts, business_invitations, business_members, businesses, merchants, plan_requests, plans, users,
+};
 
 #[derive(Queryable, Debug, Clone)]
 pub struct Plan {
@@ -168,11 +170,7 @@ pub fn insert_business(conn: &mut DbConn, new: &NewBusiness<'_>) -> QueryResult<
 
 /// A business that is not deleted.
 pub fn business(conn: &mut DbConn, id: i64) -> QueryResult<Business> {
-    businesses::table
-        .find(id)
-        .filter(businesses::deleted_at.is_null())
-        .select(businesses::all_columns)
-        .first(conn)
+    businesses::table.find(id).filter(businesses::deleted_at.is_null()).select(businesses::all_columns).first(conn)
 }
 
 pub fn update_business(conn: &mut DbConn, id: i64, changes: &BusinessChanges<'_>) -> QueryResult<Business> {
@@ -204,7 +202,12 @@ pub fn membership(conn: &mut DbConn, business_id: i64, user_id: i64) -> QueryRes
 }
 
 /// Every business for the staff's read-only list (a page of them, newest first).
-pub fn all_businesses(conn: &mut DbConn, search_key: &str, offset: i64, limit: i64) -> QueryResult<(Vec<Business>, i64)> {
+pub fn all_businesses(
+    conn: &mut DbConn,
+    search_key: &str,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<Business>, i64)> {
     let like = format!("%{search_key}%");
     let total = businesses::table
         .filter(businesses::deleted_at.is_null())
@@ -271,7 +274,13 @@ pub fn member(conn: &mut DbConn, business_id: i64, member_id: i64) -> QueryResul
         .first(conn)
 }
 
-pub fn insert_member(conn: &mut DbConn, business_id: i64, user_id: i64, role: &str, at: NaiveDateTime) -> QueryResult<()> {
+pub fn insert_member(
+    conn: &mut DbConn,
+    business_id: i64,
+    user_id: i64,
+    role: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::insert_into(business_members::table)
         .values((
             business_members::business_id.eq(business_id),
@@ -322,26 +331,21 @@ pub fn owner_emails(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<Stri
 
 // ---- invitations
 
-pub fn insert_invitation(
-    conn: &mut DbConn,
-    business_id: i64,
-    email: &str,
-    role: &str,
-    token_hash: &str,
-    invited_by: i64,
-    expires_at: NaiveDateTime,
-    at: NaiveDateTime,
-) -> QueryResult<Invitation> {
+#[derive(Insertable)]
+#[diesel(table_name = business_invitations)]
+pub struct NewInvitation<'a> {
+    pub business_id: i64,
+    pub email: &'a str,
+    pub role: &'a str,
+    pub token_hash: &'a str,
+    pub invited_by: i64,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_invitation(conn: &mut DbConn, new: &NewInvitation<'_>) -> QueryResult<Invitation> {
     diesel::insert_into(business_invitations::table)
-        .values((
-            business_invitations::business_id.eq(business_id),
-            business_invitations::email.eq(email),
-            business_invitations::role.eq(role),
-            business_invitations::token_hash.eq(token_hash),
-            business_invitations::invited_by.eq(invited_by),
-            business_invitations::expires_at.eq(expires_at),
-            business_invitations::created_at.eq(at),
-        ))
+        .values(new)
         .returning(business_invitations::all_columns)
         .get_result(conn)
 }
@@ -507,11 +511,7 @@ pub fn plan_request(conn: &mut DbConn, id: i64) -> QueryResult<PlanRequest> {
 
 pub fn close_plan_request(conn: &mut DbConn, id: i64, status: &str, by: i64, at: NaiveDateTime) -> QueryResult<bool> {
     let n = diesel::update(plan_requests::table.find(id).filter(plan_requests::status.eq("open")))
-        .set((
-            plan_requests::status.eq(status),
-            plan_requests::handled_by.eq(by),
-            plan_requests::handled_at.eq(at),
-        ))
+        .set((plan_requests::status.eq(status), plan_requests::handled_by.eq(by), plan_requests::handled_at.eq(at)))
         .execute(conn)?;
     Ok(n == 1)
 }

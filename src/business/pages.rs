@@ -168,6 +168,10 @@ pub fn money(v: impl Plain<i64>) -> Money {
     Money(v.plain())
 }
 
+pub fn count(v: impl Plain<i64>) -> crate::fmt::Count {
+    crate::fmt::Count(v.plain())
+}
+
 pub fn when(t: impl Plain<chrono::NaiveDateTime>) -> LocalTime {
     LocalTime(t.plain())
 }

@@ -171,8 +171,7 @@ pub fn delete_business(conn: &mut DbConn, actor: &Actor, id: i64, typed_name: &s
         let b = models::business(conn, id)?;
         let linked = models::linked_accounts(conn, id)?;
         if !linked.is_empty() {
-            let names: Vec<String> =
-                linked.iter().map(|a| format!("{} {}", a.bank_name, a.account_number)).collect();
+            let names: Vec<String> = linked.iter().map(|a| format!("{} {}", a.bank_name, a.account_number)).collect();
             return Err(AppError::Validation(format!(
                 "Hãy xóa toàn bộ ngân hàng đã liên kết trước khi xóa doanh nghiệp: {}.",
                 names.join(", ")
@@ -185,7 +184,12 @@ pub fn delete_business(conn: &mut DbConn, actor: &Actor, id: i64, typed_name: &s
         models::update_business(
             conn,
             id,
-            &BusinessChanges { deleted_at: Some(Some(t)), hub_merchant_id: Some(None), updated_at: Some(t), ..Default::default() },
+            &BusinessChanges {
+                deleted_at: Some(Some(t)),
+                hub_merchant_id: Some(None),
+                updated_at: Some(t),
+                ..Default::default()
+            },
         )?;
         audit::record(conn, actor, "business", id, "delete", Some(b.audit_view()), None)?;
         Ok(())
@@ -307,7 +311,9 @@ pub fn link_account(conn: &mut DbConn, actor: &Actor, new: &NewBankAccount<'_>) 
             account.id,
             "link",
             None,
-            Some(serde_json::json!({ "business_id": b.id, "bank": account.bank_code, "number": account.account_number, "method": account.method })),
+            Some(
+                serde_json::json!({ "business_id": b.id, "bank": account.bank_code, "number": account.account_number, "method": account.method }),
+            ),
         )?;
         Ok(account)
     })
@@ -354,8 +360,7 @@ pub fn request_upgrade(
             return Err(AppError::Validation("Hãy chọn một gói trả phí khác gói hiện tại.".into()));
         }
         let request = models::insert_plan_request(conn, b.id, plan.id, user_id, note, now())?;
-        let admins: Vec<String> =
-            crate::accounts::models::enabled_admins(conn)?.into_iter().map(|u| u.email).collect();
+        let admins: Vec<String> = crate::accounts::models::enabled_admins(conn)?.into_iter().map(|u| u.email).collect();
         if !admins.is_empty() {
             let text = format!(
                 "Doanh nghiệp \"{}\" (#{}) yêu cầu nâng cấp lên gói {} ({}/tháng).\nNgười yêu cầu: {}\nGhi chú: {}\n\n\
@@ -406,13 +411,26 @@ pub fn set_plan(conn: &mut DbConn, actor: &Actor, business_id: i64, plan_id: i64
             let status = if r.plan_id == plan.id { "done" } else { "declined" };
             models::close_plan_request(conn, r.id, status, staff_id, t)?;
         }
-        audit::record(conn, actor, "business", business_id, "set_plan", Some(before.audit_view()), Some(after.audit_view()))?;
+        audit::record(
+            conn,
+            actor,
+            "business",
+            business_id,
+            "set_plan",
+            Some(before.audit_view()),
+            Some(after.audit_view()),
+        )?;
         Ok(())
     })
 }
 
 /// Links a business to a hub desk merchant (or unlinks it with None).
-pub fn link_hub_merchant(conn: &mut DbConn, actor: &Actor, business_id: i64, merchant_id: Option<i64>) -> AppResult<()> {
+pub fn link_hub_merchant(
+    conn: &mut DbConn,
+    actor: &Actor,
+    business_id: i64,
+    merchant_id: Option<i64>,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let before = models::business(conn, business_id)?;
         if let Some(mid) = merchant_id {
@@ -432,7 +450,15 @@ pub fn link_hub_merchant(conn: &mut DbConn, actor: &Actor, business_id: i64, mer
             &BusinessChanges { hub_merchant_id: Some(merchant_id), updated_at: Some(now()), ..Default::default() },
         )?;
         let action = if merchant_id.is_some() { "link_merchant" } else { "unlink_merchant" };
-        audit::record(conn, actor, "business", business_id, action, Some(before.audit_view()), Some(after.audit_view()))?;
+        audit::record(
+            conn,
+            actor,
+            "business",
+            business_id,
+            action,
+            Some(before.audit_view()),
+            Some(after.audit_view()),
+        )?;
         Ok(())
     })
 }
@@ -465,13 +491,15 @@ pub fn invite(
         let token = new_link_token();
         let inv = models::insert_invitation(
             conn,
-            b.id,
-            &email,
-            role.code(),
-            &token_hash(&config.secret, &token),
-            inviter,
-            t + Duration::days(INVITATION_DAYS),
-            t,
+            &models::NewInvitation {
+                business_id: b.id,
+                email: &email,
+                role: role.code(),
+                token_hash: &token_hash(&config.secret, &token),
+                invited_by: inviter,
+                expires_at: t + Duration::days(INVITATION_DAYS),
+                created_at: t,
+            },
         )?;
         let text = format!(
             "Xin chào,\n\n{who} mời bạn tham gia doanh nghiệp \"{name}\" trên hubgate với vai trò {role}.\n\n\
@@ -512,8 +540,7 @@ pub struct InvitationView {
 }
 
 pub fn invitation_view(conn: &mut DbConn, config: &Config, token: &str) -> AppResult<InvitationView> {
-    let inv =
-        models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?.ok_or(AppError::NotFound)?;
+    let inv = models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?.ok_or(AppError::NotFound)?;
     let b = models::business(conn, inv.business_id)?;
     let usable = inv.accepted_at.is_none() && inv.revoked_at.is_none() && inv.expires_at > now();
     Ok(InvitationView {
@@ -528,8 +555,8 @@ pub fn invitation_view(conn: &mut DbConn, config: &Config, token: &str) -> AppRe
 /// one (a forwarded link does not let somebody else in). Returns the business id.
 pub fn accept_invitation(conn: &mut DbConn, config: &Config, user_id: i64, token: &str) -> AppResult<i64> {
     crate::db::tx(conn, |conn| {
-        let inv = models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?
-            .ok_or(AppError::NotFound)?;
+        let inv =
+            models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?.ok_or(AppError::NotFound)?;
         let user = crate::accounts::models::find(conn, user_id)?;
         let t = now();
         if inv.accepted_at.is_some() || inv.revoked_at.is_some() || inv.expires_at <= t {
@@ -577,7 +604,15 @@ pub fn revoke_invitation(conn: &mut DbConn, actor: &Actor, business_id: i64, id:
         if !models::revoke_invitation(conn, inv.id, now())? {
             return Err(AppError::Validation("Lời mời này đã được dùng hoặc đã hủy.".into()));
         }
-        audit::record(conn, actor, "business", business_id, "revoke_invitation", Some(serde_json::json!({ "email": inv.email })), None)?;
+        audit::record(
+            conn,
+            actor,
+            "business",
+            business_id,
+            "revoke_invitation",
+            Some(serde_json::json!({ "email": inv.email })),
+            None,
+        )?;
         Ok(())
     })
 }
@@ -591,7 +626,13 @@ fn ensure_owner_remains(conn: &mut DbConn, business_id: i64, member: &models::Me
     Ok(())
 }
 
-pub fn set_member_role(conn: &mut DbConn, actor: &Actor, business_id: i64, member_id: i64, role: &str) -> AppResult<()> {
+pub fn set_member_role(
+    conn: &mut DbConn,
+    actor: &Actor,
+    business_id: i64,
+    member_id: i64,
+    role: &str,
+) -> AppResult<()> {
     let role = BizRole::parse(role).ok_or_else(|| AppError::Validation("Vai trò không hợp lệ.".into()))?;
     crate::db::tx(conn, |conn| {
         let m = models::member(conn, business_id, member_id)?;

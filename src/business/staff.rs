@@ -74,7 +74,16 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
         })
         .await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
-    render(&ListPage { l: ctx.layout("Doanh nghiệp (hỗ trợ)", &[("Quản trị", "/admin/users")]), q: q.q, rows, total, page, pages, requests, plans })
+    render(&ListPage {
+        l: ctx.layout("Doanh nghiệp (hỗ trợ)", &[("Quản trị", "/admin/users")]),
+        q: q.q,
+        rows,
+        total,
+        page,
+        pages,
+        requests,
+        plans,
+    })
 }
 
 #[derive(Template)]
@@ -164,12 +173,14 @@ fn optional_id(s: &str) -> AppResult<Option<i64>> {
     if s.is_empty() || s == "0" {
         return Ok(None);
     }
-    s.parse::<i64>()
-        .map(Some)
-        .map_err(|_| crate::error::AppError::Validation("Mã số không hợp lệ.".into()))
+    s.parse::<i64>().map(Some).map_err(|_| crate::error::AppError::Validation("Mã số không hợp lệ.".into()))
 }
 
-async fn link_merchant_from_business(ctx: Ctx, id: web::Path<i64>, form: web::Form<MerchantForm>) -> AppResult<HttpResponse> {
+async fn link_merchant_from_business(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<MerchantForm>,
+) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let merchant = form.into_inner().merchant_id;
     act(ctx, &format!("/admin/businesses/{id}"), "Đã cập nhật liên kết merchant.", move |conn, actor| {
@@ -187,32 +198,43 @@ struct BusinessLinkForm {
     current: String,
 }
 
-async fn link_business_from_merchant(ctx: Ctx, id: web::Path<i64>, form: web::Form<BusinessLinkForm>) -> AppResult<HttpResponse> {
+async fn link_business_from_merchant(
+    ctx: Ctx,
+    id: web::Path<i64>,
+    form: web::Form<BusinessLinkForm>,
+) -> AppResult<HttpResponse> {
     let merchant_id = id.into_inner();
     let f = form.into_inner();
-    act(ctx, &format!("/merchants/{merchant_id}"), "Đã cập nhật liên kết doanh nghiệp.", move |conn, actor| {
-        match optional_id(&f.business_id)? {
-            Some(bid) => {
-                // One business per merchant: the old link goes first.
-                if let Some(old) = models::business_of_merchant(conn, merchant_id)?
-                    && old.id != bid
-                {
-                    service::link_hub_merchant(conn, actor, old.id, None)?;
-                }
-                service::link_hub_merchant(conn, actor, bid, Some(merchant_id))
-            }
-            None => match optional_id(&f.current)? {
-                Some(old) => {
-                    let linked = models::business_of_merchant(conn, merchant_id)?;
-                    if linked.is_some_and(|b| b.id == old) {
-                        service::link_hub_merchant(conn, actor, old, None)
-                    } else {
-                        Err(crate::error::AppError::Validation("Doanh nghiệp này không liên kết với merchant.".into()))
+    act(
+        ctx,
+        &format!("/merchants/{merchant_id}"),
+        "Đã cập nhật liên kết doanh nghiệp.",
+        move |conn, actor| {
+            match optional_id(&f.business_id)? {
+                Some(bid) => {
+                    // One business per merchant: the old link goes first.
+                    if let Some(old) = models::business_of_merchant(conn, merchant_id)?
+                        && old.id != bid
+                    {
+                        service::link_hub_merchant(conn, actor, old.id, None)?;
                     }
+                    service::link_hub_merchant(conn, actor, bid, Some(merchant_id))
                 }
-                None => Ok(()),
-            },
-        }
-    })
+                None => match optional_id(&f.current)? {
+                    Some(old) => {
+                        let linked = models::business_of_merchant(conn, merchant_id)?;
+                        if linked.is_some_and(|b| b.id == old) {
+                            service::link_hub_merchant(conn, actor, old, None)
+                        } else {
+                            Err(crate::error::AppError::Validation(
+                                "Doanh nghiệp này không liên kết với merchant.".into(),
+                            ))
+                        }
+                    }
+                    None => Ok(()),
+                },
+            }
+        },
+    )
     .await
 }

@@ -129,10 +129,8 @@ impl Ctx {
         };
         // The most specific entry is the active one (/app/account over /app).
         let active = visible.iter().filter(|e| matches(e.href)).map(|e| e.href).max_by_key(|h| h.len());
-        let nav = visible
-            .iter()
-            .map(|e| NavItem { label: e.label, href: e.href, active: Some(e.href) == active })
-            .collect();
+        let nav =
+            visible.iter().map(|e| NavItem { label: e.label, href: e.href, active: Some(e.href) == active }).collect();
         Layout {
             title: title.to_string(),
             user: self.user.clone(),

@@ -176,7 +176,33 @@ pub fn build_app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(metrics)
-        .wrap(Logger::new("%r %s %b %Dms").exclude("/healthz").exclude("/metrics"))
+        .wrap(
+            Logger::new("%{request}xi %s %b %Dms")
+                .custom_request_replace("request", |req| {
+                    log_line(req.method().as_str(), req.path(), req.query_string())
+                })
+                .exclude("/healthz")
+                .exclude("/metrics"),
+        )
+}
+
+/// Query parameters whose values are secrets (mailed-link tokens, OpenID codes and
+/// states, CSRF tokens): the access log keeps their names, never their values.
+const SECRET_PARAMS: &[&str] = &["token", "code", "state", "_csrf", "nonce"];
+
+/// The request as the access log shows it: method, path, query with secrets masked.
+pub fn log_line(method: &str, path: &str, query: &str) -> String {
+    if query.is_empty() {
+        return format!("{method} {path}");
+    }
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.contains(&k) => format!("{k}=…"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{method} {path}?{}", masked.join("&"))
 }
 
 /// Runs the web server (and, unless disabled, the worker and the scheduler) until

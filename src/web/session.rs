@@ -165,17 +165,15 @@ async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Opti
         })
         .await?;
     match user {
-        Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => {
-            Ok(Some(CurrentUser {
-                id: u.id,
-                roles: u.roles(),
-                kind: u.kind(),
-                has_phone: u.phone.is_some(),
-                email_verified: u.email_verified_at.is_some(),
-                email: u.email,
-                name: u.name,
-            }))
-        }
+        Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => Ok(Some(CurrentUser {
+            id: u.id,
+            roles: u.roles(),
+            kind: u.kind(),
+            has_phone: u.phone.is_some(),
+            email_verified: u.email_verified_at.is_some(),
+            email: u.email,
+            name: u.name,
+        })),
         _ => {
             let had_expired = expired;
             for key in [KEY_UID, KEY_EPOCH, KEY_ISSUED] {

@@ -52,3 +52,41 @@ fn unknown_and_malformed_settings_are_named() {
     assert!(err(None, &[("HUBGATE_LOG", "info,[[[")]).contains("HUBGATE_LOG"));
     assert!(err(Some("bind = [1]"), &[]).contains("bind"));
 }
+
+#[test]
+fn the_access_log_never_holds_a_mailed_token() {
+    use hubgate::web::log_line;
+    assert_eq!(log_line("GET", "/verify-email", "token=SECRET123"), "GET /verify-email?token=…");
+    assert_eq!(
+        log_line("GET", "/auth/google/callback", "code=abc&state=def&iss=http%3A%2F%2Fx"),
+        "GET /auth/google/callback?code=…&state=…&iss=http%3A%2F%2Fx"
+    );
+    assert_eq!(log_line("GET", "/requests", "q=pho&page=2"), "GET /requests?q=pho&page=2");
+    assert_eq!(log_line("POST", "/login", ""), "POST /login");
+}
+
+#[test]
+fn an_openid_provider_needs_all_three_settings() {
+    let dir = tmp();
+    let partial =
+        Config::from_sources(None, &env(&[("HUBGATE_OIDC_GOOGLE_ISSUER", "https://accounts.google.com")], &dir));
+    assert!(partial.err().map(|e| format!("{e:#}")).unwrap_or_default().contains("oidc_google_client_id"));
+    let full = Config::from_sources(
+        None,
+        &env(
+            &[
+                (
+                    "HUBGATE_OIDC_MICROSOFT_ISSUER",
+                    "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0/",
+                ),
+                ("HUBGATE_OIDC_MICROSOFT_CLIENT_ID", "id"),
+                ("HUBGATE_OIDC_MICROSOFT_CLIENT_SECRET", "secret"),
+            ],
+            &dir,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(full.oidc.len(), 1);
+    assert_eq!(full.oidc[0].key, "microsoft");
+    assert!(full.oidc[0].issuer.ends_with("/v2.0/"), "the issuer is kept as written");
+}

@@ -247,30 +247,54 @@ async fn demo_desk_every_screen_in_chromium() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let Some(rig) = Rig::start("demo", Backend::Sqlite, &["--demo"]).await else { return };
     let mut seen = 0;
-    for (email, _, role, password) in hubgate::demo::USERS {
+    let staff = hubgate::demo::USERS.iter().map(|(email, _, role, password)| (*email, role.code(), *password));
+    let merchants = hubgate::demo::MERCHANTS.iter().map(|(email, _, _, password)| (*email, "merchant", *password));
+    for (email, who, password) in staff.chain(merchants) {
         let tab = rig.tab().await;
         tab.login(email, password).await;
         let mut menu = Vec::new();
         for a in tab.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap_or_default() {
             menu.push(a.attr("href").await.ok().flatten().unwrap_or_default());
         }
-        assert!(menu.len() >= 3, "{email} has a menu: {menu:?}");
+        assert!(menu.len() >= 2, "{email} has a menu: {menu:?}");
         for href in menu {
             for depth in 0..2 {
                 if depth == 0 {
                     tab.go(&href).await;
                 } else {
                     // The first thing listed on the page (a request, a PYC, a mail...).
-                    let Ok(first) = tab.c.find(Locator::Css("main table tbody a[href^='/']")).await else { break };
+                    // (for merchants: a business's card).
+                    let listed = "main table tbody a[href^='/'], main a.tile[href^='/']";
+                    let Ok(first) = tab.c.find(Locator::Css(listed)).await else { break };
                     tab.submit(&first, "the first listed item").await;
                 }
                 let path = tab.path().await;
                 let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();
                 assert!(errors.is_empty(), "{email} meets an error on {path}: {}", tab.text().await);
                 assert!(tab.c.find(Locator::Css("h1")).await.is_ok(), "{path} has a heading");
-                let name = format!("{}{}", role.code(), path.replace('/', "-"));
+                let name = format!("{who}{}", path.replace('/', "-"));
                 tab.shot(&name).await;
                 seen += 1;
+            }
+        }
+        if who == "merchant" {
+            // Every tab of the first business.
+            tab.go("/app").await;
+            if let Ok(card) = tab.c.find(Locator::Css("main a.tile")).await {
+                tab.submit(&card, "the first business").await;
+                let mut tabs = Vec::new();
+                for a in tab.c.find_all(Locator::Css("nav.tabs a")).await.unwrap_or_default() {
+                    tabs.push(a.attr("href").await.ok().flatten().unwrap_or_default());
+                }
+                assert_eq!(tabs.len(), 5, "{email}: a business has five tabs");
+                for href in tabs {
+                    tab.go(&href).await;
+                    let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();
+                    assert!(errors.is_empty(), "{email} meets an error on {href}: {}", tab.text().await);
+                    assert!(tab.c.find(Locator::Css("h1")).await.is_ok(), "{href} has a heading");
+                    tab.shot(&format!("merchant{}", href.replace('/', "-"))).await;
+                    seen += 1;
+                }
             }
         }
         let _ = tab.c.close().await;
@@ -711,7 +735,12 @@ async fn merchant_journey(backend: Backend) {
     // Invite a manager.
     owner.press("Thành viên").await;
     owner.fill("#invite-form input[name=email]", "quanly@buncha.vn").await;
-    owner.find("#invite-form select[name=role]").await.select_by_value("manager").await.unwrap_or_else(|e| panic!("{e}"));
+    owner
+        .find("#invite-form select[name=role]")
+        .await
+        .select_by_value("manager")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     owner.click("#invite-form button[type=submit]").await;
     owner.see("Đã gửi lời mời đến quanly@buncha.vn").await;
     owner.see("Lời mời đang chờ").await;

@@ -113,7 +113,10 @@ db_test!(signup_verification_and_reset_by_mail, |app| {
     let login = fresh.login("lan@cafe.vn", new_password).await;
     assert_eq!((login.status, login.location.as_deref()), (303, Some("/app")));
     // The link is spent.
-    let reuse = app.browser().post("/password/reset", &[("token", &token), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let reuse = app
+        .browser()
+        .post("/password/reset", &[("token", &token), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .await;
     assert_eq!(reuse.status, 422);
     assert!(reuse.body.contains("đã được dùng"));
 });
@@ -125,7 +128,10 @@ db_test!(business_members_and_deletion, |app| {
     let bad = b.post("/app/businesses", &[("name", "Phở 24"), ("website", "pho24.vn"), ("feature", "root")]).await;
     assert_eq!(bad.status, 422);
     let page = b
-        .post("/app/businesses", &[("name", "Phở 24"), ("website", "pho24.vn"), ("feature", "sync"), ("feature", "api")])
+        .post(
+            "/app/businesses",
+            &[("name", "Phở 24"), ("website", "pho24.vn"), ("feature", "sync"), ("feature", "api")],
+        )
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let bid: i64 = app
@@ -137,9 +143,11 @@ db_test!(business_members_and_deletion, |app| {
     assert!(overview.body.contains("https://pho24.vn"));
 
     // Invite a manager by mail; the link is for that address only.
-    let sent = b.post(&format!("/app/b/{bid}/members/invite"), &[("email", "Quanly@Pho24.vn"), ("role", "manager")]).await;
+    let sent =
+        b.post(&format!("/app/b/{bid}/members/invite"), &[("email", "Quanly@Pho24.vn"), ("role", "manager")]).await;
     assert_eq!(sent.status, 303);
-    let bogus_role = b.post(&format!("/app/b/{bid}/members/invite"), &[("email", "x@pho24.vn"), ("role", "admin")]).await;
+    let bogus_role =
+        b.post(&format!("/app/b/{bid}/members/invite"), &[("email", "x@pho24.vn"), ("role", "admin")]).await;
     assert_eq!(bogus_role.status, 303);
     assert!(app.last_mail_to("x@pho24.vn", "").is_none(), "an unknown role must not invite");
     let mail = app.last_mail_to("quanly@pho24.vn", "Lời mời").unwrap_or_else(|| panic!("no invitation mail"));
@@ -169,7 +177,10 @@ db_test!(business_members_and_deletion, |app| {
     assert_eq!(members, 2);
 
     // A manager edits but cannot manage members or delete.
-    assert_eq!(m.post(&format!("/app/b/{bid}/members/invite"), &[("email", "y@pho24.vn"), ("role", "viewer")]).await.status, 403);
+    assert_eq!(
+        m.post(&format!("/app/b/{bid}/members/invite"), &[("email", "y@pho24.vn"), ("role", "viewer")]).await.status,
+        403
+    );
     assert_eq!(m.post(&format!("/app/b/{bid}/delete"), &[("confirm_name", "Phở 24")]).await.status, 403);
     let edit = m.post(&format!("/app/b/{bid}/settings"), &[("name", "Phở 24 Hà Nội"), ("website", "")]).await;
     assert_eq!(edit.status, 303);
@@ -253,7 +264,7 @@ db_test!(trial_quota_and_upgrade_request, |app| {
     assert!(reached);
     for tab in ["", "/accounts", "/members", "/plan", "/settings"] {
         let page = b.get(&format!("/app/b/{bid}{tab}")).await;
-        assert!(page.body.contains("đã dùng hết 20000 giao dịch"), "{tab}: no quota banner");
+        assert!(page.body.contains("đã dùng hết 20.000 giao dịch"), "{tab}: no quota banner");
     }
     assert!(!b.get(&format!("/app/b/{other}")).await.body.contains("đã dùng hết"));
 
@@ -272,7 +283,9 @@ db_test!(trial_quota_and_upgrade_request, |app| {
         .unwrap_or(-1);
     b.post(&format!("/app/b/{bid}/plan/upgrade"), &[("plan_id", &free_id.to_string()), ("note", "")]).await;
     assert!(app.last_mail_to(&admin.email, "nâng cấp").is_none());
-    let asked = b.post(&format!("/app/b/{bid}/plan/upgrade"), &[("plan_id", &pro_id.to_string()), ("note", "Gọi tôi sáng mai")]).await;
+    let asked = b
+        .post(&format!("/app/b/{bid}/plan/upgrade"), &[("plan_id", &pro_id.to_string()), ("note", "Gọi tôi sáng mai")])
+        .await;
     assert_eq!(asked.status, 303);
     let mail = app.last_mail_to(&admin.email, "nâng cấp").unwrap_or_else(|| panic!("admins not told"));
     assert!(mail.contains("Bánh mì Hội An") && mail.contains("Chuyên nghiệp") && mail.contains("Gọi tôi sáng mai"));
@@ -324,7 +337,10 @@ db_test!(no_merchant_reaches_another_business, |app| {
         .unwrap_or_else(|e| panic!("{e:?}"));
     let b_member: i64 = app
         .with_conn(|c| {
-            business_members::table.filter(business_members::business_id.eq(b_biz)).select(business_members::id).first(c)
+            business_members::table
+                .filter(business_members::business_id.eq(b_biz))
+                .select(business_members::id)
+                .first(c)
         })
         .unwrap_or(-1);
     let b_view = app.login(&bob.email).await;
@@ -335,9 +351,8 @@ db_test!(no_merchant_reaches_another_business, |app| {
             business_invitations::table.select(business_invitations::id).first(c)
         })
         .unwrap_or(-1);
-    let before: String = app
-        .with_conn(|c| businesses::table.find(b_biz).select(businesses::name).first(c))
-        .unwrap_or_default();
+    let before: String =
+        app.with_conn(|c| businesses::table.find(b_biz).select(businesses::name).first(c)).unwrap_or_default();
 
     let a = app.login(&alice.email).await;
     let app_routes: Vec<_> =
@@ -353,7 +368,8 @@ db_test!(no_merchant_reaches_another_business, |app| {
         let page = if r.method == "GET" {
             a.get(&url).await
         } else {
-            a.post(&url, &[("name", "Bị chiếm"), ("confirm_name", "Quán B"), ("role", "viewer"), ("email", "x@y.vn")]).await
+            a.post(&url, &[("name", "Bị chiếm"), ("confirm_name", "Quán B"), ("role", "viewer"), ("email", "x@y.vn")])
+                .await
         };
         assert_eq!(page.status, 404, "{} {url} answered {}", r.method, page.status);
         // Alice's own business with Bob's member, account and invitation ids: 404 too.
@@ -363,11 +379,13 @@ db_test!(no_merchant_reaches_another_business, |app| {
             assert!(matches!(page.status, 303 | 404 | 422), "{own}: {}", page.status);
         }
     }
-    let after: String = app
-        .with_conn(|c| businesses::table.find(b_biz).select(businesses::name).first(c))
-        .unwrap_or_default();
+    let after: String =
+        app.with_conn(|c| businesses::table.find(b_biz).select(businesses::name).first(c)).unwrap_or_default();
     assert_eq!(before, after);
-    assert!(app.with_conn(|c| hubgate::business::models::linked_account(c, b_biz, b_acc.id)).is_ok(), "account removed");
+    assert!(
+        app.with_conn(|c| hubgate::business::models::linked_account(c, b_biz, b_acc.id)).is_ok(),
+        "account removed"
+    );
     let b_members: i64 = app
         .with_conn(|c| business_members::table.filter(business_members::business_id.eq(b_biz)).count().get_result(c))
         .unwrap_or(-1);
@@ -387,7 +405,10 @@ db_test!(business_and_hub_merchant_see_each_other, |app| {
     app.create_user("sale@ipos.vn", &[hubgate::accounts::Role::Sale]);
     app.create_user("kt@ipos.vn", &[hubgate::accounts::Role::Technician]);
     let tech = app.login("kt@ipos.vn").await;
-    assert_eq!(tech.post(&format!("/merchants/{merchant_id}/business"), &[("business_id", &bid.to_string())]).await.status, 403);
+    assert_eq!(
+        tech.post(&format!("/merchants/{merchant_id}/business"), &[("business_id", &bid.to_string())]).await.status,
+        403
+    );
     let sale = app.login("sale@ipos.vn").await;
     let linked = sale.post(&format!("/merchants/{merchant_id}/business"), &[("business_id", &bid.to_string())]).await;
     assert_eq!(linked.status, 303);

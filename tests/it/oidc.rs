@@ -39,8 +39,13 @@ impl Provider {
     pub fn start(base: &str) -> Option<Provider> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         if !dir.join("node_modules/oidc-provider").exists() {
-            assert!(std::env::var("CI").is_err(), "CI must run `npm ci --prefix tests/oidc`: OpenID tests may not be skipped");
-            eprintln!("note: tests/oidc/node_modules is missing (run `npm ci --prefix tests/oidc`); skipping this OpenID test");
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run `npm ci --prefix tests/oidc`: OpenID tests may not be skipped"
+            );
+            eprintln!(
+                "note: tests/oidc/node_modules is missing (run `npm ci --prefix tests/oidc`); skipping this OpenID test"
+            );
             return None;
         }
         let clients = serde_json::json!([
@@ -61,7 +66,8 @@ impl Provider {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("the OpenID provider did not start"));
+        let line =
+            rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("the OpenID provider did not start"));
         let issuer = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("provider said {line:?}")).to_string();
         Some(Provider { issuer, child })
     }
@@ -113,8 +119,8 @@ pub async fn to_callback(
         .unwrap_or_else(|e| panic!("{e}"));
     let origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
     for _ in 0..12 {
-        if url.starts_with(base) {
-            return url[base.len()..].to_string();
+        if let Some(path) = url.strip_prefix(base) {
+            return path.to_string();
         }
         let resp = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         if resp.status().is_redirection() {
@@ -171,7 +177,8 @@ async fn journey(backend: Backend) {
 
     // First sign-in: a new merchant account, then the phone step "to finish".
     let b = app.browser();
-    let page = sign_in(&app, &b, "google", &Person { email: "Mai@Quan.vn", name: "Trần Thị Mai", verified: true }).await;
+    let page =
+        sign_in(&app, &b, "google", &Person { email: "Mai@Quan.vn", name: "Trần Thị Mai", verified: true }).await;
     assert_eq!(page.location.as_deref(), Some("/app"), "{}", page.body);
     assert_eq!(b.get("/app").await.location.as_deref(), Some("/app/welcome"));
     assert!(b.get("/app/welcome").await.body.contains("Điền số điện thoại để hoàn tất"));
@@ -199,7 +206,8 @@ async fn journey(backend: Backend) {
 
     // A tampered state is refused and signs nobody in.
     let t = app.browser();
-    let callback = to_callback(&t, base, "google", &Person { email: "x@quan.vn", name: "X", verified: true }, |u| u).await;
+    let callback =
+        to_callback(&t, base, "google", &Person { email: "x@quan.vn", name: "X", verified: true }, |u| u).await;
     let tampered = callback.replace("state=", "state=x");
     let page = t.get(&tampered).await;
     assert_eq!(page.status, 400);
@@ -241,7 +249,12 @@ async fn journey(backend: Backend) {
     let page = sign_in(&app, &v, "microsoft", &Person { email: "lan@cafe.vn", name: "Lan", verified: true }).await;
     assert_eq!(page.location.as_deref(), Some("/app"));
     let joined: i64 = app
-        .with_conn(|c| user_identities::table.filter(user_identities::email.eq("lan@cafe.vn")).select(user_identities::user_id).first(c))
+        .with_conn(|c| {
+            user_identities::table
+                .filter(user_identities::email.eq("lan@cafe.vn"))
+                .select(user_identities::user_id)
+                .first(c)
+        })
         .unwrap_or(-1);
     assert_eq!(joined, lan.id);
 
