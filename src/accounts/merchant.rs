@@ -149,13 +149,12 @@ fn queue_verification(conn: &mut DbConn, config: &Config, user: &User) -> AppRes
          hãy bỏ qua thư này.\n\nhubgate",
         name = user.name
     );
-    let mail = OutgoingMail {
-        to: vec![user.email.clone()],
-        subject: "Xác nhận email đăng ký hubgate".into(),
-        text,
-        ..Default::default()
-    };
-    queue_mail(conn, &config.outbound, &Actor::system("signup"), &mail)?;
+    queue_mail(
+        conn,
+        &config.outbound,
+        &Actor::system("signup"),
+        &OutgoingMail::simple(vec![user.email.clone()], "Xác nhận email đăng ký hubgate", text),
+    )?;
     Ok(())
 }
 
@@ -313,13 +312,12 @@ pub fn request_password_reset(conn: &mut DbConn, config: &Config, email: &str, a
             name = user.name,
             email = user.email
         );
-        let mail = OutgoingMail {
-            to: vec![user.email.clone()],
-            subject: "Đặt lại mật khẩu hubgate".into(),
-            text,
-            ..Default::default()
-        };
-        queue_mail(conn, &config.outbound, &Actor::system("password-reset"), &mail)?;
+        queue_mail(
+            conn,
+            &config.outbound,
+            &Actor::system("password-reset"),
+            &OutgoingMail::simple(vec![user.email.clone()], "Đặt lại mật khẩu hubgate", text),
+        )?;
         audit::record(conn, &Actor::system("password-reset"), "user", user.id, "request_reset", None, None)?;
         Ok(())
     })

@@ -374,13 +374,12 @@ pub fn request_upgrade(
                 config.base_url,
                 b.id
             );
-            let mail = OutgoingMail {
-                to: admins,
-                subject: format!("Yêu cầu nâng cấp gói: {}", b.name),
-                text,
-                ..Default::default()
-            };
-            queue_mail(conn, &config.outbound, actor, &mail)?;
+            queue_mail(
+                conn,
+                &config.outbound,
+                actor,
+                &OutgoingMail::simple(admins, format!("Yêu cầu nâng cấp gói: {}", b.name), text),
+            )?;
         }
         audit::record(
             conn,
@@ -510,13 +509,16 @@ pub fn invite(
             role = role.label(),
             base = config.base_url,
         );
-        let mail = OutgoingMail {
-            to: vec![email.clone()],
-            subject: format!("Lời mời tham gia doanh nghiệp {} trên hubgate", b.name),
-            text,
-            ..Default::default()
-        };
-        queue_mail(conn, &config.outbound, actor, &mail)?;
+        queue_mail(
+            conn,
+            &config.outbound,
+            actor,
+            &OutgoingMail::simple(
+                vec![email.clone()],
+                format!("Lời mời tham gia doanh nghiệp {} trên hubgate", b.name),
+                text,
+            ),
+        )?;
         audit::record(
             conn,
             actor,

@@ -38,6 +38,13 @@ pub struct OutgoingMail {
     pub request_id: Option<i64>,
 }
 
+impl OutgoingMail {
+    /// A new message (not a reply) with a subject and a text body.
+    pub fn simple(to: Vec<String>, subject: impl Into<String>, text: String) -> Self {
+        OutgoingMail { to, subject: subject.into(), text, ..Default::default() }
+    }
+}
+
 /// "a@x.vn, b@y.vn; c@z.vn" as typed in a form → the addresses.
 pub fn split_addresses(s: &str) -> Vec<String> {
     s.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
