@@ -202,6 +202,24 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         doc: "client secret registered at Microsoft",
     },
+    Setting {
+        key: "bank_api_urls",
+        env: "HUBGATE_BANK_API_URLS",
+        default: "",
+        doc: "official Open API base URL per bank code, e.g. OCB=https://api.bank.example/openapi,MB=https://…",
+    },
+    Setting {
+        key: "rpa_agent_url",
+        env: "HUBGATE_RPA_AGENT_URL",
+        default: "",
+        doc: "base URL of the RPA agent service that logs in to banks without an API (empty = method off)",
+    },
+    Setting {
+        key: "rpa_agent_token",
+        env: "HUBGATE_RPA_AGENT_TOKEN",
+        default: "",
+        doc: "bearer token hubgate presents to the RPA agent",
+    },
 ];
 
 /// Environment variables with our prefix that are not settings of the app itself.
@@ -225,6 +243,16 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Configured OpenID providers, in the order their buttons appear.
     pub oidc: Vec<OidcProvider>,
+    pub banking: BankingConfig,
+}
+
+/// Where the bank-side parties are.
+#[derive(Clone, Debug, Default)]
+pub struct BankingConfig {
+    /// Official Open API base URL by bank code (OCB, MB, …).
+    pub api_urls: BTreeMap<String, String>,
+    pub rpa_url: Option<String>,
+    pub rpa_token: String,
 }
 
 /// An OpenID Connect provider merchants may sign in with.
@@ -473,7 +501,26 @@ impl Config {
             }
             oidc.push(OidcProvider { key, label, issuer, client_id, client_secret });
         }
+        let mut api_urls = BTreeMap::new();
+        for pair in get("bank_api_urls").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (code, url) = pair
+                .split_once('=')
+                .with_context(|| format!("{} entries are CODE=URL, got `{pair}`", describe("bank_api_urls")))?;
+            let url = url.trim().trim_end_matches('/');
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("{}: `{code}` needs an http(s) URL, got `{url}`", describe("bank_api_urls"));
+            }
+            api_urls.insert(code.trim().to_uppercase(), url.to_string());
+        }
+        let rpa_url = Some(get("rpa_agent_url").trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        if let Some(u) = &rpa_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            bail!("{} must be an http(s) URL", describe("rpa_agent_url"));
+        }
+        let banking = BankingConfig { api_urls, rpa_url, rpa_token: get("rpa_agent_token") };
         Ok(Config {
+            banking,
             oidc,
             worker,
             outbound,

@@ -142,6 +142,12 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
         method: "demo",
         connect_status: "connected",
         created_at: crate::db::now(),
+        connection_id: None,
+        bank_bin: "",
+        external_id: number,
+        balance: None,
+        sync_from: None,
+        next_sync_at: None,
     };
     // On trial, two accounts, a manager, linked to the hub's first merchant.
     let pho = business(conn, &users[0], "Phở Việt", "phoviet.vn", &["sync", "balance", "api"])?;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod banking;
 pub mod bench;
 pub mod business;
 pub mod cli;

@@ -129,6 +129,17 @@ pub struct BankAccount {
     pub connect_status: String,
     pub created_at: NaiveDateTime,
     pub removed_at: Option<NaiveDateTime>,
+    pub connection_id: Option<i64>,
+    pub bank_bin: String,
+    pub external_id: String,
+    pub balance: Option<i64>,
+    pub sync_from: Option<NaiveDateTime>,
+    pub sync_cursor: Option<String>,
+    pub last_sync_at: Option<NaiveDateTime>,
+    pub next_sync_at: Option<NaiveDateTime>,
+    pub rate_limited_until: Option<NaiveDateTime>,
+    pub rate_limit_source: Option<String>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Queryable, Debug, Clone)]
@@ -444,6 +455,12 @@ pub struct NewBankAccount<'a> {
     pub method: &'a str,
     pub connect_status: &'a str,
     pub created_at: NaiveDateTime,
+    pub connection_id: Option<i64>,
+    pub bank_bin: &'a str,
+    pub external_id: &'a str,
+    pub balance: Option<i64>,
+    pub sync_from: Option<NaiveDateTime>,
+    pub next_sync_at: Option<NaiveDateTime>,
 }
 
 pub fn insert_account(conn: &mut DbConn, new: &NewBankAccount<'_>) -> QueryResult<BankAccount> {

@@ -171,7 +171,10 @@ pub fn migrate(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
+    let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+    // Reference data that ships with the binary: the bank list, loaded once.
+    crate::banking::catalogue::ensure_loaded(conn).map_err(|e| anyhow::anyhow!("bank list: {e}"))?;
+    Ok(applied)
 }
 
 /// The current time in UTC, as stored in every timestamp column.

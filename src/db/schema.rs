@@ -479,6 +479,17 @@ diesel::table! {
         connect_status -> Text,
         created_at -> Timestamp,
         removed_at -> Nullable<Timestamp>,
+        connection_id -> Nullable<Int8>,
+        bank_bin -> Text,
+        external_id -> Text,
+        balance -> Nullable<Int8>,
+        sync_from -> Nullable<Timestamp>,
+        sync_cursor -> Nullable<Text>,
+        last_sync_at -> Nullable<Timestamp>,
+        next_sync_at -> Nullable<Timestamp>,
+        rate_limited_until -> Nullable<Timestamp>,
+        rate_limit_source -> Nullable<Text>,
+        last_error -> Nullable<Text>,
     }
 }
 
@@ -493,6 +504,76 @@ diesel::table! {
         created_at -> Timestamp,
         handled_at -> Nullable<Timestamp>,
         handled_by -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    banks (id) {
+        id -> Int8,
+        bin -> Text,
+        code -> Text,
+        short_name -> Text,
+        name -> Text,
+        casso_code_name -> Text,
+        official_api -> Bool,
+    }
+}
+
+diesel::table! {
+    bank_connections (id) {
+        id -> Int8,
+        business_id -> Int8,
+        bank_bin -> Text,
+        method -> Text,
+        status -> Text,
+        credentials_sealed -> Nullable<Text>,
+        tokens_sealed -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
+        oauth_state -> Nullable<Text>,
+        external_ref -> Nullable<Text>,
+        push_key -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_by -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> Int8,
+        business_id -> Int8,
+        account_id -> Int8,
+        bank_tx_id -> Text,
+        amount -> Int8,
+        description -> Text,
+        balance -> Nullable<Int8>,
+        occurred_at -> Timestamp,
+        pending -> Bool,
+        counter_account -> Text,
+        counter_name -> Text,
+        counter_bank_id -> Text,
+        counter_bank_name -> Text,
+        virtual_account -> Text,
+        virtual_account_name -> Text,
+        payment_channel -> Text,
+        source -> Text,
+        search_key -> Text,
+        created_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    link_handoffs (id) {
+        id -> Int8,
+        business_id -> Int8,
+        user_id -> Int8,
+        bank_bin -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
     }
 }
 
@@ -519,6 +600,9 @@ diesel::joinable!(business_invitations -> businesses (business_id));
 diesel::joinable!(bank_accounts -> businesses (business_id));
 diesel::joinable!(plan_requests -> businesses (business_id));
 diesel::joinable!(businesses -> merchants (hub_merchant_id));
+diesel::joinable!(bank_connections -> businesses (business_id));
+diesel::joinable!(bank_accounts -> bank_connections (connection_id));
+diesel::joinable!(transactions -> bank_accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
@@ -554,4 +638,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     business_invitations,
     bank_accounts,
     plan_requests,
+    banks,
+    bank_connections,
+    transactions,
+    link_handoffs,
 );

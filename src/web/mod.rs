@@ -32,13 +32,21 @@ pub struct AppState {
     pub pool: Pool,
     pub mailer: Arc<crate::mail::outbound::Mailer>,
     pub oidc: Arc<crate::accounts::oidc::OidcClients>,
+    /// One HTTP client for every outside party (banks, agents); no redirects followed.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
         let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(&config.outbound)?);
         let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
-        Ok(Self { config: Arc::new(config), pool, mailer, oidc })
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { config: Arc::new(config), pool, mailer, oidc, http })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -64,6 +72,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::accounts::portal::ROUTES,
         crate::business::handlers::ROUTES,
         crate::business::staff::ROUTES,
+        crate::banking::handlers::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
@@ -82,6 +91,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::accounts::portal::configure(cfg);
     crate::business::handlers::configure(cfg);
     crate::business::staff::configure(cfg);
+    crate::banking::handlers::configure(cfg);
     crate::audit::handlers::configure(cfg);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
     crate::mail::sent::configure(cfg);

@@ -69,6 +69,8 @@ impl Registry {
         r.register(crate::mail::outbound::SEND_JOB, crate::mail::outbound::send_job);
         r.register(crate::mail::inbound::maildir::SCAN_JOB, crate::mail::inbound::maildir::scan_job);
         r.register(crate::reports::MONTHLY_JOB, crate::reports::monthly_job);
+        r.register(crate::banking::sync::SYNC_JOB, crate::banking::sync::sync_job);
+        r.register(crate::banking::sync::DUE_JOB, crate::banking::sync::due_job);
         // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
         r.register("debug.noop", |_ctx| async { Ok(()) });
         r.register("debug.sleep", |ctx: JobCtx| async move {

@@ -93,6 +93,13 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
         kind: crate::reports::MONTHLY_JOB.into(),
         payload: serde_json::json!({}),
     }];
+    // Bank accounts whose next sync has come (each plan sets its own interval).
+    out.push(Schedule {
+        name: "bank-sync".into(),
+        every: Every::Seconds(30),
+        kind: crate::banking::sync::DUE_JOB.into(),
+        payload: serde_json::json!({}),
+    });
     if config.mail.maildir.is_some() {
         out.push(Schedule {
             name: "maildir".into(),

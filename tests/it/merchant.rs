@@ -19,6 +19,12 @@ fn account<'a>(business_id: i64, number: &'a str) -> NewBankAccount<'a> {
         method: "demo",
         connect_status: "connected",
         created_at: hubgate::db::now(),
+        connection_id: None,
+        bank_bin: "",
+        external_id: number,
+        balance: None,
+        sync_from: None,
+        next_sync_at: None,
     }
 }
 

@@ -1,0 +1,16 @@
+DROP TABLE link_handoffs;
+DROP TABLE transactions;
+DROP INDEX bank_accounts_due_idx;
+ALTER TABLE bank_accounts DROP COLUMN last_error;
+ALTER TABLE bank_accounts DROP COLUMN rate_limit_source;
+ALTER TABLE bank_accounts DROP COLUMN rate_limited_until;
+ALTER TABLE bank_accounts DROP COLUMN next_sync_at;
+ALTER TABLE bank_accounts DROP COLUMN last_sync_at;
+ALTER TABLE bank_accounts DROP COLUMN sync_cursor;
+ALTER TABLE bank_accounts DROP COLUMN sync_from;
+ALTER TABLE bank_accounts DROP COLUMN balance;
+ALTER TABLE bank_accounts DROP COLUMN external_id;
+ALTER TABLE bank_accounts DROP COLUMN bank_bin;
+ALTER TABLE bank_accounts DROP COLUMN connection_id;
+DROP TABLE bank_connections;
+DROP TABLE banks;

@@ -1,0 +1,2 @@
+//! Placeholder replaced below.
+crate::routes! {}

@@ -1,0 +1,14 @@
+//! Bank linking and the transaction store: the bank catalogue, connections and their
+//! sealed secrets, the connectors (official Open API, RPA agent, demo; push hooks and
+//! statements arrive on their own), the sync engine, and the merchant's pages.
+//!
+//! Rules: a transaction is stored once per (account, bank id), never merged with
+//! another that carries a different id, and a deleted one stays as a tombstone; a
+//! sync saves its cursor only after its last page; every connection secret is sealed.
+
+pub mod catalogue;
+pub mod connectors;
+pub mod handlers;
+pub mod models;
+pub mod service;
+pub mod sync;

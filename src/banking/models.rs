@@ -1,0 +1,374 @@
+//! Diesel structs and every query of bank connections, transactions and handoffs.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::business::models::BankAccount;
+use crate::db::DbConn;
+use crate::db::schema::{bank_accounts, bank_connections, businesses, link_handoffs, transactions};
+
+#[derive(Queryable, Debug, Clone)]
+pub struct Connection {
+    pub id: i64,
+    pub business_id: i64,
+    pub bank_bin: String,
+    pub method: String,
+    pub status: String,
+    pub credentials_sealed: Option<String>,
+    pub tokens_sealed: Option<String>,
+    pub token_expires_at: Option<NaiveDateTime>,
+    pub oauth_state: Option<String>,
+    pub external_ref: Option<String>,
+    pub push_key: Option<String>,
+    pub last_error: Option<String>,
+    pub created_by: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = bank_connections)]
+pub struct NewConnection<'a> {
+    pub business_id: i64,
+    pub bank_bin: &'a str,
+    pub method: &'a str,
+    pub status: &'a str,
+    pub credentials_sealed: Option<&'a str>,
+    pub oauth_state: Option<&'a str>,
+    pub external_ref: Option<&'a str>,
+    pub push_key: Option<&'a str>,
+    pub created_by: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = bank_connections)]
+pub struct ConnectionChanges<'a> {
+    pub status: Option<&'a str>,
+    pub tokens_sealed: Option<Option<&'a str>>,
+    pub token_expires_at: Option<Option<NaiveDateTime>>,
+    pub oauth_state: Option<Option<&'a str>>,
+    pub external_ref: Option<Option<&'a str>>,
+    pub last_error: Option<Option<&'a str>>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_connection(conn: &mut DbConn, new: &NewConnection<'_>) -> QueryResult<Connection> {
+    diesel::insert_into(bank_connections::table).values(new).returning(bank_connections::all_columns).get_result(conn)
+}
+
+pub fn connection(conn: &mut DbConn, id: i64) -> QueryResult<Connection> {
+    bank_connections::table.find(id).select(bank_connections::all_columns).first(conn)
+}
+
+pub fn connection_of_business(conn: &mut DbConn, business_id: i64, id: i64) -> QueryResult<Connection> {
+    bank_connections::table
+        .filter(bank_connections::business_id.eq(business_id))
+        .filter(bank_connections::id.eq(id))
+        .select(bank_connections::all_columns)
+        .first(conn)
+}
+
+pub fn connection_by_state(conn: &mut DbConn, state: &str) -> QueryResult<Option<Connection>> {
+    bank_connections::table
+        .filter(bank_connections::oauth_state.eq(state))
+        .select(bank_connections::all_columns)
+        .first(conn)
+        .optional()
+}
+
+pub fn connection_by_push_key(conn: &mut DbConn, key: &str) -> QueryResult<Option<Connection>> {
+    bank_connections::table
+        .filter(bank_connections::push_key.eq(key))
+        .select(bank_connections::all_columns)
+        .first(conn)
+        .optional()
+}
+
+pub fn update_connection(conn: &mut DbConn, id: i64, changes: &ConnectionChanges<'_>) -> QueryResult<Connection> {
+    diesel::update(bank_connections::table.find(id))
+        .set(changes)
+        .returning(bank_connections::all_columns)
+        .get_result(conn)
+}
+
+/// A linked account with its business's deleted flag (a deleted business syncs nothing).
+pub fn account(conn: &mut DbConn, id: i64) -> QueryResult<BankAccount> {
+    bank_accounts::table.find(id).select(bank_accounts::all_columns).first(conn)
+}
+
+pub fn accounts_of_connection(conn: &mut DbConn, connection_id: i64) -> QueryResult<Vec<BankAccount>> {
+    bank_accounts::table
+        .filter(bank_accounts::connection_id.eq(connection_id))
+        .filter(bank_accounts::removed_at.is_null())
+        .select(bank_accounts::all_columns)
+        .load(conn)
+}
+
+/// Linked accounts whose next sync is due (their business not deleted).
+pub fn due_accounts(conn: &mut DbConn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<(i64, NaiveDateTime)>> {
+    bank_accounts::table
+        .inner_join(businesses::table)
+        .filter(bank_accounts::removed_at.is_null())
+        .filter(businesses::deleted_at.is_null())
+        .filter(bank_accounts::next_sync_at.le(now))
+        .filter(bank_accounts::method.ne("push"))
+        .order(bank_accounts::next_sync_at.asc())
+        .limit(limit)
+        .select((bank_accounts::id, bank_accounts::next_sync_at.assume_not_null()))
+        .load(conn)
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = bank_accounts)]
+pub struct AccountSync<'a> {
+    pub connect_status: Option<&'a str>,
+    pub balance: Option<Option<i64>>,
+    pub sync_cursor: Option<Option<&'a str>>,
+    pub last_sync_at: Option<Option<NaiveDateTime>>,
+    pub next_sync_at: Option<Option<NaiveDateTime>>,
+    pub rate_limited_until: Option<Option<NaiveDateTime>>,
+    pub rate_limit_source: Option<Option<&'a str>>,
+    pub last_error: Option<Option<&'a str>>,
+}
+
+pub fn update_account(conn: &mut DbConn, id: i64, changes: &AccountSync<'_>) -> QueryResult<()> {
+    diesel::update(bank_accounts::table.find(id)).set(changes).execute(conn)?;
+    Ok(())
+}
+
+// ---- transactions
+
+#[derive(Queryable, Debug, Clone)]
+pub struct Transaction {
+    pub id: i64,
+    pub business_id: i64,
+    pub account_id: i64,
+    pub bank_tx_id: String,
+    pub amount: i64,
+    pub description: String,
+    pub balance: Option<i64>,
+    pub occurred_at: NaiveDateTime,
+    pub pending: bool,
+    pub counter_account: String,
+    pub counter_name: String,
+    pub counter_bank_id: String,
+    pub counter_bank_name: String,
+    pub virtual_account: String,
+    pub virtual_account_name: String,
+    pub payment_channel: String,
+    pub source: String,
+    pub search_key: String,
+    pub created_at: NaiveDateTime,
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = transactions)]
+pub struct NewTransaction {
+    pub business_id: i64,
+    pub account_id: i64,
+    pub bank_tx_id: String,
+    pub amount: i64,
+    pub description: String,
+    pub balance: Option<i64>,
+    pub occurred_at: NaiveDateTime,
+    pub pending: bool,
+    pub counter_account: String,
+    pub counter_name: String,
+    pub counter_bank_id: String,
+    pub counter_bank_name: String,
+    pub virtual_account: String,
+    pub virtual_account_name: String,
+    pub payment_channel: String,
+    pub source: String,
+    pub search_key: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Inserts what is new, skipping (account, bank id) pairs already stored — tombstones
+/// included. Returns the ids of the rows actually inserted.
+pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    // 21 bound values a row: chunks stay far below both backends' parameter limits.
+    for chunk in rows.chunks(500) {
+        let mut got: Vec<i64> = crate::with_conn!(conn, |c| diesel::insert_into(transactions::table)
+            .values(chunk)
+            .on_conflict((transactions::account_id, transactions::bank_tx_id))
+            .do_nothing()
+            .returning(transactions::id)
+            .get_results(c))?;
+        ids.append(&mut got);
+    }
+    Ok(ids)
+}
+
+/// A pending transaction the bank re-issued under a new id: the stored row takes the
+/// new id and the posted values. False when no row had the old id.
+pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &NewTransaction) -> QueryResult<bool> {
+    let n = diesel::update(
+        transactions::table.filter(transactions::account_id.eq(account_id)).filter(transactions::bank_tx_id.eq(old_id)),
+    )
+    .set((
+        transactions::bank_tx_id.eq(&new.bank_tx_id),
+        transactions::amount.eq(new.amount),
+        transactions::description.eq(&new.description),
+        transactions::balance.eq(new.balance),
+        transactions::occurred_at.eq(new.occurred_at),
+        transactions::pending.eq(new.pending),
+        transactions::search_key.eq(&new.search_key),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Whether a bank id is already stored for the account (tombstones included).
+pub fn known(conn: &mut DbConn, account_id: i64, bank_tx_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        transactions::table.filter(transactions::account_id.eq(account_id)).filter(transactions::bank_tx_id.eq(bank_tx_id)),
+    ))
+    .get_result(conn)
+}
+
+/// What the transactions page filters on.
+#[derive(Debug, Clone, Default)]
+pub struct TxFilter {
+    pub business_id: i64,
+    pub account_id: Option<i64>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+    /// Some(true) money in, Some(false) money out.
+    pub income: Option<bool>,
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
+    /// Folded (lower case, no diacritics).
+    pub text: Option<String>,
+}
+
+fn filtered(f: &TxFilter) -> transactions::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+    let mut q = transactions::table
+        .filter(transactions::business_id.eq(f.business_id))
+        .filter(transactions::deleted_at.is_null())
+        .into_boxed();
+    if let Some(a) = f.account_id {
+        q = q.filter(transactions::account_id.eq(a));
+    }
+    if let Some(t) = f.from {
+        q = q.filter(transactions::occurred_at.ge(t));
+    }
+    if let Some(t) = f.to {
+        q = q.filter(transactions::occurred_at.lt(t));
+    }
+    match f.income {
+        Some(true) => q = q.filter(transactions::amount.gt(0)),
+        Some(false) => q = q.filter(transactions::amount.lt(0)),
+        None => {}
+    }
+    // Amount bounds apply to the size of the movement, in or out.
+    if let Some(min) = f.min_amount {
+        q = q.filter(transactions::amount.ge(min).or(transactions::amount.le(-min)));
+    }
+    if let Some(max) = f.max_amount {
+        q = q.filter(transactions::amount.le(max).and(transactions::amount.ge(-max)));
+    }
+    if let Some(text) = &f.text {
+        let like = format!("%{}%", text.replace(['%', '_', '\\'], ""));
+        q = q.filter(transactions::search_key.like(like));
+    }
+    q
+}
+
+pub fn page(conn: &mut DbConn, f: &TxFilter, offset: i64, limit: i64) -> QueryResult<Vec<Transaction>> {
+    filtered(f)
+        .order((transactions::occurred_at.desc(), transactions::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .select(transactions::all_columns)
+        .load(conn)
+}
+
+/// Every matching row, oldest first, a batch at a time (exports).
+pub fn batch_after(conn: &mut DbConn, f: &TxFilter, after_id: i64, limit: i64) -> QueryResult<Vec<Transaction>> {
+    filtered(f)
+        .filter(transactions::id.gt(after_id))
+        .order(transactions::id.asc())
+        .limit(limit)
+        .select(transactions::all_columns)
+        .load(conn)
+}
+
+/// (count, total in, total out) of the matching rows, summed by the database.
+pub fn totals(conn: &mut DbConn, f: &TxFilter) -> QueryResult<(i64, i64, i64)> {
+    use diesel::dsl::{count_star, sql};
+    use diesel::sql_types::BigInt;
+    // SUM(bigint) is NUMERIC on PostgreSQL: cast back so both backends answer BIGINT.
+    let total = || sql::<BigInt>("CAST(COALESCE(SUM(amount), 0) AS BIGINT)");
+    let n: i64 = filtered(f).select(count_star()).first(conn)?;
+    let income: i64 = filtered(f).filter(transactions::amount.gt(0)).select(total()).first(conn)?;
+    let out: i64 = filtered(f).filter(transactions::amount.lt(0)).select(total()).first(conn)?;
+    Ok((n, income, out))
+}
+
+/// (occurred_at, amount) of the matching rows, for the per-day chart.
+pub fn points(conn: &mut DbConn, f: &TxFilter) -> QueryResult<Vec<(NaiveDateTime, i64)>> {
+    filtered(f).select((transactions::occurred_at, transactions::amount)).load(conn)
+}
+
+pub fn transaction(conn: &mut DbConn, business_id: i64, id: i64) -> QueryResult<Transaction> {
+    transactions::table
+        .filter(transactions::business_id.eq(business_id))
+        .filter(transactions::id.eq(id))
+        .filter(transactions::deleted_at.is_null())
+        .select(transactions::all_columns)
+        .first(conn)
+}
+
+/// Marks a transaction deleted; the row stays so a re-sync never brings it back.
+pub fn tombstone(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<bool> {
+    let n = diesel::update(transactions::table.find(id).filter(transactions::deleted_at.is_null()))
+        .set(transactions::deleted_at.eq(at))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+// ---- phone handoffs
+
+pub fn insert_handoff(
+    conn: &mut DbConn,
+    business_id: i64,
+    user_id: i64,
+    bank_bin: &str,
+    token_hash: &str,
+    expires_at: NaiveDateTime,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(link_handoffs::table)
+        .values((
+            link_handoffs::business_id.eq(business_id),
+            link_handoffs::user_id.eq(user_id),
+            link_handoffs::bank_bin.eq(bank_bin),
+            link_handoffs::token_hash.eq(token_hash),
+            link_handoffs::expires_at.eq(expires_at),
+            link_handoffs::created_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Consumes a handoff for `user_id`: (business, bank) when it is theirs, unused and fresh.
+pub fn use_handoff(conn: &mut DbConn, token_hash: &str, user_id: i64, at: NaiveDateTime) -> QueryResult<Option<(i64, String)>> {
+    let row: Option<(i64, i64, String)> = link_handoffs::table
+        .filter(link_handoffs::token_hash.eq(token_hash))
+        .filter(link_handoffs::user_id.eq(user_id))
+        .filter(link_handoffs::used_at.is_null())
+        .filter(link_handoffs::expires_at.gt(at))
+        .select((link_handoffs::id, link_handoffs::business_id, link_handoffs::bank_bin))
+        .first(conn)
+        .optional()?;
+    let Some((id, business_id, bin)) = row else { return Ok(None) };
+    let n = diesel::update(link_handoffs::table.find(id).filter(link_handoffs::used_at.is_null()))
+        .set(link_handoffs::used_at.eq(at))
+        .execute(conn)?;
+    Ok((n == 1).then_some((business_id, bin)))
+}
