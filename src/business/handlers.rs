@@ -51,7 +51,7 @@ pub struct Biz {
 
 impl Biz {
     /// Loads the business if the signed-in merchant is a member with at least `min`.
-    async fn load(ctx: &Ctx, bid: i64, min: BizRole) -> AppResult<Biz> {
+    pub async fn load(ctx: &Ctx, bid: i64, min: BizRole) -> AppResult<Biz> {
         let uid = ctx.user()?.id;
         let biz = ctx
             .db(move |conn| {
