@@ -441,3 +441,85 @@ pub fn report(rows: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Transactions per second through the sync engine's store (`banking::sync::apply_page`:
+/// one transaction per page of 500, de-duplicated by (account, bank id)): first all
+/// new, then the same pages again, all already known.
+pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
+    use crate::audit::Actor;
+    use crate::banking::connectors::IncomingTx;
+    let backends: Vec<Option<&str>> = match pg_admin {
+        Some(url) => vec![None, Some(url)],
+        None => vec![None],
+    };
+    let start = crate::db::now() - chrono::Duration::days(30);
+    let txs: Vec<IncomingTx> = (0..count)
+        .map(|i| IncomingTx {
+            bank_tx_id: format!("FT{i:012}"),
+            amount: if i % 4 == 0 { -((i % 997) as i64 + 1) * 1000 } else { ((i % 991) as i64 + 1) * 1000 },
+            description: format!("NGUYEN VAN {} chuyen tien thanh toan don hang {i}", SHOPS[i % SHOPS.len()]),
+            balance: Some(10_000_000 + i as i64),
+            occurred_at: start + chrono::Duration::seconds(i as i64 * 7),
+            pending: false,
+            counter_account: format!("0{:09}", i % 1_000_000_000),
+            counter_name: "NGUYEN VAN A".into(),
+            counter_bank_id: "970436".into(),
+            counter_bank_name: "Vietcombank".into(),
+            virtual_account: String::new(),
+            virtual_account_name: String::new(),
+            payment_channel: "IBFT".into(),
+            replaces: None,
+        })
+        .collect();
+    for backend in backends {
+        let s = scratch(backend)?;
+        let mut conn = s.pool.get()?;
+        let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+        let owner = crate::accounts::merchant::create_ready_account(
+            &mut conn,
+            "bench@sync.vn",
+            "Bench",
+            "0912345678",
+            "mat-khau-bench-2026",
+        )
+        .map_err(e)?;
+        let actor = Actor::user(owner.id, &owner.email);
+        let input = crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
+        let b = crate::business::service::create_business(&mut conn, &actor, owner.id, &input).map_err(e)?;
+        let account = crate::business::service::link_account(
+            &mut conn,
+            &actor,
+            &crate::business::models::NewBankAccount {
+                business_id: b.id,
+                bank_code: "ACB",
+                bank_name: "ACB",
+                account_number: "0071000123456",
+                account_name: "BENCH",
+                method: "demo",
+                connect_status: "connected",
+                created_at: crate::db::now(),
+                connection_id: None,
+                bank_bin: "970416",
+                external_id: "bench",
+                balance: None,
+                sync_from: None,
+                next_sync_at: None,
+            },
+        )
+        .map_err(e)?;
+        let name = if backend.is_some() { "postgres" } else { "sqlite" };
+        for round in ["new", "already known"] {
+            let started = Instant::now();
+            let mut stored = 0;
+            for page in txs.chunks(500) {
+                stored += crate::banking::sync::apply_page(&mut conn, &account, page, "bench").map_err(e)?.new_ids.len();
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "sync store [{name}] {round}: {count} transactions in {secs:.2} s = {:.0} transactions/s ({stored} stored)",
+                count as f64 / secs
+            );
+        }
+    }
+    Ok(())
+}

@@ -61,6 +61,20 @@ pub enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
+    /// The bank catalogue (the VietQR list).
+    Banks {
+        #[command(subcommand)]
+        command: BanksCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanksCommand {
+    /// Refresh the list from our CSV (bin,code,short_name,name,casso_code_name,official_api)
+    /// or VietQR's JSON (api.vietqr.io/v2/banks); banks are matched by BIN.
+    Import { file: std::path::PathBuf },
+    /// Print the list.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +100,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Also on PostgreSQL (default: HUBGATE_TEST_PG when set).
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
+    /// Transactions/s through the de-duplicating insert, new and already known.
+    Sync {
+        #[arg(long, default_value_t = 100_000)]
+        transactions: usize,
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
@@ -132,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Report { rows } => crate::bench::report(*rows),
+            BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
                 crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
             }
@@ -174,6 +196,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Mail { command: MailCommand::Import { paths, format } } => import_mail(&state, &paths, &format),
         Command::Bench { .. } => unreachable!("handled before the database is opened"),
+        Command::Banks { command: BanksCommand::Import { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut conn = state.pool.get()?;
+            match crate::banking::catalogue::import(&mut conn, &bytes) {
+                Ok((added, updated)) => {
+                    println!("{}: {added} banks added, {updated} updated", file.display());
+                    Ok(())
+                }
+                Err(e) => anyhow::bail!("{}: {e}", file.display()),
+            }
+        }
+        Command::Banks { command: BanksCommand::List } => {
+            let mut conn = state.pool.get()?;
+            for b in crate::banking::catalogue::all(&mut conn)? {
+                println!("{}\t{}\t{}\t{}\t{}", b.bin, b.code, b.short_name, b.casso_code_name, if b.official_api { "open-api" } else { "" });
+            }
+            Ok(())
+        }
         Command::CreateUser { email, name, role } => {
             let password = read_password()?;
             let mut conn = state.pool.get()?;

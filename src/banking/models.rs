@@ -188,17 +188,49 @@ pub struct NewTransaction {
 }
 
 /// Inserts what is new, skipping (account, bank id) pairs already stored — tombstones
-/// included. Returns the ids of the rows actually inserted.
+/// included. Returns the ids of the rows actually inserted. Call it inside a write
+/// transaction (`db::tx`).
 pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    // 21 bound values a row: chunks stay far below both backends' parameter limits.
+    // 19 bound values a row: chunks stay far below both backends' parameter limits.
     for chunk in rows.chunks(500) {
-        let mut got: Vec<i64> = crate::with_conn!(conn, |c| diesel::insert_into(transactions::table)
-            .values(chunk)
-            .on_conflict((transactions::account_id, transactions::bank_tx_id))
-            .do_nothing()
-            .returning(transactions::id)
-            .get_results(c))?;
+        let mut got: Vec<i64> = match conn {
+            // Concurrent syncs of one account race here: the unique key decides.
+            DbConn::Pg(c) => diesel::insert_into(transactions::table)
+                .values(chunk)
+                .on_conflict((transactions::account_id, transactions::bank_tx_id))
+                .do_nothing()
+                .returning(transactions::id)
+                .get_results(c)?,
+            // SQLite write transactions are serial (BEGIN IMMEDIATE), so the known ids
+            // read here stay known; diesel's SQLite batch RETURNING fails on a conflict.
+            DbConn::Sqlite(c) => {
+                let mut by_account: std::collections::HashMap<i64, Vec<&str>> = Default::default();
+                for r in chunk {
+                    by_account.entry(r.account_id).or_default().push(&r.bank_tx_id);
+                }
+                let mut known = std::collections::HashSet::new();
+                for (account, bank_ids) in by_account {
+                    let found: Vec<String> = transactions::table
+                        .filter(transactions::account_id.eq(account))
+                        .filter(transactions::bank_tx_id.eq_any(bank_ids))
+                        .select(transactions::bank_tx_id)
+                        .load(c)?;
+                    known.extend(found.into_iter().map(|b| (account, b)));
+                }
+                let mut seen = std::collections::HashSet::new();
+                let fresh: Vec<&NewTransaction> = chunk
+                    .iter()
+                    .filter(|r| !known.contains(&(r.account_id, r.bank_tx_id.clone())))
+                    .filter(|r| seen.insert((r.account_id, r.bank_tx_id.clone())))
+                    .collect();
+                if fresh.is_empty() {
+                    Vec::new()
+                } else {
+                    diesel::insert_into(transactions::table).values(fresh).returning(transactions::id).get_results(c)?
+                }
+            }
+        };
         ids.append(&mut got);
     }
     Ok(ids)

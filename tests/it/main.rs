@@ -4,10 +4,12 @@
 mod support;
 
 mod accounts;
+mod banking;
 mod config;
 mod db;
 mod demo;
 mod e2e;
+mod fakebank;
 mod hub;
 mod mail_in;
 mod merchant;

@@ -363,14 +363,17 @@ db_test!(no_merchant_reaches_another_business, |app| {
     let a = app.login(&alice.email).await;
     let app_routes: Vec<_> =
         hubgate::web::all_routes().into_iter().filter(|r| r.path.starts_with("/app/b/{bid}")).collect();
-    assert!(app_routes.len() >= 13, "{app_routes:?}");
+    assert!(app_routes.len() >= 25, "{app_routes:?}");
     for r in app_routes {
         let url = r
             .path
             .replace("{bid}", &b_biz.to_string())
             .replace("{aid}", &b_acc.id.to_string())
             .replace("{mid}", &b_member.to_string())
-            .replace("{iid}", &b_inv.to_string());
+            .replace("{iid}", &b_inv.to_string())
+            .replace("{bin}", "970436")
+            .replace("{cid}", "1")
+            .replace("{tid}", "1");
         let page = if r.method == "GET" {
             a.get(&url).await
         } else {

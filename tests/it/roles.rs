@@ -44,6 +44,24 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/app/b/{bid}/delete", "merchant"),
     ("GET", "/invite", "public"),
     ("POST", "/invite/accept", "merchant"),
+    ("GET", "/app/b/{bid}/connect", "merchant"),
+    ("GET", "/app/b/{bid}/connect/next", "merchant"),
+    ("GET", "/app/b/{bid}/connect/{bin}", "merchant"),
+    ("POST", "/app/b/{bid}/connect/{bin}/official", "merchant"),
+    ("POST", "/app/b/{bid}/connect/{bin}/rpa", "merchant"),
+    ("POST", "/app/b/{bid}/connect/{bin}/push", "merchant"),
+    ("POST", "/app/b/{bid}/connect-demo", "merchant"),
+    ("GET", "/callback/handler/{bank}", "merchant"),
+    ("GET", "/app/b/{bid}/connections/{cid}/accounts", "merchant"),
+    ("POST", "/app/b/{bid}/connections/{cid}/accounts", "merchant"),
+    ("GET", "/link", "merchant"),
+    ("POST", "/app/b/{bid}/accounts/{aid}/sync", "merchant"),
+    ("GET", "/app/b/{bid}/transactions", "merchant"),
+    ("GET", "/app/b/{bid}/transactions/export", "merchant"),
+    ("GET", "/app/b/{bid}/transactions/{tid}", "merchant"),
+    ("POST", "/app/b/{bid}/transactions/{tid}/delete", "merchant"),
+    // Authenticated by the hook's own signature, not by a session.
+    ("POST", "/bank-hooks/{key}", "public"),
     ("GET", "/admin/businesses", "admin"),
     ("GET", "/admin/businesses/{id}", "admin"),
     ("POST", "/admin/businesses/{id}/plan", "admin"),
@@ -204,6 +222,11 @@ db_test!(role_matrix, |app| {
             .replace("{bid}", "999999")
             .replace("{mid}", "999999")
             .replace("{provider}", "google")
+            .replace("{bin}", "970436")
+            .replace("{cid}", "999999")
+            .replace("{tid}", "999999")
+            .replace("{bank}", "OCB")
+            .replace("{key}", "no-such-key")
             .replace("{month}", "2026-10");
         for (who, browser) in &people {
             let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };

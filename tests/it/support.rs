@@ -262,6 +262,18 @@ impl Browser {
         page
     }
 
+    /// The raw bytes of a GET (downloads).
+    pub async fn bytes(&self, path: &str) -> Vec<u8> {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default()
+    }
+
     /// The session's CSRF token, fetched from the login page when none was seen yet.
     pub async fn token(&self) -> String {
         let known = self.csrf.lock().ok().and_then(|s| s.clone());
