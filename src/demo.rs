@@ -115,7 +115,7 @@ pub const MERCHANTS: [(&str, &str, &str, &str); 3] = [
 /// merchant), on the free plan with nothing linked, on a paid plan with its quota used
 /// up and an upgrade request waiting, and one whose trial ended.
 fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
-    use crate::business::models::{self as biz, BusinessChanges, NewBankAccount};
+    use crate::business::models::{self as biz, BusinessChanges};
     use crate::business::service::{self as biz_service, BusinessInput};
     if crate::accounts::models::find_by_email(conn, MERCHANTS[0].0)?.is_some() {
         return Ok(0);
@@ -133,31 +133,25 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
         };
         biz_service::create_business(conn, &actor(u), u.id, &input)
     };
-    let account = |business_id: i64, bank: &'static str, number: &'static str, holder: &'static str| NewBankAccount {
-        business_id,
-        bank_code: bank,
-        bank_name: bank,
-        account_number: number,
-        account_name: holder,
-        method: "demo",
-        connect_status: "connected",
-        created_at: crate::db::now(),
-        connection_id: None,
-        bank_bin: "",
-        external_id: number,
-        balance: None,
-        sync_from: None,
-        next_sync_at: None,
+    // Linked through the demo connection, a month of its transactions synced at once.
+    let demo_link = |conn: &mut DbConn, u: &crate::accounts::User, business_id: i64, n: usize| -> AppResult<()> {
+        let cid = crate::banking::service::link_demo(conn, &actor(u), business_id)?;
+        let connection = crate::banking::models::connection(conn, cid)?;
+        let available = crate::banking::connectors::demo_accounts(cid);
+        let chosen: Vec<String> = available.iter().take(n).map(|a| a.id.clone()).collect();
+        crate::banking::service::finish_selection(conn, &actor(u), &connection, &available, &chosen, 30)?;
+        for a in crate::banking::models::accounts_of_connection(conn, cid)? {
+            crate::banking::sync::sync_demo_now(conn, &a)?;
+        }
+        Ok(())
     };
     // On trial, two accounts, a manager, linked to the hub's first merchant.
     let pho = business(conn, &users[0], "Phở Việt", "phoviet.vn", &["sync", "balance", "api"])?;
-    biz_service::link_account(conn, &actor(&users[0]), &account(pho.id, "ACB", "0071000123456", "NGUYEN VAN PHO"))?;
-    biz_service::link_account(conn, &actor(&users[0]), &account(pho.id, "VCB", "1023456789", "NGUYEN VAN PHO"))?;
+    demo_link(conn, &users[0], pho.id, 2)?;
     biz::insert_member(conn, pho.id, users[1].id, "manager", crate::db::now())?;
     if let Some((first, _)) = crate::hub::models::search_merchants(conn, "", 0, 1)?.0.first() {
         biz_service::link_hub_merchant(conn, &Actor::system("demo-data"), pho.id, Some(first.id))?;
     }
-    biz_service::record_usage(conn, pho.id, 1_234)?;
     // Free, nothing linked yet.
     business(conn, &users[0], "Cà phê Sáng", "", &["balance"])?;
     // Paid plan with the month's quota used up, and an upgrade request waiting.
@@ -166,7 +160,7 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
     let pro = biz::plans(conn)?.into_iter().find(|p| p.code == "PRO").ok_or(AppError::NotFound)?;
     let admin = crate::accounts::models::find_by_email(conn, USERS[0].0)?.ok_or(AppError::NotFound)?;
     biz_service::set_plan(conn, &Actor::user(admin.id, &admin.email), tam.id, starter.id)?;
-    biz_service::link_account(conn, &actor(&users[2]), &account(tam.id, "TCB", "19036712345018", "TRAN VAN TAM"))?;
+    demo_link(conn, &users[2], tam.id, 1)?;
     biz_service::record_usage(conn, tam.id, starter.monthly_tx_quota)?;
     biz_service::request_upgrade(
         conn,
@@ -178,7 +172,7 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
     )?;
     // A trial that ended last week: back on the free plan.
     let old = business(conn, &users[2], "Tiệm bánh Hạnh", "", &["sync"])?;
-    biz_service::link_account(conn, &actor(&users[2]), &account(old.id, "MB", "0801234567", "TRAN VAN TAM"))?;
+    demo_link(conn, &users[2], old.id, 1)?;
     let t = crate::db::now();
     biz::update_business(
         conn,

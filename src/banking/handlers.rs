@@ -489,25 +489,23 @@ pub struct DayBar {
 
 const CHART_H: i64 = 120;
 
-fn chart(points: &[(NaiveDateTime, i64)]) -> Vec<DayBar> {
-    let mut days: std::collections::BTreeMap<NaiveDate, (i64, i64)> = Default::default();
-    for (at, amount) in points {
-        let day = days.entry(crate::fmt::local_date(*at)).or_default();
-        if *amount > 0 {
-            day.0 = day.0.saturating_add(*amount);
-        } else {
-            day.1 = day.1.saturating_add(-*amount);
-        }
-    }
-    // The last 31 days that have movements.
-    let days: Vec<_> = days.into_iter().rev().take(31).collect::<Vec<_>>().into_iter().rev().collect();
-    let top = days.iter().map(|(_, (i, o))| (*i).max(*o)).max().unwrap_or(0).max(1);
-    days.into_iter()
+/// The local days the chart shows: the 31 ending at the filter's last day (today by default).
+fn chart_days(q: &TxQuery) -> Vec<NaiveDate> {
+    let today = crate::fmt::local_date(crate::db::now());
+    let last = parse_day(&q.to).ok().flatten().unwrap_or(today).min(today);
+    let first = parse_day(&q.from).ok().flatten().unwrap_or(last - chrono::Duration::days(30)).max(last - chrono::Duration::days(30));
+    first.iter_days().take_while(|d| *d <= last).collect()
+}
+
+fn chart(days: &[NaiveDate], totals: &[(i64, i64)]) -> Vec<DayBar> {
+    let top = totals.iter().map(|(i, o)| (*i).max(*o)).max().unwrap_or(0).max(1);
+    days.iter()
+        .zip(totals)
         .enumerate()
         .map(|(n, (d, (income, out)))| DayBar {
             label: d.format("%d/%m").to_string(),
-            income,
-            out,
+            income: *income,
+            out: *out,
             x: n as i64 * 24,
             income_h: income.saturating_mul(CHART_H) / top,
             out_h: out.saturating_mul(CHART_H) / top,
@@ -567,16 +565,22 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
         Err(AppError::Validation(msg)) => (TxFilter { business_id: bid, ..Default::default() }, Some(msg)),
         Err(e) => return Err(e),
     };
-    let (rows, (count, income, out), points, accounts) = ctx
+    let days = chart_days(&q);
+    let ranges: Vec<_> = days
+        .iter()
+        .filter_map(|d| d.succ_opt().map(|n| (crate::fmt::local_midnight_utc(*d), crate::fmt::local_midnight_utc(n))))
+        .collect();
+    let (rows, (count, income, out), day_totals, accounts) = ctx
         .db(move |conn| {
             Ok((
                 models::page(conn, &filter, (page - 1) * PER_PAGE, PER_PAGE)?,
                 models::totals(conn, &filter)?,
-                models::points(conn, &TxFilter { from: filter.from.or(Some(crate::db::now() - chrono::Duration::days(31))), ..filter.clone() })?,
+                models::range_totals(conn, &filter, &ranges)?,
                 crate::business::models::linked_accounts(conn, bid)?,
             ))
         })
         .await?;
+    let bars = if day_totals.iter().all(|(i, o)| *i == 0 && *o == 0) { Vec::new() } else { chart(&days, &day_totals) };
     let pages = ((count + PER_PAGE - 1) / PER_PAGE).max(1);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render_status(
@@ -591,7 +595,7 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
             count,
             income,
             out,
-            bars: chart(&points),
+            bars,
             page,
             pages,
             error,

@@ -86,6 +86,34 @@ pub fn apply_page(conn: &mut DbConn, account: &BankAccount, txs: &[IncomingTx], 
     })
 }
 
+/// Syncs a demo account right here (the demo data set, so its pages are full at once);
+/// the worker keeps it going afterwards. Returns the number of new transactions.
+pub fn sync_demo_now(conn: &mut DbConn, account: &BankAccount) -> AppResult<usize> {
+    let t = now();
+    let since = account.sync_from.unwrap_or(t - chrono::Duration::days(7));
+    let mut cursor = account.sync_cursor.clone();
+    let mut added = 0;
+    loop {
+        let page = connectors::demo_page(&account.external_id, since, cursor.as_deref(), t, 500);
+        added += apply_page(conn, account, &page.transactions, "sync")?.new_ids.len();
+        cursor = page.cursor.clone();
+        if !page.more {
+            break;
+        }
+    }
+    models::update_account(
+        conn,
+        account.id,
+        &AccountSync {
+            sync_cursor: Some(cursor.as_deref()),
+            last_sync_at: Some(Some(t)),
+            next_sync_at: Some(Some(t + chrono::Duration::minutes(5))),
+            ..Default::default()
+        },
+    )?;
+    Ok(added)
+}
+
 /// Enqueues a sync of one account now (linking, "Kiểm tra giao dịch mới").
 pub fn enqueue_sync(conn: &mut DbConn, account_id: i64, key: &str) -> AppResult<bool> {
     let opts = JobOptions { unique_key: Some(format!("bank-sync:{account_id}:{key}")), max_attempts: 3, ..Default::default() };

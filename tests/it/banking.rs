@@ -397,9 +397,10 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
     };
     let a1 = app.with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("111"))).unwrap_or_else(|e| panic!("{e:?}"));
     let a2 = app.with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("222"))).unwrap_or_else(|e| panic!("{e:?}"));
-    let day = |d: u32, h: u32| {
-        chrono::NaiveDate::from_ymd_opt(2026, 11, d).and_then(|x| x.and_hms_opt(h, 0, 0)).unwrap_or_default()
-    };
+    // Days relative to today, so the default 31-day chart always covers them.
+    let base = hubgate::fmt::local_date(hubgate::db::now()) - chrono::Duration::days(20);
+    let local_day = |d: u32| base + chrono::Duration::days(i64::from(d) - 10);
+    let day = |d: u32, h: u32| hubgate::fmt::local_midnight_utc(local_day(d)) + chrono::Duration::hours(i64::from(h));
     let tx = |id: &str, amount: i64, text: &str, at| IncomingTx {
         bank_tx_id: id.into(),
         amount,
@@ -451,7 +452,7 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
     assert!(big.contains("Minh Long") && big.contains("id=\"tx-count\">1<"));
     let small = list("max=100000").await;
     assert!(small.contains("id=\"tx-count\">2<"), "45.000 out and 99.000 in");
-    let range = list("from=2026-11-11&to=2026-11-14").await;
+    let range = list(&format!("from={}&to={}", local_day(11).format("%Y-%m-%d"), local_day(14).format("%Y-%m-%d"))).await;
     assert!(range.contains("Minh Long") && range.contains("id=\"tx-count\">1<"));
     let acc2 = list(&format!("account={}", a2.id)).await;
     assert!(acc2.contains("HOA chuyen khoan") && acc2.contains("id=\"tx-count\">1<"));

@@ -60,6 +60,24 @@ db_test!(demo_data_fills_the_desk_once, |app| {
         })
         .unwrap_or(None);
     assert!(linked.is_some(), "one business is linked to a hub merchant");
+    // Its demo accounts already hold a month of transactions, and keep syncing.
+    let pho_id: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::businesses;
+            businesses::table.filter(businesses::name.eq("Phở Việt")).select(businesses::id).first(c)
+        })
+        .unwrap_or(-1);
+    let synced: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::transactions;
+            transactions::table.filter(transactions::business_id.eq(pho_id)).count().get_result(c)
+        })
+        .unwrap_or(-1);
+    assert!(synced > 300, "a month of demo transactions: {synced}");
+    let list = pho.get(&format!("/app/b/{pho_id}/transactions")).await;
+    assert!(list.body.contains("<svg class=\"chart\"") && list.body.contains("Ngân hàng Demo"), "{}", list.body);
+    let accounts = pho.get(&format!("/app/b/{pho_id}/accounts")).await;
+    assert!(accounts.body.contains("lần đồng bộ tiếp theo lúc"));
     // The accountant's default month (the last one) has connections to look at.
     let last = hubgate::reports::Month::of(hubgate::fmt::local_date(hubgate::db::now())).previous();
     let rows = app.with_conn(|c| hubgate::reports::month_rows(c, last)).unwrap_or_default();
