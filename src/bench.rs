@@ -484,7 +484,8 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
         )
         .map_err(e)?;
         let actor = Actor::user(owner.id, &owner.email);
-        let input = crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
+        let input =
+            crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
         let b = crate::business::service::create_business(&mut conn, &actor, owner.id, &input).map_err(e)?;
         let account = crate::business::service::link_account(
             &mut conn,
@@ -512,7 +513,8 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
             let started = Instant::now();
             let mut stored = 0;
             for page in txs.chunks(500) {
-                stored += crate::banking::sync::apply_page(&mut conn, &account, page, "bench").map_err(e)?.new_ids.len();
+                stored +=
+                    crate::banking::sync::apply_page(&mut conn, &account, page, "bench").map_err(e)?.new_ids.len();
             }
             let secs = started.elapsed().as_secs_f64();
             println!(

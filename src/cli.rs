@@ -210,7 +210,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Banks { command: BanksCommand::List } => {
             let mut conn = state.pool.get()?;
             for b in crate::banking::catalogue::all(&mut conn)? {
-                println!("{}\t{}\t{}\t{}\t{}", b.bin, b.code, b.short_name, b.casso_code_name, if b.official_api { "open-api" } else { "" });
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    b.bin,
+                    b.code,
+                    b.short_name,
+                    b.casso_code_name,
+                    if b.official_api { "open-api" } else { "" }
+                );
             }
             Ok(())
         }

@@ -196,7 +196,9 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ConnectorEr
 }
 
 fn transport(e: reqwest::Error) -> ConnectorError {
-    ConnectorError::RetryLater { after: None, rate_limited: false, message: format!("không kết nối được: {e}") }
+    ConnectorError::RetryLater {
+        after: None, rate_limited: false, message: format!("không kết nối được: {e}")
+    }
 }
 
 /// The resource API shared by official banks and the RPA agent: accounts, and pages
@@ -210,7 +212,8 @@ pub struct ResourceApi {
 
 impl ResourceApi {
     pub async fn accounts(&self, http: &reqwest::Client) -> Result<Vec<RemoteAccount>, ConnectorError> {
-        let resp = http.get(format!("{}/accounts", self.base)).bearer_auth(&self.bearer).send().await.map_err(transport)?;
+        let resp =
+            http.get(format!("{}/accounts", self.base)).bearer_auth(&self.bearer).send().await.map_err(transport)?;
         let body: AccountsBody = check(resp)
             .await?
             .json()
@@ -292,8 +295,15 @@ pub fn rpa_api(agent: &str, token: &str, session_id: &str) -> ResourceApi {
 
 // ---- the demo account
 
-const DEMO_PEOPLE: &[&str] =
-    &["NGUYEN VAN AN", "TRAN THI BINH", "LE HOANG CUONG", "PHAM THU DUNG", "HOANG MINH DUC", "VU THI HOA", "DANG QUOC HUY"];
+const DEMO_PEOPLE: &[&str] = &[
+    "NGUYEN VAN AN",
+    "TRAN THI BINH",
+    "LE HOANG CUONG",
+    "PHAM THU DUNG",
+    "HOANG MINH DUC",
+    "VU THI HOA",
+    "DANG QUOC HUY",
+];
 const DEMO_WHAT: &[&str] = &[
     "thanh toan don hang",
     "chuyen tien an trua",
@@ -327,7 +337,13 @@ fn mix(mut x: u64) -> u64 {
 const DEMO_SLOT_SECS: i64 = 1200;
 
 /// The demo transactions between the cursor (a slot number) and `now`, at most `limit`.
-pub fn demo_page(account_external_id: &str, since: NaiveDateTime, cursor: Option<&str>, now: NaiveDateTime, limit: usize) -> Page {
+pub fn demo_page(
+    account_external_id: &str,
+    since: NaiveDateTime,
+    cursor: Option<&str>,
+    now: NaiveDateTime,
+    limit: usize,
+) -> Page {
     let key = account_external_id.bytes().fold(0u64, |h, b| mix(h ^ u64::from(b)));
     let first = cursor.and_then(|c| c.parse::<i64>().ok()).unwrap_or(since.and_utc().timestamp() / DEMO_SLOT_SECS);
     let last = now.and_utc().timestamp() / DEMO_SLOT_SECS;
@@ -338,11 +354,11 @@ pub fn demo_page(account_external_id: &str, since: NaiveDateTime, cursor: Option
         // Transactions happen between 06:00 and 22:00 local time.
         let at = slot * DEMO_SLOT_SECS + (r % 1200) as i64;
         let local_hour = (at + 7 * 3600).rem_euclid(86_400) / 3600;
-        if r % 3 == 0
+        if r.is_multiple_of(3)
             && (6..22).contains(&local_hour)
             && let Some(occurred_at) = chrono::DateTime::from_timestamp(at, 0).map(|d| d.naive_utc())
         {
-            let income = r % 5 != 0;
+            let income = !r.is_multiple_of(5);
             let amount = ((r >> 8) % 200 + 1) as i64 * 5_000;
             let person = DEMO_PEOPLE[((r >> 16) % DEMO_PEOPLE.len() as u64) as usize];
             let what = DEMO_WHAT[((r >> 24) % DEMO_WHAT.len() as u64) as usize];
@@ -363,7 +379,7 @@ pub fn demo_page(account_external_id: &str, since: NaiveDateTime, cursor: Option
                 counter_bank_name: "Vietcombank".into(),
                 virtual_account: String::new(),
                 virtual_account_name: String::new(),
-                payment_channel: if r % 2 == 0 { "QR".into() } else { "IBFT".into() },
+                payment_channel: if r.is_multiple_of(2) { "QR".into() } else { "IBFT".into() },
                 replaces: None,
             });
         }
@@ -387,7 +403,8 @@ mod tests {
 
     #[test]
     fn the_demo_is_deterministic_and_pages() {
-        let since = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
+        let since =
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
         let now = since + chrono::Duration::days(3);
         let a = demo_page("demo-1-1", since, None, now, 10_000);
         let b = demo_page("demo-1-1", since, None, now, 10_000);

@@ -118,7 +118,14 @@ struct KindQuery {
     agree: Option<String>,
 }
 
-async fn show_bank(ctx: &Ctx, biz: Biz, bin: String, kind: String, error: Option<String>, status: StatusCode) -> AppResult<HttpResponse> {
+async fn show_bank(
+    ctx: &Ctx,
+    biz: Biz,
+    bin: String,
+    kind: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> AppResult<HttpResponse> {
     let config = ctx.state.config.clone();
     let (bid, uid) = (biz.id(), ctx.user()?.id);
     let b = bin.clone();
@@ -166,16 +173,25 @@ struct OfficialForm {
     client_secret: String,
 }
 
-async fn connect_official(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<OfficialForm>) -> AppResult<HttpResponse> {
+async fn connect_official(
+    ctx: Ctx,
+    path: web::Path<(i64, String)>,
+    form: web::Form<OfficialForm>,
+) -> AppResult<HttpResponse> {
     let (bid, bin) = path.into_inner();
     let biz = Biz::load(&ctx, bid, BizRole::Manager).await?;
     let actor = ctx.actor()?;
     let config = ctx.state.config.clone();
     let f = form.into_inner();
     let b = bin.clone();
-    match ctx.db(move |conn| service::start_official(conn, &config, &actor, bid, &b, &f.client_id, &f.client_secret)).await {
+    match ctx
+        .db(move |conn| service::start_official(conn, &config, &actor, bid, &b, &f.client_id, &f.client_secret))
+        .await
+    {
         Ok(url) => Ok(redirect(&url)),
-        Err(AppError::Validation(msg)) => show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(msg)) => {
+            show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(e) => Err(e),
     }
 }
@@ -189,7 +205,11 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-async fn official_callback(ctx: Ctx, bank_code: web::Path<String>, q: web::Query<CallbackQuery>) -> AppResult<HttpResponse> {
+async fn official_callback(
+    ctx: Ctx,
+    bank_code: web::Path<String>,
+    q: web::Query<CallbackQuery>,
+) -> AppResult<HttpResponse> {
     let q = q.into_inner();
     let uid = ctx.user()?.id;
     let state_param = q.state.clone();
@@ -199,7 +219,8 @@ async fn official_callback(ctx: Ctx, bank_code: web::Path<String>, q: web::Query
         .db(move |conn| {
             let c = models::connection_by_state(conn, &state_param)?.ok_or(AppError::NotFound)?;
             let bank = service::bank(conn, &c.bank_bin)?;
-            let role = crate::business::models::membership(conn, c.business_id, uid)?.and_then(|(_, r)| BizRole::parse(&r));
+            let role =
+                crate::business::models::membership(conn, c.business_id, uid)?.and_then(|(_, r)| BizRole::parse(&r));
             if bank.code != code_of_bank || c.status != "pending" || role.is_none_or(|r| r < BizRole::Manager) {
                 return Err(AppError::NotFound);
             }
@@ -208,7 +229,10 @@ async fn official_callback(ctx: Ctx, bank_code: web::Path<String>, q: web::Query
         .await?;
     let bid = connection.business_id;
     if let Some(err) = q.error {
-        ctx.flash("error", format!("Ngân hàng không cấp quyền truy cập: {}", err.chars().take(100).collect::<String>()));
+        ctx.flash(
+            "error",
+            format!("Ngân hàng không cấp quyền truy cập: {}", err.chars().take(100).collect::<String>()),
+        );
         return Ok(redirect(&format!("/app/b/{bid}/accounts")));
     }
     match service::finish_official(&ctx.state, connection, &q.code).await {
@@ -236,7 +260,9 @@ async fn connect_rpa(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<R
     let f = form.into_inner();
     match service::link_rpa(&ctx.state, &actor, bid, &bin, &f.username, &f.password).await {
         Ok(cid) => Ok(redirect(&format!("/app/b/{bid}/connections/{cid}/accounts"))),
-        Err(AppError::Validation(msg)) => show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(msg)) => {
+            show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(e) => Err(e),
     }
 }
@@ -266,12 +292,19 @@ async fn connect_push(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<
     let config = ctx.state.config.clone();
     let f = form.into_inner();
     let b = bin.clone();
-    match ctx.db(move |conn| service::create_push(conn, &config, &actor, bid, &b, &f.account_number, &f.account_name)).await {
+    match ctx
+        .db(move |conn| service::create_push(conn, &config, &actor, bid, &b, &f.account_number, &f.account_name))
+        .await
+    {
         Ok((key, secret)) => {
             let url = format!("{}/bank-hooks/{key}", ctx.state.config.base_url);
-            render(&PushCreated { l: layout(&ctx, "Nhận giao dịch đẩy", &biz), tab: "accounts", biz, url, secret })
+            render(&PushCreated {
+                l: layout(&ctx, "Nhận giao dịch đẩy", &biz), tab: "accounts", biz, url, secret
+            })
         }
-        Err(AppError::Validation(msg)) => show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(msg)) => {
+            show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(e) => Err(e),
     }
 }
@@ -308,7 +341,11 @@ impl ChoosePage {
     }
 }
 
-async fn load_connection(ctx: &Ctx, bid: i64, cid: i64) -> AppResult<(Biz, Connection, Vec<RemoteAccount>, Vec<String>)> {
+async fn load_connection(
+    ctx: &Ctx,
+    bid: i64,
+    cid: i64,
+) -> AppResult<(Biz, Connection, Vec<RemoteAccount>, Vec<String>)> {
     let biz = Biz::load(ctx, bid, BizRole::Manager).await?;
     let (connection, linked) = ctx
         .db(move |conn| {
@@ -333,7 +370,15 @@ async fn choose_accounts(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<Htt
         }
         other => other?,
     };
-    render(&ChoosePage { l: layout(&ctx, "Chọn tài khoản con", &biz), tab: "accounts", biz, connection, available, linked, error: None })
+    render(&ChoosePage {
+        l: layout(&ctx, "Chọn tài khoản con", &biz),
+        tab: "accounts",
+        biz,
+        connection,
+        available,
+        linked,
+        error: None,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -358,7 +403,15 @@ async fn finish_accounts(ctx: Ctx, path: web::Path<(i64, i64)>, body: web::Bytes
         }
         Err(AppError::Validation(msg)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &ChoosePage { l: layout(&ctx, "Chọn tài khoản con", &biz), tab: "accounts", biz, connection, available, linked, error: Some(msg) },
+            &ChoosePage {
+                l: layout(&ctx, "Chọn tài khoản con", &biz),
+                tab: "accounts",
+                biz,
+                connection,
+                available,
+                linked,
+                error: Some(msg),
+            },
         ),
         Err(e) => Err(e),
     }
@@ -493,7 +546,11 @@ const CHART_H: i64 = 120;
 fn chart_days(q: &TxQuery) -> Vec<NaiveDate> {
     let today = crate::fmt::local_date(crate::db::now());
     let last = parse_day(&q.to).ok().flatten().unwrap_or(today).min(today);
-    let first = parse_day(&q.from).ok().flatten().unwrap_or(last - chrono::Duration::days(30)).max(last - chrono::Duration::days(30));
+    let first = parse_day(&q.from)
+        .ok()
+        .flatten()
+        .unwrap_or(last - chrono::Duration::days(30))
+        .max(last - chrono::Duration::days(30));
     first.iter_days().take_while(|d| *d <= last).collect()
 }
 
@@ -533,7 +590,11 @@ struct TransactionsPage {
 
 impl TransactionsPage {
     fn account_label(&self, id: &i64) -> String {
-        self.accounts.iter().find(|a| a.id == *id).map(|a| format!("{} {}", a.bank_name, a.account_number)).unwrap_or_default()
+        self.accounts
+            .iter()
+            .find(|a| a.id == *id)
+            .map(|a| format!("{} {}", a.bank_name, a.account_number))
+            .unwrap_or_default()
     }
 
     fn chart_width(&self) -> i64 {
@@ -619,7 +680,8 @@ async fn export(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> AppRes
     let bytes = ctx
         .db(move |conn| {
             let accounts = crate::business::models::linked_accounts(conn, bid)?;
-            let label = |id: i64| accounts.iter().find(|a| a.id == id).map(|a| a.account_number.clone()).unwrap_or_default();
+            let label =
+                |id: i64| accounts.iter().find(|a| a.id == id).map(|a| a.account_number.clone()).unwrap_or_default();
             let mut rows = Vec::new();
             let mut after = 0;
             // Batches by id keep memory flat whatever the period.
@@ -724,7 +786,13 @@ async fn transaction(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpRes
             Ok((t, account))
         })
         .await?;
-    render(&TransactionPage { l: layout(&ctx, &format!("Giao dịch {}", t.bank_tx_id), &biz), tab: "transactions", biz, t, account })
+    render(&TransactionPage {
+        l: layout(&ctx, &format!("Giao dịch {}", t.bank_tx_id), &biz),
+        tab: "transactions",
+        biz,
+        t,
+        account,
+    })
 }
 
 async fn delete_transaction(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
@@ -745,7 +813,8 @@ async fn bank_hook(ctx: Ctx, req: HttpRequest, key: web::Path<String>, body: web
     let (sig, auth) = (header("x-hubgate-signature"), header("authorization"));
     let config = ctx.state.config.clone();
     let key = key.into_inner();
-    let result = ctx.db(move |conn| service::receive_push(conn, &config, &key, sig.as_deref(), auth.as_deref(), &body)).await;
+    let result =
+        ctx.db(move |conn| service::receive_push(conn, &config, &key, sig.as_deref(), auth.as_deref(), &body)).await;
     let answer = |status: StatusCode, ok: bool, message: &str, data: serde_json::Value| {
         HttpResponse::build(status).json(serde_json::json!({ "success": ok, "message": message, "data": data }))
     };
@@ -759,7 +828,9 @@ async fn bank_hook(ctx: Ctx, req: HttpRequest, key: web::Path<String>, body: web
         Err(AppError::NotFound) | Err(AppError::Forbidden(_)) => {
             answer(StatusCode::UNAUTHORIZED, false, "unknown hook or bad signature", serde_json::Value::Null)
         }
-        Err(AppError::Validation(msg)) => answer(StatusCode::UNPROCESSABLE_ENTITY, false, &msg, serde_json::Value::Null),
+        Err(AppError::Validation(msg)) => {
+            answer(StatusCode::UNPROCESSABLE_ENTITY, false, &msg, serde_json::Value::Null)
+        }
         Err(e) => {
             tracing::error!(error = ?e, "push hook failed");
             answer(StatusCode::SERVICE_UNAVAILABLE, false, "try again later", serde_json::Value::Null)

@@ -258,7 +258,9 @@ pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &N
 /// Whether a bank id is already stored for the account (tombstones included).
 pub fn known(conn: &mut DbConn, account_id: i64, bank_tx_id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
-        transactions::table.filter(transactions::account_id.eq(account_id)).filter(transactions::bank_tx_id.eq(bank_tx_id)),
+        transactions::table
+            .filter(transactions::account_id.eq(account_id))
+            .filter(transactions::bank_tx_id.eq(bank_tx_id)),
     ))
     .get_result(conn)
 }
@@ -344,12 +346,20 @@ pub fn totals(conn: &mut DbConn, f: &TxFilter) -> QueryResult<(i64, i64, i64)> {
 
 /// (money in, money out) of the matching rows in each [start, end) range: the per-day
 /// chart asks one small indexed aggregate per day instead of loading rows.
-pub fn range_totals(conn: &mut DbConn, f: &TxFilter, ranges: &[(NaiveDateTime, NaiveDateTime)]) -> QueryResult<Vec<(i64, i64)>> {
+pub fn range_totals(
+    conn: &mut DbConn,
+    f: &TxFilter,
+    ranges: &[(NaiveDateTime, NaiveDateTime)],
+) -> QueryResult<Vec<(i64, i64)>> {
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
     let mut out = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
-        let day = TxFilter { from: Some(f.from.map_or(*start, |x| x.max(*start))), to: Some(f.to.map_or(*end, |x| x.min(*end))), ..f.clone() };
+        let day = TxFilter {
+            from: Some(f.from.map_or(*start, |x| x.max(*start))),
+            to: Some(f.to.map_or(*end, |x| x.min(*end))),
+            ..f.clone()
+        };
         let row: (i64, i64) = filtered(&day)
             .select((
                 sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
@@ -403,7 +413,12 @@ pub fn insert_handoff(
 }
 
 /// Consumes a handoff for `user_id`: (business, bank) when it is theirs, unused and fresh.
-pub fn use_handoff(conn: &mut DbConn, token_hash: &str, user_id: i64, at: NaiveDateTime) -> QueryResult<Option<(i64, String)>> {
+pub fn use_handoff(
+    conn: &mut DbConn,
+    token_hash: &str,
+    user_id: i64,
+    at: NaiveDateTime,
+) -> QueryResult<Option<(i64, String)>> {
     let row: Option<(i64, i64, String)> = link_handoffs::table
         .filter(link_handoffs::token_hash.eq(token_hash))
         .filter(link_handoffs::user_id.eq(user_id))

@@ -123,7 +123,10 @@ pub fn start_official(
 ) -> AppResult<String> {
     let bank = bank(conn, bin)?;
     if !bank.official_api || !config.banking.api_urls.contains_key(&bank.code) {
-        return Err(AppError::Validation(format!("{} chưa hỗ trợ kết nối Open API trên máy chủ này.", bank.short_name)));
+        return Err(AppError::Validation(format!(
+            "{} chưa hỗ trợ kết nối Open API trên máy chủ này.",
+            bank.short_name
+        )));
     }
     let (client_id, client_secret) = (client_id.trim(), client_secret.trim());
     if client_id.is_empty() || client_secret.is_empty() || client_id.len() > 500 || client_secret.len() > 500 {
@@ -162,7 +165,15 @@ pub fn start_official(
                 updated_at: t,
             },
         )?;
-        audit::record(conn, actor, "bank_connection", c.id, "start_official", None, Some(serde_json::json!({ "bank": bank.code })))?;
+        audit::record(
+            conn,
+            actor,
+            "bank_connection",
+            c.id,
+            "start_official",
+            None,
+            Some(serde_json::json!({ "bank": bank.code })),
+        )?;
         Ok(url.to_string())
     })
 }
@@ -173,7 +184,8 @@ pub async fn finish_official(state: &AppState, connection: Connection, code: &st
     let config = state.config.clone();
     let bin = connection.bank_bin.clone();
     let bank = state.db(move |conn| bank(conn, &bin)).await?;
-    let secrets = open_secrets(&config, connection.credentials_sealed.as_deref()).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let secrets = open_secrets(&config, connection.credentials_sealed.as_deref())
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
     let (client, _) = oauth_client(&config, &bank.code, &secrets).map_err(|e| AppError::Validation(e.to_string()))?;
     let verifier = secrets.pkce_verifier.clone().unwrap_or_default();
     let token = client
@@ -192,7 +204,13 @@ pub async fn finish_official(state: &AppState, connection: Connection, code: &st
                     models::update_connection(
                         conn,
                         id,
-                        &ConnectionChanges { status: Some("error"), oauth_state: Some(None), last_error: Some(Some(message)), updated_at: Some(now()), ..Default::default() },
+                        &ConnectionChanges {
+                            status: Some("error"),
+                            oauth_state: Some(None),
+                            last_error: Some(Some(message)),
+                            updated_at: Some(now()),
+                            ..Default::default()
+                        },
                     )?;
                     Ok(())
                 })
@@ -244,7 +262,10 @@ pub async fn renew_access(
     let config = state.config.clone();
     let id = connection.id;
     // Always the latest row: another sync may have rotated the tokens meanwhile.
-    let current = state.db(move |conn| Ok(models::connection(conn, id)?)).await.map_err(|e| ConnectorError::Failed(e.to_string()))?;
+    let current = state
+        .db(move |conn| Ok(models::connection(conn, id)?))
+        .await
+        .map_err(|e| ConnectorError::Failed(e.to_string()))?;
     let mut secrets = open_secrets(&config, current.credentials_sealed.as_deref())?;
     let tokens = open_secrets(&config, current.tokens_sealed.as_deref())?;
     match current.method.as_str() {
@@ -258,28 +279,45 @@ pub async fn renew_access(
                 .refresh_token
                 .clone()
                 .ok_or_else(|| ConnectorError::NeedsRelogin("ngân hàng không cấp refresh token".into()))?;
-            let answer = client.exchange_refresh_token(&RefreshToken::new(refresh.clone())).request_async(&state.http).await;
+            let answer =
+                client.exchange_refresh_token(&RefreshToken::new(refresh.clone())).request_async(&state.http).await;
             let token = match answer {
                 Ok(t) => t,
                 Err(oauth2::RequestTokenError::ServerResponse(e)) => {
-                    return Err(ConnectorError::NeedsRelogin(format!("ngân hàng từ chối làm mới phiên: {}", e.error())));
+                    return Err(ConnectorError::NeedsRelogin(format!(
+                        "ngân hàng từ chối làm mới phiên: {}",
+                        e.error()
+                    )));
                 }
                 Err(e) => {
-                    return Err(ConnectorError::RetryLater { after: None, rate_limited: false, message: format!("làm mới phiên thất bại: {e}") });
+                    return Err(ConnectorError::RetryLater {
+                        after: None,
+                        rate_limited: false,
+                        message: format!("làm mới phiên thất bại: {e}"),
+                    });
                 }
             };
             secrets.access_token = Some(token.access_token().secret().clone());
             // Rotation: a bank that sends a new refresh token retires the old one.
             secrets.refresh_token = token.refresh_token().map(|r| r.secret().clone()).or(Some(refresh));
             let expires = token.expires_in().and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now() + d);
-            let tokens = Secrets { access_token: secrets.access_token.clone(), refresh_token: secrets.refresh_token.clone(), ..Default::default() };
+            let tokens = Secrets {
+                access_token: secrets.access_token.clone(),
+                refresh_token: secrets.refresh_token.clone(),
+                ..Default::default()
+            };
             let sealed = seal(&config, &tokens).map_err(|e| ConnectorError::Failed(e.to_string()))?;
             state
                 .db(move |conn| {
                     models::update_connection(
                         conn,
                         id,
-                        &ConnectionChanges { tokens_sealed: Some(Some(&sealed)), token_expires_at: Some(expires), updated_at: Some(now()), ..Default::default() },
+                        &ConnectionChanges {
+                            tokens_sealed: Some(Some(&sealed)),
+                            token_expires_at: Some(expires),
+                            updated_at: Some(now()),
+                            ..Default::default()
+                        },
                     )?;
                     Ok(())
                 })
@@ -288,7 +326,11 @@ pub async fn renew_access(
             Ok(ResourceApi { base, bearer: tokens.access_token.unwrap_or_default() })
         }
         "rpa" => {
-            let agent = config.banking.rpa_url.clone().ok_or_else(|| ConnectorError::Failed("máy chủ chưa cấu hình dịch vụ kết nối".into()))?;
+            let agent = config
+                .banking
+                .rpa_url
+                .clone()
+                .ok_or_else(|| ConnectorError::Failed("máy chủ chưa cấu hình dịch vụ kết nối".into()))?;
             if let (false, Some(sid)) = (force, current.external_ref.clone()) {
                 return Ok(connectors::rpa_api(&agent, &config.banking.rpa_token, &sid));
             }
@@ -307,7 +349,12 @@ pub async fn renew_access(
                     models::update_connection(
                         conn,
                         id,
-                        &ConnectionChanges { external_ref: Some(Some(&sid)), status: Some("connected"), updated_at: Some(now()), ..Default::default() },
+                        &ConnectionChanges {
+                            external_ref: Some(Some(&sid)),
+                            status: Some("connected"),
+                            updated_at: Some(now()),
+                            ..Default::default()
+                        },
                     )?;
                     Ok(())
                 })
@@ -321,7 +368,14 @@ pub async fn renew_access(
 
 /// "Kết nối trước – bankHub sau": the agent logs in with the merchant's bank login;
 /// on success the login is kept sealed for later sessions. Returns the connection id.
-pub async fn link_rpa(state: &AppState, actor: &Actor, business_id: i64, bin: &str, username: &str, password: &str) -> AppResult<i64> {
+pub async fn link_rpa(
+    state: &AppState,
+    actor: &Actor,
+    business_id: i64,
+    bin: &str,
+    username: &str,
+    password: &str,
+) -> AppResult<i64> {
     let config = state.config.clone();
     let b = bin.to_string();
     let bank = state.db(move |conn| bank(conn, &b)).await?;
@@ -334,9 +388,10 @@ pub async fn link_rpa(state: &AppState, actor: &Actor, business_id: i64, bin: &s
     if username.is_empty() || password.is_empty() || username.len() > 200 || password.len() > 200 {
         return Err(AppError::Validation("Nhập tên đăng nhập và mật khẩu ngân hàng.".into()));
     }
-    let session = connectors::rpa_login(&state.http, &agent, &config.banking.rpa_token, &bank.code, &username, &password)
-        .await
-        .map_err(|e| AppError::Validation(format!("Ngân hàng chưa cho đăng nhập: {e}")))?;
+    let session =
+        connectors::rpa_login(&state.http, &agent, &config.banking.rpa_token, &bank.code, &username, &password)
+            .await
+            .map_err(|e| AppError::Validation(format!("Ngân hàng chưa cho đăng nhập: {e}")))?;
     let secrets = Secrets { username: Some(username), password: Some(password), ..Default::default() };
     let sealed = seal(&config, &secrets)?;
     let user_id = actor.user_id.ok_or_else(AppError::forbidden)?;
@@ -361,7 +416,15 @@ pub async fn link_rpa(state: &AppState, actor: &Actor, business_id: i64, bin: &s
                         updated_at: t,
                     },
                 )?;
-                audit::record(conn, &actor, "bank_connection", c.id, "link_rpa", None, Some(serde_json::json!({ "bank": bank.code })))?;
+                audit::record(
+                    conn,
+                    &actor,
+                    "bank_connection",
+                    c.id,
+                    "link_rpa",
+                    None,
+                    Some(serde_json::json!({ "bank": bank.code })),
+                )?;
                 Ok(c.id)
             })
         })
@@ -404,10 +467,13 @@ pub async fn remote_accounts(state: &AppState, connection: &Connection) -> AppRe
     }
     let bin = connection.bank_bin.clone();
     let bank = state.db(move |conn| bank(conn, &bin)).await?;
-    let api = renew_access(state, connection, &bank.code, false).await.map_err(|e| AppError::Validation(e.to_string()))?;
+    let api =
+        renew_access(state, connection, &bank.code, false).await.map_err(|e| AppError::Validation(e.to_string()))?;
     match api.accounts(&state.http).await {
         Err(ConnectorError::TokenExpired) => {
-            let api = renew_access(state, connection, &bank.code, true).await.map_err(|e| AppError::Validation(e.to_string()))?;
+            let api = renew_access(state, connection, &bank.code, true)
+                .await
+                .map_err(|e| AppError::Validation(e.to_string()))?;
             api.accounts(&state.http).await.map_err(|e| AppError::Validation(e.to_string()))
         }
         other => other.map_err(|e| AppError::Validation(e.to_string())),
@@ -439,7 +505,8 @@ pub fn finish_selection(
     } else {
         bank(conn, &connection.bank_bin)?.short_name
     };
-    let bank_code = if connection.method == "demo" { "DEMO".to_string() } else { bank(conn, &connection.bank_bin)?.code };
+    let bank_code =
+        if connection.method == "demo" { "DEMO".to_string() } else { bank(conn, &connection.bank_bin)?.code };
     crate::db::tx(conn, |conn| {
         let t = now();
         let linked = models::accounts_of_connection(conn, connection.id)?;
@@ -516,13 +583,22 @@ pub fn needs_relogin(conn: &mut DbConn, config: &Config, account: &BankAccount, 
         models::update_account(
             conn,
             account.id,
-            &models::AccountSync { connect_status: Some("relogin"), last_error: Some(Some(message)), ..Default::default() },
+            &models::AccountSync {
+                connect_status: Some("relogin"),
+                last_error: Some(Some(message)),
+                ..Default::default()
+            },
         )?;
         if let Some(cid) = account.connection_id {
             models::update_connection(
                 conn,
                 cid,
-                &ConnectionChanges { status: Some("relogin"), last_error: Some(Some(message)), updated_at: Some(now()), ..Default::default() },
+                &ConnectionChanges {
+                    status: Some("relogin"),
+                    last_error: Some(Some(message)),
+                    updated_at: Some(now()),
+                    ..Default::default()
+                },
             )?;
         }
         if current.connect_status != "relogin" {
@@ -534,9 +610,22 @@ pub fn needs_relogin(conn: &mut DbConn, config: &Config, account: &BankAccount, 
                     account.bank_name, account.account_number, message, config.base_url, account.business_id
                 );
                 let subject = format!("Cần kết nối lại tài khoản {} {}", account.bank_name, account.account_number);
-                queue_mail(conn, &config.outbound, &Actor::system("bank-sync"), &OutgoingMail::simple(owners, subject, text))?;
+                queue_mail(
+                    conn,
+                    &config.outbound,
+                    &Actor::system("bank-sync"),
+                    &OutgoingMail::simple(owners, subject, text),
+                )?;
             }
-            audit::record(conn, &Actor::system("bank-sync"), "bank_account", account.id, "needs_relogin", None, Some(serde_json::json!({ "message": message })))?;
+            audit::record(
+                conn,
+                &Actor::system("bank-sync"),
+                "bank_account",
+                account.id,
+                "needs_relogin",
+                None,
+                Some(serde_json::json!({ "message": message })),
+            )?;
         }
         Ok(())
     })
@@ -547,7 +636,9 @@ pub fn needs_relogin(conn: &mut DbConn, config: &Config, account: &BankAccount, 
 pub fn request_sync(conn: &mut DbConn, actor: &Actor, business_id: i64, account_id: i64) -> AppResult<bool> {
     let account = crate::business::models::linked_account(conn, business_id, account_id)?;
     if account.method == "push" {
-        return Err(AppError::Validation("Tài khoản này nhận giao dịch do ngân hàng gửi đến; không cần kiểm tra.".into()));
+        return Err(AppError::Validation(
+            "Tài khoản này nhận giao dịch do ngân hàng gửi đến; không cần kiểm tra.".into(),
+        ));
     }
     let minute = now().and_utc().timestamp() / 60;
     crate::db::tx(conn, |conn| {
@@ -572,7 +663,9 @@ pub fn delete_transaction(conn: &mut DbConn, actor: &Actor, business_id: i64, id
             "transaction",
             tx.id,
             "delete",
-            Some(serde_json::json!({ "bank_tx_id": tx.bank_tx_id, "amount": tx.amount, "description": tx.description })),
+            Some(
+                serde_json::json!({ "bank_tx_id": tx.bank_tx_id, "amount": tx.amount, "description": tx.description }),
+            ),
             None,
         )?;
         Ok(())
@@ -640,7 +733,15 @@ pub fn create_push(
                 next_sync_at: None,
             },
         )?;
-        audit::record(conn, actor, "bank_connection", c.id, "create_push", None, Some(serde_json::json!({ "bank": bank.code })))?;
+        audit::record(
+            conn,
+            actor,
+            "bank_connection",
+            c.id,
+            "create_push",
+            None,
+            Some(serde_json::json!({ "bank": bank.code })),
+        )?;
         Ok((key.clone(), secret.clone()))
     })
 }
@@ -735,7 +836,8 @@ pub fn parse_push(body: &[u8]) -> AppResult<Vec<(String, IncomingTx)>> {
             .transactions
             .into_iter()
             .map(|t| {
-                let at = connectors::parse_bank_time(&t.booking_time).ok_or_else(|| push_error("invalid booking_time"))?;
+                let at =
+                    connectors::parse_bank_time(&t.booking_time).ok_or_else(|| push_error("invalid booking_time"))?;
                 if t.id.trim().is_empty() {
                     return Err(push_error("a transaction has no id"));
                 }
@@ -748,7 +850,8 @@ pub fn parse_push(body: &[u8]) -> AppResult<Vec<(String, IncomingTx)>> {
             })
             .collect();
     }
-    let s: SePay = serde_json::from_value(value).map_err(|e| push_error(&format!("neither our format nor SePay's: {e}")))?;
+    let s: SePay =
+        serde_json::from_value(value).map_err(|e| push_error(&format!("neither our format nor SePay's: {e}")))?;
     let at = connectors::parse_bank_time(&s.transaction_date).ok_or_else(|| push_error("invalid transactionDate"))?;
     let amount = match s.transfer_type.as_str() {
         "in" => s.transfer_amount.abs(),
@@ -776,7 +879,8 @@ pub fn receive_push(
     body: &[u8],
 ) -> AppResult<Applied> {
     let connection = models::connection_by_push_key(conn, key)?.ok_or(AppError::NotFound)?;
-    let secrets = open_secrets(config, connection.credentials_sealed.as_deref()).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let secrets = open_secrets(config, connection.credentials_sealed.as_deref())
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
     if !push_authentic(secrets.push_secret.as_deref().unwrap_or_default(), signature, authorization, body) {
         return Err(AppError::Forbidden("invalid signature".into()));
     }
@@ -799,10 +903,24 @@ pub fn receive_push(
 // ---- continue on the phone
 
 /// A one-time link (15 minutes) that opens the same linking step on a phone.
-pub fn create_handoff(conn: &mut DbConn, config: &Config, business_id: i64, user_id: i64, bin: &str) -> AppResult<String> {
+pub fn create_handoff(
+    conn: &mut DbConn,
+    config: &Config,
+    business_id: i64,
+    user_id: i64,
+    bin: &str,
+) -> AppResult<String> {
     let token = new_link_token();
     let t = now();
-    models::insert_handoff(conn, business_id, user_id, bin, &token_hash(&config.secret, &token), t + chrono::Duration::minutes(15), t)?;
+    models::insert_handoff(
+        conn,
+        business_id,
+        user_id,
+        bin,
+        &token_hash(&config.secret, &token),
+        t + chrono::Duration::minutes(15),
+        t,
+    )?;
     Ok(format!("{}/link?token={token}", config.base_url))
 }
 

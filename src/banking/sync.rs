@@ -116,7 +116,8 @@ pub fn sync_demo_now(conn: &mut DbConn, account: &BankAccount) -> AppResult<usiz
 
 /// Enqueues a sync of one account now (linking, "Kiểm tra giao dịch mới").
 pub fn enqueue_sync(conn: &mut DbConn, account_id: i64, key: &str) -> AppResult<bool> {
-    let opts = JobOptions { unique_key: Some(format!("bank-sync:{account_id}:{key}")), max_attempts: 3, ..Default::default() };
+    let opts =
+        JobOptions { unique_key: Some(format!("bank-sync:{account_id}:{key}")), max_attempts: 3, ..Default::default() };
     Ok(enqueue(conn, SYNC_JOB, &serde_json::json!({ "account_id": account_id }), &opts)?.is_some())
 }
 

@@ -83,12 +83,18 @@ async fn link_official(app: &TestApp, bank: &FakeBank, b: &Browser, bid: i64, pi
     assert!(page.body.contains(&redirect), "the redirect URL to enter at the bank is shown");
     assert!(page.body.contains("Accounts &amp; Transaction Information"), "OCB's onboarding steps are shown");
     let go = b
-        .post(&format!("/app/b/{bid}/connect/970448/official"), &[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
+        .post(
+            &format!("/app/b/{bid}/connect/970448/official"),
+            &[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)],
+        )
         .await;
     let at_bank = go.location.unwrap_or_else(|| panic!("no redirect to the bank: {}", go.body));
     assert!(at_bank.starts_with(&bank.base), "{at_bank}");
     assert!(at_bank.contains("code_challenge_method=S256") && at_bank.contains("state="));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_else(|e| panic!("{e}"));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let consent = http.get(&at_bank).send().await.unwrap_or_else(|e| panic!("{e}"));
     let back = consent.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let path = back.strip_prefix(&app.state.config.base_url).unwrap_or_else(|| panic!("{back}")).to_string();
@@ -123,28 +129,36 @@ bank_test!(official_open_api_link_and_sync, |app, bank| {
     two_accounts(&bank, 250);
     let (b, bid) = owner(&app, "chu@phoviet.vn", "Phở Việt").await;
     let aid = link_official(&app, &bank, &b, bid, "acc-1").await;
-    let queued: i64 = app
-        .with_conn(|c| jobs::table.filter(jobs::kind.eq("bank.sync")).count().get_result(c))
-        .unwrap_or(-1);
+    let queued: i64 =
+        app.with_conn(|c| jobs::table.filter(jobs::kind.eq("bank.sync")).count().get_result(c)).unwrap_or(-1);
     assert_eq!(queued, 1, "the first sync is queued with the link");
     // A second account the merchant did not pick is not linked.
     assert_eq!(
-        app.with_conn(|c| bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).count().get_result::<i64>(c)).unwrap_or(-1),
+        app.with_conn(|c| bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).count().get_result::<i64>(c))
+            .unwrap_or(-1),
         1
     );
 
     sync(&app, aid).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&app, aid), 250);
     let a = account_row(&app, aid);
-    assert_eq!((a.connect_status.as_str(), a.sync_cursor.as_deref(), a.balance), ("connected", Some("250"), Some(5_000_000)));
+    assert_eq!(
+        (a.connect_status.as_str(), a.sync_cursor.as_deref(), a.balance),
+        ("connected", Some("250"), Some(5_000_000))
+    );
     let next = a.next_sync_at.map(|t| (t - hubgate::db::now()).num_seconds()).unwrap_or(0);
     assert!((290..=300).contains(&next), "the trial plan syncs every 5 minutes, next in {next} s");
-    let usage: i64 = app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
+    let usage: i64 =
+        app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
     assert_eq!(usage, 250);
 
     // The client secret and the tokens are stored sealed only.
     let (creds, tokens): (Option<String>, Option<String>) = app
-        .with_conn(|c| bank_connections::table.select((bank_connections::credentials_sealed, bank_connections::tokens_sealed)).first(c))
+        .with_conn(|c| {
+            bank_connections::table
+                .select((bank_connections::credentials_sealed, bank_connections::tokens_sealed))
+                .first(c)
+        })
         .unwrap_or_default();
     let stored = format!("{creds:?}{tokens:?}");
     assert!(!stored.contains(CLIENT_SECRET) && !stored.contains("access-") && !stored.contains("refresh-"), "{stored}");
@@ -228,7 +242,8 @@ bank_test!(two_workers_syncing_one_account_store_each_transaction_once, |app, ba
     x.unwrap_or_else(|e| panic!("{e}"));
     y.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&app, aid), 400);
-    let usage: i64 = app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
+    let usage: i64 =
+        app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
     assert_eq!(usage, 400, "each transaction counted once against the plan");
 });
 
@@ -238,22 +253,36 @@ bank_test!(rpa_agent_login_and_sessions, |app, bank| {
     // Vietcombank (no official API here): the agent logs in.
     let page = b.get(&format!("/app/b/{bid}/connect/970436?agree=1")).await;
     assert!(page.body.contains("Kết nối trước – bankHub sau") && !page.body.contains("id=\"official\""));
-    let wrong = b.post(&format!("/app/b/{bid}/connect/970436/rpa"), &[("username", "0912345678"), ("password", "sai")]).await;
+    let wrong =
+        b.post(&format!("/app/b/{bid}/connect/970436/rpa"), &[("username", "0912345678"), ("password", "sai")]).await;
     assert_eq!(wrong.status, 422);
     assert!(wrong.body.contains("Sai tên đăng nhập hoặc mật khẩu"), "{}", wrong.body);
-    assert_eq!(app.with_conn(|c| bank_connections::table.count().get_result::<i64>(c)).unwrap_or(-1), 0, "a refused login keeps nothing");
-    let ok = b.post(&format!("/app/b/{bid}/connect/970436/rpa"), &[("username", "0912345678"), ("password", BANK_PASSWORD)]).await;
+    assert_eq!(
+        app.with_conn(|c| bank_connections::table.count().get_result::<i64>(c)).unwrap_or(-1),
+        0,
+        "a refused login keeps nothing"
+    );
+    let ok = b
+        .post(&format!("/app/b/{bid}/connect/970436/rpa"), &[("username", "0912345678"), ("password", BANK_PASSWORD)])
+        .await;
     let choose = ok.location.unwrap_or_else(|| panic!("{}", ok.body));
     b.get(&choose).await;
     b.post(&choose, &[("account", "acc-1"), ("account", "acc-2"), ("days", "7")]).await;
     let ids: Vec<i64> = app
-        .with_conn(|c| bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).order(bank_accounts::id).select(bank_accounts::id).load(c))
+        .with_conn(|c| {
+            bank_accounts::table
+                .filter(bank_accounts::business_id.eq(bid))
+                .order(bank_accounts::id)
+                .select(bank_accounts::id)
+                .load(c)
+        })
         .unwrap_or_default();
     assert_eq!(ids.len(), 2);
     sync(&app, ids[0]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&app, ids[0]), 120);
-    let sealed: Option<String> =
-        app.with_conn(|c| bank_connections::table.select(bank_connections::credentials_sealed).first(c)).unwrap_or(None);
+    let sealed: Option<String> = app
+        .with_conn(|c| bank_connections::table.select(bank_connections::credentials_sealed).first(c))
+        .unwrap_or(None);
     assert!(sealed.is_some_and(|s| !s.contains(BANK_PASSWORD) && !s.contains("0912345678")));
     // The agent forgot the session: hubgate logs in again with the sealed login.
     bank.with(|s| {
@@ -274,11 +303,17 @@ bank_test!(demo_account_tombstones_and_pending_rows, |app, bank| {
     let go = b.post(&format!("/app/b/{bid}/connect-demo"), &[]).await;
     let choose = go.location.unwrap_or_else(|| panic!("{}", go.body));
     let page = b.get(&choose).await;
-    let ids: Vec<String> = page.body.match_indices("value=\"demo-").map(|(i, _)| page.body[i + 7..].split('"').next().unwrap_or("").to_string()).collect();
+    let ids: Vec<String> = page
+        .body
+        .match_indices("value=\"demo-")
+        .map(|(i, _)| page.body[i + 7..].split('"').next().unwrap_or("").to_string())
+        .collect();
     assert_eq!(ids.len(), 2, "{}", page.body);
     b.post(&choose, &[("account", &ids[0]), ("days", "7")]).await;
     let aid: i64 = app
-        .with_conn(|c| bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).select(bank_accounts::id).first(c))
+        .with_conn(|c| {
+            bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).select(bank_accounts::id).first(c)
+        })
         .unwrap_or(-1);
     sync(&app, aid).await.unwrap_or_else(|e| panic!("{e}"));
     let n = count(&app, aid);
@@ -289,8 +324,10 @@ bank_test!(demo_account_tombstones_and_pending_rows, |app, bank| {
         .unwrap_or(-1);
     let del = b.post(&format!("/app/b/{bid}/transactions/{victim}/delete"), &[]).await;
     assert_eq!(del.status, 303);
-    app.with_conn(|c| diesel::update(bank_accounts::table.find(aid)).set(bank_accounts::sync_cursor.eq(None::<String>)).execute(c))
-        .unwrap_or_else(|e| panic!("{e}"));
+    app.with_conn(|c| {
+        diesel::update(bank_accounts::table.find(aid)).set(bank_accounts::sync_cursor.eq(None::<String>)).execute(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     sync(&app, aid).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&app, aid), n - 1);
     assert_eq!(b.get(&format!("/app/b/{bid}/transactions/{victim}")).await.status, 404);
@@ -315,11 +352,14 @@ bank_test!(demo_account_tombstones_and_pending_rows, |app, bank| {
     };
     let first = app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("P-1", true, None)], "sync"));
     assert_eq!(first.map(|a| a.new_ids.len()).ok(), Some(1));
-    let posted = app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("POSTED-1", false, Some("P-1"))], "sync"));
+    let posted = app
+        .with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("POSTED-1", false, Some("P-1"))], "sync"));
     assert_eq!(posted.map(|a| (a.new_ids.len(), a.replaced)).ok(), Some((0, 1)));
     assert_eq!(count(&app, aid), n);
     // Two identical coffees with different bank ids are two transactions.
-    let two = app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("C-1", false, None), tx("C-2", false, None)], "sync"));
+    let two = app.with_conn(|c| {
+        hubgate::banking::sync::apply_page(c, &account, &[tx("C-1", false, None), tx("C-2", false, None)], "sync")
+    });
     assert_eq!(two.map(|a| a.new_ids.len()).ok(), Some(2));
 });
 
@@ -327,9 +367,16 @@ bank_test!(push_hooks_sepay_and_signed, |app, bank| {
     let _ = &bank;
     let (b, bid) = owner(&app, "chu@push.vn", "Push").await;
     b.get(&format!("/app/b/{bid}/connect/970422?agree=1")).await;
-    let made = b.post(&format!("/app/b/{bid}/connect/970422/push"), &[("account_number", "0801234567"), ("account_name", "TRAN VAN TAM")]).await;
+    let made = b
+        .post(
+            &format!("/app/b/{bid}/connect/970422/push"),
+            &[("account_number", "0801234567"), ("account_name", "TRAN VAN TAM")],
+        )
+        .await;
     assert_eq!(made.status, 200, "{}", made.body);
-    let grab = |id: &str| made.body.split(&format!("id=\"{id}\">")).nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string();
+    let grab = |id: &str| {
+        made.body.split(&format!("id=\"{id}\">")).nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string()
+    };
     let (url, secret) = (grab("push-url"), grab("push-secret"));
     let path = url.strip_prefix(&app.state.config.base_url).unwrap_or_else(|| panic!("{url}")).to_string();
     let http = reqwest::Client::new();
@@ -341,34 +388,51 @@ bank_test!(push_hooks_sepay_and_signed, |app, bank| {
         r.send()
     };
     let sepay = r#"{"id":92704,"gateway":"MBBank","transactionDate":"2026-11-25 14:02:37","accountNumber":"0801234567","code":null,"content":"chuyen tien mua iphone","transferType":"in","transferAmount":2277000,"accumulated":19077000,"subAccount":null,"referenceCode":"MBVCB.3278907687","description":""}"#;
-    let r = post(sepay.into(), vec![("authorization", format!("Apikey {secret}"))]).await.unwrap_or_else(|e| panic!("{e}"));
+    let r =
+        post(sepay.into(), vec![("authorization", format!("Apikey {secret}"))]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap_or_default();
     assert_eq!(body["data"]["new"], 1);
-    let again = post(sepay.into(), vec![("authorization", format!("Apikey {secret}"))]).await.unwrap_or_else(|e| panic!("{e}"));
+    let again =
+        post(sepay.into(), vec![("authorization", format!("Apikey {secret}"))]).await.unwrap_or_else(|e| panic!("{e}"));
     let body: serde_json::Value = again.json().await.unwrap_or_default();
-    assert_eq!((body["data"]["new"].as_i64(), body["data"]["known"].as_i64()), (Some(0), Some(1)), "a repeated push is a duplicate");
-    let forged = post(sepay.into(), vec![("authorization", "Apikey wrong".into())]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (body["data"]["new"].as_i64(), body["data"]["known"].as_i64()),
+        (Some(0), Some(1)),
+        "a repeated push is a duplicate"
+    );
+    let forged =
+        post(sepay.into(), vec![("authorization", "Apikey wrong".into())]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(forged.status(), 401);
     // Our own format, HMAC-signed over the raw body.
     let ours = r#"{"transactions":[{"account_number":"0801234567","id":"MB-77","booking_time":"2026-11-25T15:00:00+07:00","amount":-50000,"description":"Phí dịch vụ"}]}"#;
     let sign = |key: &str| {
         use hmac::Mac;
-        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| unreachable!());
         mac.update(ours.as_bytes());
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     };
-    let bad = post(ours.into(), vec![("x-hubgate-signature", sign("not-the-secret"))]).await.unwrap_or_else(|e| panic!("{e}"));
+    let bad = post(ours.into(), vec![("x-hubgate-signature", sign("not-the-secret"))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(bad.status(), 401);
     let good = post(ours.into(), vec![("x-hubgate-signature", sign(&secret))]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(good.status(), 200);
-    let unknown = r#"{"transactions":[{"account_number":"999","id":"X","booking_time":"2026-11-25T15:00:00+07:00","amount":1}]}"#;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let unknown =
+        r#"{"transactions":[{"account_number":"999","id":"X","booking_time":"2026-11-25T15:00:00+07:00","amount":1}]}"#;
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     hmac::Mac::update(&mut mac, unknown.as_bytes());
     let sig = format!("sha256={}", hex::encode(hmac::Mac::finalize(mac).into_bytes()));
     let r = post(unknown.into(), vec![("x-hubgate-signature", sig)]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 422);
-    let nobody = http.post(format!("{}/bank-hooks/no-such-key", app.base)).body("{}").send().await.unwrap_or_else(|e| panic!("{e}"));
+    let nobody = http
+        .post(format!("{}/bank-hooks/no-such-key", app.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(nobody.status(), 401);
     let listed = b.get(&format!("/app/b/{bid}/transactions")).await;
     assert!(listed.body.contains("chuyen tien mua iphone") && listed.body.contains("+2.277.000 đ"), "{}", listed.body);
@@ -395,8 +459,12 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
         sync_from: None,
         next_sync_at: None,
     };
-    let a1 = app.with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("111"))).unwrap_or_else(|e| panic!("{e:?}"));
-    let a2 = app.with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("222"))).unwrap_or_else(|e| panic!("{e:?}"));
+    let a1 = app
+        .with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("111")))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let a2 = app
+        .with_conn(|c| hubgate::business::service::link_account(c, &actor, &new_account("222")))
+        .unwrap_or_else(|e| panic!("{e:?}"));
     // Days relative to today, so the default 31-day chart always covers them.
     let base = hubgate::fmt::local_date(hubgate::db::now()) - chrono::Duration::days(20);
     let local_day = |d: u32| base + chrono::Duration::days(i64::from(d) - 10);
@@ -418,11 +486,16 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
         replaces: None,
     };
     app.with_conn(|c| {
-        hubgate::banking::sync::apply_page(c, &a1, &[
-            tx("A", 120_000, "Nguyễn Thị Hoa trả tiền cà phê", day(10, 3)),
-            tx("B", -45_000, "Mua đá viên", day(10, 4)),
-            tx("C", 3_500_000, "Công ty Minh Long thanh toán tiệc", day(12, 5)),
-        ], "sync")?;
+        hubgate::banking::sync::apply_page(
+            c,
+            &a1,
+            &[
+                tx("A", 120_000, "Nguyễn Thị Hoa trả tiền cà phê", day(10, 3)),
+                tx("B", -45_000, "Mua đá viên", day(10, 4)),
+                tx("C", 3_500_000, "Công ty Minh Long thanh toán tiệc", day(12, 5)),
+            ],
+            "sync",
+        )?;
         hubgate::banking::sync::apply_page(c, &a2, &[tx("D", 99_000, "HOA chuyen khoan", day(15, 6))], "sync")
     })
     .unwrap_or_else(|e| panic!("{e:?}"));
@@ -430,10 +503,18 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
     let other = app.create_merchant("khac@loc.vn");
     let obid = app.create_business(&other, "Khác");
     let oa = app
-        .with_conn(|c| hubgate::business::service::link_account(c, &actor, &NewBankAccount { business_id: obid, ..new_account("333") }))
+        .with_conn(|c| {
+            hubgate::business::service::link_account(
+                c,
+                &actor,
+                &NewBankAccount { business_id: obid, ..new_account("333") },
+            )
+        })
         .unwrap_or_else(|e| panic!("{e:?}"));
-    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &oa, &[tx("Z", 777_000, "Nguyễn Thị Hoa khác", day(10, 3))], "sync"))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    app.with_conn(|c| {
+        hubgate::banking::sync::apply_page(c, &oa, &[tx("Z", 777_000, "Nguyễn Thị Hoa khác", day(10, 3))], "sync")
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
 
     let list = |q: &str| {
         let (b, url) = (&b, format!("/app/b/{bid}/transactions?{q}"));
@@ -452,7 +533,8 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
     assert!(big.contains("Minh Long") && big.contains("id=\"tx-count\">1<"));
     let small = list("max=100000").await;
     assert!(small.contains("id=\"tx-count\">2<"), "45.000 out and 99.000 in");
-    let range = list(&format!("from={}&to={}", local_day(11).format("%Y-%m-%d"), local_day(14).format("%Y-%m-%d"))).await;
+    let range =
+        list(&format!("from={}&to={}", local_day(11).format("%Y-%m-%d"), local_day(14).format("%Y-%m-%d"))).await;
     assert!(range.contains("Minh Long") && range.contains("id=\"tx-count\">1<"));
     let acc2 = list(&format!("account={}", a2.id)).await;
     assert!(acc2.contains("HOA chuyen khoan") && acc2.contains("id=\"tx-count\">1<"));
@@ -462,7 +544,11 @@ bank_test!(transaction_list_filters_totals_and_exports, |app, bank| {
 
     let csv = reqwest_get(&b, &format!("/app/b/{bid}/transactions/export?q=hoa&format=csv")).await;
     let text = String::from_utf8_lossy(&csv);
-    assert!(text.starts_with('\u{feff}') && text.contains("Nguyễn Thị Hoa trả tiền cà phê") && text.contains("HOA chuyen khoan"));
+    assert!(
+        text.starts_with('\u{feff}')
+            && text.contains("Nguyễn Thị Hoa trả tiền cà phê")
+            && text.contains("HOA chuyen khoan")
+    );
     assert_eq!(text.lines().count(), 3, "header and the two matching rows: {text}");
     let xlsx = reqwest_get(&b, &format!("/app/b/{bid}/transactions/export?format=xlsx")).await;
     use calamine::{DataType, Reader};
@@ -487,7 +573,13 @@ bank_test!(continue_on_the_phone, |app, bank| {
     let (b, bid) = owner(&app, "chu@qr.vn", "QR").await;
     let page = b.get(&format!("/app/b/{bid}/connect/970436?agree=1")).await;
     assert!(page.body.contains("<svg"), "a QR code is drawn on the server");
-    let link = page.body.split("<code>").filter_map(|s| s.split("</code>").next()).find(|s| s.contains("/link?token=")).unwrap_or_else(|| panic!("{}", page.body)).to_string();
+    let link = page
+        .body
+        .split("<code>")
+        .filter_map(|s| s.split("</code>").next())
+        .find(|s| s.contains("/link?token="))
+        .unwrap_or_else(|| panic!("{}", page.body))
+        .to_string();
     let path = link.strip_prefix(&app.state.config.base_url).unwrap_or_default().to_string();
     // Somebody else's phone gets nothing.
     app.create_merchant("nguoi-khac@qr.vn");

@@ -54,7 +54,7 @@ impl BankState {
             list.push(serde_json::json!({
                 "id": format!("{prefix}{i}"),
                 "booking_time": (start + chrono::Duration::minutes(i as i64)).format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
-                "amount": if i % 3 == 0 { -((i as i64 % 50) + 1) * 1000 } else { ((i as i64 % 70) + 1) * 1000 },
+                "amount": if i.is_multiple_of(3) { -((i as i64 % 50) + 1) * 1000 } else { ((i as i64 % 70) + 1) * 1000 },
                 "description": format!("Nguyễn Văn An chuyển tiền đơn {i}"),
                 "balance": 1_000_000 + i as i64,
                 "counter_account": "0123456789",
@@ -184,7 +184,12 @@ async fn bank_accounts(state: Shared, req: HttpRequest) -> HttpResponse {
     accounts_json(&s)
 }
 
-async fn bank_txs(state: Shared, req: HttpRequest, path: web::Path<String>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+async fn bank_txs(
+    state: Shared,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     if !s.access.contains(&bearer(&req)) {
         return HttpResponse::Unauthorized().finish();
@@ -199,8 +204,9 @@ async fn agent_login(state: Shared, req: HttpRequest, body: web::Json<serde_json
     }
     s.logins += 1;
     if body["password"] != BANK_PASSWORD {
-        return HttpResponse::Ok()
-            .json(serde_json::json!({ "session_id": "", "status": "failed", "message": "Sai tên đăng nhập hoặc mật khẩu" }));
+        return HttpResponse::Ok().json(
+            serde_json::json!({ "session_id": "", "status": "failed", "message": "Sai tên đăng nhập hoặc mật khẩu" }),
+        );
     }
     let sid = s.next("session");
     s.sessions.insert(sid.clone());
