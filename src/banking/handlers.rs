@@ -479,6 +479,10 @@ fn parse_money(s: &str) -> AppResult<Option<i64>> {
     if digits.is_empty() {
         return Ok(None);
     }
+    // A bound is a size of movement, in or out: only digits.
+    if !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 15 {
+        return Err(AppError::Validation(format!("Số tiền không hợp lệ: {s}")));
+    }
     digits.parse::<i64>().map(Some).map_err(|_| AppError::Validation(format!("Số tiền không hợp lệ: {s}")))
 }
 
@@ -739,7 +743,8 @@ fn export_xlsx(rows: &[(String, Transaction)]) -> AppResult<Vec<u8>> {
     use rust_xlsxwriter::{Format, Workbook};
     let x = |e: rust_xlsxwriter::XlsxError| AppError::internal(e);
     let mut book = Workbook::new();
-    let sheet = book.add_worksheet();
+    // Rows are written in order, so the sheet can stream to disk instead of memory.
+    let sheet = book.add_worksheet_with_constant_memory().map_err(x)?;
     sheet.set_name("Giao dịch").map_err(x)?;
     let bold = Format::new().set_bold();
     let money = Format::new().set_num_format("#,##0");

@@ -106,6 +106,33 @@ pub fn accounts_of_connection(conn: &mut DbConn, connection_id: i64) -> QueryRes
         .load(conn)
 }
 
+/// The business's linked account for this bank and account number, if any (a new
+/// login after "cần kết nối lại" re-attaches it instead of adding a twin).
+pub fn linked_by_number(conn: &mut DbConn, business_id: i64, bank_bin: &str, number: &str) -> QueryResult<Option<BankAccount>> {
+    bank_accounts::table
+        .filter(bank_accounts::business_id.eq(business_id))
+        .filter(bank_accounts::bank_bin.eq(bank_bin))
+        .filter(bank_accounts::account_number.eq(number))
+        .filter(bank_accounts::removed_at.is_null())
+        .select(bank_accounts::all_columns)
+        .first(conn)
+        .optional()
+}
+
+/// Moves an account to a new connection (after a new login), keeping its history.
+pub fn reattach(conn: &mut DbConn, id: i64, connection_id: i64, external_id: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(bank_accounts::table.find(id))
+        .set((
+            bank_accounts::connection_id.eq(connection_id),
+            bank_accounts::external_id.eq(external_id),
+            bank_accounts::connect_status.eq("connected"),
+            bank_accounts::last_error.eq(None::<String>),
+            bank_accounts::next_sync_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Linked accounts whose next sync is due (their business not deleted).
 pub fn due_accounts(conn: &mut DbConn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<(i64, NaiveDateTime)>> {
     bank_accounts::table

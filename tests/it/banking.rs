@@ -206,6 +206,20 @@ bank_test!(expired_tokens_refresh_and_broken_consent_asks_for_relogin, |app, ban
     assert_eq!(mails, 1);
     let page = b.get(&format!("/app/b/{bid}/accounts")).await;
     assert!(page.body.contains("Cần kết nối lại") && page.body.contains("Kết nối lại"), "{}", page.body);
+    // Linking again re-attaches the same account (no twin), history kept, syncing again.
+    bank.with(|s| {
+        s.reject_refresh = false;
+        s.add_txs("acc-1", "FT", 2, start_of_month());
+    });
+    let again = link_official(&app, &bank, &b, bid, "acc-1").await;
+    assert_eq!(again, aid);
+    let rows: i64 = app
+        .with_conn(|c| bank_accounts::table.filter(bank_accounts::business_id.eq(bid)).count().get_result(c))
+        .unwrap_or(-1);
+    assert_eq!(rows, 1);
+    assert_eq!(account_row(&app, aid).connect_status, "connected");
+    sync(&app, aid).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&app, aid), 27);
 });
 
 bank_test!(rate_limits_and_a_page_failing_midway, |app, bank| {
