@@ -236,6 +236,19 @@ pub fn all_businesses(
     Ok((rows, total))
 }
 
+/// Adds `n` to this month's usage in one statement (a new month starts at `n`).
+pub fn add_usage(conn: &mut DbConn, business_id: i64, month: &str, n: i64) -> QueryResult<()> {
+    let same_month = diesel::update(businesses::table.find(business_id).filter(businesses::usage_month.eq(month)))
+        .set(businesses::usage_count.eq(businesses::usage_count + n))
+        .execute(conn)?;
+    if same_month == 0 {
+        diesel::update(businesses::table.find(business_id))
+            .set((businesses::usage_month.eq(month), businesses::usage_count.eq(n)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// The business linked to a hub merchant, if any.
 pub fn business_of_merchant(conn: &mut DbConn, merchant_id: i64) -> QueryResult<Option<Business>> {
     businesses::table

@@ -258,19 +258,15 @@ pub fn plan_status(conn: &mut DbConn, b: &Business) -> AppResult<PlanStatus> {
 }
 
 /// Counts `n` new transactions against this month's quota (called by the sync in the
-/// transaction that stores them); returns whether the quota is now used up.
-pub fn record_usage(conn: &mut DbConn, business_id: i64, n: i64) -> AppResult<bool> {
-    crate::db::tx(conn, |conn| {
-        let b = models::business(conn, business_id)?;
-        let month = current_month();
-        let count = if b.usage_month == month { b.usage_count.saturating_add(n) } else { n };
-        let b = models::update_business(
-            conn,
-            business_id,
-            &BusinessChanges { usage_month: Some(&month), usage_count: Some(count), ..Default::default() },
-        )?;
-        Ok(plan_status(conn, &b)?.quota_reached())
-    })
+/// transaction that stores them).
+pub fn record_usage(conn: &mut DbConn, business_id: i64, n: i64) -> AppResult<()> {
+    Ok(models::add_usage(conn, business_id, &current_month(), n)?)
+}
+
+/// Whether this month's quota is used up.
+pub fn quota_reached(conn: &mut DbConn, business_id: i64) -> AppResult<bool> {
+    let b = models::business(conn, business_id)?;
+    Ok(plan_status(conn, &b)?.quota_reached())
 }
 
 /// Links a bank account; the first link a business ever makes starts its trial. The

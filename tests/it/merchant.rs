@@ -266,7 +266,10 @@ db_test!(trial_quota_and_upgrade_request, |app| {
     // Quota used up: every page of that business says so; another business does not.
     let other = app.create_business(&owner, "Quán khác");
     let quota: i64 = 20_000;
-    let reached = app.with_conn(|c| service::record_usage(c, bid, quota)).unwrap_or(false);
+    app.with_conn(|c| service::record_usage(c, bid, quota - 1)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!app.with_conn(|c| service::quota_reached(c, bid)).unwrap_or(true), "one transaction left");
+    app.with_conn(|c| service::record_usage(c, bid, 1)).unwrap_or_else(|e| panic!("{e:?}"));
+    let reached = app.with_conn(|c| service::quota_reached(c, bid)).unwrap_or(false);
     assert!(reached);
     for tab in ["", "/accounts", "/members", "/plan", "/settings"] {
         let page = b.get(&format!("/app/b/{bid}{tab}")).await;

@@ -143,7 +143,11 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
     app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
     app.create_user("ketoan2@ipos.vn", &[Role::Accountant, Role::Sale]);
     use hubgate::worker::schedule::{Schedule, tick};
-    let schedules: Vec<Schedule> = hubgate::worker::schedule::standard(&app.state.config);
+    let schedules: Vec<Schedule> = hubgate::worker::schedule::standard(&app.state.config)
+        .into_iter()
+        .filter(|s| s.name == "monthly-report")
+        .collect();
+    assert_eq!(schedules.len(), 1);
     // Two nodes tick on 1 Nov at 08:05 local.
     let at = utc("2026-11-01 01:05");
     let added = app.with_conn(|c| tick(c, &schedules, at).unwrap_or(0) + tick(c, &schedules, at).unwrap_or(0));
