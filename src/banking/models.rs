@@ -108,7 +108,12 @@ pub fn accounts_of_connection(conn: &mut DbConn, connection_id: i64) -> QueryRes
 
 /// The business's linked account for this bank and account number, if any (a new
 /// login after "cần kết nối lại" re-attaches it instead of adding a twin).
-pub fn linked_by_number(conn: &mut DbConn, business_id: i64, bank_bin: &str, number: &str) -> QueryResult<Option<BankAccount>> {
+pub fn linked_by_number(
+    conn: &mut DbConn,
+    business_id: i64,
+    bank_bin: &str,
+    number: &str,
+) -> QueryResult<Option<BankAccount>> {
     bank_accounts::table
         .filter(bank_accounts::business_id.eq(business_id))
         .filter(bank_accounts::bank_bin.eq(bank_bin))
@@ -120,7 +125,13 @@ pub fn linked_by_number(conn: &mut DbConn, business_id: i64, bank_bin: &str, num
 }
 
 /// Moves an account to a new connection (after a new login), keeping its history.
-pub fn reattach(conn: &mut DbConn, id: i64, connection_id: i64, external_id: &str, at: NaiveDateTime) -> QueryResult<()> {
+pub fn reattach(
+    conn: &mut DbConn,
+    id: i64,
+    connection_id: i64,
+    external_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::update(bank_accounts::table.find(id))
         .set((
             bank_accounts::connection_id.eq(connection_id),

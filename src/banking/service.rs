@@ -517,10 +517,19 @@ pub fn finish_selection(
             }
             // Linked before through a connection that broke: the same account again.
             if connection.method != "demo"
-                && let Some(old) = models::linked_by_number(conn, connection.business_id, &connection.bank_bin, &a.number)?
+                && let Some(old) =
+                    models::linked_by_number(conn, connection.business_id, &connection.bank_bin, &a.number)?
             {
                 models::reattach(conn, old.id, connection.id, &a.id, t)?;
-                audit::record(conn, actor, "bank_account", old.id, "reconnect", None, Some(serde_json::json!({ "connection_id": connection.id })))?;
+                audit::record(
+                    conn,
+                    actor,
+                    "bank_account",
+                    old.id,
+                    "reconnect",
+                    None,
+                    Some(serde_json::json!({ "connection_id": connection.id })),
+                )?;
                 sync::enqueue_sync(conn, old.id, &format!("reconnected:{}", connection.id))?;
                 added += 1;
                 continue;
