@@ -220,6 +220,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         doc: "bearer token hubgate presents to the RPA agent",
     },
+    Setting {
+        key: "webhook_allow_private",
+        env: "HUBGATE_WEBHOOK_ALLOW_PRIVATE",
+        default: "false",
+        doc: "let webhooks call private and loopback addresses (tests, closed networks); off by default",
+    },
 ];
 
 /// Environment variables with our prefix that are not settings of the app itself.
@@ -244,6 +250,8 @@ pub struct Config {
     /// Configured OpenID providers, in the order their buttons appear.
     pub oidc: Vec<OidcProvider>,
     pub banking: BankingConfig,
+    /// Webhooks may call private and loopback addresses.
+    pub webhook_allow_private: bool,
 }
 
 /// Where the bank-side parties are.
@@ -519,7 +527,13 @@ impl Config {
             bail!("{} must be an http(s) URL", describe("rpa_agent_url"));
         }
         let banking = BankingConfig { api_urls, rpa_url, rpa_token: get("rpa_agent_token") };
+        let webhook_allow_private = match get("webhook_allow_private").trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => bail!("{} must be true or false, got `{other}`", describe("webhook_allow_private")),
+        };
         Ok(Config {
+            webhook_allow_private,
             banking,
             oidc,
             worker,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fmt;
 pub mod hub;
 pub mod mail;
+pub mod notify;
 pub mod pyc;
 pub mod reports;
 pub mod secrets;

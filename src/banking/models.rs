@@ -274,6 +274,19 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
     Ok(ids)
 }
 
+/// (id, bank id) of stored rows.
+pub fn ids_and_refs(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let mut got: Vec<(i64, String)> = transactions::table
+            .filter(transactions::id.eq_any(chunk))
+            .select((transactions::id, transactions::bank_tx_id))
+            .load(conn)?;
+        out.append(&mut got);
+    }
+    Ok(out)
+}
+
 /// A pending transaction the bank re-issued under a new id: the stored row takes the
 /// new id and the posted values. False when no row had the old id.
 pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &NewTransaction) -> QueryResult<bool> {
@@ -416,6 +429,11 @@ pub fn transaction(conn: &mut DbConn, business_id: i64, id: i64) -> QueryResult<
         .filter(transactions::deleted_at.is_null())
         .select(transactions::all_columns)
         .first(conn)
+}
+
+/// A transaction by id, deleted or not (the notifier decides).
+pub fn transaction_any(conn: &mut DbConn, id: i64) -> QueryResult<Transaction> {
+    transactions::table.find(id).select(transactions::all_columns).first(conn)
 }
 
 /// Marks a transaction deleted; the row stays so a re-sync never brings it back.

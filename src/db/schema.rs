@@ -577,6 +577,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    integrations (id) {
+        id -> Int8,
+        business_id -> Int8,
+        channel -> Text,
+        name -> Text,
+        url -> Text,
+        format -> Text,
+        secret_sealed -> Text,
+        income_only -> Bool,
+        account_ids -> Text,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        failing_since -> Nullable<Timestamp>,
+        created_by -> Int8,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Int8,
+        integration_id -> Int8,
+        transaction_id -> Int8,
+        recipient -> Text,
+        status -> Text,
+        attempts -> Int8,
+        last_status -> Nullable<Int8>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (id) {
+        id -> Int8,
+        delivery_id -> Int8,
+        at -> Timestamp,
+        attempt -> Int8,
+        status_code -> Nullable<Int8>,
+        duration_ms -> Int8,
+        excerpt -> Text,
+        error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
 diesel::joinable!(pycs -> requests (request_id));
 diesel::joinable!(pyc_checklist -> pycs (pyc_id));
@@ -603,6 +652,9 @@ diesel::joinable!(businesses -> merchants (hub_merchant_id));
 diesel::joinable!(bank_connections -> businesses (business_id));
 diesel::joinable!(bank_accounts -> bank_connections (connection_id));
 diesel::joinable!(transactions -> bank_accounts (account_id));
+diesel::joinable!(deliveries -> integrations (integration_id));
+diesel::joinable!(deliveries -> transactions (transaction_id));
+diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
@@ -642,4 +694,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bank_connections,
     transactions,
     link_handoffs,
+    integrations,
+    deliveries,
+    delivery_attempts,
 );

@@ -73,6 +73,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::business::handlers::ROUTES,
         crate::business::staff::ROUTES,
         crate::banking::handlers::ROUTES,
+        crate::notify::handlers::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
@@ -92,6 +93,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::business::handlers::configure(cfg);
     crate::business::staff::configure(cfg);
     crate::banking::handlers::configure(cfg);
+    crate::notify::handlers::configure(cfg);
     crate::audit::handlers::configure(cfg);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
     crate::mail::sent::configure(cfg);

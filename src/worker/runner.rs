@@ -71,6 +71,7 @@ impl Registry {
         r.register(crate::reports::MONTHLY_JOB, crate::reports::monthly_job);
         r.register(crate::banking::sync::SYNC_JOB, crate::banking::sync::sync_job);
         r.register(crate::banking::sync::DUE_JOB, crate::banking::sync::due_job);
+        r.register(crate::notify::service::DELIVER_JOB, crate::notify::service::deliver_job);
         // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
         r.register("debug.noop", |_ctx| async { Ok(()) });
         r.register("debug.sleep", |ctx: JobCtx| async move {

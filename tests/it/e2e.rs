@@ -286,7 +286,7 @@ async fn demo_desk_every_screen_in_chromium() {
                 for a in tab.c.find_all(Locator::Css("nav.tabs a")).await.unwrap_or_default() {
                     tabs.push(a.attr("href").await.ok().flatten().unwrap_or_default());
                 }
-                assert_eq!(tabs.len(), 6, "{email}: a business has six tabs");
+                assert_eq!(tabs.len(), 7, "{email}: a business has seven tabs");
                 for href in tabs {
                     tab.go(&href).await;
                     let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();

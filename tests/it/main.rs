@@ -12,6 +12,7 @@ mod e2e;
 mod fakebank;
 mod hub;
 mod mail_in;
+mod notify;
 mod merchant;
 mod oidc;
 mod pyc;

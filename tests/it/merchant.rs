@@ -376,7 +376,8 @@ db_test!(no_merchant_reaches_another_business, |app| {
             .replace("{iid}", &b_inv.to_string())
             .replace("{bin}", "970436")
             .replace("{cid}", "1")
-            .replace("{tid}", "1");
+            .replace("{tid}", "1")
+            .replace("{did}", "1");
         let page = if r.method == "GET" {
             a.get(&url).await
         } else {

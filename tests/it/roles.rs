@@ -60,6 +60,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/app/b/{bid}/transactions/export", "merchant"),
     ("GET", "/app/b/{bid}/transactions/{tid}", "merchant"),
     ("POST", "/app/b/{bid}/transactions/{tid}/delete", "merchant"),
+    ("GET", "/app/b/{bid}/integrations", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/webhooks/new", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/webhooks", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/{iid}", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/deliveries/{did}/resend", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/replay", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/toggle", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/delete", "merchant"),
     // Authenticated by the hook's own signature, not by a session.
     ("POST", "/bank-hooks/{key}", "public"),
     ("GET", "/admin/businesses", "admin"),
@@ -225,6 +233,7 @@ db_test!(role_matrix, |app| {
             .replace("{bin}", "970436")
             .replace("{cid}", "999999")
             .replace("{tid}", "999999")
+            .replace("{did}", "999999")
             .replace("{bank}", "OCB")
             .replace("{key}", "no-such-key")
             .replace("{month}", "2026-10");

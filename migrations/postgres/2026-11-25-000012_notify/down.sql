@@ -1,0 +1,3 @@
+DROP TABLE delivery_attempts;
+DROP TABLE deliveries;
+DROP TABLE integrations;

@@ -1,0 +1,272 @@
+//! Diesel structs and every query of integrations, deliveries and their attempts.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::{deliveries, delivery_attempts, integrations, transactions};
+
+#[derive(Queryable, Debug, Clone)]
+pub struct Integration {
+    pub id: i64,
+    pub business_id: i64,
+    pub channel: String,
+    pub name: String,
+    pub url: String,
+    pub format: String,
+    pub secret_sealed: String,
+    pub income_only: bool,
+    pub account_ids: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<NaiveDateTime>,
+    pub created_by: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+impl Integration {
+    /// Whether a transaction of `account_id` with `amount` concerns this integration.
+    pub fn covers(&self, account_id: i64, amount: i64) -> bool {
+        let accounts_ok = self.account_ids.is_empty() || self.account_ids.split(',').any(|a| a == account_id.to_string());
+        accounts_ok && (!self.income_only || amount > 0)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = integrations)]
+pub struct NewIntegration<'a> {
+    pub business_id: i64,
+    pub channel: &'a str,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub format: &'a str,
+    pub secret_sealed: &'a str,
+    pub income_only: bool,
+    pub account_ids: &'a str,
+    pub enabled: bool,
+    pub created_by: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn insert_integration(conn: &mut DbConn, new: &NewIntegration<'_>) -> QueryResult<Integration> {
+    diesel::insert_into(integrations::table).values(new).returning(integrations::all_columns).get_result(conn)
+}
+
+pub fn integrations_of(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<Integration>> {
+    integrations::table
+        .filter(integrations::business_id.eq(business_id))
+        .filter(integrations::deleted_at.is_null())
+        .order(integrations::id.asc())
+        .select(integrations::all_columns)
+        .load(conn)
+}
+
+pub fn integration(conn: &mut DbConn, business_id: i64, id: i64) -> QueryResult<Integration> {
+    integrations::table
+        .filter(integrations::business_id.eq(business_id))
+        .filter(integrations::id.eq(id))
+        .filter(integrations::deleted_at.is_null())
+        .select(integrations::all_columns)
+        .first(conn)
+}
+
+pub fn integration_by_id(conn: &mut DbConn, id: i64) -> QueryResult<Integration> {
+    integrations::table.find(id).select(integrations::all_columns).first(conn)
+}
+
+pub fn set_enabled(conn: &mut DbConn, id: i64, enabled: bool, reason: Option<&str>, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(integrations::table.find(id))
+        .set((
+            integrations::enabled.eq(enabled),
+            integrations::disabled_reason.eq(reason),
+            integrations::updated_at.eq(at),
+            integrations::failing_since.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_failing_since(conn: &mut DbConn, id: i64, since: Option<NaiveDateTime>) -> QueryResult<()> {
+    diesel::update(integrations::table.find(id)).set(integrations::failing_since.eq(since)).execute(conn)?;
+    Ok(())
+}
+
+pub fn soft_delete(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(integrations::table.find(id))
+        .set((integrations::deleted_at.eq(at), integrations::enabled.eq(false)))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Queryable, Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub integration_id: i64,
+    pub transaction_id: i64,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+/// Creates the delivery unless it exists; returns its id when it was new.
+pub fn insert_delivery(conn: &mut DbConn, integration_id: i64, transaction_id: i64, recipient: &str, status: &str, at: NaiveDateTime) -> QueryResult<Option<i64>> {
+    let values = (
+        deliveries::integration_id.eq(integration_id),
+        deliveries::transaction_id.eq(transaction_id),
+        deliveries::recipient.eq(recipient),
+        deliveries::status.eq(status),
+        deliveries::attempts.eq(0i64),
+        deliveries::created_at.eq(at),
+    );
+    crate::with_conn!(conn, |c| diesel::insert_into(deliveries::table)
+        .values(values)
+        .on_conflict((deliveries::integration_id, deliveries::transaction_id, deliveries::recipient))
+        .do_nothing()
+        .returning(deliveries::id)
+        .get_result(c)
+        .optional())
+}
+
+pub fn delivery_of(conn: &mut DbConn, integration_id: i64, transaction_id: i64, recipient: &str) -> QueryResult<i64> {
+    deliveries::table
+        .filter(deliveries::integration_id.eq(integration_id))
+        .filter(deliveries::transaction_id.eq(transaction_id))
+        .filter(deliveries::recipient.eq(recipient))
+        .select(deliveries::id)
+        .first(conn)
+}
+
+/// Back to pending for a replay (its attempts and log stay).
+pub fn reset_delivery(conn: &mut DbConn, id: i64) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(id))
+        .set((deliveries::status.eq("pending"), deliveries::delivered_at.eq(None::<NaiveDateTime>)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delivery(conn: &mut DbConn, id: i64) -> QueryResult<Delivery> {
+    deliveries::table.find(id).select(deliveries::all_columns).first(conn)
+}
+
+pub fn record_attempt(
+    conn: &mut DbConn,
+    delivery_id: i64,
+    attempt: i64,
+    status_code: Option<i64>,
+    duration_ms: i64,
+    excerpt: &str,
+    error: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(delivery_attempts::table)
+        .values((
+            delivery_attempts::delivery_id.eq(delivery_id),
+            delivery_attempts::at.eq(at),
+            delivery_attempts::attempt.eq(attempt),
+            delivery_attempts::status_code.eq(status_code),
+            delivery_attempts::duration_ms.eq(duration_ms),
+            delivery_attempts::excerpt.eq(excerpt),
+            delivery_attempts::error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_delivery(
+    conn: &mut DbConn,
+    id: i64,
+    status: &str,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<&str>,
+    delivered_at: Option<NaiveDateTime>,
+) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(id))
+        .set((
+            deliveries::status.eq(status),
+            deliveries::attempts.eq(attempts),
+            deliveries::last_status.eq(last_status),
+            deliveries::last_error.eq(last_error),
+            deliveries::delivered_at.eq(delivered_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One row of the delivery log: the delivery, its transaction's reference and amount.
+#[derive(Queryable, Debug, Clone)]
+pub struct LogRow {
+    pub id: i64,
+    pub transaction_id: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub delivered_at: Option<NaiveDateTime>,
+    pub bank_tx_id: String,
+    pub amount: i64,
+}
+
+pub fn log(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryResult<Vec<LogRow>> {
+    deliveries::table
+        .inner_join(transactions::table)
+        .filter(deliveries::integration_id.eq(integration_id))
+        .order(deliveries::id.desc())
+        .limit(limit)
+        .select((
+            deliveries::id,
+            deliveries::transaction_id,
+            deliveries::status,
+            deliveries::attempts,
+            deliveries::last_status,
+            deliveries::last_error,
+            deliveries::created_at,
+            deliveries::delivered_at,
+            transactions::bank_tx_id,
+            transactions::amount,
+        ))
+        .load(conn)
+}
+
+#[derive(Queryable, Debug, Clone)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub at: NaiveDateTime,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub excerpt: String,
+    pub error: Option<String>,
+}
+
+/// The latest attempts of an integration's deliveries (the log's detail lines).
+pub fn attempts_of(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryResult<Vec<AttemptRow>> {
+    delivery_attempts::table
+        .inner_join(deliveries::table)
+        .filter(deliveries::integration_id.eq(integration_id))
+        .order(delivery_attempts::id.desc())
+        .limit(limit)
+        .select(delivery_attempts::all_columns)
+        .load(conn)
+}
+
+/// Transactions of a business since `from` (replay), oldest first, not deleted.
+pub fn transactions_since(conn: &mut DbConn, business_id: i64, from: NaiveDateTime, limit: i64) -> QueryResult<Vec<(i64, i64, i64)>> {
+    transactions::table
+        .filter(transactions::business_id.eq(business_id))
+        .filter(transactions::occurred_at.ge(from))
+        .filter(transactions::deleted_at.is_null())
+        .order(transactions::occurred_at.asc())
+        .limit(limit)
+        .select((transactions::id, transactions::account_id, transactions::amount))
+        .load(conn)
+}
