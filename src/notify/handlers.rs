@@ -31,7 +31,8 @@ crate::routes! {
 }
 
 fn layout(ctx: &Ctx, title: &str, biz: &Biz) -> Layout {
-    let crumbs = [("Doanh nghiệp".to_string(), "/app".to_string()), (biz.business.name.clone(), format!("/app/b/{}", biz.id()))];
+    let crumbs =
+        [("Doanh nghiệp".to_string(), "/app".to_string()), (biz.business.name.clone(), format!("/app/b/{}", biz.id()))];
     let refs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     ctx.layout(title, &refs)
 }
@@ -101,7 +102,14 @@ async fn new_webhook(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
     let bid = biz.id();
     let accounts = ctx.db(move |conn| Ok(crate::business::models::linked_accounts(conn, bid)?)).await?;
     let form = WebhookFields { format: "casso_v2".into(), income_only: Some("1".into()), ..Default::default() };
-    render(&WebhookForm { l: layout(&ctx, "Thêm webhook", &biz), tab: "integrations", biz, accounts, form, error: None })
+    render(&WebhookForm {
+        l: layout(&ctx, "Thêm webhook", &biz),
+        tab: "integrations",
+        biz,
+        accounts,
+        form,
+        error: None,
+    })
 }
 
 #[derive(Template)]
@@ -134,14 +142,26 @@ async fn create_webhook(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> AppR
     };
     let actor = ctx.actor()?;
     match service::create_webhook(&ctx.state, &actor, bid, input).await {
-        Ok((integration, secret, test)) => {
-            render(&CreatedPage { l: layout(&ctx, "Webhook đã lưu", &biz), tab: "integrations", biz, integration, secret, test })
-        }
+        Ok((integration, secret, test)) => render(&CreatedPage {
+            l: layout(&ctx, "Webhook đã lưu", &biz),
+            tab: "integrations",
+            biz,
+            integration,
+            secret,
+            test,
+        }),
         Err(AppError::Validation(msg)) => {
             let accounts = ctx.db(move |conn| Ok(crate::business::models::linked_accounts(conn, bid)?)).await?;
             render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &WebhookForm { l: layout(&ctx, "Thêm webhook", &biz), tab: "integrations", biz, accounts, form, error: Some(msg) },
+                &WebhookForm {
+                    l: layout(&ctx, "Thêm webhook", &biz),
+                    tab: "integrations",
+                    biz,
+                    accounts,
+                    form,
+                    error: Some(msg),
+                },
             )
         }
         Err(e) => Err(e),
@@ -188,7 +208,14 @@ async fn show(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> 
         })
         .await
         .map(|(l, a, i)| (i, l, a))?;
-    render(&ShowPage { l: layout(&ctx, &integration.name.clone(), &biz), tab: "integrations", biz, integration, log, attempts })
+    render(&ShowPage {
+        l: layout(&ctx, &integration.name.clone(), &biz),
+        tab: "integrations",
+        biz,
+        integration,
+        log,
+        attempts,
+    })
 }
 
 async fn resend(ctx: Ctx, path: web::Path<(i64, i64, i64)>) -> AppResult<HttpResponse> {
@@ -236,15 +263,20 @@ async fn toggle(ctx: Ctx, path: web::Path<(i64, i64)>, form: web::Form<ToggleFor
     let (bid, iid) = path.into_inner();
     Biz::load(&ctx, bid, BizRole::Manager).await?;
     let on = form.enabled == "1";
-    act(ctx, &format!("/app/b/{bid}/integrations/{iid}"), if on { "Đã bật webhook." } else { "Đã tắt webhook." }, move |conn, actor| {
-        service::set_enabled(conn, actor, bid, iid, on)
-    })
+    act(
+        ctx,
+        &format!("/app/b/{bid}/integrations/{iid}"),
+        if on { "Đã bật webhook." } else { "Đã tắt webhook." },
+        move |conn, actor| service::set_enabled(conn, actor, bid, iid, on),
+    )
     .await
 }
 
 async fn delete(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
     let (bid, iid) = path.into_inner();
     Biz::load(&ctx, bid, BizRole::Manager).await?;
-    act(ctx, &format!("/app/b/{bid}/integrations"), "Đã xóa webhook.", move |conn, actor| service::delete(conn, actor, bid, iid))
-        .await
+    act(ctx, &format!("/app/b/{bid}/integrations"), "Đã xóa webhook.", move |conn, actor| {
+        service::delete(conn, actor, bid, iid)
+    })
+    .await
 }

@@ -29,7 +29,8 @@ pub struct Integration {
 impl Integration {
     /// Whether a transaction of `account_id` with `amount` concerns this integration.
     pub fn covers(&self, account_id: i64, amount: i64) -> bool {
-        let accounts_ok = self.account_ids.is_empty() || self.account_ids.split(',').any(|a| a == account_id.to_string());
+        let accounts_ok =
+            self.account_ids.is_empty() || self.account_ids.split(',').any(|a| a == account_id.to_string());
         accounts_ok && (!self.income_only || amount > 0)
     }
 }
@@ -77,7 +78,13 @@ pub fn integration_by_id(conn: &mut DbConn, id: i64) -> QueryResult<Integration>
     integrations::table.find(id).select(integrations::all_columns).first(conn)
 }
 
-pub fn set_enabled(conn: &mut DbConn, id: i64, enabled: bool, reason: Option<&str>, at: NaiveDateTime) -> QueryResult<()> {
+pub fn set_enabled(
+    conn: &mut DbConn,
+    id: i64,
+    enabled: bool,
+    reason: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::update(integrations::table.find(id))
         .set((
             integrations::enabled.eq(enabled),
@@ -116,7 +123,14 @@ pub struct Delivery {
 }
 
 /// Creates the delivery unless it exists; returns its id when it was new.
-pub fn insert_delivery(conn: &mut DbConn, integration_id: i64, transaction_id: i64, recipient: &str, status: &str, at: NaiveDateTime) -> QueryResult<Option<i64>> {
+pub fn insert_delivery(
+    conn: &mut DbConn,
+    integration_id: i64,
+    transaction_id: i64,
+    recipient: &str,
+    status: &str,
+    at: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
     let values = (
         deliveries::integration_id.eq(integration_id),
         deliveries::transaction_id.eq(transaction_id),
@@ -155,27 +169,20 @@ pub fn delivery(conn: &mut DbConn, id: i64) -> QueryResult<Delivery> {
     deliveries::table.find(id).select(deliveries::all_columns).first(conn)
 }
 
-pub fn record_attempt(
-    conn: &mut DbConn,
-    delivery_id: i64,
-    attempt: i64,
-    status_code: Option<i64>,
-    duration_ms: i64,
-    excerpt: &str,
-    error: Option<&str>,
-    at: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(delivery_attempts::table)
-        .values((
-            delivery_attempts::delivery_id.eq(delivery_id),
-            delivery_attempts::at.eq(at),
-            delivery_attempts::attempt.eq(attempt),
-            delivery_attempts::status_code.eq(status_code),
-            delivery_attempts::duration_ms.eq(duration_ms),
-            delivery_attempts::excerpt.eq(excerpt),
-            delivery_attempts::error.eq(error),
-        ))
-        .execute(conn)?;
+#[derive(Insertable)]
+#[diesel(table_name = delivery_attempts)]
+pub struct NewAttempt<'a> {
+    pub delivery_id: i64,
+    pub at: NaiveDateTime,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub excerpt: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub fn record_attempt(conn: &mut DbConn, new: &NewAttempt<'_>) -> QueryResult<()> {
+    diesel::insert_into(delivery_attempts::table).values(new).execute(conn)?;
     Ok(())
 }
 
@@ -260,7 +267,12 @@ pub fn attempts_of(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryR
 }
 
 /// Transactions of a business since `from` (replay), oldest first, not deleted.
-pub fn transactions_since(conn: &mut DbConn, business_id: i64, from: NaiveDateTime, limit: i64) -> QueryResult<Vec<(i64, i64, i64)>> {
+pub fn transactions_since(
+    conn: &mut DbConn,
+    business_id: i64,
+    from: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<(i64, i64, i64)>> {
     transactions::table
         .filter(transactions::business_id.eq(business_id))
         .filter(transactions::occurred_at.ge(from))

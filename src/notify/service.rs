@@ -102,7 +102,12 @@ fn sample_account(business_id: i64) -> BankAccount {
 
 /// Adds a webhook, then calls it once with a sample transaction. Returns the webhook,
 /// its secret (shown once) and the test call's result.
-pub async fn create_webhook(state: &AppState, actor: &Actor, business_id: i64, input: WebhookInput) -> AppResult<(Integration, String, Attempt)> {
+pub async fn create_webhook(
+    state: &AppState,
+    actor: &Actor,
+    business_id: i64,
+    input: WebhookInput,
+) -> AppResult<(Integration, String, Attempt)> {
     let name: String = input.name.trim().chars().take(80).collect();
     let name = if name.is_empty() { "Webhook".to_string() } else { name };
     if !webhook::FORMATS.iter().any(|(c, _)| *c == input.format) {
@@ -111,7 +116,9 @@ pub async fn create_webhook(state: &AppState, actor: &Actor, business_id: i64, i
     webhook::check_destination(&input.url, state.config.webhook_allow_private).await.map_err(AppError::Validation)?;
     let accounts = input.accounts.clone();
     let owned: Vec<i64> = state
-        .db(move |conn| Ok(crate::business::models::linked_accounts(conn, business_id)?.into_iter().map(|a| a.id).collect()))
+        .db(move |conn| {
+            Ok(crate::business::models::linked_accounts(conn, business_id)?.into_iter().map(|a| a.id).collect())
+        })
         .await?;
     if accounts.iter().any(|a| !owned.contains(a)) {
         return Err(AppError::Validation("Tài khoản ngân hàng không thuộc doanh nghiệp này.".into()));
@@ -143,12 +150,27 @@ pub async fn create_webhook(state: &AppState, actor: &Actor, business_id: i64, i
                         updated_at: t,
                     },
                 )?;
-                audit::record(conn, &a, "integration", i.id, "create", None, Some(serde_json::json!({ "url": url, "format": format })))?;
+                audit::record(
+                    conn,
+                    &a,
+                    "integration",
+                    i.id,
+                    "create",
+                    None,
+                    Some(serde_json::json!({ "url": url, "format": format })),
+                )?;
                 Ok(i)
             })
         })
         .await?;
-    let signed = webhook::sign(&integration.format, &secret, "msg_test", &sample(business_id), &sample_account(business_id), chrono::Utc::now().timestamp_millis());
+    let signed = webhook::sign(
+        &integration.format,
+        &secret,
+        "msg_test",
+        &sample(business_id),
+        &sample_account(business_id),
+        chrono::Utc::now().timestamp_millis(),
+    );
     let attempt = webhook::post(&state.http, &integration.url, &signed).await;
     Ok((integration, secret, attempt))
 }
@@ -159,7 +181,8 @@ pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)],
     if new.is_empty() {
         return Ok(0);
     }
-    let integrations: Vec<Integration> = models::integrations_of(conn, business_id)?.into_iter().filter(|i| i.enabled).collect();
+    let integrations: Vec<Integration> =
+        models::integrations_of(conn, business_id)?.into_iter().filter(|i| i.enabled).collect();
     let t = now();
     let mut n = 0;
     for (tx_id, account_id, amount) in new {
@@ -211,23 +234,54 @@ pub async fn deliver_job(ctx: JobCtx) -> Result<(), String> {
         return Ok(());
     }
     let attempt = if !integration.enabled || integration.deleted_at.is_some() {
-        Attempt { status: None, duration_ms: 0, excerpt: String::new(), retry_after: None, error: Some("webhook đang tắt".into()) }
+        Attempt {
+            status: None,
+            duration_ms: 0,
+            excerpt: String::new(),
+            retry_after: None,
+            error: Some("webhook đang tắt".into()),
+        }
     } else if let Err(e) = webhook::check_destination(&integration.url, ctx.state.config.webhook_allow_private).await {
         Attempt { status: None, duration_ms: 0, excerpt: String::new(), retry_after: None, error: Some(e) }
     } else {
-        let signed = webhook::sign(&integration.format, &secret, &format!("msg_{}", delivery.id), &tx, &account, chrono::Utc::now().timestamp_millis());
+        let signed = webhook::sign(
+            &integration.format,
+            &secret,
+            &format!("msg_{}", delivery.id),
+            &tx,
+            &account,
+            chrono::Utc::now().timestamp_millis(),
+        );
         webhook::post(&ctx.state.http, &integration.url, &signed).await
     };
     let config = ctx.state.config.clone();
     ctx.db(move |conn| record_outcome(conn, &config, &integration, &delivery, attempt_no, &attempt)).await
 }
 
-fn record_outcome(conn: &mut DbConn, config: &Config, integration: &Integration, delivery: &models::Delivery, attempt_no: i64, a: &Attempt) -> AppResult<()> {
+fn record_outcome(
+    conn: &mut DbConn,
+    config: &Config,
+    integration: &Integration,
+    delivery: &models::Delivery,
+    attempt_no: i64,
+    a: &Attempt,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let t = now();
         let attempts = delivery.attempts + 1;
         let code = a.status.map(i64::from);
-        models::record_attempt(conn, delivery.id, attempts, code, a.duration_ms, &a.excerpt, a.error.as_deref(), t)?;
+        models::record_attempt(
+            conn,
+            &models::NewAttempt {
+                delivery_id: delivery.id,
+                at: t,
+                attempt: attempts,
+                status_code: code,
+                duration_ms: a.duration_ms,
+                excerpt: &a.excerpt,
+                error: a.error.as_deref(),
+            },
+        )?;
         let error = a.error.clone().or_else(|| a.status.map(|s| format!("HTTP {s}")));
         if a.ok() {
             models::update_delivery(conn, delivery.id, "delivered", attempts, code, None, Some(t))?;
@@ -251,7 +305,12 @@ fn record_outcome(conn: &mut DbConn, config: &Config, integration: &Integration,
         }
         if t - since > Duration::days(DISABLE_AFTER_DAYS) {
             models::update_delivery(conn, delivery.id, "dead", attempts, code, error.as_deref(), None)?;
-            disable(conn, config, integration, &format!("Máy nhận lỗi liên tục hơn {DISABLE_AFTER_DAYS} ngày: webhook đã được tắt."))?;
+            disable(
+                conn,
+                config,
+                integration,
+                &format!("Máy nhận lỗi liên tục hơn {DISABLE_AFTER_DAYS} ngày: webhook đã được tắt."),
+            )?;
             return Ok(());
         }
         match next_wait(attempt_no, a.retry_after) {
@@ -271,17 +330,37 @@ fn disable(conn: &mut DbConn, config: &Config, integration: &Integration, reason
     if !owners.is_empty() {
         let text = format!(
             "Webhook \"{}\" ({}) của doanh nghiệp #{} đã bị tắt.\n{}\n\nKiểm tra máy nhận rồi bật lại và gửi lại các giao dịch tại:\n{}/app/b/{}/integrations/{}\n\nhubgate",
-            integration.name, integration.url, integration.business_id, reason, config.base_url, integration.business_id, integration.id
+            integration.name,
+            integration.url,
+            integration.business_id,
+            reason,
+            config.base_url,
+            integration.business_id,
+            integration.id
         );
         let subject = format!("Webhook {} đã bị tắt", integration.name);
         queue_mail(conn, &config.outbound, &Actor::system("notify"), &OutgoingMail::simple(owners, subject, text))?;
     }
-    audit::record(conn, &Actor::system("notify"), "integration", integration.id, "disable", None, Some(serde_json::json!({ "reason": reason })))?;
+    audit::record(
+        conn,
+        &Actor::system("notify"),
+        "integration",
+        integration.id,
+        "disable",
+        None,
+        Some(serde_json::json!({ "reason": reason })),
+    )?;
     Ok(())
 }
 
 /// Sends one delivery again now.
-pub fn resend(conn: &mut DbConn, actor: &Actor, business_id: i64, integration_id: i64, delivery_id: i64) -> AppResult<()> {
+pub fn resend(
+    conn: &mut DbConn,
+    actor: &Actor,
+    business_id: i64,
+    integration_id: i64,
+    delivery_id: i64,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let i = models::integration(conn, business_id, integration_id)?;
         let d = models::delivery(conn, delivery_id)?;
@@ -290,13 +369,27 @@ pub fn resend(conn: &mut DbConn, actor: &Actor, business_id: i64, integration_id
         }
         models::update_delivery(conn, d.id, "pending", d.attempts, d.last_status, d.last_error.as_deref(), None)?;
         enqueue_attempt(conn, d.id, 1, Some(now()))?;
-        audit::record(conn, actor, "integration", i.id, "resend", None, Some(serde_json::json!({ "delivery_id": d.id })))?;
+        audit::record(
+            conn,
+            actor,
+            "integration",
+            i.id,
+            "resend",
+            None,
+            Some(serde_json::json!({ "delivery_id": d.id })),
+        )?;
         Ok(())
     })
 }
 
 /// "Gửi lại từ ngày …": every transaction since `from` is delivered again.
-pub fn replay(conn: &mut DbConn, actor: &Actor, business_id: i64, integration_id: i64, from: NaiveDateTime) -> AppResult<usize> {
+pub fn replay(
+    conn: &mut DbConn,
+    actor: &Actor,
+    business_id: i64,
+    integration_id: i64,
+    from: NaiveDateTime,
+) -> AppResult<usize> {
     crate::db::tx(conn, |conn| {
         let i = models::integration(conn, business_id, integration_id)?;
         let t = now();
@@ -313,12 +406,26 @@ pub fn replay(conn: &mut DbConn, actor: &Actor, business_id: i64, integration_id
             enqueue_attempt(conn, did, 1, Some(t + Duration::milliseconds(n as i64)))?;
             n += 1;
         }
-        audit::record(conn, actor, "integration", i.id, "replay", None, Some(serde_json::json!({ "from": from.to_string(), "count": n })))?;
+        audit::record(
+            conn,
+            actor,
+            "integration",
+            i.id,
+            "replay",
+            None,
+            Some(serde_json::json!({ "from": from.to_string(), "count": n })),
+        )?;
         Ok(n)
     })
 }
 
-pub fn set_enabled(conn: &mut DbConn, actor: &Actor, business_id: i64, integration_id: i64, enabled: bool) -> AppResult<()> {
+pub fn set_enabled(
+    conn: &mut DbConn,
+    actor: &Actor,
+    business_id: i64,
+    integration_id: i64,
+    enabled: bool,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let i = models::integration(conn, business_id, integration_id)?;
         models::set_enabled(conn, i.id, enabled, None, now())?;

@@ -59,7 +59,8 @@ pub fn canonical(v: &serde_json::Value) -> String {
 }
 
 pub fn casso_v2_signature(key: &str, t_ms: i64, body: &serde_json::Value) -> String {
-    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| unreachable!("any key length"));
+    let mut mac =
+        <Hmac<Sha512> as Mac>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| unreachable!("any key length"));
     mac.update(format!("{t_ms}.{}", canonical(body)).as_bytes());
     format!("t={t_ms},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -133,7 +134,8 @@ pub fn sign(format: &str, secret: &str, message_id: &str, t: &Transaction, a: &B
         },
         "standard" => {
             let ts = now_ms / 1000;
-            let body = serde_json::json!({ "type": "transaction.created", "timestamp": ts, "data": v2_data(t, a) }).to_string();
+            let body = serde_json::json!({ "type": "transaction.created", "timestamp": ts, "data": v2_data(t, a) })
+                .to_string();
             let signature = standard_signature(secret, message_id, ts, &body).unwrap_or_default();
             Signed {
                 body,
@@ -275,7 +277,8 @@ mod tests {
 
     #[test]
     fn casso_v2_signs_the_sorted_compact_body() {
-        let body = serde_json::json!({ "error": 0, "data": { "z": 1, "a": { "y": [2, {"c": 3, "b": 4}], "x": "ĐỒNG" } } });
+        let body =
+            serde_json::json!({ "error": 0, "data": { "z": 1, "a": { "y": [2, {"c": 3, "b": 4}], "x": "ĐỒNG" } } });
         assert_eq!(canonical(&body), r#"{"data":{"a":{"x":"ĐỒNG","y":[2,{"b":4,"c":3}]},"z":1},"error":0}"#);
         let key = "mgExMrjj4i7a1p8Cs6LmFbpCd8lbw4sSX4LZXPag7TKazeIogtR90tvWYTkwQbvs";
         let sig = casso_v2_signature(key, 1727948258788, &body);
@@ -287,7 +290,19 @@ mod tests {
 
     #[test]
     fn private_destinations_are_named() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_private(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), "{ip}");
         }
         for ip in ["8.8.8.8", "203.113.1.1", "2001:4860:4860::8888"] {

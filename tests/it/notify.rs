@@ -14,10 +14,13 @@ use hubgate::db::schema::{deliveries, integrations, jobs};
 
 use crate::support::TestApp;
 
+/// Headers as (name, value) pairs.
+type Headers = Vec<(String, String)>;
+
 #[derive(Default)]
 struct Received {
     /// (path, headers, body)
-    calls: Vec<(String, Vec<(String, String)>, String)>,
+    calls: Vec<(String, Headers, String)>,
     /// Status codes to answer next, in order; then 200.
     script: Vec<u16>,
 }
@@ -50,7 +53,7 @@ impl Receiver {
         Receiver { base: format!("http://{addr}"), state }
     }
 
-    fn calls(&self, path: &str) -> Vec<(Vec<(String, String)>, String)> {
+    fn calls(&self, path: &str) -> Vec<(Headers, String)> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.calls.iter().filter(|(p, _, _)| p == path).map(|(_, h, b)| (h.clone(), b.clone())).collect()
     }
@@ -157,7 +160,13 @@ async fn setup(app: &TestApp) -> (crate::support::Browser, i64, hubgate::busines
 }
 
 /// Adds a webhook through the form; returns (integration id, secret, created page).
-async fn add(b: &crate::support::Browser, bid: i64, url: &str, format: &str, income_only: bool) -> (i64, String, String) {
+async fn add(
+    b: &crate::support::Browser,
+    bid: i64,
+    url: &str,
+    format: &str,
+    income_only: bool,
+) -> (i64, String, String) {
     b.get(&format!("/app/b/{bid}/integrations/webhooks/new")).await;
     let mut fields = vec![("name", format), ("url", url), ("format", format)];
     if income_only {
@@ -165,7 +174,8 @@ async fn add(b: &crate::support::Browser, bid: i64, url: &str, format: &str, inc
     }
     let page = b.post(&format!("/app/b/{bid}/integrations/webhooks"), &fields).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let secret = page.body.split("id=\"webhook-secret\">").nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string();
+    let secret =
+        page.body.split("id=\"webhook-secret\">").nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string();
     let id = page
         .body
         .split(&format!("/app/b/{bid}/integrations/"))
@@ -186,13 +196,16 @@ notify_test!(three_formats_signed_and_delivered_once, |app, rx| {
     assert_eq!(rx.calls("/legacy").len(), 1, "one test call each");
 
     // Two new transactions (one in, one out) and a repeat of the first.
-    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("IN-1", 150_000), tx("OUT-1", -20_000)], "sync"))
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    app.with_conn(|c| {
+        hubgate::banking::sync::apply_page(c, &account, &[tx("IN-1", 150_000), tx("OUT-1", -20_000)], "sync")
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
     app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("IN-1", 150_000)], "sync"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     let made: i64 = app.with_conn(|c| deliveries::table.count().get_result(c)).unwrap_or(-1);
     assert_eq!(made, 5, "legacy 2 + v2 (income only) 1 + standard 2");
-    work_until(&app, || rx.calls("/legacy").len() == 3 && rx.calls("/v2").len() == 2 && rx.calls("/std").len() == 3).await;
+    work_until(&app, || rx.calls("/legacy").len() == 3 && rx.calls("/v2").len() == 2 && rx.calls("/std").len() == 3)
+        .await;
 
     // Legacy: the secure-token header and a data array.
     let (h, body) = &rx.calls("/legacy")[1];
@@ -205,14 +218,16 @@ notify_test!(three_formats_signed_and_delivered_once, |app, rx| {
     let sig = header(h, "x-casso-signature");
     let t = sig.split(',').find_map(|p| p.strip_prefix("t=")).unwrap_or("");
     let v1 = sig.split(',').find_map(|p| p.strip_prefix("v1=")).unwrap_or("");
-    let mut mac = <hmac::Hmac<sha2::Sha512> as Mac>::new_from_slice(v2_secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        <hmac::Hmac<sha2::Sha512> as Mac>::new_from_slice(v2_secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(format!("{t}.{body}").as_bytes());
     assert_eq!(v1, hex::encode(mac.finalize().into_bytes()), "X-Casso-Signature verifies");
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     assert_eq!((v["data"]["reference"].as_str(), v["data"]["amount"].as_i64()), (Some("IN-1"), Some(150_000)));
     // Standard Webhooks: id.timestamp.body under the base64 secret.
     let (h, body) = &rx.calls("/std")[2];
-    let key = base64::engine::general_purpose::STANDARD.decode(std_secret.trim_start_matches("whsec_")).unwrap_or_default();
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(std_secret.trim_start_matches("whsec_")).unwrap_or_default();
     let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
     mac.update(format!("{}.{}.{}", header(h, "webhook-id"), header(h, "webhook-timestamp"), body).as_bytes());
     let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
@@ -248,7 +263,11 @@ notify_test!(a_receiver_down_then_back_gets_each_transaction_once, |app, rx| {
         .unwrap_or_default();
     assert_eq!((status.as_str(), attempts), ("delivered", 3));
     let log = b.get(&format!("/app/b/{bid}/integrations/{iid}")).await;
-    assert!(log.body.contains("HTTP 503") && log.body.contains("HTTP 500") && log.body.contains("Đã gửi"), "{}", log.body);
+    assert!(
+        log.body.contains("HTTP 503") && log.body.contains("HTTP 500") && log.body.contains("Đã gửi"),
+        "{}",
+        log.body
+    );
     // Replaying the day sends it once more, on purpose.
     let today = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m-%d").to_string();
     b.post(&format!("/app/b/{bid}/integrations/{iid}/replay"), &[("from", &today)]).await;
@@ -262,7 +281,8 @@ notify_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("G-1", 1_000)], "sync"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     work_until(&app, || rx.calls("/gone").len() == 2).await;
-    let enabled: bool = app.with_conn(|c| integrations::table.find(iid).select(integrations::enabled).first(c)).unwrap_or(true);
+    let enabled: bool =
+        app.with_conn(|c| integrations::table.find(iid).select(integrations::enabled).first(c)).unwrap_or(true);
     assert!(!enabled, "410 Gone turns the webhook off");
     assert!(app.last_mail_to("chu@webhook.vn", "đã bị tắt").is_some(), "the owner is told");
     // A disabled webhook gets nothing new.
@@ -277,9 +297,15 @@ notify_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     let owner = strict.with_conn(|c| hubgate::accounts::models::find_by_email(c, "strict@webhook.vn")).ok().flatten();
     let sbid = owner.map(|o| strict.create_business(&o, "Strict")).unwrap_or(-1);
     let sb = strict.login("strict@webhook.vn").await;
-    for url in [format!("{}/x", rx.base), "http://10.0.0.8/hook".into(), "http://[::1]/hook".into(), "ftp://example.com/x".into()] {
+    for url in [
+        format!("{}/x", rx.base),
+        "http://10.0.0.8/hook".into(),
+        "http://[::1]/hook".into(),
+        "ftp://example.com/x".into(),
+    ] {
         sb.get(&format!("/app/b/{sbid}/integrations/webhooks/new")).await;
-        let page = sb.post(&format!("/app/b/{sbid}/integrations/webhooks"), &[("url", &url), ("format", "casso_v2")]).await;
+        let page =
+            sb.post(&format!("/app/b/{sbid}/integrations/webhooks"), &[("url", &url), ("format", "casso_v2")]).await;
         assert_eq!(page.status, 422, "{url}");
     }
     assert_eq!(strict.with_conn(|c| integrations::table.count().get_result::<i64>(c)).unwrap_or(-1), 0);
