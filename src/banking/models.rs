@@ -226,19 +226,19 @@ pub struct NewTransaction {
 }
 
 /// Inserts what is new, skipping (account, bank id) pairs already stored — tombstones
-/// included. Returns the ids of the rows actually inserted. Call it inside a write
-/// transaction (`db::tx`).
-pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<i64>> {
+/// included. Returns (id, amount) of the rows actually inserted. Call it inside a
+/// write transaction (`db::tx`).
+pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<(i64, i64)>> {
     let mut ids = Vec::with_capacity(rows.len());
     // 19 bound values a row: chunks stay far below both backends' parameter limits.
     for chunk in rows.chunks(500) {
-        let mut got: Vec<i64> = match conn {
+        let mut got: Vec<(i64, i64)> = match conn {
             // Concurrent syncs of one account race here: the unique key decides.
             DbConn::Pg(c) => diesel::insert_into(transactions::table)
                 .values(chunk)
                 .on_conflict((transactions::account_id, transactions::bank_tx_id))
                 .do_nothing()
-                .returning(transactions::id)
+                .returning((transactions::id, transactions::amount))
                 .get_results(c)?,
             // SQLite write transactions are serial (BEGIN IMMEDIATE), so the known ids
             // read here stay known; diesel's SQLite batch RETURNING fails on a conflict.
@@ -265,26 +265,30 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
                 if fresh.is_empty() {
                     Vec::new()
                 } else {
-                    diesel::insert_into(transactions::table).values(fresh).returning(transactions::id).get_results(c)?
+                    // One multi-row INSERT, then the new rows read back by their keys
+                    // (all of them are new: they were just checked unknown).
+                    let owned: Vec<NewTransaction> = fresh.iter().map(|r| (*r).clone()).collect();
+                    diesel::insert_into(transactions::table).values(&owned).execute(c)?;
+                    let mut got = Vec::with_capacity(owned.len());
+                    let mut by_account: std::collections::HashMap<i64, Vec<&str>> = Default::default();
+                    for r in &owned {
+                        by_account.entry(r.account_id).or_default().push(&r.bank_tx_id);
+                    }
+                    for (account, bank_ids) in by_account {
+                        let mut rows: Vec<(i64, i64)> = transactions::table
+                            .filter(transactions::account_id.eq(account))
+                            .filter(transactions::bank_tx_id.eq_any(bank_ids))
+                            .select((transactions::id, transactions::amount))
+                            .load(c)?;
+                        got.append(&mut rows);
+                    }
+                    got
                 }
             }
         };
         ids.append(&mut got);
     }
     Ok(ids)
-}
-
-/// (id, bank id) of stored rows.
-pub fn ids_and_refs(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let mut got: Vec<(i64, String)> = transactions::table
-            .filter(transactions::id.eq_any(chunk))
-            .select((transactions::id, transactions::bank_tx_id))
-            .load(conn)?;
-        out.append(&mut got);
-    }
-    Ok(out)
 }
 
 /// A pending transaction the bank re-issued under a new id: the stored row takes the

@@ -77,20 +77,14 @@ pub fn apply_page(conn: &mut DbConn, account: &BankAccount, txs: &[IncomingTx], 
                 _ => fresh.push(row),
             }
         }
-        out.new_ids = models::insert_new(conn, &fresh)?;
+        let inserted = models::insert_new(conn, &fresh)?;
+        out.new_ids = inserted.iter().map(|(id, _)| *id).collect();
         out.known = fresh.len() - out.new_ids.len();
-        if !out.new_ids.is_empty() {
-            crate::business::service::record_usage(conn, account.business_id, out.new_ids.len() as i64)?;
+        if !inserted.is_empty() {
+            crate::business::service::record_usage(conn, account.business_id, inserted.len() as i64)?;
             // The notifications are born with their transactions (same commit).
-            let amounts: std::collections::HashMap<&str, i64> =
-                fresh.iter().map(|r| (r.bank_tx_id.as_str(), r.amount)).collect();
-            let stored = models::ids_and_refs(conn, &out.new_ids)?;
-            let new: Vec<(i64, i64, i64)> = stored
-                .iter()
-                .map(|(id, bank_id)| (*id, account.id, amounts.get(bank_id.as_str()).copied().unwrap_or(0)))
-                .collect();
-            let held = crate::business::service::quota_reached(conn, account.business_id)?;
-            crate::notify::service::enqueue_for(conn, account.business_id, &new, held)?;
+            let new: Vec<(i64, i64, i64)> = inserted.iter().map(|(id, amount)| (*id, account.id, *amount)).collect();
+            crate::notify::service::enqueue_for(conn, account.business_id, &new)?;
         }
         Ok(out)
     })

@@ -177,12 +177,16 @@ pub async fn create_webhook(
 
 /// Creates the deliveries (and first jobs) for newly stored transactions; called by the
 /// store inside its transaction.
-pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)], held: bool) -> AppResult<usize> {
+pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)]) -> AppResult<usize> {
     if new.is_empty() {
         return Ok(0);
     }
     let integrations: Vec<Integration> =
         models::integrations_of(conn, business_id)?.into_iter().filter(|i| i.enabled).collect();
+    if integrations.is_empty() {
+        return Ok(0);
+    }
+    let held = crate::business::service::quota_reached(conn, business_id)?;
     let t = now();
     let mut n = 0;
     for (tx_id, account_id, amount) in new {
