@@ -525,3 +525,205 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Push to receipt: transactions pushed to `/bank-hooks/…` at `rate` per second for
+/// `seconds`, through the web app, the store, the embedded worker and a signed webhook
+/// to a local receiver; the latency of each from the push's start to its receipt.
+/// Then the delivery rate at full speed (a backlog of `rate * seconds` at once).
+pub fn notify(pg_admin: Option<&str>, rate: usize, seconds: usize) -> anyhow::Result<()> {
+    let backends: Vec<Option<String>> = match pg_admin {
+        Some(url) => vec![None, Some(url.to_string())],
+        None => vec![None],
+    };
+    for backend in backends {
+        actix_web::rt::System::new().block_on(notify_one(backend, rate, seconds))?;
+    }
+    Ok(())
+}
+
+type Receipts = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+async fn receive_webhook(
+    seen: actix_web::web::Data<Receipts>,
+    body: actix_web::web::Json<serde_json::Value>,
+) -> actix_web::HttpResponse {
+    if let Some(reference) = body["data"]["reference"].as_str() {
+        seen.lock().unwrap_or_else(|e| e.into_inner()).entry(reference.to_string()).or_insert_with(Instant::now);
+    }
+    actix_web::HttpResponse::Ok().json(serde_json::json!({ "success": true }))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> anyhow::Result<()> {
+    use crate::audit::Actor;
+    let label = if pg_admin.is_some() { "postgres" } else { "sqlite" };
+    let mut s = scratch(pg_admin.as_deref())?;
+    s.config.webhook_allow_private = true;
+    s.config.worker.concurrency = 32;
+    s.config.worker.poll = std::time::Duration::from_millis(500);
+    let state = crate::web::AppState::new(s.config.clone(), s.pool.clone())?;
+
+    let seen: Receipts = Default::default();
+    let data = actix_web::web::Data::new(seen.clone());
+    let receiver = actix_web::HttpServer::new(move || {
+        actix_web::App::new().app_data(data.clone()).default_service(actix_web::web::to(receive_webhook))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))?;
+    let receiver_addr = receiver.addrs()[0];
+    actix_web::rt::spawn(receiver.run());
+
+    let metrics = crate::web::metrics(&state.pool)?;
+    let app_state = state.clone();
+    let server = actix_web::HttpServer::new(move || crate::web::build_app(app_state.clone(), metrics.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))?;
+    let app_addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+
+    // A merchant, a business, a push-linked account and a Casso V2 webhook.
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let (bid, key, secret, actor) = {
+        let mut conn = state.pool.get()?;
+        let owner = crate::accounts::merchant::create_ready_account(
+            &mut conn,
+            "bench@notify.vn",
+            "Bench",
+            "0912345678",
+            "mat-khau-bench-2026",
+        )
+        .map_err(e)?;
+        let actor = Actor::user(owner.id, &owner.email);
+        let input =
+            crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
+        let b = crate::business::service::create_business(&mut conn, &actor, owner.id, &input).map_err(e)?;
+        // A big plan: the bench must not hit the trial's monthly quota.
+        let pro = crate::business::models::plans(&mut conn)?.into_iter().find(|p| p.code == "PRO").context("no PRO plan")?;
+        crate::business::service::set_plan(&mut conn, &actor, b.id, pro.id).map_err(e)?;
+        let (key, secret) =
+            crate::banking::service::create_push(&mut conn, &state.config, &actor, b.id, "970416", "0071000123456", "BENCH")
+                .map_err(e)?;
+        (b.id, key, secret, actor)
+    };
+    let input = crate::notify::service::WebhookInput {
+        common: Default::default(),
+        url: format!("http://{receiver_addr}/hook"),
+        format: "casso_v2".into(),
+    };
+    crate::notify::service::create_webhook(&state, &actor, bid, input).await.map_err(e)?;
+    seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(crate::worker::runner::run(
+        state.clone(),
+        std::sync::Arc::new(crate::worker::runner::Registry::standard()),
+        crate::worker::runner::WorkerOptions::from_config(&state.config),
+        stop_rx,
+    ));
+
+    // Pushes at a steady rate; each push's start time is kept by its reference.
+    let client = reqwest::Client::new();
+    let url = format!("http://{app_addr}/bank-hooks/{key}");
+    let total = rate * seconds;
+    let sent: Receipts = Default::default();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut pushes = tokio::task::JoinSet::new();
+    let booking = chrono::Utc::now().with_timezone(&crate::fmt::TZ).format("%Y-%m-%d %H:%M:%S").to_string();
+    let started = Instant::now();
+    for i in 0..total {
+        tick.tick().await;
+        let (client, url, secret, sent, booking) =
+            (client.clone(), url.clone(), secret.clone(), sent.clone(), booking.clone());
+        pushes.spawn(async move {
+            let id = format!("NB{i:08}");
+            let body = serde_json::json!({ "transactions": [{
+                "account_number": "0071000123456", "id": id, "booking_time": booking,
+                "amount": 10_000 + i as i64, "description": format!("bench {i}"),
+            }]});
+            sent.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Instant::now());
+            client.post(&url).header("authorization", format!("Apikey {secret}")).json(&body).send().await.is_ok()
+        });
+    }
+    let mut failed = 0;
+    while let Some(ok) = pushes.join_next().await {
+        if !matches!(ok, Ok(true)) {
+            failed += 1;
+        }
+    }
+    let push_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while seen.lock().unwrap_or_else(|e| e.into_inner()).len() < total && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut latencies: Vec<f64> = {
+        let (sent, seen) = (sent.lock().unwrap_or_else(|e| e.into_inner()), seen.lock().unwrap_or_else(|e| e.into_inner()));
+        sent.iter().filter_map(|(id, t0)| seen.get(id).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0)).collect()
+    };
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "notify [{label}] {total} pushes at {rate}/s in {push_secs:.1} s ({failed} failed), {} delivered: push→receipt p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
+
+    // Full speed: a backlog stored at once, drained by the worker.
+    seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let account = {
+        let mut conn = state.pool.get()?;
+        crate::business::models::linked_accounts(&mut conn, bid)?.into_iter().next().context("no account")?
+    };
+    let now = crate::db::now();
+    let backlog: Vec<crate::banking::connectors::IncomingTx> = (0..total)
+        .map(|i| crate::banking::connectors::IncomingTx {
+            bank_tx_id: format!("FS{i:08}"),
+            amount: 1_000 + i as i64,
+            description: format!("full speed {i}"),
+            balance: None,
+            occurred_at: now,
+            pending: false,
+            counter_account: String::new(),
+            counter_name: String::new(),
+            counter_bank_id: String::new(),
+            counter_bank_name: String::new(),
+            virtual_account: String::new(),
+            virtual_account_name: String::new(),
+            payment_channel: "bench".into(),
+            replaces: None,
+        })
+        .collect();
+    let started = Instant::now();
+    {
+        let mut conn = state.pool.get()?;
+        for page in backlog.chunks(500) {
+            crate::banking::sync::apply_page(&mut conn, &account, page, "bench").map_err(e)?;
+        }
+        // Stored outside the web helpers: wake the worker as they would.
+        state.wake.notify_one();
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while seen.lock().unwrap_or_else(|e| e.into_inner()).len() < total && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let got = seen.lock().unwrap_or_else(|e| e.into_inner()).len();
+    println!(
+        "notify [{label}] full speed: {got} of {total} webhooks delivered in {secs:.2} s = {:.0} deliveries/s",
+        got as f64 / secs
+    );
+    let _ = stop.send(true);
+    let _ = worker.await;
+    Ok(())
+}

@@ -103,6 +103,15 @@ pub enum BenchCommand {
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
+    /// Push → webhook receipt latency (p50/p95/p99) at a steady rate, and deliveries/s.
+    Notify {
+        #[arg(long, default_value_t = 200)]
+        rate: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
     /// Transactions/s through the de-duplicating insert, new and already known.
     Sync {
         #[arg(long, default_value_t = 100_000)]
@@ -154,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Report { rows } => crate::bench::report(*rows),
             BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
+            BenchCommand::Notify { rate, seconds, pg } => crate::bench::notify(pg.as_deref(), *rate, *seconds),
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
                 crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
             }

@@ -221,6 +221,54 @@ pub const SETTINGS: &[Setting] = &[
         doc: "bearer token hubgate presents to the RPA agent",
     },
     Setting {
+        key: "zalo_app_id",
+        env: "HUBGATE_ZALO_APP_ID",
+        default: "",
+        doc: "Zalo app id (login with Zalo, OA token refresh); empty = Zalo OA integration off",
+    },
+    Setting {
+        key: "zalo_app_secret",
+        env: "HUBGATE_ZALO_APP_SECRET",
+        default: "",
+        doc: "Zalo app secret key (sent as the secret_key header to Zalo's OAuth server)",
+    },
+    Setting {
+        key: "zalo_oa_secret",
+        env: "HUBGATE_ZALO_OA_SECRET",
+        default: "",
+        doc: "OA secret key that signs the OA webhook's events (X-ZEvent-Signature)",
+    },
+    Setting {
+        key: "zalo_refresh_token",
+        env: "HUBGATE_ZALO_REFRESH_TOKEN",
+        default: "",
+        doc: "the OA's first refresh token; later ones rotate and live in the database",
+    },
+    Setting {
+        key: "zalo_oauth_url",
+        env: "HUBGATE_ZALO_OAUTH_URL",
+        default: "https://oauth.zaloapp.com",
+        doc: "Zalo OAuth server (login, OA access tokens)",
+    },
+    Setting {
+        key: "zalo_openapi_url",
+        env: "HUBGATE_ZALO_OPENAPI_URL",
+        default: "https://openapi.zalo.me",
+        doc: "Zalo OA OpenAPI (sending messages)",
+    },
+    Setting {
+        key: "zalo_graph_url",
+        env: "HUBGATE_ZALO_GRAPH_URL",
+        default: "https://graph.zalo.me",
+        doc: "Zalo Graph API (the logged-in user's id and name)",
+    },
+    Setting {
+        key: "telegram_api_url",
+        env: "HUBGATE_TELEGRAM_API_URL",
+        default: "https://api.telegram.org",
+        doc: "Telegram Bot API base URL (bot<token>/sendMessage is appended)",
+    },
+    Setting {
         key: "webhook_allow_private",
         env: "HUBGATE_WEBHOOK_ALLOW_PRIVATE",
         default: "false",
@@ -230,6 +278,25 @@ pub const SETTINGS: &[Setting] = &[
 
 /// Environment variables with our prefix that are not settings of the app itself.
 const NOT_SETTINGS: &[&str] = &["HUBGATE_CONFIG", "HUBGATE_TEST_PG"];
+
+/// hubgate's Zalo app and Official Account.
+#[derive(Clone, Debug, Default)]
+pub struct ZaloConfig {
+    pub app_id: String,
+    pub app_secret: String,
+    pub oa_secret: String,
+    pub refresh_token: String,
+    pub oauth_url: String,
+    pub openapi_url: String,
+    pub graph_url: String,
+}
+
+impl ZaloConfig {
+    /// The Zalo OA integration shows only when the app is configured.
+    pub fn enabled(&self) -> bool {
+        !self.app_id.is_empty() && !self.app_secret.is_empty()
+    }
+}
 
 /// The typed configuration passed to every part of the app (no globals).
 #[derive(Clone, Debug)]
@@ -252,6 +319,8 @@ pub struct Config {
     pub banking: BankingConfig,
     /// Webhooks may call private and loopback addresses.
     pub webhook_allow_private: bool,
+    pub zalo: ZaloConfig,
+    pub telegram_api_url: String,
 }
 
 /// Where the bank-side parties are.
@@ -532,7 +601,26 @@ impl Config {
             "false" | "0" | "no" | "" => false,
             other => bail!("{} must be true or false, got `{other}`", describe("webhook_allow_private")),
         };
+        let url = |key: &str| -> anyhow::Result<String> {
+            let u = get(key).trim().trim_end_matches('/').to_string();
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                bail!("{} must be an http(s) URL, got `{u}`", describe(key));
+            }
+            Ok(u)
+        };
+        let zalo = ZaloConfig {
+            app_id: get("zalo_app_id").trim().to_string(),
+            app_secret: get("zalo_app_secret").trim().to_string(),
+            oa_secret: get("zalo_oa_secret").trim().to_string(),
+            refresh_token: get("zalo_refresh_token").trim().to_string(),
+            oauth_url: url("zalo_oauth_url")?,
+            openapi_url: url("zalo_openapi_url")?,
+            graph_url: url("zalo_graph_url")?,
+        };
+        let telegram_api_url = url("telegram_api_url")?;
         Ok(Config {
+            zalo,
+            telegram_api_url,
             webhook_allow_private,
             banking,
             oidc,

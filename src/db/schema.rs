@@ -595,6 +595,60 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         deleted_at -> Nullable<Timestamp>,
+        fields -> Text,
+        settings -> Text,
+        invite_code -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    integration_recipients (id) {
+        id -> Int8,
+        integration_id -> Int8,
+        kind -> Text,
+        address -> Text,
+        display_name -> Text,
+        status -> Text,
+        status_note -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    zalo_tokens (id) {
+        id -> Int8,
+        access_sealed -> Text,
+        refresh_sealed -> Text,
+        access_expires_at -> Timestamp,
+        generation -> Int8,
+        refreshing_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    zalo_replies (id) {
+        id -> Int8,
+        event_id -> Int8,
+        sender_id -> Text,
+        user_id -> Text,
+        text -> Text,
+        claimed_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    zalo_events (id) {
+        id -> Int8,
+        event_name -> Text,
+        sender_id -> Text,
+        body -> Text,
+        received_at -> Timestamp,
+        processed_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
     }
 }
 
@@ -653,10 +707,15 @@ diesel::joinable!(bank_connections -> businesses (business_id));
 diesel::joinable!(bank_accounts -> bank_connections (connection_id));
 diesel::joinable!(transactions -> bank_accounts (account_id));
 diesel::joinable!(deliveries -> integrations (integration_id));
+diesel::joinable!(integration_recipients -> integrations (integration_id));
 diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    integration_recipients,
+    zalo_tokens,
+    zalo_events,
+    zalo_replies,
     audit_log,
     login_failures,
     users,

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{deliveries, delivery_attempts, integrations, transactions};
+use crate::db::schema::{deliveries, delivery_attempts, integration_recipients, integrations, transactions};
 
 #[derive(Queryable, Debug, Clone)]
 pub struct Integration {
@@ -24,9 +24,26 @@ pub struct Integration {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub deleted_at: Option<NaiveDateTime>,
+    pub fields: String,
+    pub settings: String,
+    pub invite_code: Option<String>,
 }
 
 impl Integration {
+    /// A value of the channel's JSON settings.
+    pub fn setting(&self, key: &str) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&self.settings).unwrap_or_default()[key].clone()
+    }
+
+    /// E-mail: minutes between digests, or None for one mail per transaction.
+    pub fn digest_minutes(&self) -> Option<i64> {
+        self.setting("digest_minutes").as_i64().filter(|m| *m > 0)
+    }
+
+    pub fn channel_label(&self) -> &'static str {
+        channel_label(&self.channel)
+    }
+
     /// Whether a transaction of `account_id` with `amount` concerns this integration.
     pub fn covers(&self, account_id: i64, amount: i64) -> bool {
         let accounts_ok =
@@ -50,6 +67,96 @@ pub struct NewIntegration<'a> {
     pub created_by: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub fields: &'a str,
+    pub settings: &'a str,
+    pub invite_code: Option<&'a str>,
+}
+
+pub const CHANNELS: &[(&str, &str)] =
+    &[("zalo", "Zalo OA"), ("webhook", "Webhook"), ("email", "E-mail"), ("telegram", "Telegram bot")];
+
+pub fn channel_label(code: &str) -> &'static str {
+    CHANNELS.iter().find(|(c, _)| *c == code).map(|(_, l)| *l).unwrap_or("Tích hợp")
+}
+
+#[derive(Queryable, Debug, Clone)]
+pub struct Recipient {
+    pub id: i64,
+    pub integration_id: i64,
+    pub kind: String,
+    pub address: String,
+    pub display_name: String,
+    pub status: String,
+    pub status_note: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn recipients_of(conn: &mut DbConn, integration_id: i64) -> QueryResult<Vec<Recipient>> {
+    integration_recipients::table
+        .filter(integration_recipients::integration_id.eq(integration_id))
+        .order((integration_recipients::kind.desc(), integration_recipients::id.asc()))
+        .select(integration_recipients::all_columns)
+        .load(conn)
+}
+
+pub fn recipient(conn: &mut DbConn, integration_id: i64, address: &str) -> QueryResult<Option<Recipient>> {
+    integration_recipients::table
+        .filter(integration_recipients::integration_id.eq(integration_id))
+        .filter(integration_recipients::address.eq(address))
+        .select(integration_recipients::all_columns)
+        .first(conn)
+        .optional()
+}
+
+pub fn add_recipient(
+    conn: &mut DbConn,
+    integration_id: i64,
+    kind: &str,
+    address: &str,
+    display_name: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(integration_recipients::table)
+        .values((
+            integration_recipients::integration_id.eq(integration_id),
+            integration_recipients::kind.eq(kind),
+            integration_recipients::address.eq(address),
+            integration_recipients::display_name.eq(display_name),
+            integration_recipients::status.eq("active"),
+            integration_recipients::created_at.eq(at),
+            integration_recipients::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_recipient_status(
+    conn: &mut DbConn,
+    recipient_id: i64,
+    status: &str,
+    note: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(integration_recipients::table.find(recipient_id))
+        .set((
+            integration_recipients::status.eq(status),
+            integration_recipients::status_note.eq(note),
+            integration_recipients::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Pending deliveries of a digest integration with their transactions, oldest first.
+pub fn pending_of(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryResult<Vec<(i64, i64)>> {
+    deliveries::table
+        .filter(deliveries::integration_id.eq(integration_id))
+        .filter(deliveries::status.eq("pending"))
+        .order(deliveries::id.asc())
+        .limit(limit)
+        .select((deliveries::id, deliveries::transaction_id))
+        .load(conn)
 }
 
 pub fn insert_integration(conn: &mut DbConn, new: &NewIntegration<'_>) -> QueryResult<Integration> {
@@ -91,6 +198,27 @@ pub fn set_enabled(
             integrations::disabled_reason.eq(reason),
             integrations::updated_at.eq(at),
             integrations::failing_since.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_common(
+    conn: &mut DbConn,
+    id: i64,
+    name: &str,
+    income_only: bool,
+    account_ids: &str,
+    fields: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(integrations::table.find(id))
+        .set((
+            integrations::name.eq(name),
+            integrations::income_only.eq(income_only),
+            integrations::account_ids.eq(account_ids),
+            integrations::fields.eq(fields),
+            integrations::updated_at.eq(at),
         ))
         .execute(conn)?;
     Ok(())
@@ -212,6 +340,7 @@ pub fn update_delivery(
 pub struct LogRow {
     pub id: i64,
     pub transaction_id: i64,
+    pub recipient: String,
     pub status: String,
     pub attempts: i64,
     pub last_status: Option<i64>,
@@ -231,6 +360,7 @@ pub fn log(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryResult<Ve
         .select((
             deliveries::id,
             deliveries::transaction_id,
+            deliveries::recipient,
             deliveries::status,
             deliveries::attempts,
             deliveries::last_status,

@@ -34,6 +34,8 @@ pub struct AppState {
     pub oidc: Arc<crate::accounts::oidc::OidcClients>,
     /// One HTTP client for every outside party (banks, agents); no redirects followed.
     pub http: reqwest::Client,
+    /// Wakes this process's worker when a committed change enqueued a job.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -46,7 +48,7 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { config: Arc::new(config), pool, mailer, oidc, http })
+        Ok(Self { config: Arc::new(config), pool, mailer, oidc, http, wake: Arc::new(tokio::sync::Notify::new()) })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -55,10 +57,13 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, wake) = (self.pool.clone(), self.wake.clone());
         web::block(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            crate::worker::wake::clear();
+            let r = f(&mut conn);
+            crate::worker::wake::after(&mut conn, &wake);
+            r
         })
         .await?
     }

@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod models;
 pub mod runner;
 pub mod schedule;
+pub mod wake;
 
 use chrono::NaiveDateTime;
 
@@ -59,6 +60,9 @@ pub fn enqueue(
         },
     )?;
     // No "enqueued" event: the job's created_at says it, at half the cost.
+    if id.is_some() && opts.run_at.is_none_or(|t| t <= now) {
+        wake::note_enqueued();
+    }
     Ok(id)
 }
 

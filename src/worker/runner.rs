@@ -38,10 +38,13 @@ impl JobCtx {
         T: Send + 'static,
         F: FnOnce(&mut crate::db::DbConn) -> crate::error::AppResult<T> + Send + 'static,
     {
-        let pool = self.state.pool.clone();
+        let (pool, wake) = (self.state.pool.clone(), self.state.wake.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
-            f(&mut conn).map_err(|e| format!("{e}: {e:?}"))
+            crate::worker::wake::clear();
+            let r = f(&mut conn).map_err(|e| format!("{e}: {e:?}"));
+            crate::worker::wake::after(&mut conn, &wake);
+            r
         })
         .await
         .map_err(|e| e.to_string())?
@@ -72,6 +75,8 @@ impl Registry {
         r.register(crate::banking::sync::SYNC_JOB, crate::banking::sync::sync_job);
         r.register(crate::banking::sync::DUE_JOB, crate::banking::sync::due_job);
         r.register(crate::notify::service::DELIVER_JOB, crate::notify::service::deliver_job);
+        r.register(crate::notify::service::DIGEST_JOB, crate::notify::service::digest_job);
+        r.register(crate::notify::zalo::EVENT_JOB, crate::notify::zalo::event_job);
         // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
         r.register("debug.noop", |_ctx| async { Ok(()) });
         r.register("debug.sleep", |ctx: JobCtx| async move {
@@ -175,6 +180,10 @@ pub async fn run(
         return;
     }
     tracing::info!(worker = %opts.name, concurrency = opts.concurrency, "worker started");
+    let listening = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if state.config.database_url.starts_with("postgres") {
+        crate::worker::wake::listen(state.config.database_url.clone(), state.wake.clone(), listening.clone());
+    }
     let mut running: JoinSet<(i64, Outcome)> = JoinSet::new();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut results: Vec<(i64, Outcome)> = Vec::new();
@@ -214,6 +223,7 @@ pub async fn run(
                 if let Ok(r) = done { results.push(r); }
             }
             _ = tokio::time::sleep(opts.poll) => {}
+            _ = state.wake.notified() => {}
             _ = stop.changed() => {}
         }
     }
@@ -233,6 +243,7 @@ pub async fn run(
         let n = blocking(&state, move |c| models::release(c, &name, &left)).await.unwrap_or(0);
         tracing::info!(released = n, "released the leases of unfinished jobs");
     }
+    listening.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(worker = %opts.name, "worker stopped");
 }
 

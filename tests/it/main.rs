@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod banking;
+mod channels;
 mod config;
 mod db;
 mod demo;

@@ -64,7 +64,7 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// Runs the real worker until `done` holds (30 s at most).
-async fn work_until(app: &TestApp, mut done: impl FnMut() -> bool) {
+pub(crate) async fn work_until(app: &TestApp, mut done: impl FnMut() -> bool) {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let opts = hubgate::worker::runner::WorkerOptions {
         name: "notify-test".into(),
@@ -78,14 +78,21 @@ async fn work_until(app: &TestApp, mut done: impl FnMut() -> bool) {
     let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), registry, opts, rx));
     let started = std::time::Instant::now();
     while !done() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for the worker");
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let failing: Vec<(String, Option<String>)> = app
+                .with_conn(|c| {
+                    jobs::table.filter(jobs::last_error.is_not_null()).select((jobs::kind, jobs::last_error)).load(c)
+                })
+                .unwrap_or_default();
+            panic!("timed out waiting for the worker; jobs with errors: {failing:?}");
+        }
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
     let _ = stop.send(true);
     let _ = worker.await;
 }
 
-fn tx(id: &str, amount: i64) -> IncomingTx {
+pub(crate) fn tx(id: &str, amount: i64) -> IncomingTx {
     IncomingTx {
         bank_tx_id: id.into(),
         amount,
@@ -129,7 +136,7 @@ macro_rules! notify_test {
     };
 }
 
-async fn setup(app: &TestApp) -> (crate::support::Browser, i64, hubgate::business::models::BankAccount) {
+pub(crate) async fn setup(app: &TestApp) -> (crate::support::Browser, i64, hubgate::business::models::BankAccount) {
     let owner = app.create_merchant("chu@webhook.vn");
     let bid = app.create_business(&owner, "Webhook");
     let account = app

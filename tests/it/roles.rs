@@ -68,6 +68,25 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/app/b/{bid}/integrations/{iid}/replay", "merchant"),
     ("POST", "/app/b/{bid}/integrations/{iid}/toggle", "merchant"),
     ("POST", "/app/b/{bid}/integrations/{iid}/delete", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/preview", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/email/new", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/email", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/telegram/new", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/telegram", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/zalo/new", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/zalo/banks", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/zalo/account", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/zalo/login", "merchant"),
+    ("GET", "/app/zalo/callback", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/zalo/fields", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/zalo/fields", "merchant"),
+    ("GET", "/app/b/{bid}/integrations/zalo/test", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/zalo/test", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/zalo/save", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/settings", "merchant"),
+    ("POST", "/app/b/{bid}/integrations/{iid}/recipients/{rid}/remove", "merchant"),
+    // Authenticated by the OA's signature over the raw body, not by a session.
+    ("POST", "/zalo/webhook", "public"),
     // Authenticated by the hook's own signature, not by a session.
     ("POST", "/bank-hooks/{key}", "public"),
     ("GET", "/admin/businesses", "admin"),
@@ -234,6 +253,7 @@ db_test!(role_matrix, |app| {
             .replace("{cid}", "999999")
             .replace("{tid}", "999999")
             .replace("{did}", "999999")
+            .replace("{rid}", "999999")
             .replace("{bank}", "OCB")
             .replace("{key}", "no-such-key")
             .replace("{month}", "2026-10");
