@@ -568,7 +568,9 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     s.config.webhook_allow_private = true;
     s.config.worker.concurrency = 32;
     s.config.worker.poll = std::time::Duration::from_millis(500);
-    let state = crate::web::AppState::new(s.config.clone(), s.pool.clone())?;
+    // As `serve` would: a pool sized for the web workers plus the worker's concurrency.
+    let pool = crate::db::pool(&s.config.database_url, 40)?;
+    let state = crate::web::AppState::new(s.config.clone(), pool)?;
 
     let seen: Receipts = Default::default();
     let data = actix_web::web::Data::new(seen.clone());
@@ -607,11 +609,19 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
             crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
         let b = crate::business::service::create_business(&mut conn, &actor, owner.id, &input).map_err(e)?;
         // A big plan: the bench must not hit the trial's monthly quota.
-        let pro = crate::business::models::plans(&mut conn)?.into_iter().find(|p| p.code == "PRO").context("no PRO plan")?;
+        let pro =
+            crate::business::models::plans(&mut conn)?.into_iter().find(|p| p.code == "PRO").context("no PRO plan")?;
         crate::business::service::set_plan(&mut conn, &actor, b.id, pro.id).map_err(e)?;
-        let (key, secret) =
-            crate::banking::service::create_push(&mut conn, &state.config, &actor, b.id, "970416", "0071000123456", "BENCH")
-                .map_err(e)?;
+        let (key, secret) = crate::banking::service::create_push(
+            &mut conn,
+            &state.config,
+            &actor,
+            b.id,
+            "970416",
+            "0071000123456",
+            "BENCH",
+        )
+        .map_err(e)?;
         (b.id, key, secret, actor)
     };
     let input = crate::notify::service::WebhookInput {
@@ -666,8 +676,11 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let mut latencies: Vec<f64> = {
-        let (sent, seen) = (sent.lock().unwrap_or_else(|e| e.into_inner()), seen.lock().unwrap_or_else(|e| e.into_inner()));
-        sent.iter().filter_map(|(id, t0)| seen.get(id).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0)).collect()
+        let (sent, seen) =
+            (sent.lock().unwrap_or_else(|e| e.into_inner()), seen.lock().unwrap_or_else(|e| e.into_inner()));
+        sent.iter()
+            .filter_map(|(id, t0)| seen.get(id).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0))
+            .collect()
     };
     latencies.sort_by(|a, b| a.total_cmp(b));
     println!(

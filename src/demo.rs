@@ -152,6 +152,51 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
     if let Some((first, _)) = crate::hub::models::search_merchants(conn, "", 0, 1)?.0.first() {
         biz_service::link_hub_merchant(conn, &Actor::system("demo-data"), pho.id, Some(first.id))?;
     }
+    // Kho ứng dụng: an e-mail to the owner on every new transaction from now on, and
+    // a Telegram bot whose group kicked it (shown as unreachable, nothing retried).
+    let t = crate::db::now();
+    for (channel, name, kind, address, status, note) in [
+        ("email", "Thư cho chủ quán", "email", "chu@phoviet.vn", "active", None),
+        (
+            "telegram",
+            "Nhóm thu ngân",
+            "chat",
+            "-1001234567890",
+            "unreachable",
+            Some("Bot không được gửi vào cuộc trò chuyện này: Forbidden: bot was kicked from the group chat"),
+        ),
+    ] {
+        let sealed = if channel == "telegram" {
+            crate::secrets::seal(&config.secret, "123456789:AAHdemoDemoDemoDemoDemoDemoDemoDemo")
+                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?
+        } else {
+            String::new()
+        };
+        let i = crate::notify::models::insert_integration(
+            conn,
+            &crate::notify::models::NewIntegration {
+                business_id: pho.id,
+                channel,
+                name,
+                url: "",
+                format: "",
+                secret_sealed: &sealed,
+                income_only: true,
+                account_ids: "",
+                enabled: true,
+                created_by: users[0].id,
+                created_at: t,
+                updated_at: t,
+                fields: crate::notify::message::DEFAULT_FIELDS,
+                settings: "{}",
+                invite_code: None,
+            },
+        )?;
+        crate::notify::models::add_recipient(conn, i.id, kind, address, address, t)?;
+        if let Some(r) = crate::notify::models::recipient(conn, i.id, address)? {
+            crate::notify::models::set_recipient_status(conn, r.id, status, note, t)?;
+        }
+    }
     // Free, nothing linked yet.
     business(conn, &users[0], "Cà phê Sáng", "", &["balance"])?;
     // Paid plan with the month's quota used up, and an upgrade request waiting.

@@ -32,6 +32,19 @@ pub fn clear() {
     ENQUEUED.with(|c| c.set(false));
 }
 
+/// PostgreSQL serialises the commits of every transaction that notifies (one lock on the
+/// notification queue): under a burst of pushes that lock, not the work, was the limit.
+/// One NOTIFY per 50 ms per process is enough to wake the other nodes; this process's
+/// own worker is woken in memory every time.
+fn notify_due() -> bool {
+    use std::sync::atomic::AtomicU64;
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= 50 && LAST_MS.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
 /// After a closure returned: wakes the local worker and, on PostgreSQL, the others.
 pub fn after(conn: &mut DbConn, wake: &Notify) {
     if !ENQUEUED.with(|c| c.replace(false)) {
@@ -39,6 +52,7 @@ pub fn after(conn: &mut DbConn, wake: &Notify) {
     }
     wake.notify_one();
     if let DbConn::Pg(pg) = conn
+        && notify_due()
         && let Err(e) = pg.batch_execute(&format!("NOTIFY {CHANNEL}"))
     {
         tracing::debug!(error = %e, "NOTIFY failed; other nodes wait for their poll");

@@ -787,3 +787,105 @@ async fn merchant_journey(backend: Backend) {
         let _ = tab.c.close().await;
     }
 }
+
+/// A merchant links an account that the bank pushes to, adds a webhook in the browser,
+/// sees its test call answered, then sees a pushed transaction in the delivery log as
+/// the receiver got it.
+#[actix_web::test]
+async fn webhook_setup_and_delivery_log_in_chromium() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let receiver = crate::notify::Receiver::start().await;
+    let env = vec![("HUBGATE_WEBHOOK_ALLOW_PRIVATE".to_string(), "true".to_string())];
+    let Some(rig) = Rig::start_with("webhook", Backend::Sqlite, &[], free_port(), env).await else { return };
+    // The account exists already (sign-up has its own journey).
+    let url = format!("sqlite://{}/hubgate.db", rig.tmp.path().display());
+    let pool = hubgate::db::pool(&url, 1).unwrap_or_else(|e| panic!("{e}"));
+    let bid = {
+        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+        // The desk has its administrator (else every login goes to /setup).
+        let admin = hubgate::accounts::service::UserInput {
+            email: "admin@ipos.vn".into(),
+            name: "Quản trị viên".into(),
+            password: PASSWORD.into(),
+            roles: vec![hubgate::accounts::Role::Admin],
+        };
+        hubgate::accounts::service::create_user(&mut conn, &hubgate::audit::Actor::system("e2e"), &admin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let owner = hubgate::accounts::merchant::create_ready_account(
+            &mut conn,
+            "chu@banhmi.vn",
+            "Lê Văn Chủ",
+            "0912345678",
+            PASSWORD,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let actor = hubgate::audit::Actor::user(owner.id, &owner.email);
+        let input = hubgate::business::service::BusinessInput {
+            name: "Bánh mì Lê".into(),
+            website: "banhmile.vn".into(),
+            features: vec!["sync".into()],
+        };
+        hubgate::business::service::create_business(&mut conn, &actor, owner.id, &input)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id
+    };
+    let owner = rig.tab().await;
+    owner.login("chu@banhmi.vn", PASSWORD).await;
+
+    // The bank will push to hubgate: the address and its secret, shown once.
+    owner.go(&format!("/app/b/{bid}/connect")).await;
+    owner.find("#bank-select").await.select_by_value("970416").await.unwrap_or_else(|e| panic!("{e}"));
+    owner.tap("#connect-form input[name=agree]").await;
+    owner.click("#connect-form button[type=submit]").await;
+    owner.fill("#push-form input[name=account_number]", "0071000555666").await;
+    owner.fill("#push-form input[name=account_name]", "LE VAN CHU").await;
+    owner.click("#push-form button[type=submit]").await;
+    let push_url = owner.find("#push-url").await.text().await.unwrap_or_default();
+    let push_secret = owner.find("#push-secret").await.text().await.unwrap_or_default();
+    assert!(push_url.contains("/bank-hooks/") && !push_secret.is_empty(), "{push_url}");
+
+    // Kho ứng dụng → Thêm webhook → Lưu và gọi thử.
+    owner.go(&format!("/app/b/{bid}/integrations")).await;
+    owner.see("Zalo OA").await;
+    owner.see("Telegram bot").await;
+    owner.click("#add-webhook").await;
+    owner.fill("#webhook-form input[name=name]", "Phần mềm bán hàng").await;
+    owner.fill("#webhook-form input[name=url]", &format!("{}/pos", receiver.base)).await;
+    owner
+        .find("#webhook-form select[name=format]")
+        .await
+        .select_by_value("casso_v2")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    owner.shot("webhook-form").await;
+    owner.click("#webhook-form button[type=submit]").await;
+    owner.see("Máy nhận trả lời 200").await;
+    owner.shot("webhook-created").await;
+    assert_eq!(receiver.calls("/pos").len(), 1, "the test call");
+
+    // The bank pushes a transaction; the worker delivers it; the log shows it.
+    let body = serde_json::json!({ "transactions": [{
+        "account_number": "0071000555666", "id": "FT26330123456", "booking_time": "2026-11-26 09:15:00",
+        "amount": 45000, "description": "TRAN THI B mua banh mi",
+    }]});
+    let pushed = reqwest::Client::new()
+        .post(&push_url)
+        .header("authorization", format!("Apikey {push_secret}"))
+        .json(&body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(pushed, 200);
+    poll("the webhook delivery", async || (receiver.calls("/pos").len() == 2).then_some(())).await;
+    owner.go(&format!("/app/b/{bid}/integrations")).await;
+    owner.see("Phần mềm bán hàng").await;
+    owner.press("Phần mềm bán hàng").await;
+    let log = owner.find("#delivery-log").await.text().await.unwrap_or_default();
+    assert!(log.contains("FT26330123456") && log.contains("45.000 đ") && log.contains("Đã gửi"), "{log}");
+    assert!(log.contains("HTTP 200"), "the attempt's status: {log}");
+    owner.shot("webhook-delivery-log").await;
+    let (_, delivered) = &receiver.calls("/pos")[1];
+    assert!(delivered.contains("FT26330123456"), "{delivered}");
+    let _ = owner.c.close().await;
+}

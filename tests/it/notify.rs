@@ -25,8 +25,8 @@ struct Received {
     script: Vec<u16>,
 }
 
-struct Receiver {
-    base: String,
+pub(crate) struct Receiver {
+    pub(crate) base: String,
     state: Arc<Mutex<Received>>,
 }
 
@@ -40,7 +40,7 @@ async fn receive(state: web::Data<Arc<Mutex<Received>>>, req: HttpRequest, body:
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let state = Arc::new(Mutex::new(Received::default()));
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
@@ -53,7 +53,7 @@ impl Receiver {
         Receiver { base: format!("http://{addr}"), state }
     }
 
-    fn calls(&self, path: &str) -> Vec<(Headers, String)> {
+    pub(crate) fn calls(&self, path: &str) -> Vec<(Headers, String)> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.calls.iter().filter(|(p, _, _)| p == path).map(|(_, h, b)| (h.clone(), b.clone())).collect()
     }
