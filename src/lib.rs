@@ -2,6 +2,7 @@
 //! one binary serving the web app, the worker and the CLI. See docs/ARCHITECTURE.md.
 
 pub mod accounts;
+pub mod api;
 pub mod audit;
 pub mod banking;
 pub mod bench;

@@ -377,6 +377,27 @@ pub fn page(conn: &mut DbConn, f: &TxFilter, offset: i64, limit: i64) -> QueryRe
         .load(conn)
 }
 
+/// A page in time order, oldest first or newest first (the API's `sort`).
+pub fn page_sorted(
+    conn: &mut DbConn,
+    f: &TxFilter,
+    offset: i64,
+    limit: i64,
+    desc: bool,
+) -> QueryResult<Vec<Transaction>> {
+    let q = filtered(f).offset(offset).limit(limit).select(transactions::all_columns);
+    if desc {
+        q.order((transactions::occurred_at.desc(), transactions::id.desc())).load(conn)
+    } else {
+        q.order((transactions::occurred_at.asc(), transactions::id.asc())).load(conn)
+    }
+}
+
+/// How many rows match.
+pub fn count(conn: &mut DbConn, f: &TxFilter) -> QueryResult<i64> {
+    filtered(f).count().get_result(conn)
+}
+
 /// Every matching row, oldest first, a batch at a time (exports).
 pub fn batch_after(conn: &mut DbConn, f: &TxFilter, after_id: i64, limit: i64) -> QueryResult<Vec<Transaction>> {
     filtered(f)

@@ -628,6 +628,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        business_id -> Int8,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        created_by -> Int8,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Int8,
+        api_key_id -> Int8,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     zalo_replies (id) {
         id -> Int8,
         event_id -> Int8,
@@ -707,11 +731,14 @@ diesel::joinable!(bank_connections -> businesses (business_id));
 diesel::joinable!(bank_accounts -> bank_connections (connection_id));
 diesel::joinable!(transactions -> bank_accounts (account_id));
 diesel::joinable!(deliveries -> integrations (integration_id));
+diesel::joinable!(api_tokens -> api_keys (api_key_id));
 diesel::joinable!(integration_recipients -> integrations (integration_id));
 diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    api_tokens,
     integration_recipients,
     zalo_tokens,
     zalo_events,

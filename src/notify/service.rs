@@ -154,11 +154,23 @@ pub async fn create_webhook(
     business_id: i64,
     input: WebhookInput,
 ) -> AppResult<(Integration, String, Attempt)> {
+    create_webhook_with(state, actor, business_id, input, None).await
+}
+
+/// As [`create_webhook`], with the secret the caller chose (Casso's API lets the client
+/// set the legacy `secure_token`); a new one when None or empty.
+pub async fn create_webhook_with(
+    state: &AppState,
+    actor: &Actor,
+    business_id: i64,
+    input: WebhookInput,
+    secret: Option<String>,
+) -> AppResult<(Integration, String, Attempt)> {
     if !webhook::FORMATS.iter().any(|(c, _)| *c == input.format) {
         return Err(AppError::Validation("Định dạng webhook không hợp lệ.".into()));
     }
     webhook::check_destination(&input.url, state.config.webhook_allow_private).await.map_err(AppError::Validation)?;
-    let secret = webhook::new_secret(&input.format);
+    let secret = secret.filter(|s| !s.is_empty()).unwrap_or_else(|| webhook::new_secret(&input.format));
     let spec = Spec {
         channel: "webhook",
         name: clean_name(&input.common.name, "Webhook"),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Wakes this process's worker when a committed change enqueued a job.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The public API's per-key rate limit.
+    pub api_limiter: Arc<crate::api::Limiter>,
 }
 
 impl AppState {
@@ -48,7 +50,15 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { config: Arc::new(config), pool, mailer, oidc, http, wake: Arc::new(tokio::sync::Notify::new()) })
+        Ok(Self {
+            config: Arc::new(config),
+            pool,
+            mailer,
+            oidc,
+            http,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            api_limiter: Arc::new(crate::api::new_limiter()),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -79,6 +89,8 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::business::staff::ROUTES,
         crate::banking::handlers::ROUTES,
         crate::notify::handlers::ROUTES,
+        crate::api::ROUTES,
+        crate::api::pages::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
@@ -99,6 +111,8 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::business::staff::configure(cfg);
     crate::banking::handlers::configure(cfg);
     crate::notify::handlers::configure(cfg);
+    crate::api::configure(cfg);
+    crate::api::pages::configure(cfg);
     crate::audit::handlers::configure(cfg);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
     crate::mail::sent::configure(cfg);

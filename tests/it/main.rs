@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod api;
 mod banking;
 mod channels;
 mod config;

@@ -87,6 +87,22 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/app/b/{bid}/integrations/{iid}/recipients/{rid}/remove", "merchant"),
     // Authenticated by the OA's signature over the raw body, not by a session.
     ("POST", "/zalo/webhook", "public"),
+    ("GET", "/app/b/{bid}/api", "merchant"),
+    ("POST", "/app/b/{bid}/api/keys", "merchant"),
+    ("POST", "/app/b/{bid}/api/keys/{kid}/revoke", "merchant"),
+    // The public API: authenticated by its key or token (401 JSON), never by a session.
+    ("POST", "/v1/token", "public"),
+    ("GET", "/v2/userInfo", "public"),
+    ("GET", "/v2/transactions", "public"),
+    ("GET", "/v2/transactions/{id}", "public"),
+    ("GET", "/v2/accounts", "public"),
+    ("GET", "/v2/accounts/{id}", "public"),
+    ("POST", "/v2/sync", "public"),
+    ("POST", "/v2/webhooks", "public"),
+    ("DELETE", "/v2/webhooks", "public"),
+    ("GET", "/v2/webhooks/{id}", "public"),
+    ("PUT", "/v2/webhooks/{id}", "public"),
+    ("DELETE", "/v2/webhooks/{id}", "public"),
     // Authenticated by the hook's own signature, not by a session.
     ("POST", "/bank-hooks/{key}", "public"),
     ("GET", "/admin/businesses", "admin"),
@@ -254,11 +270,16 @@ db_test!(role_matrix, |app| {
             .replace("{tid}", "999999")
             .replace("{did}", "999999")
             .replace("{rid}", "999999")
+            .replace("{kid}", "999999")
             .replace("{bank}", "OCB")
             .replace("{key}", "no-such-key")
             .replace("{month}", "2026-10");
         for (who, browser) in &people {
-            let page = if method == "GET" { browser.get(&url).await } else { browser.post(&url, &[]).await };
+            let page = match method {
+                "GET" => browser.get(&url).await,
+                "POST" => browser.post(&url, &[]).await,
+                other => browser.send(other, &url).await,
+            };
             let got = if page.redirects_to_login() {
                 Outcome::Login
             } else if page.status == 403 {

@@ -299,6 +299,18 @@ impl Browser {
         self.post_raw(path, &all).await
     }
 
+    /// Any method without a body (the API's PUT and DELETE in the role matrix).
+    pub async fn send(&self, method: &str, path: &str) -> Page {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let resp = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        Self::read(resp).await
+    }
+
     /// Posts exactly these fields (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let resp = self

@@ -1,0 +1,648 @@
+//! The Casso-compatible public API (`/v2/…`, and v1's token exchange), so a program
+//! written against Casso works against hubgate by changing only its base URL
+//! (../shared/reference/casso-api-v2.md). Every answer is the `{error, message, data}`
+//! envelope; a person's mistake is a 4xx with a message that says what to fix, never a
+//! 500.
+
+pub mod keys;
+pub mod pages;
+
+use std::num::NonZeroU32;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+use diesel::prelude::*;
+use serde::Deserialize;
+
+use crate::banking::models::Transaction;
+use crate::business::models::BankAccount;
+use crate::db::schema::{banks, integrations};
+use crate::error::AppError;
+use crate::web::AppState;
+use crate::web::access::Access;
+use keys::Caller;
+
+const P: Access = Access::Public;
+
+// Authenticated by the API key or token in each request, not by a session.
+crate::routes! {
+    POST "/v1/token" => P, token;
+    GET "/v2/userInfo" => P, user_info;
+    GET "/v2/transactions" => P, transactions;
+    GET "/v2/transactions/{id}" => P, transaction;
+    GET "/v2/accounts" => P, accounts;
+    GET "/v2/accounts/{id}" => P, account;
+    POST "/v2/sync" => P, sync;
+    POST "/v2/webhooks" => P, create_webhook;
+    DELETE "/v2/webhooks" => P, delete_webhooks_by_url;
+    GET "/v2/webhooks/{id}" => P, get_webhook;
+    PUT "/v2/webhooks/{id}" => P, update_webhook;
+    DELETE "/v2/webhooks/{id}" => P, delete_webhook;
+}
+
+/// Requests per second per key (burst on top); beyond it 429 with Retry-After.
+pub const RATE_PER_SECOND: u32 = 20;
+pub const RATE_BURST: u32 = 40;
+
+/// An answer of the API: the envelope, with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: i64,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 401, "Unauthorized Access")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, 404, format!("{what} not found"))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, 422, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after {
+            r.insert_header(("Retry-After", s.to_string()));
+        }
+        r.json(serde_json::json!({ "error": self.code, "message": self.message, "data": null }))
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::NotFound => ApiError::not_found("Resource"),
+            AppError::Validation(m) | AppError::Conflict(m) => ApiError::invalid(m),
+            AppError::Forbidden(_) | AppError::Csrf => ApiError::unauthorized(),
+            AppError::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, 503, "Service unavailable"),
+            AppError::Internal(e) => {
+                tracing::error!(error = %e, "API request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 500, "Internal error")
+            }
+        }
+    }
+}
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+fn ok(data: serde_json::Value) -> ApiResult {
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "error": 0, "message": "success", "data": data })))
+}
+
+/// The JSON 404 for unknown paths under `/v1/` and `/v2/`.
+pub async fn unknown() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::not_found("Endpoint"))
+}
+
+/// Per-key request rate, one per app instance (each node counts its own requests).
+pub type Limiter = governor::DefaultKeyedRateLimiter<i64>;
+
+pub fn new_limiter() -> Limiter {
+    let per_second = NonZeroU32::new(RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(RATE_BURST).unwrap_or(NonZeroU32::MIN);
+    governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
+}
+
+/// The caller of a request: `Authorization: Apikey <key>`, `Bearer <token>` or a bare
+/// v1 token. Counted against the key's rate.
+async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
+    if header.is_empty() || header.len() > 512 {
+        return Err(ApiError::unauthorized());
+    }
+    let config = state.config.clone();
+    let found = state
+        .db(move |conn| {
+            let (scheme, value) = header.split_once(' ').map(|(s, v)| (s.to_string(), v.trim())).unwrap_or_default();
+            Ok(if scheme.eq_ignore_ascii_case("apikey") {
+                keys::by_key(conn, &config, value)?
+            } else if scheme.eq_ignore_ascii_case("bearer") {
+                keys::by_token(conn, &config, value)?
+            } else {
+                keys::by_token(conn, &config, &header)?
+            })
+        })
+        .await?;
+    let c = found.ok_or_else(ApiError::unauthorized)?;
+    if let Err(not_until) = state.api_limiter.check_key(&c.key_id) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "Too many requests");
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    Ok(c)
+}
+
+/// A JSON body, or `{}` when there is none (some clients post nothing).
+fn body_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({}));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("Body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::invalid("Body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn id_of(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::invalid(format!("{what} must be a positive integer")))
+}
+
+// ---------------------------------------------------------------- v1 token
+
+#[derive(Deserialize)]
+struct TokenBody {
+    code: Option<String>,
+}
+
+/// `POST /v1/token {"code": "<api key>"}` → `{access_token, expires_in}`.
+async fn token(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+    let v = body_json(&body)?;
+    let t: TokenBody = serde_json::from_value(v).map_err(|_| ApiError::invalid("code must be a string"))?;
+    let code = t
+        .code
+        .filter(|c| !c.trim().is_empty() && c.len() <= 200)
+        .ok_or_else(|| ApiError::invalid("code is required"))?;
+    let config = state.config.clone();
+    let got = state.db(move |conn| keys::exchange(conn, &config, &code)).await?;
+    let (access_token, expires_in) = got.ok_or_else(ApiError::unauthorized)?;
+    ok(serde_json::json!({ "access_token": access_token, "expires_in": expires_in, "refresh_token": null }))
+}
+
+// ---------------------------------------------------------------- userInfo, accounts
+
+fn bank_codes(conn: &mut crate::db::DbConn) -> QueryResult<std::collections::HashMap<String, String>> {
+    Ok(banks::table.select((banks::bin, banks::casso_code_name)).load::<(String, String)>(conn)?.into_iter().collect())
+}
+
+fn code_name(codes: &std::collections::HashMap<String, String>, a: &BankAccount) -> String {
+    codes.get(&a.bank_bin).filter(|c| !c.is_empty()).cloned().unwrap_or_else(|| a.bank_code.to_lowercase())
+}
+
+fn connect_status(a: &BankAccount) -> i64 {
+    i64::from(a.connect_status == "connected")
+}
+
+async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let data = state
+        .db(move |conn| {
+            let user = crate::accounts::models::find(conn, c.user_id)?;
+            let b = crate::business::models::business(conn, c.business_id)?;
+            let status = crate::business::service::plan_status(conn, &b)?;
+            let codes = bank_codes(conn)?;
+            let mut accounts = crate::business::models::linked_accounts(conn, b.id)?;
+            accounts.sort_by_key(|a| a.id);
+            let bank_accs: Vec<serde_json::Value> = accounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    serde_json::json!({
+                        "id": a.id,
+                        "bank": { "bin": a.bank_bin.parse::<i64>().unwrap_or(0), "codeName": code_name(&codes, a) },
+                        "bankAccountName": if a.account_name.is_empty() { None } else { Some(&a.account_name) },
+                        "bankSubAccId": a.account_number,
+                        "connectStatus": connect_status(a),
+                        "planStatus": status.account_plan_status(i),
+                    })
+                })
+                .collect();
+            Ok(serde_json::json!({
+                "user": { "id": user.id, "email": user.email },
+                "business": { "id": b.id, "name": b.name },
+                "bankAccs": bank_accs,
+            }))
+        })
+        .await?;
+    ok(data)
+}
+
+fn local(t: NaiveDateTime) -> String {
+    chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn account_json(a: &BankAccount, codes: &std::collections::HashMap<String, String>) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "accountNumber": a.account_number,
+        "accountName": a.account_name,
+        "accountType": "payment",
+        "balance": a.balance,
+        "currency": "VND",
+        "bankName": a.bank_name,
+        "BIN": a.bank_bin,
+        "bankCodeName": code_name(codes, a),
+        "connectStatus": connect_status(a),
+        "beginningSettingDate": a.sync_from.map(|d| local(d)[..10].to_string()),
+        "beginningTxnDate": a.sync_from.map(|d| local(d)[..10].to_string()),
+        "lastSyncAt": a.last_sync_at.map(local),
+    })
+}
+
+async fn accounts(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let data = state
+        .db(move |conn| {
+            let codes = bank_codes(conn)?;
+            let mut list = crate::business::models::linked_accounts(conn, c.business_id)?;
+            list.sort_by_key(|a| a.id);
+            Ok(serde_json::Value::Array(list.iter().map(|a| account_json(a, &codes)).collect()))
+        })
+        .await?;
+    ok(data)
+}
+
+async fn account(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let id = id_of(&id, "id")?;
+    let data = state
+        .db(move |conn| {
+            let codes = bank_codes(conn)?;
+            let a = crate::business::models::linked_account(conn, c.business_id, id).optional()?;
+            Ok(a.map(|a| account_json(&a, &codes)))
+        })
+        .await?;
+    ok(data.ok_or_else(|| ApiError::not_found("Account"))?)
+}
+
+// ---------------------------------------------------------------- transactions
+
+fn transaction_json(
+    t: &Transaction,
+    a: Option<&BankAccount>,
+    codes: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "tid": t.bank_tx_id,
+        "description": t.description,
+        "amount": t.amount,
+        "cusum_balance": t.balance,
+        "cusumBalance": t.balance,
+        "when": local(t.occurred_at),
+        "bookingDate": local(t.occurred_at)[..10].to_string(),
+        "bankSubAccId": a.map(|a| a.account_number.clone()).unwrap_or_default(),
+        "paymentChannel": t.payment_channel,
+        "virtualAccount": t.virtual_account,
+        "virtualAccountName": t.virtual_account_name,
+        "corresponsiveName": t.counter_name,
+        "corresponsiveAccount": t.counter_account,
+        "corresponsiveBankId": t.counter_bank_id,
+        "corresponsiveBankName": t.counter_bank_name,
+        "accountId": t.account_id,
+        "bankCodeName": a.map(|a| code_name(codes, a)).unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TxQuery {
+    from_date: Option<String>,
+    to_date: Option<String>,
+    page: Option<String>,
+    page_size: Option<String>,
+    sort: Option<String>,
+}
+
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+fn date(raw: &Option<String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map(Some).map_err(|_| {
+            ApiError::invalid(format!(
+                "{name} must be a date YYYY-MM-DD, got `{}`",
+                s.chars().take(40).collect::<String>()
+            ))
+        }),
+    }
+}
+
+fn number(raw: &Option<String>, name: &str, default: i64, max: i64) -> Result<i64, ApiError> {
+    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("{name} must be an integer from 1 to {max}"))),
+    }
+}
+
+async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let q: TxQuery =
+        serde_html_form::from_str(req.query_string()).map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
+    let today = crate::fmt::local_date(crate::db::now());
+    let to = date(&q.to_date, "toDate")?.unwrap_or(today);
+    let from = date(&q.from_date, "fromDate")?.unwrap_or(to - chrono::Duration::days(7));
+    if from > to {
+        return Err(ApiError::invalid("fromDate must not be after toDate"));
+    }
+    let page = number(&q.page, "page", 1, 1_000_000)?;
+    let page_size = number(&q.page_size, "pageSize", 10, MAX_PAGE_SIZE)?;
+    let desc = match q.sort.as_deref().map(|s| s.trim().to_ascii_uppercase()) {
+        None => false,
+        Some(s) if s.is_empty() || s == "ASC" => false,
+        Some(s) if s == "DESC" => true,
+        Some(_) => return Err(ApiError::invalid("sort must be ASC or DESC")),
+    };
+    let filter = crate::banking::models::TxFilter {
+        business_id: c.business_id,
+        account_id: None,
+        from: Some(crate::fmt::local_midnight_utc(from)),
+        to: Some(crate::fmt::local_midnight_utc(to + chrono::Duration::days(1))),
+        income: None,
+        min_amount: None,
+        max_amount: None,
+        text: None,
+    };
+    let data = state
+        .db(move |conn| {
+            let total = crate::banking::models::count(conn, &filter)?;
+            let rows = crate::banking::models::page_sorted(conn, &filter, (page - 1) * page_size, page_size, desc)?;
+            let codes = bank_codes(conn)?;
+            let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
+            let records: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|t| transaction_json(t, accounts.iter().find(|a| a.id == t.account_id), &codes))
+                .collect();
+            let total_pages = (total + page_size - 1) / page_size;
+            Ok(serde_json::json!({
+                "page": page,
+                "pageSize": page_size,
+                "nextPage": if page < total_pages { Some(page + 1) } else { None },
+                "prevPage": if page > 1 { Some(page - 1) } else { None },
+                "totalPages": total_pages,
+                "totalRecords": total,
+                "records": records,
+            }))
+        })
+        .await?;
+    ok(data)
+}
+
+async fn transaction(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let id = id_of(&id, "id")?;
+    let data = state
+        .db(move |conn| {
+            let Some(t) = crate::banking::models::transaction(conn, c.business_id, id).optional()? else {
+                return Ok(None);
+            };
+            let a = crate::business::models::linked_account(conn, c.business_id, t.account_id).optional()?;
+            Ok(Some(transaction_json(&t, a.as_ref(), &bank_codes(conn)?)))
+        })
+        .await?;
+    ok(data.ok_or_else(|| ApiError::not_found("Transaction"))?)
+}
+
+// ---------------------------------------------------------------- sync
+
+/// `POST /v2/sync {"bank_acc_id": "<account number>"}`, or no body: every account.
+async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let v = body_json(&body)?;
+    let wanted = match &v["bank_acc_id"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => return Err(ApiError::invalid("bank_acc_id must be an account number")),
+    };
+    let actor = crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id));
+    state
+        .db(move |conn| {
+            let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
+            let chosen: Vec<&BankAccount> = match &wanted {
+                Some(n) => accounts.iter().filter(|a| a.account_number == *n).collect(),
+                None => accounts.iter().collect(),
+            };
+            if chosen.is_empty() {
+                return Err(match wanted {
+                    Some(_) => AppError::NotFound,
+                    None => AppError::Validation("The business has no linked bank account".into()),
+                });
+            }
+            for a in chosen.into_iter().filter(|a| a.method != "push") {
+                crate::banking::service::request_sync(conn, &actor, c.business_id, a.id)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            AppError::NotFound => ApiError::not_found("Bank account"),
+            e => e.into(),
+        })?;
+    ok(serde_json::Value::Null)
+}
+
+// ---------------------------------------------------------------- webhooks
+
+fn webhook_json(i: &crate::notify::models::Integration) -> serde_json::Value {
+    serde_json::json!({
+        "id": i.id,
+        "channel": "webhook",
+        "param1": i.url,
+        "param2": "",
+        "send_only_income": i32::from(i.income_only),
+    })
+}
+
+/// `{"webhook" | "url": …, "secure_token": …, "income_only": …}`.
+fn webhook_body(body: &[u8]) -> Result<(String, String, bool), ApiError> {
+    let v = body_json(body)?;
+    let url = v["webhook"].as_str().or_else(|| v["url"].as_str()).map(str::trim).unwrap_or("");
+    if url.is_empty() {
+        return Err(ApiError::invalid("webhook (the URL) is required"));
+    }
+    let token = match &v["secure_token"] {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) if s.len() <= 200 => s.clone(),
+        _ => return Err(ApiError::invalid("secure_token must be a string of at most 200 characters")),
+    };
+    let income_only = match &v["income_only"] {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_i64() == Some(1),
+        _ => return Err(ApiError::invalid("income_only must be true or false")),
+    };
+    Ok((url.to_string(), token, income_only))
+}
+
+fn api_actor(c: &Caller) -> crate::audit::Actor {
+    crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id))
+}
+
+async fn create_webhook(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let (url, token, income_only) = webhook_body(&body)?;
+    let input = crate::notify::service::WebhookInput {
+        common: crate::notify::service::Common { name: "Webhook (API)".into(), income_only, ..Default::default() },
+        url,
+        format: "casso_legacy".into(),
+    };
+    let (i, _, _) =
+        crate::notify::service::create_webhook_with(&state, &api_actor(&c), c.business_id, input, Some(token)).await?;
+    ok(webhook_json(&i))
+}
+
+fn own_webhook(
+    conn: &mut crate::db::DbConn,
+    business_id: i64,
+    id: i64,
+) -> Result<crate::notify::models::Integration, AppError> {
+    let i = crate::notify::models::integration(conn, business_id, id).optional()?.ok_or(AppError::NotFound)?;
+    if i.channel != "webhook" {
+        return Err(AppError::NotFound);
+    }
+    Ok(i)
+}
+
+fn webhook_missing() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, 12, "Webhook not exists")
+}
+
+async fn get_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let id = id_of(&id, "id")?;
+    let i = state.db(move |conn| own_webhook(conn, c.business_id, id)).await.map_err(|e| match e {
+        AppError::NotFound => webhook_missing(),
+        e => e.into(),
+    })?;
+    ok(webhook_json(&i))
+}
+
+async fn update_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let id = id_of(&id, "id")?;
+    let (url, token, income_only) = webhook_body(&body)?;
+    crate::notify::webhook::check_destination(&url, state.config.webhook_allow_private)
+        .await
+        .map_err(ApiError::invalid)?;
+    let sealed = if token.is_empty() {
+        None
+    } else {
+        Some(crate::secrets::seal(&state.config.secret, &token).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?)
+    };
+    let actor = api_actor(&c);
+    let i = state
+        .db(move |conn| {
+            crate::db::tx(conn, |conn| {
+                let before = own_webhook(conn, c.business_id, id)?;
+                let t = crate::db::now();
+                diesel::update(integrations::table.find(before.id))
+                    .set((
+                        integrations::url.eq(&url),
+                        integrations::income_only.eq(income_only),
+                        integrations::updated_at.eq(t),
+                    ))
+                    .execute(conn)?;
+                if let Some(s) = &sealed {
+                    diesel::update(integrations::table.find(before.id))
+                        .set(integrations::secret_sealed.eq(s))
+                        .execute(conn)?;
+                }
+                crate::audit::record(
+                    conn,
+                    &actor,
+                    "integration",
+                    before.id,
+                    "update",
+                    Some(serde_json::json!({ "url": before.url, "income_only": before.income_only })),
+                    Some(serde_json::json!({ "url": url, "income_only": income_only })),
+                )?;
+                own_webhook(conn, c.business_id, id)
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            AppError::NotFound => webhook_missing(),
+            e => e.into(),
+        })?;
+    ok(webhook_json(&i))
+}
+
+async fn delete_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let id = id_of(&id, "id")?;
+    let actor = api_actor(&c);
+    state
+        .db(move |conn| {
+            own_webhook(conn, c.business_id, id)?;
+            crate::notify::service::delete(conn, &actor, c.business_id, id)
+        })
+        .await
+        .map_err(|e| match e {
+            AppError::NotFound => webhook_missing(),
+            e => e.into(),
+        })?;
+    ok(serde_json::Value::Null)
+}
+
+#[derive(Deserialize)]
+struct ByUrl {
+    webhook: Option<String>,
+    url: Option<String>,
+}
+
+/// `DELETE /v2/webhooks?webhook=<url>`: every webhook of the business with that URL.
+async fn delete_webhooks_by_url(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
+    let c = caller(&state, &req).await?;
+    let q: ByUrl =
+        serde_html_form::from_str(req.query_string()).map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
+    let url = q.webhook.or(q.url).map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+    let url = url.ok_or_else(|| ApiError::invalid("webhook (the URL) is required"))?;
+    let actor = api_actor(&c);
+    let n = state
+        .db(move |conn| {
+            let ids: Vec<i64> = crate::notify::models::integrations_of(conn, c.business_id)?
+                .into_iter()
+                .filter(|i| i.channel == "webhook" && i.url == url)
+                .map(|i| i.id)
+                .collect();
+            for id in &ids {
+                crate::notify::service::delete(conn, &actor, c.business_id, *id)?;
+            }
+            Ok(ids.len())
+        })
+        .await?;
+    if n == 0 {
+        return Err(webhook_missing());
+    }
+    ok(serde_json::Value::Null)
+}
