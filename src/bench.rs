@@ -446,68 +446,19 @@ pub fn report(rows: usize) -> anyhow::Result<()> {
 /// one transaction per page of 500, de-duplicated by (account, bank id)): first all
 /// new, then the same pages again, all already known.
 pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
-    use crate::audit::Actor;
     use crate::banking::connectors::IncomingTx;
     let backends: Vec<Option<&str>> = match pg_admin {
         Some(url) => vec![None, Some(url)],
         None => vec![None],
     };
     let start = crate::db::now() - chrono::Duration::days(30);
-    let txs: Vec<IncomingTx> = (0..count)
-        .map(|i| IncomingTx {
-            bank_tx_id: format!("FT{i:012}"),
-            amount: if i % 4 == 0 { -((i % 997) as i64 + 1) * 1000 } else { ((i % 991) as i64 + 1) * 1000 },
-            description: format!("NGUYEN VAN {} chuyen tien thanh toan don hang {i}", SHOPS[i % SHOPS.len()]),
-            balance: Some(10_000_000 + i as i64),
-            occurred_at: start + chrono::Duration::seconds(i as i64 * 7),
-            pending: false,
-            counter_account: format!("0{:09}", i % 1_000_000_000),
-            counter_name: "NGUYEN VAN A".into(),
-            counter_bank_id: "970436".into(),
-            counter_bank_name: "Vietcombank".into(),
-            virtual_account: String::new(),
-            virtual_account_name: String::new(),
-            payment_channel: "IBFT".into(),
-            replaces: None,
-        })
-        .collect();
+    let txs: Vec<IncomingTx> =
+        (0..count).map(|i| bench_tx(i, start + chrono::Duration::seconds(i as i64 * 7))).collect();
     for backend in backends {
         let s = scratch(backend)?;
         let mut conn = s.pool.get()?;
         let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
-        let owner = crate::accounts::merchant::create_ready_account(
-            &mut conn,
-            "bench@sync.vn",
-            "Bench",
-            "0912345678",
-            "mat-khau-bench-2026",
-        )
-        .map_err(e)?;
-        let actor = Actor::user(owner.id, &owner.email);
-        let input =
-            crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
-        let b = crate::business::service::create_business(&mut conn, &actor, owner.id, &input).map_err(e)?;
-        let account = crate::business::service::link_account(
-            &mut conn,
-            &actor,
-            &crate::business::models::NewBankAccount {
-                business_id: b.id,
-                bank_code: "ACB",
-                bank_name: "ACB",
-                account_number: "0071000123456",
-                account_name: "BENCH",
-                method: "demo",
-                connect_status: "connected",
-                created_at: crate::db::now(),
-                connection_id: None,
-                bank_bin: "970416",
-                external_id: "bench",
-                balance: None,
-                sync_from: None,
-                next_sync_at: None,
-            },
-        )
-        .map_err(e)?;
+        let (_, _, account) = bench_account(&mut conn, "bench@sync.vn", "demo")?;
         let name = if backend.is_some() { "postgres" } else { "sqlite" };
         for round in ["new", "already known"] {
             let started = Instant::now();
@@ -524,6 +475,79 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The whole app on a free 127.0.0.1 port, in this process (one HTTP worker).
+fn serve_in_process(state: &crate::web::AppState) -> anyhow::Result<std::net::SocketAddr> {
+    let metrics = crate::web::metrics(&state.pool)?;
+    let app_state = state.clone();
+    let server = actix_web::HttpServer::new(move || crate::web::build_app(app_state.clone(), metrics.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))?;
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    Ok(addr)
+}
+
+/// The n-th generated bank transaction of the benches.
+fn bench_tx(i: usize, occurred_at: chrono::NaiveDateTime) -> crate::banking::connectors::IncomingTx {
+    crate::banking::connectors::IncomingTx {
+        bank_tx_id: format!("FT{i:012}"),
+        amount: if i.is_multiple_of(4) { -((i % 997) as i64 + 1) * 1000 } else { ((i % 991) as i64 + 1) * 1000 },
+        description: format!("NGUYEN VAN {} chuyen tien thanh toan don hang {i}", SHOPS[i % SHOPS.len()]),
+        balance: Some(10_000_000 + i as i64),
+        occurred_at,
+        pending: false,
+        counter_account: format!("0{:09}", i % 1_000_000_000),
+        counter_name: "NGUYEN VAN A".into(),
+        counter_bank_id: "970436".into(),
+        counter_bank_name: "Vietcombank".into(),
+        virtual_account: String::new(),
+        virtual_account_name: String::new(),
+        payment_channel: "IBFT".into(),
+        replaces: None,
+    }
+}
+
+/// A merchant, a business on the PRO plan and a linked account, for the benches.
+fn bench_account(
+    conn: &mut crate::db::DbConn,
+    email: &str,
+    method: &str,
+) -> anyhow::Result<(crate::audit::Actor, i64, crate::business::models::BankAccount)> {
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let owner =
+        crate::accounts::merchant::create_ready_account(conn, email, "Bench", "0912345678", "mat-khau-bench-2026")
+            .map_err(e)?;
+    let actor = crate::audit::Actor::user(owner.id, &owner.email);
+    let input =
+        crate::business::service::BusinessInput { name: "Bench".into(), website: String::new(), features: vec![] };
+    let b = crate::business::service::create_business(conn, &actor, owner.id, &input).map_err(e)?;
+    let pro = crate::business::models::plans(conn)?.into_iter().find(|p| p.code == "PRO").context("no PRO plan")?;
+    crate::business::service::set_plan(conn, &actor, b.id, pro.id).map_err(e)?;
+    let account = crate::business::service::link_account(
+        conn,
+        &actor,
+        &crate::business::models::NewBankAccount {
+            business_id: b.id,
+            bank_code: "ACB",
+            bank_name: "ACB",
+            account_number: "0071000123456",
+            account_name: "BENCH",
+            method,
+            connect_status: "connected",
+            created_at: crate::db::now(),
+            connection_id: None,
+            bank_bin: "970416",
+            external_id: "bench",
+            balance: None,
+            sync_from: None,
+            next_sync_at: None,
+        },
+    )
+    .map_err(e)?;
+    Ok((actor, b.id, account))
 }
 
 /// Push to receipt: transactions pushed to `/bank-hooks/…` at `rate` per second for
@@ -583,14 +607,7 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     let receiver_addr = receiver.addrs()[0];
     actix_web::rt::spawn(receiver.run());
 
-    let metrics = crate::web::metrics(&state.pool)?;
-    let app_state = state.clone();
-    let server = actix_web::HttpServer::new(move || crate::web::build_app(app_state.clone(), metrics.clone()))
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))?;
-    let app_addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
+    let app_addr = serve_in_process(&state)?;
 
     // A merchant, a business, a push-linked account and a Casso V2 webhook.
     let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
@@ -738,5 +755,98 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     );
     let _ = stop.send(true);
     let _ = worker.await;
+    Ok(())
+}
+
+/// `GET /v2/transactions` (pages of 100 over `count` transactions) and `/v2/userInfo`
+/// through HTTP with an API key: requests per second and p99, with `concurrency`
+/// requests in flight for `seconds` each. The load generator runs in the same process
+/// (the same two cores) as the server.
+pub fn api(pg_admin: Option<&str>, count: usize, seconds: u64, concurrency: usize) -> anyhow::Result<()> {
+    let backends: Vec<Option<String>> = match pg_admin {
+        Some(url) => vec![None, Some(url.to_string())],
+        None => vec![None],
+    };
+    for backend in backends {
+        actix_web::rt::System::new().block_on(api_one(backend, count, seconds, concurrency))?;
+    }
+    Ok(())
+}
+
+async fn api_one(pg_admin: Option<String>, count: usize, seconds: u64, concurrency: usize) -> anyhow::Result<()> {
+    let label = if pg_admin.is_some() { "postgres" } else { "sqlite" };
+    let mut s = scratch(pg_admin.as_deref())?;
+    s.config.api_rate_per_second = 1_000_000;
+    let pool = crate::db::pool(&s.config.database_url, 16)?;
+    let state = crate::web::AppState::new(s.config.clone(), pool)?;
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let started = Instant::now();
+    let (key, pages) = {
+        let mut conn = state.pool.get()?;
+        let (actor, business_id, account) = bench_account(&mut conn, "bench@api.vn", "push")?;
+        // Spread over the last 30 days, stored through the sync engine's path.
+        let now = crate::db::now();
+        let step = (30 * 86_400 * 1000 / count.max(1) as i64).max(1);
+        for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
+            let page: Vec<crate::banking::connectors::IncomingTx> =
+                chunk.iter().map(|&i| bench_tx(i, now - chrono::Duration::milliseconds(step * i as i64))).collect();
+            crate::banking::sync::apply_page(&mut conn, &account, &page, "bench").map_err(e)?;
+        }
+        let (_, key) = crate::api::keys::create(&mut conn, &state.config, &actor, business_id, "bench").map_err(e)?;
+        (key, count.div_ceil(100).max(1))
+    };
+    println!("api [{label}] {count} transactions stored in {:.1} s", started.elapsed().as_secs_f64());
+
+    let base = format!("http://{}", serve_in_process(&state)?);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let from = crate::fmt::local_date(crate::db::now() - chrono::Duration::days(31)).format("%Y-%m-%d").to_string();
+    for (name, path) in [
+        ("GET /v2/transactions (100 per page)", format!("/v2/transactions?fromDate={from}&pageSize=100&page=")),
+        ("GET /v2/userInfo", "/v2/userInfo".to_string()),
+    ] {
+        let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..concurrency {
+            let (client, base, path, key) = (client.clone(), base.clone(), path.clone(), key.clone());
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                let mut n = worker;
+                while Instant::now() < deadline {
+                    // Pages spread over the whole history (a client walking it).
+                    let url = if path.ends_with("page=") {
+                        format!("{base}{path}{}", (n * 7919) % pages + 1)
+                    } else {
+                        format!("{base}{path}")
+                    };
+                    n += concurrency;
+                    let t0 = Instant::now();
+                    let ok = match client.get(&url).header("authorization", format!("Apikey {key}")).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            });
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        while let Some(Ok((lat, err))) = tasks.join_next().await {
+            all.extend(lat);
+            errors += err;
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "api [{label}] {name}: {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms ({} requests, {errors} errors, {concurrency} in flight)",
+            all.len() as f64 / seconds as f64,
+            percentile(&all, 0.50),
+            percentile(&all, 0.99),
+            all.len()
+        );
+    }
     Ok(())
 }

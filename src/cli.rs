@@ -112,6 +112,17 @@ pub enum BenchCommand {
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
+    /// The Casso-compatible API: requests/s and p99 of /v2/transactions and /v2/userInfo.
+    Api {
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
     /// Transactions/s through the de-duplicating insert, new and already known.
     Sync {
         #[arg(long, default_value_t = 100_000)]
@@ -163,6 +174,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Report { rows } => crate::bench::report(*rows),
             BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
+            BenchCommand::Api { transactions, seconds, concurrency, pg } => {
+                crate::bench::api(pg.as_deref(), *transactions, *seconds, *concurrency)
+            }
             BenchCommand::Notify { rate, seconds, pg } => crate::bench::notify(pg.as_deref(), *rate, *seconds),
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
                 crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)

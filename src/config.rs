@@ -221,6 +221,18 @@ pub const SETTINGS: &[Setting] = &[
         doc: "bearer token hubgate presents to the RPA agent",
     },
     Setting {
+        key: "metrics_token",
+        env: "HUBGATE_METRICS_TOKEN",
+        default: "",
+        doc: "bearer token a Prometheus scraper presents at /metrics (empty = /metrics is off)",
+    },
+    Setting {
+        key: "api_rate_per_second",
+        env: "HUBGATE_API_RATE_PER_SECOND",
+        default: "20",
+        doc: "requests per second each API key may make (twice that in a burst); beyond it 429",
+    },
+    Setting {
         key: "zalo_app_id",
         env: "HUBGATE_ZALO_APP_ID",
         default: "",
@@ -321,6 +333,8 @@ pub struct Config {
     pub webhook_allow_private: bool,
     pub zalo: ZaloConfig,
     pub telegram_api_url: String,
+    pub api_rate_per_second: u32,
+    pub metrics_token: String,
 }
 
 /// Where the bank-side parties are.
@@ -618,9 +632,12 @@ impl Config {
             graph_url: url("zalo_graph_url")?,
         };
         let telegram_api_url = url("telegram_api_url")?;
+        let api_rate_per_second = u32::try_from(parse_num("api_rate_per_second")?.max(1)).unwrap_or(u32::MAX);
         Ok(Config {
             zalo,
             telegram_api_url,
+            api_rate_per_second,
+            metrics_token: get("metrics_token").trim().to_string(),
             webhook_allow_private,
             banking,
             oidc,

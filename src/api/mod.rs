@@ -41,9 +41,8 @@ crate::routes! {
     DELETE "/v2/webhooks/{id}" => P, delete_webhook;
 }
 
-/// Requests per second per key (burst on top); beyond it 429 with Retry-After.
-pub const RATE_PER_SECOND: u32 = 20;
-pub const RATE_BURST: u32 = 40;
+/// A key may burst to this many times its per-second rate; beyond it 429 with Retry-After.
+pub const BURST_FACTOR: u32 = 2;
 
 /// An answer of the API: the envelope, with its HTTP status.
 #[derive(Debug)]
@@ -121,9 +120,9 @@ pub async fn unknown() -> HttpResponse {
 /// Per-key request rate, one per app instance (each node counts its own requests).
 pub type Limiter = governor::DefaultKeyedRateLimiter<i64>;
 
-pub fn new_limiter() -> Limiter {
-    let per_second = NonZeroU32::new(RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(RATE_BURST).unwrap_or(NonZeroU32::MIN);
+pub fn new_limiter(per_second: u32) -> Limiter {
+    let burst = NonZeroU32::new(per_second.saturating_mul(BURST_FACTOR)).unwrap_or(NonZeroU32::MIN);
+    let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
     governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
 }
 

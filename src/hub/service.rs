@@ -358,10 +358,22 @@ pub fn transition(
     to: State,
     reason: &str,
 ) -> AppResult<()> {
-    if to == State::Accepted {
-        return Err(AppError::Validation(
-            "Chấp nhận (B2) đi kèm mail chấp nhận: dùng nút “Soạn mail chấp nhận”.".into(),
-        ));
+    // By hand a request is only rejected or cancelled. Every other step happens through
+    // its own action (the acceptance mail, the PYC, the checklist, the B5 mail, the
+    // invoice), so a crafted form cannot skip them.
+    match to {
+        State::Rejected | State::Cancelled => {}
+        State::Accepted => {
+            return Err(AppError::Validation(
+                "Chấp nhận (B2) đi kèm mail chấp nhận: dùng nút “Soạn mail chấp nhận”.".into(),
+            ));
+        }
+        other => {
+            return Err(AppError::Validation(format!(
+                "Không thể chuyển tay sang “{}”: bước này chỉ diễn ra qua thao tác của nó (PYC, checklist triển khai, mail phản hồi, hóa đơn).",
+                other.label()
+            )));
+        }
     }
     crate::db::tx(conn, |conn| transition_inner(conn, actor, request_id, version, to, reason))
 }

@@ -45,6 +45,60 @@ fn is_encrypted_ooxml(bytes: &[u8]) -> bool {
     bytes.starts_with(&OLE_MAGIC) && bytes.windows(stream.len()).any(|w| w == stream.as_slice())
 }
 
+/// Columns beyond this are ignored (a statement has a few dozen).
+pub const MAX_COLS: u32 = 256;
+/// Rows and non-empty cells read from one sheet at most.
+pub const MAX_ROWS: u32 = 1_100_000;
+pub const MAX_CELLS: usize = 30_000_000;
+
+/// Rows of text from a sheet's cells as they stream by, sized by the cells actually
+/// present and bounded by [`MAX_ROWS`] and [`MAX_CELLS`].
+fn collect_cells<'a>(
+    mut next: impl FnMut() -> Result<Option<calamine::Cell<calamine::DataRef<'a>>>, String>,
+) -> Result<Vec<Vec<String>>, String> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut cells = 0usize;
+    let (mut first_row, mut first_col) = (usize::MAX, usize::MAX);
+    while let Some(cell) = next()? {
+        let (r, c) = cell.get_position();
+        if c >= MAX_COLS {
+            continue;
+        }
+        let text = cell_text(&Data::from(cell.get_value().clone()));
+        if text.is_empty() {
+            continue;
+        }
+        if r >= MAX_ROWS {
+            return Err(format!(
+                "Trang tính có quá nhiều dòng (tối đa {} dòng).",
+                crate::fmt::Count(i64::from(MAX_ROWS))
+            ));
+        }
+        cells += 1;
+        if cells > MAX_CELLS {
+            return Err("Trang tính có quá nhiều ô dữ liệu.".into());
+        }
+        let (r, c) = (r as usize, c as usize);
+        (first_row, first_col) = (first_row.min(r), first_col.min(c));
+        if rows.len() <= r {
+            rows.resize_with(r + 1, Vec::new);
+        }
+        if rows[r].len() <= c {
+            rows[r].resize(c + 1, String::new());
+        }
+        rows[r][c] = text;
+    }
+    // As calamine's ranges do, the sheet starts at its first used row and column (saved
+    // column mappings count from there).
+    if first_row != usize::MAX {
+        rows.drain(..first_row);
+        for row in &mut rows {
+            row.drain(..first_col.min(row.len()));
+        }
+    }
+    Ok(rows)
+}
+
 /// Reads every sheet of the statement; errors are for people, in Vietnamese.
 pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
     if bytes.is_empty() {
@@ -70,8 +124,25 @@ pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
         })?;
         let mut out = Vec::new();
         for name in book.sheet_names() {
-            let range = book.worksheet_range(&name).map_err(|_| format!("Không đọc được trang “{name}”."))?;
-            out.push(Sheet { name, rows: range.rows().map(|r| r.iter().map(cell_text).collect()).collect() });
+            let unreadable = |_| format!("Không đọc được trang “{name}”.");
+            // xlsx and xlsb are streamed cell by cell: a sheet's declared dimension (a
+            // 1.6 KB file may claim A1:XFD1048576) never sizes anything.
+            let rows = match &mut book {
+                calamine::Sheets::Xlsx(x) => {
+                    let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
+                    collect_cells(|| reader.next_cell().map_err(|_| unreadable(())))?
+                }
+                calamine::Sheets::Xlsb(x) => {
+                    let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
+                    collect_cells(|| reader.next_cell().map_err(|_| unreadable(())))?
+                }
+                // xls is bounded by its format (65,536 × 256); ods is read whole by calamine.
+                other => {
+                    let range = other.worksheet_range(&name).map_err(|_| unreadable(()))?;
+                    range.rows().map(|r| r.iter().take(MAX_COLS as usize).map(cell_text).collect()).collect()
+                }
+            };
+            out.push(Sheet { name, rows });
         }
         out
     };
@@ -408,6 +479,80 @@ pub fn outcome_workbook(o: &Outcome) -> AppResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small workbook: a title row, then the header and two lines from column B.
+    fn workbook() -> Vec<u8> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        let _ = sheet.set_name("Bang ke");
+        let _ = sheet.write_string(0, 1, "BẢNG KÊ THÁNG 10");
+        for (c, h) in ["POS ID", "Mã điểm", "Merchant"].iter().enumerate() {
+            let _ = sheet.write_string(2, 1 + c as u16, *h);
+        }
+        let _ = sheet.write_string(3, 1, "POS-0012");
+        let _ = sheet.write_string(3, 3, "Phở Thìn");
+        let _ = sheet.write_number(4, 1, 77.0);
+        book.save_to_buffer().unwrap_or_default()
+    }
+
+    /// The workbook with its first sheet's XML changed by `edit`.
+    fn rewritten(bytes: &[u8], edit: impl Fn(String) -> String) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut zin = zip::ZipArchive::new(Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..zin.len() {
+            let mut f = zin.by_index(i).unwrap_or_else(|e| panic!("{e}"));
+            let name = f.name().map(|n| n.to_string()).unwrap_or_default();
+            let mut data = Vec::new();
+            let _ = f.read_to_end(&mut data);
+            if name == "xl/worksheets/sheet1.xml" {
+                data = edit(String::from_utf8_lossy(&data).to_string()).into_bytes();
+            }
+            let _ = out.start_file(name, zip::write::SimpleFileOptions::default());
+            let _ = out.write_all(&data);
+        }
+        out.finish().map(|c| c.into_inner()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_declared_dimension_sizes_nothing() {
+        let plain = read(&workbook(), "t.xlsx").unwrap_or_else(|e| panic!("{e}"));
+        let rows = &plain[0].rows;
+        assert_eq!(rows[0][0], "BẢNG KÊ THÁNG 10", "the sheet starts at its first used row and column");
+        assert_eq!(rows[3][..3], ["POS-0012".to_string(), String::new(), "Phở Thìn".to_string()]);
+        assert_eq!(rows[4][0], "77");
+        // 1.6 KB that claims every cell Excel can hold: read as the cells it has.
+        let claims = rewritten(&workbook(), |xml| {
+            let start = xml.find("<dimension").unwrap_or(0);
+            let end = start + xml[start..].find("/>").unwrap_or(0) + 2;
+            let xml = format!("{}<dimension ref=\"A1:XFD1048576\"/>{}", &xml[..start], &xml[end..]);
+            // And a cell in that far corner: a dense range from A1 would be 17 billion cells.
+            xml.replace(
+                "</sheetData>",
+                "<row r=\"1048576\"><c r=\"XFD1048576\" t=\"inlineStr\"><is><t>x</t></is></c></row></sheetData>",
+            )
+        });
+        assert!(String::from_utf8_lossy(&claims).len() < 20_000);
+        let read_back = read(&claims, "t.xlsx").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_back[0].rows[..plain[0].rows.len()], plain[0].rows[..]);
+        // A cell in column XFD is ignored; one past the row bound is refused.
+        let far_right = rewritten(&workbook(), |xml| {
+            xml.replace(
+                "</sheetData>",
+                "<row r=\"9\"><c r=\"XFD9\" t=\"inlineStr\"><is><t>x</t></is></c></row></sheetData>",
+            )
+        });
+        let sheets = read(&far_right, "t.xlsx").unwrap_or_else(|e| panic!("{e}"));
+        assert!(sheets[0].rows.iter().all(|r| r.len() <= MAX_COLS as usize));
+        let far_down = rewritten(&workbook(), |xml| {
+            xml.replace(
+                "</sheetData>",
+                "<row r=\"1200000\"><c r=\"A1200000\" t=\"inlineStr\"><is><t>x</t></is></c></row></sheetData>",
+            )
+        });
+        let refused = read(&far_down, "t.xlsx").err().unwrap_or_default();
+        assert!(refused.contains("quá nhiều dòng"), "{refused}");
+    }
 
     #[test]
     fn codes_compare_without_case_spaces_and_zeros() {

@@ -50,6 +50,7 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let api_limiter = Arc::new(crate::api::new_limiter(config.api_rate_per_second));
         Ok(Self {
             config: Arc::new(config),
             pool,
@@ -57,7 +58,7 @@ impl AppState {
             oidc,
             http,
             wake: Arc::new(tokio::sync::Notify::new()),
-            api_limiter: Arc::new(crate::api::new_limiter()),
+            api_limiter,
         })
     }
 
@@ -122,6 +123,37 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::pyc::handlers::configure(cfg);
     crate::reports::handlers::configure(cfg);
     crate::worker::handlers::configure(cfg);
+}
+
+/// `/metrics` answers only a scraper presenting `Authorization: Bearer <metrics_token>`;
+/// without a configured token it does not exist (404). Route names, request counts and
+/// pool sizes tell an outsider more than they should.
+async fn metrics_guard(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if req.path() == "/metrics" {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let expected = state.map(|s| s.config.metrics_token.clone()).unwrap_or_default();
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if expected.is_empty() {
+            return Ok(req.into_response(actix_web::HttpResponse::NotFound().finish()));
+        }
+        if !session::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            let resp = actix_web::HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer realm=\"metrics\""))
+                .finish();
+            return Ok(req.into_response(resp));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// Prometheus metrics: request counts and latencies by route, and pool usage.
@@ -207,6 +239,7 @@ pub fn build_app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(metrics)
+        .wrap(from_fn(metrics_guard))
         .wrap(
             Logger::new("%{request}xi %s %b %Dms")
                 .custom_request_replace("request", |req| {

@@ -294,7 +294,7 @@ api_test!(every_endpoint_as_a_casso_client_calls_it, |app, rx| {
     // The rate limit: 429 in the envelope, with Retry-After.
     let other_api = Api::new(&app, &format!("Apikey {other_key}"));
     let mut limited = None;
-    for _ in 0..(hubgate::api::RATE_BURST + 400) {
+    for _ in 0..(app.state.config.api_rate_per_second * hubgate::api::BURST_FACTOR + 400) {
         let got = other_api.call("GET", "/v2/userInfo", None).await;
         if got.0 == 429 {
             limited = Some(got);

@@ -139,6 +139,11 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     let v1 = (v0 + 1).to_string();
     sale.post(&format!("/requests/{id}/transition"), &[("to", "invoiced"), ("version", v1.as_str())]).await;
     assert!(sale.get(&format!("/requests/{id}")).await.body.contains("Không thể chuyển"));
+    // Nor a step the state machine allows but that has its own action: Accepted → Ticket
+    // would skip the PYC.
+    sale.post(&format!("/requests/{id}/transition"), &[("to", "ticket"), ("version", v1.as_str())]).await;
+    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("Không thể chuyển tay sang"));
+    assert_eq!(state_of(&app, id), ("accepted".to_string(), v0 + 1), "still accepted");
 
     // The partner answers our acceptance mail: it joins the request's conversation.
     let our_id: String = app

@@ -54,11 +54,36 @@ db_test!(health_and_metrics, |app| {
     assert_eq!(health.status, 200);
     assert!(health.body.contains("\"database\":\"ok\""));
     let _ = b.get("/login").await;
-    let metrics = b.get("/metrics").await;
-    assert_eq!(metrics.status, 200);
-    assert!(metrics.body.contains("hubgate_http_requests_total"), "{}", metrics.body);
-    assert!(metrics.body.contains("hubgate_db_pool_max"));
+    // No token configured: /metrics does not exist.
+    assert_eq!(b.get("/metrics").await.status, 404);
 });
+
+#[actix_web::test]
+async fn metrics_need_the_bearer_token() {
+    let Some(app) =
+        crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| c.metrics_token = "scrape-secret".into())
+            .await
+    else {
+        return;
+    };
+    let _ = app.browser().get("/login").await;
+    let client = reqwest::Client::new();
+    let get = |auth: Option<&'static str>| {
+        let mut r = client.get(format!("{}/metrics", app.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    for auth in [None, Some("Bearer wrong"), Some("scrape-secret"), Some("Basic c2NyYXBlLXNlY3JldA==")] {
+        let resp = get(auth).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
+    }
+    let resp = get(Some("Bearer scrape-secret")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("hubgate_http_requests_total") && body.contains("hubgate_db_pool_max"), "{body}");
+}
 
 #[actix_web::test]
 async fn static_files_are_cached() {
