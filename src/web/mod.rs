@@ -236,7 +236,14 @@ pub fn build_app(
             DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("X-Frame-Options", "DENY"))
-                .add(("Referrer-Policy", "same-origin")),
+                .add(("Referrer-Policy", "same-origin"))
+                // Only our own scripts run; a partner mail's remote images (tracking
+                // pixels) are not fetched. Inline styles stay: sanitised mail HTML uses them.
+                .add((
+                    "Content-Security-Policy",
+                    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                     object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                )),
         )
         .wrap(metrics)
         .wrap(from_fn(metrics_guard))

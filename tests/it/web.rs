@@ -59,6 +59,18 @@ db_test!(health_and_metrics, |app| {
 });
 
 #[actix_web::test]
+async fn pages_carry_the_security_headers() {
+    let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    let resp = reqwest::get(format!("{}/login", app.base)).await.unwrap_or_else(|e| panic!("{e}"));
+    let h = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let csp = h("content-security-policy");
+    assert!(csp.contains("script-src 'self'") && csp.contains("img-src 'self' data:"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(h("x-content-type-options"), "nosniff");
+    assert_eq!(h("x-frame-options"), "DENY");
+}
+
+#[actix_web::test]
 async fn metrics_need_the_bearer_token() {
     let Some(app) =
         crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| c.metrics_token = "scrape-secret".into())
