@@ -9,7 +9,7 @@ use hubgate::business::models::NewBankAccount;
 use hubgate::db::schema::{api_tokens, jobs};
 use serde_json::{Value, json};
 
-use crate::notify::{Receiver, setup, tx, work_until};
+use crate::notify::{setup, tx, work_until};
 use crate::support::TestApp;
 
 struct Api {
@@ -58,32 +58,7 @@ async fn new_key(b: &crate::support::Browser, bid: i64, name: &str) -> String {
     page.body.split("id=\"api-key\">").nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string()
 }
 
-macro_rules! api_test {
-    ($name:ident, |$app:ident, $rx:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run(backend: hubgate::db::Backend) {
-                let $rx = Receiver::start().await;
-                let Some($app) = TestApp::start_with(backend, |c| c.webhook_allow_private = true).await else { return };
-                $body
-            }
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run(hubgate::db::Backend::Sqlite).await;
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(hubgate::db::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
-api_test!(every_endpoint_as_a_casso_client_calls_it, |app, rx| {
+receiver_test!(every_endpoint_as_a_casso_client_calls_it, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     // Transactions: two recent, one 20 days old (outside the default 7 days).
     let mut old = tx("OLD-1", 5_000);

@@ -111,31 +111,6 @@ pub(crate) fn tx(id: &str, amount: i64) -> IncomingTx {
     }
 }
 
-macro_rules! notify_test {
-    ($name:ident, |$app:ident, $rx:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run(backend: hubgate::db::Backend) {
-                let $rx = Receiver::start().await;
-                let Some($app) = TestApp::start_with(backend, |c| c.webhook_allow_private = true).await else { return };
-                $body
-            }
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run(hubgate::db::Backend::Sqlite).await;
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(hubgate::db::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 pub(crate) async fn setup(app: &TestApp) -> (crate::support::Browser, i64, hubgate::business::models::BankAccount) {
     let owner = app.create_merchant("chu@webhook.vn");
     let bid = app.create_business(&owner, "Webhook");
@@ -193,7 +168,7 @@ async fn add(
     (id, secret, page.body)
 }
 
-notify_test!(three_formats_signed_and_delivered_once, |app, rx| {
+receiver_test!(three_formats_signed_and_delivered_once, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (_, legacy_secret, page) = add(&b, bid, &format!("{}/legacy", rx.base), "casso_legacy", false).await;
     assert!(page.contains("Máy nhận trả lời 200"), "the test call reached the receiver: {page}");
@@ -246,7 +221,7 @@ notify_test!(three_formats_signed_and_delivered_once, |app, rx| {
     assert_eq!(delivered, 5);
 });
 
-notify_test!(a_receiver_down_then_back_gets_each_transaction_once, |app, rx| {
+receiver_test!(a_receiver_down_then_back_gets_each_transaction_once, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (iid, _, _) = add(&b, bid, &format!("{}/flaky", rx.base), "casso_v2", false).await;
     rx.state.lock().unwrap_or_else(|e| e.into_inner()).script = vec![503, 500];
@@ -281,7 +256,7 @@ notify_test!(a_receiver_down_then_back_gets_each_transaction_once, |app, rx| {
     work_until(&app, || rx.calls("/flaky").len() == 5).await;
 });
 
-notify_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
+receiver_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (iid, _, _) = add(&b, bid, &format!("{}/gone", rx.base), "casso_legacy", false).await;
     rx.state.lock().unwrap_or_else(|e| e.into_inner()).script = vec![410];

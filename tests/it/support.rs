@@ -434,3 +434,33 @@ pub fn link_in(body: &str, base: &str, path: &str) -> Option<String> {
     let link: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
     Some(link.trim_start_matches(base).to_string())
 }
+
+/// A test on both databases with a local webhook receiver (`$rx`) and an app that may
+/// call loopback addresses (`$app`).
+macro_rules! receiver_test {
+    ($name:ident, |$app:ident, $rx:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run(backend: hubgate::db::Backend) {
+                let $rx = crate::notify::Receiver::start().await;
+                let Some($app) = crate::support::TestApp::start_with(backend, |c| c.webhook_allow_private = true).await
+                else {
+                    return;
+                };
+                $body
+            }
+
+            #[actix_web::test]
+            async fn sqlite() {
+                run(hubgate::db::Backend::Sqlite).await;
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                run(hubgate::db::Backend::Postgres).await;
+            }
+        }
+    };
+}
