@@ -4,8 +4,10 @@
 //! envelope; a person's mistake is a 4xx with a message that says what to fix, never a
 //! 500.
 
+pub mod docs;
 pub mod keys;
 pub mod pages;
+pub mod types;
 
 use std::num::NonZeroU32;
 
@@ -13,7 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use diesel::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::banking::models::Transaction;
 use crate::business::models::BankAccount;
@@ -22,11 +24,14 @@ use crate::error::AppError;
 use crate::web::AppState;
 use crate::web::access::Access;
 use keys::Caller;
+use types::{Envelope, ErrorBody, Null};
 
 const P: Access = Access::Public;
 
 // Authenticated by the API key or token in each request, not by a session.
 crate::routes! {
+    GET "/v2/openapi.json" => P, docs::openapi_json;
+    GET "/docs/api" => P, docs::reference;
     POST "/v1/token" => P, token;
     GET "/v2/userInfo" => P, user_info;
     GET "/v2/transactions" => P, transactions;
@@ -87,7 +92,7 @@ impl actix_web::ResponseError for ApiError {
         if let Some(s) = self.retry_after {
             r.insert_header(("Retry-After", s.to_string()));
         }
-        r.json(serde_json::json!({ "error": self.code, "message": self.message, "data": null }))
+        r.json(ErrorBody { error: self.code, message: self.message.clone(), data: Null })
     }
 }
 
@@ -108,13 +113,32 @@ impl From<AppError> for ApiError {
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
-fn ok(data: serde_json::Value) -> ApiResult {
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "error": 0, "message": "success", "data": data })))
+fn ok<T: Serialize>(data: T) -> ApiResult {
+    Ok(HttpResponse::Ok().json(Envelope { error: 0, message: "success".into(), data }))
 }
 
-/// The JSON 404 for unknown paths under `/v1/` and `/v2/`.
-pub async fn unknown() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::not_found("Endpoint"))
+/// Unknown paths under `/v1/` and `/v2/`: a JSON 404, or 405 with `Allow` when the
+/// path exists under other methods.
+pub async fn unknown(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<&str> = ROUTES.iter().filter(|r| same_shape(r.path, req.path())).map(|r| r.method).collect();
+    if allowed.is_empty() {
+        return actix_web::ResponseError::error_response(&ApiError::not_found("Endpoint"));
+    }
+    let mut r = actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        405,
+        format!("Method not allowed: use {}", allowed.join(", ")),
+    ));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    r
+}
+
+/// Whether a concrete path fits a route pattern (`{name}` matches one segment).
+fn same_shape(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len() && p.iter().zip(&q).all(|(a, b)| a == b || (a.starts_with('{') && !b.is_empty()))
 }
 
 /// Per-key request rate, one per app instance (each node counts its own requests).
@@ -184,18 +208,24 @@ struct TokenBody {
     code: Option<String>,
 }
 
-/// `POST /v1/token {"code": "<api key>"}` → `{access_token, expires_in}`.
+/// Đổi API key lấy access token (6 giờ)
+///
+/// Cách đổi khóa cũ của Casso mà các ứng dụng mẫu vẫn dùng: sau đó gửi token trong
+/// header `Authorization: <token>` (hoặc `Bearer <token>`).
+#[utoipa::path(post, path = "/v1/token", tag = docs::TAG_AUTH, security(()),
+    request_body = types::TokenRequest,
+    responses((status = 200, description = "Access token", body = Envelope<types::TokenGrant>)))]
 async fn token(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     let v = body_json(&body)?;
     let t: TokenBody = serde_json::from_value(v).map_err(|_| ApiError::invalid("code must be a string"))?;
     let code = t
         .code
-        .filter(|c| !c.trim().is_empty() && c.len() <= 200)
-        .ok_or_else(|| ApiError::invalid("code is required"))?;
+        .filter(|c| !c.trim().is_empty() && c.chars().count() <= 200)
+        .ok_or_else(|| ApiError::invalid("code is required: the API key, at most 200 characters"))?;
     let config = state.config.clone();
     let got = state.db(move |conn| keys::exchange(conn, &config, &code)).await?;
     let (access_token, expires_in) = got.ok_or_else(ApiError::unauthorized)?;
-    ok(serde_json::json!({ "access_token": access_token, "expires_in": expires_in, "refresh_token": null }))
+    ok(types::TokenGrant { access_token, expires_in, refresh_token: Null })
 }
 
 // ---------------------------------------------------------------- userInfo, accounts
@@ -212,6 +242,9 @@ fn connect_status(a: &BankAccount) -> i64 {
     i64::from(a.connect_status == "connected")
 }
 
+/// Người dùng, doanh nghiệp và các tài khoản ngân hàng của API key
+#[utoipa::path(get, path = "/v2/userInfo", tag = docs::TAG_INFO,
+    responses((status = 200, description = "Người dùng, doanh nghiệp và tài khoản của khóa", body = Envelope<types::UserInfo>)))]
 async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     let c = caller(&state, &req).await?;
     let data = state
@@ -222,25 +255,26 @@ async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
             let codes = bank_codes(conn)?;
             let mut accounts = crate::business::models::linked_accounts(conn, b.id)?;
             accounts.sort_by_key(|a| a.id);
-            let bank_accs: Vec<serde_json::Value> = accounts
+            let bank_accs = accounts
                 .iter()
                 .enumerate()
-                .map(|(i, a)| {
-                    serde_json::json!({
-                        "id": a.id,
-                        "bank": { "bin": a.bank_bin.parse::<i64>().unwrap_or(0), "codeName": code_name(&codes, a) },
-                        "bankAccountName": if a.account_name.is_empty() { None } else { Some(&a.account_name) },
-                        "bankSubAccId": a.account_number,
-                        "connectStatus": connect_status(a),
-                        "planStatus": status.account_plan_status(i),
-                    })
+                .map(|(i, a)| types::UserInfoAccount {
+                    id: a.id,
+                    bank: types::BankRef {
+                        bin: a.bank_bin.parse::<i64>().unwrap_or(0),
+                        code_name: code_name(&codes, a),
+                    },
+                    bank_account_name: Some(a.account_name.clone()).filter(|n| !n.is_empty()),
+                    bank_sub_acc_id: a.account_number.clone(),
+                    connect_status: connect_status(a),
+                    plan_status: status.account_plan_status(i),
                 })
                 .collect();
-            Ok(serde_json::json!({
-                "user": { "id": user.id, "email": user.email },
-                "business": { "id": b.id, "name": b.name },
-                "bankAccs": bank_accs,
-            }))
+            Ok(types::UserInfo {
+                user: types::UserRef { id: user.id, email: user.email },
+                business: types::BusinessRef { id: b.id, name: b.name },
+                bank_accs,
+            })
         })
         .await?;
     ok(data)
@@ -250,24 +284,27 @@ fn local(t: NaiveDateTime) -> String {
     chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-fn account_json(a: &BankAccount, codes: &std::collections::HashMap<String, String>) -> serde_json::Value {
-    serde_json::json!({
-        "id": a.id,
-        "accountNumber": a.account_number,
-        "accountName": a.account_name,
-        "accountType": "payment",
-        "balance": a.balance,
-        "currency": "VND",
-        "bankName": a.bank_name,
-        "BIN": a.bank_bin,
-        "bankCodeName": code_name(codes, a),
-        "connectStatus": connect_status(a),
-        "beginningSettingDate": a.sync_from.map(|d| local(d)[..10].to_string()),
-        "beginningTxnDate": a.sync_from.map(|d| local(d)[..10].to_string()),
-        "lastSyncAt": a.last_sync_at.map(local),
-    })
+fn account_json(a: &BankAccount, codes: &std::collections::HashMap<String, String>) -> types::Account {
+    types::Account {
+        id: a.id,
+        account_number: a.account_number.clone(),
+        account_name: a.account_name.clone(),
+        account_type: "payment".into(),
+        balance: a.balance,
+        currency: "VND".into(),
+        bank_name: a.bank_name.clone(),
+        bin: a.bank_bin.clone(),
+        bank_code_name: code_name(codes, a),
+        connect_status: connect_status(a),
+        beginning_setting_date: a.sync_from.map(|d| local(d)[..10].to_string()),
+        beginning_txn_date: a.sync_from.map(|d| local(d)[..10].to_string()),
+        last_sync_at: a.last_sync_at.map(local),
+    }
 }
 
+/// Danh sách tài khoản ngân hàng đã liên kết
+#[utoipa::path(get, path = "/v2/accounts", tag = docs::TAG_ACCOUNTS,
+    responses((status = 200, description = "Các tài khoản đã liên kết của doanh nghiệp", body = Envelope<Vec<types::Account>>)))]
 async fn accounts(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     let c = caller(&state, &req).await?;
     let data = state
@@ -275,12 +312,17 @@ async fn accounts(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
             let codes = bank_codes(conn)?;
             let mut list = crate::business::models::linked_accounts(conn, c.business_id)?;
             list.sort_by_key(|a| a.id);
-            Ok(serde_json::Value::Array(list.iter().map(|a| account_json(a, &codes)).collect()))
+            Ok(list.iter().map(|a| account_json(a, &codes)).collect::<Vec<_>>())
         })
         .await?;
     ok(data)
 }
 
+/// Một tài khoản ngân hàng
+#[utoipa::path(get, path = "/v2/accounts/{id}", tag = docs::TAG_ACCOUNTS,
+    params(("id" = i64, Path, minimum = 1, description = "Mã (id) tài khoản")),
+    responses((status = 200, description = "Tài khoản", body = Envelope<types::Account>),
+        (status = 404, description = "Doanh nghiệp không có tài khoản này", body = ErrorBody)))]
 async fn account(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
     let c = caller(&state, &req).await?;
     let id = id_of(&id, "id")?;
@@ -300,27 +342,28 @@ fn transaction_json(
     t: &Transaction,
     a: Option<&BankAccount>,
     codes: &std::collections::HashMap<String, String>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": t.id,
-        "tid": t.bank_tx_id,
-        "description": t.description,
-        "amount": t.amount,
-        "cusum_balance": t.balance,
-        "cusumBalance": t.balance,
-        "when": local(t.occurred_at),
-        "bookingDate": local(t.occurred_at)[..10].to_string(),
-        "bankSubAccId": a.map(|a| a.account_number.clone()).unwrap_or_default(),
-        "paymentChannel": t.payment_channel,
-        "virtualAccount": t.virtual_account,
-        "virtualAccountName": t.virtual_account_name,
-        "corresponsiveName": t.counter_name,
-        "corresponsiveAccount": t.counter_account,
-        "corresponsiveBankId": t.counter_bank_id,
-        "corresponsiveBankName": t.counter_bank_name,
-        "accountId": t.account_id,
-        "bankCodeName": a.map(|a| code_name(codes, a)).unwrap_or_default(),
-    })
+) -> types::TransactionOut {
+    let when = local(t.occurred_at);
+    types::TransactionOut {
+        id: t.id,
+        tid: t.bank_tx_id.clone(),
+        description: t.description.clone(),
+        amount: t.amount,
+        cusum_balance_legacy: t.balance,
+        cusum_balance: t.balance,
+        booking_date: when[..10].to_string(),
+        when,
+        bank_sub_acc_id: a.map(|a| a.account_number.clone()).unwrap_or_default(),
+        payment_channel: t.payment_channel.clone(),
+        virtual_account: t.virtual_account.clone(),
+        virtual_account_name: t.virtual_account_name.clone(),
+        corresponsive_name: t.counter_name.clone(),
+        corresponsive_account: t.counter_account.clone(),
+        corresponsive_bank_id: t.counter_bank_id.clone(),
+        corresponsive_bank_name: t.counter_bank_name.clone(),
+        account_id: t.account_id,
+        bank_code_name: a.map(|a| code_name(codes, a)).unwrap_or_default(),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -336,7 +379,7 @@ struct TxQuery {
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 fn date(raw: &Option<String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    match raw.as_deref() {
         None => Ok(None),
         Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map(Some).map_err(|_| {
             ApiError::invalid(format!(
@@ -348,7 +391,7 @@ fn date(raw: &Option<String>, name: &str) -> Result<Option<NaiveDate>, ApiError>
 }
 
 fn number(raw: &Option<String>, name: &str, default: i64, max: i64) -> Result<i64, ApiError> {
-    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    match raw.as_deref() {
         None => Ok(default),
         Some(s) => s
             .parse::<i64>()
@@ -358,6 +401,19 @@ fn number(raw: &Option<String>, name: &str, default: i64, max: i64) -> Result<i6
     }
 }
 
+/// Danh sách giao dịch
+///
+/// Giao dịch của doanh nghiệp giữa hai ngày (giờ Việt Nam), từng trang một. Không ghi
+/// ngày: 7 ngày gần nhất.
+#[utoipa::path(get, path = "/v2/transactions", tag = docs::TAG_TX,
+    params(
+        ("fromDate" = Option<String>, Query, format = Date, description = "Ngày đầu, YYYY-MM-DD (mặc định: 7 ngày trước toDate)"),
+        ("toDate" = Option<String>, Query, format = Date, description = "Ngày cuối, YYYY-MM-DD (mặc định: hôm nay)"),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 1_000_000, description = "Số trang, từ 1"),
+        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Số dòng mỗi trang (mặc định 10)"),
+        ("sort" = inline(Option<types::Sort>), Query, description = "ASC (cũ trước, mặc định) hoặc DESC (mới trước)"),
+    ),
+    responses((status = 200, description = "Một trang giao dịch", body = Envelope<types::TransactionPage>)))]
 async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     let c = caller(&state, &req).await?;
     let q: TxQuery =
@@ -370,10 +426,9 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult
     }
     let page = number(&q.page, "page", 1, 1_000_000)?;
     let page_size = number(&q.page_size, "pageSize", 10, MAX_PAGE_SIZE)?;
-    let desc = match q.sort.as_deref().map(|s| s.trim().to_ascii_uppercase()) {
-        None => false,
-        Some(s) if s.is_empty() || s == "ASC" => false,
-        Some(s) if s == "DESC" => true,
+    let desc = match q.sort.as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
         Some(_) => return Err(ApiError::invalid("sort must be ASC or DESC")),
     };
     let filter = crate::banking::models::TxFilter {
@@ -392,25 +447,30 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult
             let rows = crate::banking::models::page_sorted(conn, &filter, (page - 1) * page_size, page_size, desc)?;
             let codes = bank_codes(conn)?;
             let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
-            let records: Vec<serde_json::Value> = rows
+            let records = rows
                 .iter()
                 .map(|t| transaction_json(t, accounts.iter().find(|a| a.id == t.account_id), &codes))
                 .collect();
             let total_pages = (total + page_size - 1) / page_size;
-            Ok(serde_json::json!({
-                "page": page,
-                "pageSize": page_size,
-                "nextPage": if page < total_pages { Some(page + 1) } else { None },
-                "prevPage": if page > 1 { Some(page - 1) } else { None },
-                "totalPages": total_pages,
-                "totalRecords": total,
-                "records": records,
-            }))
+            Ok(types::TransactionPage {
+                page,
+                page_size,
+                next_page: (page < total_pages).then_some(page + 1),
+                prev_page: (page > 1).then_some(page - 1),
+                total_pages,
+                total_records: total,
+                records,
+            })
         })
         .await?;
     ok(data)
 }
 
+/// Một giao dịch
+#[utoipa::path(get, path = "/v2/transactions/{id}", tag = docs::TAG_TX,
+    params(("id" = i64, Path, minimum = 1, description = "Mã (id) giao dịch")),
+    responses((status = 200, description = "Giao dịch", body = Envelope<types::TransactionOut>),
+        (status = 404, description = "Doanh nghiệp không có giao dịch này", body = ErrorBody)))]
 async fn transaction(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
     let c = caller(&state, &req).await?;
     let id = id_of(&id, "id")?;
@@ -428,14 +488,21 @@ async fn transaction(state: web::Data<AppState>, req: HttpRequest, id: web::Path
 
 // ---------------------------------------------------------------- sync
 
-/// `POST /v2/sync {"bank_acc_id": "<account number>"}`, or no body: every account.
+/// Yêu cầu đồng bộ giao dịch ngay
+///
+/// `{"bank_acc_id": "<số tài khoản>"}`, hoặc không có thân: mọi tài khoản đã liên kết.
+/// Tài khoản do ngân hàng tự đẩy giao dịch không cần đồng bộ và được bỏ qua.
+#[utoipa::path(post, path = "/v2/sync", tag = docs::TAG_TX,
+    request_body(content = Option<types::SyncRequest>),
+    responses((status = 200, description = "Đã xếp lịch đồng bộ", body = Envelope<Null>),
+        (status = 404, description = "Không có tài khoản mang số này", body = ErrorBody)))]
 async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
     let c = caller(&state, &req).await?;
     let v = body_json(&body)?;
     let wanted = match &v["bank_acc_id"] {
         serde_json::Value::Null => None,
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) if !s.trim().is_empty() && s.chars().count() <= 50 => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) if n.is_u64() => Some(n.to_string()),
         _ => return Err(ApiError::invalid("bank_acc_id must be an account number")),
     };
     let actor = crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id));
@@ -462,38 +529,46 @@ async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
             AppError::NotFound => ApiError::not_found("Bank account"),
             e => e.into(),
         })?;
-    ok(serde_json::Value::Null)
+    ok(Null)
 }
 
 // ---------------------------------------------------------------- webhooks
 
-fn webhook_json(i: &crate::notify::models::Integration) -> serde_json::Value {
-    serde_json::json!({
-        "id": i.id,
-        "channel": "webhook",
-        "param1": i.url,
-        "param2": "",
-        "send_only_income": i32::from(i.income_only),
-    })
+fn webhook_json(i: &crate::notify::models::Integration) -> types::Webhook {
+    types::Webhook {
+        id: i.id,
+        channel: "webhook".into(),
+        param1: i.url.clone(),
+        param2: String::new(),
+        send_only_income: i32::from(i.income_only),
+    }
 }
 
 /// `{"webhook" | "url": …, "secure_token": …, "income_only": …}`.
+/// `webhook` wins over `url` when both are sent; a field that is present must be right.
 fn webhook_body(body: &[u8]) -> Result<(String, String, bool), ApiError> {
     let v = body_json(body)?;
-    let url = v["webhook"].as_str().or_else(|| v["url"].as_str()).map(str::trim).unwrap_or("");
+    let url = match (v.get("webhook"), &v["url"]) {
+        (Some(serde_json::Value::String(s)), _) | (None, serde_json::Value::String(s)) => s.trim(),
+        (None, serde_json::Value::Null) => "",
+        _ => return Err(ApiError::invalid("webhook must be a URL string")),
+    };
     if url.is_empty() {
         return Err(ApiError::invalid("webhook (the URL) is required"));
     }
+    if url.chars().count() > 2000 {
+        return Err(ApiError::invalid("webhook must be at most 2000 characters"));
+    }
     let token = match &v["secure_token"] {
         serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) if s.len() <= 200 => s.clone(),
+        serde_json::Value::String(s) if s.chars().count() <= 200 => s.clone(),
         _ => return Err(ApiError::invalid("secure_token must be a string of at most 200 characters")),
     };
     let income_only = match &v["income_only"] {
         serde_json::Value::Null => false,
         serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(n) => n.as_i64() == Some(1),
-        _ => return Err(ApiError::invalid("income_only must be true or false")),
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => n.as_u64() == Some(1),
+        _ => return Err(ApiError::invalid("income_only must be true, false, 1 or 0")),
     };
     Ok((url.to_string(), token, income_only))
 }
@@ -502,6 +577,13 @@ fn api_actor(c: &Caller) -> crate::audit::Actor {
     crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id))
 }
 
+/// Tạo webhook
+///
+/// Mỗi giao dịch mới của doanh nghiệp được gửi (POST) tới URL theo định dạng của Casso,
+/// kèm header `secure-token`.
+#[utoipa::path(post, path = "/v2/webhooks", tag = docs::TAG_WEBHOOK,
+    request_body = types::WebhookRequest,
+    responses((status = 200, description = "Webhook", body = Envelope<types::Webhook>)))]
 async fn create_webhook(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
     let c = caller(&state, &req).await?;
     let (url, token, income_only) = webhook_body(&body)?;
@@ -531,6 +613,11 @@ fn webhook_missing() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, 12, "Webhook not exists")
 }
 
+/// Xem webhook
+#[utoipa::path(get, path = "/v2/webhooks/{id}", tag = docs::TAG_WEBHOOK,
+    params(("id" = i64, Path, minimum = 1, description = "Mã (id) webhook")),
+    responses((status = 200, description = "Webhook", body = Envelope<types::Webhook>),
+        (status = 404, description = "Webhook không tồn tại (error 12)", body = ErrorBody)))]
 async fn get_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
     let c = caller(&state, &req).await?;
     let id = id_of(&id, "id")?;
@@ -541,6 +628,12 @@ async fn get_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path
     ok(webhook_json(&i))
 }
 
+/// Sửa webhook
+#[utoipa::path(put, path = "/v2/webhooks/{id}", tag = docs::TAG_WEBHOOK,
+    params(("id" = i64, Path, minimum = 1, description = "Mã (id) webhook")),
+    request_body = types::WebhookRequest,
+    responses((status = 200, description = "Webhook sau khi lưu", body = Envelope<types::Webhook>),
+        (status = 404, description = "Webhook không tồn tại (error 12)", body = ErrorBody)))]
 async fn update_webhook(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -596,6 +689,11 @@ async fn update_webhook(
     ok(webhook_json(&i))
 }
 
+/// Xóa webhook
+#[utoipa::path(delete, path = "/v2/webhooks/{id}", tag = docs::TAG_WEBHOOK,
+    params(("id" = i64, Path, minimum = 1, description = "Mã (id) webhook")),
+    responses((status = 200, description = "Đã xóa", body = Envelope<Null>),
+        (status = 404, description = "Webhook không tồn tại (error 12)", body = ErrorBody)))]
 async fn delete_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
     let c = caller(&state, &req).await?;
     let id = id_of(&id, "id")?;
@@ -610,7 +708,7 @@ async fn delete_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::P
             AppError::NotFound => webhook_missing(),
             e => e.into(),
         })?;
-    ok(serde_json::Value::Null)
+    ok(Null)
 }
 
 #[derive(Deserialize)]
@@ -619,7 +717,14 @@ struct ByUrl {
     url: Option<String>,
 }
 
-/// `DELETE /v2/webhooks?webhook=<url>`: every webhook of the business with that URL.
+/// Xóa webhook theo URL
+///
+/// Mọi webhook của doanh nghiệp có URL này (`?webhook=` hoặc `?url=`).
+#[utoipa::path(delete, path = "/v2/webhooks", tag = docs::TAG_WEBHOOK,
+    params(("webhook" = Option<String>, Query, min_length = 1, description = "Địa chỉ URL"),
+        ("url" = Option<String>, Query, min_length = 1, description = "Như trên, tên gọi khác")),
+    responses((status = 200, description = "Đã xóa", body = Envelope<Null>),
+        (status = 404, description = "Không có webhook với URL này (error 12)", body = ErrorBody)))]
 async fn delete_webhooks_by_url(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     let c = caller(&state, &req).await?;
     let q: ByUrl =
@@ -643,5 +748,5 @@ async fn delete_webhooks_by_url(state: web::Data<AppState>, req: HttpRequest) ->
     if n == 0 {
         return Err(webhook_missing());
     }
-    ok(serde_json::Value::Null)
+    ok(Null)
 }

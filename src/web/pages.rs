@@ -38,7 +38,7 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
 /// Fallback for unknown URLs.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     if req.path().starts_with("/v1/") || req.path().starts_with("/v2/") {
-        return crate::api::unknown().await;
+        return crate::api::unknown(req).await;
     }
     error_page(StatusCode::NOT_FOUND, "Không tìm thấy", "Không tìm thấy trang hoặc dữ liệu bạn yêu cầu.")
 }

@@ -171,15 +171,7 @@ macro_rules! channel_test {
                 $body
             }
 
-            #[actix_web::test]
-            async fn sqlite() {
-                run(hubgate::db::Backend::Sqlite).await;
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(hubgate::db::Backend::Postgres).await;
-            }
+            crate::on_both_backends!(run);
         }
     };
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod api;
+mod api_docs;
 mod banking;
 mod channels;
 mod config;

@@ -91,6 +91,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/app/b/{bid}/api/keys", "merchant"),
     ("POST", "/app/b/{bid}/api/keys/{kid}/revoke", "merchant"),
     // The public API: authenticated by its key or token (401 JSON), never by a session.
+    ("GET", "/v2/openapi.json", "public"),
+    ("GET", "/docs/api", "public"),
     ("POST", "/v1/token", "public"),
     ("GET", "/v2/userInfo", "public"),
     ("GET", "/v2/transactions", "public"),

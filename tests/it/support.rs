@@ -21,6 +21,22 @@ use hubgate::web::AppState;
 
 pub const PASSWORD: &str = "mat-khau-thu-nghiem-1";
 
+/// The two tests `sqlite` and `postgres`, each calling `$run(backend).await`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($run:ident) => {
+        #[actix_web::test]
+        async fn sqlite() {
+            $run(hubgate::db::Backend::Sqlite).await;
+        }
+
+        #[actix_web::test]
+        async fn postgres() {
+            $run(hubgate::db::Backend::Postgres).await;
+        }
+    };
+}
+
 /// Runs the body once per backend, as `<name>::sqlite` and `<name>::postgres`.
 #[macro_export]
 macro_rules! db_test {
@@ -452,15 +468,7 @@ macro_rules! receiver_test {
                 $body
             }
 
-            #[actix_web::test]
-            async fn sqlite() {
-                run(hubgate::db::Backend::Sqlite).await;
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(hubgate::db::Backend::Postgres).await;
-            }
+            crate::on_both_backends!(run);
         }
     };
 }
