@@ -288,8 +288,10 @@ pub const SETTINGS: &[Setting] = &[
     },
 ];
 
-/// Environment variables with our prefix that are not settings of the app itself.
-const NOT_SETTINGS: &[&str] = &["HUBGATE_CONFIG", "HUBGATE_TEST_PG"];
+/// Environment variables with our prefix that are not settings of the app itself: the
+/// config file's path, the browser tests' programs, and the test harness's
+/// `HUBGATE_TEST_*` (a test's environment reaches the binaries it starts).
+const NOT_SETTINGS: &[&str] = &["HUBGATE_CONFIG", "HUBGATE_CHROMIUM", "HUBGATE_CHROMEDRIVER"];
 
 /// hubgate's Zalo app and Official Account.
 #[derive(Clone, Debug, Default)]
@@ -462,7 +464,10 @@ impl Config {
         for (name, value) in env {
             if let Some(setting) = SETTINGS.iter().find(|s| s.env == name) {
                 raw.insert(setting.key, value.clone());
-            } else if name.starts_with("HUBGATE_") && !NOT_SETTINGS.contains(&name.as_str()) {
+            } else if name.starts_with("HUBGATE_")
+                && !name.starts_with("HUBGATE_TEST_")
+                && !NOT_SETTINGS.contains(&name.as_str())
+            {
                 bail!("unknown setting {name} in the environment");
             }
         }

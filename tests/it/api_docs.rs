@@ -88,9 +88,9 @@ async fn the_document_lists_exactly_the_served_routes_and_the_page_renders_it() 
     app.stop().await;
 }
 
-/// The schemathesis command: `HUBGATE_SCHEMATHESIS` (set by `.ci/run`), else on PATH.
+/// The schemathesis command: `HUBGATE_TEST_SCHEMATHESIS` (set by `.ci/run`), else on PATH.
 fn schemathesis() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("HUBGATE_SCHEMATHESIS") {
+    if let Some(p) = std::env::var_os("HUBGATE_TEST_SCHEMATHESIS") {
         return Some(p.into());
     }
     let path = std::env::var_os("PATH")?;
@@ -102,7 +102,7 @@ mod schemathesis_finds_no_server_error_and_no_answer_off_the_schema {
 
     async fn run(backend: hubgate::db::Backend) {
         let Some(bin) = schemathesis() else {
-            assert!(std::env::var("CI").is_err(), "CI must install schemathesis (HUBGATE_SCHEMATHESIS)");
+            assert!(std::env::var("CI").is_err(), "CI must install schemathesis (HUBGATE_TEST_SCHEMATHESIS)");
             eprintln!("note: schemathesis is not installed (pip install schemathesis); skipping the API fuzz run");
             return;
         };
@@ -124,7 +124,7 @@ mod schemathesis_finds_no_server_error_and_no_answer_off_the_schema {
         let key = page.body.split("id=\"api-key\">").nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string();
         assert!(key.starts_with("hg_"), "{}", page.body);
 
-        let seed = std::env::var("HUBGATE_FUZZ_SEED").unwrap_or_else(|_| "20261126".into());
+        let seed = std::env::var("HUBGATE_TEST_FUZZ_SEED").unwrap_or_else(|_| "20261126".into());
         let mut cmd = tokio::process::Command::new(&bin);
         cmd.arg("run")
             .arg(format!("{}/v2/openapi.json", app.base))
@@ -139,7 +139,7 @@ mod schemathesis_finds_no_server_error_and_no_answer_off_the_schema {
         // CPython before 3.12 crashes inside hypothesis on the coverage phase ("AST
         // constructor recursion depth mismatch"); `.ci/run` installs schemathesis on a
         // newer Python when one is there, and says which phases ran.
-        if let Ok(phases) = std::env::var("HUBGATE_FUZZ_PHASES") {
+        if let Ok(phases) = std::env::var("HUBGATE_TEST_FUZZ_PHASES") {
             cmd.args(["--phases", &phases]);
         }
         let out = tokio::time::timeout(Duration::from_secs(900), cmd.output())
