@@ -7,7 +7,8 @@ use askama::Template;
 use serde_json::Value;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    ApiKey, ApiKeyValue, AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityRequirement,
+    SecurityScheme,
 };
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 
@@ -78,10 +79,17 @@ impl utoipa::Modify for Common {
                     .build(),
             ),
         );
-        doc.security = Some(vec![
-            SecurityRequirement::new("apikey", Vec::<String>::new()),
-            SecurityRequirement::new("bearer", Vec::<String>::new()),
-        ]);
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::AuthorizationCode(AuthorizationCode::new(
+                    "/oauth/authorize",
+                    "/oauth/token",
+                    Scopes::from_iter(super::oauth::SCOPES.iter().copied()),
+                ))],
+                "Ứng dụng bên thứ ba (đăng ký ở /app/developer): mã ủy quyền với PKCE S256 bắt buộc; refresh token đổi mới mỗi lần dùng",
+            )),
+        );
         let error = |what: &str| {
             RefOr::T(
                 ResponseBuilder::new()
@@ -95,7 +103,23 @@ impl utoipa::Modify for Common {
         };
         for (path, item) in doc.paths.paths.iter_mut() {
             let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete];
-            for op in ops.into_iter().flatten() {
+            for (method, op) in
+                ["get", "post", "put", "delete"].into_iter().zip(ops).filter_map(|(m, o)| Some((m, o.as_mut()?)))
+            {
+                // An endpoint `security(())` leaves open keeps that; the rest take a key,
+                // a token, or an OAuth token holding the endpoint's scope.
+                if op.security.is_none() {
+                    let scope = needed_scope(path, method);
+                    op.security = Some(vec![
+                        SecurityRequirement::new("apikey", Vec::<String>::new()),
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("oauth2", [scope]),
+                    ]);
+                    op.responses
+                        .responses
+                        .entry("403".into())
+                        .or_insert_with(|| error(&format!("Token OAuth thiếu quyền `{scope}`")));
+                }
                 let r = &mut op.responses.responses;
                 r.entry("401".into())
                     .or_insert_with(|| error("Thiếu khóa, khóa sai, đã thu hồi hoặc token đã hết hạn"));
@@ -122,6 +146,17 @@ const LINKS: &[(&str, &str, &str)] = &[
     ("transactions", "transaction", "$response.body#/data/records/0/id"),
 ];
 
+/// The scope an endpoint needs, as `super::caller` is called with it.
+pub fn needed_scope(path: &str, method: &str) -> &'static str {
+    if path.starts_with("/v2/webhooks") {
+        "webhooks"
+    } else if path == "/v2/sync" && method == "post" {
+        "sync"
+    } else {
+        "read"
+    }
+}
+
 /// The document with this server's address, as JSON. Two things are added to what the
 /// derive produces: links (utoipa 5's `Link` serialises `operation_id` in snake case,
 /// which no client reads) and the webhook body's "`webhook` or `url`" rule.
@@ -137,6 +172,13 @@ pub fn document(base_url: &str) -> Value {
                     serde_json::json!({ "operationId": to, "parameters": { "id": value } });
             }
         }
+    }
+    // OAuth's endpoints as absolute URLs of this server, as OpenAPI asks.
+    let base = base_url.trim_end_matches('/');
+    if let Some(flow) = v["components"]["securitySchemes"]["oauth2"]["flows"].get_mut("authorizationCode") {
+        flow["authorizationUrl"] = Value::String(format!("{base}/oauth/authorize"));
+        flow["tokenUrl"] = Value::String(format!("{base}/oauth/token"));
+        flow["refreshUrl"] = Value::String(format!("{base}/oauth/token"));
     }
     if let Some(body) = v["components"]["schemas"].get_mut("WebhookRequest") {
         body["anyOf"] = serde_json::json!([{ "required": ["webhook"] }, { "required": ["url"] }]);
@@ -203,6 +245,7 @@ struct ReferencePage {
     intro: String,
     groups: Vec<Group>,
     models: Vec<Model>,
+    scopes: &'static [(&'static str, &'static str)],
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -392,5 +435,6 @@ pub async fn reference(ctx: Ctx) -> AppResult<HttpResponse> {
         base_url,
         groups,
         models,
+        scopes: super::oauth::SCOPES,
     })
 }

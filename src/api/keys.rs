@@ -37,7 +37,7 @@ pub fn hash(config: &Config, secret: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn random(n: usize) -> String {
+pub fn random(n: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
@@ -123,12 +123,32 @@ pub fn revoke(conn: &mut DbConn, actor: &Actor, business_id: i64, key_id: i64) -
     })
 }
 
+/// What a request's credential belongs to: an API key, or an OAuth app (whose rate is
+/// counted across every business it serves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    Key(i64),
+    App(i64),
+}
+
+impl Client {
+    /// How the audit log names it.
+    pub fn label(&self) -> String {
+        match self {
+            Client::Key(id) => format!("api-key-{id}"),
+            Client::App(id) => format!("oauth-app-{id}"),
+        }
+    }
+}
+
 /// Who a request is, once its credential checked out.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_id: i64,
+    pub client: Client,
     pub business_id: i64,
     pub user_id: i64,
+    /// The scopes' bits (`oauth::scope_bit`); a key has them all.
+    pub scopes: u8,
 }
 
 /// The live key with this clear value; notes its use (at most once a minute).
@@ -144,7 +164,7 @@ pub fn by_key(conn: &mut DbConn, config: &Config, clear: &str) -> QueryResult<Op
     if last.is_none_or(|l| t - l > chrono::Duration::minutes(1)) {
         diesel::update(api_keys::table.find(key_id)).set(api_keys::last_used_at.eq(t)).execute(conn)?;
     }
-    Ok(Some(Caller { key_id, business_id, user_id }))
+    Ok(Some(Caller { client: Client::Key(key_id), business_id, user_id, scopes: super::oauth::ALL_SCOPES }))
 }
 
 /// A live v1 token's caller.
@@ -157,26 +177,29 @@ pub fn by_token(conn: &mut DbConn, config: &Config, token: &str) -> QueryResult<
         .select((api_keys::id, api_keys::business_id, api_keys::created_by))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(key_id, business_id, user_id)| Caller { key_id, business_id, user_id }))
+    Ok(found.map(|(key_id, business_id, user_id)| Caller {
+        client: Client::Key(key_id),
+        business_id,
+        user_id,
+        scopes: super::oauth::ALL_SCOPES,
+    }))
 }
 
 /// Casso v1's exchange: an API key for a 6-hour access token.
 pub fn exchange(conn: &mut DbConn, config: &Config, clear_key: &str) -> AppResult<Option<(String, i64)>> {
-    let Some(caller) = by_key(conn, config, clear_key)? else { return Ok(None) };
+    let Some(Caller { client: Client::Key(key_id), .. }) = by_key(conn, config, clear_key)? else { return Ok(None) };
     let token = random(48);
     let t = now();
     diesel::insert_into(api_tokens::table)
         .values((
-            api_tokens::api_key_id.eq(caller.key_id),
+            api_tokens::api_key_id.eq(key_id),
             api_tokens::token_hash.eq(hash(config, &token)),
             api_tokens::created_at.eq(t),
             api_tokens::expires_at.eq(t + chrono::Duration::hours(TOKEN_HOURS)),
         ))
         .execute(conn)?;
     // Expired tokens are of no use to anyone: sweep the key's old ones.
-    diesel::delete(
-        api_tokens::table.filter(api_tokens::api_key_id.eq(caller.key_id)).filter(api_tokens::expires_at.lt(t)),
-    )
-    .execute(conn)?;
+    diesel::delete(api_tokens::table.filter(api_tokens::api_key_id.eq(key_id)).filter(api_tokens::expires_at.lt(t)))
+        .execute(conn)?;
     Ok(Some((token, TOKEN_HOURS * 3600)))
 }

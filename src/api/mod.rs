@@ -6,6 +6,8 @@
 
 pub mod docs;
 pub mod keys;
+pub mod oauth;
+pub mod oauth_pages;
 pub mod pages;
 pub mod types;
 
@@ -142,7 +144,7 @@ fn same_shape(pattern: &str, path: &str) -> bool {
 }
 
 /// Per-key request rate, one per app instance (each node counts its own requests).
-pub type Limiter = governor::DefaultKeyedRateLimiter<i64>;
+pub type Limiter = governor::DefaultKeyedRateLimiter<keys::Client>;
 
 pub fn new_limiter(per_second: u32) -> Limiter {
     let burst = NonZeroU32::new(per_second.saturating_mul(BURST_FACTOR)).unwrap_or(NonZeroU32::MIN);
@@ -150,9 +152,10 @@ pub fn new_limiter(per_second: u32) -> Limiter {
     governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
 }
 
-/// The caller of a request: `Authorization: Apikey <key>`, `Bearer <token>` or a bare
-/// v1 token. Counted against the key's rate.
-async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+/// The caller of a request: `Authorization: Apikey <key>`, `Bearer <token>` (an OAuth
+/// access token or a v1 token) or a bare v1 token, holding `scope`. Counted against the
+/// key's or the app's rate.
+async fn caller(state: &AppState, req: &HttpRequest, scope: &'static str) -> Result<Caller, ApiError> {
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     if header.is_empty() || header.len() > 512 {
         return Err(ApiError::unauthorized());
@@ -163,6 +166,8 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError>
             let (scheme, value) = header.split_once(' ').map(|(s, v)| (s.to_string(), v.trim())).unwrap_or_default();
             Ok(if scheme.eq_ignore_ascii_case("apikey") {
                 keys::by_key(conn, &config, value)?
+            } else if scheme.eq_ignore_ascii_case("bearer") && value.starts_with(oauth::ACCESS_PREFIX) {
+                oauth::by_access_token(conn, &config, value)?
             } else if scheme.eq_ignore_ascii_case("bearer") {
                 keys::by_token(conn, &config, value)?
             } else {
@@ -171,7 +176,14 @@ async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError>
         })
         .await?;
     let c = found.ok_or_else(ApiError::unauthorized)?;
-    if let Err(not_until) = state.api_limiter.check_key(&c.key_id) {
+    if oauth::scope_bit(scope).is_none_or(|b| c.scopes & b == 0) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            403,
+            format!("Insufficient scope: this request needs the `{scope}` scope"),
+        ));
+    }
+    if let Err(not_until) = state.api_limiter.check_key(&c.client) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "Too many requests");
         e.retry_after = Some(wait.as_secs().max(1));
@@ -246,7 +258,7 @@ fn connect_status(a: &BankAccount) -> i64 {
 #[utoipa::path(get, path = "/v2/userInfo", tag = docs::TAG_INFO,
     responses((status = 200, description = "Người dùng, doanh nghiệp và tài khoản của khóa", body = Envelope<types::UserInfo>)))]
 async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "read").await?;
     let data = state
         .db(move |conn| {
             let user = crate::accounts::models::find(conn, c.user_id)?;
@@ -306,7 +318,7 @@ fn account_json(a: &BankAccount, codes: &std::collections::HashMap<String, Strin
 #[utoipa::path(get, path = "/v2/accounts", tag = docs::TAG_ACCOUNTS,
     responses((status = 200, description = "Các tài khoản đã liên kết của doanh nghiệp", body = Envelope<Vec<types::Account>>)))]
 async fn accounts(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "read").await?;
     let data = state
         .db(move |conn| {
             let codes = bank_codes(conn)?;
@@ -324,7 +336,7 @@ async fn accounts(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
     responses((status = 200, description = "Tài khoản", body = Envelope<types::Account>),
         (status = 404, description = "Doanh nghiệp không có tài khoản này", body = ErrorBody)))]
 async fn account(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "read").await?;
     let id = id_of(&id, "id")?;
     let data = state
         .db(move |conn| {
@@ -415,7 +427,7 @@ fn number(raw: &Option<String>, name: &str, default: i64, max: i64) -> Result<i6
     ),
     responses((status = 200, description = "Một trang giao dịch", body = Envelope<types::TransactionPage>)))]
 async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "read").await?;
     let q: TxQuery =
         serde_html_form::from_str(req.query_string()).map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
     let today = crate::fmt::local_date(crate::db::now());
@@ -472,7 +484,7 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult
     responses((status = 200, description = "Giao dịch", body = Envelope<types::TransactionOut>),
         (status = 404, description = "Doanh nghiệp không có giao dịch này", body = ErrorBody)))]
 async fn transaction(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "read").await?;
     let id = id_of(&id, "id")?;
     let data = state
         .db(move |conn| {
@@ -497,7 +509,7 @@ async fn transaction(state: web::Data<AppState>, req: HttpRequest, id: web::Path
     responses((status = 200, description = "Đã xếp lịch đồng bộ", body = Envelope<Null>),
         (status = 404, description = "Không có tài khoản mang số này", body = ErrorBody)))]
 async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "sync").await?;
     let v = body_json(&body)?;
     let wanted = match &v["bank_acc_id"] {
         serde_json::Value::Null => None,
@@ -505,7 +517,7 @@ async fn sync(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) ->
         serde_json::Value::Number(n) if n.is_u64() => Some(n.to_string()),
         _ => return Err(ApiError::invalid("bank_acc_id must be an account number")),
     };
-    let actor = crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id));
+    let actor = api_actor(&c);
     state
         .db(move |conn| {
             let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
@@ -574,7 +586,7 @@ fn webhook_body(body: &[u8]) -> Result<(String, String, bool), ApiError> {
 }
 
 fn api_actor(c: &Caller) -> crate::audit::Actor {
-    crate::audit::Actor::user(c.user_id, &format!("api-key-{}", c.key_id))
+    crate::audit::Actor::user(c.user_id, &c.client.label())
 }
 
 /// Tạo webhook
@@ -585,7 +597,7 @@ fn api_actor(c: &Caller) -> crate::audit::Actor {
     request_body = types::WebhookRequest,
     responses((status = 200, description = "Webhook", body = Envelope<types::Webhook>)))]
 async fn create_webhook(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "webhooks").await?;
     let (url, token, income_only) = webhook_body(&body)?;
     let input = crate::notify::service::WebhookInput {
         common: crate::notify::service::Common { name: "Webhook (API)".into(), income_only, ..Default::default() },
@@ -619,7 +631,7 @@ fn webhook_missing() -> ApiError {
     responses((status = 200, description = "Webhook", body = Envelope<types::Webhook>),
         (status = 404, description = "Webhook không tồn tại (error 12)", body = ErrorBody)))]
 async fn get_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "webhooks").await?;
     let id = id_of(&id, "id")?;
     let i = state.db(move |conn| own_webhook(conn, c.business_id, id)).await.map_err(|e| match e {
         AppError::NotFound => webhook_missing(),
@@ -640,7 +652,7 @@ async fn update_webhook(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "webhooks").await?;
     let id = id_of(&id, "id")?;
     let (url, token, income_only) = webhook_body(&body)?;
     crate::notify::webhook::check_destination(&url, state.config.webhook_allow_private)
@@ -695,7 +707,7 @@ async fn update_webhook(
     responses((status = 200, description = "Đã xóa", body = Envelope<Null>),
         (status = 404, description = "Webhook không tồn tại (error 12)", body = ErrorBody)))]
 async fn delete_webhook(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "webhooks").await?;
     let id = id_of(&id, "id")?;
     let actor = api_actor(&c);
     state
@@ -726,7 +738,7 @@ struct ByUrl {
     responses((status = 200, description = "Đã xóa", body = Envelope<Null>),
         (status = 404, description = "Không có webhook với URL này (error 12)", body = ErrorBody)))]
 async fn delete_webhooks_by_url(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
-    let c = caller(&state, &req).await?;
+    let c = caller(&state, &req, "webhooks").await?;
     let q: ByUrl =
         serde_html_form::from_str(req.query_string()).map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
     let url = q.webhook.or(q.url).map(|u| u.trim().to_string()).filter(|u| !u.is_empty());

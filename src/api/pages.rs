@@ -27,6 +27,7 @@ struct KeysPage {
     tab: &'static str,
     biz: Biz,
     keys: Vec<ApiKey>,
+    grants: Vec<super::oauth::GrantView>,
     created: Option<(String, String)>,
     error: Option<String>,
     base_url: String,
@@ -46,12 +47,14 @@ async fn page(
     error: Option<String>,
 ) -> AppResult<HttpResponse> {
     let bid = biz.id();
-    let list = ctx.db(move |conn| Ok(keys::keys_of(conn, bid)?)).await?;
+    let (list, grants) =
+        ctx.db(move |conn| Ok((keys::keys_of(conn, bid)?, super::oauth::grants_of(conn, bid)?))).await?;
     let p = KeysPage {
         l: layout(ctx, &biz),
         tab: "api",
         biz,
         keys: list,
+        grants,
         created,
         base_url: ctx.state.config.base_url.clone(),
         error,

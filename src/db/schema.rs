@@ -704,6 +704,63 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_apps (id) {
+        id -> Int8,
+        owner_id -> Int8,
+        name -> Text,
+        website -> Text,
+        client_id -> Text,
+        secret_hash -> Text,
+        redirect_uris -> Text,
+        created_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_grants (id) {
+        id -> Int8,
+        app_id -> Int8,
+        business_id -> Int8,
+        user_id -> Int8,
+        scopes -> Text,
+        refresh_hash -> Nullable<Text>,
+        previous_refresh_hash -> Nullable<Text>,
+        refresh_expires_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_codes (id) {
+        id -> Int8,
+        code_hash -> Text,
+        app_id -> Int8,
+        business_id -> Int8,
+        user_id -> Int8,
+        redirect_uri -> Text,
+        scopes -> Text,
+        code_challenge -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        grant_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    oauth_tokens (id) {
+        id -> Int8,
+        grant_id -> Int8,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(audit_log -> users (user_id));
 diesel::joinable!(pycs -> requests (request_id));
 diesel::joinable!(pyc_checklist -> pycs (pyc_id));
@@ -732,6 +789,8 @@ diesel::joinable!(bank_accounts -> bank_connections (connection_id));
 diesel::joinable!(transactions -> bank_accounts (account_id));
 diesel::joinable!(deliveries -> integrations (integration_id));
 diesel::joinable!(api_tokens -> api_keys (api_key_id));
+diesel::joinable!(oauth_grants -> oauth_apps (app_id));
+diesel::joinable!(oauth_tokens -> oauth_grants (grant_id));
 diesel::joinable!(integration_recipients -> integrations (integration_id));
 diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
@@ -739,6 +798,9 @@ diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     api_tokens,
+    oauth_apps,
+    oauth_grants,
+    oauth_tokens,
     integration_recipients,
     zalo_tokens,
     zalo_events,

@@ -92,6 +92,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::notify::handlers::ROUTES,
         crate::api::ROUTES,
         crate::api::pages::ROUTES,
+        crate::api::oauth_pages::ROUTES,
         crate::audit::handlers::ROUTES,
         crate::mail::inbound::handlers::ROUTES,
         crate::hub::handlers::ROUTES,
@@ -114,6 +115,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::notify::handlers::configure(cfg);
     crate::api::configure(cfg);
     crate::api::pages::configure(cfg);
+    crate::api::oauth_pages::configure(cfg);
     crate::audit::handlers::configure(cfg);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
     crate::mail::sent::configure(cfg);

@@ -24,7 +24,8 @@ use crate::audit::Actor;
 use crate::error::AppError;
 
 /// Paths that authenticate with a token of their own instead of the session cookie.
-pub const CSRF_EXEMPT_PREFIXES: &[&str] = &["/v1/", "/v2/", "/inbound/", "/bank-hooks/", "/zalo/webhook"];
+pub const CSRF_EXEMPT_PREFIXES: &[&str] =
+    &["/v1/", "/v2/", "/inbound/", "/bank-hooks/", "/zalo/webhook", "/oauth/token", "/oauth/revoke"];
 
 const KEY_UID: &str = "uid";
 const KEY_EPOCH: &str = "epoch";

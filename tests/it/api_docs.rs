@@ -56,6 +56,12 @@ async fn the_document_lists_exactly_the_served_routes_and_the_page_renders_it() 
         assert!(record.get(field).is_some(), "TransactionOut lacks {field}: {record}");
     }
     assert_eq!(doc["components"]["schemas"]["WebhookRequest"]["anyOf"][1]["required"][0], "url");
+    let flow = &doc["components"]["securitySchemes"]["oauth2"]["flows"]["authorizationCode"];
+    assert_eq!(
+        flow["tokenUrl"].as_str(),
+        Some(format!("{}/oauth/token", app.state.config.base_url.trim_end_matches('/')).as_str())
+    );
+    assert_eq!(doc["paths"]["/v2/sync"]["post"]["security"][2]["oauth2"][0], "sync", "each endpoint names its scope");
     assert_eq!(
         doc["paths"]["/v2/webhooks"]["post"]["responses"]["200"]["links"]["get_webhook"]["operationId"],
         "get_webhook"
@@ -70,6 +76,10 @@ async fn the_document_lists_exactly_the_served_routes_and_the_page_renders_it() 
         assert!(page.body.contains(&shown), "the page lacks {shown}");
     }
     assert!(page.body.contains("id=\"schema-TransactionOut\""));
+    assert!(
+        page.body.contains("<code>webhooks</code> (tạo, sửa và xóa webhook nhận giao dịch mới)"),
+        "the OAuth scopes are explained"
+    );
     assert!(page.body.contains("ASC (cũ trước, mặc định)"), "parameter descriptions are shown");
     assert!(!page.body.contains("src=\"http") && !page.body.contains("href=\"https://"), "works offline");
 

@@ -17,6 +17,7 @@ mod hub;
 mod mail_in;
 mod merchant;
 mod notify;
+mod oauth_apps;
 mod oidc;
 mod pyc;
 mod queue;
