@@ -457,7 +457,7 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<()> {
     for backend in backends {
         let s = scratch(backend)?;
         let mut conn = s.pool.get()?;
-        let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+        let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
         let (_, _, account) = bench_account(&mut conn, "bench@sync.vn", "demo")?;
         let name = if backend.is_some() { "postgres" } else { "sqlite" };
         for round in ["new", "already known"] {
@@ -516,7 +516,7 @@ fn bench_account(
     email: &str,
     method: &str,
 ) -> anyhow::Result<(crate::audit::Actor, i64, crate::business::models::BankAccount)> {
-    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
     let owner =
         crate::accounts::merchant::create_ready_account(conn, email, "Bench", "0912345678", "mat-khau-bench-2026")
             .map_err(e)?;
@@ -610,7 +610,7 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     let app_addr = serve_in_process(&state)?;
 
     // A merchant, a business, a push-linked account and a Casso V2 webhook.
-    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
     let (bid, key, secret, actor) = {
         let mut conn = state.pool.get()?;
         let owner = crate::accounts::merchant::create_ready_account(
@@ -779,7 +779,7 @@ async fn api_one(pg_admin: Option<String>, count: usize, seconds: u64, concurren
     s.config.api_rate_per_second = 1_000_000;
     let pool = crate::db::pool(&s.config.database_url, 16)?;
     let state = crate::web::AppState::new(s.config.clone(), pool)?;
-    let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
     let started = Instant::now();
     let (key, pages) = {
         let mut conn = state.pool.get()?;

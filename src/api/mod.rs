@@ -443,20 +443,17 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult
         Some("DESC") => true,
         Some(_) => return Err(ApiError::invalid("sort must be ASC or DESC")),
     };
-    let filter = crate::banking::models::TxFilter {
-        business_id: c.business_id,
-        account_id: None,
-        from: Some(crate::fmt::local_midnight_utc(from)),
-        to: Some(crate::fmt::local_midnight_utc(to + chrono::Duration::days(1))),
-        income: None,
-        min_amount: None,
-        max_amount: None,
-        text: None,
-    };
     let data = state
         .db(move |conn| {
-            let total = crate::banking::models::count(conn, &filter)?;
-            let rows = crate::banking::models::page_sorted(conn, &filter, (page - 1) * page_size, page_size, desc)?;
+            let (total, rows) = crate::banking::models::page_by_days(
+                conn,
+                c.business_id,
+                from,
+                to,
+                (page - 1) * page_size,
+                page_size,
+                desc,
+            )?;
             let codes = bank_codes(conn)?;
             let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
             let records = rows

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::business::models::BankAccount;
 use crate::db::DbConn;
-use crate::db::schema::{bank_accounts, bank_connections, businesses, link_handoffs, transactions};
+use crate::db::schema::{bank_accounts, bank_connections, businesses, link_handoffs, transaction_days, transactions};
 
 #[derive(Queryable, Debug, Clone)]
 pub struct Connection {
@@ -230,16 +230,30 @@ pub struct NewTransaction {
 /// write transaction (`db::tx`).
 pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<(i64, i64)>> {
     let mut ids = Vec::with_capacity(rows.len());
+    let mut days = DayDeltas::default();
     // 19 bound values a row: chunks stay far below both backends' parameter limits.
     for chunk in rows.chunks(500) {
         let mut got: Vec<(i64, i64)> = match conn {
             // Concurrent syncs of one account race here: the unique key decides.
-            DbConn::Pg(c) => diesel::insert_into(transactions::table)
-                .values(chunk)
-                .on_conflict((transactions::account_id, transactions::bank_tx_id))
-                .do_nothing()
-                .returning((transactions::id, transactions::amount))
-                .get_results(c)?,
+            DbConn::Pg(c) => {
+                let got: Vec<(i64, i64, i64, NaiveDateTime)> = diesel::insert_into(transactions::table)
+                    .values(chunk)
+                    .on_conflict((transactions::account_id, transactions::bank_tx_id))
+                    .do_nothing()
+                    .returning((
+                        transactions::id,
+                        transactions::amount,
+                        transactions::business_id,
+                        transactions::occurred_at,
+                    ))
+                    .get_results(c)?;
+                got.into_iter()
+                    .map(|(id, amount, business, at)| {
+                        days.add(business, at, 1);
+                        (id, amount)
+                    })
+                    .collect()
+            }
             // SQLite write transactions are serial (BEGIN IMMEDIATE), so the known ids
             // read here stay known; diesel's SQLite batch RETURNING fails on a conflict.
             DbConn::Sqlite(c) => {
@@ -269,6 +283,9 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
                     // (all of them are new: they were just checked unknown).
                     let owned: Vec<NewTransaction> = fresh.iter().map(|r| (*r).clone()).collect();
                     diesel::insert_into(transactions::table).values(&owned).execute(c)?;
+                    for r in &owned {
+                        days.add(r.business_id, r.occurred_at, 1);
+                    }
                     let mut got = Vec::with_capacity(owned.len());
                     let mut by_account: std::collections::HashMap<i64, Vec<&str>> = Default::default();
                     for r in &owned {
@@ -288,12 +305,56 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
         };
         ids.append(&mut got);
     }
+    days.apply(conn)?;
     Ok(ids)
+}
+
+/// Changes to `transaction_days`, summed before they are written.
+#[derive(Default)]
+struct DayDeltas(std::collections::HashMap<(i64, chrono::NaiveDate), i64>);
+
+impl DayDeltas {
+    fn add(&mut self, business_id: i64, at: NaiveDateTime, n: i64) {
+        *self.0.entry((business_id, crate::fmt::local_date(at))).or_default() += n;
+    }
+
+    /// One upsert a day (`n = n + delta`: concurrent writers add up on PostgreSQL).
+    fn apply(self, conn: &mut DbConn) -> QueryResult<()> {
+        for ((business_id, day), delta) in self.0.into_iter().filter(|(_, d)| *d != 0) {
+            let row = (
+                transaction_days::business_id.eq(business_id),
+                transaction_days::day.eq(day),
+                transaction_days::n.eq(delta),
+            );
+            let add = transaction_days::n.eq(transaction_days::n + delta);
+            match conn {
+                DbConn::Pg(c) => diesel::insert_into(transaction_days::table)
+                    .values(row)
+                    .on_conflict((transaction_days::business_id, transaction_days::day))
+                    .do_update()
+                    .set(add)
+                    .execute(c)?,
+                DbConn::Sqlite(c) => diesel::insert_into(transaction_days::table)
+                    .values(row)
+                    .on_conflict((transaction_days::business_id, transaction_days::day))
+                    .do_update()
+                    .set(add)
+                    .execute(c)?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// A pending transaction the bank re-issued under a new id: the stored row takes the
 /// new id and the posted values. False when no row had the old id.
 pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &NewTransaction) -> QueryResult<bool> {
+    let before: Option<(i64, NaiveDateTime, Option<NaiveDateTime>)> = transactions::table
+        .filter(transactions::account_id.eq(account_id))
+        .filter(transactions::bank_tx_id.eq(old_id))
+        .select((transactions::business_id, transactions::occurred_at, transactions::deleted_at))
+        .first(conn)
+        .optional()?;
     let n = diesel::update(
         transactions::table.filter(transactions::account_id.eq(account_id)).filter(transactions::bank_tx_id.eq(old_id)),
     )
@@ -307,6 +368,13 @@ pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &N
         transactions::search_key.eq(&new.search_key),
     ))
     .execute(conn)?;
+    // The posted time may fall on another day than the pending one.
+    if let (1, Some((business, was, None))) = (n, before) {
+        let mut days = DayDeltas::default();
+        days.add(business, was, -1);
+        days.add(business, new.occurred_at, 1);
+        days.apply(conn)?;
+    }
     Ok(n == 1)
 }
 
@@ -466,7 +534,58 @@ pub fn tombstone(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<b
     let n = diesel::update(transactions::table.find(id).filter(transactions::deleted_at.is_null()))
         .set(transactions::deleted_at.eq(at))
         .execute(conn)?;
+    if n == 1 {
+        let (business, when): (i64, NaiveDateTime) =
+            transactions::table.find(id).select((transactions::business_id, transactions::occurred_at)).first(conn)?;
+        let mut days = DayDeltas::default();
+        days.add(business, when, -1);
+        days.apply(conn)?;
+    }
     Ok(n == 1)
+}
+
+/// A business's live transactions of local days `from..=to`: the total, and one page
+/// in time order. The total is a sum over `transaction_days`; the page starts at the
+/// day holding its first row, so only that day's rows before it are skipped.
+pub fn page_by_days(
+    conn: &mut DbConn,
+    business_id: i64,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    offset: i64,
+    limit: i64,
+    desc: bool,
+) -> QueryResult<(i64, Vec<Transaction>)> {
+    let mut days: Vec<(chrono::NaiveDate, i64)> = transaction_days::table
+        .filter(transaction_days::business_id.eq(business_id))
+        .filter(transaction_days::day.ge(from))
+        .filter(transaction_days::day.le(to))
+        .filter(transaction_days::n.gt(0))
+        .order(transaction_days::day.asc())
+        .select((transaction_days::day, transaction_days::n))
+        .load(conn)?;
+    let total: i64 = days.iter().map(|(_, n)| n).sum();
+    if desc {
+        days.reverse();
+    }
+    let mut skip = offset;
+    let mut start = None;
+    for (day, n) in &days {
+        if skip < *n {
+            start = Some(*day);
+            break;
+        }
+        skip -= n;
+    }
+    let Some(start) = start else { return Ok((total, Vec::new())) };
+    let next_day = |d: chrono::NaiveDate| d.succ_opt().unwrap_or(d);
+    let f = TxFilter {
+        business_id,
+        from: Some(crate::fmt::local_midnight_utc(if desc { from } else { start })),
+        to: Some(crate::fmt::local_midnight_utc(next_day(if desc { start } else { to }))),
+        ..Default::default()
+    };
+    Ok((total, page_sorted(conn, &f, skip, limit, desc)?))
 }
 
 // ---- phone handoffs

@@ -540,6 +540,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    transaction_days (business_id, day) {
+        business_id -> Int8,
+        day -> Date,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
     transactions (id) {
         id -> Int8,
         business_id -> Int8,
@@ -796,6 +804,7 @@ diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    transaction_days,
     api_keys,
     api_tokens,
     oauth_apps,

@@ -626,3 +626,80 @@ fn cli_refreshes_the_bank_list_from_vietqr_json() {
     std::fs::write(&broken, "bin,code,short_name,name\n12,X,Y,Z\n").unwrap_or_else(|e| panic!("{e}"));
     assert!(!run(&["banks", "import", &broken.display().to_string()]).status.success());
 }
+
+// The API's pages come from per-day counts kept beside the rows: after inserts on both
+// sides of local midnight, a pending row re-posted on another day and deletions, every
+// page (both orders) and the total equal a plain count and OFFSET over the rows.
+crate::db_test!(per_day_counts_page_exactly_like_the_rows, |app| {
+    use hubgate::banking::models::{self, TxFilter};
+    let (_, bid, account) = crate::notify::setup(&app).await;
+    let today = hubgate::fmt::local_date(hubgate::db::now());
+    let first = today - chrono::Duration::days(4);
+    let mut rows = Vec::new();
+    for i in 0..57i64 {
+        let day = first + chrono::Duration::days(i % 5);
+        // Minutes either side of local midnight, and mid-day.
+        let at = hubgate::fmt::local_midnight_utc(day) + chrono::Duration::minutes([0, 1, 719, 1439][(i % 4) as usize]);
+        let mut t = crate::notify::tx(&format!("D-{i}"), 1_000 + i);
+        t.occurred_at = at;
+        rows.push(t);
+    }
+    let mut pending = crate::notify::tx("P-OLD", 5_000);
+    pending.pending = true;
+    pending.occurred_at = hubgate::fmt::local_midnight_utc(first) + chrono::Duration::hours(2);
+    rows.push(pending);
+    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &rows, "sync"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // The bank re-posts the pending transaction two days later under its final id.
+    let mut posted = crate::notify::tx("P-NEW", 5_000);
+    posted.replaces = Some("P-OLD".into());
+    posted.occurred_at =
+        hubgate::fmt::local_midnight_utc(first + chrono::Duration::days(2)) + chrono::Duration::hours(3);
+    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[posted], "sync"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // Two deletions; a second deletion of the same row changes nothing.
+    let ids: Vec<i64> = app.with_conn(|c| {
+        transactions::table
+            .filter(transactions::bank_tx_id.like("D-1%"))
+            .select(transactions::id)
+            .order(transactions::id.asc())
+            .limit(2)
+            .load(c)
+            .unwrap_or_default()
+    });
+    for id in [ids[0], ids[1], ids[1]] {
+        app.with_conn(|c| models::tombstone(c, id, hubgate::db::now())).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let from = first - chrono::Duration::days(1);
+    let plain = TxFilter {
+        business_id: bid,
+        from: Some(hubgate::fmt::local_midnight_utc(from)),
+        to: Some(hubgate::fmt::local_midnight_utc(today + chrono::Duration::days(1))),
+        ..Default::default()
+    };
+    let expected_total = app.with_conn(|c| models::count(c, &plain)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(expected_total, 56, "57 + the re-posted one - 2 deleted");
+    for desc in [false, true] {
+        for page in 0..10 {
+            let (total, got) = app
+                .with_conn(|c| models::page_by_days(c, bid, from, today, page * 7, 7, desc))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let want =
+                app.with_conn(|c| models::page_sorted(c, &plain, page * 7, 7, desc)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(total, expected_total);
+            let ids = |v: &[models::Transaction]| v.iter().map(|t| t.id).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&want), "page {page}, desc {desc}");
+        }
+    }
+    // A window of one day counts that day only, the re-posted row on its new day.
+    let day2 = first + chrono::Duration::days(2);
+    let (n, _) =
+        app.with_conn(|c| models::page_by_days(c, bid, day2, day2, 0, 100, false)).unwrap_or_else(|e| panic!("{e}"));
+    let one_day = TxFilter {
+        from: Some(hubgate::fmt::local_midnight_utc(day2)),
+        to: Some(hubgate::fmt::local_midnight_utc(day2 + chrono::Duration::days(1))),
+        ..plain.clone()
+    };
+    assert_eq!(n, app.with_conn(|c| models::count(c, &one_day)).unwrap_or_else(|e| panic!("{e}")));
+});
