@@ -186,7 +186,12 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
 
 /// Ties a mail conversation to a request and records the confirmations it holds.
 fn attach_thread(conn: &mut DbConn, actor: &Actor, request_id: i64, thread_id: i64) -> AppResult<()> {
-    mail::attach_thread(conn, thread_id, request_id)?;
+    if !mail::attach_thread(conn, thread_id, request_id)? {
+        // Someone tied it a moment ago: this whole transaction (a new request with its
+        // merchant and point included) is rolled back.
+        let other = mail::thread(conn, thread_id)?.request_id.map(|r| format!(" #{r}")).unwrap_or_default();
+        return Err(AppError::Conflict(format!("Luồng thư này vừa được gắn với yêu cầu{other}; hãy mở yêu cầu đó.")));
+    }
     for m in mail::thread_messages(conn, thread_id)? {
         record_mail_confirmation(conn, actor, request_id, &m)?;
     }

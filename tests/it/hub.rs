@@ -354,3 +354,51 @@ db_test!(a_new_partner_needs_no_code, |app| {
     assert!(sale.get("/customers?q=shopee").await.body.contains("Công ty TNHH ShopeePay"));
     assert!(!sale.get("/customers?q=momo").await.body.contains("ShopeePay"));
 });
+
+// Two people open a request from the same partner mail at the same moment: one request
+// per mail, the other person told which (on PostgreSQL a check-then-update let both in).
+db_test!(a_mail_opened_twice_at_once_makes_one_request, |app| {
+    let sale = hubgate::audit::Actor::user(app.create_user("sale@ipos.vn", &[Role::Sale]).id, "sale@ipos.vn");
+    let mut mails = Vec::new();
+    for prefix in ["a01", "b01", "c01", "d01"] {
+        let id = crate::support::ingest_corpus(&app, prefix);
+        assert!(id > 0, "{prefix} stored");
+        let partner: Option<i64> = app
+            .with_conn(|c| mail_messages::table.find(id).select(mail_messages::partner_id).first(c))
+            .unwrap_or_else(|e| panic!("{e}"));
+        mails.push((id, partner.unwrap_or_else(|| panic!("{prefix} has its partner"))));
+    }
+    for (round, (mail_id, partner_id)) in mails.into_iter().enumerate() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let outcomes: Vec<Result<i64, hubgate::error::AppError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|who| {
+                    let (barrier, pool, sale) = (barrier.clone(), app.state.pool.clone(), sale.clone());
+                    s.spawn(move || {
+                        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+                        let input = hubgate::hub::service::OpenRequest {
+                            partner_id,
+                            mail_id: Some(mail_id),
+                            merchant_name: format!("Nhà hàng Vòng {round}"),
+                            point_name: format!("Chi nhánh {who}"),
+                            ..Default::default()
+                        };
+                        barrier.wait();
+                        hubgate::hub::service::open_request(&mut conn, &sale, &input)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("thread panicked"))).collect()
+        });
+        let opened: Vec<i64> = outcomes.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(opened.len(), 1, "round {round}: {outcomes:?}");
+        let refused = outcomes.iter().find_map(|r| r.as_ref().err()).map(|e| format!("{e:?}")).unwrap_or_default();
+        assert!(refused.contains(&format!("#{}", opened[0])), "the other is told which request: {refused}");
+    }
+    let n: i64 = app.with_conn(|c| requests::table.count().get_result(c)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 4, "one request per mail");
+    // Nor did the loser leave a merchant behind: its transaction rolled back whole.
+    let points: i64 =
+        app.with_conn(|c| hubgate::db::schema::points::table.count().get_result(c)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(points, 4);
+});

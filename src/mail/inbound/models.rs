@@ -505,16 +505,22 @@ pub fn delete_rule(conn: &mut DbConn, id: i64) -> QueryResult<()> {
 }
 
 /// Ties a conversation to a connection request; its messages leave the to-do list.
-pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> QueryResult<()> {
-    diesel::update(mail_threads::table.find(thread_id))
+/// False when the conversation is already tied to one: the update is conditional, so of
+/// two people opening a request from the same mail at once only one wins (a check,
+/// then a plain update, let both through on PostgreSQL).
+pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> QueryResult<bool> {
+    let n = diesel::update(mail_threads::table.find(thread_id).filter(mail_threads::request_id.is_null()))
         .set(mail_threads::request_id.eq(Some(request_id)))
         .execute(conn)?;
+    if n == 0 {
+        return Ok(false);
+    }
     diesel::update(
         mail_messages::table.filter(mail_messages::thread_id.eq(thread_id)).filter(mail_messages::status.eq("new")),
     )
     .set(mail_messages::status.eq("attached"))
     .execute(conn)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Messages of the threads tied to a request, oldest first.
