@@ -101,7 +101,9 @@ pub fn parse_redirects(raw: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for line in raw.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let bad = || format!("Địa chỉ chuyển hướng không hợp lệ: {}", line.chars().take(80).collect::<String>());
-        if line.len() > 2000 {
+        // URL parsers drop tabs and newlines inside a URL: what is stored and matched
+        // exactly must be what the browser is sent to.
+        if line.len() > 2000 || line.chars().any(char::is_control) {
             return Err(bad());
         }
         let u = reqwest::Url::parse(line).map_err(|_| bad())?;
@@ -655,4 +657,29 @@ pub fn grantable_businesses(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_and_plain() {
+        assert_eq!(parse_redirects(" https://a.vn/cb \nhttp://127.0.0.1:8765/cb\n").map(|v| v.len()), Ok(2));
+        for bad in ["http://a.vn/cb", "https://a.vn/\tcb", "https://a.vn/cb#x", "javascript:alert(1)", "/cb", ""] {
+            assert!(parse_redirects(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn pkce_s256_and_scopes() {
+        // RFC 7636 appendix B's example.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_ok(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_ok(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(!pkce_ok("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert_eq!(parse_scopes(""), Ok(vec!["read"]));
+        assert_eq!(parse_scopes("webhooks read"), Ok(vec!["read", "webhooks"]));
+        assert!(parse_scopes("read admin").is_err());
+    }
 }
