@@ -598,9 +598,11 @@ pub struct GrantView {
 }
 
 pub fn grants_of(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<GrantView>> {
-    type Row = (i64, String, String, String, i64, NaiveDateTime, Option<NaiveDateTime>);
+    type Row = (i64, String, String, String, String, NaiveDateTime, Option<NaiveDateTime>);
+    // One query: the app and the granting user joined in, not looked up per grant.
     let rows: Vec<Row> = oauth_grants::table
         .inner_join(oauth_apps::table)
+        .inner_join(users::table.on(users::id.eq(oauth_grants::user_id)))
         .filter(oauth_grants::business_id.eq(business_id))
         .filter(oauth_grants::revoked_at.is_null())
         .filter(oauth_apps::deleted_at.is_null())
@@ -610,15 +612,14 @@ pub fn grants_of(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<GrantVi
             oauth_apps::name,
             oauth_apps::website,
             oauth_grants::scopes,
-            oauth_grants::user_id,
+            users::email,
             oauth_grants::created_at,
             oauth_grants::last_used_at,
         ))
         .load(conn)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, app_name, app_website, scopes, user_id, created_at, last_used_at) in rows {
-        let granted_by = users::table.find(user_id).select(users::email).first(conn).unwrap_or_default();
-        out.push(GrantView {
+    Ok(rows
+        .into_iter()
+        .map(|(id, app_name, app_website, scopes, granted_by, created_at, last_used_at)| GrantView {
             id,
             app_name,
             app_website,
@@ -626,9 +627,8 @@ pub fn grants_of(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<GrantVi
             granted_by,
             created_at,
             last_used_at,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// "Thu hồi" on the business's API page: the app's tokens for this business stop at once.
