@@ -146,8 +146,11 @@ impl r2d2::ManageConnection for Manager {
         Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// As diesel's own manager: a connection given back while its thread unwinds, or
+    /// still inside a transaction, is dropped rather than handed to the next caller,
+    /// who would otherwise write into a transaction that never commits.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 

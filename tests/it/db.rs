@@ -173,3 +173,36 @@ db_test!(concurrent_read_then_write_transactions_all_commit, |app| {
         .unwrap_or_default();
     assert_eq!(kept, ["outer"]);
 });
+
+db_test!(a_connection_given_back_mid_transaction_is_not_reused, |app| {
+    // A handler that panics inside a transaction hands its connection back to the pool
+    // while unwinding. Reused, the next caller's `tx` would only open a savepoint inside
+    // that never-committed transaction, and its writes would vanish.
+    let pool = hubgate::db::pool(&app.database_url, 1).unwrap_or_else(|e| panic!("{e}"));
+    let marker = |c: &mut hubgate::db::DbConn, what: &str| {
+        hubgate::audit::record(c, &hubgate::audit::Actor::system("test"), "probe", what.to_string(), "write", None, None)
+    };
+    let pool2 = pool.clone();
+    let crashed = std::thread::spawn(move || {
+        let mut conn = pool2.get().unwrap_or_else(|e| panic!("{e}"));
+        let _: QueryResult<()> = hubgate::db::tx(&mut conn, |c| {
+            marker(c, "lost")?;
+            panic!("handler bug inside a transaction");
+        });
+    })
+    .join();
+    assert!(crashed.is_err(), "the writer thread should have panicked");
+    let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+    hubgate::db::tx(&mut conn, |c| marker(c, "kept")).unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    // Read through another connection: only committed rows are visible there.
+    let seen: Vec<String> = app.with_conn(|c| {
+        use hubgate::db::schema::audit_log;
+        audit_log::table
+            .filter(audit_log::entity_type.eq("probe"))
+            .select(audit_log::entity_id)
+            .load(c)
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert_eq!(seen, vec!["kept".to_string()]);
+});
