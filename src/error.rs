@@ -1,7 +1,7 @@
 //! The one application error type.
 //!
 //! Policy: models return diesel's `QueryResult`; services and handlers return
-//! `Result<_, AppError>`. diesel `NotFound` becomes 404, a unique violation 409, a pool
+//! `Result<_, AppError>`. diesel `NotFound` becomes 404, a unique or foreign-key violation 409, a pool
 //! timeout 503, and anything else is logged with its cause and shown as a bare 500 page
 //! that reveals nothing internal. Messages in the variants are for people, in Vietnamese.
 
@@ -56,6 +56,11 @@ impl From<diesel::result::Error> for AppError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 AppError::Conflict("Dữ liệu này đã tồn tại.".into())
             }
+            // A form naming a row that is gone (or another still refers to): the person
+            // can reload and choose again; nothing is wrong with the server.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => AppError::Conflict(
+                "Dữ liệu liên quan không còn tồn tại hoặc đang được dùng ở nơi khác. Vui lòng tải lại trang.".into(),
+            ),
             other => AppError::Internal(other.into()),
         }
     }
@@ -101,3 +106,19 @@ impl ResponseError for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn a_missing_referenced_row_is_a_conflict_not_a_server_error() {
+        let e = AppError::from(Error::DatabaseError(
+            DatabaseErrorKind::ForeignKeyViolation,
+            Box::new("FOREIGN KEY constraint failed".to_string()),
+        ));
+        assert_eq!(e.status_code(), StatusCode::CONFLICT);
+        assert!(e.to_string().contains("tải lại trang"));
+    }
+}

@@ -98,7 +98,7 @@ impl AuditPage {
 
 async fn list(ctx: Ctx, q: web::Query<AuditQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let filter = q.filter();
     let (rows, total, entity_types, users) = ctx
         .db(move |conn| {

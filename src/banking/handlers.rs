@@ -624,7 +624,7 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Viewer).await?;
     let bid = biz.id();
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let page = crate::web::layout::page_number(q.page);
     let (filter, error) = match q.filter(bid) {
         Ok(f) => (f, None),
         Err(AppError::Validation(msg)) => (TxFilter { business_id: bid, ..Default::default() }, Some(msg)),

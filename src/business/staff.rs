@@ -60,7 +60,7 @@ const PER_PAGE: i64 = 50;
 
 async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).clamp(1, 100_000);
+    let page = crate::web::layout::page_number(q.page);
     let key = crate::mail::inbound::classify::fold(q.q.trim());
     let (rows, total, requests, plans) = ctx
         .db(move |conn| {

@@ -276,7 +276,7 @@ impl ListQuery {
 
 async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let uid = ctx.user()?.id;
     let query = q.clone();
     let rows = ctx
@@ -296,7 +296,8 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
                     .trim()
                     .parse::<i64>()
                     .ok()
-                    .map(|d| crate::db::now() - chrono::Duration::days(d)),
+                    // A century is as old as any request can be; more would overflow the date.
+                    .map(|d| crate::db::now() - chrono::Duration::days(d.clamp(0, 36_500))),
             };
             RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
         })
@@ -332,7 +333,7 @@ struct MerchantQuery {
 
 async fn merchants(ctx: Ctx, q: web::Query<MerchantQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let key = crate::mail::inbound::classify::fold(&q.q);
     let (rows, total) =
         ctx.db(move |conn| Ok(models::search_merchants(conn, &key, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)).await?;

@@ -42,7 +42,7 @@ struct PageQuery {
 }
 
 async fn list(ctx: Ctx, q: web::Query<PageQuery>) -> AppResult<HttpResponse> {
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let (rows, total) = ctx.db(move |conn| Ok(outbound::outbox_page(conn, (page - 1) * PAGE_SIZE, PAGE_SIZE)?)).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     render(&SentPage {

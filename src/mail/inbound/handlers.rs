@@ -82,7 +82,7 @@ impl InboxQuery {
 
 async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
     let query = q.clone();
     let (rows, total, partners, problems) = ctx
