@@ -371,3 +371,54 @@ mod arbitrary_bytes {
         }
     }
 }
+
+mod the_same_mail_delivered_at_once_is_a_duplicate_not_an_error {
+    use super::*;
+
+    // Two MX hosts, or an MTA retrying, hand over the same message at the same moment.
+    // One delivery stores it; every other one is told "duplicate" with a 202, never a
+    // 503 that makes the sender retry a mail that was kept.
+    async fn run(backend: hubgate::db::Backend) {
+        let Some(app) = crate::support::TestApp::start_with(backend, |c| {
+            c.mail.inbound_token = "bi-mat-mta".into();
+        })
+        .await
+        else {
+            return;
+        };
+        let url = format!("{}/inbound/mail", app.base);
+        let client = reqwest::Client::new();
+        let mails = corpus();
+        let mut statuses: Vec<(String, u16, String)> = Vec::new();
+        for (name, raw) in &mails {
+            let sends = (0..6).map(|_| {
+                let (client, url, raw) = (client.clone(), url.clone(), raw.clone());
+                async move {
+                    let r = client.post(&url).bearer_auth("bi-mat-mta").body(raw).send().await;
+                    let r = r.unwrap_or_else(|e| panic!("{e}"));
+                    let code = r.status().as_u16();
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    (code, body["data"]["status"].as_str().unwrap_or("").to_string())
+                }
+            });
+            for (code, status) in futures_util::future::join_all(sends).await {
+                statuses.push((name.clone(), code, status));
+            }
+        }
+        for (name, code, _) in &statuses {
+            assert_eq!(*code, 202, "{name}: {statuses:?}");
+        }
+        for (name, _) in &mails {
+            let firsts = statuses.iter().filter(|(n, _, s)| n == name && s != "duplicate").count();
+            // g01 repeats a01's Message-ID in other bytes: a duplicate every time.
+            let expected = usize::from(!name.contains("duplicate-of"));
+            assert_eq!(firsts, expected, "{name} stored exactly once: {statuses:?}");
+        }
+        let blobs: i64 = app.with_conn(|c| {
+            hubgate::db::schema::mail_blobs::table.count().get_result(c).unwrap_or_else(|e| panic!("{e}"))
+        });
+        assert_eq!(blobs, mails.len() as i64);
+    }
+
+    crate::on_both_backends!(run);
+}

@@ -77,6 +77,9 @@ pub fn blob_raw(conn: &mut DbConn, id: i64) -> QueryResult<Vec<u8>> {
     mail_blobs::table.find(id).select(mail_blobs::raw).first(conn)
 }
 
+/// Keeps a message's raw bytes; `None` when the same bytes were stored meanwhile (the
+/// same mail delivered twice at once by two MX hosts, or an MTA retrying): that one is
+/// a duplicate, not a failure.
 pub fn insert_blob(
     conn: &mut DbConn,
     sha: &str,
@@ -84,19 +87,23 @@ pub fn insert_blob(
     source: &str,
     file_name: Option<&str>,
     at: NaiveDateTime,
-) -> QueryResult<i64> {
-    diesel::insert_into(mail_blobs::table)
-        .values((
-            mail_blobs::sha256.eq(sha),
-            mail_blobs::raw.eq(raw),
-            mail_blobs::size.eq(raw.len() as i64),
-            mail_blobs::source.eq(source),
-            mail_blobs::file_name.eq(file_name),
-            mail_blobs::status.eq("received"),
-            mail_blobs::received_at.eq(at),
-        ))
+) -> QueryResult<Option<i64>> {
+    let row = (
+        mail_blobs::sha256.eq(sha),
+        mail_blobs::raw.eq(raw),
+        mail_blobs::size.eq(raw.len() as i64),
+        mail_blobs::source.eq(source),
+        mail_blobs::file_name.eq(file_name),
+        mail_blobs::status.eq("received"),
+        mail_blobs::received_at.eq(at),
+    );
+    crate::with_conn!(conn, |c| diesel::insert_into(mail_blobs::table)
+        .values(row)
+        .on_conflict(mail_blobs::sha256)
+        .do_nothing()
         .returning(mail_blobs::id)
-        .get_result(conn)
+        .get_result(c)
+        .optional())
 }
 
 pub fn set_blob_status(conn: &mut DbConn, id: i64, status: &str, error: Option<&str>) -> QueryResult<()> {

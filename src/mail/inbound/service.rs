@@ -95,7 +95,8 @@ pub fn ingest_with(
     file: Option<&str>,
 ) -> AppResult<IngestReport> {
     let sha = sha256_hex(raw);
-    if let Some(existing) = models::blob_by_sha(conn, &sha)? {
+    let duplicate = |conn: &mut DbConn| -> AppResult<Option<IngestReport>> {
+        let Some(existing) = models::blob_by_sha(conn, &sha)? else { return Ok(None) };
         let mut report = match models::message_by_blob(conn, existing.id)? {
             Some(m) => report_for(conn, &known.partners, &m)?,
             None => IngestReport { blob_id: existing.id, ..Default::default() },
@@ -103,9 +104,15 @@ pub fn ingest_with(
         report.file = file.map(str::to_string);
         report.status = "duplicate".into();
         report.error = Some("Thư này đã được lưu trước đó.".into());
+        Ok(Some(report))
+    };
+    if let Some(report) = duplicate(conn)? {
         return Ok(report);
     }
-    let blob_id = models::insert_blob(conn, &sha, raw, source, file, now())?;
+    let Some(blob_id) = models::insert_blob(conn, &sha, raw, source, file, now())? else {
+        // Stored by a concurrent delivery between the check and the insert.
+        return duplicate(conn)?.ok_or_else(|| AppError::internal(anyhow::anyhow!("blob {sha} vanished")));
+    };
     let mut report = process(conn, cfg, known, blob_id, raw)?;
     report.file = file.map(str::to_string);
     Ok(report)
@@ -136,10 +143,7 @@ fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw
         report.error = Some(msg);
         return Ok(report);
     }
-    // A parser panic on hostile input must not lose the message or the worker.
-    let parsed = std::panic::catch_unwind(|| parse::parse(raw))
-        .unwrap_or_else(|_| Err("Bộ phân tích thư gặp lỗi với thư này.".to_string()));
-    let parsed = match parsed {
+    let parsed = match parse_guarded(raw) {
         Ok(p) => p,
         Err(reason) => {
             models::set_blob_status(conn, blob_id, "unreadable", Some(&reason))?;
@@ -379,11 +383,18 @@ fn store(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, p: &P
     })
 }
 
+/// Parses a stored or arriving message; a parser panic on hostile input becomes an
+/// "unreadable" reason instead of taking the request or the worker down with it.
+fn parse_guarded(raw: &[u8]) -> Result<parse::ParsedMail, String> {
+    std::panic::catch_unwind(|| parse::parse(raw))
+        .unwrap_or_else(|_| Err("Bộ phân tích thư gặp lỗi với thư này.".to_string()))
+}
+
 /// Runs partner and kind detection again (after rules or partners changed).
 pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -> AppResult<Kind> {
     let m = models::message(conn, id)?;
     let raw = models::blob_raw(conn, m.blob_id)?;
-    let parsed = parse::parse(&raw).map_err(AppError::Validation)?;
+    let parsed = parse_guarded(&raw).map_err(AppError::Validation)?;
     crate::db::tx(conn, |conn| {
         let known = Known::load(conn)?;
         let (_, partner, kind, reason) = classify_parsed(conn, cfg, &known, &parsed, Some(m.thread_id))?;
