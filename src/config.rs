@@ -74,7 +74,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "static_dir",
         env: "HUBGATE_STATIC_DIR",
         default: "",
-        doc: "directory served at /static (empty = the static/ folder of the source tree)",
+        doc: "directory served at /static, uncached, for editing the stylesheet (empty = the files built into the binary)",
     },
     Setting {
         key: "mail_own_domains",
@@ -324,7 +324,8 @@ pub struct Config {
     pub session_ttl: Duration,
     pub db_pool_size: u32,
     pub http_workers: usize,
-    pub static_dir: PathBuf,
+    /// Development override of the embedded static files.
+    pub static_dir: Option<PathBuf>,
     pub mail: MailConfig,
     pub worker: WorkerConfig,
     pub outbound: OutboundConfig,
@@ -514,10 +515,7 @@ impl Config {
             .with_context(|| format!("{} must be between 1 and 4294967295", describe("db_pool_size")))?;
         let http_workers = usize::try_from(parse_num("http_workers")?)
             .with_context(|| format!("{} is too large", describe("http_workers")))?;
-        let static_dir = match get("static_dir") {
-            s if s.is_empty() => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
-            s => PathBuf::from(s),
-        };
+        let static_dir = Some(get("static_dir")).filter(|s| !s.is_empty()).map(PathBuf::from);
         let secret_hex = get("secret_key");
         let secret = if secret_hex.is_empty() {
             None

@@ -60,17 +60,6 @@ pub struct Crumb {
     pub href: String,
 }
 
-/// A short hash of the stylesheet, appended to its URL: a new version is fetched at
-/// once even though static files are cached for a day.
-pub fn asset_version() -> &'static str {
-    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    VERSION.get_or_init(|| {
-        use sha2::Digest;
-        let css = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/app.css")).unwrap_or_default();
-        hex::encode(&sha2::Sha256::digest(&css)[..6])
-    })
-}
-
 /// The data of the base template.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -84,7 +73,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn asset_version(&self) -> &'static str {
-        asset_version()
+        super::assets::version()
     }
 
     pub fn user_name(&self) -> &str {

@@ -5,6 +5,7 @@
 //! domain service call on the blocking pool → template or redirect.
 
 pub mod access;
+pub mod assets;
 pub mod layout;
 pub mod pages;
 pub mod session;
@@ -225,11 +226,7 @@ pub fn build_app(
                 .error_handler(|err, _req| AppError::Validation(format!("Tham số không hợp lệ: {err}")).into()),
         )
         .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
-        .service(
-            web::scope("/static")
-                .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400")))
-                .service(actix_files::Files::new("", static_dir).use_etag(true).use_last_modified(true)),
-        )
+        .configure(|cfg| assets::configure(cfg, static_dir.as_deref()))
         .configure(configure_routes)
         .default_service(web::to(pages::not_found))
         .wrap(from_fn(session::middleware))

@@ -25,7 +25,7 @@ struct ErrorPage<'a> {
 }
 
 fn asset() -> &'static str {
-    super::layout::asset_version()
+    super::assets::version()
 }
 
 /// The Vietnamese error page; shows only the message meant for people.

@@ -180,7 +180,15 @@ db_test!(a_connection_given_back_mid_transaction_is_not_reused, |app| {
     // that never-committed transaction, and its writes would vanish.
     let pool = hubgate::db::pool(&app.database_url, 1).unwrap_or_else(|e| panic!("{e}"));
     let marker = |c: &mut hubgate::db::DbConn, what: &str| {
-        hubgate::audit::record(c, &hubgate::audit::Actor::system("test"), "probe", what.to_string(), "write", None, None)
+        hubgate::audit::record(
+            c,
+            &hubgate::audit::Actor::system("test"),
+            "probe",
+            what.to_string(),
+            "write",
+            None,
+            None,
+        )
     };
     let pool2 = pool.clone();
     let crashed = std::thread::spawn(move || {

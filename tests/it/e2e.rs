@@ -12,7 +12,7 @@
 //! missing browser is a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -25,33 +25,6 @@ const INBOUND_TOKEN: &str = "e2e-inbound-token";
 fn tool(env: &str, default: &str) -> Option<PathBuf> {
     let path = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(default));
     path.exists().then_some(path)
-}
-
-/// A port for a child process to bind later. Chosen below the kernel's ephemeral range
-/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) can take
-/// it between now and the child's bind.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % 1_000) as u16 * 7;
-    for _ in 0..12_000 {
-        // 20000..32000: below the ephemeral range.
-        let port = 20_000 + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range")
-}
-
-/// A child process that is killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_until_up(url: &str, what: &str, log: &Path) {
@@ -326,8 +299,8 @@ struct Rig {
     inbox: crate::smtp::Inbox,
     tmp: tempfile::TempDir,
     // Dropped (killed) after the browsers that use them.
-    _server: Proc,
-    _driver: Proc,
+    _server: crate::support::KillOnDrop,
+    _driver: crate::support::KillOnDrop,
     // After the server: a PostgreSQL database is dropped once nothing uses it.
     _db: crate::support::TestDb,
 }
@@ -335,7 +308,7 @@ struct Rig {
 impl Rig {
     /// `None` when this machine cannot run it (no browser, or no PostgreSQL).
     async fn start(name: &str, backend: Backend, serve_args: &[&str]) -> Option<Rig> {
-        Self::start_with(name, backend, serve_args, free_port(), Vec::new()).await
+        Self::start_with(name, backend, serve_args, crate::support::free_port(), Vec::new()).await
     }
 
     /// As [`Rig::start`], on a chosen port with extra environment for the program.
@@ -379,9 +352,9 @@ impl Rig {
         };
 
         let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
-        let driver_port = free_port();
+        let driver_port = crate::support::free_port();
         let (driver_log, driver_log_path) = log("chromedriver.log");
-        let driver_proc = Proc(
+        let driver_proc = crate::support::KillOnDrop(
             Command::new(driver_bin)
                 .arg(format!("--port={driver_port}"))
                 .stdout(Stdio::null())
@@ -394,7 +367,7 @@ impl Rig {
         // The real program, as it is deployed.
         let base = format!("http://127.0.0.1:{port}");
         let (server_log, server_log_path) = log("hubgate.log");
-        let server = Proc(
+        let server = crate::support::KillOnDrop(
             Command::new(env!("CARGO_BIN_EXE_hubgate"))
                 .arg("serve")
                 .args(serve_args)
@@ -683,7 +656,7 @@ async fn merchant_journey_in_chromium_postgres() {
 /// third who signs in with the local OpenID provider and finishes with a phone number.
 async fn merchant_journey(backend: Backend) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let port = free_port();
+    let port = crate::support::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let Some(provider) = crate::oidc::Provider::start(&base) else { return };
     let google = &provider.configs()[0];
@@ -807,7 +780,9 @@ async fn webhook_setup_and_delivery_log_in_chromium() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let receiver = crate::notify::Receiver::start().await;
     let env = vec![("HUBGATE_WEBHOOK_ALLOW_PRIVATE".to_string(), "true".to_string())];
-    let Some(rig) = Rig::start_with("webhook", Backend::Sqlite, &[], free_port(), env).await else { return };
+    let Some(rig) = Rig::start_with("webhook", Backend::Sqlite, &[], crate::support::free_port(), env).await else {
+        return;
+    };
     // The account exists already (sign-up has its own journey).
     let url = format!("sqlite://{}/hubgate.db", rig.tmp.path().display());
     let pool = hubgate::db::pool(&url, 1).unwrap_or_else(|e| panic!("{e}"));

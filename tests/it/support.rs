@@ -472,3 +472,30 @@ macro_rules! receiver_test {
         }
     };
 }
+
+/// A port for a child process to bind later. Chosen below the kernel's ephemeral range
+/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) can take
+/// it between now and the child's bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 1_000) as u16 * 7;
+    for _ in 0..12_000 {
+        // 20000..32000: below the ephemeral range.
+        let port = 20_000 + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
+}
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -126,3 +126,79 @@ db_test!(crafted_list_parameters_are_clamped_not_errors, |app| {
         assert_eq!(page.status, 200, "{path}: {}", page.body);
     }
 });
+
+/// The installed binary alone, in an empty folder, serves the styled app: the stylesheet
+/// and script are inside it, not read from the source tree. Where the test may mount
+/// over the source tree's `static/` (root with `unshare`, as in CI), it hides that folder
+/// from the server; elsewhere it says so and checks the rest.
+#[actix_web::test]
+async fn a_copied_binary_serves_its_static_files_from_any_folder() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bin = dir.path().join("hubgate");
+    std::fs::copy(env!("CARGO_BIN_EXE_hubgate"), &bin).unwrap_or_else(|e| panic!("{e}"));
+    let port = crate::support::free_port();
+    let source_static = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+    let hide = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("mount -t tmpfs none {source_static} && ls -A {source_static}")])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.is_empty());
+    let mut cmd = if hide {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "sh", "-c", &format!("mount -t tmpfs none {source_static} && exec ./hubgate serve")]);
+        c
+    } else {
+        eprintln!("note: cannot hide {source_static} here (needs unshare as root); served with it present");
+        let mut c = Command::new(&bin);
+        c.arg("serve");
+        c
+    };
+    let mut child = crate::support::KillOnDrop(
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
+            .env("HUBGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let login = loop {
+        if let Ok(r) = client.get(format!("{base}/login")).send().await {
+            break r.text().await.unwrap_or_default();
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not start: {:?}", child.0.try_wait());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let css_url = login
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.starts_with("/static/app.css"))
+        .unwrap_or_else(|| panic!("no stylesheet link: {login}"))
+        .replace("&amp;", "&");
+    let css = client.get(format!("{base}{css_url}")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(css.status(), 200);
+    assert!(css.headers()["content-type"].to_str().unwrap_or("").starts_with("text/css"));
+    let etag = css.headers()["etag"].clone();
+    let body = css.bytes().await.unwrap_or_default();
+    assert_eq!(body.as_ref(), include_bytes!("../../static/app.css"));
+    let again = client
+        .get(format!("{base}{css_url}"))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status(), 304);
+    let js = client.get(format!("{base}/static/app.js")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        client.get(format!("{base}/static/khong-co.css")).send().await.map(|r| r.status().as_u16()).ok(),
+        Some(404)
+    );
+    // Its database and data were made in the empty folder it was started in.
+    assert!(dir.path().join("data").exists(), "{:?}", std::fs::read_dir(dir.path()).map(|d| d.count()));
+}
