@@ -281,7 +281,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
         }
         let contact = PEOPLE[i % PEOPLE.len()];
         let phone = format!("09{:08}", 10_000_000 + i * 7919 % 89_999_999);
-        let id = crate::hub::models::insert_merchant(conn, &name, contact, &phone, &key)?;
+        let id = crate::hub::models::ensure_merchant(conn, &name, contact, &phone, &key)?;
         for j in 0..(1 + i % 3) {
             let point = format!("{name} – {}", STREETS[(i + j) % STREETS.len()]);
             let address = format!(
@@ -291,7 +291,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                 DISTRICTS[(i + j) % DISTRICTS.len()]
             );
             let pkey = fold(&point);
-            crate::hub::models::insert_point(
+            crate::hub::models::ensure_point(
                 conn,
                 &NewPoint {
                     merchant_id: id,

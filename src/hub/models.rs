@@ -45,19 +45,30 @@ pub fn merchant_by_key(conn: &mut DbConn, key: &str) -> QueryResult<Option<Merch
     merchants::table.filter(merchants::search_key.eq(key)).select(Merchant::as_select()).first(conn).optional()
 }
 
-pub fn insert_merchant(conn: &mut DbConn, name: &str, contact: &str, phone: &str, key: &str) -> QueryResult<i64> {
+/// The merchant with this folded name, created if there is none. The insert yields to
+/// a concurrent one under the unique key (two people opening requests for the same
+/// new merchant at once), and the row that won is returned to both.
+pub fn ensure_merchant(conn: &mut DbConn, name: &str, contact: &str, phone: &str, key: &str) -> QueryResult<i64> {
     let t = crate::db::now();
-    diesel::insert_into(merchants::table)
-        .values((
-            merchants::name.eq(name),
-            merchants::contact_name.eq(contact),
-            merchants::phone.eq(phone),
-            merchants::search_key.eq(key),
-            merchants::created_at.eq(t),
-            merchants::updated_at.eq(t),
-        ))
+    let row = (
+        merchants::name.eq(name),
+        merchants::contact_name.eq(contact),
+        merchants::phone.eq(phone),
+        merchants::search_key.eq(key),
+        merchants::created_at.eq(t),
+        merchants::updated_at.eq(t),
+    );
+    let inserted: Option<i64> = crate::with_conn!(conn, |c| diesel::insert_into(merchants::table)
+        .values(row)
+        .on_conflict(merchants::search_key)
+        .do_nothing()
         .returning(merchants::id)
-        .get_result(conn)
+        .get_result(c)
+        .optional())?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => merchants::table.filter(merchants::search_key.eq(key)).select(merchants::id).first(conn),
+    }
 }
 
 /// Merchants whose folded name contains `q`, with their point counts; one page.
@@ -100,15 +111,6 @@ pub fn points_of(conn: &mut DbConn, merchant_id: i64) -> QueryResult<Vec<Point>>
         .load(conn)
 }
 
-pub fn point_by_key(conn: &mut DbConn, merchant_id: i64, key: &str) -> QueryResult<Option<Point>> {
-    points::table
-        .filter(points::merchant_id.eq(merchant_id))
-        .filter(points::search_key.eq(key))
-        .select(Point::as_select())
-        .first(conn)
-        .optional()
-}
-
 pub struct NewPoint<'a> {
     pub merchant_id: i64,
     pub name: &'a str,
@@ -118,21 +120,35 @@ pub struct NewPoint<'a> {
     pub key: &'a str,
 }
 
-pub fn insert_point(conn: &mut DbConn, p: &NewPoint<'_>) -> QueryResult<i64> {
+/// The merchant's point with this folded name, created if there is none; as
+/// [`ensure_merchant`], a concurrent insert of the same point yields one row.
+pub fn ensure_point(conn: &mut DbConn, p: &NewPoint<'_>) -> QueryResult<i64> {
     let t = crate::db::now();
-    diesel::insert_into(points::table)
-        .values((
-            points::merchant_id.eq(p.merchant_id),
-            points::name.eq(p.name),
-            points::address.eq(p.address),
-            points::contact_name.eq(p.contact_name),
-            points::phone.eq(p.phone),
-            points::search_key.eq(p.key),
-            points::created_at.eq(t),
-            points::updated_at.eq(t),
-        ))
+    let row = (
+        points::merchant_id.eq(p.merchant_id),
+        points::name.eq(p.name),
+        points::address.eq(p.address),
+        points::contact_name.eq(p.contact_name),
+        points::phone.eq(p.phone),
+        points::search_key.eq(p.key),
+        points::created_at.eq(t),
+        points::updated_at.eq(t),
+    );
+    let inserted: Option<i64> = crate::with_conn!(conn, |c| diesel::insert_into(points::table)
+        .values(row)
+        .on_conflict((points::merchant_id, points::search_key))
+        .do_nothing()
         .returning(points::id)
-        .get_result(conn)
+        .get_result(c)
+        .optional())?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => points::table
+            .filter(points::merchant_id.eq(p.merchant_id))
+            .filter(points::search_key.eq(p.key))
+            .select(points::id)
+            .first(conn),
+    }
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

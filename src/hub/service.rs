@@ -95,31 +95,25 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
             None => None,
         };
         let mkey = fold(merchant_name);
-        let merchant_id = match models::merchant_by_key(conn, &mkey)? {
-            Some(m) => m.id,
-            None => models::insert_merchant(
-                conn,
-                merchant_name,
-                input.merchant_contact.trim(),
-                input.merchant_phone.trim(),
-                &mkey,
-            )?,
-        };
+        let merchant_id = models::ensure_merchant(
+            conn,
+            merchant_name,
+            input.merchant_contact.trim(),
+            input.merchant_phone.trim(),
+            &mkey,
+        )?;
         let pkey = fold(point_name);
-        let point_id = match models::point_by_key(conn, merchant_id, &pkey)? {
-            Some(p) => p.id,
-            None => models::insert_point(
-                conn,
-                &NewPoint {
-                    merchant_id,
-                    name: point_name,
-                    address: input.point_address.trim(),
-                    contact_name: input.point_contact.trim(),
-                    phone: input.point_phone.trim(),
-                    key: &pkey,
-                },
-            )?,
-        };
+        let point_id = models::ensure_point(
+            conn,
+            &NewPoint {
+                merchant_id,
+                name: point_name,
+                address: input.point_address.trim(),
+                contact_name: input.point_contact.trim(),
+                phone: input.point_phone.trim(),
+                key: &pkey,
+            },
+        )?;
         let id = models::insert_request(
             conn,
             &NewRequest {
@@ -134,20 +128,17 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
         let mut linked = vec![point_id];
         for (name, address) in &input.extra_points {
             let key = fold(name);
-            let pid = match models::point_by_key(conn, merchant_id, &key)? {
-                Some(p) => p.id,
-                None => models::insert_point(
-                    conn,
-                    &NewPoint {
-                        merchant_id,
-                        name,
-                        address,
-                        contact_name: input.point_contact.trim(),
-                        phone: input.point_phone.trim(),
-                        key: &key,
-                    },
-                )?,
-            };
+            let pid = models::ensure_point(
+                conn,
+                &NewPoint {
+                    merchant_id,
+                    name,
+                    address,
+                    contact_name: input.point_contact.trim(),
+                    phone: input.point_phone.trim(),
+                    key: &key,
+                },
+            )?;
             if !linked.contains(&pid) {
                 models::link_point(conn, id, pid)?;
                 linked.push(pid);

@@ -402,3 +402,45 @@ db_test!(a_mail_opened_twice_at_once_makes_one_request, |app| {
         app.with_conn(|c| hubgate::db::schema::points::table.count().get_result(c)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(points, 4);
 });
+
+db_test!(the_same_new_merchant_opened_at_once_is_one_merchant, |app| {
+    // Two partners' mails about the same new restaurant, opened by hand by four people
+    // at the same moment: four requests, one merchant, one point (it was four of each).
+    let sale = hubgate::audit::Actor::user(app.create_user("sale@ipos.vn", &[Role::Sale]).id, "sale@ipos.vn");
+    let partner_id = crate::support::partner_id(&app, "MOMO");
+    for round in 0..3 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let outcomes: Vec<Result<i64, hubgate::error::AppError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (barrier, pool, sale) = (barrier.clone(), app.state.pool.clone(), sale.clone());
+                    s.spawn(move || {
+                        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+                        let input = hubgate::hub::service::OpenRequest {
+                            partner_id,
+                            merchant_name: format!("Bún Chả Hàng Mành {round}"),
+                            point_name: "Số 1 Hàng Mành".into(),
+                            ..Default::default()
+                        };
+                        barrier.wait();
+                        hubgate::hub::service::open_request(&mut conn, &sale, &input)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("thread panicked"))).collect()
+        });
+        assert!(outcomes.iter().all(Result::is_ok), "round {round}: {outcomes:?}");
+    }
+    let count = |t: &str| -> i64 {
+        app.with_conn(|c| {
+            use hubgate::db::schema::{merchants, points};
+            match t {
+                "merchants" => merchants::table.count().get_result(c),
+                "points" => points::table.count().get_result(c),
+                _ => requests::table.count().get_result(c),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!((count("requests"), count("merchants"), count("points")), (12, 3, 3));
+});

@@ -413,7 +413,7 @@ db_test!(business_and_hub_merchant_see_each_other, |app| {
     let owner = app.create_merchant("chu@lau.vn");
     let bid = app.create_business(&owner, "Lẩu Phan");
     let merchant_id = app
-        .with_conn(|c| hub::insert_merchant(c, "Lẩu Phan", "Anh Phan", "0909000111", "lau phan"))
+        .with_conn(|c| hub::ensure_merchant(c, "Lẩu Phan", "Anh Phan", "0909000111", "lau phan"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     app.create_user("sale@ipos.vn", &[hubgate::accounts::Role::Sale]);
     app.create_user("kt@ipos.vn", &[hubgate::accounts::Role::Technician]);
