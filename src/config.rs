@@ -227,6 +227,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "bearer token a Prometheus scraper presents at /metrics (empty = /metrics is off)",
     },
     Setting {
+        key: "trusted_proxies",
+        env: "HUBGATE_TRUSTED_PROXIES",
+        default: "",
+        doc: "comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed",
+    },
+    Setting {
         key: "api_rate_per_second",
         env: "HUBGATE_API_RATE_PER_SECOND",
         default: "20",
@@ -338,6 +344,8 @@ pub struct Config {
     pub telegram_api_url: String,
     pub api_rate_per_second: u32,
     pub metrics_token: String,
+    /// Reverse proxies in front of the app; only their X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Where the bank-side parties are.
@@ -641,6 +649,18 @@ impl Config {
             telegram_api_url,
             api_rate_per_second,
             metrics_token: get("metrics_token").trim().to_string(),
+            trusted_proxies: get("trusted_proxies")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<ipnet::IpNet>()
+                        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .with_context(|| {
+                            format!("{}: {s:?} is not an address or a network", describe("trusted_proxies"))
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?,
             webhook_allow_private,
             banking,
             oidc,

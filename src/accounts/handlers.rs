@@ -106,7 +106,7 @@ struct LoginForm {
 
 async fn login(ctx: Ctx, req: HttpRequest, form: web::Form<LoginForm>) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let address = crate::web::access::client_address(&req, &ctx.state.config.trusted_proxies);
     let (email, password) = (form.email.clone(), form.password.clone());
     let outcome = ctx.db(move |conn| service::authenticate(conn, &email, &password, &address)).await?;
     let next = safe_next(form.next.as_deref());

@@ -33,11 +33,6 @@ crate::routes! {
 
 const KEY_OIDC: &str = "oidc";
 
-/// The client's address for throttling.
-pub fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
-}
-
 /// Where a merchant must go before anything else: the phone step, then verification.
 pub fn onboarding_redirect(ctx: &Ctx) -> Option<HttpResponse> {
     let user = ctx.user.as_ref()?;
@@ -139,7 +134,7 @@ async fn signup(ctx: Ctx, req: HttpRequest, form: web::Form<SignupForm>) -> AppR
         password: f.password,
         confirm: f.confirm,
     };
-    let address = client_address(&req);
+    let address = crate::web::access::client_address(&req, &ctx.state.config.trusted_proxies);
     let config = ctx.state.config.clone();
     let next = super::handlers::safe_next(f.next.as_deref());
     match ctx.db(move |conn| merchant::signup(conn, &config, &input, &address)).await {
@@ -215,7 +210,7 @@ async fn verify_pending(ctx: Ctx) -> AppResult<HttpResponse> {
 
 async fn resend_verification(ctx: Ctx, req: HttpRequest) -> AppResult<HttpResponse> {
     let uid = ctx.user()?.id;
-    let address = client_address(&req);
+    let address = crate::web::access::client_address(&req, &ctx.state.config.trusted_proxies);
     let config = ctx.state.config.clone();
     match ctx.db(move |conn| merchant::resend_verification(conn, &config, uid, &address)).await {
         Ok(()) => ctx.flash("success", "Đã gửi lại thư xác nhận. Hãy kiểm tra hộp thư (cả mục thư rác)."),
@@ -245,7 +240,7 @@ struct ForgotForm {
 
 async fn forgot(ctx: Ctx, req: HttpRequest, form: web::Form<ForgotForm>) -> AppResult<HttpResponse> {
     let email = form.into_inner().email;
-    let address = client_address(&req);
+    let address = crate::web::access::client_address(&req, &ctx.state.config.trusted_proxies);
     let config = ctx.state.config.clone();
     let e = email.clone();
     match ctx.db(move |conn| merchant::request_password_reset(conn, &config, &e, &address)).await {

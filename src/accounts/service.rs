@@ -319,3 +319,16 @@ pub fn change_own_password(conn: &mut DbConn, id: i64, current: &str, new: &str,
         Ok(updated)
     })
 }
+
+/// The hourly clean-up of login failures: only the throttle window's count, and a
+/// day is plenty. Without it, failures from addresses that never log in again (a
+/// password-guessing run from many addresses) would stay forever.
+pub const PRUNE_JOB: &str = "accounts.prune_login_failures";
+
+pub async fn prune_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
+    let removed = ctx.db(|conn| Ok(models::prune_login_failures(conn, now() - Duration::days(1))?)).await?;
+    if removed > 0 {
+        tracing::info!(removed, "pruned old login failures");
+    }
+    Ok(())
+}

@@ -104,3 +104,27 @@ async fn check(access: Access, req: ServiceRequest, next: Next<BoxBody>) -> Resu
     };
     Ok(req.into_response(response))
 }
+
+/// The address of the person at the other end, for login throttling and audit. Behind
+/// a reverse proxy every request comes from the proxy, so the proxy's
+/// `X-Forwarded-For` is read — but only when the peer is one of `trusted_proxies`,
+/// and from the right: each trusted hop appends the address it saw, so the first
+/// address from the right that is not a trusted proxy is the client. Anything to its
+/// left was written by the client itself and proves nothing.
+pub fn client_address(req: &actix_web::HttpRequest, trusted: &[ipnet::IpNet]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<std::net::IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer).to_string()
+}

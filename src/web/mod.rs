@@ -26,6 +26,12 @@ use crate::config::Config;
 use crate::db::{DbConn, Pool};
 use crate::error::{AppError, AppResult};
 
+/// Every page's policy: only our own scripts run; a partner mail's remote images
+/// (tracking pixels) are not fetched until the reader asks. Inline styles stay:
+/// sanitised mail HTML uses them.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 /// Shared by every handler and the worker.
 #[derive(Clone)]
 pub struct AppState {
@@ -236,13 +242,8 @@ pub fn build_app(
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin"))
-                // Only our own scripts run; a partner mail's remote images (tracking
-                // pixels) are not fetched. Inline styles stay: sanitised mail HTML uses them.
-                .add((
-                    "Content-Security-Policy",
-                    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                     object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-                )),
+                // A page that sets its own policy (a mail shown with its images) keeps it.
+                .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY)),
         )
         .wrap(metrics)
         .wrap(from_fn(metrics_guard))

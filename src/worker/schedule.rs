@@ -93,6 +93,12 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
         kind: crate::reports::MONTHLY_JOB.into(),
         payload: serde_json::json!({}),
     }];
+    out.push(Schedule {
+        name: "prune-login-failures".into(),
+        every: Every::Seconds(3600),
+        kind: crate::accounts::service::PRUNE_JOB.into(),
+        payload: serde_json::json!({}),
+    });
     // Bank accounts whose next sync has come (each plan sets its own interval).
     out.push(Schedule {
         name: "bank-sync".into(),

@@ -277,3 +277,81 @@ async fn sessions_expire() {
     actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert!(b.get("/").await.redirects_to_login());
 }
+
+mod login_throttling_behind_a_proxy {
+    use super::*;
+
+    /// 31 wrong passwords (for different accounts, so only the address limit can bite)
+    /// from the client that `forwarded_for` names; then one more from each of `then`.
+    async fn after_a_guessing_run(trusted: &str, forwarded_for: &str, then: &[&str]) -> Vec<u16> {
+        let app = crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| {
+            c.trusted_proxies = trusted.split(',').filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect();
+        })
+        .await
+        .unwrap_or_else(|| panic!("sqlite"));
+        app.create_user("admin@ipos.vn", &[Role::Admin]);
+        let guesser = crate::support::Browser::with_headers(&app.base, &[("x-forwarded-for", forwarded_for)]);
+        for i in 0..hubgate::accounts::service::ADDRESS_FAILURE_LIMIT {
+            let page = guesser.login(&format!("khach{i}@ipos.vn"), "sai-mat-khau-1234").await;
+            assert_ne!(page.status, 429, "attempt {i} already throttled");
+        }
+        let mut out = Vec::new();
+        for xff in then {
+            let b = crate::support::Browser::with_headers(&app.base, &[("x-forwarded-for", xff)]);
+            out.push(b.login("nguoi-khac@ipos.vn", "sai-mat-khau-1234").await.status);
+        }
+        out
+    }
+
+    #[actix_web::test]
+    async fn a_trusted_proxy_s_clients_each_have_their_own_bucket() {
+        // Behind nginx on 127.0.0.1: the guesser is throttled, a colleague is not, and
+        // an address the guesser writes in front of the proxy's does not free it.
+        let statuses = after_a_guessing_run(
+            "127.0.0.1/32",
+            "198.51.100.7",
+            &["198.51.100.7", "198.51.100.8", "203.0.113.9, 198.51.100.7"],
+        )
+        .await;
+        assert_eq!(statuses[0], 429, "the guesser waits");
+        assert_ne!(statuses[1], 429, "a colleague behind the same proxy is not throttled");
+        assert_eq!(statuses[2], 429, "a forged hop on the left changes nothing");
+    }
+
+    #[actix_web::test]
+    async fn without_trusted_proxies_the_header_is_ignored() {
+        // Otherwise a guesser would make up a new address for every attempt.
+        let statuses = after_a_guessing_run("", "198.51.100.7", &["198.51.100.8"]).await;
+        assert_eq!(statuses, vec![429]);
+    }
+}
+
+db_test!(old_login_failures_are_pruned_on_schedule, |app| {
+    // Failures from addresses that never succeed were only pruned by someone else's
+    // successful login; the hourly schedule removes them whatever happens.
+    use hubgate::db::schema::login_failures;
+    let now = hubgate::db::now();
+    app.with_conn(|c| {
+        for (key, at) in [
+            ("address:198.51.100.7", now - chrono::Duration::days(2)),
+            ("account:cu@ipos.vn", now - chrono::Duration::hours(25)),
+            ("address:198.51.100.8", now - chrono::Duration::minutes(1)),
+        ] {
+            diesel::insert_into(login_failures::table)
+                .values((login_failures::throttle_key.eq(key), login_failures::at.eq(at)))
+                .execute(c)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    let schedules: Vec<_> = hubgate::worker::schedule::standard(&app.state.config)
+        .into_iter()
+        .filter(|s| s.name == "prune-login-failures")
+        .collect();
+    assert_eq!(schedules.len(), 1);
+    let added = app.with_conn(|c| hubgate::worker::schedule::tick(c, &schedules, now).unwrap_or(0));
+    assert_eq!(added, 1);
+    crate::support::run_worker_until_idle(&app).await;
+    let left: Vec<String> =
+        app.with_conn(|c| login_failures::table.select(login_failures::throttle_key).load(c).unwrap_or_default());
+    assert_eq!(left, vec!["address:198.51.100.8".to_string()]);
+});

@@ -422,3 +422,30 @@ mod the_same_mail_delivered_at_once_is_a_duplicate_not_an_error {
 
     crate::on_both_backends!(run);
 }
+
+db_test!(remote_images_in_partner_mail_wait_for_the_reader, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let raw = "From: MoMo <hotro@momo.vn>\r\nTo: sale@ipos.vn\r\nSubject: Ket noi cong\r\n\
+               Message-ID: <pixel-1@momo.vn>\r\nDate: Tue, 24 Nov 2026 09:00:00 +0700\r\nMIME-Version: 1.0\r\n\
+               Content-Type: text/html; charset=utf-8\r\n\r\n\
+               <p>Xin chao</p><img src=\"https://theo-doi.example/mo.gif?nguoi=sale\" width=1 height=1>\r\n";
+    let id = app.with_conn(|c| {
+        let cfg = app.state.config.mail.clone();
+        service::ingest(c, &cfg, raw.as_bytes(), "test", None).ok().and_then(|r| r.id).unwrap_or(-1)
+    });
+    assert!(id > 0);
+    let b = app.login("sale@ipos.vn").await;
+    let page = b.get(&format!("/mail/{id}")).await;
+    assert!(page.body.contains("Xin chao"));
+    assert!(!page.body.contains("theo-doi.example"), "the pixel is not on the page");
+    assert!(page.body.contains("Đã chặn 1 hình ảnh"));
+    assert!(page.body.contains(&format!("/mail/{id}?images=1")), "Hiện hình ảnh");
+    let csp = b.header(&format!("/mail/{id}"), "content-security-policy").await.unwrap_or_default();
+    assert!(csp.contains("img-src 'self' data:;"), "{csp}");
+    let shown = b.get(&format!("/mail/{id}?images=1")).await;
+    assert!(shown.body.contains("https://theo-doi.example/mo.gif"), "shown once asked");
+    assert!(!shown.body.contains("Đã chặn"));
+    let csp = b.header(&format!("/mail/{id}?images=1"), "content-security-policy").await.unwrap_or_default();
+    assert!(csp.contains("img-src 'self' data: https: http:"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "only the image rule is relaxed: {csp}");
+});

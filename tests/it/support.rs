@@ -247,7 +247,17 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::with_headers(base, &[])
+    }
+
+    /// A browser whose every request carries these headers (as a proxy in front adds them).
+    pub fn with_headers(base: &str, headers: &[(&'static str, &str)]) -> Self {
+        let mut defaults = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            defaults.insert(*name, value.parse().unwrap_or_else(|e| panic!("{value}: {e}")));
+        }
         let client = reqwest::Client::builder()
+            .default_headers(defaults)
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -276,6 +286,12 @@ impl Browser {
             *slot = Some(t);
         }
         page
+    }
+
+    /// One response header of a GET.
+    pub async fn header(&self, path: &str, name: &str) -> Option<String> {
+        let resp = self.client.get(format!("{}{}", self.base, path)).send().await.ok()?;
+        resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     /// The raw bytes of a GET (downloads).
@@ -498,4 +514,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs the app's own worker until no job is pending (at most 30 s), then stops it.
+pub async fn run_worker_until_idle(app: &TestApp) {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "test".into(),
+        concurrency: 2,
+        lease: std::time::Duration::from_secs(60),
+        poll: std::time::Duration::from_millis(20),
+        job_timeout: std::time::Duration::from_secs(20),
+        grace: std::time::Duration::from_secs(2),
+    };
+    let registry = std::sync::Arc::new(hubgate::worker::runner::Registry::standard());
+    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), registry, opts, rx));
+    let started = std::time::Instant::now();
+    while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "jobs still pending after 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
 }

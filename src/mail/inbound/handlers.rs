@@ -210,8 +210,15 @@ async fn raw_blob(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     Ok(download(&format!("thu-{id}.eml"), "message/rfc822", raw))
 }
 
-async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+#[derive(Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    images: Option<String>,
+}
+
+async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
+    let show_images = q.images.as_deref() == Some("1");
     let (message, thread, messages, attachments, partners) = ctx
         .db(move |conn| {
             let m = models::message(conn, id)?;
@@ -224,7 +231,7 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
         .await?;
     let title =
         if message.subject.is_empty() { "(không có tiêu đề)".to_string() } else { message.subject.clone() };
-    render(&MessagePage {
+    let mut resp = render(&MessagePage {
         l: ctx.layout(&title, &[("Hộp thư đối tác", "/mail")]),
         suggestions: serde_json::from_str(&message.suggestions).unwrap_or_default(),
         message,
@@ -232,7 +239,17 @@ async fn show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
         messages,
         attachments,
         partners,
-    })
+        show_images,
+    })?;
+    if show_images {
+        // The reader chose to load this mail's remote images: this page alone may.
+        let csp =
+            crate::web::CONTENT_SECURITY_POLICY.replace("img-src 'self' data:", "img-src 'self' data: https: http:");
+        if let Ok(v) = header::HeaderValue::from_str(&csp) {
+            resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    Ok(resp)
 }
 
 async fn attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {

@@ -92,9 +92,19 @@ pub struct MessagePage {
     pub attachments: Vec<AttachmentInfo>,
     pub partners: Vec<Partner>,
     pub suggestions: Suggestions,
+    /// The reader asked for the remote images of this conversation.
+    pub show_images: bool,
 }
 
 impl MessagePage {
+    /// A message's HTML as shown, and how many remote images were held back.
+    pub fn html_of(&self, m: &MailMessage) -> Option<MailHtml> {
+        m.html_body.as_deref().map(|h| {
+            let (html, blocked) = display_html(h, self.show_images);
+            MailHtml { html, blocked }
+        })
+    }
+
     pub fn partner_of(&self, m: &MailMessage) -> String {
         m.partner_id
             .and_then(|id| self.partners.iter().find(|p| p.id == id))
@@ -130,4 +140,53 @@ impl RulesPage {
 
 pub fn blob_status_label(code: &str) -> &'static str {
     status_label(code)
+}
+
+pub struct MailHtml {
+    pub html: String,
+    /// Remote images held back.
+    pub blocked: usize,
+}
+
+/// Mail HTML for the page. It was sanitised when the mail arrived; here remote images
+/// (tracking pixels that tell the sender who read the mail, and when) are removed
+/// unless the reader asked for them. The page's Content-Security-Policy blocks them
+/// too; removing them keeps the page from showing broken images.
+pub fn display_html(html: &str, show_remote: bool) -> (String, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let blocked = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = blocked.clone();
+    let cleaned = ammonia::Builder::default()
+        .attribute_filter(move |element, attribute, value| {
+            let is_source = matches!((element, attribute), ("img", "src" | "srcset") | (_, "background"));
+            let v = value.trim_start().to_ascii_lowercase();
+            let remote = v.starts_with("http:") || v.starts_with("https:") || v.starts_with("//");
+            if !show_remote && is_source && remote {
+                counter.fetch_add(1, Ordering::Relaxed);
+                None
+            } else {
+                Some(value.into())
+            }
+        })
+        .clean(html)
+        .to_string();
+    (cleaned, blocked.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_html;
+
+    #[test]
+    fn remote_images_wait_for_the_reader() {
+        let html =
+            r#"<p>Xin chào</p><img src="https://track.example/p.gif?u=1"><img src="data:image/png;base64,AAAA">"#;
+        let (shown, blocked) = display_html(html, false);
+        assert_eq!(blocked, 1);
+        assert!(!shown.contains("track.example"), "{shown}");
+        assert!(shown.contains("data:image/png"), "inline images stay: {shown}");
+        let (shown, blocked) = display_html(html, true);
+        assert_eq!(blocked, 0);
+        assert!(shown.contains("https://track.example/p.gif"), "{shown}");
+    }
 }
