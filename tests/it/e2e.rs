@@ -12,12 +12,14 @@
 //! missing browser is a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hubgate::db::Backend;
+
+use crate::support::{Proc, free_port, poll};
 
 const PASSWORD: &str = "mat-khau-e2e-2026";
 const INBOUND_TOKEN: &str = "e2e-inbound-token";
@@ -25,33 +27,6 @@ const INBOUND_TOKEN: &str = "e2e-inbound-token";
 fn tool(env: &str, default: &str) -> Option<PathBuf> {
     let path = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(default));
     path.exists().then_some(path)
-}
-
-/// A port for a child process to bind later. Chosen below the kernel's ephemeral range
-/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) can take
-/// it between now and the child's bind.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % 1_000) as u16 * 7;
-    for _ in 0..12_000 {
-        // 20000..32000: below the ephemeral range.
-        let port = 20_000 + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range")
-}
-
-/// A child process that is killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_until_up(url: &str, what: &str, log: &Path) {
@@ -65,17 +40,6 @@ async fn wait_until_up(url: &str, what: &str, log: &Path) {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             panic!("{what} did not come up at {url}:\n{tail}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

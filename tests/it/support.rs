@@ -472,3 +472,43 @@ macro_rules! receiver_test {
         }
     };
 }
+
+/// A port for a child process to bind later. Chosen below the kernel's ephemeral range
+/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) can take
+/// it between now and the child's bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 1_000) as u16 * 7;
+    for _ in 0..12_000 {
+        // 20000..32000: below the ephemeral range.
+        let port = 20_000 + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
+}
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `f` gives a value; fails the test after a minute (a deadline, not a
+/// measurement: every wait here normally ends in well under a second).
+pub async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
