@@ -151,6 +151,16 @@ pub enum MailCommand {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Connect to the IMAP mailbox (imap_* settings), log in and open it read-only;
+    /// prints what the server offers and the reading state. Changes nothing.
+    ImapCheck,
+    /// Read the IMAP mailbox once: store new mail and move it to the processed folder
+    /// (waits for no other node: fails when one is reading it).
+    ImapFetch {
+        /// `text` (a line per message) or `json` (one JSON object per message).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 impl clap::builder::ValueParserFactory for Role {
@@ -163,10 +173,10 @@ impl clap::builder::ValueParserFactory for Role {
 /// Loads config, sets up logging and the database, and runs the command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
-        .with_target(false)
-        .init();
+    // async-imap traces every command it sends, the IMAP LOGIN with its password
+    // included: silenced whatever the configured filter says.
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)?.add_directive("async_imap=off".parse()?);
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     // Benches use throw-away databases of their own.
     if let Some(Command::Bench { what }) = &cli.command {
         return match what {
@@ -219,6 +229,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Mail { command: MailCommand::Import { paths, format } } => import_mail(&state, &paths, &format),
+        Command::Mail { command: MailCommand::ImapCheck } => imap_check(&state),
+        Command::Mail { command: MailCommand::ImapFetch { format } } => imap_fetch(&state, &format),
         Command::Bench { .. } => unreachable!("handled before the database is opened"),
         Command::Banks { command: BanksCommand::Import { file } } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -294,29 +306,83 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
                     ..Default::default()
                 },
             };
-            if matches!(report.status.as_str(), "unreadable" | "too_large") {
+            if !print_report(&report, &shown, format) {
                 failures += 1;
-            }
-            if format == "json" {
-                let line = serde_json::json!({
-                    "file": report.file, "message_id": report.message_id, "from": report.from,
-                    "subject": report.subject, "status": report.status, "partner": report.partner,
-                    "kind": report.kind, "thread_id": report.thread_id, "request_id": report.request_id,
-                    "error": report.error,
-                });
-                println!("{line}");
-            } else {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    shown,
-                    report.status,
-                    report.partner.as_deref().unwrap_or("-"),
-                    report.kind.as_deref().unwrap_or("-"),
-                    report.error.as_deref().or(report.subject.as_deref()).unwrap_or("")
-                );
             }
         }
     }
+    anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
+    Ok(())
+}
+
+/// One line (or JSON object) per ingested message; false when it could not be processed.
+fn print_report(report: &crate::mail::inbound::service::IngestReport, shown: &str, format: &str) -> bool {
+    if format == "json" {
+        let line = serde_json::json!({
+            "file": report.file, "message_id": report.message_id, "from": report.from,
+            "subject": report.subject, "status": report.status, "partner": report.partner,
+            "kind": report.kind, "thread_id": report.thread_id, "request_id": report.request_id,
+            "error": report.error,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            shown,
+            report.status,
+            report.partner.as_deref().unwrap_or("-"),
+            report.kind.as_deref().unwrap_or("-"),
+            report.error.as_deref().or(report.subject.as_deref()).unwrap_or("")
+        );
+    }
+    !matches!(report.status.as_str(), "unreadable" | "too_large")
+}
+
+fn imap_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
+}
+
+/// `hubgate mail imap-check`.
+fn imap_check(state: &AppState) -> anyhow::Result<()> {
+    use crate::mail::inbound::imap;
+    let cfg = state.config.mail.imap.as_ref().context("no IMAP mailbox configured (set imap_host)")?;
+    let check = imap_runtime()?.block_on(imap::check(state)).map_err(|e| anyhow::anyhow!("{}", e.describe(cfg)))?;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("mailbox\t{}", cfg.account());
+    println!("messages\t{}", check.messages);
+    println!("uidvalidity\t{}", check.uid_validity.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
+    println!("idle\t{}", yes(check.caps.idle));
+    println!("move\t{}", yes(check.caps.moves));
+    println!("uidplus\t{}", yes(check.caps.uidplus));
+    println!(
+        "processed_folder\t{} ({})",
+        cfg.processed_folder,
+        if check.processed_folder_exists { "exists" } else { "created on first read" }
+    );
+    if let Some(row) = &check.state {
+        println!(
+            "last_uid\t{} (uidvalidity {})",
+            row.last_uid,
+            row.uid_validity.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+        );
+        if let (Some(owner), Some(until)) = (&row.lease_owner, row.lease_until) {
+            println!("read_by\t{owner} until {}", crate::fmt::LocalTime(until));
+        }
+        if let Some(e) = &row.last_error {
+            println!("last_error\t{e}");
+        }
+    }
+    Ok(())
+}
+
+/// `hubgate mail imap-fetch`: exit 1 if any message could not be processed.
+fn imap_fetch(state: &AppState, format: &str) -> anyhow::Result<()> {
+    use crate::mail::inbound::imap;
+    let cfg = state.config.mail.imap.as_ref().context("no IMAP mailbox configured (set imap_host)")?;
+    let reports = imap_runtime()?
+        .block_on(imap::fetch_once(state, &imap::Options::standard()))
+        .map_err(|e| anyhow::anyhow!("{}", e.describe(cfg)))?;
+    let failures = reports.iter().filter(|r| !print_report(r, r.file.as_deref().unwrap_or(""), format)).count();
     anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
     Ok(())
 }

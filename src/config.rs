@@ -113,6 +113,55 @@ pub const SETTINGS: &[Setting] = &[
         doc: "how often the Maildir is scanned",
     },
     Setting {
+        key: "imap_host",
+        env: "HUBGATE_IMAP_HOST",
+        default: "",
+        doc: "IMAP server of the shared partner mailbox, e.g. imap.gmail.com (empty = not read)",
+    },
+    Setting {
+        key: "imap_port",
+        env: "HUBGATE_IMAP_PORT",
+        default: "",
+        doc: "IMAP port (empty = 993 with tls, 143 with starttls or plain)",
+    },
+    Setting {
+        key: "imap_tls",
+        env: "HUBGATE_IMAP_TLS",
+        default: "tls",
+        doc: "tls (implicit TLS), starttls, or plain (only to a loopback address, for tests)",
+    },
+    Setting { key: "imap_user", env: "HUBGATE_IMAP_USER", default: "", doc: "IMAP login name" },
+    Setting {
+        key: "imap_password",
+        env: "HUBGATE_IMAP_PASSWORD",
+        default: "",
+        doc: "IMAP password (Gmail, Microsoft 365: an app password); never logged",
+    },
+    Setting {
+        key: "imap_mailbox",
+        env: "HUBGATE_IMAP_MAILBOX",
+        default: "INBOX",
+        doc: "mailbox read for partner mail",
+    },
+    Setting {
+        key: "imap_processed_folder",
+        env: "HUBGATE_IMAP_PROCESSED_FOLDER",
+        default: "hubgate/processed",
+        doc: "folder stored mail is moved to (created if missing)",
+    },
+    Setting {
+        key: "imap_interval_secs",
+        env: "HUBGATE_IMAP_INTERVAL_SECS",
+        default: "60",
+        doc: "how often the mailbox is checked when the server has no IDLE",
+    },
+    Setting {
+        key: "imap_ca_file",
+        env: "HUBGATE_IMAP_CA_FILE",
+        default: "",
+        doc: "PEM file of extra CA certificates to trust (a server with a self-signed certificate)",
+    },
+    Setting {
         key: "worker_concurrency",
         env: "HUBGATE_WORKER_CONCURRENCY",
         default: "4",
@@ -397,6 +446,57 @@ pub struct MailConfig {
     pub inbound_token: String,
     pub maildir: Option<PathBuf>,
     pub maildir_interval: Duration,
+    pub imap: Option<ImapConfig>,
+}
+
+/// How the IMAP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImapTls {
+    /// TLS from the first byte (port 993).
+    Tls,
+    /// Plain greeting, then STARTTLS before the login (port 143).
+    StartTls,
+    /// No TLS at all: only to a loopback address (a test server).
+    Plain,
+}
+
+/// The shared partner mailbox read over IMAP.
+#[derive(Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: ImapTls,
+    pub user: String,
+    pub password: String,
+    pub mailbox: String,
+    pub processed_folder: String,
+    pub interval: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+// By hand, so that no `{:?}` of the configuration ever prints the password.
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &"…")
+            .field("mailbox", &self.mailbox)
+            .field("processed_folder", &self.processed_folder)
+            .field("interval", &self.interval)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl ImapConfig {
+    /// The key of this mailbox's reading state: another server, account or mailbox
+    /// starts afresh (already stored mail is then recognised as a duplicate).
+    pub fn account(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host.to_lowercase(), self.port, self.mailbox)
+    }
 }
 
 /// The master secret. Sub-keys for separate purposes are derived from it, so a
@@ -554,6 +654,7 @@ impl Config {
             inbound_token: get("inbound_token"),
             maildir: Some(get("maildir")).filter(|s| !s.is_empty()).map(PathBuf::from),
             maildir_interval: Duration::from_secs(parse_num("maildir_interval_secs")?.max(1)),
+            imap: imap_config(&get, &describe, &parse_num)?,
         };
         let worker = WorkerConfig {
             concurrency: usize::try_from(parse_num("worker_concurrency")?).unwrap_or(usize::MAX),
@@ -684,6 +785,77 @@ impl Config {
     pub fn https(&self) -> bool {
         self.base_url.starts_with("https://")
     }
+}
+
+/// The IMAP settings, or None when no host is set. A mailbox name that IMAP would
+/// need to encode (modified UTF-7) or that holds LIST wildcards is refused here rather
+/// than misread later.
+fn imap_config(
+    get: &dyn Fn(&str) -> String,
+    describe: &dyn Fn(&str) -> String,
+    parse_num: &dyn Fn(&str) -> anyhow::Result<u64>,
+) -> anyhow::Result<Option<ImapConfig>> {
+    let host = get("imap_host").trim().to_string();
+    if host.is_empty() {
+        return Ok(None);
+    }
+    let tls = match get("imap_tls").trim() {
+        "tls" | "" => ImapTls::Tls,
+        "starttls" => ImapTls::StartTls,
+        "plain" => ImapTls::Plain,
+        other => bail!("{} must be tls, starttls or plain, got `{other}`", describe("imap_tls")),
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if tls == ImapTls::Plain && !loopback {
+        bail!(
+            "{} = plain sends the IMAP password in clear: allowed only to a loopback address, not `{host}`",
+            describe("imap_tls")
+        );
+    }
+    let port = match get("imap_port").trim() {
+        "" if tls == ImapTls::Tls => 993,
+        "" => 143,
+        p => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .with_context(|| format!("{} must be a port number, got `{p}`", describe("imap_port")))?,
+    };
+    let user = get("imap_user").trim().to_string();
+    let password = get("imap_password");
+    if user.is_empty() || password.is_empty() {
+        bail!("{} needs {} and {}", describe("imap_host"), describe("imap_user"), describe("imap_password"));
+    }
+    let name = |key: &str| -> anyhow::Result<String> {
+        let n = get(key).trim().to_string();
+        let fine = |c: char| c.is_ascii_graphic() && !matches!(c, '*' | '%' | '"' | '\\') || c == ' ';
+        if n.is_empty() || !n.chars().all(fine) {
+            bail!("{} must be a non-empty ASCII mailbox name without * % \" or \\, got `{n}`", describe(key));
+        }
+        Ok(n)
+    };
+    let mailbox = name("imap_mailbox")?;
+    let processed_folder = name("imap_processed_folder")?;
+    if processed_folder.eq_ignore_ascii_case(&mailbox) {
+        bail!("{} must differ from {}", describe("imap_processed_folder"), describe("imap_mailbox"));
+    }
+    let ca_file = Some(get("imap_ca_file").trim().to_string()).filter(|s| !s.is_empty()).map(PathBuf::from);
+    if let Some(path) = &ca_file
+        && let Err(e) = crate::mail::inbound::imap::client::read_ca_file(path)
+    {
+        bail!("{}: {e}", describe("imap_ca_file"));
+    }
+    Ok(Some(ImapConfig {
+        host,
+        port,
+        tls,
+        user,
+        password,
+        mailbox,
+        processed_folder,
+        interval: Duration::from_secs(parse_num("imap_interval_secs")?.max(1)),
+        ca_file,
+    }))
 }
 
 /// Reads `DATA_DIR/secret.key`, creating it with 64 random bytes on first start.

@@ -131,6 +131,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    mail_imap_mailboxes (id) {
+        id -> Int8,
+        account -> Text,
+        uid_validity -> Nullable<Int8>,
+        last_uid -> Int8,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_ok_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     mail_rules (id) {
         id -> Int8,
         kind -> Text,
@@ -822,6 +837,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_threads,
     mail_messages,
     mail_attachments,
+    mail_imap_mailboxes,
     mail_rules,
     customers,
     merchants,

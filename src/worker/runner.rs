@@ -105,9 +105,8 @@ pub struct WorkerOptions {
 
 impl WorkerOptions {
     pub fn from_config(c: &crate::config::Config) -> Self {
-        let mut rng = rand::thread_rng();
         WorkerOptions {
-            name: format!("{}-{}-{:04x}", hostname(), std::process::id(), rng.r#gen::<u16>()),
+            name: node_name(),
             concurrency: c.worker.concurrency,
             lease: c.worker.lease,
             poll: c.worker.poll,
@@ -115,6 +114,12 @@ impl WorkerOptions {
             grace: c.worker.grace,
         }
     }
+}
+
+/// A name for this process among the nodes (host, pid and a random suffix), as job
+/// leases and the IMAP reader's lease record it.
+pub fn node_name() -> String {
+    format!("{}-{}-{:04x}", hostname(), std::process::id(), rand::thread_rng().r#gen::<u16>())
 }
 
 fn hostname() -> String {

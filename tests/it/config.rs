@@ -90,3 +90,40 @@ fn an_openid_provider_needs_all_three_settings() {
     assert_eq!(full.oidc[0].key, "microsoft");
     assert!(full.oidc[0].issuer.ends_with("/v2.0/"), "the issuer is kept as written");
 }
+
+#[test]
+fn imap_settings_are_checked_and_the_password_is_never_printed() {
+    let dir = tmp();
+    let load = |pairs: &[(&str, &str)]| {
+        let mut all = vec![
+            ("HUBGATE_IMAP_HOST", "imap.gmail.com"),
+            ("HUBGATE_IMAP_USER", "doitac@ipos.vn"),
+            ("HUBGATE_IMAP_PASSWORD", "abcd efgh ijkl mnop"),
+        ];
+        all.extend_from_slice(pairs);
+        Config::from_sources(None, &env(&all, &dir)).map_err(|e| format!("{e:#}"))
+    };
+    let c = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let imap = c.mail.imap.clone().unwrap_or_else(|| panic!("IMAP configured"));
+    assert_eq!((imap.port, imap.tls), (993, hubgate::config::ImapTls::Tls), "implicit TLS on 993 by default");
+    assert_eq!((imap.mailbox.as_str(), imap.processed_folder.as_str()), ("INBOX", "hubgate/processed"));
+    assert!(!format!("{c:?}").contains("abcd efgh"), "Debug output hides the password");
+    let starttls = load(&[("HUBGATE_IMAP_TLS", "starttls")]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(starttls.mail.imap.map(|i| i.port), Some(143));
+
+    let err = |pairs: &[(&str, &str)]| load(pairs).err().unwrap_or_default();
+    assert!(err(&[("HUBGATE_IMAP_TLS", "plain")]).contains("loopback"), "no clear-text password over the network");
+    assert!(load(&[("HUBGATE_IMAP_TLS", "plain"), ("HUBGATE_IMAP_HOST", "127.0.0.1")]).is_ok());
+    assert!(err(&[("HUBGATE_IMAP_TLS", "ssl")]).contains("HUBGATE_IMAP_TLS"));
+    assert!(err(&[("HUBGATE_IMAP_PASSWORD", "")]).contains("HUBGATE_IMAP_PASSWORD"));
+    assert!(err(&[("HUBGATE_IMAP_PORT", "imaps")]).contains("HUBGATE_IMAP_PORT"));
+    assert!(err(&[("HUBGATE_IMAP_PROCESSED_FOLDER", "Đã xử lý")]).contains("HUBGATE_IMAP_PROCESSED_FOLDER"));
+    assert!(err(&[("HUBGATE_IMAP_PROCESSED_FOLDER", "inbox")]).contains("must differ"));
+    assert!(err(&[("HUBGATE_IMAP_CA_FILE", "/khong/co/tep.pem")]).contains("HUBGATE_IMAP_CA_FILE"));
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "không phải chứng chỉ").unwrap_or_else(|e| panic!("{e}"));
+    let shown = not_pem.display().to_string();
+    assert!(err(&[("HUBGATE_IMAP_CA_FILE", shown.as_str())]).contains("no PEM certificate"));
+    let off = Config::from_sources(None, &env(&[], &dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(off.mail.imap.is_none(), "no host, no IMAP");
+}

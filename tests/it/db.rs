@@ -21,6 +21,7 @@ const TABLES: &[&str] = &[
     "mail_messages",
     "mail_attachments",
     "mail_rules",
+    "mail_imap_mailboxes",
     "customers",
     "merchants",
     "points",

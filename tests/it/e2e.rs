@@ -19,6 +19,8 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hubgate::db::Backend;
 
+use crate::support::poll;
+
 const PASSWORD: &str = "mat-khau-e2e-2026";
 const INBOUND_TOKEN: &str = "e2e-inbound-token";
 
@@ -38,17 +40,6 @@ async fn wait_until_up(url: &str, what: &str, log: &Path) {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             panic!("{what} did not come up at {url}:\n{tail}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

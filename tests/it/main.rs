@@ -14,6 +14,7 @@ mod demo;
 mod e2e;
 mod fakebank;
 mod hub;
+mod imap;
 mod mail_in;
 mod merchant;
 mod notify;

@@ -537,3 +537,16 @@ pub async fn run_worker_until_idle(app: &TestApp) {
     let _ = stop.send(true);
     let _ = worker.await;
 }
+
+/// Waits until `f` gives a value; fails the test after a minute (a deadline, not a
+/// measurement: every wait here normally ends in well under a second).
+pub async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,11 +1,12 @@
 //! Inbound partner mail: keep the raw bytes, parse, classify, thread, triage.
 //!
 //! Rules: every path (browser upload, CLI import, `POST /inbound/mail`, the watched
-//! Maildir) calls [`service::ingest`]; raw bytes are stored before anything can fail;
+//! Maildir, the IMAP mailbox) calls [`service::ingest`]; raw bytes are stored before anything can fail;
 //! a Message-ID is processed once; partner HTML is shown only after sanitising.
 
 pub mod classify;
 pub mod handlers;
+pub mod imap;
 pub mod maildir;
 pub mod models;
 pub mod pages;
