@@ -350,7 +350,10 @@ db_test!(old_login_failures_are_pruned_on_schedule, |app| {
     assert_eq!(schedules.len(), 1);
     let added = app.with_conn(|c| hubgate::worker::schedule::tick(c, &schedules, now).unwrap_or(0));
     assert_eq!(added, 1);
-    crate::support::run_worker_until_idle(&app).await;
+    crate::notify::work_until(&app, || {
+        app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false))
+    })
+    .await;
     let left: Vec<String> =
         app.with_conn(|c| login_failures::table.select(login_failures::throttle_key).load(c).unwrap_or_default());
     assert_eq!(left, vec!["address:198.51.100.8".to_string()]);

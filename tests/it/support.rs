@@ -516,28 +516,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs the app's own worker until no job is pending (at most 30 s), then stops it.
-pub async fn run_worker_until_idle(app: &TestApp) {
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let opts = hubgate::worker::runner::WorkerOptions {
-        name: "test".into(),
-        concurrency: 2,
-        lease: std::time::Duration::from_secs(60),
-        poll: std::time::Duration::from_millis(20),
-        job_timeout: std::time::Duration::from_secs(20),
-        grace: std::time::Duration::from_secs(2),
-    };
-    let registry = std::sync::Arc::new(hubgate::worker::runner::Registry::standard());
-    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), registry, opts, rx));
-    let started = std::time::Instant::now();
-    while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "jobs still pending after 30 s");
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
-    let _ = stop.send(true);
-    let _ = worker.await;
-}
-
 /// Waits until `f` gives a value; fails the test after a minute (a deadline, not a
 /// measurement: every wait here normally ends in well under a second).
 pub async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
