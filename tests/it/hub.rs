@@ -369,26 +369,12 @@ db_test!(a_mail_opened_twice_at_once_makes_one_request, |app| {
         mails.push((id, partner.unwrap_or_else(|| panic!("{prefix} has its partner"))));
     }
     for (round, (mail_id, partner_id)) in mails.into_iter().enumerate() {
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let outcomes: Vec<Result<i64, hubgate::error::AppError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..2)
-                .map(|who| {
-                    let (barrier, pool, sale) = (barrier.clone(), app.state.pool.clone(), sale.clone());
-                    s.spawn(move || {
-                        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
-                        let input = hubgate::hub::service::OpenRequest {
-                            partner_id,
-                            mail_id: Some(mail_id),
-                            merchant_name: format!("Nhà hàng Vòng {round}"),
-                            point_name: format!("Chi nhánh {who}"),
-                            ..Default::default()
-                        };
-                        barrier.wait();
-                        hubgate::hub::service::open_request(&mut conn, &sale, &input)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("thread panicked"))).collect()
+        let outcomes = opened_at_once(&app, &sale, 2, |who| hubgate::hub::service::OpenRequest {
+            partner_id,
+            mail_id: Some(mail_id),
+            merchant_name: format!("Nhà hàng Vòng {round}"),
+            point_name: format!("Chi nhánh {who}"),
+            ..Default::default()
         });
         let opened: Vec<i64> = outcomes.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
         assert_eq!(opened.len(), 1, "round {round}: {outcomes:?}");
@@ -409,25 +395,11 @@ db_test!(the_same_new_merchant_opened_at_once_is_one_merchant, |app| {
     let sale = hubgate::audit::Actor::user(app.create_user("sale@ipos.vn", &[Role::Sale]).id, "sale@ipos.vn");
     let partner_id = crate::support::partner_id(&app, "MOMO");
     for round in 0..3 {
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
-        let outcomes: Vec<Result<i64, hubgate::error::AppError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    let (barrier, pool, sale) = (barrier.clone(), app.state.pool.clone(), sale.clone());
-                    s.spawn(move || {
-                        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
-                        let input = hubgate::hub::service::OpenRequest {
-                            partner_id,
-                            merchant_name: format!("Bún Chả Hàng Mành {round}"),
-                            point_name: "Số 1 Hàng Mành".into(),
-                            ..Default::default()
-                        };
-                        barrier.wait();
-                        hubgate::hub::service::open_request(&mut conn, &sale, &input)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("thread panicked"))).collect()
+        let outcomes = opened_at_once(&app, &sale, 4, |_| hubgate::hub::service::OpenRequest {
+            partner_id,
+            merchant_name: format!("Bún Chả Hàng Mành {round}"),
+            point_name: "Số 1 Hàng Mành".into(),
+            ..Default::default()
         });
         assert!(outcomes.iter().all(Result::is_ok), "round {round}: {outcomes:?}");
     }
@@ -444,3 +416,28 @@ db_test!(the_same_new_merchant_opened_at_once_is_one_merchant, |app| {
     };
     assert_eq!((count("requests"), count("merchants"), count("points")), (12, 3, 3));
 });
+
+/// `people` requests opened by `sale` at the same moment (threads released together),
+/// the `who`-th with `input(who)`; their outcomes in order.
+fn opened_at_once(
+    app: &crate::support::TestApp,
+    sale: &hubgate::audit::Actor,
+    people: usize,
+    input: impl Fn(usize) -> hubgate::hub::service::OpenRequest + Sync,
+) -> Vec<Result<i64, hubgate::error::AppError>> {
+    let barrier = std::sync::Barrier::new(people);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..people)
+            .map(|who| {
+                let (barrier, pool, input) = (&barrier, app.state.pool.clone(), &input);
+                s.spawn(move || {
+                    let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+                    let form = input(who);
+                    barrier.wait();
+                    hubgate::hub::service::open_request(&mut conn, sale, &form)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("thread panicked"))).collect()
+    })
+}
