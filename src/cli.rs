@@ -379,10 +379,13 @@ fn imap_check(state: &AppState) -> anyhow::Result<()> {
 fn imap_fetch(state: &AppState, format: &str) -> anyhow::Result<()> {
     use crate::mail::inbound::imap;
     let cfg = state.config.mail.imap.as_ref().context("no IMAP mailbox configured (set imap_host)")?;
-    let reports = imap_runtime()?
+    let fetched = imap_runtime()?
         .block_on(imap::fetch_once(state, &imap::Options::standard()))
         .map_err(|e| anyhow::anyhow!("{}", e.describe(cfg)))?;
-    let failures = reports.iter().filter(|r| !print_report(r, r.file.as_deref().unwrap_or(""), format)).count();
+    let failures = fetched.reports.iter().filter(|r| !print_report(r, r.file.as_deref().unwrap_or(""), format)).count();
+    if let Some(why) = &fetched.not_moved {
+        anyhow::bail!("stored, but left in {}: {why}", cfg.mailbox);
+    }
     anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
     Ok(())
 }
