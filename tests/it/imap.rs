@@ -684,4 +684,29 @@ fn the_cli_checks_and_fetches_and_never_shows_the_password() {
     assert!(out.contains("last_error\tMáy chủ IMAP từ chối đăng nhập"), "{out}");
     assert!(out.contains("last_uid\t1"), "{out}");
     assert!(!out.contains(wrong), "{out}");
+
+    // `hubgate worker` runs the reader: new mail arrives without any command.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.arg("worker")
+        .env("DATABASE_URL", format!("sqlite://{}/hub.db", data.path().display()))
+        .env("HUBGATE_DATA_DIR", data.path())
+        .env("HUBGATE_LOG", "warn")
+        .env("HUBGATE_IMAP_HOST", "127.0.0.1")
+        .env("HUBGATE_IMAP_PORT", server.tls_port.to_string())
+        .env("HUBGATE_IMAP_USER", USER)
+        .env("HUBGATE_IMAP_PASSWORD", PASSWORD)
+        .env("HUBGATE_IMAP_CA_FILE", server.ca())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _worker = Proc(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
+    rt.block_on(async {
+        server.append("INBOX", &mail(2, "Qua hubgate worker")).await;
+        wait_for_count(&server, "hubgate/processed", 2).await;
+    });
+    let pool =
+        hubgate::db::pool(&format!("sqlite://{}/hub.db", data.path().display()), 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+    let subjects: Vec<String> =
+        mail_messages::table.select(mail_messages::subject).load(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(subjects, ["Qua dòng lệnh", "Qua hubgate worker"]);
 }
