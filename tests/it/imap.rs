@@ -690,18 +690,24 @@ fn the_cli_checks_and_fetches_and_never_shows_the_password() {
     cmd.arg("worker")
         .env("DATABASE_URL", format!("sqlite://{}/hub.db", data.path().display()))
         .env("HUBGATE_DATA_DIR", data.path())
-        .env("HUBGATE_LOG", "warn")
+        .env("HUBGATE_LOG", "info")
         .env("HUBGATE_IMAP_HOST", "127.0.0.1")
         .env("HUBGATE_IMAP_PORT", server.tls_port.to_string())
         .env("HUBGATE_IMAP_USER", USER)
         .env("HUBGATE_IMAP_PASSWORD", PASSWORD)
-        .env("HUBGATE_IMAP_CA_FILE", server.ca())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("HUBGATE_IMAP_CA_FILE", server.ca());
+    let log = data.path().join("worker.log");
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    cmd.stdout(file.try_clone().unwrap_or_else(|e| panic!("{e}"))).stderr(file);
     let _worker = Proc(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
     rt.block_on(async {
         server.append("INBOX", &mail(2, "Qua hubgate worker")).await;
-        wait_for_count(&server, "hubgate/processed", 2).await;
+        let started = std::time::Instant::now();
+        while server.count("hubgate/processed").await != 2 {
+            let shown = || format!("{}\n{}", std::fs::read_to_string(&log).unwrap_or_default(), server.log());
+            assert!(started.elapsed() < Duration::from_secs(60), "the worker read no mail:\n{}", shown());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     let pool =
         hubgate::db::pool(&format!("sqlite://{}/hub.db", data.path().display()), 1).unwrap_or_else(|e| panic!("{e}"));
@@ -709,4 +715,5 @@ fn the_cli_checks_and_fetches_and_never_shows_the_password() {
     let subjects: Vec<String> =
         mail_messages::table.select(mail_messages::subject).load(&mut conn).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(subjects, ["Qua dòng lệnh", "Qua hubgate worker"]);
+    assert!(!std::fs::read_to_string(&log).unwrap_or_default().contains(PASSWORD));
 }
