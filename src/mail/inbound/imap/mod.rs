@@ -89,6 +89,8 @@ struct Reader<'a> {
     /// move). Mail is still stored, and stays in the mailbox, above no UID read again,
     /// until the folder works and a later pass moves it.
     trouble: Option<ImapError>,
+    /// The folder was just tried ([`Reader::sweep`]): the scan right after need not again.
+    swept: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -114,6 +116,7 @@ impl<'a> Reader<'a> {
             last_uid,
             announced: false,
             trouble: None,
+            swept: false,
         })
     }
 
@@ -139,6 +142,7 @@ impl<'a> Reader<'a> {
     /// (by an earlier session, or this one while the folder failed), without reading it.
     async fn sweep(&mut self) -> Result<(), ImapError> {
         self.trouble = None;
+        self.swept = true;
         let folder = self.folder.clone();
         let made = client::ensure_folder(self.session()?, &folder).await;
         if !self.folder_trouble(made)? {
@@ -172,9 +176,10 @@ impl<'a> Reader<'a> {
     /// again while the server announces new mail meanwhile (it announces each message
     /// once: missed here, an IDLE would wait for the next one).
     async fn scan(&mut self) -> Result<Vec<IngestReport>, ImapError> {
-        if self.trouble.is_some() {
+        if self.trouble.is_some() && !self.swept {
             self.sweep().await?;
         }
+        self.swept = false;
         let mut reports = Vec::new();
         let mut empty_passes = 0;
         loop {
