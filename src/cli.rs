@@ -351,6 +351,7 @@ fn imap_check(state: &AppState) -> anyhow::Result<()> {
     println!("mailbox\t{}", cfg.account());
     println!("messages\t{}", check.messages);
     println!("uidvalidity\t{}", check.uid_validity.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
+    println!("uidnext\t{}", check.uid_next.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
     println!("idle\t{}", yes(check.caps.idle));
     println!("move\t{}", yes(check.caps.moves));
     println!("uidplus\t{}", yes(check.caps.uidplus));
