@@ -351,6 +351,7 @@ fn imap_check(state: &AppState) -> anyhow::Result<()> {
     println!("mailbox\t{}", cfg.account());
     println!("messages\t{}", check.messages);
     println!("uidvalidity\t{}", check.uid_validity.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
+    println!("uidnext\t{}", check.uid_next.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
     println!("idle\t{}", yes(check.caps.idle));
     println!("move\t{}", yes(check.caps.moves));
     println!("uidplus\t{}", yes(check.caps.uidplus));
@@ -379,10 +380,13 @@ fn imap_check(state: &AppState) -> anyhow::Result<()> {
 fn imap_fetch(state: &AppState, format: &str) -> anyhow::Result<()> {
     use crate::mail::inbound::imap;
     let cfg = state.config.mail.imap.as_ref().context("no IMAP mailbox configured (set imap_host)")?;
-    let reports = imap_runtime()?
+    let fetched = imap_runtime()?
         .block_on(imap::fetch_once(state, &imap::Options::standard()))
         .map_err(|e| anyhow::anyhow!("{}", e.describe(cfg)))?;
-    let failures = reports.iter().filter(|r| !print_report(r, r.file.as_deref().unwrap_or(""), format)).count();
+    let failures = fetched.reports.iter().filter(|r| !print_report(r, r.file.as_deref().unwrap_or(""), format)).count();
+    if let Some(why) = &fetched.not_moved {
+        anyhow::bail!("stored, but left in {}: {why}", cfg.mailbox);
+    }
     anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
     Ok(())
 }

@@ -195,6 +195,11 @@ service anvil {{
         self.log().lines().filter(|l| l.contains("Login: ") && l.contains(&port)).count()
     }
 
+    /// The user's Maildir (made by the first login).
+    fn maildir(&self) -> PathBuf {
+        self.dir.path().join("mail").join(USER)
+    }
+
     fn ca(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
     }
@@ -403,7 +408,8 @@ mod a_crash_between_storing_and_moving_loses_and_repeats_nothing {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 
-        let reports = imap::fetch_once(&app.state, &test_options("node-b")).await.unwrap_or_else(|e| panic!("{e}"));
+        let reports =
+            imap::fetch_once(&app.state, &test_options("node-b")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert_eq!(reports.len(), 1, "UID 1 was recorded: moved, not read again: {reports:?}");
         assert_eq!(reports[0].status, "duplicate", "UID 2 is read again and recognised");
         assert_eq!(blob_count(&app), 1, "UID 1 was never stored by this test, and is still not");
@@ -411,8 +417,51 @@ mod a_crash_between_storing_and_moving_loses_and_repeats_nothing {
         assert_eq!(server.count("hubgate/processed").await, 2, "both moved, none lost");
         assert_eq!(mailbox_row(&app, &cfg).last_uid, 2);
 
-        let again = imap::fetch_once(&app.state, &test_options("node-b")).await.unwrap_or_else(|e| panic!("{e}"));
+        let again =
+            imap::fetch_once(&app.state, &test_options("node-b")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    crate::on_both_backends!(run);
+}
+
+/// A processed folder the server will not make: mail is still stored, stays in the
+/// mailbox without being read again, and is moved once the folder can be made.
+mod a_broken_processed_folder_holds_up_no_mail_and_nothing_is_read_twice {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some(server) = Dovecot::start("") else { return };
+        let cfg = server.config();
+        let Some(app) = app_with(backend, cfg.clone()).await else { return };
+        assert_eq!(server.count("INBOX").await, 0);
+        // A file where Dovecot keeps the folder: CREATE and MOVE fail.
+        let blocker = server.maildir().join(".hubgate.processed");
+        std::fs::write(&blocker, b"").unwrap_or_else(|e| panic!("{e}"));
+        server.append("INBOX", &mail(1, "Thư một")).await;
+        server.append("INBOX", &mail(2, "Thư hai")).await;
+
+        let first = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        let statuses: Vec<&str> = first.reports.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(statuses, ["stored", "stored"], "mail gets in while the folder is broken");
+        assert!(first.not_moved.as_deref().is_some_and(|w| w.contains("CREATE")), "{:?}", first.not_moved);
+        assert_eq!(server.count("INBOX").await, 2, "left where it was");
+        let row = mailbox_row(&app, &cfg);
+        assert_eq!(row.last_uid, 2);
+        assert!(row.last_error.as_deref().is_some_and(|e| e.contains("CREATE")), "{:?}", row.last_error);
+
+        let second = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(second.reports.is_empty(), "not read again: {:?}", second.reports);
+        assert!(second.not_moved.is_some());
+
+        std::fs::remove_file(&blocker).unwrap_or_else(|e| panic!("{e}"));
+        let third = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(third.reports.is_empty(), "moved without being read: {:?}", third.reports);
+        assert_eq!(third.not_moved, None);
+        assert_eq!(server.count("INBOX").await, 0);
+        assert_eq!(server.count("hubgate/processed").await, 2);
+        assert_eq!(blob_count(&app), 2);
+        assert_eq!(mailbox_row(&app, &cfg).last_error, None, "the error clears once it works");
     }
 
     crate::on_both_backends!(run);
@@ -430,7 +479,7 @@ mod a_new_uidvalidity_reads_the_mailbox_again {
         client::logout(&mut s).await;
         server.append("doitac", &mail(1, "Thư một")).await;
         server.append("doitac", &mail(2, "Thư hai")).await;
-        let first = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        let first = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert_eq!(first.len(), 2);
         let old_validity = mailbox_row(&app, &cfg).uid_validity;
 
@@ -442,7 +491,7 @@ mod a_new_uidvalidity_reads_the_mailbox_again {
         server.append("doitac", &mail(3, "Thư ba, UID 1 mới")).await;
         assert_ne!(Some(server.uid_validity("doitac").await), old_validity);
 
-        let second = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        let second = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert_eq!(second.len(), 1, "UID 1 of the new mailbox is new mail, not one already read");
         assert_eq!(second[0].status, "stored");
         assert_eq!(server.count("hubgate/processed").await, 3);
@@ -459,7 +508,7 @@ mod an_unreadable_message_is_kept_moved_and_not_retried {
         let Some(app) = app_with(backend, server.config()).await else { return };
         let junk = b"\xff\xfe day khong phai la mot la thu\r\n\r\n\x01\x02 van ban rac\r\n".to_vec();
         server.append("INBOX", &junk).await;
-        let reports = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        let reports = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].status, "unreadable", "{reports:?}");
         let blobs = imap_blobs(&app);
@@ -468,7 +517,7 @@ mod an_unreadable_message_is_kept_moved_and_not_retried {
         assert_eq!(blobs[0].1, junk, "kept byte for byte");
         assert_eq!(server.count("INBOX").await, 0);
         assert_eq!(server.count("hubgate/processed").await, 1);
-        let again = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}"));
+        let again = imap::fetch_once(&app.state, &test_options("n")).await.unwrap_or_else(|e| panic!("{e}")).reports;
         assert!(again.is_empty(), "not retried: {again:?}");
     }
 
@@ -635,4 +684,36 @@ fn the_cli_checks_and_fetches_and_never_shows_the_password() {
     assert!(out.contains("last_error\tMáy chủ IMAP từ chối đăng nhập"), "{out}");
     assert!(out.contains("last_uid\t1"), "{out}");
     assert!(!out.contains(wrong), "{out}");
+
+    // `hubgate worker` runs the reader: new mail arrives without any command.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.arg("worker")
+        .env("DATABASE_URL", format!("sqlite://{}/hub.db", data.path().display()))
+        .env("HUBGATE_DATA_DIR", data.path())
+        .env("HUBGATE_LOG", "info")
+        .env("HUBGATE_IMAP_HOST", "127.0.0.1")
+        .env("HUBGATE_IMAP_PORT", server.tls_port.to_string())
+        .env("HUBGATE_IMAP_USER", USER)
+        .env("HUBGATE_IMAP_PASSWORD", PASSWORD)
+        .env("HUBGATE_IMAP_CA_FILE", server.ca());
+    let log = data.path().join("worker.log");
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    cmd.stdout(file.try_clone().unwrap_or_else(|e| panic!("{e}"))).stderr(file);
+    let _worker = Proc(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
+    rt.block_on(async {
+        server.append("INBOX", &mail(2, "Qua hubgate worker")).await;
+        let started = std::time::Instant::now();
+        while server.count("hubgate/processed").await != 2 {
+            let shown = || format!("{}\n{}", std::fs::read_to_string(&log).unwrap_or_default(), server.log());
+            assert!(started.elapsed() < Duration::from_secs(60), "the worker read no mail:\n{}", shown());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let pool =
+        hubgate::db::pool(&format!("sqlite://{}/hub.db", data.path().display()), 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+    let subjects: Vec<String> =
+        mail_messages::table.select(mail_messages::subject).load(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(subjects, ["Qua dòng lệnh", "Qua hubgate worker"]);
+    assert!(!std::fs::read_to_string(&log).unwrap_or_default().contains(PASSWORD));
 }

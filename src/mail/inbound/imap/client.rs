@@ -45,6 +45,8 @@ pub enum ImapError {
     Timeout(&'static str, u64),
     #[error("Lỗi IMAP ở lệnh {0}: {1}")]
     Protocol(&'static str, String),
+    #[error("Máy chủ IMAP từ chối lệnh {0}: {1}")]
+    Refused(&'static str, String),
     #[error("Hộp thư đang do {owner} đọc (giữ đến {until}); thử lại sau.")]
     Busy { owner: String, until: String },
     #[error("Một nút khác đã nhận đọc hộp thư này.")]
@@ -84,7 +86,11 @@ async fn within<T>(
     fut: impl Future<Output = async_imap::error::Result<T>>,
 ) -> Result<T, ImapError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|e| ImapError::Protocol(what, server_text(&e))),
+        Ok(r) => r.map_err(|e| match e {
+            // A NO: the server said no to this command; the connection is fine.
+            async_imap::error::Error::No(_) => ImapError::Refused(what, server_text(&e)),
+            e => ImapError::Protocol(what, server_text(&e)),
+        }),
         Err(_) => Err(ImapError::Timeout(what, COMMAND_TIMEOUT.as_secs())),
     }
 }
@@ -225,16 +231,15 @@ pub async fn folder_exists(session: &mut ImapSession, folder: &str) -> Result<bo
     Ok(!names.is_empty())
 }
 
-/// The processed folder as the server spells it, created and subscribed when missing.
-pub async fn ensure_folder(session: &mut ImapSession, folder: &str) -> Result<String, ImapError> {
-    let folder = server_name(session, folder).await?;
-    if !folder_exists(session, &folder).await? {
-        session.create(&folder).await.map_err(|e| ImapError::Mailbox(folder.clone(), server_text(&e)))?;
+/// Creates (and subscribes) the folder when missing; `folder` as the server spells it.
+pub async fn ensure_folder(session: &mut ImapSession, folder: &str) -> Result<(), ImapError> {
+    if !folder_exists(session, folder).await? {
+        within("CREATE", session.create(folder)).await?;
         // So that the folder shows in people's mail programs.
-        let _ = within("SUBSCRIBE", session.subscribe(&folder)).await;
+        let _ = within("SUBSCRIBE", session.subscribe(folder)).await;
         tracing::info!(folder, "created the IMAP folder for processed mail");
     }
-    Ok(folder)
+    Ok(())
 }
 
 pub async fn select(session: &mut ImapSession, mailbox: &str) -> Result<async_imap::types::Mailbox, ImapError> {

@@ -85,12 +85,18 @@ struct Reader<'a> {
     last_uid: i64,
     /// The server announced new mail (EXISTS) since the last search.
     announced: bool,
+    /// Why the processed folder cannot take mail now (cannot be created, refuses a
+    /// move). Mail is still stored, and stays in the mailbox, above no UID read again,
+    /// until the folder works and a later pass moves it.
+    trouble: Option<ImapError>,
+    /// The folder was just tried ([`Reader::sweep`]): the scan right after need not again.
+    swept: bool,
 }
 
 impl<'a> Reader<'a> {
     async fn open(state: &'a AppState, cfg: &'a ImapConfig, owner: &'a str) -> Result<Reader<'a>, ImapError> {
         let (mut session, caps) = client::connect(cfg).await?;
-        let folder = client::ensure_folder(&mut session, &cfg.processed_folder).await?;
+        let folder = client::server_name(&mut session, &cfg.processed_folder).await?;
         let mailbox = client::select(&mut session, &cfg.mailbox).await?;
         let validity = i64::from(mailbox.uid_validity.unwrap_or(0));
         let account = cfg.account();
@@ -109,6 +115,8 @@ impl<'a> Reader<'a> {
             validity,
             last_uid,
             announced: false,
+            trouble: None,
+            swept: false,
         })
     }
 
@@ -116,17 +124,40 @@ impl<'a> Reader<'a> {
         self.session.as_mut().ok_or(ImapError::Protocol("IDLE", "kết nối đã đóng".into()))
     }
 
-    /// Moves what an earlier session stored but did not get to move, without reading it.
+    /// A refused command about the processed folder is kept as trouble (mail is still
+    /// read); anything else ends the session.
+    fn folder_trouble(&mut self, r: Result<(), ImapError>) -> Result<bool, ImapError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(e @ ImapError::Refused(..)) => {
+                tracing::warn!(folder = %self.folder, error = %e.describe(self.cfg), "cannot use the processed folder");
+                self.trouble = Some(e);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the processed folder if needed, then moves what was stored but not moved
+    /// (by an earlier session, or this one while the folder failed), without reading it.
     async fn sweep(&mut self) -> Result<(), ImapError> {
-        let Ok(last) = u32::try_from(self.last_uid) else {
+        self.trouble = None;
+        self.swept = true;
+        let folder = self.folder.clone();
+        let made = client::ensure_folder(self.session()?, &folder).await;
+        if !self.folder_trouble(made)? {
             return Ok(());
-        };
+        }
+        let last = u32::try_from(self.last_uid).unwrap_or(u32::MAX);
         if last == 0 {
             return Ok(());
         }
-        let (caps, folder) = (self.caps, self.folder.clone());
+        let caps = self.caps;
         for uid in client::uids(self.session()?, 1, Some(last)).await? {
-            client::move_to(self.session()?, caps, uid, &folder).await?;
+            let moved = client::move_to(self.session()?, caps, uid, &folder).await;
+            if !self.folder_trouble(moved)? {
+                break;
+            }
         }
         Ok(())
     }
@@ -145,6 +176,10 @@ impl<'a> Reader<'a> {
     /// again while the server announces new mail meanwhile (it announces each message
     /// once: missed here, an IDLE would wait for the next one).
     async fn scan(&mut self) -> Result<Vec<IngestReport>, ImapError> {
+        if self.trouble.is_some() && !self.swept {
+            self.sweep().await?;
+        }
+        self.swept = false;
         let mut reports = Vec::new();
         let mut empty_passes = 0;
         loop {
@@ -158,8 +193,15 @@ impl<'a> Reader<'a> {
                 break;
             }
         }
-        let acc = self.account.clone();
-        db(self.state, move |c| Ok(state::note_ok(c, &acc, crate::db::now())?)).await?;
+        let (acc, trouble) = (self.account.clone(), self.trouble.as_ref().map(|e| e.describe(self.cfg)));
+        db(self.state, move |c| {
+            match trouble {
+                Some(t) => state::note_error(c, &acc, &t, crate::db::now())?,
+                None => state::note_ok(c, &acc, crate::db::now())?,
+            }
+            Ok(())
+        })
+        .await?;
         Ok(reports)
     }
 
@@ -186,10 +228,13 @@ impl<'a> Reader<'a> {
             }
             self.last_uid = i64::from(uid);
             if let Some(report) = report {
-                let (caps, folder) = (self.caps, self.folder.clone());
-                client::move_to(self.session()?, caps, uid, &folder).await?;
                 tracing::info!(uid, status = %report.status, blob = report.blob_id, "stored a message from IMAP");
                 reports.push(report);
+                if self.trouble.is_none() {
+                    let (caps, folder) = (self.caps, self.folder.clone());
+                    let moved = client::move_to(self.session()?, caps, uid, &folder).await;
+                    self.folder_trouble(moved)?;
+                }
             }
             self.drain();
         }
@@ -372,8 +417,18 @@ pub async fn run(state: AppState, opts: Options, mut stop: tokio::sync::watch::R
     tracing::info!(mailbox = %account, "IMAP reader stopped");
 }
 
-/// One pass over the mailbox (the CLI's `mail imap-fetch`): what was stored.
-pub async fn fetch_once(state: &AppState, opts: &Options) -> Result<Vec<IngestReport>, ImapError> {
+/// What one read of the mailbox did.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Each message stored (or recognised as already stored).
+    pub reports: Vec<IngestReport>,
+    /// Why stored mail could not be moved to the processed folder (it stays in the
+    /// mailbox, and is moved without being read again once the folder works).
+    pub not_moved: Option<String>,
+}
+
+/// One read of the mailbox (the CLI's `mail imap-fetch`).
+pub async fn fetch_once(state: &AppState, opts: &Options) -> Result<Fetched, ImapError> {
     let cfg =
         state.config.mail.imap.as_ref().ok_or_else(|| ImapError::Protocol("-", "chưa cấu hình imap_host".into()))?;
     let account = cfg.account();
@@ -382,8 +437,9 @@ pub async fn fetch_once(state: &AppState, opts: &Options) -> Result<Vec<IngestRe
         let mut reader = Reader::open(state, cfg, &opts.owner).await?;
         reader.sweep().await?;
         let reports = reader.scan().await?;
+        let not_moved = reader.trouble.as_ref().map(|e| e.describe(cfg));
         reader.close().await;
-        Ok(reports)
+        Ok(Fetched { reports, not_moved })
     })
     .await;
     if let Err(e) = &result {
