@@ -127,7 +127,7 @@ db_test!(corpus_lands_in_the_right_partner_kind_and_thread, |app| {
             .load(c)
             .unwrap_or_default();
         assert_eq!(unreadable.len(), 1);
-        assert!(unreadable[0].1.as_deref().unwrap_or("").contains("Thiếu người gửi"));
+        assert!(unreadable[0].1.as_deref().unwrap_or("").contains("không phải là một thư"));
     });
 
     // Importing everything again stores nothing new.
@@ -341,35 +341,6 @@ async fn size_limits_keep_the_raw_mail() {
         let kept: i64 = mail_blobs::table.filter(mail_blobs::status.eq("too_large")).count().get_result(c).unwrap_or(0);
         assert_eq!(kept, 1);
     });
-}
-
-mod arbitrary_bytes {
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-        /// Whatever arrives, nothing panics and a raw row with a status remains.
-        #[test]
-        fn never_panic_and_always_keep_a_row(raw in proptest::collection::vec(any::<u8>(), 0..2048), header in any::<bool>()) {
-            let mut bytes = if header { b"From: a@b.vn\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n".to_vec() } else { Vec::new() };
-            bytes.extend_from_slice(&raw);
-            let rt = actix_web::rt::System::new();
-            rt.block_on(async {
-                let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
-                let cfg = app.state.config.mail.clone();
-                let report = app.with_conn(|c| hubgate::mail::inbound::service::ingest(c, &cfg, &bytes, "fuzz", None));
-                let report = report.unwrap_or_else(|e| panic!("{e:?}"));
-                assert!(["stored", "unreadable", "duplicate"].contains(&report.status.as_str()), "{}", report.status);
-                let status: String = app.with_conn(|c| {
-                    use diesel::prelude::*;
-                    use hubgate::db::schema::mail_blobs;
-                    mail_blobs::table.find(report.blob_id).select(mail_blobs::status).first(c).unwrap_or_default()
-                });
-                assert_ne!(status, "received", "processing finished with a status");
-            });
-        }
-    }
 }
 
 mod the_same_mail_delivered_at_once_is_a_duplicate_not_an_error {

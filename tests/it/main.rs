@@ -22,6 +22,7 @@ mod oauth_apps;
 mod oidc;
 mod pyc;
 mod queue;
+mod realmail;
 mod report;
 mod roles;
 mod smtp;

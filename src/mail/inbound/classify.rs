@@ -29,6 +29,10 @@ static SUBJECT_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
+/// Thread keys longer than this are cut: enough to tell subjects apart, and within
+/// PostgreSQL's limit on index rows whatever the script.
+const MAX_THREAD_KEY_CHARS: usize = 200;
+
 /// Subject without reply/forward prefixes and tags, folded: the thread key.
 pub fn normalise_subject(subject: &str) -> String {
     let mut s = fold(subject);
@@ -39,7 +43,7 @@ pub fn normalise_subject(subject: &str) -> String {
         }
         s = next;
     }
-    s.trim().to_string()
+    s.trim().chars().take(MAX_THREAD_KEY_CHARS).collect::<String>().trim_end().to_string()
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -353,6 +357,13 @@ mod tests {
         ] {
             assert_eq!(normalise_subject(s), "mo cong hub", "{s}");
         }
+    }
+
+    #[test]
+    fn thread_keys_are_bounded() {
+        let key = normalise_subject(&format!("RE: Fwd: {}", "確認".repeat(1000)));
+        assert_eq!(key.chars().count(), MAX_THREAD_KEY_CHARS);
+        assert!(key.starts_with("確認"));
     }
 
     #[test]

@@ -339,8 +339,9 @@ fn api_error(status: actix_web::http::StatusCode, code: &str, message: &str) -> 
     HttpResponse::build(status).json(serde_json::json!({"error": code, "message": message, "data": null}))
 }
 
-/// Raw RFC 5322 in the body, `Authorization: Bearer <inbound_token>`.
-async fn inbound(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+/// Raw RFC 5322 in the body, `Authorization: Bearer <inbound_token>`. The body is read
+/// only after the token is checked, so strangers cannot make us buffer megabytes.
+async fn inbound(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     use actix_web::http::StatusCode;
     let expected = state.config.mail.inbound_token.clone();
     let given = req
@@ -355,6 +356,21 @@ async fn inbound(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
     if !ok {
         return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "Thiếu hoặc sai mã truy cập (Bearer token).");
     }
+    // Slightly larger mail is still kept raw (as too large to process), like other paths.
+    let limit = state.config.mail.max_message_bytes + 1024 * 1024;
+    let body = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return api_error(StatusCode::BAD_REQUEST, "bad_body", &format!("Không đọc được nội dung thư: {e}"));
+        }
+        Err(_) => {
+            let message = format!(
+                "Thư lớn hơn giới hạn {} MB nên không được nhận.",
+                state.config.mail.max_message_bytes / (1024 * 1024)
+            );
+            return api_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &message);
+        }
+    };
     if body.is_empty() {
         return api_error(StatusCode::BAD_REQUEST, "empty_body", "Nội dung thư trống.");
     }

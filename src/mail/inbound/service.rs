@@ -94,6 +94,11 @@ pub fn ingest_with(
     source: &str,
     file: Option<&str>,
 ) -> AppResult<IngestReport> {
+    // File names come from browsers and senders: without control characters (PostgreSQL
+    // text takes no NUL) and of a file-system length, so the raw row can always be written.
+    let file: Option<String> =
+        file.map(|f| f.chars().map(|c| if c.is_control() { ' ' } else { c }).take(255).collect());
+    let file = file.as_deref();
     let sha = sha256_hex(raw);
     let duplicate = |conn: &mut DbConn| -> AppResult<Option<IngestReport>> {
         let Some(existing) = models::blob_by_sha(conn, &sha)? else { return Ok(None) };
