@@ -495,14 +495,16 @@ fn advance_pyc(
     use crate::pyc::{models as pyc_models, service as pyc};
     let stage = n / 6;
     let (fields, _) = pyc::draft_fields(conn, request_id)?;
-    let id = pyc::create(conn, sale, request_id, &fields)?;
+    let id = pyc::create(conn, config, sale, request_id, &fields)?;
     if stage == 0 {
         return Ok(());
     }
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, leader, id, v, "reviewed")?;
+    pyc::advance(conn, config, leader, id, v, "reviewed")?;
+    // Handed to the demo technician by person, so their "Việc của tôi" lists it.
+    pyc::assign_technician(conn, config, leader, id, tech.user_id)?;
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, sale, id, v, "created")?;
+    pyc::advance(conn, config, sale, id, v, "created")?;
     if stage == 1 {
         return Ok(());
     }

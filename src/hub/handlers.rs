@@ -34,6 +34,8 @@ crate::routes! {
     POST "/requests/{id}/comments" => Access::Staff, comment;
     POST "/requests/{id}/assign" => DESK, assign;
     GET "/my" => Access::Staff, my_work;
+    GET "/account/settings" => Access::Staff, settings;
+    POST "/account/settings" => Access::Staff, save_settings;
     GET "/merchants" => Access::Staff, merchants;
     GET "/merchants/{id}" => Access::Staff, merchant;
 }
@@ -307,8 +309,8 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
 
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
     let user = ctx.user()?.clone();
-    let roles = user.roles;
-    let (sections, to_triage) = ctx
+    let (uid, roles) = (user.id, user.roles);
+    let (work, to_triage) = ctx
         .db(move |conn| {
             // Sales and leaders also triage the partner mail no request has taken yet.
             let to_triage = if roles.allows(&[Role::Sale, Role::Leader]) {
@@ -317,10 +319,10 @@ async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
             } else {
                 None
             };
-            Ok((MyWork::load(conn, roles)?, to_triage))
+            Ok((MyWork::load(conn, uid, roles)?, to_triage))
         })
         .await?;
-    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections, to_triage })
+    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections: work.sections, pycs: work.pycs, to_triage })
 }
 
 #[derive(Deserialize, Default)]
@@ -447,8 +449,47 @@ struct AssignForm {
 async fn assign(ctx: Ctx, id: web::Path<i64>, form: web::Form<AssignForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let uid = form.into_inner().assignee_id;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã giao yêu cầu.", move |conn, actor| {
-        service::assign(conn, actor, id, uid)
+        service::assign(conn, &config, actor, id, uid)
+    })
+    .await
+}
+
+#[derive(askama::Template)]
+#[template(path = "hub/settings.html")]
+struct SettingsPage {
+    l: crate::web::layout::Layout,
+    p: super::notice::Prefs,
+}
+
+/// The staff member's own page: which desk mails they get.
+async fn settings(ctx: Ctx) -> AppResult<HttpResponse> {
+    let uid = ctx.user()?.id;
+    let p = ctx.db(move |conn| Ok(super::notice::prefs(conn, uid)?)).await?;
+    render(&SettingsPage { l: ctx.layout("Cài đặt của tôi", &[]), p })
+}
+
+/// Unticked boxes are absent from the form: absent means off.
+#[derive(Deserialize)]
+struct SettingsForm {
+    on_assign: Option<String>,
+    on_review: Option<String>,
+    on_pyc_created: Option<String>,
+    on_digest: Option<String>,
+}
+
+async fn save_settings(ctx: Ctx, form: web::Form<SettingsForm>) -> AppResult<HttpResponse> {
+    let uid = ctx.user()?.id;
+    let f = form.into_inner();
+    let p = super::notice::Prefs {
+        on_assign: f.on_assign.is_some(),
+        on_review: f.on_review.is_some(),
+        on_pyc_created: f.on_pyc_created.is_some(),
+        on_digest: f.on_digest.is_some(),
+    };
+    crate::web::layout::act(ctx, "/account/settings", "Đã lưu cài đặt thư.", move |conn, actor| {
+        super::notice::save_prefs(conn, actor, uid, p)
     })
     .await
 }

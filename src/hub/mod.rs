@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod handlers;
 pub mod models;
+pub mod notice;
 pub mod pages;
 pub mod service;
 pub mod state;

@@ -32,6 +32,7 @@ crate::routes! {
     POST "/pyc/{id}" => DESK, update;
     POST "/pyc/{id}/review" => LEADER, review;
     POST "/pyc/{id}/create" => DESK, finalize;
+    POST "/pyc/{id}/technician" => DESK, assign_technician;
     POST "/pyc/{id}/items/{iid}" => TECH, tick;
     POST "/pyc/{id}/data" => TECH, save_data;
     POST "/pyc/{id}/screenshot" => TECH, upload_screenshot;
@@ -82,7 +83,8 @@ async fn create(ctx: Ctx, id: web::Path<i64>, form: web::Form<PycFields>) -> App
     let actor = ctx.actor()?;
     let f = form.into_inner();
     let fields = f.clone();
-    match ctx.db(move |conn| service::create(conn, &actor, id, &fields)).await {
+    let config = ctx.state.config.clone();
+    match ctx.db(move |conn| service::create(conn, &config, &actor, id, &fields)).await {
         Ok(pyc) => {
             ctx.flash("success", "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8).");
             Ok(redirect(&format!("/pyc/{pyc}")))
@@ -112,9 +114,29 @@ struct ShowPage {
     kind: String,
     template: String,
     keys: Option<(String, String)>,
+    /// Active technicians: (id, name).
+    technicians: Vec<(i64, String)>,
 }
 
 impl ShowPage {
+    fn technician(&self) -> String {
+        self.p
+            .technician_id
+            .map(|id| {
+                self.technicians
+                    .iter()
+                    .find(|t| t.0 == id)
+                    .map(|t| t.1.clone())
+                    .unwrap_or_else(|| format!("người dùng #{id} (không còn hoạt động)"))
+            })
+            .unwrap_or_else(|| "Chưa giao".into())
+    }
+    fn can_assign(&self) -> bool {
+        self.can_desk() && !matches!(self.p.state.as_str(), "deployed" | "invoiced")
+    }
+    fn is_technician(&self, id: &i64) -> bool {
+        self.p.technician_id == Some(*id)
+    }
     fn has(&self, roles: &[Role]) -> bool {
         self.l.user.as_ref().is_some_and(|u| u.roles.allows(roles))
     }
@@ -148,13 +170,17 @@ impl ShowPage {
 }
 
 async fn show_page(ctx: &Ctx, id: i64, keys: Option<(String, String)>) -> AppResult<HttpResponse> {
-    let (p, items, blockers, t) = ctx
+    let (p, items, blockers, t, technicians) = ctx
         .db(move |conn| {
             let p = models::pyc(conn, id)?;
             let items = models::items(conn, id)?;
             let blockers = service::deploy_blockers(conn, &p)?;
             let t = models::template(conn, p.template_id)?;
-            Ok((p, items, blockers, t))
+            let techs = crate::hub::notice::staff_with_role(conn, Role::Technician)?
+                .into_iter()
+                .map(|u| (u.id, u.name))
+                .collect();
+            Ok((p, items, blockers, t, techs))
         })
         .await?;
     let title = p.number.clone();
@@ -169,6 +195,7 @@ async fn show_page(ctx: &Ctx, id: i64, keys: Option<(String, String)>) -> AppRes
         template: format!("{} v{}", t.kind, t.version),
         kind: t.kind,
         keys,
+        technicians,
     };
     render(&page)
 }
@@ -203,8 +230,9 @@ struct VersionForm {
 async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã xem lại PYC (B7).", move |c, a| {
-        service::advance(c, a, id, v, "reviewed")
+        service::advance(c, &config, a, id, v, "reviewed")
     })
     .await
 }
@@ -212,12 +240,40 @@ async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> A
 async fn finalize(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(
         ctx,
         &format!("/pyc/{id}"),
         "Đã tạo PYC (B8); kỹ thuật có thể triển khai.",
-        move |c, a| service::advance(c, a, id, v, "created"),
+        move |c, a| service::advance(c, &config, a, id, v, "created"),
     )
+    .await
+}
+
+#[derive(Deserialize)]
+struct TechnicianForm {
+    #[serde(default)]
+    technician_id: String,
+}
+
+async fn assign_technician(ctx: Ctx, id: web::Path<i64>, form: web::Form<TechnicianForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let raw = form.into_inner().technician_id;
+    let uid = match raw.trim() {
+        "" => None,
+        s => match s.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                ctx.flash("error", "Kỹ thuật viên không hợp lệ.");
+                return Ok(redirect(&format!("/pyc/{id}")));
+            }
+        },
+    };
+    let config = ctx.state.config.clone();
+    let done = if uid.is_some() { "Đã giao kỹ thuật viên." } else { "Đã bỏ giao kỹ thuật viên." };
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), done, move |c, a| {
+        service::assign_technician(c, &config, a, id, uid)
+    })
     .await
 }
 

@@ -107,6 +107,7 @@ pub struct Pyc {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub deployed_at: Option<NaiveDateTime>,
+    pub technician_id: Option<i64>,
 }
 
 /// The editable fields of a PYC, as the form and the audit log see them.
@@ -222,9 +223,26 @@ pub fn set_invoice(conn: &mut DbConn, id: i64, no: &str, date: NaiveDateTime) ->
     Ok(())
 }
 
+pub fn set_technician(conn: &mut DbConn, id: i64, user_id: Option<i64>) -> QueryResult<()> {
+    diesel::update(pycs::table.find(id))
+        .set((pycs::technician_id.eq(user_id), pycs::updated_at.eq(crate::db::now())))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// PYCs in the given states, oldest first.
 pub fn in_states(conn: &mut DbConn, states: &[&str]) -> QueryResult<Vec<Pyc>> {
     pycs::table.filter(pycs::state.eq_any(states)).order(pycs::created_at.asc()).select(Pyc::as_select()).load(conn)
+}
+
+/// PYCs in the given states handed to one technician, oldest first.
+pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[&str]) -> QueryResult<Vec<Pyc>> {
+    pycs::table
+        .filter(pycs::technician_id.eq(user_id))
+        .filter(pycs::state.eq_any(states))
+        .order(pycs::created_at.asc())
+        .select(Pyc::as_select())
+        .load(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

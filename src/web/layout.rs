@@ -95,6 +95,10 @@ impl Layout {
         self.user.as_ref().map(|u| u.roles.labels()).unwrap_or_default()
     }
 
+    pub fn is_staff(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_staff())
+    }
+
     /// Where the brand link leads: the merchant area for merchants, the desk for staff.
     pub fn home(&self) -> &'static str {
         if self.user.as_ref().is_some_and(|u| u.is_merchant()) { "/app" } else { "/" }

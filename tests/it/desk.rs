@@ -1,0 +1,258 @@
+//! What the desk's daily users need (issue 16): technicians assigned by person, "Việc
+//! của tôi" per person, staff mail by each person's settings through a real SMTP
+//! server, ageing and the morning digest, search, exports, editing reference data and
+//! the sandboxed attachment preview.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use hubgate::accounts::{Role, User};
+use hubgate::audit::Actor;
+use hubgate::db::DbConn;
+use hubgate::db::schema::{audit_log, mail_outbox, partners, pycs};
+use hubgate::hub::service::{self as hub, OpenRequest};
+use hubgate::pyc::{models as pyc_models, service as pyc};
+
+use crate::support::TestApp;
+
+fn actor(u: &User) -> Actor {
+    Actor::user(u.id, &u.email)
+}
+
+/// A request opened by `sale` for `merchant` – `point` at `partner`, still at B1.
+fn open(c: &mut DbConn, sale: &User, partner: &str, merchant: &str, point: &str, phone: &str) -> i64 {
+    let pid: i64 = partners::table.filter(partners::code.eq(partner)).select(partners::id).first(c).unwrap_or(-1);
+    let input = OpenRequest {
+        partner_id: pid,
+        merchant_name: merchant.into(),
+        merchant_phone: phone.into(),
+        point_name: point.into(),
+        point_address: format!("{point}, Quận 1"),
+        ..Default::default()
+    };
+    hub::open_request(c, &actor(sale), &input).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// An accepted (B2) VNPAY request of `sale`.
+fn accepted(c: &mut DbConn, app: &TestApp, sale: &User, leader: &User, merchant: &str) -> i64 {
+    let rid = open(c, sale, "VNPAY", merchant, &format!("{merchant} – Điểm 1"), "");
+    hub::manual_confirmation(c, &actor(leader), rid, "merchant", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+    let mut draft = hub::acceptance_draft(c, rid, "Sale").unwrap_or_else(|e| panic!("{e:?}"));
+    draft.to = "hub@vnpay.vn".into();
+    let v = hubgate::hub::models::request(c, rid).map(|r| r.version).unwrap_or(0);
+    hub::accept(c, &app.state.config.outbound, &actor(sale), rid, v, &draft).unwrap_or_else(|e| panic!("{e:?}"));
+    rid
+}
+
+/// A draft PYC for an accepted request; returns (id, number).
+fn draft(c: &mut DbConn, app: &TestApp, sale: &User, rid: i64) -> (i64, String) {
+    let (fields, _) = pyc::draft_fields(c, rid).unwrap_or_else(|e| panic!("{e:?}"));
+    let id = pyc::create(c, &app.state.config, &actor(sale), rid, &fields).unwrap_or_else(|e| panic!("{e:?}"));
+    (id, pyc_models::pyc(c, id).map(|p| p.number).unwrap_or_default())
+}
+
+/// A draft PYC of a fresh accepted request of `merchant`.
+fn new_draft(c: &mut DbConn, app: &TestApp, sale: &User, leader: &User, merchant: &str) -> (i64, String) {
+    let rid = accepted(c, app, sale, leader, merchant);
+    draft(c, app, sale, rid)
+}
+
+fn advance(c: &mut DbConn, app: &TestApp, who: &User, id: i64, to: &str) {
+    let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+    pyc::advance(c, &app.state.config, &actor(who), id, v, to).unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+fn assign_tech(c: &mut DbConn, app: &TestApp, who: &User, id: i64, tech: &User) {
+    pyc::assign_technician(c, &app.state.config, &actor(who), id, Some(tech.id)).unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// Subjects of the outbox mails to `to`.
+fn subjects_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.with_conn(|c| {
+        mail_outbox::table
+            .filter(mail_outbox::to_addrs.eq(to))
+            .order(mail_outbox::id.asc())
+            .select(mail_outbox::subject)
+            .load(c)
+    })
+    .unwrap_or_default()
+}
+
+/// Runs the real worker until `done` holds (30 s at most), then stops it.
+pub async fn work_until(app: &TestApp, done: impl Fn() -> bool) {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "desk".into(),
+        concurrency: 4,
+        lease: Duration::from_secs(60),
+        poll: Duration::from_millis(20),
+        job_timeout: Duration::from_secs(20),
+        grace: Duration::from_secs(2),
+    };
+    let worker = tokio::spawn(hubgate::worker::runner::run(
+        app.state.clone(),
+        Arc::new(hubgate::worker::runner::Registry::standard()),
+        opts,
+        rx,
+    ));
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the worker did not get there in 30 s");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+}
+
+db_test!(my_work_is_per_person, |app| {
+    let sale1 = app.create_user("sale1@ipos.vn", &[Role::Sale]);
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
+    let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
+    let (own, other, a, b, c_, d) = app.with_conn(|c| {
+        let own = open(c, &sale1, "VNPAY", "Cơm Tấm Cali", "Cali – Nguyễn Trãi", "");
+        let other = open(c, &sale2, "VNPAY", "Bún Bò Huế O Xuân", "O Xuân – Lê Lợi", "");
+        let (a, na) = new_draft(c, &app, &sale1, &leader, "Phở Hùng");
+        advance(c, &app, &leader, a, "reviewed");
+        assign_tech(c, &app, &leader, a, &tech1);
+        advance(c, &app, &sale1, a, "created");
+        let (b, nb) = new_draft(c, &app, &sale1, &leader, "Lẩu Dê");
+        advance(c, &app, &leader, b, "reviewed");
+        assign_tech(c, &app, &leader, b, &tech2);
+        advance(c, &app, &sale1, b, "created");
+        let (_, nc) = new_draft(c, &app, &sale1, &leader, "Chè Thái");
+        let (d, nd) = new_draft(c, &app, &sale1, &leader, "Gà Rán");
+        advance(c, &app, &leader, d, "reviewed");
+        (own, other, na, nb, nc, nd)
+    });
+
+    // Sales see the requests handed to them, not a colleague's.
+    let page = app.login("sale1@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&format!("href=\"/requests/{own}\"")), "{}", page.body);
+    assert!(!page.body.contains(&format!("href=\"/requests/{other}\"")));
+    let page = app.login("sale2@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&format!("href=\"/requests/{other}\"")));
+    assert!(!page.body.contains(&format!("href=\"/requests/{own}\"")));
+
+    // A technician sees the PYC handed to them, not the one handed to another.
+    let page = app.login("kt1@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains("PYC giao cho tôi") && page.body.contains(&a), "{}", page.body);
+    assert!(!page.body.contains(&b), "another technician's PYC is not mine");
+    let page = app.login("kt2@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&b) && !page.body.contains(&a));
+
+    // The leader's section holds the drafts waiting for review (B7), not PYCs already
+    // reviewed or created.
+    let page = app.login("leader@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains("PYC nháp chờ xem lại (B7)") && page.body.contains(&c_), "{}", page.body);
+    for done in [&d, &a, &b] {
+        assert!(!page.body.contains(done.as_str()), "{done} is past review");
+    }
+
+    // Assigning by person through the page: a leader may, to a technician only.
+    let leader_b = app.login("leader@ipos.vn").await;
+    let (d_id, t1, s1) = (
+        app.with_conn(|c| pycs::table.filter(pycs::number.eq(&d)).select(pycs::id).first::<i64>(c)).unwrap_or(-1),
+        tech1.id.to_string(),
+        sale1.id.to_string(),
+    );
+    let r = leader_b.post(&format!("/pyc/{d_id}/technician"), &[("technician_id", s1.as_str())]).await;
+    assert_eq!(r.status, 303);
+    assert!(leader_b.get(&format!("/pyc/{d_id}")).await.body.contains("Chỉ giao cho kỹ thuật viên đang hoạt động"));
+    let tech_of = || app.with_conn(|c| pycs::table.find(d_id).select(pycs::technician_id).first::<Option<i64>>(c));
+    assert_eq!(tech_of().ok().flatten(), None);
+    assert_eq!(leader_b.post(&format!("/pyc/{d_id}/technician"), &[("technician_id", t1.as_str())]).await.status, 303);
+    assert_eq!(tech_of().ok().flatten(), Some(tech1.id));
+    let audited: i64 = app
+        .with_conn(|c| {
+            audit_log::table
+                .filter(audit_log::action.eq("assign_technician"))
+                .filter(audit_log::entity_id.eq(d_id.to_string()))
+                .count()
+                .get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(audited, 1);
+    assert!(
+        leader_b.get(&format!("/pyc/{d_id}")).await.body.contains("Kỹ thuật triển khai:</b> Người dùng kt1@ipos.vn")
+    );
+});
+
+mod staff_mail_follows_each_persons_settings {
+    use super::*;
+
+    async fn run(backend: hubgate::db::Backend) {
+        let (port, inbox, _server) = crate::smtp::start(0).await;
+        let Some(app) =
+            TestApp::start_with(backend, |c| c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await
+        else {
+            return;
+        };
+        let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+        let leader1 = app.create_user("leader1@ipos.vn", &[Role::Leader]);
+        app.create_user("leader2@ipos.vn", &[Role::Leader]);
+        let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
+        let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
+
+        // leader2 wants no review mail; kt2 wants no mail at all. Settings are theirs.
+        let l2 = app.login("leader2@ipos.vn").await;
+        assert_eq!(l2.post("/account/settings", &[("on_assign", "1"), ("on_digest", "1")]).await.status, 303);
+        let page = l2.get("/account/settings").await;
+        assert!(page.body.contains("name=\"on_assign\" value=\"1\" checked"));
+        assert!(!page.body.contains("name=\"on_review\" value=\"1\" checked"), "{}", page.body);
+        assert_eq!(app.login("kt2@ipos.vn").await.post("/account/settings", &[]).await.status, 303);
+
+        // A new draft asks the leaders for review (B7).
+        let (p1, p2) = app.with_conn(|c| {
+            let (p1, _) = new_draft(c, &app, &sale, &leader1, "Phở Thìn");
+            let (p2, _) = new_draft(c, &app, &sale, &leader1, "Bánh Cuốn Thanh Vân");
+            (p1, p2)
+        });
+        assert_eq!(subjects_to(&app, "leader1@ipos.vn").iter().filter(|s| s.contains("cần xem lại (B7)")).count(), 2);
+        assert!(subjects_to(&app, "leader2@ipos.vn").is_empty(), "leader2 opted out of review mail");
+
+        // Handing PYCs to technicians, through the page.
+        let l1 = app.login("leader1@ipos.vn").await;
+        for (p, t) in [(p1, &tech1), (p2, &tech2)] {
+            let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+            assert_eq!(l1.post(&format!("/pyc/{p}/review"), &[("version", v.as_str())]).await.status, 303);
+            let tid = t.id.to_string();
+            assert_eq!(l1.post(&format!("/pyc/{p}/technician"), &[("technician_id", tid.as_str())]).await.status, 303);
+        }
+        assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("Bạn được giao triển khai")));
+        assert!(subjects_to(&app, "kt2@ipos.vn").is_empty(), "kt2 opted out");
+
+        // B8 tells the assigned technician.
+        let s = app.login("sale@ipos.vn").await;
+        for p in [p1, p2] {
+            let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+            assert_eq!(s.post(&format!("/pyc/{p}/create"), &[("version", v.as_str())]).await.status, 303);
+        }
+        assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("đã tạo (B8)")));
+        assert!(subjects_to(&app, "kt2@ipos.vn").is_empty());
+
+        // A request handed to a salesperson mails them; nobody is mailed about their own move.
+        let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+        let rid = app.with_conn(|c| open(c, &sale, "VNPAY", "Trà Sữa Gõ Cửa", "Gõ Cửa – Hai Bà Trưng", ""));
+        let sid = sale2.id.to_string();
+        assert_eq!(l1.post(&format!("/requests/{rid}/assign"), &[("assignee_id", sid.as_str())]).await.status, 303);
+        assert!(subjects_to(&app, "sale2@ipos.vn").iter().any(|s| s.contains(&format!("yêu cầu #{rid}"))));
+        assert!(subjects_to(&app, "leader1@ipos.vn").iter().all(|s| !s.contains("Bạn được giao")));
+
+        // They reach the real SMTP server, to the right people only.
+        let expected = app.with_conn(|c| mail_outbox::table.count().get_result::<i64>(c)).unwrap_or(0) as usize;
+        work_until(&app, || inbox.received().len() >= expected).await;
+        let to: Vec<String> = inbox
+            .received()
+            .iter()
+            .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+            .filter_map(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+            .collect();
+        assert!(to.iter().any(|a| a == "kt1@ipos.vn") && to.iter().any(|a| a == "sale2@ipos.vn"));
+        assert!(!to.iter().any(|a| a == "kt2@ipos.vn" || a == "leader2@ipos.vn"), "{to:?}");
+    }
+
+    crate::on_both_backends!(run);
+}
