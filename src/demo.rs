@@ -382,7 +382,16 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                     "Merchant chưa ký hợp đồng dịch vụ với iPOS",
                 )?,
                 3 => hub::transition(conn, &sale_actor, id, version, State::Cancelled, "Đối tác rút yêu cầu")?,
-                _ => hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?,
+                _ => {
+                    hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?;
+                    // Some have waited for the merchant since last week: overdue in the
+                    // lists, and in the morning digest.
+                    if n % 6 == 4 {
+                        diesel::update(requests::table.find(id))
+                            .set(requests::state_since.eq(crate::db::now() - chrono::Duration::days(4)))
+                            .execute(conn)?;
+                    }
+                }
             }
         }
         // Month end (B6): last month's list went to accounting, which reconciled it.

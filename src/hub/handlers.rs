@@ -255,6 +255,8 @@ pub struct ListQuery {
     pub mine: String,
     #[serde(default)]
     pub older_days: String,
+    #[serde(default)]
+    pub overdue: String,
     pub page: Option<i64>,
 }
 
@@ -267,6 +269,7 @@ impl ListQuery {
             ("q", &self.q),
             ("mine", &self.mine),
             ("older_days", &self.older_days),
+            ("overdue", &self.overdue),
         ] {
             if !v.is_empty() {
                 s.push_str(&format!("&{k}={}", urlencoding::encode(v)));
@@ -299,6 +302,11 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
                     .parse::<i64>()
                     .ok()
                     .map(|d| crate::db::now() - chrono::Duration::days(d)),
+                overdue: if query.overdue.is_empty() {
+                    None
+                } else {
+                    Some(super::ageing::Thresholds::load(conn)?.cutoffs(crate::db::now()))
+                },
             };
             RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
         })

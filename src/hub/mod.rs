@@ -6,6 +6,7 @@
 //! and an audit row in the same transaction.
 
 pub mod admin;
+pub mod ageing;
 pub mod handlers;
 pub mod models;
 pub mod notice;

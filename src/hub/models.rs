@@ -230,7 +230,17 @@ pub struct RequestFilter {
     pub merchant_search: Option<String>,
     pub assignee_id: Option<i64>,
     pub older_than: Option<NaiveDateTime>,
+    /// Only requests that entered one of these states before its time: (state, cutoff).
+    pub overdue: Option<Vec<(String, NaiveDateTime)>>,
 }
+
+type Cond = Box<
+    dyn diesel::BoxableExpression<
+            requests::table,
+            <DbConn as diesel::Connection>::Backend,
+            SqlType = diesel::sql_types::Bool,
+        >,
+>;
 
 fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
@@ -245,6 +255,20 @@ fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diese
     }
     if let Some(t) = f.older_than {
         q = q.filter(requests::state_since.lt(t));
+    }
+    if let Some(cutoffs) = &f.overdue {
+        // state = s1 AND state_since < t1 OR state = s2 AND …; no thresholds, no rows.
+        let cond = cutoffs.iter().fold(None::<Cond>, |acc, (s, t)| {
+            let one: Cond = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
+            Some(match acc {
+                Some(a) => Box::new(a.or(one)),
+                None => one,
+            })
+        });
+        q = match cond {
+            Some(c) => q.filter(c),
+            None => q.filter(requests::id.ne(requests::id)),
+        };
     }
     if let Some(s) = &f.merchant_search {
         let like = format!("%{}%", s.replace(['%', '_'], ""));

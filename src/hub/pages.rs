@@ -232,9 +232,10 @@ pub struct NewRequestPage {
     pub error: Option<String>,
 }
 
-/// A page of the request list with the names it needs.
+/// A page of the request list with the names it needs: (request, partner code,
+/// merchant, what is missing, overdue).
 pub struct RequestRows {
-    pub rows: Vec<(Request, String, String, Vec<String>)>,
+    pub rows: Vec<(Request, String, String, Vec<String>, bool)>,
     pub total: i64,
     pub partners: Vec<Partner>,
 }
@@ -250,11 +251,14 @@ impl RequestRows {
         let (requests, total) = models::list_requests(conn, f, offset, limit)?;
         let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
         let merchants = models::merchants_by_ids(conn, &ids)?;
+        let thresholds = super::ageing::Thresholds::load(conn)?;
+        let now = crate::db::now();
         let mut rows = Vec::with_capacity(requests.len());
         for r in requests {
             let missing = service::missing(conn, &r)?;
             let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.clone()).unwrap_or_default();
-            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing));
+            let overdue = thresholds.is_overdue(&r, now);
+            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing, overdue));
         }
         Ok(RequestRows { rows, total, partners })
     }

@@ -37,6 +37,7 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Người dùng", href: "/admin/users", access: ADMIN },
     NavEntry { label: "Quy tắc thư", href: "/admin/mail-rules", access: ADMIN },
     NavEntry { label: "Mẫu PYC", href: "/admin/pyc-templates", access: ADMIN },
+    NavEntry { label: "Ngưỡng quá hạn", href: "/admin/ageing", access: ADMIN },
     NavEntry { label: "Hàng đợi", href: "/admin/jobs", access: ADMIN },
     NavEntry { label: "Nhật ký thao tác", href: "/admin/audit", access: ADMIN },
     NavEntry { label: "Doanh nghiệp (hỗ trợ)", href: "/admin/businesses", access: ADMIN },

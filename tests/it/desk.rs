@@ -15,6 +15,29 @@ use hubgate::hub::service::{self as hub, OpenRequest};
 use hubgate::pyc::{models as pyc_models, service as pyc};
 
 use crate::support::TestApp;
+use hubgate::worker::schedule;
+
+/// A test on both databases whose app mails through the real test SMTP server (`$inbox`).
+macro_rules! smtp_test {
+    ($name:ident, |$app:ident, $inbox:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run(backend: hubgate::db::Backend) {
+                let (port, $inbox, _server) = crate::smtp::start(0).await;
+                let Some($app) =
+                    TestApp::start_with(backend, |c| c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+                        .await
+                else {
+                    return;
+                };
+                $body
+            }
+
+            crate::on_both_backends!(run);
+        }
+    };
+}
 
 fn actor(u: &User) -> Actor {
     Actor::user(u.id, &u.email)
@@ -180,79 +203,183 @@ db_test!(my_work_is_per_person, |app| {
     );
 });
 
-mod staff_mail_follows_each_persons_settings {
-    use super::*;
+smtp_test!(staff_mail_follows_each_persons_settings, |app, inbox| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader1 = app.create_user("leader1@ipos.vn", &[Role::Leader]);
+    app.create_user("leader2@ipos.vn", &[Role::Leader]);
+    let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
+    let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
 
-    async fn run(backend: hubgate::db::Backend) {
-        let (port, inbox, _server) = crate::smtp::start(0).await;
-        let Some(app) =
-            TestApp::start_with(backend, |c| c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await
-        else {
-            return;
-        };
-        let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
-        let leader1 = app.create_user("leader1@ipos.vn", &[Role::Leader]);
-        app.create_user("leader2@ipos.vn", &[Role::Leader]);
-        let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
-        let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
+    // leader2 wants no review mail; kt2 wants no mail at all. Settings are theirs.
+    let l2 = app.login("leader2@ipos.vn").await;
+    assert_eq!(l2.post("/account/settings", &[("on_assign", "1"), ("on_digest", "1")]).await.status, 303);
+    let page = l2.get("/account/settings").await;
+    assert!(page.body.contains("name=\"on_assign\" value=\"1\" checked"));
+    assert!(!page.body.contains("name=\"on_review\" value=\"1\" checked"), "{}", page.body);
+    assert_eq!(app.login("kt2@ipos.vn").await.post("/account/settings", &[]).await.status, 303);
 
-        // leader2 wants no review mail; kt2 wants no mail at all. Settings are theirs.
-        let l2 = app.login("leader2@ipos.vn").await;
-        assert_eq!(l2.post("/account/settings", &[("on_assign", "1"), ("on_digest", "1")]).await.status, 303);
-        let page = l2.get("/account/settings").await;
-        assert!(page.body.contains("name=\"on_assign\" value=\"1\" checked"));
-        assert!(!page.body.contains("name=\"on_review\" value=\"1\" checked"), "{}", page.body);
-        assert_eq!(app.login("kt2@ipos.vn").await.post("/account/settings", &[]).await.status, 303);
+    // A new draft asks the leaders for review (B7).
+    let (p1, p2) = app.with_conn(|c| {
+        let (p1, _) = new_draft(c, &app, &sale, &leader1, "Phở Thìn");
+        let (p2, _) = new_draft(c, &app, &sale, &leader1, "Bánh Cuốn Thanh Vân");
+        (p1, p2)
+    });
+    assert_eq!(subjects_to(&app, "leader1@ipos.vn").iter().filter(|s| s.contains("cần xem lại (B7)")).count(), 2);
+    assert!(subjects_to(&app, "leader2@ipos.vn").is_empty(), "leader2 opted out of review mail");
 
-        // A new draft asks the leaders for review (B7).
-        let (p1, p2) = app.with_conn(|c| {
-            let (p1, _) = new_draft(c, &app, &sale, &leader1, "Phở Thìn");
-            let (p2, _) = new_draft(c, &app, &sale, &leader1, "Bánh Cuốn Thanh Vân");
-            (p1, p2)
-        });
-        assert_eq!(subjects_to(&app, "leader1@ipos.vn").iter().filter(|s| s.contains("cần xem lại (B7)")).count(), 2);
-        assert!(subjects_to(&app, "leader2@ipos.vn").is_empty(), "leader2 opted out of review mail");
+    // Handing PYCs to technicians, through the page.
+    let l1 = app.login("leader1@ipos.vn").await;
+    for (p, t) in [(p1, &tech1), (p2, &tech2)] {
+        let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+        assert_eq!(l1.post(&format!("/pyc/{p}/review"), &[("version", v.as_str())]).await.status, 303);
+        let tid = t.id.to_string();
+        assert_eq!(l1.post(&format!("/pyc/{p}/technician"), &[("technician_id", tid.as_str())]).await.status, 303);
+    }
+    assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("Bạn được giao triển khai")));
+    assert!(subjects_to(&app, "kt2@ipos.vn").is_empty(), "kt2 opted out");
 
-        // Handing PYCs to technicians, through the page.
-        let l1 = app.login("leader1@ipos.vn").await;
-        for (p, t) in [(p1, &tech1), (p2, &tech2)] {
-            let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
-            assert_eq!(l1.post(&format!("/pyc/{p}/review"), &[("version", v.as_str())]).await.status, 303);
-            let tid = t.id.to_string();
-            assert_eq!(l1.post(&format!("/pyc/{p}/technician"), &[("technician_id", tid.as_str())]).await.status, 303);
-        }
-        assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("Bạn được giao triển khai")));
-        assert!(subjects_to(&app, "kt2@ipos.vn").is_empty(), "kt2 opted out");
+    // B8 tells the assigned technician.
+    let s = app.login("sale@ipos.vn").await;
+    for p in [p1, p2] {
+        let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+        assert_eq!(s.post(&format!("/pyc/{p}/create"), &[("version", v.as_str())]).await.status, 303);
+    }
+    assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("đã tạo (B8)")));
+    assert!(subjects_to(&app, "kt2@ipos.vn").is_empty());
 
-        // B8 tells the assigned technician.
-        let s = app.login("sale@ipos.vn").await;
-        for p in [p1, p2] {
-            let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
-            assert_eq!(s.post(&format!("/pyc/{p}/create"), &[("version", v.as_str())]).await.status, 303);
-        }
-        assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("đã tạo (B8)")));
-        assert!(subjects_to(&app, "kt2@ipos.vn").is_empty());
+    // A request handed to a salesperson mails them; nobody is mailed about their own move.
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    let rid = app.with_conn(|c| open(c, &sale, "VNPAY", "Trà Sữa Gõ Cửa", "Gõ Cửa – Hai Bà Trưng", ""));
+    let sid = sale2.id.to_string();
+    assert_eq!(l1.post(&format!("/requests/{rid}/assign"), &[("assignee_id", sid.as_str())]).await.status, 303);
+    assert!(subjects_to(&app, "sale2@ipos.vn").iter().any(|s| s.contains(&format!("yêu cầu #{rid}"))));
+    assert!(subjects_to(&app, "leader1@ipos.vn").iter().all(|s| !s.contains("Bạn được giao")));
 
-        // A request handed to a salesperson mails them; nobody is mailed about their own move.
-        let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
-        let rid = app.with_conn(|c| open(c, &sale, "VNPAY", "Trà Sữa Gõ Cửa", "Gõ Cửa – Hai Bà Trưng", ""));
-        let sid = sale2.id.to_string();
-        assert_eq!(l1.post(&format!("/requests/{rid}/assign"), &[("assignee_id", sid.as_str())]).await.status, 303);
-        assert!(subjects_to(&app, "sale2@ipos.vn").iter().any(|s| s.contains(&format!("yêu cầu #{rid}"))));
-        assert!(subjects_to(&app, "leader1@ipos.vn").iter().all(|s| !s.contains("Bạn được giao")));
+    // They reach the real SMTP server, to the right people only.
+    let expected = app.with_conn(|c| mail_outbox::table.count().get_result::<i64>(c)).unwrap_or(0) as usize;
+    work_until(&app, || inbox.received().len() >= expected).await;
+    let to: Vec<String> = inbox
+        .received()
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+        .filter_map(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+        .collect();
+    assert!(to.iter().any(|a| a == "kt1@ipos.vn") && to.iter().any(|a| a == "sale2@ipos.vn"));
+    assert!(!to.iter().any(|a| a == "kt2@ipos.vn" || a == "leader2@ipos.vn"), "{to:?}");
+});
 
-        // They reach the real SMTP server, to the right people only.
-        let expected = app.with_conn(|c| mail_outbox::table.count().get_result::<i64>(c)).unwrap_or(0) as usize;
-        work_until(&app, || inbox.received().len() >= expected).await;
-        let to: Vec<String> = inbox
-            .received()
-            .iter()
-            .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
-            .filter_map(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
-            .collect();
-        assert!(to.iter().any(|a| a == "kt1@ipos.vn") && to.iter().any(|a| a == "sale2@ipos.vn"));
-        assert!(!to.iter().any(|a| a == "kt2@ipos.vn" || a == "leader2@ipos.vn"), "{to:?}");
+/// Ids of the request rows marked overdue on a list page.
+fn overdue_ids(body: &str) -> Vec<i64> {
+    body.split("<tr class=\"overdue\">")
+        .skip(1)
+        .filter_map(|part| {
+            let start = part.find("href=\"/requests/")? + "href=\"/requests/".len();
+            part[start..].split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Moves a request's time in its state back by `days`.
+fn waited(app: &TestApp, id: i64, days: i64) {
+    use hubgate::db::schema::requests;
+    app.with_conn(|c| {
+        diesel::update(requests::table.find(id))
+            .set(requests::state_since.eq(hubgate::db::now() - chrono::Duration::days(days)))
+            .execute(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+db_test!(overdue_requests_stand_out_by_the_admins_thresholds, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let (old, fresh, closed) = app.with_conn(|c| {
+        let old = open(c, &sale, "VNPAY", "Phở Lý Quốc Sư", "Lý Quốc Sư – Hoàn Kiếm", "");
+        let fresh = open(c, &sale, "VNPAY", "Bún Chả Hương Liên", "Hương Liên – Lê Văn Hưu", "");
+        let closed = open(c, &sale, "VNPAY", "Bánh Mì Phượng", "Phượng – Hội An", "");
+        let v = hubgate::hub::models::request(c, closed).map(|r| r.version).unwrap_or(0);
+        hub::transition(c, &actor(&sale), closed, v, hubgate::hub::state::State::Cancelled, "Đối tác rút yêu cầu")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        (old, fresh, closed)
+    });
+    waited(&app, old, 5);
+    waited(&app, closed, 40);
+    let s = app.login("sale@ipos.vn").await;
+    // The default for B1 is 2 days: five days is overdue, today is not, closed never is.
+    assert_eq!(overdue_ids(&s.get("/requests").await.body), vec![old]);
+    let only = s.get("/requests?overdue=1").await.body;
+    assert!(only.contains(&format!("href=\"/requests/{old}\"")));
+    for id in [fresh, closed] {
+        assert!(!only.contains(&format!("href=\"/requests/{id}\"")), "#{id} is not overdue");
     }
 
-    crate::on_both_backends!(run);
-}
+    // The admin raises the B1 threshold: five days is fine now. Nonsense is refused.
+    let admin = app.login("admin@ipos.vn").await;
+    let bad = admin.post("/admin/ageing", &[("days_received", "mười")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("phải là số nguyên từ 1 đến 365") && bad.body.contains("value=\"mười\""));
+    assert_eq!(admin.post("/admin/ageing", &[("days_received", "10")]).await.status, 303);
+    assert!(
+        admin.get("/admin/ageing").await.body.contains("name=\"days_received\" min=\"1\" max=\"365\" value=\"10\"")
+    );
+    assert!(overdue_ids(&s.get("/requests").await.body).is_empty());
+    assert!(!s.get("/requests?overdue=1").await.body.contains(&format!("href=\"/requests/{old}\"")));
+    let audited: i64 = app
+        .with_conn(|c| audit_log::table.filter(audit_log::entity_type.eq("ageing_thresholds")).count().get_result(c))
+        .unwrap_or(0);
+    assert_eq!(audited, 1, "only the valid change is recorded");
+});
+
+smtp_test!(morning_digest_of_overdue_requests, |app, inbox| {
+    let sale1 = app.create_user("sale1@ipos.vn", &[Role::Sale]);
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    assert_eq!(app.login("sale2@ipos.vn").await.post("/account/settings", &[("on_assign", "1")]).await.status, 303);
+    let (late, fresh, other) = app.with_conn(|c| {
+        (
+            open(c, &sale1, "VNPAY", "Cơm Gà Bà Buội", "Bà Buội – Hội An", ""),
+            open(c, &sale1, "VNPAY", "Mì Quảng Ếch", "Ếch – Đà Nẵng", ""),
+            open(c, &sale2, "VNPAY", "Bánh Xèo Mười Xiềm", "Mười Xiềm – Quận 1", ""),
+        )
+    });
+    waited(&app, late, 3);
+    waited(&app, other, 3);
+
+    // 08:00 in Ho Chi Minh City is 01:00 UTC; two nodes tick the same slot.
+    let now = hubgate::db::now();
+    let at = chrono::NaiveDateTime::new(now.date(), chrono::NaiveTime::from_hms_opt(1, 0, 5).unwrap_or_default());
+    let digest: Vec<_> = schedule::standard(&app.state.config)
+        .into_iter()
+        .filter(|s| s.kind == hubgate::hub::ageing::DIGEST_JOB)
+        .collect();
+    assert_eq!(digest.len(), 1);
+    assert_eq!(app.with_conn(|c| schedule::tick(c, &digest, at)).unwrap_or(9), 1);
+    assert_eq!(app.with_conn(|c| schedule::tick(c, &digest, at)).unwrap_or(9), 0, "one slot, one job");
+    work_until(&app, || !inbox.received().is_empty()).await;
+
+    let mails: Vec<(String, String)> = inbox
+        .received()
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+        .map(|m| {
+            let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
+            (to, m.body_text(0).map(|t| t.to_string()).unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (to, body) = &mails[0];
+    assert_eq!(to, "sale1@ipos.vn", "sale2 opted out of the digest");
+    assert!(body.contains(&format!("#{late} VNPAY – Cơm Gà Bà Buội")), "{body}");
+    assert!(!body.contains(&format!("#{fresh} ")) && !body.contains(&format!("#{other} ")));
+
+    // A retried job (after a crash) mails nobody twice.
+    let again = app.with_conn(|c| {
+        hubgate::hub::ageing::send_digest(
+            c,
+            &app.state.config,
+            &Actor::system("test"),
+            at,
+            hubgate::fmt::local_date(at),
+        )
+    });
+    assert_eq!(again.unwrap_or(9), 0);
+});

@@ -177,6 +177,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/customers", "sale,leader"),
     ("POST", "/customers", "sale,leader"),
     ("GET", "/dashboard", "staff"),
+    ("GET", "/admin/ageing", "admin"),
+    ("POST", "/admin/ageing", "admin"),
     ("GET", "/admin/jobs", "admin"),
     ("GET", "/admin/jobs/{id}", "admin"),
     ("POST", "/admin/jobs/{id}/retry", "admin"),
