@@ -294,7 +294,7 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
                     s => vec![s.to_string()],
                 },
                 partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
-                merchant_search: Some(crate::mail::inbound::classify::fold(&query.q)).filter(|s| !s.is_empty()),
+                search: Some(query.q.clone()).filter(|s| !s.trim().is_empty()),
                 assignee_id: (!query.mine.is_empty()).then_some(uid),
                 older_than: query
                     .older_days

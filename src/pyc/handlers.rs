@@ -480,40 +480,67 @@ async fn invoice(ctx: Ctx, id: web::Path<i64>, form: web::Form<InvoiceForm>) -> 
     .await
 }
 
-#[derive(Deserialize, Default)]
-struct ListQuery {
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
     #[serde(default)]
-    state: String,
+    pub state: String,
+    #[serde(default)]
+    pub q: String,
+    pub page: Option<i64>,
+}
+
+impl ListQuery {
+    /// The states this query lists.
+    pub fn states(&self) -> Vec<String> {
+        match self.state.as_str() {
+            "" => Vec::new(),
+            s => vec![s.to_string()],
+        }
+    }
+
+    pub fn search(&self) -> Option<&str> {
+        Some(self.q.as_str()).filter(|s| !s.trim().is_empty())
+    }
+
+    /// The same filters as a query string (for pages and exports).
+    pub fn query_string(&self) -> String {
+        format!("state={}&q={}", urlencoding::encode(&self.state), urlencoding::encode(&self.q))
+    }
 }
 
 #[derive(Template)]
 #[template(path = "pyc/list.html")]
 struct ListPage {
     l: Layout,
-    state: String,
+    q: ListQuery,
     rows: Vec<Pyc>,
+    total: i64,
+    page: i64,
+    pages: i64,
 }
 
 impl ListPage {
     fn when(&self, p: &Pyc) -> LocalTime {
         LocalTime(p.deployed_at.unwrap_or(p.created_at))
     }
+
+    fn page_link(&self, page: i64) -> String {
+        format!("/pyc?{}&page={page}", self.q.query_string())
+    }
 }
 
+const PAGE_SIZE: i64 = 50;
+
 async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
-    let state = q.into_inner().state;
-    let filter = state.clone();
-    let rows = ctx
-        .db(move |conn| {
-            let states: Vec<&str> = match filter.as_str() {
-                "" => vec!["draft", "reviewed", "created", "deployed", "invoiced"],
-                s => vec![s],
-            };
-            Ok(models::in_states(conn, &states)?)
-        })
+    let q = q.into_inner();
+    let page = q.page.unwrap_or(1).max(1);
+    let query = q.clone();
+    let (rows, total) = ctx
+        .db(move |conn| Ok(models::list(conn, &query.states(), query.search(), (page - 1) * PAGE_SIZE, PAGE_SIZE)?))
         .await?;
-    let title = if state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
-    render(&ListPage { l: ctx.layout(title, &[]), state, rows })
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let title = if q.state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
+    render(&ListPage { l: ctx.layout(title, &[]), q, rows, total, page, pages })
 }
 
 #[derive(Template)]

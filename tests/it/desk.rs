@@ -383,3 +383,104 @@ smtp_test!(morning_digest_of_overdue_requests, |app, inbox| {
     });
     assert_eq!(again.unwrap_or(9), 0);
 });
+
+/// A plain UTF-8 mail as a partner would send it.
+fn eml(from: &str, subject: &str, body: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: hub@ipos.vn\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 09:00:00 +0700\r\n\
+         Message-ID: <{id}@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn ingest(app: &TestApp, raw: &[u8]) -> i64 {
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| hubgate::mail::inbound::service::ingest(c, &cfg, raw, "test", None))
+        .ok()
+        .and_then(|r| r.id)
+        .unwrap_or(-1)
+}
+
+/// Which of `ids` a list page links to under `prefix` ("/requests/", "/pyc/", "/mail/").
+fn linked(body: &str, prefix: &str, ids: &[i64]) -> Vec<i64> {
+    ids.iter().copied().filter(|id| body.contains(&format!("href=\"{prefix}{id}\""))).collect()
+}
+
+db_test!(search_by_pyc_number_pos_id_point_code_and_phone, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let (ra, rb, rc, pa, pb, na) = app.with_conn(|c| {
+        let ra = open(c, &sale, "VNPAY", "Mì Quảng Ếch", "Ếch – Hải Châu", "0905 123 456");
+        hub::manual_confirmation(c, &actor(&leader), ra, "merchant", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+        let mut d = hub::acceptance_draft(c, ra, "Sale").unwrap_or_else(|e| panic!("{e:?}"));
+        d.to = "hub@vnpay.vn".into();
+        let v = hubgate::hub::models::request(c, ra).map(|r| r.version).unwrap_or(0);
+        hub::accept(c, &app.state.config.outbound, &actor(&sale), ra, v, &d).unwrap_or_else(|e| panic!("{e:?}"));
+        let (pa, na) = draft(c, &app, &sale, ra);
+        diesel::update(pycs::table.find(pa))
+            .set((pycs::pos_id.eq("POS-778899"), pycs::point_code.eq("MD-ABC")))
+            .execute(c)
+            .unwrap_or(0);
+        let rb = accepted(c, &app, &sale, &leader, "Bún Chả Hà Nội");
+        let (pb, _) = draft(c, &app, &sale, rb);
+        let rc = open(c, &sale, "VNPAY", "Cà Phê Đà Lạt", "Đà Lạt – Quận 3", "0912 000 111");
+        (ra, rb, rc, pa, pb, na)
+    });
+    let s = app.login("sale@ipos.vn").await;
+    let all = [ra, rb, rc];
+    let number = na.to_lowercase();
+    for (q, expected) in [
+        (number.as_str(), vec![ra]),
+        ("pos-778899", vec![ra]),
+        ("MD-abc", vec![ra]),
+        ("0905.123.456", vec![ra]),
+        ("0912000111", vec![rc]),
+        ("bun cha HA NOI", vec![rb]),
+        ("Đà Lạt", vec![rc]),
+    ] {
+        let page = s.get(&format!("/requests?q={}", urlencoding::encode(q))).await;
+        assert_eq!(linked(&page.body, "/requests/", &all), expected, "requests, q={q}");
+    }
+    for (q, expected) in
+        [("pos-778899", vec![pa]), (number.as_str(), vec![pa]), ("ha noi", vec![pb]), ("0905123456", vec![pa])]
+    {
+        let page = s.get(&format!("/pyc?q={}", urlencoding::encode(q))).await;
+        assert_eq!(linked(&page.body, "/pyc/", &[pa, pb]), expected, "pyc, q={q}");
+    }
+});
+
+db_test!(inbox_search_folds_case_and_diacritics_over_subject_and_body, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let danang = ingest(&app, &eml("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng", "Điểm bán ở Hội An.", "m1"));
+    let hanoi = ingest(&app, &eml("hub@vnpay.vn", "Kết nối HUB Hà Nội", "Phố Lò Đúc.", "m2"));
+    let other = ingest(&app, &eml("news@quangcao.example", "Khuyến mãi", "Giảm giá đà điểu.", "m3"));
+    let ids = [danang, hanoi, other];
+    assert!(ids.iter().all(|id| *id > 0), "{ids:?}");
+    // Mail stored before the search column existed is folded by the next migrate.
+    app.with_conn(|c| {
+        use hubgate::db::schema::mail_messages;
+        diesel::update(mail_messages::table.find(hanoi))
+            .set(mail_messages::search_text.eq(None::<String>))
+            .execute(c)
+            .unwrap_or(0);
+        hubgate::db::migrate(c).unwrap_or_else(|e| panic!("{e}"))
+    });
+    let s = app.login("sale@ipos.vn").await;
+    for (q, expected) in [
+        ("da nang", vec![danang]),
+        ("ĐÀ NẴNG", vec![danang]),
+        ("hoi an", vec![danang]),
+        ("HÀ nội", vec![hanoi]),
+        ("lo duc", vec![hanoi]),
+        ("quangcao", vec![other]),
+        ("đà", vec![danang, other]),
+    ] {
+        let page = s.get(&format!("/mail?status=all&q={}", urlencoding::encode(q))).await;
+        let mut found = linked(&page.body, "/mail/", &ids);
+        found.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(found, expected, "q={q}");
+    }
+});
