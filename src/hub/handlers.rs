@@ -22,6 +22,7 @@ const PAGE_SIZE: i64 = 50;
 
 crate::routes! {
     GET "/requests" => Access::Staff, list;
+    GET "/requests/export" => Access::Staff, export;
     GET "/requests/new" => DESK, new_form;
     POST "/requests" => DESK, create;
     POST "/requests/attach-mail" => DESK, attach_mail;
@@ -279,6 +280,43 @@ impl ListQuery {
     }
 }
 
+impl ListQuery {
+    /// The list's filter, for the page and its export alike.
+    pub fn filter(
+        &self,
+        conn: &mut crate::db::DbConn,
+        uid: i64,
+        partners: &[mail::Partner],
+    ) -> AppResult<RequestFilter> {
+        Ok(RequestFilter {
+            states: match self.state.as_str() {
+                "" => Vec::new(),
+                "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
+                s => vec![s.to_string()],
+            },
+            partner_id: partners.iter().find(|p| p.code == self.partner).map(|p| p.id),
+            search: Some(self.q.clone()).filter(|s| !s.trim().is_empty()),
+            assignee_id: (!self.mine.is_empty()).then_some(uid),
+            older_than: self
+                .older_days
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .map(|d| crate::db::now() - chrono::Duration::days(d)),
+            overdue: if self.overdue.is_empty() {
+                None
+            } else {
+                Some(super::ageing::Thresholds::load(conn)?.cutoffs(crate::db::now()))
+            },
+        })
+    }
+
+    /// The same filters as a query string, for the export links.
+    pub fn export_link(&self, format: &str) -> String {
+        self.link_to_page(1).replacen("/requests?page=1", &format!("/requests/export?format={format}"), 1)
+    }
+}
+
 async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
     let page = q.page.unwrap_or(1).max(1);
@@ -287,32 +325,84 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let rows = ctx
         .db(move |conn| {
             let partners = mail::partners(conn)?;
-            let filter = RequestFilter {
-                states: match query.state.as_str() {
-                    "" => Vec::new(),
-                    "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
-                    s => vec![s.to_string()],
-                },
-                partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
-                search: Some(query.q.clone()).filter(|s| !s.trim().is_empty()),
-                assignee_id: (!query.mine.is_empty()).then_some(uid),
-                older_than: query
-                    .older_days
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .map(|d| crate::db::now() - chrono::Duration::days(d)),
-                overdue: if query.overdue.is_empty() {
-                    None
-                } else {
-                    Some(super::ageing::Thresholds::load(conn)?.cutoffs(crate::db::now()))
-                },
-            };
+            let filter = query.filter(conn, uid, &partners)?;
             RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
         })
         .await?;
     let pages = ((rows.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     render(&RequestListPage { l: ctx.layout("Yêu cầu kết nối", &[]), q, rows, page, pages })
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(flatten)]
+    list: ListQuery,
+}
+
+/// The request list exactly as filtered on screen, every page of it.
+async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery>) -> AppResult<HttpResponse> {
+    use crate::web::export::{self, Cell};
+    let q = q.into_inner();
+    let format = export::Format::parse(&q.format)?;
+    let uid = ctx.user()?.id;
+    let file = ctx
+        .db(move |conn| {
+            let partners = mail::partners(conn)?;
+            let filter = q.list.filter(conn, uid, &partners)?;
+            let thresholds = super::ageing::Thresholds::load(conn)?;
+            let people: Vec<(i64, String)> =
+                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+            let headers = [
+                "Số yêu cầu",
+                "Đối tác",
+                "Merchant",
+                "Trạng thái",
+                "Vào trạng thái lúc",
+                "Ngày mở",
+                "Người phụ trách",
+                "Quá hạn",
+            ];
+            export::write(format, "Yêu cầu", &headers, |sink| {
+                let mut after = 0;
+                let now = crate::db::now();
+                loop {
+                    let batch = models::requests_after(conn, &filter, after, export::BATCH)?;
+                    let Some(last) = batch.last() else { return Ok(()) };
+                    after = last.id;
+                    let ids: Vec<i64> = batch.iter().map(|r| r.merchant_id).collect();
+                    let merchants = models::merchants_by_ids(conn, &ids)?;
+                    for r in &batch {
+                        let name = |id: Option<i64>| {
+                            id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
+                        };
+                        sink.row(vec![
+                            Cell::Int(r.id),
+                            partners
+                                .iter()
+                                .find(|p| p.id == r.partner_id)
+                                .map(|p| p.code.as_str())
+                                .unwrap_or("")
+                                .into(),
+                            merchants
+                                .iter()
+                                .find(|m| m.id == r.merchant_id)
+                                .map(|m| m.name.clone())
+                                .unwrap_or_default()
+                                .into(),
+                            super::pages::state_label(&r.state).into(),
+                            Cell::Time(r.state_since),
+                            Cell::Time(r.opened_on),
+                            name(r.assignee_id).into(),
+                            if thresholds.is_overdue(r, now) { "Có" } else { "" }.into(),
+                        ])?;
+                    }
+                }
+            })
+        })
+        .await?;
+    export::download(&req, file, "yeu-cau-ket-noi", format)
 }
 
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {

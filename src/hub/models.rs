@@ -372,6 +372,16 @@ pub fn list_requests(
     Ok((rows, total))
 }
 
+/// The next `limit` requests of the filter after id `after` (exports go by id).
+pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i64) -> QueryResult<Vec<Request>> {
+    filtered(f)
+        .filter(requests::id.gt(after))
+        .order(requests::id.asc())
+        .limit(limit)
+        .select(Request::as_select())
+        .load(conn)
+}
+
 pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {
     merchants::table.filter(merchants::id.eq_any(ids)).select(Merchant::as_select()).load(conn)
 }

@@ -28,6 +28,7 @@ crate::routes! {
     GET "/requests/{id}/pyc/new" => DESK, new_form;
     POST "/requests/{id}/pyc" => DESK, create;
     GET "/pyc" => Access::Staff, list;
+    GET "/pyc/export" => Access::Staff, export;
     GET "/pyc/{id}" => Access::Staff, show;
     POST "/pyc/{id}" => DESK, update;
     POST "/pyc/{id}/review" => LEADER, review;
@@ -527,6 +528,75 @@ impl ListPage {
     fn page_link(&self, page: i64) -> String {
         format!("/pyc?{}&page={page}", self.q.query_string())
     }
+
+    fn export_link(&self, format: &str) -> String {
+        format!("/pyc/export?{}&format={format}", self.q.query_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    q: String,
+}
+
+/// The PYC list exactly as filtered on screen, every page of it.
+async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery>) -> AppResult<HttpResponse> {
+    use crate::web::export::{self, Cell};
+    let q = q.into_inner();
+    let format = export::Format::parse(&q.format)?;
+    let list = ListQuery { state: q.state, q: q.q, page: None };
+    let file = ctx
+        .db(move |conn| {
+            let people: Vec<(i64, String)> =
+                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+            let name = |id: Option<i64>| {
+                id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
+            };
+            let headers = [
+                "Số PYC",
+                "Yêu cầu",
+                "Trạng thái",
+                "Khách hàng",
+                "Địa điểm triển khai",
+                "POS Parent",
+                "POS ID",
+                "Mã điểm",
+                "Kỹ thuật",
+                "Ngày lập",
+                "Ngày triển khai",
+            ];
+            let (states, search) = (list.states(), list.search().map(str::to_string));
+            export::write(format, "PYC", &headers, |sink| {
+                let mut after = 0;
+                loop {
+                    let batch = models::list_after(conn, &states, search.as_deref(), after, export::BATCH)?;
+                    let Some(last) = batch.last() else { return Ok(()) };
+                    after = last.id;
+                    for p in batch {
+                        sink.row(vec![
+                            p.number.into(),
+                            Cell::Int(p.request_id),
+                            service::state_label(&p.state).into(),
+                            p.customer_name.into(),
+                            p.location.into(),
+                            p.pos_parent.into(),
+                            p.pos_id.into(),
+                            p.point_code.into(),
+                            name(p.technician_id).into(),
+                            Cell::Time(p.created_at),
+                            p.deployed_at.map(Cell::Time).unwrap_or_else(|| "".into()),
+                        ])?;
+                    }
+                }
+            })
+        })
+        .await?;
+    export::download(&req, file, "pyc", format)
 }
 
 const PAGE_SIZE: i64 = 50;

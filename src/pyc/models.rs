@@ -279,6 +279,22 @@ pub fn list(
     Ok((rows, total))
 }
 
+/// The next `limit` PYCs of [`filtered`] after id `after` (exports go by id).
+pub fn list_after(
+    conn: &mut DbConn,
+    states: &[String],
+    search: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<Pyc>> {
+    filtered(states, search)
+        .filter(pycs::id.gt(after))
+        .order(pycs::id.asc())
+        .limit(limit)
+        .select(Pyc::as_select())
+        .load(conn)
+}
+
 /// PYCs in the given states handed to one technician, oldest first.
 pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[&str]) -> QueryResult<Vec<Pyc>> {
     pycs::table

@@ -5,6 +5,7 @@
 //! domain service call on the blocking pool → template or redirect.
 
 pub mod access;
+pub mod export;
 pub mod layout;
 pub mod pages;
 pub mod session;

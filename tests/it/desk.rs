@@ -484,3 +484,71 @@ db_test!(inbox_search_folds_case_and_diacritics_over_subject_and_body, |app| {
         assert_eq!(found, expected, "q={q}");
     }
 });
+
+/// The cells of the first sheet of an xlsx download, as text, header row first.
+fn xlsx_rows(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use calamine::{Reader, Xlsx, open_workbook_from_rs};
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("xlsx: {e}"));
+    let range = book.worksheet_range_at(0).unwrap_or_else(|| panic!("no sheet")).unwrap_or_else(|e| panic!("{e}"));
+    range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+}
+
+fn csv_rows(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or_else(|| panic!("csv without BOM"));
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).unwrap_or_default())
+        .collect()
+}
+
+db_test!(exports_are_the_lists_as_filtered, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let (hit, miss, pa, pb, na) = app.with_conn(|c| {
+        let hit = open(c, &sale, "VNPAY", "Bánh Mì Huỳnh Hoa", "Huỳnh Hoa – Quận 1", "");
+        let miss = open(c, &sale, "VNPAY", "Cơm Tấm Ba Ghiền", "Ba Ghiền – Phú Nhuận", "");
+        let (pa, na) = new_draft(c, &app, &sale, &leader, "Hủ Tiếu Nam Vang");
+        let (pb, _) = new_draft(c, &app, &sale, &leader, "Chè Khúc Bạch");
+        (hit, miss, pa, pb, na)
+    });
+    waited(&app, hit, 6);
+    let s = app.login("sale@ipos.vn").await;
+    // The page offers the export of what it shows.
+    let page = s.get("/requests?q=huynh+hoa&state=received").await;
+    assert!(page.body.contains("/requests/export?format=xlsx&#38;state=received&#38;q=huynh%20hoa"), "{}", page.body);
+
+    let rows = xlsx_rows(s.bytes("/requests/export?format=xlsx&state=received&q=huynh%20hoa").await);
+    assert_eq!(rows[0][..4], ["Số yêu cầu", "Đối tác", "Merchant", "Trạng thái"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][1].as_str(), rows[1][2].as_str()),
+        (hit.to_string().as_str(), "VNPAY", "Bánh Mì Huỳnh Hoa")
+    );
+    assert_eq!(rows[1][7], "Có", "overdue");
+    let rows = csv_rows(s.bytes("/requests/export?format=csv&state=received&q=huynh%20hoa").await);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], hit.to_string());
+    // Unfiltered, both are there; a date is a real Excel date in local time.
+    let all = xlsx_rows(s.bytes("/requests/export?format=xlsx&state=received").await);
+    let ids: Vec<&str> = all[1..].iter().map(|r| r[0].as_str()).collect();
+    assert!(ids.contains(&hit.to_string().as_str()) && ids.contains(&miss.to_string().as_str()), "{ids:?}");
+    assert_eq!(s.get("/requests/export?format=pdf").await.status, 422);
+
+    let rows = xlsx_rows(s.bytes(&format!("/pyc/export?format=xlsx&q={}", urlencoding::encode(&na))).await);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][0], na);
+    let rows = csv_rows(s.bytes("/pyc/export?format=csv&state=draft").await);
+    assert_eq!(rows.len(), 2);
+    let _ = (pa, pb);
+
+    let danang = ingest(&app, &eml("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng", "Điểm ở Hội An.", "x1"));
+    ingest(&app, &eml("hub@vnpay.vn", "Kết nối Hà Nội", "Lò Đúc.", "x2"));
+    assert!(danang > 0);
+    let rows = csv_rows(s.bytes("/mail/export?format=csv&status=all&q=da%20nang").await);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0][2].as_str(), rows[0][3].as_str()), ("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng"));
+    let rows = xlsx_rows(s.bytes("/mail/export?format=xlsx&status=all&q=da%20nang").await);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][3], "Mở cổng kết nối tại Đà Nẵng");
+});

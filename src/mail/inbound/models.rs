@@ -446,6 +446,16 @@ pub fn inbox(conn: &mut DbConn, f: &InboxFilter, offset: i64, limit: i64) -> Que
     Ok((out, total))
 }
 
+/// The next `limit` inbox messages of the filter after id `after` (exports go by id).
+pub fn inbox_after(conn: &mut DbConn, f: &InboxFilter, after: i64, limit: i64) -> QueryResult<Vec<MailMessage>> {
+    inbox_query(f)
+        .filter(mail_messages::id.gt(after))
+        .order(mail_messages::id.asc())
+        .limit(limit)
+        .select(MailMessage::as_select())
+        .load(conn)
+}
+
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = mail_attachments)]
 pub struct AttachmentInfo {
