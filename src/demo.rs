@@ -382,7 +382,16 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
                     "Merchant chưa ký hợp đồng dịch vụ với iPOS",
                 )?,
                 3 => hub::transition(conn, &sale_actor, id, version, State::Cancelled, "Đối tác rút yêu cầu")?,
-                _ => hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?,
+                _ => {
+                    hub::comment(conn, &sale_actor, id, "Đã gọi merchant, chờ xác nhận bằng mail.", true)?;
+                    // Some have waited for the merchant since last week: overdue in the
+                    // lists, and in the morning digest.
+                    if n % 6 == 4 {
+                        diesel::update(requests::table.find(id))
+                            .set(requests::state_since.eq(crate::db::now() - chrono::Duration::days(4)))
+                            .execute(conn)?;
+                    }
+                }
             }
         }
         // Month end (B6): last month's list went to accounting, which reconciled it.
@@ -495,14 +504,16 @@ fn advance_pyc(
     use crate::pyc::{models as pyc_models, service as pyc};
     let stage = n / 6;
     let (fields, _) = pyc::draft_fields(conn, request_id)?;
-    let id = pyc::create(conn, sale, request_id, &fields)?;
+    let id = pyc::create(conn, config, sale, request_id, &fields)?;
     if stage == 0 {
         return Ok(());
     }
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, leader, id, v, "reviewed")?;
+    pyc::advance(conn, config, leader, id, v, "reviewed")?;
+    // Handed to the demo technician by person, so their "Việc của tôi" lists it.
+    pyc::assign_technician(conn, config, leader, id, tech.user_id)?;
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, sale, id, v, "created")?;
+    pyc::advance(conn, config, sale, id, v, "created")?;
     if stage == 1 {
         return Ok(());
     }

@@ -177,6 +177,8 @@ pub fn migrate(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
     let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
     // Reference data that ships with the binary: the bank list, loaded once.
     crate::banking::catalogue::ensure_loaded(conn).map_err(|e| anyhow::anyhow!("bank list: {e}"))?;
+    // Mail stored before the inbox search column: folded once, here (SQL cannot fold).
+    crate::mail::inbound::models::backfill_search_text(conn).map_err(|e| anyhow::anyhow!("mail search: {e}"))?;
     Ok(applied)
 }
 

@@ -58,6 +58,7 @@ diesel::table! {
         virtual_point -> Text,
         accept_template -> Text,
         reply_template -> Text,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -115,6 +116,7 @@ diesel::table! {
         suggestions -> Text,
         notes -> Text,
         created_at -> Timestamp,
+        search_text -> Nullable<Text>,
     }
 }
 
@@ -176,6 +178,7 @@ diesel::table! {
         search_key -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        phone_key -> Text,
     }
 }
 
@@ -311,6 +314,7 @@ diesel::table! {
         items -> Text,
         created_by -> Nullable<Int8>,
         created_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -354,6 +358,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         deployed_at -> Nullable<Timestamp>,
+        technician_id -> Nullable<Int8>,
     }
 }
 
@@ -790,6 +795,25 @@ diesel::joinable!(pyc_checklist -> pycs (pyc_id));
 diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(points -> merchants (merchant_id));
 diesel::joinable!(requests -> partners (partner_id));
+diesel::table! {
+    staff_mail_prefs (user_id) {
+        user_id -> Int8,
+        on_assign -> Bool,
+        on_review -> Bool,
+        on_pyc_created -> Bool,
+        on_digest -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ageing_thresholds (state) {
+        state -> Text,
+        days -> Int8,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(requests -> merchants (merchant_id));
 diesel::joinable!(request_points -> requests (request_id));
 diesel::joinable!(request_points -> points (point_id));
@@ -819,6 +843,8 @@ diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    staff_mail_prefs,
+    ageing_thresholds,
     transaction_days,
     api_keys,
     api_tokens,

@@ -31,6 +31,71 @@ crate::routes! {
     GET "/customers" => DESK, customers_list;
     POST "/customers" => DESK, customer_create;
     GET "/dashboard" => Access::Staff, dashboard;
+    GET "/admin/ageing" => ADMIN, ageing_form;
+    POST "/admin/ageing" => ADMIN, ageing_save;
+}
+
+#[derive(Template)]
+#[template(path = "hub/ageing.html")]
+struct AgeingPage {
+    l: Layout,
+    /// (state, label, days): every open state, with its threshold when set.
+    rows: Vec<(&'static str, String, String)>,
+    error: Option<String>,
+}
+
+fn ageing_rows(
+    t: &super::ageing::Thresholds,
+    posted: Option<&[(String, String)]>,
+) -> Vec<(&'static str, String, String)> {
+    super::ageing::open_states()
+        .into_iter()
+        .map(|s| {
+            let days = posted
+                .and_then(|p| p.iter().find(|(k, _)| k == s.code()).map(|(_, v)| v.clone()))
+                .or_else(|| t.days(s.code()).map(|d| d.to_string()))
+                .unwrap_or_default();
+            (s.code(), crate::hub::pages::state_label(s.code()), days)
+        })
+        .collect()
+}
+
+async fn ageing_form(ctx: Ctx) -> AppResult<HttpResponse> {
+    let t = ctx.db(|conn| Ok(super::ageing::Thresholds::load(conn)?)).await?;
+    render(&AgeingPage {
+        l: ctx.layout("Ngưỡng quá hạn", &[("Quản trị", "/admin/users")]),
+        rows: ageing_rows(&t, None),
+        error: None,
+    })
+}
+
+/// Fields are `days_<state>`; anything else in the form is ignored.
+async fn ageing_save(ctx: Ctx, form: web::Form<Vec<(String, String)>>) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let posted: Vec<(String, String)> = form
+        .into_inner()
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("days_").map(|s| (s.to_string(), v)))
+        .collect();
+    let input = posted.clone();
+    match ctx.db(move |conn| super::ageing::save(conn, &actor, &input)).await {
+        Ok(()) => {
+            ctx.flash("success", "Đã lưu ngưỡng quá hạn.");
+            Ok(redirect("/admin/ageing"))
+        }
+        Err(AppError::Validation(m)) => {
+            let t = ctx.db(|conn| Ok(super::ageing::Thresholds::load(conn)?)).await?;
+            render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &AgeingPage {
+                    l: ctx.layout("Ngưỡng quá hạn", &[("Quản trị", "/admin/users")]),
+                    rows: ageing_rows(&t, Some(&posted)),
+                    error: Some(m),
+                },
+            )
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The partner form; also what the audit log keeps.

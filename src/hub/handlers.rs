@@ -22,6 +22,7 @@ const PAGE_SIZE: i64 = 50;
 
 crate::routes! {
     GET "/requests" => Access::Staff, list;
+    GET "/requests/export" => Access::Staff, export;
     GET "/requests/new" => DESK, new_form;
     POST "/requests" => DESK, create;
     POST "/requests/attach-mail" => DESK, attach_mail;
@@ -34,6 +35,8 @@ crate::routes! {
     POST "/requests/{id}/comments" => Access::Staff, comment;
     POST "/requests/{id}/assign" => DESK, assign;
     GET "/my" => Access::Staff, my_work;
+    GET "/account/settings" => Access::Staff, settings;
+    POST "/account/settings" => Access::Staff, save_settings;
     GET "/merchants" => Access::Staff, merchants;
     GET "/merchants/{id}" => Access::Staff, merchant;
 }
@@ -253,6 +256,8 @@ pub struct ListQuery {
     pub mine: String,
     #[serde(default)]
     pub older_days: String,
+    #[serde(default)]
+    pub overdue: String,
     pub page: Option<i64>,
 }
 
@@ -265,12 +270,51 @@ impl ListQuery {
             ("q", &self.q),
             ("mine", &self.mine),
             ("older_days", &self.older_days),
+            ("overdue", &self.overdue),
         ] {
             if !v.is_empty() {
                 s.push_str(&format!("&{k}={}", urlencoding::encode(v)));
             }
         }
         s
+    }
+}
+
+impl ListQuery {
+    /// The list's filter, for the page and its export alike.
+    pub fn filter(
+        &self,
+        conn: &mut crate::db::DbConn,
+        uid: i64,
+        partners: &[mail::Partner],
+    ) -> AppResult<RequestFilter> {
+        Ok(RequestFilter {
+            states: match self.state.as_str() {
+                "" => Vec::new(),
+                "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
+                s => vec![s.to_string()],
+            },
+            partner_id: partners.iter().find(|p| p.code == self.partner).map(|p| p.id),
+            search: Some(self.q.clone()).filter(|s| !s.trim().is_empty()),
+            assignee_id: (!self.mine.is_empty()).then_some(uid),
+            older_than: self
+                .older_days
+                .trim()
+                .parse::<i64>()
+                .ok()
+                // A century is as old as any request can be; more would overflow the date.
+                .map(|d| crate::db::now() - chrono::Duration::days(d.clamp(0, 36_500))),
+            overdue: if self.overdue.is_empty() {
+                None
+            } else {
+                Some(super::ageing::Thresholds::load(conn)?.cutoffs(crate::db::now()))
+            },
+        })
+    }
+
+    /// The same filters as a query string, for the export links.
+    pub fn export_link(&self, format: &str) -> String {
+        self.link_to_page(1).replacen("/requests?page=1", &format!("/requests/export?format={format}"), 1)
     }
 }
 
@@ -282,23 +326,7 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let rows = ctx
         .db(move |conn| {
             let partners = mail::partners(conn)?;
-            let filter = RequestFilter {
-                states: match query.state.as_str() {
-                    "" => Vec::new(),
-                    "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
-                    s => vec![s.to_string()],
-                },
-                partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
-                merchant_search: Some(crate::mail::inbound::classify::fold(&query.q)).filter(|s| !s.is_empty()),
-                assignee_id: (!query.mine.is_empty()).then_some(uid),
-                older_than: query
-                    .older_days
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    // A century is as old as any request can be; more would overflow the date.
-                    .map(|d| crate::db::now() - chrono::Duration::days(d.clamp(0, 36_500))),
-            };
+            let filter = query.filter(conn, uid, &partners)?;
             RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
         })
         .await?;
@@ -306,10 +334,82 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     render(&RequestListPage { l: ctx.layout("Yêu cầu kết nối", &[]), q, rows, page, pages })
 }
 
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(flatten)]
+    list: ListQuery,
+}
+
+/// The request list exactly as filtered on screen, every page of it.
+async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery>) -> AppResult<HttpResponse> {
+    use crate::web::export::{self, Cell};
+    let q = q.into_inner();
+    let format = export::Format::parse(&q.format)?;
+    let uid = ctx.user()?.id;
+    let file = ctx
+        .db(move |conn| {
+            let partners = mail::partners(conn)?;
+            let filter = q.list.filter(conn, uid, &partners)?;
+            let thresholds = super::ageing::Thresholds::load(conn)?;
+            let people: Vec<(i64, String)> =
+                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+            let headers = [
+                "Số yêu cầu",
+                "Đối tác",
+                "Merchant",
+                "Trạng thái",
+                "Vào trạng thái lúc",
+                "Ngày mở",
+                "Người phụ trách",
+                "Quá hạn",
+            ];
+            export::write(format, "Yêu cầu", &headers, |sink| {
+                let mut after = 0;
+                let now = crate::db::now();
+                loop {
+                    let batch = models::requests_after(conn, &filter, after, export::BATCH)?;
+                    let Some(last) = batch.last() else { return Ok(()) };
+                    after = last.id;
+                    let ids: Vec<i64> = batch.iter().map(|r| r.merchant_id).collect();
+                    let merchants = models::merchants_by_ids(conn, &ids)?;
+                    for r in &batch {
+                        let name = |id: Option<i64>| {
+                            id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
+                        };
+                        sink.row(vec![
+                            Cell::Int(r.id),
+                            partners
+                                .iter()
+                                .find(|p| p.id == r.partner_id)
+                                .map(|p| p.code.as_str())
+                                .unwrap_or("")
+                                .into(),
+                            merchants
+                                .iter()
+                                .find(|m| m.id == r.merchant_id)
+                                .map(|m| m.name.clone())
+                                .unwrap_or_default()
+                                .into(),
+                            super::pages::state_label(&r.state).into(),
+                            Cell::Time(r.state_since),
+                            Cell::Time(r.opened_on),
+                            name(r.assignee_id).into(),
+                            if thresholds.is_overdue(r, now) { "Có" } else { "" }.into(),
+                        ])?;
+                    }
+                }
+            })
+        })
+        .await?;
+    export::download(&req, file, "yeu-cau-ket-noi", format)
+}
+
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
     let user = ctx.user()?.clone();
-    let roles = user.roles;
-    let (sections, to_triage) = ctx
+    let (uid, roles) = (user.id, user.roles);
+    let (work, to_triage) = ctx
         .db(move |conn| {
             // Sales and leaders also triage the partner mail no request has taken yet.
             let to_triage = if roles.allows(&[Role::Sale, Role::Leader]) {
@@ -318,10 +418,10 @@ async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
             } else {
                 None
             };
-            Ok((MyWork::load(conn, roles)?, to_triage))
+            Ok((MyWork::load(conn, uid, roles)?, to_triage))
         })
         .await?;
-    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections, to_triage })
+    render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections: work.sections, pycs: work.pycs, to_triage })
 }
 
 #[derive(Deserialize, Default)]
@@ -448,8 +548,47 @@ struct AssignForm {
 async fn assign(ctx: Ctx, id: web::Path<i64>, form: web::Form<AssignForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let uid = form.into_inner().assignee_id;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã giao yêu cầu.", move |conn, actor| {
-        service::assign(conn, actor, id, uid)
+        service::assign(conn, &config, actor, id, uid)
+    })
+    .await
+}
+
+#[derive(askama::Template)]
+#[template(path = "hub/settings.html")]
+struct SettingsPage {
+    l: crate::web::layout::Layout,
+    p: super::notice::Prefs,
+}
+
+/// The staff member's own page: which desk mails they get.
+async fn settings(ctx: Ctx) -> AppResult<HttpResponse> {
+    let uid = ctx.user()?.id;
+    let p = ctx.db(move |conn| Ok(super::notice::prefs(conn, uid)?)).await?;
+    render(&SettingsPage { l: ctx.layout("Cài đặt của tôi", &[]), p })
+}
+
+/// Unticked boxes are absent from the form: absent means off.
+#[derive(Deserialize)]
+struct SettingsForm {
+    on_assign: Option<String>,
+    on_review: Option<String>,
+    on_pyc_created: Option<String>,
+    on_digest: Option<String>,
+}
+
+async fn save_settings(ctx: Ctx, form: web::Form<SettingsForm>) -> AppResult<HttpResponse> {
+    let uid = ctx.user()?.id;
+    let f = form.into_inner();
+    let p = super::notice::Prefs {
+        on_assign: f.on_assign.is_some(),
+        on_review: f.on_review.is_some(),
+        on_pyc_created: f.on_pyc_created.is_some(),
+        on_digest: f.on_digest.is_some(),
+    };
+    crate::web::layout::act(ctx, "/account/settings", "Đã lưu cài đặt thư.", move |conn, actor| {
+        super::notice::save_prefs(conn, actor, uid, p)
     })
     .await
 }

@@ -6,8 +6,10 @@
 //! and an audit row in the same transaction.
 
 pub mod admin;
+pub mod ageing;
 pub mod handlers;
 pub mod models;
+pub mod notice;
 pub mod pages;
 pub mod service;
 pub mod state;

@@ -54,6 +54,7 @@ pub fn ensure_merchant(conn: &mut DbConn, name: &str, contact: &str, phone: &str
         merchants::name.eq(name),
         merchants::contact_name.eq(contact),
         merchants::phone.eq(phone),
+        merchants::phone_key.eq(phone_key(phone)),
         merchants::search_key.eq(key),
         merchants::created_at.eq(t),
         merchants::updated_at.eq(t),
@@ -238,15 +239,99 @@ pub fn request_point_list(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec
         .load(conn)
 }
 
+/// A phone number as digits only: "0912.345.678" and "0912 345 678" look alike.
+pub fn phone_key(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+diesel::define_sql_function!(
+    /// SQL `lower`, the same on both backends for ASCII text.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// The LIKE patterns of a search box's text.
+#[derive(Debug, Clone)]
+pub struct SearchPatterns {
+    /// Case and diacritics folded, for names ("da nang" finds "Đà Nẵng").
+    pub folded: String,
+    /// Lower case, for PYC numbers, POS IDs and point codes (ASCII codes, so SQL
+    /// `lower` agrees on both backends).
+    pub code: String,
+    /// Digits, for phone numbers; a pattern no phone matches when there are too few.
+    pub phone: String,
+}
+
+impl SearchPatterns {
+    pub fn of(q: &str) -> Option<Self> {
+        let q = q.trim();
+        if q.is_empty() {
+            return None;
+        }
+        // Wildcards and the escape character typed by a person are dropped: a
+        // literal search, and the same meaning on SQLite (no escape) and PostgreSQL.
+        let clean = |s: String| s.replace(['%', '_', '\\'], "");
+        let digits = phone_key(q);
+        Some(SearchPatterns {
+            folded: format!("%{}%", clean(crate::mail::inbound::classify::fold(q))),
+            code: format!("%{}%", clean(q.to_lowercase())),
+            // A few digits are in every phone number: a search this short is a name or a code.
+            phone: if digits.len() >= 4 { format!("%{digits}%") } else { "-".into() },
+        })
+    }
+}
+
+/// The search condition on an expression holding a request id: merchant or point
+/// name, merchant phone, PYC number, POS ID or point code. A macro because the same
+/// condition serves the request list (`requests::id`) and the PYC list
+/// (`pycs::request_id`), and boxed subqueries do not work across diesel's two backends.
+/// `m => expr` says how the row matches a set of merchant ids `m`, `c => expr` how it
+/// matches the request ids `c` of PYCs found by code (a PYC row tests its own columns).
+#[macro_export]
+macro_rules! request_search {
+    ($p:expr, $request_id:expr, $by_merchant:ident => $merchant_match:expr, $by_pyc:ident => $pyc_match:expr) => {{
+        use $crate::db::schema::{merchants, points, pycs, request_points};
+        use $crate::hub::models::lower;
+        let p: &$crate::hub::models::SearchPatterns = $p;
+        let by_merchant = merchants::table
+            .select(merchants::id)
+            .filter(merchants::search_key.like(p.folded.clone()).or(merchants::phone_key.like(p.phone.clone())));
+        let by_pyc = pycs::table.select(pycs::request_id).filter(
+            lower(pycs::number)
+                .like(p.code.clone())
+                .or(lower(pycs::pos_id).like(p.code.clone()))
+                .or(lower(pycs::point_code).like(p.code.clone())),
+        );
+        let by_point = request_points::table.inner_join(points::table).select(request_points::request_id).filter(
+            points::search_key
+                .like(p.folded.clone())
+                .or(lower(points::pos_id).like(p.code.clone()))
+                .or(lower(points::point_code).like(p.code.clone())),
+        );
+        let $by_merchant = by_merchant;
+        let $by_pyc = by_pyc;
+        $merchant_match.or($pyc_match).or($request_id.eq_any(by_point))
+    }};
+}
+
 /// Filters of the request list; empty fields do not filter.
 #[derive(Debug, Default, Clone)]
 pub struct RequestFilter {
     pub states: Vec<String>,
     pub partner_id: Option<i64>,
-    pub merchant_search: Option<String>,
+    /// What the person typed in the search box (see [`search_cond`]).
+    pub search: Option<String>,
     pub assignee_id: Option<i64>,
     pub older_than: Option<NaiveDateTime>,
+    /// Only requests that entered one of these states before its time: (state, cutoff).
+    pub overdue: Option<Vec<(String, NaiveDateTime)>>,
 }
+
+pub type Cond = Box<
+    dyn diesel::BoxableExpression<
+            requests::table,
+            <DbConn as diesel::Connection>::Backend,
+            SqlType = diesel::sql_types::Bool,
+        >,
+>;
 
 fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
@@ -262,10 +347,27 @@ fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diese
     if let Some(t) = f.older_than {
         q = q.filter(requests::state_since.lt(t));
     }
-    if let Some(s) = &f.merchant_search {
-        let like = format!("%{}%", s.replace(['%', '_'], ""));
-        let ids = merchants::table.filter(merchants::search_key.like(like)).select(merchants::id);
-        q = q.filter(requests::merchant_id.eq_any(ids));
+    if let Some(cutoffs) = &f.overdue {
+        // state = s1 AND state_since < t1 OR state = s2 AND …; no thresholds, no rows.
+        let cond = cutoffs.iter().fold(None::<Cond>, |acc, (s, t)| {
+            let one: Cond = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
+            Some(match acc {
+                Some(a) => Box::new(a.or(one)),
+                None => one,
+            })
+        });
+        q = match cond {
+            Some(c) => q.filter(c),
+            None => q.filter(requests::id.ne(requests::id)),
+        };
+    }
+    if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
+        q = q.filter(crate::request_search!(
+            &p,
+            requests::id,
+            m => requests::merchant_id.eq_any(m),
+            c => requests::id.eq_any(c)
+        ));
     }
     q
 }
@@ -284,6 +386,16 @@ pub fn list_requests(
         .select(Request::as_select())
         .load(conn)?;
     Ok((rows, total))
+}
+
+/// The next `limit` requests of the filter after id `after` (exports go by id).
+pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i64) -> QueryResult<Vec<Request>> {
+    filtered(f)
+        .filter(requests::id.gt(after))
+        .order(requests::id.asc())
+        .limit(limit)
+        .select(Request::as_select())
+        .load(conn)
 }
 
 pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {

@@ -232,9 +232,10 @@ pub struct NewRequestPage {
     pub error: Option<String>,
 }
 
-/// A page of the request list with the names it needs.
+/// A page of the request list with the names it needs: (request, partner code,
+/// merchant, what is missing, overdue).
 pub struct RequestRows {
-    pub rows: Vec<(Request, String, String, Vec<String>)>,
+    pub rows: Vec<(Request, String, String, Vec<String>, bool)>,
     pub total: i64,
     pub partners: Vec<Partner>,
 }
@@ -250,11 +251,14 @@ impl RequestRows {
         let (requests, total) = models::list_requests(conn, f, offset, limit)?;
         let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
         let merchants = models::merchants_by_ids(conn, &ids)?;
+        let thresholds = super::ageing::Thresholds::load(conn)?;
+        let now = crate::db::now();
         let mut rows = Vec::with_capacity(requests.len());
         for r in requests {
             let missing = service::missing(conn, &r)?;
             let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.clone()).unwrap_or_default();
-            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing));
+            let overdue = thresholds.is_overdue(&r, now);
+            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing, overdue));
         }
         Ok(RequestRows { rows, total, partners })
     }
@@ -303,34 +307,63 @@ pub struct WorkSection {
     pub rows: RequestRows,
 }
 
-pub struct MyWork;
+/// One block of PYCs in "Việc của tôi".
+pub struct PycSection {
+    pub title: &'static str,
+    pub rows: Vec<crate::pyc::models::Pyc>,
+}
+
+pub struct MyWork {
+    pub sections: Vec<WorkSection>,
+    pub pycs: Vec<PycSection>,
+}
 
 impl MyWork {
-    /// Sales: requests waiting for acceptance or a PYC; leaders: those waiting for a
-    /// leader confirmation; technicians: deployments; accountants: invoices.
-    pub fn load(conn: &mut DbConn, roles: Roles) -> AppResult<Vec<WorkSection>> {
+    /// Per person: sales see the requests handed to them; leaders the requests waiting
+    /// for a confirmation and the draft PYCs waiting for review (B7); technicians the
+    /// PYCs handed to them (and those nobody took yet); accountants invoices.
+    pub fn load(conn: &mut DbConn, user_id: i64, roles: Roles) -> AppResult<MyWork> {
         let partners = mail::partners(conn)?;
         let mut out = Vec::new();
-        let mut section = |conn: &mut DbConn, title: &'static str, states: &[State]| -> AppResult<()> {
-            let filter =
-                RequestFilter { states: states.iter().map(|s| s.code().to_string()).collect(), ..Default::default() };
-            out.push(WorkSection { title, rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())? });
-            Ok(())
-        };
+        let mut section =
+            |conn: &mut DbConn, title: &'static str, states: &[State], assignee_id: Option<i64>| -> AppResult<()> {
+                let filter = RequestFilter {
+                    states: states.iter().map(|s| s.code().to_string()).collect(),
+                    assignee_id,
+                    ..Default::default()
+                };
+                out.push(WorkSection { title, rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())? });
+                Ok(())
+            };
         if roles.allows(&[Role::Sale]) {
-            section(conn, "Kinh doanh: chờ xác nhận và gửi mail chấp nhận (B1)", &[State::Received])?;
-            section(conn, "Kinh doanh: cần tạo PYC (B2)", &[State::Accepted])?;
+            section(conn, "Kinh doanh: chờ xác nhận và gửi mail chấp nhận (B1)", &[State::Received], Some(user_id))?;
+            section(conn, "Kinh doanh: cần tạo PYC (B2)", &[State::Accepted], Some(user_id))?;
         }
         if roles.allows(&[Role::Leader]) {
-            section(conn, "Trưởng nhóm: yêu cầu cần xác nhận, PYC cần xem lại", &[State::Received, State::Ticket])?;
-        }
-        if roles.allows(&[Role::Technician]) {
-            section(conn, "Kỹ thuật: cần triển khai", &[State::Ticket, State::Deploying])?;
+            section(conn, "Trưởng nhóm: yêu cầu chờ xác nhận (B1)", &[State::Received], None)?;
         }
         if roles.allows(&[Role::Accountant]) {
-            section(conn, "Kế toán: cần báo cáo và xuất hóa đơn 0 đ", &[State::Replied, State::Reported])?;
+            section(conn, "Kế toán: cần báo cáo và xuất hóa đơn 0 đ", &[State::Replied, State::Reported], None)?;
         }
-        Ok(out)
+        let mut pycs = Vec::new();
+        if roles.allows(&[Role::Leader]) {
+            pycs.push(PycSection {
+                title: "Trưởng nhóm: PYC nháp chờ xem lại (B7)",
+                rows: crate::pyc::models::in_states(conn, &["draft"])?,
+            });
+        }
+        if roles.allows(&[Role::Technician]) {
+            pycs.push(PycSection {
+                title: "Kỹ thuật: PYC giao cho tôi",
+                rows: crate::pyc::models::of_technician(conn, user_id, &["created"])?,
+            });
+            let unassigned = crate::pyc::models::in_states(conn, &["created"])?
+                .into_iter()
+                .filter(|p| p.technician_id.is_none())
+                .collect();
+            pycs.push(PycSection { title: "Kỹ thuật: PYC đã tạo, chưa giao ai", rows: unassigned });
+        }
+        Ok(MyWork { sections: out, pycs })
     }
 }
 
@@ -339,6 +372,7 @@ impl MyWork {
 pub struct MyWorkPage {
     pub l: Layout,
     pub sections: Vec<WorkSection>,
+    pub pycs: Vec<PycSection>,
     /// Partner mails waiting in the inbox (sales and leaders).
     pub to_triage: Option<i64>,
 }

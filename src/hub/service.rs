@@ -589,7 +589,13 @@ pub fn accept(
 }
 
 /// Hands a request to another staff member (sales or leader).
-pub fn assign(conn: &mut DbConn, actor: &Actor, request_id: i64, user_id: i64) -> AppResult<()> {
+pub fn assign(
+    conn: &mut DbConn,
+    config: &crate::config::Config,
+    actor: &Actor,
+    request_id: i64,
+    user_id: i64,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let r = models::request(conn, request_id)?;
         let user = crate::accounts::models::find(conn, user_id)
@@ -607,6 +613,25 @@ pub fn assign(conn: &mut DbConn, actor: &Actor, request_id: i64, user_id: i64) -
             "assign",
             Some(serde_json::json!({"assignee_id": r.assignee_id})),
             Some(serde_json::json!({"assignee_id": user.id})),
+        )?;
+        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let merchant = models::merchant(conn, r.merchant_id)?;
+        let state = State::from_code(&r.state).map(|s| s.label()).unwrap_or("?");
+        super::notice::send(
+            conn,
+            config,
+            actor,
+            std::slice::from_ref(&user),
+            super::notice::Event::Assigned,
+            &format!("[hubgate] Bạn được giao yêu cầu #{} – {}", r.id, merchant.name),
+            &format!(
+                "{} giao cho bạn yêu cầu kết nối #{} ({} – {}), đang ở bước “{state}”.\n\nMở yêu cầu: {}",
+                actor.label,
+                r.id,
+                partner.map(|p| p.code).unwrap_or_default(),
+                merchant.name,
+                super::notice::link(config, &format!("/requests/{}", r.id))
+            ),
         )?;
         Ok(())
     })

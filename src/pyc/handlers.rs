@@ -28,10 +28,12 @@ crate::routes! {
     GET "/requests/{id}/pyc/new" => DESK, new_form;
     POST "/requests/{id}/pyc" => DESK, create;
     GET "/pyc" => Access::Staff, list;
+    GET "/pyc/export" => Access::Staff, export;
     GET "/pyc/{id}" => Access::Staff, show;
     POST "/pyc/{id}" => DESK, update;
     POST "/pyc/{id}/review" => LEADER, review;
     POST "/pyc/{id}/create" => DESK, finalize;
+    POST "/pyc/{id}/technician" => DESK, assign_technician;
     POST "/pyc/{id}/items/{iid}" => TECH, tick;
     POST "/pyc/{id}/data" => TECH, save_data;
     POST "/pyc/{id}/screenshot" => TECH, upload_screenshot;
@@ -82,7 +84,8 @@ async fn create(ctx: Ctx, id: web::Path<i64>, form: web::Form<PycFields>) -> App
     let actor = ctx.actor()?;
     let f = form.into_inner();
     let fields = f.clone();
-    match ctx.db(move |conn| service::create(conn, &actor, id, &fields)).await {
+    let config = ctx.state.config.clone();
+    match ctx.db(move |conn| service::create(conn, &config, &actor, id, &fields)).await {
         Ok(pyc) => {
             ctx.flash("success", "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8).");
             Ok(redirect(&format!("/pyc/{pyc}")))
@@ -112,9 +115,29 @@ struct ShowPage {
     kind: String,
     template: String,
     keys: Option<(String, String)>,
+    /// Active technicians: (id, name).
+    technicians: Vec<(i64, String)>,
 }
 
 impl ShowPage {
+    fn technician(&self) -> String {
+        self.p
+            .technician_id
+            .map(|id| {
+                self.technicians
+                    .iter()
+                    .find(|t| t.0 == id)
+                    .map(|t| t.1.clone())
+                    .unwrap_or_else(|| format!("người dùng #{id} (không còn hoạt động)"))
+            })
+            .unwrap_or_else(|| "Chưa giao".into())
+    }
+    fn can_assign(&self) -> bool {
+        self.can_desk() && !matches!(self.p.state.as_str(), "deployed" | "invoiced")
+    }
+    fn is_technician(&self, id: &i64) -> bool {
+        self.p.technician_id == Some(*id)
+    }
     fn has(&self, roles: &[Role]) -> bool {
         self.l.user.as_ref().is_some_and(|u| u.roles.allows(roles))
     }
@@ -148,13 +171,17 @@ impl ShowPage {
 }
 
 async fn show_page(ctx: &Ctx, id: i64, keys: Option<(String, String)>) -> AppResult<HttpResponse> {
-    let (p, items, blockers, t) = ctx
+    let (p, items, blockers, t, technicians) = ctx
         .db(move |conn| {
             let p = models::pyc(conn, id)?;
             let items = models::items(conn, id)?;
             let blockers = service::deploy_blockers(conn, &p)?;
             let t = models::template(conn, p.template_id)?;
-            Ok((p, items, blockers, t))
+            let techs = crate::hub::notice::staff_with_role(conn, Role::Technician)?
+                .into_iter()
+                .map(|u| (u.id, u.name))
+                .collect();
+            Ok((p, items, blockers, t, techs))
         })
         .await?;
     let title = p.number.clone();
@@ -169,6 +196,7 @@ async fn show_page(ctx: &Ctx, id: i64, keys: Option<(String, String)>) -> AppRes
         template: format!("{} v{}", t.kind, t.version),
         kind: t.kind,
         keys,
+        technicians,
     };
     render(&page)
 }
@@ -203,8 +231,9 @@ struct VersionForm {
 async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã xem lại PYC (B7).", move |c, a| {
-        service::advance(c, a, id, v, "reviewed")
+        service::advance(c, &config, a, id, v, "reviewed")
     })
     .await
 }
@@ -212,12 +241,40 @@ async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> A
 async fn finalize(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let v = form.version;
+    let config = ctx.state.config.clone();
     crate::web::layout::act(
         ctx,
         &format!("/pyc/{id}"),
         "Đã tạo PYC (B8); kỹ thuật có thể triển khai.",
-        move |c, a| service::advance(c, a, id, v, "created"),
+        move |c, a| service::advance(c, &config, a, id, v, "created"),
     )
+    .await
+}
+
+#[derive(Deserialize)]
+struct TechnicianForm {
+    #[serde(default)]
+    technician_id: String,
+}
+
+async fn assign_technician(ctx: Ctx, id: web::Path<i64>, form: web::Form<TechnicianForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let raw = form.into_inner().technician_id;
+    let uid = match raw.trim() {
+        "" => None,
+        s => match s.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                ctx.flash("error", "Kỹ thuật viên không hợp lệ.");
+                return Ok(redirect(&format!("/pyc/{id}")));
+            }
+        },
+    };
+    let config = ctx.state.config.clone();
+    let done = if uid.is_some() { "Đã giao kỹ thuật viên." } else { "Đã bỏ giao kỹ thuật viên." };
+    crate::web::layout::act(ctx, &format!("/pyc/{id}"), done, move |c, a| {
+        service::assign_technician(c, &config, a, id, uid)
+    })
     .await
 }
 
@@ -424,40 +481,136 @@ async fn invoice(ctx: Ctx, id: web::Path<i64>, form: web::Form<InvoiceForm>) -> 
     .await
 }
 
-#[derive(Deserialize, Default)]
-struct ListQuery {
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
     #[serde(default)]
-    state: String,
+    pub state: String,
+    #[serde(default)]
+    pub q: String,
+    pub page: Option<i64>,
+}
+
+impl ListQuery {
+    /// The states this query lists.
+    pub fn states(&self) -> Vec<String> {
+        match self.state.as_str() {
+            "" => Vec::new(),
+            s => vec![s.to_string()],
+        }
+    }
+
+    pub fn search(&self) -> Option<&str> {
+        Some(self.q.as_str()).filter(|s| !s.trim().is_empty())
+    }
+
+    /// The same filters as a query string (for pages and exports).
+    pub fn query_string(&self) -> String {
+        format!("state={}&q={}", urlencoding::encode(&self.state), urlencoding::encode(&self.q))
+    }
 }
 
 #[derive(Template)]
 #[template(path = "pyc/list.html")]
 struct ListPage {
     l: Layout,
-    state: String,
+    q: ListQuery,
     rows: Vec<Pyc>,
+    total: i64,
+    page: i64,
+    pages: i64,
 }
 
 impl ListPage {
     fn when(&self, p: &Pyc) -> LocalTime {
         LocalTime(p.deployed_at.unwrap_or(p.created_at))
     }
+
+    fn page_link(&self, page: i64) -> String {
+        format!("/pyc?{}&page={page}", self.q.query_string())
+    }
+
+    fn export_link(&self, format: &str) -> String {
+        format!("/pyc/export?{}&format={format}", self.q.query_string())
+    }
 }
 
-async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
-    let state = q.into_inner().state;
-    let filter = state.clone();
-    let rows = ctx
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    q: String,
+}
+
+/// The PYC list exactly as filtered on screen, every page of it.
+async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery>) -> AppResult<HttpResponse> {
+    use crate::web::export::{self, Cell};
+    let q = q.into_inner();
+    let format = export::Format::parse(&q.format)?;
+    let list = ListQuery { state: q.state, q: q.q, page: None };
+    let file = ctx
         .db(move |conn| {
-            let states: Vec<&str> = match filter.as_str() {
-                "" => vec!["draft", "reviewed", "created", "deployed", "invoiced"],
-                s => vec![s],
+            let people: Vec<(i64, String)> =
+                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+            let name = |id: Option<i64>| {
+                id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
             };
-            Ok(models::in_states(conn, &states)?)
+            let headers = [
+                "Số PYC",
+                "Yêu cầu",
+                "Trạng thái",
+                "Khách hàng",
+                "Địa điểm triển khai",
+                "POS Parent",
+                "POS ID",
+                "Mã điểm",
+                "Kỹ thuật",
+                "Ngày lập",
+                "Ngày triển khai",
+            ];
+            let (states, search) = (list.states(), list.search().map(str::to_string));
+            export::write(format, "PYC", &headers, |sink| {
+                let mut after = 0;
+                loop {
+                    let batch = models::list_after(conn, &states, search.as_deref(), after, export::BATCH)?;
+                    let Some(last) = batch.last() else { return Ok(()) };
+                    after = last.id;
+                    for p in batch {
+                        sink.row(vec![
+                            p.number.into(),
+                            Cell::Int(p.request_id),
+                            service::state_label(&p.state).into(),
+                            p.customer_name.into(),
+                            p.location.into(),
+                            p.pos_parent.into(),
+                            p.pos_id.into(),
+                            p.point_code.into(),
+                            name(p.technician_id).into(),
+                            Cell::Time(p.created_at),
+                            p.deployed_at.map(Cell::Time).unwrap_or_else(|| "".into()),
+                        ])?;
+                    }
+                }
+            })
         })
         .await?;
-    let title = if state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
-    render(&ListPage { l: ctx.layout(title, &[]), state, rows })
+    export::download(&req, file, "pyc", format)
+}
+
+const PAGE_SIZE: i64 = 50;
+
+async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = q.page.unwrap_or(1).max(1);
+    let query = q.clone();
+    let (rows, total) = ctx
+        .db(move |conn| Ok(models::list(conn, &query.states(), query.search(), (page - 1) * PAGE_SIZE, PAGE_SIZE)?))
+        .await?;
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let title = if q.state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
+    render(&ListPage { l: ctx.layout(title, &[]), q, rows, total, page, pages })
 }
 
 #[derive(Template)]

@@ -107,6 +107,7 @@ pub struct Pyc {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub deployed_at: Option<NaiveDateTime>,
+    pub technician_id: Option<i64>,
 }
 
 /// The editable fields of a PYC, as the form and the audit log see them.
@@ -222,9 +223,86 @@ pub fn set_invoice(conn: &mut DbConn, id: i64, no: &str, date: NaiveDateTime) ->
     Ok(())
 }
 
+pub fn set_technician(conn: &mut DbConn, id: i64, user_id: Option<i64>) -> QueryResult<()> {
+    diesel::update(pycs::table.find(id))
+        .set((pycs::technician_id.eq(user_id), pycs::updated_at.eq(crate::db::now())))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// PYCs in the given states, oldest first.
 pub fn in_states(conn: &mut DbConn, states: &[&str]) -> QueryResult<Vec<Pyc>> {
     pycs::table.filter(pycs::state.eq_any(states)).order(pycs::created_at.asc()).select(Pyc::as_select()).load(conn)
+}
+
+/// PYCs in `states` that a search finds (the request list's search: merchant, phone,
+/// PYC number, POS ID, point code), as a query to page or export.
+pub fn filtered(
+    states: &[String],
+    search: Option<&str>,
+) -> pycs::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+    let mut q = pycs::table.into_boxed();
+    if !states.is_empty() {
+        q = q.filter(pycs::state.eq_any(states.to_vec()));
+    }
+    if let Some(p) = search.and_then(crate::hub::models::SearchPatterns::of) {
+        use crate::db::schema::requests;
+        let code = p.code.clone();
+        q = q.filter(crate::request_search!(
+            &p,
+            pycs::request_id,
+            m => pycs::request_id.eq_any(requests::table.filter(requests::merchant_id.eq_any(m)).select(requests::id)),
+            _c => lower(pycs::number)
+                .like(code.clone())
+                .or(lower(pycs::pos_id).like(code.clone()))
+                .or(lower(pycs::point_code).like(code))
+        ));
+    }
+    q
+}
+
+/// One page of [`filtered`], oldest first, and the total.
+pub fn list(
+    conn: &mut DbConn,
+    states: &[String],
+    search: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<Pyc>, i64)> {
+    let total = filtered(states, search).count().get_result(conn)?;
+    let rows = filtered(states, search)
+        .order((pycs::created_at.asc(), pycs::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .select(Pyc::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// The next `limit` PYCs of [`filtered`] after id `after` (exports go by id).
+pub fn list_after(
+    conn: &mut DbConn,
+    states: &[String],
+    search: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<Pyc>> {
+    filtered(states, search)
+        .filter(pycs::id.gt(after))
+        .order(pycs::id.asc())
+        .limit(limit)
+        .select(Pyc::as_select())
+        .load(conn)
+}
+
+/// PYCs in the given states handed to one technician, oldest first.
+pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[&str]) -> QueryResult<Vec<Pyc>> {
+    pycs::table
+        .filter(pycs::technician_id.eq(user_id))
+        .filter(pycs::state.eq_any(states))
+        .order(pycs::created_at.asc())
+        .select(Pyc::as_select())
+        .load(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -5,11 +5,13 @@
 use chrono::NaiveDateTime;
 
 use super::models::{self, PycFields};
+use crate::accounts::Role;
 use crate::audit::{self, Actor};
-use crate::config::{OutboundConfig, SecretKey};
+use crate::config::{Config, OutboundConfig, SecretKey};
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::hub::models as hub;
+use crate::hub::notice::{self, Event};
 use crate::hub::state::State;
 use crate::mail::inbound::models as mail;
 
@@ -109,7 +111,13 @@ fn validate(f: &PycFields) -> AppResult<()> {
 }
 
 /// Creates the draft PYC of an accepted request, numbered `PYC-YYYY-NNNNNN`.
-pub fn create(conn: &mut DbConn, actor: &Actor, request_id: i64, fields: &PycFields) -> AppResult<i64> {
+pub fn create(
+    conn: &mut DbConn,
+    config: &Config,
+    actor: &Actor,
+    request_id: i64,
+    fields: &PycFields,
+) -> AppResult<i64> {
     validate(fields)?;
     crate::db::tx(conn, |conn| {
         let c = context(conn, request_id)?;
@@ -131,19 +139,7 @@ pub fn create(conn: &mut DbConn, actor: &Actor, request_id: i64, fields: &PycFie
             };
             models::insert_item(conn, id, i as i64 + 1, &fill(label, &c), required)?;
         }
-        hub::insert_event(
-            conn,
-            &hub::NewEvent {
-                request_id,
-                user_id: actor.user_id,
-                actor: &actor.label,
-                kind: "comment",
-                from_state: None,
-                to_state: None,
-                body: &format!("Lập {number} (nháp, mẫu {} v{})", template.kind, template.version),
-                mail_message_id: None,
-            },
-        )?;
+        note(conn, actor, request_id, &format!("Lập {number} (nháp, mẫu {} v{})", template.kind, template.version))?;
         audit::record(
             conn,
             actor,
@@ -152,6 +148,24 @@ pub fn create(conn: &mut DbConn, actor: &Actor, request_id: i64, fields: &PycFie
             "create",
             None,
             Some(serde_json::to_value(fields).map_err(AppError::internal)?),
+        )?;
+        // B7: every leader may review; each is told unless they opted out.
+        let leaders = notice::staff_with_role(conn, Role::Leader)?;
+        notice::send(
+            conn,
+            config,
+            actor,
+            &leaders,
+            Event::ReviewNeeded,
+            &format!("[hubgate] {number} cần xem lại (B7) – {}", c.merchant.name),
+            &format!(
+                "{} vừa lập {number} cho {} – {} (đối tác {}). PYC đang chờ trưởng nhóm xem lại (B7).\n\nMở PYC: {}",
+                actor.label,
+                c.merchant.name,
+                c.points.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                c.partner.code,
+                notice::link(config, &format!("/pyc/{id}"))
+            ),
         )?;
         Ok(id)
     })
@@ -182,13 +196,31 @@ pub fn update(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, fields: &
     })
 }
 
+/// A line on the request's timeline about its PYC.
+fn note(conn: &mut DbConn, actor: &Actor, request_id: i64, body: &str) -> AppResult<()> {
+    hub::insert_event(
+        conn,
+        &hub::NewEvent {
+            request_id,
+            user_id: actor.user_id,
+            actor: &actor.label,
+            kind: "comment",
+            from_state: None,
+            to_state: None,
+            body,
+            mail_message_id: None,
+        },
+    )?;
+    Ok(())
+}
+
 fn move_request(conn: &mut DbConn, actor: &Actor, request_id: i64, to: State, why: &str) -> AppResult<()> {
     let r = hub::request(conn, request_id)?;
     crate::hub::service::transition_in_tx(conn, actor, request_id, r.version, to, why)
 }
 
 /// B7 (leader) and B8: draft → reviewed → created; creating puts the request at B3.
-pub fn advance(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, to: &str) -> AppResult<()> {
+pub fn advance(conn: &mut DbConn, config: &Config, actor: &Actor, id: i64, version: i64, to: &str) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         match (p.state.as_str(), to) {
@@ -201,6 +233,28 @@ pub fn advance(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, to: &str
         models::set_state(conn, id, to)?;
         if to == "created" {
             move_request(conn, actor, p.request_id, State::Ticket, &format!("Đã tạo {}", p.number))?;
+            // The technician it was handed to; while nobody is, every technician hears of it.
+            let techs = match p.technician_id {
+                Some(t) => vec![crate::accounts::models::find(conn, t)?],
+                None => notice::staff_with_role(conn, Role::Technician)?,
+            };
+            let c = context(conn, p.request_id)?;
+            notice::send(
+                conn,
+                config,
+                actor,
+                &techs,
+                Event::PycCreated,
+                &format!("[hubgate] {} đã tạo (B8), cần triển khai – {}", p.number, c.merchant.name),
+                &format!(
+                    "{} đã được tạo (B8) và chờ kỹ thuật triển khai.\nĐịa điểm: {}\nNgười hỗ trợ: {} {}\n\nMở PYC: {}",
+                    p.number,
+                    p.location,
+                    p.support_person,
+                    p.support_phone,
+                    notice::link(config, &format!("/pyc/{id}"))
+                ),
+            )?;
         }
         audit::record(
             conn,
@@ -211,6 +265,72 @@ pub fn advance(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, to: &str
             Some(serde_json::json!({"state": p.state})),
             Some(serde_json::json!({"state": to})),
         )?;
+        Ok(())
+    })
+}
+
+/// Hands the PYC to one technician (or takes it back with `None`); they are mailed.
+pub fn assign_technician(
+    conn: &mut DbConn,
+    config: &Config,
+    actor: &Actor,
+    id: i64,
+    user_id: Option<i64>,
+) -> AppResult<()> {
+    crate::db::tx(conn, |conn| {
+        let p = models::pyc(conn, id)?;
+        if matches!(p.state.as_str(), "deployed" | "invoiced") {
+            return Err(AppError::Validation("PYC đã triển khai xong; không đổi kỹ thuật được nữa.".into()));
+        }
+        let tech = match user_id {
+            Some(uid) => {
+                let u = crate::accounts::models::find(conn, uid)
+                    .map_err(|_| AppError::Validation("Kỹ thuật viên không hợp lệ.".into()))?;
+                if u.disabled
+                    || u.kind() != crate::accounts::models::UserKind::Staff
+                    || !u.roles().has(Role::Technician)
+                {
+                    return Err(AppError::Validation("Chỉ giao cho kỹ thuật viên đang hoạt động.".into()));
+                }
+                Some(u)
+            }
+            None => None,
+        };
+        models::set_technician(conn, id, tech.as_ref().map(|u| u.id))?;
+        let text = match &tech {
+            Some(u) => format!("Giao {} cho kỹ thuật {}", p.number, u.name),
+            None => format!("Bỏ giao kỹ thuật của {}", p.number),
+        };
+        note(conn, actor, p.request_id, &text)?;
+        audit::record(
+            conn,
+            actor,
+            "pyc",
+            id,
+            "assign_technician",
+            Some(serde_json::json!({"technician_id": p.technician_id})),
+            Some(serde_json::json!({"technician_id": tech.as_ref().map(|u| u.id)})),
+        )?;
+        if let Some(u) = tech {
+            let c = context(conn, p.request_id)?;
+            notice::send(
+                conn,
+                config,
+                actor,
+                std::slice::from_ref(&u),
+                Event::Assigned,
+                &format!("[hubgate] Bạn được giao triển khai {} – {}", p.number, c.merchant.name),
+                &format!(
+                    "{} giao cho bạn triển khai {} ({}).\nĐịa điểm: {}\nTrạng thái PYC: {}\n\nMở PYC: {}",
+                    actor.label,
+                    p.number,
+                    c.partner.code,
+                    p.location,
+                    state_label(&p.state),
+                    notice::link(config, &format!("/pyc/{id}"))
+                ),
+            )?;
+        }
         Ok(())
     })
 }

@@ -37,6 +37,7 @@ pub const NAV: &[NavEntry] = &[
     NavEntry { label: "Người dùng", href: "/admin/users", access: ADMIN },
     NavEntry { label: "Quy tắc thư", href: "/admin/mail-rules", access: ADMIN },
     NavEntry { label: "Mẫu PYC", href: "/admin/pyc-templates", access: ADMIN },
+    NavEntry { label: "Ngưỡng quá hạn", href: "/admin/ageing", access: ADMIN },
     NavEntry { label: "Hàng đợi", href: "/admin/jobs", access: ADMIN },
     NavEntry { label: "Nhật ký thao tác", href: "/admin/audit", access: ADMIN },
     NavEntry { label: "Doanh nghiệp (hỗ trợ)", href: "/admin/businesses", access: ADMIN },
@@ -82,6 +83,10 @@ impl Layout {
 
     pub fn user_roles(&self) -> String {
         self.user.as_ref().map(|u| u.roles.labels()).unwrap_or_default()
+    }
+
+    pub fn is_staff(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_staff())
     }
 
     /// Where the brand link leads: the merchant area for merchants, the desk for staff.

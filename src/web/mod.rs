@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod export;
 pub mod layout;
 pub mod pages;
 pub mod session;

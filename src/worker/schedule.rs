@@ -99,6 +99,13 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
         kind: crate::accounts::service::PRUNE_JOB.into(),
         payload: serde_json::json!({}),
     });
+    // The desk's overdue requests, to the people responsible, every morning.
+    out.push(Schedule {
+        name: "overdue-digest".into(),
+        every: Every::Daily { hour: 8, minute: 0 },
+        kind: crate::hub::ageing::DIGEST_JOB.into(),
+        payload: serde_json::json!({}),
+    });
     // Bank accounts whose next sync has come (each plan sets its own interval).
     out.push(Schedule {
         name: "bank-sync".into(),

@@ -699,7 +699,7 @@ fn the_cli_checks_and_fetches_and_never_shows_the_password() {
     let log = data.path().join("worker.log");
     let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
     cmd.stdout(file.try_clone().unwrap_or_else(|e| panic!("{e}"))).stderr(file);
-    let _worker = Proc(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
+    let _worker = KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
     rt.block_on(async {
         server.append("INBOX", &mail(2, "Qua hubgate worker")).await;
         let started = std::time::Instant::now();

@@ -11,6 +11,7 @@ mod channels;
 mod config;
 mod db;
 mod demo;
+mod desk;
 mod e2e;
 mod fakebank;
 mod hub;

@@ -1,9 +1,6 @@
 //! PYC: from an accepted MoMo request to the 0 đ invoice, with the B5 reply received by
 //! a real SMTP server, keys sealed at rest, reveal permission and audit, and numbering.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use diesel::prelude::*;
 use hubgate::accounts::Role;
 use hubgate::db::schema::{audit_log, pyc_checklist, pycs, requests};
@@ -239,28 +236,7 @@ async fn full_path(backend: hubgate::db::Backend) {
         .await;
     assert_eq!(sent.status, 303, "{}", sent.body);
     assert_eq!(request_state(&app, rid), "replied");
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let opts = hubgate::worker::runner::WorkerOptions {
-        name: "t".into(),
-        concurrency: 4,
-        lease: Duration::from_secs(60),
-        poll: Duration::from_millis(20),
-        job_timeout: Duration::from_secs(20),
-        grace: Duration::from_secs(2),
-    };
-    let worker = tokio::spawn(hubgate::worker::runner::run(
-        app.state.clone(),
-        Arc::new(hubgate::worker::runner::Registry::standard()),
-        opts,
-        rx,
-    ));
-    let started = Instant::now();
-    while inbox.received().len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(30), "mails not delivered");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    let _ = stop.send(true);
-    let _ = worker.await;
+    crate::desk::work_until(&app, || inbox.received().len() >= 2).await;
     let received = inbox.received();
     let reply = received
         .iter()

@@ -24,6 +24,7 @@ const PAGE_SIZE: i64 = 50;
 
 crate::routes! {
     GET "/mail" => MAIL, inbox;
+    GET "/mail/export" => MAIL, export;
     GET "/mail/upload" => MAIL, upload_form;
     POST "/mail/upload" => MAIL, upload;
     GET "/mail/unreadable" => MAIL, unreadable;
@@ -78,30 +79,82 @@ impl InboxQuery {
         }
         s
     }
+
+    pub fn export_link(&self, format: &str) -> String {
+        self.link_to_page(1).replacen("/mail?page=1", &format!("/mail/export?format={format}"), 1)
+    }
+
+    /// The inbox's filter, for the page and its export alike.
+    pub fn filter(&self, partners: &[models::Partner]) -> InboxFilter {
+        let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+        InboxFilter {
+            partner_id: partners.iter().find(|p| p.code == self.partner).map(|p| p.id),
+            kind: Some(self.kind.clone()).filter(|s| !s.is_empty()),
+            // The inbox shows what is left to do unless asked otherwise.
+            status: match self.status.as_str() {
+                "" => Some("new".to_string()),
+                "all" => None,
+                s => Some(s.to_string()),
+            },
+            unassigned: !self.unassigned.is_empty(),
+            from: date(&self.from).map(local_midnight_utc),
+            until: date(&self.to).and_then(|d| d.succ_opt()).map(local_midnight_utc),
+            search: Some(self.q.trim().to_string()).filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(flatten)]
+    list: InboxQuery,
+}
+
+/// The inbox exactly as filtered on screen, every page of it.
+async fn export(ctx: Ctx, req: HttpRequest, q: web::Query<ExportQuery>) -> AppResult<HttpResponse> {
+    use crate::web::export::{self, Cell};
+    let q = q.into_inner();
+    let format = export::Format::parse(&q.format)?;
+    let file = ctx
+        .db(move |conn| {
+            let partners = models::partners(conn)?;
+            let filter = q.list.filter(&partners);
+            let headers = ["Thời gian", "Người gửi", "Địa chỉ", "Tiêu đề", "Đối tác", "Loại thư", "Trạng thái"];
+            export::write(format, "Hộp thư", &headers, |sink| {
+                let mut after = 0;
+                loop {
+                    let batch = models::inbox_after(conn, &filter, after, export::BATCH)?;
+                    let Some(last) = batch.last() else { return Ok(()) };
+                    after = last.id;
+                    for m in batch {
+                        let partner = m.partner_id.and_then(|id| partners.iter().find(|p| p.id == id));
+                        sink.row(vec![
+                            Cell::Time(m.sent_at.unwrap_or(m.created_at)),
+                            m.from_name.into(),
+                            m.from_addr.into(),
+                            m.subject.into(),
+                            partner.map(|p| p.code.clone()).unwrap_or_default().into(),
+                            kind_label(&m.kind).into(),
+                            message_status_label(&m.status).into(),
+                        ])?;
+                    }
+                }
+            })
+        })
+        .await?;
+    export::download(&req, file, "hop-thu-doi-tac", format)
 }
 
 async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
     let page = crate::web::layout::page_number(q.page);
-    let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
     let query = q.clone();
     let (rows, total, partners, problems) = ctx
         .db(move |conn| {
             let partners = models::partners(conn)?;
-            let filter = InboxFilter {
-                partner_id: partners.iter().find(|p| p.code == query.partner).map(|p| p.id),
-                kind: Some(query.kind.clone()).filter(|s| !s.is_empty()),
-                // The inbox shows what is left to do unless asked otherwise.
-                status: match query.status.as_str() {
-                    "" => Some("new".to_string()),
-                    "all" => None,
-                    s => Some(s.to_string()),
-                },
-                unassigned: !query.unassigned.is_empty(),
-                from: date(&query.from).map(local_midnight_utc),
-                until: date(&query.to).and_then(|d| d.succ_opt()).map(local_midnight_utc),
-                search: Some(query.q.trim().to_string()).filter(|s| !s.is_empty()),
-            };
+            let filter = query.filter(&partners);
             let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
             let problems = models::problem_blobs(conn)?.len();
             Ok((rows, total, partners, problems))

@@ -258,6 +258,47 @@ pub struct NewMessage<'a> {
     pub status: &'a str,
     pub suggestions: &'a str,
     pub created_at: NaiveDateTime,
+    /// See [`search_text`].
+    pub search_text: Option<&'a str>,
+}
+
+/// What the inbox search looks in, folded like the query (no case, no diacritics):
+/// subject, sender and the text body, the body cut at 64 KB of text.
+pub fn search_text(subject: &str, from_name: &str, from_addr: &str, body: &str) -> String {
+    let mut end = body.len().min(64 * 1024);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    super::classify::fold(&format!("{subject} {from_name} {from_addr} {}", &body[..end]))
+}
+
+/// Folds the search text of mail stored before the column existed, in batches;
+/// returns how many rows were filled. Idempotent: only NULL rows are touched.
+pub fn backfill_search_text(conn: &mut DbConn) -> QueryResult<usize> {
+    let mut done = 0;
+    loop {
+        let batch: Vec<(i64, String, String, String, String)> = mail_messages::table
+            .filter(mail_messages::search_text.is_null())
+            .order(mail_messages::id.asc())
+            .limit(500)
+            .select((
+                mail_messages::id,
+                mail_messages::subject,
+                mail_messages::from_name,
+                mail_messages::from_addr,
+                mail_messages::text_body,
+            ))
+            .load(conn)?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        for (id, subject, name, addr, body) in batch {
+            diesel::update(mail_messages::table.find(id))
+                .set(mail_messages::search_text.eq(search_text(&subject, &name, &addr, &body)))
+                .execute(conn)?;
+            done += 1;
+        }
+    }
 }
 
 pub fn insert_message(conn: &mut DbConn, m: &NewMessage<'_>) -> QueryResult<i64> {
@@ -371,13 +412,9 @@ fn inbox_query(f: &InboxFilter) -> mail_messages::BoxedQuery<'static, <DbConn as
         q = q.filter(mail_messages::created_at.lt(until));
     }
     if let Some(s) = &f.search {
-        let like = format!("%{}%", s.replace(['%', '_'], ""));
-        q = q.filter(
-            mail_messages::subject
-                .like(like.clone())
-                .or(mail_messages::from_addr.like(like.clone()))
-                .or(mail_messages::from_name.like(like)),
-        );
+        // Folded in Rust on both sides, so SQLite and PostgreSQL find the same mails.
+        let like = format!("%{}%", super::classify::fold(s).replace(['%', '_', '\\'], ""));
+        q = q.filter(mail_messages::search_text.like(like));
     }
     q
 }
@@ -414,6 +451,16 @@ pub fn inbox(conn: &mut DbConn, f: &InboxFilter, offset: i64, limit: i64) -> Que
         })
         .collect();
     Ok((out, total))
+}
+
+/// The next `limit` inbox messages of the filter after id `after` (exports go by id).
+pub fn inbox_after(conn: &mut DbConn, f: &InboxFilter, after: i64, limit: i64) -> QueryResult<Vec<MailMessage>> {
+    inbox_query(f)
+        .filter(mail_messages::id.gt(after))
+        .order(mail_messages::id.asc())
+        .limit(limit)
+        .select(MailMessage::as_select())
+        .load(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -360,6 +360,7 @@ fn store(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, p: &P
             status: "new",
             suggestions: &suggestions,
             created_at: now(),
+            search_text: Some(&models::search_text(&p.subject, &p.from_name, &p.from_addr, &p.text)),
         },
     )?;
     for a in &p.attachments {

@@ -1,0 +1,554 @@
+//! What the desk's daily users need (issue 16): technicians assigned by person, "Việc
+//! của tôi" per person, staff mail by each person's settings through a real SMTP
+//! server, ageing and the morning digest, search, exports, editing reference data and
+//! the sandboxed attachment preview.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use hubgate::accounts::{Role, User};
+use hubgate::audit::Actor;
+use hubgate::db::DbConn;
+use hubgate::db::schema::{audit_log, mail_outbox, partners, pycs};
+use hubgate::hub::service::{self as hub, OpenRequest};
+use hubgate::pyc::{models as pyc_models, service as pyc};
+
+use crate::support::TestApp;
+use hubgate::worker::schedule;
+
+/// A test on both databases whose app mails through the real test SMTP server (`$inbox`).
+macro_rules! smtp_test {
+    ($name:ident, |$app:ident, $inbox:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run(backend: hubgate::db::Backend) {
+                let (port, $inbox, _server) = crate::smtp::start(0).await;
+                let Some($app) =
+                    TestApp::start_with(backend, |c| c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+                        .await
+                else {
+                    return;
+                };
+                $body
+            }
+
+            crate::on_both_backends!(run);
+        }
+    };
+}
+
+fn actor(u: &User) -> Actor {
+    Actor::user(u.id, &u.email)
+}
+
+/// A request opened by `sale` for `merchant` – `point` at `partner`, still at B1.
+fn open(c: &mut DbConn, sale: &User, partner: &str, merchant: &str, point: &str, phone: &str) -> i64 {
+    let pid: i64 = partners::table.filter(partners::code.eq(partner)).select(partners::id).first(c).unwrap_or(-1);
+    let input = OpenRequest {
+        partner_id: pid,
+        merchant_name: merchant.into(),
+        merchant_phone: phone.into(),
+        point_name: point.into(),
+        point_address: format!("{point}, Quận 1"),
+        ..Default::default()
+    };
+    hub::open_request(c, &actor(sale), &input).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// An accepted (B2) VNPAY request of `sale`.
+fn accepted(c: &mut DbConn, app: &TestApp, sale: &User, leader: &User, merchant: &str) -> i64 {
+    let rid = open(c, sale, "VNPAY", merchant, &format!("{merchant} – Điểm 1"), "");
+    hub::manual_confirmation(c, &actor(leader), rid, "merchant", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+    let mut draft = hub::acceptance_draft(c, rid, "Sale").unwrap_or_else(|e| panic!("{e:?}"));
+    draft.to = "hub@vnpay.vn".into();
+    let v = hubgate::hub::models::request(c, rid).map(|r| r.version).unwrap_or(0);
+    hub::accept(c, &app.state.config.outbound, &actor(sale), rid, v, &draft).unwrap_or_else(|e| panic!("{e:?}"));
+    rid
+}
+
+/// A draft PYC for an accepted request; returns (id, number).
+fn draft(c: &mut DbConn, app: &TestApp, sale: &User, rid: i64) -> (i64, String) {
+    let (fields, _) = pyc::draft_fields(c, rid).unwrap_or_else(|e| panic!("{e:?}"));
+    let id = pyc::create(c, &app.state.config, &actor(sale), rid, &fields).unwrap_or_else(|e| panic!("{e:?}"));
+    (id, pyc_models::pyc(c, id).map(|p| p.number).unwrap_or_default())
+}
+
+/// A draft PYC of a fresh accepted request of `merchant`.
+fn new_draft(c: &mut DbConn, app: &TestApp, sale: &User, leader: &User, merchant: &str) -> (i64, String) {
+    let rid = accepted(c, app, sale, leader, merchant);
+    draft(c, app, sale, rid)
+}
+
+fn advance(c: &mut DbConn, app: &TestApp, who: &User, id: i64, to: &str) {
+    let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
+    pyc::advance(c, &app.state.config, &actor(who), id, v, to).unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+fn assign_tech(c: &mut DbConn, app: &TestApp, who: &User, id: i64, tech: &User) {
+    pyc::assign_technician(c, &app.state.config, &actor(who), id, Some(tech.id)).unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// Subjects of the outbox mails to `to`.
+fn subjects_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.with_conn(|c| {
+        mail_outbox::table
+            .filter(mail_outbox::to_addrs.eq(to))
+            .order(mail_outbox::id.asc())
+            .select(mail_outbox::subject)
+            .load(c)
+    })
+    .unwrap_or_default()
+}
+
+/// Runs the real worker until `done` holds (30 s at most), then stops it.
+pub async fn work_until(app: &TestApp, done: impl Fn() -> bool) {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let opts = hubgate::worker::runner::WorkerOptions {
+        name: "desk".into(),
+        concurrency: 4,
+        lease: Duration::from_secs(60),
+        poll: Duration::from_millis(20),
+        job_timeout: Duration::from_secs(20),
+        grace: Duration::from_secs(2),
+    };
+    let worker = tokio::spawn(hubgate::worker::runner::run(
+        app.state.clone(),
+        Arc::new(hubgate::worker::runner::Registry::standard()),
+        opts,
+        rx,
+    ));
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the worker did not get there in 30 s");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+}
+
+db_test!(my_work_is_per_person, |app| {
+    let sale1 = app.create_user("sale1@ipos.vn", &[Role::Sale]);
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
+    let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
+    let (own, other, a, b, c_, d) = app.with_conn(|c| {
+        let own = open(c, &sale1, "VNPAY", "Cơm Tấm Cali", "Cali – Nguyễn Trãi", "");
+        let other = open(c, &sale2, "VNPAY", "Bún Bò Huế O Xuân", "O Xuân – Lê Lợi", "");
+        let (a, na) = new_draft(c, &app, &sale1, &leader, "Phở Hùng");
+        advance(c, &app, &leader, a, "reviewed");
+        assign_tech(c, &app, &leader, a, &tech1);
+        advance(c, &app, &sale1, a, "created");
+        let (b, nb) = new_draft(c, &app, &sale1, &leader, "Lẩu Dê");
+        advance(c, &app, &leader, b, "reviewed");
+        assign_tech(c, &app, &leader, b, &tech2);
+        advance(c, &app, &sale1, b, "created");
+        let (_, nc) = new_draft(c, &app, &sale1, &leader, "Chè Thái");
+        let (d, nd) = new_draft(c, &app, &sale1, &leader, "Gà Rán");
+        advance(c, &app, &leader, d, "reviewed");
+        (own, other, na, nb, nc, nd)
+    });
+
+    // Sales see the requests handed to them, not a colleague's.
+    let page = app.login("sale1@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&format!("href=\"/requests/{own}\"")), "{}", page.body);
+    assert!(!page.body.contains(&format!("href=\"/requests/{other}\"")));
+    let page = app.login("sale2@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&format!("href=\"/requests/{other}\"")));
+    assert!(!page.body.contains(&format!("href=\"/requests/{own}\"")));
+
+    // A technician sees the PYC handed to them, not the one handed to another.
+    let page = app.login("kt1@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains("PYC giao cho tôi") && page.body.contains(&a), "{}", page.body);
+    assert!(!page.body.contains(&b), "another technician's PYC is not mine");
+    let page = app.login("kt2@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains(&b) && !page.body.contains(&a));
+
+    // The leader's section holds the drafts waiting for review (B7), not PYCs already
+    // reviewed or created.
+    let page = app.login("leader@ipos.vn").await.get("/my").await;
+    assert!(page.body.contains("PYC nháp chờ xem lại (B7)") && page.body.contains(&c_), "{}", page.body);
+    for done in [&d, &a, &b] {
+        assert!(!page.body.contains(done.as_str()), "{done} is past review");
+    }
+
+    // Assigning by person through the page: a leader may, to a technician only.
+    let leader_b = app.login("leader@ipos.vn").await;
+    let (d_id, t1, s1) = (
+        app.with_conn(|c| pycs::table.filter(pycs::number.eq(&d)).select(pycs::id).first::<i64>(c)).unwrap_or(-1),
+        tech1.id.to_string(),
+        sale1.id.to_string(),
+    );
+    let r = leader_b.post(&format!("/pyc/{d_id}/technician"), &[("technician_id", s1.as_str())]).await;
+    assert_eq!(r.status, 303);
+    assert!(leader_b.get(&format!("/pyc/{d_id}")).await.body.contains("Chỉ giao cho kỹ thuật viên đang hoạt động"));
+    let tech_of = || app.with_conn(|c| pycs::table.find(d_id).select(pycs::technician_id).first::<Option<i64>>(c));
+    assert_eq!(tech_of().ok().flatten(), None);
+    assert_eq!(leader_b.post(&format!("/pyc/{d_id}/technician"), &[("technician_id", t1.as_str())]).await.status, 303);
+    assert_eq!(tech_of().ok().flatten(), Some(tech1.id));
+    let audited: i64 = app
+        .with_conn(|c| {
+            audit_log::table
+                .filter(audit_log::action.eq("assign_technician"))
+                .filter(audit_log::entity_id.eq(d_id.to_string()))
+                .count()
+                .get_result(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(audited, 1);
+    assert!(
+        leader_b.get(&format!("/pyc/{d_id}")).await.body.contains("Kỹ thuật triển khai:</b> Người dùng kt1@ipos.vn")
+    );
+});
+
+smtp_test!(staff_mail_follows_each_persons_settings, |app, inbox| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader1 = app.create_user("leader1@ipos.vn", &[Role::Leader]);
+    app.create_user("leader2@ipos.vn", &[Role::Leader]);
+    let tech1 = app.create_user("kt1@ipos.vn", &[Role::Technician]);
+    let tech2 = app.create_user("kt2@ipos.vn", &[Role::Technician]);
+
+    // leader2 wants no review mail; kt2 wants no mail at all. Settings are theirs.
+    let l2 = app.login("leader2@ipos.vn").await;
+    assert_eq!(l2.post("/account/settings", &[("on_assign", "1"), ("on_digest", "1")]).await.status, 303);
+    let page = l2.get("/account/settings").await;
+    assert!(page.body.contains("name=\"on_assign\" value=\"1\" checked"));
+    assert!(!page.body.contains("name=\"on_review\" value=\"1\" checked"), "{}", page.body);
+    assert_eq!(app.login("kt2@ipos.vn").await.post("/account/settings", &[]).await.status, 303);
+
+    // A new draft asks the leaders for review (B7).
+    let (p1, p2) = app.with_conn(|c| {
+        let (p1, _) = new_draft(c, &app, &sale, &leader1, "Phở Thìn");
+        let (p2, _) = new_draft(c, &app, &sale, &leader1, "Bánh Cuốn Thanh Vân");
+        (p1, p2)
+    });
+    assert_eq!(subjects_to(&app, "leader1@ipos.vn").iter().filter(|s| s.contains("cần xem lại (B7)")).count(), 2);
+    assert!(subjects_to(&app, "leader2@ipos.vn").is_empty(), "leader2 opted out of review mail");
+
+    // Handing PYCs to technicians, through the page.
+    let l1 = app.login("leader1@ipos.vn").await;
+    for (p, t) in [(p1, &tech1), (p2, &tech2)] {
+        let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+        assert_eq!(l1.post(&format!("/pyc/{p}/review"), &[("version", v.as_str())]).await.status, 303);
+        let tid = t.id.to_string();
+        assert_eq!(l1.post(&format!("/pyc/{p}/technician"), &[("technician_id", tid.as_str())]).await.status, 303);
+    }
+    assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("Bạn được giao triển khai")));
+    assert!(subjects_to(&app, "kt2@ipos.vn").is_empty(), "kt2 opted out");
+
+    // B8 tells the assigned technician.
+    let s = app.login("sale@ipos.vn").await;
+    for p in [p1, p2] {
+        let v = pyc_models::pyc(&mut app.conn(), p).map(|x| x.version).unwrap_or(0).to_string();
+        assert_eq!(s.post(&format!("/pyc/{p}/create"), &[("version", v.as_str())]).await.status, 303);
+    }
+    assert!(subjects_to(&app, "kt1@ipos.vn").iter().any(|s| s.contains("đã tạo (B8)")));
+    assert!(subjects_to(&app, "kt2@ipos.vn").is_empty());
+
+    // A request handed to a salesperson mails them; nobody is mailed about their own move.
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    let rid = app.with_conn(|c| open(c, &sale, "VNPAY", "Trà Sữa Gõ Cửa", "Gõ Cửa – Hai Bà Trưng", ""));
+    let sid = sale2.id.to_string();
+    assert_eq!(l1.post(&format!("/requests/{rid}/assign"), &[("assignee_id", sid.as_str())]).await.status, 303);
+    assert!(subjects_to(&app, "sale2@ipos.vn").iter().any(|s| s.contains(&format!("yêu cầu #{rid}"))));
+    assert!(subjects_to(&app, "leader1@ipos.vn").iter().all(|s| !s.contains("Bạn được giao")));
+
+    // They reach the real SMTP server, to the right people only.
+    let expected = app.with_conn(|c| mail_outbox::table.count().get_result::<i64>(c)).unwrap_or(0) as usize;
+    work_until(&app, || inbox.received().len() >= expected).await;
+    let to: Vec<String> = inbox
+        .received()
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+        .filter_map(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+        .collect();
+    assert!(to.iter().any(|a| a == "kt1@ipos.vn") && to.iter().any(|a| a == "sale2@ipos.vn"));
+    assert!(!to.iter().any(|a| a == "kt2@ipos.vn" || a == "leader2@ipos.vn"), "{to:?}");
+});
+
+/// Ids of the request rows marked overdue on a list page.
+fn overdue_ids(body: &str) -> Vec<i64> {
+    body.split("<tr class=\"overdue\">")
+        .skip(1)
+        .filter_map(|part| {
+            let start = part.find("href=\"/requests/")? + "href=\"/requests/".len();
+            part[start..].split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Moves a request's time in its state back by `days`.
+fn waited(app: &TestApp, id: i64, days: i64) {
+    use hubgate::db::schema::requests;
+    app.with_conn(|c| {
+        diesel::update(requests::table.find(id))
+            .set(requests::state_since.eq(hubgate::db::now() - chrono::Duration::days(days)))
+            .execute(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+db_test!(overdue_requests_stand_out_by_the_admins_thresholds, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let (old, fresh, closed) = app.with_conn(|c| {
+        let old = open(c, &sale, "VNPAY", "Phở Lý Quốc Sư", "Lý Quốc Sư – Hoàn Kiếm", "");
+        let fresh = open(c, &sale, "VNPAY", "Bún Chả Hương Liên", "Hương Liên – Lê Văn Hưu", "");
+        let closed = open(c, &sale, "VNPAY", "Bánh Mì Phượng", "Phượng – Hội An", "");
+        let v = hubgate::hub::models::request(c, closed).map(|r| r.version).unwrap_or(0);
+        hub::transition(c, &actor(&sale), closed, v, hubgate::hub::state::State::Cancelled, "Đối tác rút yêu cầu")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        (old, fresh, closed)
+    });
+    waited(&app, old, 5);
+    waited(&app, closed, 40);
+    let s = app.login("sale@ipos.vn").await;
+    // The default for B1 is 2 days: five days is overdue, today is not, closed never is.
+    assert_eq!(overdue_ids(&s.get("/requests").await.body), vec![old]);
+    let only = s.get("/requests?overdue=1").await.body;
+    assert!(only.contains(&format!("href=\"/requests/{old}\"")));
+    for id in [fresh, closed] {
+        assert!(!only.contains(&format!("href=\"/requests/{id}\"")), "#{id} is not overdue");
+    }
+
+    // The admin raises the B1 threshold: five days is fine now. Nonsense is refused.
+    let admin = app.login("admin@ipos.vn").await;
+    let bad = admin.post("/admin/ageing", &[("days_received", "mười")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("phải là số nguyên từ 1 đến 365") && bad.body.contains("value=\"mười\""));
+    assert_eq!(admin.post("/admin/ageing", &[("days_received", "10")]).await.status, 303);
+    assert!(
+        admin.get("/admin/ageing").await.body.contains("name=\"days_received\" min=\"1\" max=\"365\" value=\"10\"")
+    );
+    assert!(overdue_ids(&s.get("/requests").await.body).is_empty());
+    assert!(!s.get("/requests?overdue=1").await.body.contains(&format!("href=\"/requests/{old}\"")));
+    let audited: i64 = app
+        .with_conn(|c| audit_log::table.filter(audit_log::entity_type.eq("ageing_thresholds")).count().get_result(c))
+        .unwrap_or(0);
+    assert_eq!(audited, 1, "only the valid change is recorded");
+});
+
+smtp_test!(morning_digest_of_overdue_requests, |app, inbox| {
+    let sale1 = app.create_user("sale1@ipos.vn", &[Role::Sale]);
+    let sale2 = app.create_user("sale2@ipos.vn", &[Role::Sale]);
+    assert_eq!(app.login("sale2@ipos.vn").await.post("/account/settings", &[("on_assign", "1")]).await.status, 303);
+    let (late, fresh, other) = app.with_conn(|c| {
+        (
+            open(c, &sale1, "VNPAY", "Cơm Gà Bà Buội", "Bà Buội – Hội An", ""),
+            open(c, &sale1, "VNPAY", "Mì Quảng Ếch", "Ếch – Đà Nẵng", ""),
+            open(c, &sale2, "VNPAY", "Bánh Xèo Mười Xiềm", "Mười Xiềm – Quận 1", ""),
+        )
+    });
+    waited(&app, late, 3);
+    waited(&app, other, 3);
+
+    // 08:00 in Ho Chi Minh City is 01:00 UTC; two nodes tick the same slot.
+    let now = hubgate::db::now();
+    let at = chrono::NaiveDateTime::new(now.date(), chrono::NaiveTime::from_hms_opt(1, 0, 5).unwrap_or_default());
+    let digest: Vec<_> = schedule::standard(&app.state.config)
+        .into_iter()
+        .filter(|s| s.kind == hubgate::hub::ageing::DIGEST_JOB)
+        .collect();
+    assert_eq!(digest.len(), 1);
+    assert_eq!(app.with_conn(|c| schedule::tick(c, &digest, at)).unwrap_or(9), 1);
+    assert_eq!(app.with_conn(|c| schedule::tick(c, &digest, at)).unwrap_or(9), 0, "one slot, one job");
+    work_until(&app, || !inbox.received().is_empty()).await;
+
+    let mails: Vec<(String, String)> = inbox
+        .received()
+        .iter()
+        .filter_map(|raw| mail_parser::MessageParser::default().parse(raw))
+        .map(|m| {
+            let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_string();
+            (to, m.body_text(0).map(|t| t.to_string()).unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (to, body) = &mails[0];
+    assert_eq!(to, "sale1@ipos.vn", "sale2 opted out of the digest");
+    assert!(body.contains(&format!("#{late} VNPAY – Cơm Gà Bà Buội")), "{body}");
+    assert!(!body.contains(&format!("#{fresh} ")) && !body.contains(&format!("#{other} ")));
+
+    // A retried job (after a crash) mails nobody twice.
+    let again = app.with_conn(|c| {
+        hubgate::hub::ageing::send_digest(
+            c,
+            &app.state.config,
+            &Actor::system("test"),
+            at,
+            hubgate::fmt::local_date(at),
+        )
+    });
+    assert_eq!(again.unwrap_or(9), 0);
+});
+
+/// A plain UTF-8 mail as a partner would send it.
+fn eml(from: &str, subject: &str, body: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: hub@ipos.vn\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 09:00:00 +0700\r\n\
+         Message-ID: <{id}@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn ingest(app: &TestApp, raw: &[u8]) -> i64 {
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| hubgate::mail::inbound::service::ingest(c, &cfg, raw, "test", None))
+        .ok()
+        .and_then(|r| r.id)
+        .unwrap_or(-1)
+}
+
+/// Which of `ids` a list page links to under `prefix` ("/requests/", "/pyc/", "/mail/").
+fn linked(body: &str, prefix: &str, ids: &[i64]) -> Vec<i64> {
+    ids.iter().copied().filter(|id| body.contains(&format!("href=\"{prefix}{id}\""))).collect()
+}
+
+db_test!(search_by_pyc_number_pos_id_point_code_and_phone, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let (ra, rb, rc, pa, pb, na) = app.with_conn(|c| {
+        let ra = open(c, &sale, "VNPAY", "Mì Quảng Ếch", "Ếch – Hải Châu", "0905 123 456");
+        hub::manual_confirmation(c, &actor(&leader), ra, "merchant", "gọi điện").unwrap_or_else(|e| panic!("{e:?}"));
+        let mut d = hub::acceptance_draft(c, ra, "Sale").unwrap_or_else(|e| panic!("{e:?}"));
+        d.to = "hub@vnpay.vn".into();
+        let v = hubgate::hub::models::request(c, ra).map(|r| r.version).unwrap_or(0);
+        hub::accept(c, &app.state.config.outbound, &actor(&sale), ra, v, &d).unwrap_or_else(|e| panic!("{e:?}"));
+        let (pa, na) = draft(c, &app, &sale, ra);
+        diesel::update(pycs::table.find(pa))
+            .set((pycs::pos_id.eq("POS-778899"), pycs::point_code.eq("MD-ABC")))
+            .execute(c)
+            .unwrap_or(0);
+        let rb = accepted(c, &app, &sale, &leader, "Bún Chả Hà Nội");
+        let (pb, _) = draft(c, &app, &sale, rb);
+        let rc = open(c, &sale, "VNPAY", "Cà Phê Đà Lạt", "Đà Lạt – Quận 3", "0912 000 111");
+        (ra, rb, rc, pa, pb, na)
+    });
+    let s = app.login("sale@ipos.vn").await;
+    let all = [ra, rb, rc];
+    let number = na.to_lowercase();
+    for (q, expected) in [
+        (number.as_str(), vec![ra]),
+        ("pos-778899", vec![ra]),
+        ("MD-abc", vec![ra]),
+        ("0905.123.456", vec![ra]),
+        ("0912000111", vec![rc]),
+        ("bun cha HA NOI", vec![rb]),
+        ("Đà Lạt", vec![rc]),
+    ] {
+        let page = s.get(&format!("/requests?q={}", urlencoding::encode(q))).await;
+        assert_eq!(linked(&page.body, "/requests/", &all), expected, "requests, q={q}");
+    }
+    for (q, expected) in
+        [("pos-778899", vec![pa]), (number.as_str(), vec![pa]), ("ha noi", vec![pb]), ("0905123456", vec![pa])]
+    {
+        let page = s.get(&format!("/pyc?q={}", urlencoding::encode(q))).await;
+        assert_eq!(linked(&page.body, "/pyc/", &[pa, pb]), expected, "pyc, q={q}");
+    }
+});
+
+db_test!(inbox_search_folds_case_and_diacritics_over_subject_and_body, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let danang = ingest(&app, &eml("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng", "Điểm bán ở Hội An.", "m1"));
+    let hanoi = ingest(&app, &eml("hub@vnpay.vn", "Kết nối HUB Hà Nội", "Phố Lò Đúc.", "m2"));
+    let other = ingest(&app, &eml("news@quangcao.example", "Khuyến mãi", "Giảm giá đà điểu.", "m3"));
+    let ids = [danang, hanoi, other];
+    assert!(ids.iter().all(|id| *id > 0), "{ids:?}");
+    // Mail stored before the search column existed is folded by the next migrate.
+    app.with_conn(|c| {
+        use hubgate::db::schema::mail_messages;
+        diesel::update(mail_messages::table.find(hanoi))
+            .set(mail_messages::search_text.eq(None::<String>))
+            .execute(c)
+            .unwrap_or(0);
+        hubgate::db::migrate(c).unwrap_or_else(|e| panic!("{e}"))
+    });
+    let s = app.login("sale@ipos.vn").await;
+    for (q, expected) in [
+        ("da nang", vec![danang]),
+        ("ĐÀ NẴNG", vec![danang]),
+        ("hoi an", vec![danang]),
+        ("HÀ nội", vec![hanoi]),
+        ("lo duc", vec![hanoi]),
+        ("quangcao", vec![other]),
+        ("đà", vec![danang, other]),
+    ] {
+        let page = s.get(&format!("/mail?status=all&q={}", urlencoding::encode(q))).await;
+        let mut found = linked(&page.body, "/mail/", &ids);
+        found.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(found, expected, "q={q}");
+    }
+});
+
+/// The cells of the first sheet of an xlsx download, as text, header row first.
+fn xlsx_rows(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use calamine::{Reader, Xlsx, open_workbook_from_rs};
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("xlsx: {e}"));
+    let range = book.worksheet_range_at(0).unwrap_or_else(|| panic!("no sheet")).unwrap_or_else(|e| panic!("{e}"));
+    range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+}
+
+fn csv_rows(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or_else(|| panic!("csv without BOM"));
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).unwrap_or_default())
+        .collect()
+}
+
+db_test!(exports_are_the_lists_as_filtered, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let (hit, miss, pa, pb, na) = app.with_conn(|c| {
+        let hit = open(c, &sale, "VNPAY", "Bánh Mì Huỳnh Hoa", "Huỳnh Hoa – Quận 1", "");
+        let miss = open(c, &sale, "VNPAY", "Cơm Tấm Ba Ghiền", "Ba Ghiền – Phú Nhuận", "");
+        let (pa, na) = new_draft(c, &app, &sale, &leader, "Hủ Tiếu Nam Vang");
+        let (pb, _) = new_draft(c, &app, &sale, &leader, "Chè Khúc Bạch");
+        (hit, miss, pa, pb, na)
+    });
+    waited(&app, hit, 6);
+    let s = app.login("sale@ipos.vn").await;
+    // The page offers the export of what it shows.
+    let page = s.get("/requests?q=huynh+hoa&state=received").await;
+    assert!(page.body.contains("/requests/export?format=xlsx&#38;state=received&#38;q=huynh%20hoa"), "{}", page.body);
+
+    let rows = xlsx_rows(s.bytes("/requests/export?format=xlsx&state=received&q=huynh%20hoa").await);
+    assert_eq!(rows[0][..4], ["Số yêu cầu", "Đối tác", "Merchant", "Trạng thái"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][1].as_str(), rows[1][2].as_str()),
+        (hit.to_string().as_str(), "VNPAY", "Bánh Mì Huỳnh Hoa")
+    );
+    assert_eq!(rows[1][7], "Có", "overdue");
+    let rows = csv_rows(s.bytes("/requests/export?format=csv&state=received&q=huynh%20hoa").await);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], hit.to_string());
+    // Unfiltered, both are there; a date is a real Excel date in local time.
+    let all = xlsx_rows(s.bytes("/requests/export?format=xlsx&state=received").await);
+    let ids: Vec<&str> = all[1..].iter().map(|r| r[0].as_str()).collect();
+    assert!(ids.contains(&hit.to_string().as_str()) && ids.contains(&miss.to_string().as_str()), "{ids:?}");
+    assert_eq!(s.get("/requests/export?format=pdf").await.status, 422);
+
+    let rows = xlsx_rows(s.bytes(&format!("/pyc/export?format=xlsx&q={}", urlencoding::encode(&na))).await);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][0], na);
+    let rows = csv_rows(s.bytes("/pyc/export?format=csv&state=draft").await);
+    assert_eq!(rows.len(), 2);
+    let _ = (pa, pb);
+
+    let danang = ingest(&app, &eml("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng", "Điểm ở Hội An.", "x1"));
+    ingest(&app, &eml("hub@vnpay.vn", "Kết nối Hà Nội", "Lò Đúc.", "x2"));
+    assert!(danang > 0);
+    let rows = csv_rows(s.bytes("/mail/export?format=csv&status=all&q=da%20nang").await);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0][2].as_str(), rows[0][3].as_str()), ("hub@vnpay.vn", "Mở cổng kết nối tại Đà Nẵng"));
+    let rows = xlsx_rows(s.bytes("/mail/export?format=xlsx&status=all&q=da%20nang").await);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][3], "Mở cổng kết nối tại Đà Nẵng");
+});
