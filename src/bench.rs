@@ -163,8 +163,8 @@ async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Resu
         job_timeout: std::time::Duration::from_secs(60),
         grace: std::time::Duration::from_secs(5),
     };
-    let registry = std::sync::Arc::new(crate::worker::runner::Registry::standard());
-    let worker = tokio::spawn(crate::worker::runner::run(state.clone(), registry, opts, stop_rx));
+    let registry = std::sync::Arc::new(crate::app::registry(&state.config));
+    let worker = tokio::spawn(crate::worker::runner::run(state.services.clone(), registry, opts, stop_rx));
     loop {
         let pool = state.pool.clone();
         let left = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
@@ -651,8 +651,8 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::worker::runner::run(
-        state.clone(),
-        std::sync::Arc::new(crate::worker::runner::Registry::standard()),
+        state.services.clone(),
+        std::sync::Arc::new(crate::app::registry(&s.config)),
         crate::worker::runner::WorkerOptions::from_config(&state.config),
         stop_rx,
     ));

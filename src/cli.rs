@@ -396,7 +396,7 @@ fn run_worker(state: AppState) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let tasks = crate::worker::start_background(&state, stop_rx);
+        let tasks = crate::app::start_background(&state, stop_rx);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

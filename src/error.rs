@@ -5,9 +5,6 @@
 //! timeout 503, and anything else is logged with its cause and shown as a bare 500 page
 //! that reveals nothing internal. Messages in the variants are for people, in Vietnamese.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("Không tìm thấy trang hoặc dữ liệu bạn yêu cầu.")]
@@ -85,26 +82,6 @@ impl From<actix_web::error::BlockingError> for AppError {
     }
 }
 
-impl ResponseError for AppError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let AppError::Internal(cause) = self {
-            tracing::error!(error = ?cause, "internal error");
-        }
-        crate::web::pages::error_page(self.status_code(), self.title(), &self.to_string())
-    }
-}
-
 pub type AppResult<T> = Result<T, AppError>;
 
 #[cfg(test)]
@@ -118,7 +95,7 @@ mod tests {
             DatabaseErrorKind::ForeignKeyViolation,
             Box::new("FOREIGN KEY constraint failed".to_string()),
         ));
-        assert_eq!(e.status_code(), StatusCode::CONFLICT);
+        assert!(matches!(e, AppError::Conflict(_)), "{e:?}");
         assert!(e.to_string().contains("tải lại trang"));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod app;
 pub mod audit;
 pub mod banking;
 pub mod bench;
@@ -19,5 +20,6 @@ pub mod notify;
 pub mod pyc;
 pub mod reports;
 pub mod secrets;
+pub mod services;
 pub mod web;
 pub mod worker;

@@ -15,3 +15,9 @@ pub mod portal;
 pub mod service;
 
 pub use models::{Role, Roles, User};
+
+/// Old login failures are dropped every hour.
+pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
+    r.register(service::PRUNE_JOB, service::prune_job);
+    r.every("prune-login-failures", crate::worker::schedule::Every::Seconds(3600), service::PRUNE_JOB);
+}

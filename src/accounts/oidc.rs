@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::merchant::OidcIdentity;
 use crate::config::{Config, OidcProvider};
-use crate::web::session::constant_time_eq;
 
 /// How long discovered metadata (endpoints and signing keys) is reused.
 const METADATA_TTL: Duration = Duration::from_secs(300);
@@ -135,7 +134,10 @@ impl OidcClients {
     ) -> Result<OidcIdentity, OidcError> {
         let pending = pending.ok_or(OidcError::BadState)?;
         let fresh = chrono::Utc::now().timestamp() - pending.started <= PENDING_TTL_SECS;
-        if pending.provider != provider.key || !fresh || !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+        if pending.provider != provider.key
+            || !fresh
+            || !bool::from(subtle::ConstantTimeEq::ct_eq(pending.state.as_bytes(), state.as_bytes()))
+        {
             return Err(OidcError::BadState);
         }
         let meta = self.metadata(provider).await?;

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
-use crate::web::AppState;
+use crate::services::Services;
 
 /// What a connection keeps sealed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ pub fn start_official(
 
 /// Step 2: the bank sent the browser back with `code` and `state`. Returns the
 /// connection, now holding sealed tokens. The caller checked who may finish it.
-pub async fn finish_official(state: &AppState, connection: Connection, code: &str) -> AppResult<Connection> {
+pub async fn finish_official(state: &Services, connection: Connection, code: &str) -> AppResult<Connection> {
     let config = state.config.clone();
     let bin = connection.bank_bin.clone();
     let bank = state.db(move |conn| bank(conn, &bin)).await?;
@@ -254,7 +254,7 @@ pub async fn finish_official(state: &AppState, connection: Connection, code: &st
 /// agent session for RPA (logging in again with the sealed credentials when `force`
 /// or when there is none).
 pub async fn renew_access(
-    state: &AppState,
+    state: &Services,
     connection: &Connection,
     bank_code: &str,
     force: bool,
@@ -369,7 +369,7 @@ pub async fn renew_access(
 /// "Kết nối trước – bankHub sau": the agent logs in with the merchant's bank login;
 /// on success the login is kept sealed for later sessions. Returns the connection id.
 pub async fn link_rpa(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     bin: &str,
@@ -461,7 +461,7 @@ pub fn link_demo(conn: &mut DbConn, actor: &Actor, business_id: i64) -> AppResul
 pub const DEMO_BIN: &str = "000000";
 
 /// The accounts a connection can see at its bank, for the "chọn tài khoản con" step.
-pub async fn remote_accounts(state: &AppState, connection: &Connection) -> AppResult<Vec<RemoteAccount>> {
+pub async fn remote_accounts(state: &Services, connection: &Connection) -> AppResult<Vec<RemoteAccount>> {
     if connection.method == "demo" {
         return Ok(connectors::demo_accounts(connection.id));
     }
@@ -824,7 +824,7 @@ pub fn push_authentic(secret: &str, signature: Option<&str>, authorization: Opti
         return mac.verify_slice(&expected).is_ok();
     }
     if let Some(key) = authorization.and_then(|a| a.trim().strip_prefix("Apikey ")) {
-        return crate::web::session::constant_time_eq(key.trim().as_bytes(), secret.as_bytes());
+        return subtle::ConstantTimeEq::ct_eq(key.trim().as_bytes(), secret.as_bytes()).into();
     }
     false
 }

@@ -152,7 +152,7 @@ pub async fn sync_job(ctx: JobCtx) -> Result<(), String> {
     let interval = target.interval;
     let account = target.account.clone();
     let business_id = account.business_id;
-    let config = ctx.state.config.clone();
+    let config = ctx.services.config.clone();
     ctx.db(move |conn| {
         let t = now();
         match stop {
@@ -220,7 +220,7 @@ async fn run(ctx: &JobCtx, target: &service::SyncTarget) -> Stop {
                 // The access token or the agent's session ended: renew once, then retry.
                 retried_login = true;
                 api = None;
-                match service::renew_access(&ctx.state, &target.connection, &target.bank_code, true).await {
+                match service::renew_access(&ctx.services, &target.connection, &target.bank_code, true).await {
                     Ok(_) => continue,
                     Err(e) => return Stop::Failed(e),
                 }
@@ -263,10 +263,10 @@ async fn fetch(
         )),
         "official" | "rpa" => {
             if api.is_none() {
-                *api = Some(service::renew_access(&ctx.state, &target.connection, &target.bank_code, false).await?);
+                *api = Some(service::renew_access(&ctx.services, &target.connection, &target.bank_code, false).await?);
             }
             let api = api.as_ref().ok_or_else(|| ConnectorError::Failed("no API".into()))?;
-            api.transactions(&ctx.state.http, &target.account.external_id, since, cursor).await
+            api.transactions(&ctx.services.http, &target.account.external_id, since, cursor).await
         }
         other => Err(ConnectorError::Failed(format!("tài khoản {other} không đồng bộ theo lịch"))),
     }

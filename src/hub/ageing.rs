@@ -194,7 +194,7 @@ pub async fn digest_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String
         .as_str()
         .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
         .unwrap_or_else(crate::db::now);
-    let config = ctx.state.config.clone();
+    let config = ctx.services.config.clone();
     let actor = Actor::system(&format!("job {}", ctx.id));
     ctx.db(move |conn| send_digest(conn, &config, &actor, slot, crate::fmt::local_date(slot)).map(|_| ())).await
 }

@@ -13,3 +13,9 @@ pub mod notice;
 pub mod pages;
 pub mod service;
 pub mod state;
+
+/// The desk's overdue requests, to the people responsible, every morning.
+pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
+    r.register(ageing::DIGEST_JOB, ageing::digest_job);
+    r.every("overdue-digest", crate::worker::schedule::Every::Daily { hour: 8, minute: 0 }, ageing::DIGEST_JOB);
+}

@@ -8,9 +8,9 @@
 use askama::Template;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::RngCore;
 
 use crate::audit::{self, Actor};
@@ -18,7 +18,6 @@ use crate::config::OutboundConfig;
 use crate::db::schema::mail_outbox;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
-use crate::worker::runner::JobCtx;
 use crate::worker::{JobOptions, enqueue};
 
 pub const SEND_JOB: &str = "mail.send";
@@ -224,45 +223,6 @@ pub fn request_of_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<
         .map(Option::flatten)
 }
 
-/// The configured transport: SMTP (pooled) or .eml files.
-pub enum Mailer {
-    /// The pool is built on first use: building it spawns its reaper task, which
-    /// needs the runtime that the CLI only starts after the state is made.
-    Smtp {
-        builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
-        pool: std::sync::OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
-    },
-    File(AsyncFileTransport<Tokio1Executor>),
-}
-
-impl Mailer {
-    pub fn from_config(cfg: &OutboundConfig) -> anyhow::Result<Self> {
-        match &cfg.smtp_url {
-            // Parsed now so a typo stops the start, not the first mail.
-            Some(url) => Ok(Mailer::Smtp {
-                builder: AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("HUBGATE_SMTP_URL: {e}"))?
-                    .timeout(Some(std::time::Duration::from_secs(30))),
-                pool: std::sync::OnceLock::new(),
-            }),
-            None => {
-                std::fs::create_dir_all(&cfg.outbox_dir)?;
-                Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(&cfg.outbox_dir)))
-            }
-        }
-    }
-
-    async fn send_raw(&self, envelope: &lettre::address::Envelope, raw: &[u8]) -> Result<(), String> {
-        match self {
-            Mailer::Smtp { builder, pool } => {
-                let transport = pool.get_or_init(|| builder.clone().build());
-                transport.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
-            }
-            Mailer::File(t) => t.send_raw(envelope, raw).await.map(|_| ()).map_err(|e| e.to_string()),
-        }
-    }
-}
-
 fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {
     let parse = |s: &str| s.trim().parse::<lettre::Address>().map_err(|e| format!("{s}: {e}"));
     let recipients = row
@@ -279,14 +239,14 @@ fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {
 }
 
 /// The `mail.send` job: sends the stored raw message once.
-pub async fn send_job(ctx: JobCtx) -> Result<(), String> {
+pub async fn send_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
     let id = ctx.payload["outbox_id"].as_i64().ok_or("payload without outbox_id")?;
     let (row, raw) = ctx.db(move |c| Ok((outbox_row(c, id)?, outbox_raw(c, id)?))).await?;
     if row.status == "sent" {
         return Ok(());
     }
     let result = match envelope(&row) {
-        Ok(env) => ctx.state.mailer.send_raw(&env, &raw).await,
+        Ok(env) => ctx.services.mailer.send_raw(&env, &raw).await,
         Err(e) => Err(e),
     };
     let last = ctx.is_last_attempt();

@@ -11,3 +11,10 @@ pub mod service;
 pub mod telegram;
 pub mod webhook;
 pub mod zalo;
+
+/// Deliveries, e-mail digests and Zalo OA events.
+pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
+    r.register(service::DELIVER_JOB, service::deliver_job);
+    r.register(service::DIGEST_JOB, service::digest_job);
+    r.register(zalo::EVENT_JOB, zalo::event_job);
+}

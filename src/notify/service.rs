@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
-use crate::web::AppState;
+use crate::services::Services;
 use crate::worker::runner::JobCtx;
 use crate::worker::{JobOptions, enqueue};
 
@@ -68,7 +68,7 @@ struct Spec {
 }
 
 /// Refuses accounts of another business (a forged form).
-async fn check_accounts(state: &AppState, business_id: i64, accounts: &[i64]) -> AppResult<()> {
+async fn check_accounts(state: &Services, business_id: i64, accounts: &[i64]) -> AppResult<()> {
     let owned: Vec<i64> = state
         .db(move |conn| {
             Ok(crate::business::models::linked_accounts(conn, business_id)?.into_iter().map(|a| a.id).collect())
@@ -86,7 +86,7 @@ fn clean_name(name: &str, fallback: &str) -> String {
 }
 
 async fn insert(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     common: &Common,
@@ -149,7 +149,7 @@ async fn insert(
 /// Adds a webhook, then calls it once with a sample transaction. Returns the webhook,
 /// its secret (shown once) and the test call's result.
 pub async fn create_webhook(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     input: WebhookInput,
@@ -160,7 +160,7 @@ pub async fn create_webhook(
 /// As [`create_webhook`], with the secret the caller chose (Casso's API lets the client
 /// set the legacy `secure_token`); a new one when None or empty.
 pub async fn create_webhook_with(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     input: WebhookInput,
@@ -210,7 +210,7 @@ pub struct TelegramInput {
 /// Checks the bot with a test message to each chat, then saves. A token Telegram
 /// refuses saves nothing; a chat it refuses is saved and shown as unreachable.
 pub async fn create_telegram(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     input: TelegramInput,
@@ -293,7 +293,7 @@ pub const DIGEST_CHOICES: &[(i64, &str)] = &[
 
 /// Saves an e-mail integration and mails its addresses a sample, through the outbox.
 pub async fn create_email(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     input: EmailInput,
@@ -348,7 +348,7 @@ pub struct ZaloOwner {
 }
 
 /// "Gọi thử": a sample message from the OA to the owner's Zalo.
-pub async fn zalo_test(state: &AppState, business_id: i64, owner: &ZaloOwner, fields: &[String]) -> Tried {
+pub async fn zalo_test(state: &Services, business_id: i64, owner: &ZaloOwner, fields: &[String]) -> Tried {
     let (tx, account) = message::sample(business_id);
     let text = format!(
         "hubgate: tin nhắn mẫu thông báo biến động số dư.\n\n{}",
@@ -359,7 +359,7 @@ pub async fn zalo_test(state: &AppState, business_id: i64, owner: &ZaloOwner, fi
 
 /// "Lưu": the Zalo OA integration with its owner and a fresh invitation code.
 pub async fn create_zalo(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     common: Common,
@@ -415,7 +415,7 @@ pub fn remove_recipient(
 
 /// The settings form of an existing integration: accounts, income only, fields.
 pub async fn update_common(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     business_id: i64,
     integration_id: i64,
@@ -597,7 +597,7 @@ impl Tried {
 pub async fn deliver_job(ctx: JobCtx) -> Result<(), String> {
     let delivery_id = ctx.payload["delivery_id"].as_i64().ok_or("no delivery_id")?;
     let attempt_no = ctx.payload["attempt"].as_i64().unwrap_or(1);
-    let config = ctx.state.config.clone();
+    let config = ctx.services.config.clone();
     let loaded = ctx
         .db(move |conn| {
             let d = models::delivery(conn, delivery_id)?;
@@ -613,7 +613,7 @@ pub async fn deliver_job(ctx: JobCtx) -> Result<(), String> {
     if matches!(delivery.status.as_str(), "delivered" | "dead") || tx.deleted_at.is_some() {
         return Ok(());
     }
-    let state = &ctx.state;
+    let state = &ctx.services;
     let tried = if !integration.enabled || integration.deleted_at.is_some() {
         Tried::dropped("tích hợp đang tắt")
     } else if let Some(r) = recipient.as_ref().filter(|r| r.status != "active") {
@@ -705,7 +705,7 @@ pub async fn deliver_job(ctx: JobCtx) -> Result<(), String> {
             other => Tried::dropped(&format!("kênh không hỗ trợ: {other}")),
         }
     };
-    let config = ctx.state.config.clone();
+    let config = ctx.services.config.clone();
     ctx.db(move |conn| {
         crate::db::tx(conn, |conn| record_outcome(conn, &config, &integration, &delivery, attempt_no, &tried))
     })
@@ -724,7 +724,7 @@ fn email_addresses(conn: &mut DbConn, integration_id: i64) -> AppResult<Vec<Stri
 /// integration; the mail and the deliveries' "sent" commit together.
 pub async fn digest_job(ctx: JobCtx) -> Result<(), String> {
     let integration_id = ctx.payload["integration_id"].as_i64().ok_or("no integration_id")?;
-    let config = ctx.state.config.clone();
+    let config = ctx.services.config.clone();
     ctx.db(move |conn| {
         crate::db::tx(conn, |conn| {
             let i = models::integration_by_id(conn, integration_id)?;

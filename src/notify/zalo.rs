@@ -195,7 +195,7 @@ fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> 
 /// Zalo just refused), else a refresh. One node at a time spends the single-use refresh
 /// token (a 30-second lease on the row); the rotated one is stored with the new access
 /// token, under the same generation check, before anyone else may refresh.
-pub async fn oa_token(state: &crate::web::AppState, refused: Option<String>) -> AppResult<String> {
+pub async fn oa_token(state: &crate::services::Services, refused: Option<String>) -> AppResult<String> {
     let cfg = state.config.zalo.clone();
     for _ in 0..100 {
         let (config, refused2) = (state.config.clone(), refused.clone());
@@ -374,7 +374,7 @@ pub async fn send_text(
 }
 
 /// Sends with the current token; on a token error refreshes once and sends again.
-pub async fn send_with_refresh(state: &crate::web::AppState, user_id: &str, text: &str) -> SendResult {
+pub async fn send_with_refresh(state: &crate::services::Services, user_id: &str, text: &str) -> SendResult {
     let first = oa_token(state, None).await;
     let access = match first {
         Ok(a) => a,
@@ -677,7 +677,7 @@ pub async fn event_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String>
         })
         .await?;
     for (n, (id, user_id, text)) in batch.iter().enumerate() {
-        let r = send_with_refresh(&ctx.state, user_id, text).await;
+        let r = send_with_refresh(&ctx.services, user_id, text).await;
         let (done, error) = match r.sent {
             Sent::Ok => (true, None),
             // The user cannot be written to: nothing to retry.

@@ -8,6 +8,12 @@
 pub mod handlers;
 pub mod reconcile;
 
+/// The accountants' month-end list: the 1st at 08:00, local time.
+pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
+    r.register(MONTHLY_JOB, monthly_job);
+    r.every("monthly-report", crate::worker::schedule::Every::Monthly { day: 1, hour: 8, minute: 0 }, MONTHLY_JOB);
+}
+
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use rust_xlsxwriter::{Format, FormatAlign, Workbook, XlsxError};
@@ -248,7 +254,7 @@ pub async fn monthly_job(ctx: crate::worker::runner::JobCtx) -> Result<(), Strin
     let slot = ctx.payload["slot"].as_str().and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok());
     let today = crate::fmt::local_date(slot.unwrap_or_else(crate::db::now));
     let month = Month::of(today).previous();
-    let outbound = ctx.state.config.outbound.clone();
+    let outbound = ctx.services.config.outbound.clone();
     let actor = crate::audit::Actor::system(&format!("job {}", ctx.id));
     ctx.db(move |conn| report_to_accounting(conn, &outbound, &actor, month).map(|_| ())).await
 }

@@ -24,8 +24,9 @@ use actix_web::{App, HttpServer, web};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 
 use crate::config::Config;
-use crate::db::{DbConn, Pool};
-use crate::error::{AppError, AppResult};
+use crate::db::Pool;
+use crate::error::AppError;
+use crate::services::Services;
 
 /// Every page's policy: only our own scripts run; a partner mail's remote images
 /// (tracking pixels) are not fetched until the reader asks. Inline styles stay:
@@ -33,58 +34,28 @@ use crate::error::{AppError, AppResult};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Shared by every handler and the worker.
+/// Shared by every handler: the domain services (which it derefs to, so a handler
+/// passes `&state` where a service asks for `&Services`) and what only the web needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub pool: Pool,
-    pub mailer: Arc<crate::mail::outbound::Mailer>,
+    pub services: Services,
     pub oidc: Arc<crate::accounts::oidc::OidcClients>,
-    /// One HTTP client for every outside party (banks, agents); no redirects followed.
-    pub http: reqwest::Client,
-    /// Wakes this process's worker when a committed change enqueued a job.
-    pub wake: Arc<tokio::sync::Notify>,
     /// The public API's per-key rate limit.
     pub api_limiter: Arc<crate::api::Limiter>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}
+
 impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
-        let mailer = Arc::new(crate::mail::outbound::Mailer::from_config(&config.outbound)?);
         let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let api_limiter = Arc::new(crate::api::new_limiter(config.api_rate_per_second));
-        Ok(Self {
-            config: Arc::new(config),
-            pool,
-            mailer,
-            oidc,
-            http,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            api_limiter,
-        })
-    }
-
-    /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn db<T, F>(&self, f: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
-    {
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
-        web::block(move || {
-            let mut conn = pool.get()?;
-            crate::worker::wake::clear();
-            let r = f(&mut conn);
-            crate::worker::wake::after(&mut conn, &wake);
-            r
-        })
-        .await?
+        Ok(Self { services: Services::new(config, pool)?, oidc, api_limiter })
     }
 }
 
@@ -284,7 +255,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let bind = state.config.bind;
     let workers = state.config.http_workers;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = crate::worker::start_background(&state, stop_rx);
+    let background = crate::app::start_background(&state, stop_rx);
     tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
     let app_state = state.clone();
     let mut server =

@@ -35,6 +35,28 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
     HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
 }
 
+/// Every error a handler returns becomes a Vietnamese page with its status here, in
+/// the web layer; `crate::error` itself knows nothing of pages.
+impl actix_web::ResponseError for crate::error::AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            crate::error::AppError::NotFound => StatusCode::NOT_FOUND,
+            crate::error::AppError::Forbidden(_) | crate::error::AppError::Csrf => StatusCode::FORBIDDEN,
+            crate::error::AppError::Conflict(_) => StatusCode::CONFLICT,
+            crate::error::AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            crate::error::AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let crate::error::AppError::Internal(cause) = self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        error_page(self.status_code(), self.title(), &self.to_string())
+    }
+}
+
 /// Fallback for unknown URLs.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     if req.path().starts_with("/v1/") || req.path().starts_with("/v2/") {

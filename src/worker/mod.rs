@@ -107,28 +107,3 @@ pub fn discard_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> 
         Ok(())
     })
 }
-
-/// Starts the embedded worker (unless its concurrency is 0), the scheduler and the IMAP
-/// reader (when configured) on the current runtime; all stop when `stop` turns true.
-pub fn start_background(
-    state: &crate::web::AppState,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let registry = std::sync::Arc::new(runner::Registry::standard());
-    let opts = runner::WorkerOptions::from_config(&state.config);
-    let schedules = schedule::standard(&state.config);
-    // The IMAP reader goes with the worker: a node without one (concurrency 0) reads no mail.
-    let imap = (opts.concurrency > 0 && state.config.mail.imap.is_some()).then(|| {
-        let opts = crate::mail::inbound::imap::Options {
-            owner: opts.name.clone(),
-            ..crate::mail::inbound::imap::Options::standard()
-        };
-        tokio::spawn(crate::mail::inbound::imap::run(state.clone(), opts, stop.clone()))
-    });
-    let mut tasks = vec![
-        tokio::spawn(runner::run(state.clone(), registry, opts, stop.clone())),
-        tokio::spawn(schedule::run(state.clone(), schedules, stop)),
-    ];
-    tasks.extend(imap);
-    tasks
-}

@@ -12,15 +12,17 @@ use rand::Rng;
 use tokio::task::JoinSet;
 
 use super::models::{self, Job, Outcome};
-use crate::web::AppState;
+use super::schedule::{Every, Schedule};
+use crate::services::Services;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 pub type Handler = Arc<dyn Fn(JobCtx) -> HandlerFuture + Send + Sync>;
 
-/// What a handler gets: the app, the job's payload and which attempt this is.
+/// What a handler gets: the services (pool, configuration, mailer, HTTP client), the
+/// job's payload and which attempt this is.
 #[derive(Clone)]
 pub struct JobCtx {
-    pub state: AppState,
+    pub services: Services,
     pub id: i64,
     pub payload: serde_json::Value,
     pub attempt: i64,
@@ -38,7 +40,7 @@ impl JobCtx {
         T: Send + 'static,
         F: FnOnce(&mut crate::db::DbConn) -> crate::error::AppResult<T> + Send + 'static,
     {
-        let (pool, wake) = (self.state.pool.clone(), self.state.wake.clone());
+        let (pool, wake) = (self.services.pool.clone(), self.services.wake.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             crate::worker::wake::clear();
@@ -51,10 +53,27 @@ impl JobCtx {
     }
 }
 
-/// Handlers by job kind.
-#[derive(Clone, Default)]
+/// Handlers by job kind, and the schedules that enqueue them. Each domain registers its
+/// own (see `crate::app::registry`): the worker knows no domain.
+#[derive(Clone)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
+    schedules: Vec<Schedule>,
+}
+
+impl Default for Registry {
+    /// The worker's own operational jobs: a no-op (bench, smoke test) and a sleep
+    /// (crash test).
+    fn default() -> Self {
+        let mut r = Registry { handlers: HashMap::new(), schedules: Vec::new() };
+        r.register("debug.noop", |_ctx| async { Ok(()) });
+        r.register("debug.sleep", |ctx: JobCtx| async move {
+            let secs = ctx.payload["secs"].as_f64().unwrap_or(1.0);
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            Ok(())
+        });
+        r
+    }
 }
 
 impl Registry {
@@ -66,27 +85,13 @@ impl Registry {
         self.handlers.insert(kind.to_string(), Arc::new(move |ctx| Box::pin(f(ctx))));
     }
 
-    /// The handlers of the app itself.
-    pub fn standard() -> Self {
-        let mut r = Registry::default();
-        r.register(crate::mail::outbound::SEND_JOB, crate::mail::outbound::send_job);
-        r.register(crate::mail::inbound::maildir::SCAN_JOB, crate::mail::inbound::maildir::scan_job);
-        r.register(crate::reports::MONTHLY_JOB, crate::reports::monthly_job);
-        r.register(crate::accounts::service::PRUNE_JOB, crate::accounts::service::prune_job);
-        r.register(crate::hub::ageing::DIGEST_JOB, crate::hub::ageing::digest_job);
-        r.register(crate::banking::sync::SYNC_JOB, crate::banking::sync::sync_job);
-        r.register(crate::banking::sync::DUE_JOB, crate::banking::sync::due_job);
-        r.register(crate::notify::service::DELIVER_JOB, crate::notify::service::deliver_job);
-        r.register(crate::notify::service::DIGEST_JOB, crate::notify::service::digest_job);
-        r.register(crate::notify::zalo::EVENT_JOB, crate::notify::zalo::event_job);
-        // Operational checks: a no-op (bench, smoke test) and a sleep (crash test).
-        r.register("debug.noop", |_ctx| async { Ok(()) });
-        r.register("debug.sleep", |ctx: JobCtx| async move {
-            let secs = ctx.payload["secs"].as_f64().unwrap_or(1.0);
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-            Ok(())
-        });
-        r
+    /// Enqueues a `kind` job with an empty payload at every slot of `every`.
+    pub fn every(&mut self, name: &str, every: Every, kind: &str) {
+        self.schedules.push(Schedule { name: name.into(), every, kind: kind.into(), payload: serde_json::json!({}) });
+    }
+
+    pub fn schedules(&self) -> Vec<Schedule> {
+        self.schedules.clone()
     }
 
     fn get(&self, kind: &str) -> Option<Handler> {
@@ -135,10 +140,10 @@ pub fn backoff(attempt: i64) -> chrono::Duration {
 }
 
 async fn blocking<T: Send + 'static>(
-    state: &AppState,
+    services: &Services,
     f: impl FnOnce(&mut crate::db::DbConn) -> diesel::QueryResult<T> + Send + 'static,
 ) -> Result<T, String> {
-    let pool = state.pool.clone();
+    let pool = services.pool.clone();
     tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         f(&mut conn).map_err(|e| e.to_string())
@@ -147,7 +152,7 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| e.to_string())?
 }
 
-async fn execute(state: AppState, registry: Arc<Registry>, job: Job, timeout: Duration) -> (i64, Outcome) {
+async fn execute(services: Services, registry: Arc<Registry>, job: Job, timeout: Duration) -> (i64, Outcome) {
     let fail = |error: String| {
         if job.attempts >= job.max_attempts {
             Outcome::Dead { error }
@@ -164,7 +169,7 @@ async fn execute(state: AppState, registry: Arc<Registry>, job: Job, timeout: Du
             return (job.id, Outcome::Dead { error: format!("payload is not JSON: {e}") });
         }
     };
-    let ctx = JobCtx { state, id: job.id, payload, attempt: job.attempts, max_attempts: job.max_attempts };
+    let ctx = JobCtx { services, id: job.id, payload, attempt: job.attempts, max_attempts: job.max_attempts };
     let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
     let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(()))) => Outcome::Done,
@@ -178,7 +183,7 @@ async fn execute(state: AppState, registry: Arc<Registry>, job: Job, timeout: Du
 /// Runs until `stop` turns true; then lets running jobs finish within the grace
 /// period and releases the leases of those that did not.
 pub async fn run(
-    state: AppState,
+    services: Services,
     registry: Arc<Registry>,
     opts: WorkerOptions,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -188,8 +193,8 @@ pub async fn run(
     }
     tracing::info!(worker = %opts.name, concurrency = opts.concurrency, "worker started");
     let listening = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if state.config.database_url.starts_with("postgres") {
-        crate::worker::wake::listen(state.config.database_url.clone(), state.wake.clone(), listening.clone());
+    if services.config.database_url.starts_with("postgres") {
+        crate::worker::wake::listen(services.config.database_url.clone(), services.wake.clone(), listening.clone());
     }
     let mut running: JoinSet<(i64, Outcome)> = JoinSet::new();
     let mut in_flight: HashSet<i64> = HashSet::new();
@@ -203,7 +208,7 @@ pub async fn run(
                 results.push(r);
             }
         }
-        flush(&state, &opts.name, &mut results, &mut in_flight).await;
+        flush(&services, &opts.name, &mut results, &mut in_flight).await;
         let free = opts.concurrency.saturating_sub(running.len());
         let mut claimed_full = false;
         if free > 0 {
@@ -211,12 +216,12 @@ pub async fn run(
             let lease_until =
                 now + chrono::Duration::from_std(opts.lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
             let name = opts.name.clone();
-            match blocking(&state, move |c| models::claim(c, &name, free as i64, now, lease_until)).await {
+            match blocking(&services, move |c| models::claim(c, &name, free as i64, now, lease_until)).await {
                 Ok(jobs) => {
                     claimed_full = jobs.len() == free;
                     for job in jobs {
                         in_flight.insert(job.id);
-                        running.spawn(execute(state.clone(), registry.clone(), job, opts.job_timeout));
+                        running.spawn(execute(services.clone(), registry.clone(), job, opts.job_timeout));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot claim jobs; will retry"),
@@ -230,7 +235,7 @@ pub async fn run(
                 if let Ok(r) = done { results.push(r); }
             }
             _ = tokio::time::sleep(opts.poll) => {}
-            _ = state.wake.notified() => {}
+            _ = services.wake.notified() => {}
             _ = stop.changed() => {}
         }
     }
@@ -242,19 +247,19 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    flush(&state, &opts.name, &mut results, &mut in_flight).await;
+    flush(&services, &opts.name, &mut results, &mut in_flight).await;
     running.abort_all();
     let left: Vec<i64> = in_flight.into_iter().collect();
     if !left.is_empty() {
         let name = opts.name.clone();
-        let n = blocking(&state, move |c| models::release(c, &name, &left)).await.unwrap_or(0);
+        let n = blocking(&services, move |c| models::release(c, &name, &left)).await.unwrap_or(0);
         tracing::info!(released = n, "released the leases of unfinished jobs");
     }
     listening.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(worker = %opts.name, "worker stopped");
 }
 
-async fn flush(state: &AppState, worker: &str, results: &mut Vec<(i64, Outcome)>, in_flight: &mut HashSet<i64>) {
+async fn flush(services: &Services, worker: &str, results: &mut Vec<(i64, Outcome)>, in_flight: &mut HashSet<i64>) {
     if results.is_empty() {
         return;
     }
@@ -263,7 +268,7 @@ async fn flush(state: &AppState, worker: &str, results: &mut Vec<(i64, Outcome)>
         in_flight.remove(id);
     }
     let name = worker.to_string();
-    if let Err(e) = blocking(state, move |c| models::finish(c, &name, &batch, crate::db::now())).await {
+    if let Err(e) = blocking(services, move |c| models::finish(c, &name, &batch, crate::db::now())).await {
         // The leases expire and the jobs run again: handlers are idempotent.
         tracing::error!(error = %e, "cannot record job outcomes");
     }

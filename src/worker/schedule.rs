@@ -84,54 +84,14 @@ pub fn tick(conn: &mut DbConn, schedules: &[Schedule], now: NaiveDateTime) -> Ap
     Ok(added)
 }
 
-/// The schedules of the app, from its configuration.
-pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
-    // The accountants' month-end list: the 1st at 08:00, local time.
-    let mut out = vec![Schedule {
-        name: "monthly-report".into(),
-        every: Every::Monthly { day: 1, hour: 8, minute: 0 },
-        kind: crate::reports::MONTHLY_JOB.into(),
-        payload: serde_json::json!({}),
-    }];
-    out.push(Schedule {
-        name: "prune-login-failures".into(),
-        every: Every::Seconds(3600),
-        kind: crate::accounts::service::PRUNE_JOB.into(),
-        payload: serde_json::json!({}),
-    });
-    // The desk's overdue requests, to the people responsible, every morning.
-    out.push(Schedule {
-        name: "overdue-digest".into(),
-        every: Every::Daily { hour: 8, minute: 0 },
-        kind: crate::hub::ageing::DIGEST_JOB.into(),
-        payload: serde_json::json!({}),
-    });
-    // Bank accounts whose next sync has come (each plan sets its own interval).
-    out.push(Schedule {
-        name: "bank-sync".into(),
-        every: Every::Seconds(30),
-        kind: crate::banking::sync::DUE_JOB.into(),
-        payload: serde_json::json!({}),
-    });
-    if config.mail.maildir.is_some() {
-        out.push(Schedule {
-            name: "maildir".into(),
-            every: Every::Seconds(config.mail.maildir_interval.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
-            kind: crate::mail::inbound::maildir::SCAN_JOB.into(),
-            payload: serde_json::json!({}),
-        });
-    }
-    out
-}
-
 /// Ticks every few seconds until `stop`.
-pub async fn run(state: crate::web::AppState, schedules: Vec<Schedule>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(pool: crate::db::Pool, schedules: Vec<Schedule>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if schedules.is_empty() {
         return;
     }
     loop {
         let s = schedules.clone();
-        let pool = state.pool.clone();
+        let pool = pool.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<usize, String> {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             tick(&mut conn, &s, crate::db::now()).map_err(|e| e.to_string())

@@ -1,7 +1,7 @@
 //! Waking the worker the moment a job is committed, instead of at its next poll.
 //!
 //! [`super::enqueue`] notes on its thread that a job is due now; the database helpers
-//! ([`crate::web::AppState::db`], the jobs' own `db`) look at the note once their
+//! ([`crate::services::Services::db`], the jobs' own `db`) look at the note once their
 //! closure has returned (committed) and then wake this process's worker and, on
 //! PostgreSQL, every other node's (`NOTIFY hubgate_jobs`, delivered at commit, picked
 //! up by [`listen`]). The poll stays as the fallback: a lost wake-up costs one poll.

@@ -343,7 +343,8 @@ db_test!(old_login_failures_are_pruned_on_schedule, |app| {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     });
-    let schedules: Vec<_> = hubgate::worker::schedule::standard(&app.state.config)
+    let schedules: Vec<_> = hubgate::app::registry(&app.state.config)
+        .schedules()
         .into_iter()
         .filter(|s| s.name == "prune-login-failures")
         .collect();

@@ -31,7 +31,7 @@ macro_rules! bank_test {
 
 pub async fn sync(app: &TestApp, account_id: i64) -> Result<(), String> {
     let ctx = JobCtx {
-        state: app.state.clone(),
+        services: app.state.services.clone(),
         id: 0,
         payload: serde_json::json!({ "account_id": account_id }),
         attempt: 1,

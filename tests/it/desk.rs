@@ -114,8 +114,8 @@ pub async fn work_until(app: &TestApp, done: impl Fn() -> bool) {
         grace: Duration::from_secs(2),
     };
     let worker = tokio::spawn(hubgate::worker::runner::run(
-        app.state.clone(),
-        Arc::new(hubgate::worker::runner::Registry::standard()),
+        app.state.services.clone(),
+        Arc::new(hubgate::app::registry(&app.state.config)),
         opts,
         rx,
     ));
@@ -347,7 +347,8 @@ smtp_test!(morning_digest_of_overdue_requests, |app, inbox| {
     // 08:00 in Ho Chi Minh City is 01:00 UTC; two nodes tick the same slot.
     let now = hubgate::db::now();
     let at = chrono::NaiveDateTime::new(now.date(), chrono::NaiveTime::from_hms_opt(1, 0, 5).unwrap_or_default());
-    let digest: Vec<_> = schedule::standard(&app.state.config)
+    let digest: Vec<_> = hubgate::app::registry(&app.state.config)
+        .schedules()
         .into_iter()
         .filter(|s| s.kind == hubgate::hub::ageing::DIGEST_JOB)
         .collect();

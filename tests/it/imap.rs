@@ -292,7 +292,7 @@ struct Running {
 
 fn start_reader(app: &TestApp, owner: &str) -> Running {
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(imap::run(app.state.clone(), test_options(owner), rx));
+    let task = tokio::spawn(imap::run(app.state.services.clone(), test_options(owner), rx));
     Running { stop, task }
 }
 

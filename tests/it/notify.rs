@@ -74,8 +74,8 @@ pub(crate) async fn work_until(app: &TestApp, mut done: impl FnMut() -> bool) {
         job_timeout: std::time::Duration::from_secs(20),
         grace: std::time::Duration::from_secs(2),
     };
-    let registry = std::sync::Arc::new(hubgate::worker::runner::Registry::standard());
-    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), registry, opts, rx));
+    let registry = std::sync::Arc::new(hubgate::app::registry(&app.state.config));
+    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.services.clone(), registry, opts, rx));
     let started = std::time::Instant::now();
     while !done() {
         if started.elapsed() > std::time::Duration::from_secs(30) {

@@ -26,7 +26,7 @@ fn options(name: &str, concurrency: usize) -> WorkerOptions {
 /// Runs a worker until `done` says so (or 30 s pass), then stops it.
 async fn work_until(app: &crate::support::TestApp, registry: Registry, done: impl Fn(&mut DbConn) -> bool) {
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(run(app.state.clone(), Arc::new(registry), options("test", 8), rx));
+    let worker = tokio::spawn(run(app.state.services.clone(), Arc::new(registry), options("test", 8), rx));
     let started = Instant::now();
     while !app.with_conn(|c| done(c)) {
         assert!(started.elapsed() < Duration::from_secs(30), "worker did not get there in 30 s");
@@ -71,7 +71,7 @@ db_test!(rolled_back_never_runs_committed_runs_once, |app| {
         .ok()
         .flatten()
         .unwrap_or(-1);
-    work_until(&app, Registry::standard(), pending).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
     let job = app.with_conn(|c| hubgate::worker::models::job(c, id)).unwrap_or_else(|e| panic!("{e}"));
     assert!(job.done_at.is_some());
     assert_eq!(job.attempts, 1);
@@ -103,7 +103,7 @@ db_test!(unique_keys_and_scheduler_ticks_run_once, |app| {
 });
 
 db_test!(failures_back_off_then_die_and_an_admin_retries, |app| {
-    let mut registry = Registry::standard();
+    let mut registry = hubgate::app::registry(&app.state.config);
     registry.register("test.fail", |_ctx| async { Err("đối tác trả lỗi 500".to_string()) });
     let id = app
         .with_conn(|c| {
@@ -181,7 +181,7 @@ async fn mail_reaches_a_real_smtp_server_threaded_and_encoded() {
     let id = app
         .with_conn(|c| queue_mail(c, &cfg, &Actor::system("test"), &vietnamese_mail()))
         .unwrap_or_else(|e| panic!("{e:?}"));
-    work_until(&app, Registry::standard(), pending).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
     let received = inbox.received();
     assert_eq!(received.len(), 1);
     let msg = mail_parser::MessageParser::default().parse(&received[0]).unwrap_or_else(|| panic!("unparsable"));
@@ -230,7 +230,7 @@ async fn smtp_outage_retries_and_delivers_once() {
     let attempted = |c: &mut DbConn| {
         mail_outbox::table.select(mail_outbox::attempts).first::<i64>(c).map(|a| a >= 1).unwrap_or(false)
     };
-    work_until(&app, Registry::standard(), attempted).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), attempted).await;
     let (status, error): (String, Option<String>) = app
         .with_conn(|c| mail_outbox::table.find(id).select((mail_outbox::status, mail_outbox::error)).first(c))
         .unwrap_or_default();
@@ -245,12 +245,12 @@ async fn smtp_outage_retries_and_delivers_once() {
     let twice = |c: &mut DbConn| {
         mail_outbox::table.select(mail_outbox::attempts).first::<i64>(c).map(|a| a >= 2).unwrap_or(false)
     };
-    work_until(&app, Registry::standard(), twice).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), twice).await;
     assert!(inbox.received().is_empty());
 
     inbox.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
     app.with_conn(due).unwrap_or(0);
-    work_until(&app, Registry::standard(), pending).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
     assert_eq!(inbox.received().len(), 1, "delivered exactly once");
     // A replayed job (say, after a lost acknowledgement) does not send it again.
     app.with_conn(|c| {
@@ -259,7 +259,7 @@ async fn smtp_outage_retries_and_delivers_once() {
             .execute(c)
     })
     .unwrap_or(0);
-    work_until(&app, Registry::standard(), pending).await;
+    work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
     assert_eq!(inbox.received().len(), 1);
 }
 
@@ -341,8 +341,18 @@ async fn two_workers_on_postgres_run_each_job_once() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let a = tokio::spawn(run(app.state.clone(), Arc::new(Registry::standard()), options("node-a", 32), rx.clone()));
-    let b = tokio::spawn(run(app.state.clone(), Arc::new(Registry::standard()), options("node-b", 32), rx));
+    let a = tokio::spawn(run(
+        app.state.services.clone(),
+        Arc::new(hubgate::app::registry(&app.state.config)),
+        options("node-a", 32),
+        rx.clone(),
+    ));
+    let b = tokio::spawn(run(
+        app.state.services.clone(),
+        Arc::new(hubgate::app::registry(&app.state.config)),
+        options("node-b", 32),
+        rx,
+    ));
     let started = Instant::now();
     while !app.with_conn(pending) {
         assert!(started.elapsed() < Duration::from_secs(120), "not drained");

@@ -143,7 +143,8 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
     app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
     app.create_user("ketoan2@ipos.vn", &[Role::Accountant, Role::Sale]);
     use hubgate::worker::schedule::{Schedule, tick};
-    let schedules: Vec<Schedule> = hubgate::worker::schedule::standard(&app.state.config)
+    let schedules: Vec<Schedule> = hubgate::app::registry(&app.state.config)
+        .schedules()
         .into_iter()
         .filter(|s| s.name == "monthly-report")
         .collect();
@@ -152,7 +153,7 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
     let at = utc("2026-11-01 01:05");
     let added = app.with_conn(|c| tick(c, &schedules, at).unwrap_or(0) + tick(c, &schedules, at).unwrap_or(0));
     assert_eq!(added, 1);
-    let registry = hubgate::worker::runner::Registry::standard();
+    let registry = hubgate::app::registry(&app.state.config);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let opts = hubgate::worker::runner::WorkerOptions {
         name: "t".into(),
@@ -162,7 +163,8 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
         job_timeout: std::time::Duration::from_secs(20),
         grace: std::time::Duration::from_secs(2),
     };
-    let worker = tokio::spawn(hubgate::worker::runner::run(app.state.clone(), std::sync::Arc::new(registry), opts, rx));
+    let worker =
+        tokio::spawn(hubgate::worker::runner::run(app.state.services.clone(), std::sync::Arc::new(registry), opts, rx));
     let started = std::time::Instant::now();
     while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
@@ -200,8 +202,8 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
         grace: std::time::Duration::from_secs(2),
     };
     let worker = tokio::spawn(hubgate::worker::runner::run(
-        app.state.clone(),
-        std::sync::Arc::new(hubgate::worker::runner::Registry::standard()),
+        app.state.services.clone(),
+        std::sync::Arc::new(hubgate::app::registry(&app.state.config)),
         opts,
         rx,
     ));

@@ -73,10 +73,10 @@ pub const SCAN_JOB: &str = "mail.maildir_scan";
 
 /// The Maildir scan job (a scheduled tick; a no-op when no Maildir is configured).
 pub async fn scan_job(ctx: crate::worker::runner::JobCtx) -> Result<(), String> {
-    let Some(dir) = ctx.state.config.mail.maildir.clone() else {
+    let Some(dir) = ctx.services.config.mail.maildir.clone() else {
         return Ok(());
     };
-    let cfg = ctx.state.config.mail.clone();
+    let cfg = ctx.services.config.mail.clone();
     let reports = ctx.db(move |conn| scan(conn, &cfg, &dir)).await?;
     if !reports.is_empty() {
         tracing::info!(count = reports.len(), "ingested Maildir messages");

@@ -29,7 +29,7 @@ use client::{Caps, ImapError, ImapSession};
 
 use super::service::{self, IngestReport};
 use crate::config::ImapConfig;
-use crate::web::AppState;
+use crate::services::Services;
 
 /// How the reader paces itself; [`Options::standard`] in production, shorter in tests.
 #[derive(Clone, Debug)]
@@ -59,7 +59,7 @@ impl Options {
 /// provider locking the account.
 const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
-async fn db<T, F>(state: &AppState, f: F) -> Result<T, ImapError>
+async fn db<T, F>(state: &Services, f: F) -> Result<T, ImapError>
 where
     T: Send + 'static,
     F: FnOnce(&mut crate::db::DbConn) -> crate::error::AppResult<T> + Send + 'static,
@@ -73,7 +73,7 @@ fn lease_end(lease: Duration) -> chrono::NaiveDateTime {
 
 /// An open, logged-in connection with the mailbox selected.
 struct Reader<'a> {
-    state: &'a AppState,
+    state: &'a Services,
     cfg: &'a ImapConfig,
     account: String,
     owner: &'a str,
@@ -94,7 +94,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    async fn open(state: &'a AppState, cfg: &'a ImapConfig, owner: &'a str) -> Result<Reader<'a>, ImapError> {
+    async fn open(state: &'a Services, cfg: &'a ImapConfig, owner: &'a str) -> Result<Reader<'a>, ImapError> {
         let (mut session, caps) = client::connect(cfg).await?;
         let folder = client::server_name(&mut session, &cfg.processed_folder).await?;
         let mailbox = client::select(&mut session, &cfg.mailbox).await?;
@@ -261,7 +261,7 @@ impl<'a> Reader<'a> {
 
 /// Renews the lease every third of its length; returns once it is lost (taken by
 /// another node, or not renewable before it ran out).
-async fn keep_lease(state: &AppState, account: &str, owner: &str, lease: Duration) -> ImapError {
+async fn keep_lease(state: &Services, account: &str, owner: &str, lease: Duration) -> ImapError {
     let mut valid_until = tokio::time::Instant::now() + lease;
     loop {
         tokio::time::sleep(lease / 3).await;
@@ -281,7 +281,7 @@ async fn keep_lease(state: &AppState, account: &str, owner: &str, lease: Duratio
 
 /// Runs `work` while keeping the lease; the lease's loss ends it.
 async fn with_lease<T>(
-    state: &AppState,
+    state: &Services,
     account: &str,
     owner: &str,
     lease: Duration,
@@ -294,7 +294,7 @@ async fn with_lease<T>(
 }
 
 /// Takes the lease, or says who holds it.
-async fn take_lease(state: &AppState, account: &str, owner: &str, lease: Duration) -> Result<(), ImapError> {
+async fn take_lease(state: &Services, account: &str, owner: &str, lease: Duration) -> Result<(), ImapError> {
     let (acc, own, until) = (account.to_string(), owner.to_string(), lease_end(lease));
     let taken = db(state, move |c| {
         if state::acquire(c, &acc, &own, crate::db::now(), until)? {
@@ -312,14 +312,14 @@ async fn take_lease(state: &AppState, account: &str, owner: &str, lease: Duratio
     }
 }
 
-async fn give_back(state: &AppState, account: &str, owner: &str) {
+async fn give_back(state: &Services, account: &str, owner: &str) {
     let (acc, own) = (account.to_string(), owner.to_string());
     if let Err(e) = db(state, move |c| Ok(state::release(c, &acc, &own)?)).await {
         tracing::warn!(error = %e, "cannot release the IMAP lease; it lapses by itself");
     }
 }
 
-async fn note_error(state: &AppState, cfg: &ImapConfig, e: &ImapError) {
+async fn note_error(state: &Services, cfg: &ImapConfig, e: &ImapError) {
     let (acc, text) = (cfg.account(), e.describe(cfg));
     tracing::warn!(mailbox = %acc, error = %text, "IMAP mailbox");
     if let Err(e) = db(state, move |c| Ok(state::note_error(c, &acc, &text, crate::db::now())?)).await {
@@ -329,7 +329,7 @@ async fn note_error(state: &AppState, cfg: &ImapConfig, e: &ImapError) {
 
 /// One connection's life: sweep, then scan and wait for ever; returns its error.
 /// `worked` turns true once a scan went through (the backoff starts again).
-async fn session(state: &AppState, cfg: &ImapConfig, opts: &Options, worked: &AtomicBool) -> ImapError {
+async fn session(state: &Services, cfg: &ImapConfig, opts: &Options, worked: &AtomicBool) -> ImapError {
     let mut reader = match Reader::open(state, cfg, &opts.owner).await {
         Ok(r) => r,
         Err(e) => return e,
@@ -364,7 +364,7 @@ async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bo
 
 /// The reader of the configured mailbox, until `stop` turns true (the embedded worker
 /// and `hubgate worker` run it; a no-op without `imap_host`).
-pub async fn run(state: AppState, opts: Options, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(state: Services, opts: Options, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(cfg) = state.config.mail.imap.clone() else {
         return;
     };
@@ -428,7 +428,7 @@ pub struct Fetched {
 }
 
 /// One read of the mailbox (the CLI's `mail imap-fetch`).
-pub async fn fetch_once(state: &AppState, opts: &Options) -> Result<Fetched, ImapError> {
+pub async fn fetch_once(state: &Services, opts: &Options) -> Result<Fetched, ImapError> {
     let cfg =
         state.config.mail.imap.as_ref().ok_or_else(|| ImapError::Protocol("-", "chưa cấu hình imap_host".into()))?;
     let account = cfg.account();
@@ -461,7 +461,7 @@ pub struct Check {
 }
 
 /// Connects, logs in and opens the mailbox read-only.
-pub async fn check(state: &AppState) -> Result<Check, ImapError> {
+pub async fn check(state: &Services) -> Result<Check, ImapError> {
     let cfg =
         state.config.mail.imap.as_ref().ok_or_else(|| ImapError::Protocol("-", "chưa cấu hình imap_host".into()))?;
     let (mut session, caps) = client::connect(cfg).await?;
