@@ -6,6 +6,16 @@ use crate::config::Config;
 use crate::services::Services;
 use crate::worker::runner::{self, Registry, WorkerOptions};
 
+/// The schema's pending migrations, then the data steps the domains need after them.
+pub fn migrate(conn: &mut crate::db::DbConn) -> anyhow::Result<Vec<String>> {
+    let applied = crate::db::migrate(conn)?;
+    // Reference data that ships with the binary: the bank list, loaded once.
+    crate::banking::catalogue::ensure_loaded(conn).map_err(|e| anyhow::anyhow!("bank list: {e}"))?;
+    // Mail stored before the inbox search column: folded once, here (SQL cannot fold).
+    crate::mail::inbound::models::backfill_search_text(conn).map_err(|e| anyhow::anyhow!("mail search: {e}"))?;
+    Ok(applied)
+}
+
 /// Every domain's jobs and schedules, as configured.
 pub fn registry(config: &Config) -> Registry {
     let mut r = Registry::default();

@@ -49,7 +49,7 @@ pub fn scratch(pg_admin: Option<&str>) -> anyhow::Result<Scratch> {
     let config = Config::from_sources(None, &env)?;
     let pool = db::pool(&url, 4)?;
     let mut conn = pool.get()?;
-    db::migrate(&mut conn)?;
+    crate::app::migrate(&mut conn)?;
     drop(conn);
     Ok(Scratch { pool, config, _dir: dir, pg })
 }

@@ -196,7 +196,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = crate::db::pool(&config.database_url, config.db_pool_size)?;
     {
         let mut conn = pool.get()?;
-        for name in crate::db::migrate(&mut conn)? {
+        for name in crate::app::migrate(&mut conn)? {
             tracing::info!(migration = %name, "applied migration");
         }
     }

@@ -841,7 +841,7 @@ fn imap_config(
     }
     let ca_file = Some(get("imap_ca_file").trim().to_string()).filter(|s| !s.is_empty()).map(PathBuf::from);
     if let Some(path) = &ca_file
-        && let Err(e) = crate::mail::inbound::imap::client::read_ca_file(path)
+        && let Err(e) = read_ca_file(path)
     {
         bail!("{}: {e}", describe("imap_ca_file"));
     }
@@ -890,4 +890,15 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// The certificates of a PEM file (the CA of a server with a self-signed certificate).
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let certs = <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
 }

@@ -168,18 +168,14 @@ pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
 }
 
 /// Applies the pending migrations of the connection's backend; returns their names.
+/// The domains' data steps that follow are [`crate::app::migrate`]'s.
 pub fn migrate(conn: &mut DbConn) -> anyhow::Result<Vec<String>> {
     let applied = match conn {
         DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
-    // Reference data that ships with the binary: the bank list, loaded once.
-    crate::banking::catalogue::ensure_loaded(conn).map_err(|e| anyhow::anyhow!("bank list: {e}"))?;
-    // Mail stored before the inbox search column: folded once, here (SQL cannot fold).
-    crate::mail::inbound::models::backfill_search_text(conn).map_err(|e| anyhow::anyhow!("mail search: {e}"))?;
-    Ok(applied)
+    Ok(applied.iter().map(|v| v.to_string()).collect())
 }
 
 /// The current time in UTC, as stored in every timestamp column.

@@ -465,7 +465,7 @@ db_test!(inbox_search_folds_case_and_diacritics_over_subject_and_body, |app| {
             .set(mail_messages::search_text.eq(None::<String>))
             .execute(c)
             .unwrap_or(0);
-        hubgate::db::migrate(c).unwrap_or_else(|e| panic!("{e}"))
+        hubgate::app::migrate(c).unwrap_or_else(|e| panic!("{e}"))
     });
     let s = app.login("sale@ipos.vn").await;
     for (q, expected) in [

@@ -269,7 +269,7 @@ fn a_killed_worker_loses_nothing() {
     let url = format!("sqlite://{}/hub.db", dir.path().display());
     let pool = hubgate::db::pool(&url, 2).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
-    hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    hubgate::app::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
     let id = enqueue(&mut conn, "debug.sleep", &serde_json::json!({"secs": 2.0}), &JobOptions::default())
         .ok()
         .flatten()
@@ -384,7 +384,7 @@ fn sigterm_finishes_or_releases_running_jobs() {
     let url = format!("sqlite://{}/hub.db", dir.path().display());
     let pool = hubgate::db::pool(&url, 2).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
-    hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    hubgate::app::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
     let run_one = |conn: &mut DbConn, secs: f64, grace: &str| {
         let id = enqueue(conn, "debug.sleep", &serde_json::json!({"secs": secs}), &JobOptions::default())
             .ok()

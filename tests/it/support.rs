@@ -150,7 +150,7 @@ impl TestApp {
             hubgate::db::pool(&config.database_url, config.db_pool_size).unwrap_or_else(|e| panic!("pool: {e:#}"));
         {
             let mut conn = pool.get().unwrap_or_else(|e| panic!("conn: {e}"));
-            hubgate::db::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
+            hubgate::app::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
         }
         let state = AppState::new(config, pool).unwrap_or_else(|e| panic!("state: {e:#}"));
         let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));

@@ -3,14 +3,12 @@
 //! needs, each bounded by a timeout so a silent server cannot hang the reader.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
@@ -95,17 +93,6 @@ async fn within<T>(
     }
 }
 
-/// The certificates of a PEM file (the CA of a server with a self-signed certificate).
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 fn tls_config(cfg: &ImapConfig) -> Result<rustls::ClientConfig, ImapError> {
     let tls_err = |e: String| ImapError::Tls(format!("{}:{}", cfg.host, cfg.port), e);
     let mut roots = rustls::RootCertStore::empty();
@@ -113,7 +100,7 @@ fn tls_config(cfg: &ImapConfig) -> Result<rustls::ClientConfig, ImapError> {
     let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     let mut extra = 0;
     if let Some(path) = &cfg.ca_file {
-        for cert in read_ca_file(path).map_err(tls_err)? {
+        for cert in crate::config::read_ca_file(path).map_err(tls_err)? {
             roots.add(cert).map_err(|e| tls_err(e.to_string()))?;
             extra += 1;
         }
