@@ -509,11 +509,11 @@ fn advance_pyc(
         return Ok(());
     }
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, config, leader, id, v, "reviewed")?;
+    pyc::advance(conn, config, leader, id, v, crate::pyc::PycState::Reviewed)?;
     // Handed to the demo technician by person, so their "Việc của tôi" lists it.
     pyc::assign_technician(conn, config, leader, id, tech.user_id)?;
     let v = pyc_models::pyc(conn, id)?.version;
-    pyc::advance(conn, config, sale, id, v, "created")?;
+    pyc::advance(conn, config, sale, id, v, crate::pyc::PycState::Created)?;
     if stage == 1 {
         return Ok(());
     }

@@ -81,7 +81,7 @@ impl RequestView {
             .map(|u| (u.id, u.name))
             .collect();
         let pyc = crate::pyc::models::pyc_of_request(conn, id)?
-            .map(|p| (p.id, p.number.clone(), crate::pyc::service::state_label(&p.state)));
+            .map(|p| (p.id, p.number.clone(), crate::pyc::PycState::label_of(&p.state)));
         Ok(RequestView {
             r,
             state,
@@ -349,15 +349,15 @@ impl MyWork {
         if roles.allows(&[Role::Leader]) {
             pycs.push(PycSection {
                 title: "Trưởng nhóm: PYC nháp chờ xem lại (B7)",
-                rows: crate::pyc::models::in_states(conn, &["draft"])?,
+                rows: crate::pyc::models::in_states(conn, &[crate::pyc::PycState::Draft])?,
             });
         }
         if roles.allows(&[Role::Technician]) {
             pycs.push(PycSection {
                 title: "Kỹ thuật: PYC giao cho tôi",
-                rows: crate::pyc::models::of_technician(conn, user_id, &["created"])?,
+                rows: crate::pyc::models::of_technician(conn, user_id, &[crate::pyc::PycState::Created])?,
             });
-            let unassigned = crate::pyc::models::in_states(conn, &["created"])?
+            let unassigned = crate::pyc::models::in_states(conn, &[crate::pyc::PycState::Created])?
                 .into_iter()
                 .filter(|p| p.technician_id.is_none())
                 .collect();

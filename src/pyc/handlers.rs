@@ -8,6 +8,7 @@ use askama::Template;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::PycState;
 use super::models::{self, Item, Pyc, PycFields};
 use super::service;
 use crate::accounts::Role;
@@ -133,7 +134,7 @@ impl ShowPage {
             .unwrap_or_else(|| "Chưa giao".into())
     }
     fn can_assign(&self) -> bool {
-        self.can_desk() && !matches!(self.p.state.as_str(), "deployed" | "invoiced")
+        self.can_desk() && !self.p.is_done()
     }
     fn is_technician(&self, id: &i64) -> bool {
         self.p.technician_id == Some(*id)
@@ -148,22 +149,22 @@ impl ShowPage {
         self.has(&[Role::Leader])
     }
     fn can_deploy(&self) -> bool {
-        self.has(&[Role::Technician]) && self.p.state == "created"
+        self.has(&[Role::Technician]) && self.p.in_state(PycState::Created)
     }
     fn can_keys(&self) -> bool {
         self.has(&[Role::Technician, Role::Leader])
     }
     fn can_reply(&self) -> bool {
-        self.has(&[Role::Sale, Role::Leader, Role::Technician]) && self.p.state == "deployed"
+        self.has(&[Role::Sale, Role::Leader, Role::Technician]) && self.p.in_state(PycState::Deployed)
     }
     fn can_invoice(&self) -> bool {
-        self.has(&[Role::Sale, Role::Accountant]) && self.p.state == "deployed"
+        self.has(&[Role::Sale, Role::Accountant]) && self.p.in_state(PycState::Deployed)
     }
     fn done_at(&self, i: &Item) -> String {
         i.done_at.map(|t| LocalTime(t).to_string()).unwrap_or_default()
     }
     fn state(&self) -> &'static str {
-        service::state_label(&self.p.state)
+        PycState::label_of(&self.p.state)
     }
     fn payment(&self) -> bool {
         self.kind == "payment"
@@ -233,7 +234,7 @@ async fn review(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) -> A
     let v = form.version;
     let config = ctx.state.config.clone();
     crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã xem lại PYC (B7).", move |c, a| {
-        service::advance(c, &config, a, id, v, "reviewed")
+        service::advance(c, &config, a, id, v, PycState::Reviewed)
     })
     .await
 }
@@ -246,7 +247,7 @@ async fn finalize(ctx: Ctx, id: web::Path<i64>, form: web::Form<VersionForm>) ->
         ctx,
         &format!("/pyc/{id}"),
         "Đã tạo PYC (B8); kỹ thuật có thể triển khai.",
-        move |c, a| service::advance(c, &config, a, id, v, "created"),
+        move |c, a| service::advance(c, &config, a, id, v, PycState::Created),
     )
     .await
 }
@@ -581,7 +582,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
                         sink.row(vec![
                             p.number.into(),
                             Cell::Int(p.request_id),
-                            service::state_label(&p.state).into(),
+                            PycState::label_of(&p.state).into(),
                             p.customer_name.into(),
                             p.location.into(),
                             p.pos_parent.into(),
@@ -609,7 +610,11 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
         .db(move |conn| Ok(models::list(conn, &query.states(), query.search(), (page - 1) * PAGE_SIZE, PAGE_SIZE)?))
         .await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let title = if q.state == "deployed" { "PYC đã triển khai, chưa xuất hóa đơn 0 đ" } else { "PYC" };
+    let title = if q.state == PycState::Deployed.code() {
+        "PYC đã triển khai, chưa xuất hóa đơn 0 đ"
+    } else {
+        "PYC"
+    };
     render(&ListPage { l: ctx.layout(title, &[]), q, rows, total, page, pages })
 }
 

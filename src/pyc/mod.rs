@@ -9,3 +9,6 @@
 pub mod handlers;
 pub mod models;
 pub mod service;
+pub mod state;
+
+pub use state::PycState;

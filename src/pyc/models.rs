@@ -7,6 +7,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::PycState;
 use crate::db::DbConn;
 use crate::db::schema::{pyc_checklist, pyc_counters, pyc_templates, pycs};
 
@@ -110,6 +111,22 @@ pub struct Pyc {
     pub technician_id: Option<i64>,
 }
 
+impl Pyc {
+    /// Its state; `None` only for a code this version does not know.
+    pub fn state(&self) -> Option<PycState> {
+        PycState::from_code(&self.state)
+    }
+
+    pub fn in_state(&self, s: PycState) -> bool {
+        self.state() == Some(s)
+    }
+
+    /// Deployed or invoiced: the technician's work is over.
+    pub fn is_done(&self) -> bool {
+        self.state().is_some_and(PycState::is_done)
+    }
+}
+
 /// The editable fields of a PYC, as the form and the audit log see them.
 #[derive(AsChangeset, Insertable, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = pycs)]
@@ -141,7 +158,7 @@ pub fn insert(
             fields,
             pycs::number.eq(number),
             pycs::request_id.eq(request_id),
-            pycs::state.eq("draft"),
+            pycs::state.eq(PycState::Draft.code()),
             pycs::template_id.eq(template_id),
             pycs::created_by.eq(by),
             pycs::created_at.eq(t),
@@ -176,8 +193,8 @@ pub fn set_fields(conn: &mut DbConn, id: i64, f: &PycFields) -> QueryResult<()> 
     Ok(())
 }
 
-pub fn set_state(conn: &mut DbConn, id: i64, state: &str) -> QueryResult<()> {
-    diesel::update(pycs::table.find(id)).set(pycs::state.eq(state)).execute(conn)?;
+pub fn set_state(conn: &mut DbConn, id: i64, state: PycState) -> QueryResult<()> {
+    diesel::update(pycs::table.find(id)).set(pycs::state.eq(state.code())).execute(conn)?;
     Ok(())
 }
 
@@ -211,14 +228,22 @@ pub fn set_screenshot(conn: &mut DbConn, id: i64, bytes: &[u8], content_type: &s
 
 pub fn set_deployed(conn: &mut DbConn, id: i64, by: i64, at: NaiveDateTime) -> QueryResult<()> {
     diesel::update(pycs::table.find(id))
-        .set((pycs::state.eq("deployed"), pycs::deployed_by.eq(Some(by)), pycs::deployed_at.eq(Some(at))))
+        .set((
+            pycs::state.eq(PycState::Deployed.code()),
+            pycs::deployed_by.eq(Some(by)),
+            pycs::deployed_at.eq(Some(at)),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn set_invoice(conn: &mut DbConn, id: i64, no: &str, date: NaiveDateTime) -> QueryResult<()> {
     diesel::update(pycs::table.find(id))
-        .set((pycs::state.eq("invoiced"), pycs::invoice_no.eq(Some(no)), pycs::invoice_date.eq(Some(date))))
+        .set((
+            pycs::state.eq(PycState::Invoiced.code()),
+            pycs::invoice_no.eq(Some(no)),
+            pycs::invoice_date.eq(Some(date)),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -231,7 +256,8 @@ pub fn set_technician(conn: &mut DbConn, id: i64, user_id: Option<i64>) -> Query
 }
 
 /// PYCs in the given states, oldest first.
-pub fn in_states(conn: &mut DbConn, states: &[&str]) -> QueryResult<Vec<Pyc>> {
+pub fn in_states(conn: &mut DbConn, states: &[PycState]) -> QueryResult<Vec<Pyc>> {
+    let states: Vec<&str> = states.iter().map(|s| s.code()).collect();
     pycs::table.filter(pycs::state.eq_any(states)).order(pycs::created_at.asc()).select(Pyc::as_select()).load(conn)
 }
 
@@ -296,7 +322,8 @@ pub fn list_after(
 }
 
 /// PYCs in the given states handed to one technician, oldest first.
-pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[&str]) -> QueryResult<Vec<Pyc>> {
+pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[PycState]) -> QueryResult<Vec<Pyc>> {
+    let states: Vec<&str> = states.iter().map(|s| s.code()).collect();
     pycs::table
         .filter(pycs::technician_id.eq(user_id))
         .filter(pycs::state.eq_any(states))

@@ -4,6 +4,7 @@
 
 use chrono::NaiveDateTime;
 
+use super::PycState;
 use super::models::{self, PycFields};
 use crate::accounts::Role;
 use crate::audit::{self, Actor};
@@ -16,17 +17,6 @@ use crate::hub::state::State;
 use crate::mail::inbound::models as mail;
 
 pub const MAX_SCREENSHOT_BYTES: usize = 5 * 1024 * 1024;
-
-pub fn state_label(state: &str) -> &'static str {
-    match state {
-        "draft" => "Nháp",
-        "reviewed" => "Đã xem lại (B7)",
-        "created" => "Đã tạo (B8)",
-        "deployed" => "Đã triển khai",
-        "invoiced" => "Đã xuất hóa đơn 0 đ",
-        _ => "?",
-    }
-}
 
 fn stale() -> AppError {
     AppError::Conflict("PYC vừa được người khác cập nhật. Vui lòng tải lại trang.".into())
@@ -176,7 +166,7 @@ pub fn update(conn: &mut DbConn, actor: &Actor, id: i64, version: i64, fields: &
     validate(fields)?;
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        if p.state != "draft" {
+        if !p.in_state(PycState::Draft) {
             return Err(AppError::Validation("Chỉ sửa được PYC nháp.".into()));
         }
         if !models::bump(conn, id, version)? {
@@ -220,18 +210,24 @@ fn move_request(conn: &mut DbConn, actor: &Actor, request_id: i64, to: State, wh
 }
 
 /// B7 (leader) and B8: draft → reviewed → created; creating puts the request at B3.
-pub fn advance(conn: &mut DbConn, config: &Config, actor: &Actor, id: i64, version: i64, to: &str) -> AppResult<()> {
+pub fn advance(
+    conn: &mut DbConn,
+    config: &Config,
+    actor: &Actor,
+    id: i64,
+    version: i64,
+    to: PycState,
+) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        match (p.state.as_str(), to) {
-            ("draft", "reviewed") | ("reviewed", "created") => {}
-            _ => return Err(AppError::Validation(format!("Không thể chuyển PYC từ “{}”.", state_label(&p.state)))),
+        if !p.state().is_some_and(|from| from.can_advance_to(to)) {
+            return Err(AppError::Validation(format!("Không thể chuyển PYC từ “{}”.", PycState::label_of(&p.state))));
         }
         if !models::bump(conn, id, version)? {
             return Err(stale());
         }
         models::set_state(conn, id, to)?;
-        if to == "created" {
+        if to == PycState::Created {
             move_request(conn, actor, p.request_id, State::Ticket, &format!("Đã tạo {}", p.number))?;
             // The technician it was handed to; while nobody is, every technician hears of it.
             let techs = match p.technician_id {
@@ -263,7 +259,7 @@ pub fn advance(conn: &mut DbConn, config: &Config, actor: &Actor, id: i64, versi
             id,
             "state",
             Some(serde_json::json!({"state": p.state})),
-            Some(serde_json::json!({"state": to})),
+            Some(serde_json::json!({"state": to.code()})),
         )?;
         Ok(())
     })
@@ -279,7 +275,7 @@ pub fn assign_technician(
 ) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        if matches!(p.state.as_str(), "deployed" | "invoiced") {
+        if p.is_done() {
             return Err(AppError::Validation("PYC đã triển khai xong; không đổi kỹ thuật được nữa.".into()));
         }
         let tech = match user_id {
@@ -326,7 +322,7 @@ pub fn assign_technician(
                     p.number,
                     c.partner.code,
                     p.location,
-                    state_label(&p.state),
+                    PycState::label_of(&p.state),
                     notice::link(config, &format!("/pyc/{id}"))
                 ),
             )?;
@@ -336,7 +332,7 @@ pub fn assign_technician(
 }
 
 fn ensure_deploying(conn: &mut DbConn, actor: &Actor, p: &models::Pyc) -> AppResult<()> {
-    if p.state != "created" {
+    if !p.in_state(PycState::Created) {
         return Err(AppError::Validation("Chỉ triển khai PYC đã tạo (B8) và chưa hoàn tất.".into()));
     }
     let r = hub::request(conn, p.request_id)?;
@@ -491,7 +487,7 @@ pub fn deploy_blockers(conn: &mut DbConn, p: &models::Pyc) -> AppResult<Vec<Stri
 pub fn mark_deployed(conn: &mut DbConn, actor: &Actor, id: i64, version: i64) -> AppResult<()> {
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        if p.state != "created" {
+        if !p.in_state(PycState::Created) {
             return Err(AppError::Validation("PYC không ở trạng thái đang triển khai.".into()));
         }
         let blockers = deploy_blockers(conn, &p)?;
@@ -513,8 +509,8 @@ pub fn mark_deployed(conn: &mut DbConn, actor: &Actor, id: i64, version: i64) ->
             "pyc",
             id,
             "deployed",
-            Some(serde_json::json!({"state": "created"})),
-            Some(serde_json::json!({"state": "deployed"})),
+            Some(serde_json::json!({"state": PycState::Created.code()})),
+            Some(serde_json::json!({"state": PycState::Deployed.code()})),
         )?;
         Ok(())
     })
@@ -570,7 +566,7 @@ pub fn send_reply(
 ) -> AppResult<i64> {
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        if p.state != "deployed" {
+        if !p.in_state(PycState::Deployed) {
             return Err(AppError::Validation("Chỉ phản hồi đối tác sau khi PYC đã triển khai xong.".into()));
         }
         if !models::bump(conn, id, version)? {
@@ -618,7 +614,7 @@ pub fn record_invoice(
     }
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
-        if p.state != "deployed" {
+        if !p.in_state(PycState::Deployed) {
             return Err(AppError::Validation("Chỉ xuất hóa đơn 0 đ cho PYC đã triển khai.".into()));
         }
         if !models::bump(conn, id, version)? {

@@ -83,7 +83,15 @@ fn new_draft(c: &mut DbConn, app: &TestApp, sale: &User, leader: &User, merchant
 
 fn advance(c: &mut DbConn, app: &TestApp, who: &User, id: i64, to: &str) {
     let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
-    pyc::advance(c, &app.state.config, &actor(who), id, v, to).unwrap_or_else(|e| panic!("{e:?}"));
+    pyc::advance(
+        c,
+        &app.state.config,
+        &actor(who),
+        id,
+        v,
+        hubgate::pyc::PycState::from_code(to).unwrap_or_else(|| panic!("{to}")),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
 }
 
 fn assign_tech(c: &mut DbConn, app: &TestApp, who: &User, id: i64, tech: &User) {

@@ -47,9 +47,11 @@ fn deployed(
     let (fields, _) = pyc::draft_fields(c, rid).unwrap_or_else(|e| panic!("{e:?}"));
     let id = pyc::create(c, &app.state.config, &sale, rid, &fields).unwrap_or_else(|e| panic!("{e:?}"));
     let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
-    pyc::advance(c, &app.state.config, &leader, id, v, "reviewed").unwrap_or_else(|e| panic!("{e:?}"));
+    pyc::advance(c, &app.state.config, &leader, id, v, hubgate::pyc::PycState::Reviewed)
+        .unwrap_or_else(|e| panic!("{e:?}"));
     let v = pyc_models::pyc(c, id).map(|p| p.version).unwrap_or(0);
-    pyc::advance(c, &app.state.config, &sale, id, v, "created").unwrap_or_else(|e| panic!("{e:?}"));
+    pyc::advance(c, &app.state.config, &sale, id, v, hubgate::pyc::PycState::Created)
+        .unwrap_or_else(|e| panic!("{e:?}"));
     for item in pyc_models::items(c, id).unwrap_or_default().into_iter().filter(|i| i.required) {
         pyc::tick(c, &tech, id, item.id, true).unwrap_or_else(|e| panic!("{e:?}"));
     }
