@@ -177,6 +177,9 @@ async fn rotation_moves_every_secret_to_the_new_key(backend: hubgate::db::Backen
             .execute(c)
     })
     .unwrap_or_else(|e| panic!("{e}"));
+    // The previous version's values open as they are.
+    let shown = technician(&app.base).await.post(&format!("/pyc/{a}/reveal"), &[]).await;
+    assert!(shown.status == 200 && shown.body.contains("K1-LEGACY") && shown.body.contains("K2-NEW"), "{shown:?}");
     // One value sealed under a key nobody configured.
     let lost = Keyring::new(key(&k3), vec![]).seal(&PYC_KEY1, b, "K1-LOST").unwrap_or_default();
     set_key(&app, b, Some(&lost), None);
