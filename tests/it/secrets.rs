@@ -289,3 +289,28 @@ mod rotation {
     crate::on_both_backends!(rotation_moves_every_secret_to_the_new_key);
     use super::rotation_moves_every_secret_to_the_new_key;
 }
+
+// Many batches: every value is visited once, whatever the batch size.
+async fn rotation_pages_through_small_batches(backend: hubgate::db::Backend) {
+    let (k1, k2) = (hex_key("a1"), hex_key("b2"));
+    let Some(app) = TestApp::start_with(backend, |c| c.secret = key(&k1)).await else { return };
+    app.with_conn(|c| hubgate::demo::seed(c, &app.state.config)).unwrap_or_else(|e| panic!("{e:?}"));
+    let before = all_sealed(&app);
+    assert!(before.iter().filter(|(c, _, _)| c == "pycs.key1_enc").count() > 4, "several batches of Key1");
+    let keys = Keyring::new(key(&k2), vec![key(&k1)]);
+    let report = app
+        .with_conn(|c| secrets::rotate::rotate(c, &keys, &Actor::system("test"), false, 2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.columns.iter().map(|c| c.resealed).sum::<usize>(), before.len(), "{report:?}");
+    let kid2 = secrets::key_id(&key(&k2));
+    assert!(all_sealed(&app).iter().all(|(_, _, v)| v.starts_with(&format!("v2:{kid2}:"))));
+    let again = app
+        .with_conn(|c| secrets::rotate::rotate(c, &keys, &Actor::system("test"), false, 2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.columns.iter().map(|c| c.current).sum::<usize>(), before.len(), "{again:?}");
+}
+
+mod batches {
+    crate::on_both_backends!(rotation_pages_through_small_batches);
+    use super::rotation_pages_through_small_batches;
+}
