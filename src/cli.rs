@@ -1,4 +1,4 @@
-//! The command line: `hubgate [serve] | migrate | create-user`.
+//! The command line: `hubgate [serve] | migrate | create-user | rotate-key | …`.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -42,6 +42,14 @@ pub enum Command {
         /// Comma-separated roles: admin, sale, leader, technician, accountant.
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<Role>,
+    },
+    /// Re-seal every stored secret under the current secret_key, reading with it or any
+    /// of old_secret_keys (idempotent; prints what it did per table and column).
+    RotateKey {
+        /// Leave values that open under no configured key as they are (listed) instead
+        /// of refusing to run.
+        #[arg(long)]
+        skip_unreadable: bool,
     },
     /// Print throughput figures (throw-away databases; nothing of yours is touched).
     Bench {
@@ -224,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: {} connections -> {}", month, rows.len(), path.display());
             Ok(())
         }
+        Command::RotateKey { skip_unreadable } => rotate_key(&state, skip_unreadable),
         Command::Migrate => {
             println!("database is up to date");
             Ok(())
@@ -271,6 +280,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `hubgate rotate-key`: a line per sealed column; exit 1 (changing nothing) when a
+/// value opens under no configured key and `--skip-unreadable` was not given.
+fn rotate_key(state: &AppState, skip_unreadable: bool) -> anyhow::Result<()> {
+    use crate::secrets::rotate::{self, RotateError};
+    let mut conn = state.pool.get()?;
+    let keys = state.config.keyring();
+    let actor = Actor::system("cli rotate-key");
+    let report = match rotate::rotate(&mut conn, &keys, &actor, skip_unreadable, rotate::BATCH) {
+        Ok(r) => r,
+        Err(RotateError::Unreadable(bad)) => {
+            for u in &bad {
+                eprintln!("unreadable\t{u}");
+            }
+            anyhow::bail!(
+                "{} sealed value(s) open under no configured key (add the key that sealed them to old_secret_keys, \
+                 or run again with --skip-unreadable to leave them as they are); nothing was changed",
+                bad.len()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("key\t{}", report.key_id);
+    for c in &report.columns {
+        println!(
+            "{}.{}\tresealed {}\talready current {}\tchanged meanwhile {}\tunreadable {}",
+            c.table, c.column, c.resealed, c.current, c.changed, c.unreadable
+        );
+    }
+    for u in &report.skipped {
+        eprintln!("skipped\t{u}");
+    }
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -46,6 +46,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "64+ hex chars; signs cookies and encrypts secrets (generated into DATA_DIR/secret.key when empty)",
     },
     Setting {
+        key: "old_secret_keys",
+        env: "HUBGATE_OLD_SECRET_KEYS",
+        default: "",
+        doc: "comma-separated previous secret keys: stored secrets sealed under them still open until `hubgate rotate-key` re-seals them",
+    },
+    Setting {
         key: "base_url",
         env: "HUBGATE_BASE_URL",
         default: "http://127.0.0.1:8080",
@@ -374,6 +380,8 @@ pub struct Config {
     pub database_url: String,
     pub data_dir: PathBuf,
     pub secret: SecretKey,
+    /// Previous secret keys: they only open stored secrets (see `crate::secrets`).
+    pub old_secrets: Vec<SecretKey>,
     pub base_url: String,
     pub log: String,
     pub session_ttl: Duration,
@@ -638,6 +646,17 @@ impl Config {
             Some(s) => s,
             None => load_or_create_secret(&data_dir)?,
         };
+        let old_secrets = get("old_secret_keys")
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .enumerate()
+            .map(|(i, k)| {
+                hex::decode(k).ok().filter(|b| b.len() >= 32).map(SecretKey).with_context(|| {
+                    format!("{}: key {} must be at least 64 hex characters", describe("old_secret_keys"), i + 1)
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mb = |key: &str| -> anyhow::Result<usize> {
             let n = parse_num(key)?;
             anyhow::ensure!(n > 0, "{} must be at least 1", describe(key));
@@ -772,6 +791,7 @@ impl Config {
             database_url,
             data_dir,
             secret,
+            old_secrets,
             base_url,
             log,
             session_ttl: Duration::from_secs(session_hours * 3600),
@@ -779,6 +799,11 @@ impl Config {
             http_workers,
             static_dir,
         })
+    }
+
+    /// The keys that seal (the current one) and open (all of them) stored secrets.
+    pub fn keyring(&self) -> crate::secrets::Keyring {
+        crate::secrets::Keyring::new(self.secret.clone(), self.old_secrets.clone())
     }
 
     /// Session cookies are marked Secure only when the app is served over HTTPS.

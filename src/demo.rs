@@ -166,12 +166,6 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
             Some("Bot không được gửi vào cuộc trò chuyện này: Forbidden: bot was kicked from the group chat"),
         ),
     ] {
-        let sealed = if channel == "telegram" {
-            crate::secrets::seal(&config.secret, "123456789:AAHdemoDemoDemoDemoDemoDemoDemoDemo")
-                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?
-        } else {
-            String::new()
-        };
         let i = crate::notify::models::insert_integration(
             conn,
             &crate::notify::models::NewIntegration {
@@ -180,7 +174,7 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
                 name,
                 url: "",
                 format: "",
-                secret_sealed: &sealed,
+                secret_sealed: "",
                 income_only: true,
                 account_ids: "",
                 enabled: true,
@@ -192,6 +186,10 @@ fn merchant_side(conn: &mut DbConn, config: &Config) -> AppResult<usize> {
                 invite_code: None,
             },
         )?;
+        if channel == "telegram" {
+            let bot = "123456789:AAHdemoDemoDemoDemoDemoDemoDemoDemo";
+            crate::notify::models::store_secret(conn, &config.keyring(), i.id, bot)?;
+        }
         crate::notify::models::add_recipient(conn, i.id, kind, address, address, t)?;
         if let Some(r) = crate::notify::models::recipient(conn, i.id, address)? {
             crate::notify::models::set_recipient_status(conn, r.id, status, note, t)?;
@@ -526,7 +524,7 @@ fn advance_pyc(
     }
     pyc::save_data(
         conn,
-        &config.secret,
+        &config.keyring(),
         tech,
         id,
         &format!("PP-{:04}", 1000 + n),

@@ -655,11 +655,7 @@ async fn update_webhook(
     crate::notify::webhook::check_destination(&url, state.config.webhook_allow_private)
         .await
         .map_err(ApiError::invalid)?;
-    let sealed = if token.is_empty() {
-        None
-    } else {
-        Some(crate::secrets::seal(&state.config.secret, &token).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?)
-    };
+    let keys = state.config.keyring();
     let actor = api_actor(&c);
     let i = state
         .db(move |conn| {
@@ -673,10 +669,8 @@ async fn update_webhook(
                         integrations::updated_at.eq(t),
                     ))
                     .execute(conn)?;
-                if let Some(s) = &sealed {
-                    diesel::update(integrations::table.find(before.id))
-                        .set(integrations::secret_sealed.eq(s))
-                        .execute(conn)?;
+                if !token.is_empty() {
+                    crate::notify::models::store_secret(conn, &keys, before.id, &token)?;
                 }
                 crate::audit::record(
                     conn,

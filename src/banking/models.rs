@@ -33,7 +33,6 @@ pub struct NewConnection<'a> {
     pub bank_bin: &'a str,
     pub method: &'a str,
     pub status: &'a str,
-    pub credentials_sealed: Option<&'a str>,
     pub oauth_state: Option<&'a str>,
     pub external_ref: Option<&'a str>,
     pub push_key: Option<&'a str>,
@@ -52,6 +51,13 @@ pub struct ConnectionChanges<'a> {
     pub external_ref: Option<Option<&'a str>>,
     pub last_error: Option<Option<&'a str>>,
     pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn set_credentials(conn: &mut DbConn, id: i64, sealed: &str) -> QueryResult<Connection> {
+    diesel::update(bank_connections::table.find(id))
+        .set(bank_connections::credentials_sealed.eq(sealed))
+        .returning(bank_connections::all_columns)
+        .get_result(conn)
 }
 
 pub fn insert_connection(conn: &mut DbConn, new: &NewConnection<'_>) -> QueryResult<Connection> {

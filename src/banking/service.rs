@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
+use crate::secrets::{BANK_CREDENTIALS, BANK_TOKENS, Column};
 use crate::services::Services;
 
 /// What a connection keeps sealed.
@@ -51,9 +52,16 @@ pub struct Secrets {
     pub pkce_verifier: Option<String>,
 }
 
-fn seal(config: &Config, s: &Secrets) -> AppResult<String> {
+fn seal(config: &Config, column: &Column, row: i64, s: &Secrets) -> AppResult<String> {
     let json = serde_json::to_string(s).map_err(AppError::internal)?;
-    crate::secrets::seal(&config.secret, &json).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+    config.keyring().seal(column, row, &json).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+}
+
+/// Seals a new connection's credentials. The seal is bound to the row id, so it is
+/// written right after the insert, in the same transaction.
+fn store_credentials(conn: &mut DbConn, config: &Config, id: i64, s: &Secrets) -> AppResult<Connection> {
+    let sealed = seal(config, &BANK_CREDENTIALS, id, s)?;
+    Ok(models::set_credentials(conn, id, &sealed)?)
 }
 
 /// The ways of linking, in the order the page offers them.
@@ -156,7 +164,6 @@ pub fn start_official(
                 bank_bin: &bank.bin,
                 method: "official",
                 status: "pending",
-                credentials_sealed: Some(&seal(config, &secrets)?),
                 oauth_state: Some(state.secret()),
                 external_ref: None,
                 push_key: None,
@@ -165,6 +172,7 @@ pub fn start_official(
                 updated_at: t,
             },
         )?;
+        let c = store_credentials(conn, config, c.id, &secrets)?;
         audit::record(
             conn,
             actor,
@@ -184,8 +192,8 @@ pub async fn finish_official(state: &Services, connection: Connection, code: &st
     let config = state.config.clone();
     let bin = connection.bank_bin.clone();
     let bank = state.db(move |conn| bank(conn, &bin)).await?;
-    let secrets = open_secrets(&config, connection.credentials_sealed.as_deref())
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let secrets = open_secrets(&config, &BANK_CREDENTIALS, connection.id, connection.credentials_sealed.as_deref())
+        .map_err(|e| AppError::Conflict(e.to_string()))?;
     let (client, _) = oauth_client(&config, &bank.code, &secrets).map_err(|e| AppError::Validation(e.to_string()))?;
     let verifier = secrets.pkce_verifier.clone().unwrap_or_default();
     let token = client
@@ -225,7 +233,7 @@ pub async fn finish_official(state: &Services, connection: Connection, code: &st
         ..secrets
     };
     let expires = token.expires_in().and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now() + d);
-    let sealed = seal(&config, &stored)?;
+    let sealed = seal(&config, &BANK_TOKENS, id, &stored)?;
     state
         .db(move |conn| {
             crate::db::tx(conn, |conn| {
@@ -266,8 +274,8 @@ pub async fn renew_access(
         .db(move |conn| Ok(models::connection(conn, id)?))
         .await
         .map_err(|e| ConnectorError::Failed(e.to_string()))?;
-    let mut secrets = open_secrets(&config, current.credentials_sealed.as_deref())?;
-    let tokens = open_secrets(&config, current.tokens_sealed.as_deref())?;
+    let mut secrets = open_secrets(&config, &BANK_CREDENTIALS, id, current.credentials_sealed.as_deref())?;
+    let tokens = open_secrets(&config, &BANK_TOKENS, id, current.tokens_sealed.as_deref())?;
     match current.method.as_str() {
         "official" => {
             let (client, base) = oauth_client(&config, bank_code, &secrets)?;
@@ -306,7 +314,7 @@ pub async fn renew_access(
                 refresh_token: secrets.refresh_token.clone(),
                 ..Default::default()
             };
-            let sealed = seal(&config, &tokens).map_err(|e| ConnectorError::Failed(e.to_string()))?;
+            let sealed = seal(&config, &BANK_TOKENS, id, &tokens).map_err(|e| ConnectorError::Failed(e.to_string()))?;
             state
                 .db(move |conn| {
                     models::update_connection(
@@ -393,7 +401,6 @@ pub async fn link_rpa(
             .await
             .map_err(|e| AppError::Validation(format!("Ngân hàng chưa cho đăng nhập: {e}")))?;
     let secrets = Secrets { username: Some(username), password: Some(password), ..Default::default() };
-    let sealed = seal(&config, &secrets)?;
     let user_id = actor.user_id.ok_or_else(AppError::forbidden)?;
     let actor = actor.clone();
     state
@@ -407,7 +414,6 @@ pub async fn link_rpa(
                         bank_bin: &bank.bin,
                         method: "rpa",
                         status: "connected",
-                        credentials_sealed: Some(&sealed),
                         oauth_state: None,
                         external_ref: Some(&session.session_id),
                         push_key: None,
@@ -416,6 +422,7 @@ pub async fn link_rpa(
                         updated_at: t,
                     },
                 )?;
+                let c = store_credentials(conn, &config, c.id, &secrets)?;
                 audit::record(
                     conn,
                     &actor,
@@ -443,7 +450,6 @@ pub fn link_demo(conn: &mut DbConn, actor: &Actor, business_id: i64) -> AppResul
                 bank_bin: DEMO_BIN,
                 method: "demo",
                 status: "connected",
-                credentials_sealed: None,
                 oauth_state: None,
                 external_ref: None,
                 push_key: None,
@@ -713,7 +719,6 @@ pub fn create_push(
     let key = new_link_token()[..24].to_string();
     let secret = new_link_token();
     let user_id = actor.user_id.ok_or_else(AppError::forbidden)?;
-    let sealed = seal(config, &Secrets { push_secret: Some(secret.clone()), ..Default::default() })?;
     crate::db::tx(conn, |conn| {
         let t = now();
         let c = models::insert_connection(
@@ -723,7 +728,6 @@ pub fn create_push(
                 bank_bin: &bank.bin,
                 method: "push",
                 status: "connected",
-                credentials_sealed: Some(&sealed),
                 oauth_state: None,
                 external_ref: None,
                 push_key: Some(&key),
@@ -731,6 +735,12 @@ pub fn create_push(
                 created_at: t,
                 updated_at: t,
             },
+        )?;
+        let c = store_credentials(
+            conn,
+            config,
+            c.id,
+            &Secrets { push_secret: Some(secret.clone()), ..Default::default() },
         )?;
         crate::business::service::link_account(
             conn,
@@ -898,8 +908,8 @@ pub fn receive_push(
     body: &[u8],
 ) -> AppResult<Applied> {
     let connection = models::connection_by_push_key(conn, key)?.ok_or(AppError::NotFound)?;
-    let secrets = open_secrets(config, connection.credentials_sealed.as_deref())
-        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let secrets = open_secrets(config, &BANK_CREDENTIALS, connection.id, connection.credentials_sealed.as_deref())
+        .map_err(|e| AppError::Conflict(e.to_string()))?;
     if !push_authentic(secrets.push_secret.as_deref().unwrap_or_default(), signature, authorization, body) {
         return Err(AppError::Forbidden("invalid signature".into()));
     }

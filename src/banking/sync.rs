@@ -273,8 +273,15 @@ async fn fetch(
 }
 
 /// Sealed secrets of a connection, opened.
-pub fn open_secrets(config: &crate::config::Config, sealed: Option<&str>) -> Result<Secrets, ConnectorError> {
+/// A value that does not open means linking again (entering the login anew).
+pub fn open_secrets(
+    config: &crate::config::Config,
+    column: &crate::secrets::Column,
+    row: i64,
+    sealed: Option<&str>,
+) -> Result<Secrets, ConnectorError> {
     let Some(sealed) = sealed else { return Ok(Secrets::default()) };
-    let clear = crate::secrets::open(&config.secret, sealed).map_err(ConnectorError::Failed)?;
+    let clear =
+        config.keyring().open(column, row, sealed).map_err(|e| ConnectorError::NeedsRelogin(e.explain(column, row)))?;
     serde_json::from_str(&clear).map_err(|e| ConnectorError::Failed(e.to_string()))
 }

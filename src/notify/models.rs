@@ -5,6 +5,8 @@ use diesel::prelude::*;
 
 use crate::db::DbConn;
 use crate::db::schema::{deliveries, delivery_attempts, integration_recipients, integrations, transactions};
+use crate::error::{AppError, AppResult};
+use crate::secrets::{INTEGRATION_SECRET, Keyring};
 
 #[derive(Queryable, Debug, Clone)]
 pub struct Integration {
@@ -161,6 +163,23 @@ pub fn pending_of(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryRe
 
 pub fn insert_integration(conn: &mut DbConn, new: &NewIntegration<'_>) -> QueryResult<Integration> {
     diesel::insert_into(integrations::table).values(new).returning(integrations::all_columns).get_result(conn)
+}
+
+/// Seals an integration's secret (webhook token, bot token) for its row. A new row is
+/// inserted without it and sealed right after, in the same transaction: the seal is
+/// bound to the row id, known only then.
+pub fn store_secret(conn: &mut DbConn, keys: &Keyring, id: i64, clear: &str) -> AppResult<()> {
+    let sealed = keys.seal(&INTEGRATION_SECRET, id, clear).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+    diesel::update(integrations::table.find(id)).set(integrations::secret_sealed.eq(sealed)).execute(conn)?;
+    Ok(())
+}
+
+/// The integration's secret in clear ("" when it has none).
+pub fn open_secret(keys: &Keyring, i: &Integration) -> AppResult<String> {
+    if i.secret_sealed.is_empty() {
+        return Ok(String::new());
+    }
+    keys.open(&INTEGRATION_SECRET, i.id, &i.secret_sealed).map_err(|e| e.for_people(&INTEGRATION_SECRET, i.id))
 }
 
 pub fn integrations_of(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<Integration>> {

@@ -29,14 +29,6 @@ pub const DIGEST_JOB: &str = "notify.digest";
 pub const RETRY_AFTER_SECS: [i64; 8] = [60, 300, 1_800, 7_200, 21_600, 43_200, 86_400, 86_400];
 pub const DISABLE_AFTER_DAYS: i64 = 3;
 
-fn seal(config: &Config, s: &str) -> AppResult<String> {
-    crate::secrets::seal(&config.secret, s).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
-}
-
-fn open(config: &Config, s: &str) -> AppResult<String> {
-    crate::secrets::open(&config.secret, s).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
-}
-
 /// What every integration has: which accounts, income only or all, the message's fields.
 #[derive(Debug, Clone, Default)]
 pub struct Common {
@@ -93,7 +85,7 @@ async fn insert(
     spec: Spec,
 ) -> AppResult<Integration> {
     check_accounts(state, business_id, &common.accounts).await?;
-    let sealed = if spec.secret.is_empty() { String::new() } else { seal(&state.config, &spec.secret)? };
+    let keys = state.config.keyring();
     let user_id = actor.user_id.ok_or_else(AppError::forbidden)?;
     let a = actor.clone();
     let account_ids = common.accounts.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
@@ -112,7 +104,7 @@ async fn insert(
                         name: &spec.name,
                         url: &spec.url,
                         format: &spec.format,
-                        secret_sealed: &sealed,
+                        secret_sealed: "",
                         income_only,
                         account_ids: &account_ids,
                         enabled: true,
@@ -124,6 +116,9 @@ async fn insert(
                         invite_code: spec.invite_code.as_deref(),
                     },
                 )?;
+                if !spec.secret.is_empty() {
+                    models::store_secret(conn, &keys, i.id, &spec.secret)?;
+                }
                 for (kind, address, display) in &spec.recipients {
                     models::add_recipient(conn, i.id, kind, address, display, t)?;
                 }
@@ -604,7 +599,7 @@ pub async fn deliver_job(ctx: JobCtx) -> Result<(), String> {
             let i = models::integration_by_id(conn, d.integration_id)?;
             let t = crate::banking::models::transaction_any(conn, d.transaction_id)?;
             let a = crate::banking::models::account(conn, t.account_id)?;
-            let secret = if i.secret_sealed.is_empty() { String::new() } else { open(&config, &i.secret_sealed)? };
+            let secret = models::open_secret(&config.keyring(), &i)?;
             let r = models::recipient(conn, i.id, &d.recipient)?;
             Ok((d, i, t, a, secret, r))
         })

@@ -12,6 +12,7 @@ use crate::config::{Config, ZaloConfig};
 use crate::db::schema::{integration_recipients, integrations, zalo_events, zalo_replies, zalo_tokens};
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
+use crate::secrets::{Column, ZALO_ACCESS, ZALO_REFRESH};
 
 /// The seed's five replies (casso-zalo-oa-integration.vi.txt).
 pub const REPLY_SYNTAX: &str = "Cú pháp không hợp lệ. Hãy gửi: /invite: <mã giới thiệu>";
@@ -118,12 +119,15 @@ pub async fn login_user(
 
 // ---------------------------------------------------------------- the OA's tokens
 
-fn seal(config: &Config, s: &str) -> AppResult<String> {
-    crate::secrets::seal(&config.secret, s).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+/// The OA's tokens live in the single row 1 of `zalo_tokens`; their seal is bound to it.
+const TOKEN_ROW: i64 = 1;
+
+fn seal(config: &Config, column: &Column, s: &str) -> AppResult<String> {
+    config.keyring().seal(column, TOKEN_ROW, s).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
 }
 
-fn open(config: &Config, s: &str) -> AppResult<String> {
-    crate::secrets::open(&config.secret, s).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+fn open(config: &Config, column: &Column, s: &str) -> AppResult<String> {
+    config.keyring().open(column, TOKEN_ROW, s).map_err(|e| e.for_people(column, TOKEN_ROW))
 }
 
 /// What the token row says to do.
@@ -138,7 +142,7 @@ enum Step {
 fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> AppResult<Step> {
     crate::db::tx(conn, |conn| {
         let t = now();
-        let exists = zalo_tokens::table.find(1i64).count().get_result::<i64>(conn)? > 0;
+        let exists = zalo_tokens::table.find(TOKEN_ROW).count().get_result::<i64>(conn)? > 0;
         if !exists {
             if config.zalo.refresh_token.is_empty() {
                 return Err(AppError::Validation("Chưa cấu hình refresh token của Zalo OA.".into()));
@@ -146,9 +150,9 @@ fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> 
             let epoch = chrono::DateTime::from_timestamp(0, 0).map(|d| d.naive_utc()).unwrap_or_default();
             crate::with_conn!(conn, |c| diesel::insert_into(zalo_tokens::table)
                 .values((
-                    zalo_tokens::id.eq(1i64),
-                    zalo_tokens::access_sealed.eq(seal(config, "")?),
-                    zalo_tokens::refresh_sealed.eq(seal(config, &config.zalo.refresh_token)?),
+                    zalo_tokens::id.eq(TOKEN_ROW),
+                    zalo_tokens::access_sealed.eq(seal(config, &ZALO_ACCESS, "")?),
+                    zalo_tokens::refresh_sealed.eq(seal(config, &ZALO_REFRESH, &config.zalo.refresh_token)?),
                     zalo_tokens::access_expires_at.eq(epoch),
                     zalo_tokens::generation.eq(0i64),
                     zalo_tokens::updated_at.eq(t),
@@ -163,7 +167,7 @@ fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> 
             i64,
             Option<NaiveDateTime>,
         ) = zalo_tokens::table
-            .find(1i64)
+            .find(TOKEN_ROW)
             .select((
                 zalo_tokens::access_sealed,
                 zalo_tokens::refresh_sealed,
@@ -172,7 +176,7 @@ fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> 
                 zalo_tokens::refreshing_until,
             ))
             .first(conn)?;
-        let access = open(config, &access)?;
+        let access = open(config, &ZALO_ACCESS, &access)?;
         if !access.is_empty() && expires > t + chrono::Duration::minutes(5) && refused != Some(access.as_str()) {
             return Ok(Step::Token(access));
         }
@@ -181,13 +185,13 @@ fn lease_or_token(conn: &mut DbConn, config: &Config, refused: Option<&str>) -> 
         }
         let got = diesel::update(
             zalo_tokens::table
-                .find(1i64)
+                .find(TOKEN_ROW)
                 .filter(zalo_tokens::generation.eq(generation))
                 .filter(zalo_tokens::refreshing_until.is_null().or(zalo_tokens::refreshing_until.lt(t))),
         )
         .set(zalo_tokens::refreshing_until.eq(t + chrono::Duration::seconds(30)))
         .execute(conn)?;
-        Ok(if got == 1 { Step::Refresh(open(config, &refresh)?, generation) } else { Step::Wait })
+        Ok(if got == 1 { Step::Refresh(open(config, &ZALO_REFRESH, &refresh)?, generation) } else { Step::Wait })
     })
 }
 
@@ -228,7 +232,7 @@ pub async fn oa_token(state: &crate::services::Services, refused: Option<String>
         let stored = state
             .db(move |conn| {
                 let t = now();
-                let target = zalo_tokens::table.find(1i64).filter(zalo_tokens::generation.eq(generation));
+                let target = zalo_tokens::table.find(TOKEN_ROW).filter(zalo_tokens::generation.eq(generation));
                 let v = match parsed {
                     Ok(v) => v,
                     Err(e) => {
@@ -253,8 +257,8 @@ pub async fn oa_token(state: &crate::services::Services, refused: Option<String>
                     .clamp(60, 400_000);
                 diesel::update(target)
                     .set((
-                        zalo_tokens::access_sealed.eq(seal(&config, &access)?),
-                        zalo_tokens::refresh_sealed.eq(seal(&config, new_refresh)?),
+                        zalo_tokens::access_sealed.eq(seal(&config, &ZALO_ACCESS, &access)?),
+                        zalo_tokens::refresh_sealed.eq(seal(&config, &ZALO_REFRESH, new_refresh)?),
                         zalo_tokens::access_expires_at.eq(t + chrono::Duration::seconds(secs)),
                         zalo_tokens::generation.eq(generation + 1),
                         zalo_tokens::refreshing_until.eq(None::<NaiveDateTime>),

@@ -310,9 +310,9 @@ struct DataForm {
 async fn save_data(ctx: Ctx, id: web::Path<i64>, form: web::Form<DataForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    let secret = ctx.state.config.secret.clone();
+    let keys = ctx.state.config.keyring();
     crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã lưu dữ liệu triển khai.", move |c, a| {
-        service::save_data(c, &secret, a, id, &f.pos_parent, &f.pos_id, &f.point_code, &f.key1, &f.key2)
+        service::save_data(c, &keys, a, id, &f.pos_parent, &f.pos_id, &f.point_code, &f.key1, &f.key2)
     })
     .await
 }
@@ -354,8 +354,8 @@ async fn screenshot(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
 async fn reveal(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let actor = ctx.actor()?;
-    let secret = ctx.state.config.secret.clone();
-    let keys = ctx.db(move |conn| service::reveal_keys(conn, &secret, &actor, id)).await?;
+    let keyring = ctx.state.config.keyring();
+    let keys = ctx.db(move |conn| service::reveal_keys(conn, &keyring, &actor, id)).await?;
     show_page(&ctx, id, Some(keys)).await
 }
 

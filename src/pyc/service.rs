@@ -8,13 +8,14 @@ use super::PycState;
 use super::models::{self, PycFields};
 use crate::accounts::Role;
 use crate::audit::{self, Actor};
-use crate::config::{Config, OutboundConfig, SecretKey};
+use crate::config::{Config, OutboundConfig};
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::hub::models as hub;
 use crate::hub::notice::{self, Event};
 use crate::hub::state::State;
 use crate::mail::inbound::models as mail;
+use crate::secrets::{self, Keyring};
 
 pub const MAX_SCREENSHOT_BYTES: usize = 5 * 1024 * 1024;
 
@@ -368,7 +369,7 @@ pub fn tick(conn: &mut DbConn, actor: &Actor, id: i64, item_id: i64, done: bool)
 #[allow(clippy::too_many_arguments)]
 pub fn save_data(
     conn: &mut DbConn,
-    secret: &SecretKey,
+    keys: &Keyring,
     actor: &Actor,
     id: i64,
     pos_parent: &str,
@@ -377,14 +378,14 @@ pub fn save_data(
     key1: &str,
     key2: &str,
 ) -> AppResult<()> {
-    let seal = |k: &str| -> AppResult<Option<String>> {
+    let seal = |column: &secrets::Column, k: &str| -> AppResult<Option<String>> {
         if k.trim().is_empty() {
             Ok(None)
         } else {
-            crate::secrets::seal(secret, k.trim()).map(Some).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+            keys.seal(column, id, k.trim()).map(Some).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
         }
     };
-    let (k1, k2) = (seal(key1)?, seal(key2)?);
+    let (k1, k2) = (seal(&secrets::PYC_KEY1, key1)?, seal(&secrets::PYC_KEY2, key2)?);
     crate::db::tx(conn, |conn| {
         let p = models::pyc(conn, id)?;
         ensure_deploying(conn, actor, &p)?;
@@ -445,15 +446,15 @@ pub fn save_screenshot(conn: &mut DbConn, actor: &Actor, id: i64, bytes: &[u8]) 
 }
 
 /// Key1 and Key2 in clear, for an allowed role; every reveal is audited.
-pub fn reveal_keys(conn: &mut DbConn, secret: &SecretKey, actor: &Actor, id: i64) -> AppResult<(String, String)> {
+pub fn reveal_keys(conn: &mut DbConn, keys: &Keyring, actor: &Actor, id: i64) -> AppResult<(String, String)> {
     let p = models::pyc(conn, id)?;
-    let open = |v: &Option<String>| -> AppResult<String> {
+    let open = |column: &secrets::Column, v: &Option<String>| -> AppResult<String> {
         match v {
-            Some(s) => crate::secrets::open(secret, s).map_err(|e| AppError::internal(anyhow::anyhow!(e))),
+            Some(s) => keys.open(column, id, s).map_err(|e| e.for_people(column, id)),
             None => Ok(String::new()),
         }
     };
-    let keys = (open(&p.key1_enc)?, open(&p.key2_enc)?);
+    let keys = (open(&secrets::PYC_KEY1, &p.key1_enc)?, open(&secrets::PYC_KEY2, &p.key2_enc)?);
     audit::record(conn, actor, "pyc", id, "reveal_keys", None, None)?;
     Ok(keys)
 }

@@ -54,6 +54,27 @@ fn unknown_and_malformed_settings_are_named() {
 }
 
 #[test]
+fn old_secret_keys_open_what_they_sealed() {
+    use hubgate::secrets::{Keyring, PYC_KEY1};
+    let dir = tmp();
+    let (k1, k2) = ("a1".repeat(32), "b2".repeat(32));
+    let old =
+        Config::from_sources(None, &env(&[("HUBGATE_SECRET_KEY", &k1)], &dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    let sealed = old.keyring().seal(&PYC_KEY1, 3, "K1").unwrap_or_default();
+    let file = format!("old_secret_keys = \"{k1}, {}\"", "c3".repeat(32));
+    let new = Config::from_sources(Some(&file), &env(&[("HUBGATE_SECRET_KEY", &k2)], &dir))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(new.old_secrets.len(), 2);
+    assert_eq!(new.keyring().open(&PYC_KEY1, 3, &sealed).as_deref(), Ok("K1"));
+    assert!(Keyring::new(new.secret.clone(), vec![]).open(&PYC_KEY1, 3, &sealed).is_err());
+    let bad = Config::from_sources(None, &env(&[("HUBGATE_OLD_SECRET_KEYS", &format!("{k1},xyz"))], &dir))
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(bad.contains("HUBGATE_OLD_SECRET_KEYS") && bad.contains("key 2"), "{bad}");
+}
+
+#[test]
 fn the_access_log_never_holds_a_mailed_token() {
     use hubgate::web::log_line;
     assert_eq!(log_line("GET", "/verify-email", "token=SECRET123"), "GET /verify-email?token=…");

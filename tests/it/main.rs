@@ -26,5 +26,6 @@ mod queue;
 mod realmail;
 mod report;
 mod roles;
+mod secrets;
 mod smtp;
 mod web;

@@ -58,7 +58,7 @@ fn deployed(
     let code = format!("MD-{point}");
     pyc::save_data(
         c,
-        &app.state.config.secret,
+        &app.state.config.keyring(),
         &tech,
         id,
         &format!("PP-{point}"),

@@ -153,26 +153,17 @@ impl TestApp {
             hubgate::app::migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e:#}"));
         }
         let state = AppState::new(config, pool).unwrap_or_else(|e| panic!("state: {e:#}"));
-        let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));
-        let app_state = state.clone();
-        let server = HttpServer::new(move || hubgate::web::build_app(app_state.clone(), metrics.clone()))
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        Some(TestApp {
-            base: format!("http://{addr}"),
-            state,
-            backend,
-            data_dir,
-            database_url,
-            server: handle,
-            _db: db,
-        })
+        let (base, handle) = serve(&state);
+        Some(TestApp { base, state, backend, data_dir, database_url, server: handle, _db: db })
+    }
+
+    /// A second server over this test's database with its own configuration (another
+    /// node, or this one restarted after a configuration change); returns its base URL.
+    pub fn serve_again(&self, tweak: impl FnOnce(&mut Config)) -> String {
+        let mut config = (*self.state.config).clone();
+        tweak(&mut config);
+        let state = AppState::new(config, self.state.pool.clone()).unwrap_or_else(|e| panic!("state: {e:#}"));
+        serve(&state).0
     }
 
     pub fn conn(&self) -> PooledConn {
@@ -213,6 +204,22 @@ impl TestApp {
     pub async fn stop(&self) {
         self.server.stop(false).await;
     }
+}
+
+/// Runs the app for `state` on a free port of 127.0.0.1: (base URL, server handle).
+fn serve(state: &AppState) -> (String, actix_web::dev::ServerHandle) {
+    let metrics = hubgate::web::metrics(&state.pool).unwrap_or_else(|e| panic!("metrics: {e}"));
+    let app_state = state.clone();
+    let server = HttpServer::new(move || hubgate::web::build_app(app_state.clone(), metrics.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (format!("http://{addr}"), handle)
 }
 
 /// A response as a test reads it.
