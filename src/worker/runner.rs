@@ -73,6 +73,7 @@ impl Registry {
         r.register(crate::mail::inbound::maildir::SCAN_JOB, crate::mail::inbound::maildir::scan_job);
         r.register(crate::reports::MONTHLY_JOB, crate::reports::monthly_job);
         r.register(crate::accounts::service::PRUNE_JOB, crate::accounts::service::prune_job);
+        r.register(crate::web::once::PRUNE_JOB, crate::web::once::prune_job);
         r.register(crate::hub::ageing::DIGEST_JOB, crate::hub::ageing::digest_job);
         r.register(crate::banking::sync::SYNC_JOB, crate::banking::sync::sync_job);
         r.register(crate::banking::sync::DUE_JOB, crate::banking::sync::due_job);

@@ -99,6 +99,12 @@ pub fn standard(config: &crate::config::Config) -> Vec<Schedule> {
         kind: crate::accounts::service::PRUNE_JOB.into(),
         payload: serde_json::json!({}),
     });
+    out.push(Schedule {
+        name: "prune-form-submissions".into(),
+        every: Every::Seconds(3600),
+        kind: crate::web::once::PRUNE_JOB.into(),
+        payload: serde_json::json!({}),
+    });
     // The desk's overdue requests, to the people responsible, every morning.
     out.push(Schedule {
         name: "overdue-digest".into(),
