@@ -25,6 +25,9 @@ pub fn registry(config: &Config) -> Registry {
     crate::hub::register_jobs(&mut r);
     crate::banking::register_jobs(&mut r);
     crate::notify::register_jobs(&mut r);
+    // Double-submit tokens older than a day, every hour.
+    r.register(crate::web::once::PRUNE_JOB, crate::web::once::prune_job);
+    r.every("prune-form-submissions", crate::worker::schedule::Every::Seconds(3600), crate::web::once::PRUNE_JOB);
     r
 }
 

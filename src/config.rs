@@ -288,6 +288,18 @@ pub const SETTINGS: &[Setting] = &[
         doc: "comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed",
     },
     Setting {
+        key: "upload_max_files",
+        env: "HUBGATE_UPLOAD_MAX_FILES",
+        default: "50",
+        doc: "files one upload form may send at once; more is refused whole (413)",
+    },
+    Setting {
+        key: "upload_max_mb",
+        env: "HUBGATE_UPLOAD_MAX_MB",
+        default: "50",
+        doc: "total size of one upload (all its files); more is refused whole (413)",
+    },
+    Setting {
         key: "api_rate_per_second",
         env: "HUBGATE_API_RATE_PER_SECOND",
         default: "20",
@@ -400,6 +412,8 @@ pub struct Config {
     pub zalo: ZaloConfig,
     pub telegram_api_url: String,
     pub api_rate_per_second: u32,
+    /// Bounds of one browser upload (mail, screenshots, statements).
+    pub upload: crate::web::upload::UploadLimits,
     pub metrics_token: String,
     /// Reverse proxies in front of the app; only their X-Forwarded-For names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -764,7 +778,12 @@ impl Config {
         };
         let telegram_api_url = url("telegram_api_url")?;
         let api_rate_per_second = u32::try_from(parse_num("api_rate_per_second")?.max(1)).unwrap_or(u32::MAX);
+        let upload = crate::web::upload::UploadLimits {
+            max_files: usize::try_from(parse_num("upload_max_files")?.max(1)).unwrap_or(usize::MAX),
+            max_bytes: mb("upload_max_mb")?,
+        };
         Ok(Config {
+            upload,
             zalo,
             telegram_api_url,
             api_rate_per_second,

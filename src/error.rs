@@ -18,6 +18,9 @@ pub enum AppError {
     Validation(String),
     #[error("Biểu mẫu đã hết hạn hoặc không hợp lệ. Vui lòng tải lại trang và thử lại.")]
     Csrf,
+    /// An upload over its bounds (file count, total size): refused whole, nothing stored.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("Hệ thống đang bận, vui lòng thử lại sau ít phút.")]
     Unavailable,
     #[error("Đã xảy ra lỗi hệ thống. Vui lòng thử lại; nếu lỗi còn lặp lại, hãy báo quản trị viên.")]
@@ -39,6 +42,7 @@ impl AppError {
             AppError::Forbidden(_) | AppError::Csrf => "Không được phép",
             AppError::Conflict(_) => "Xung đột dữ liệu",
             AppError::Validation(_) => "Dữ liệu không hợp lệ",
+            AppError::TooLarge(_) => "Tải lên quá lớn",
             AppError::Unavailable => "Tạm thời không khả dụng",
             AppError::Internal(_) => "Lỗi hệ thống",
         }

@@ -102,7 +102,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::NotFound => ApiError::not_found("Resource"),
-            AppError::Validation(m) | AppError::Conflict(m) => ApiError::invalid(m),
+            AppError::Validation(m) | AppError::Conflict(m) | AppError::TooLarge(m) => ApiError::invalid(m),
             AppError::Forbidden(_) | AppError::Csrf => ApiError::unauthorized(),
             AppError::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, 503, "Service unavailable"),
             AppError::Internal(e) => {

@@ -842,7 +842,18 @@ diesel::joinable!(integration_recipients -> integrations (integration_id));
 diesel::joinable!(deliveries -> transactions (transaction_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 
+diesel::table! {
+    form_submissions (user_id, token) {
+        user_id -> Int8,
+        token -> Text,
+        location -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    form_submissions,
     staff_mail_prefs,
     ageing_thresholds,
     transaction_days,

@@ -18,6 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::mail::inbound::models::{self as mail, Partner};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, redirect, render, render_status};
+use crate::web::once::Once;
 
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
@@ -329,14 +330,13 @@ struct CustomerForm {
     address: String,
 }
 
-async fn customer_create(ctx: Ctx, form: web::Form<CustomerForm>) -> AppResult<HttpResponse> {
-    let actor = ctx.actor()?;
+async fn customer_create(ctx: Ctx, once: Once, form: web::Form<CustomerForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
     if f.name.trim().is_empty() {
         ctx.flash("error", "Vui lòng nhập tên khách hàng.");
         return Ok(redirect("/customers"));
     }
-    ctx.db(move |conn| {
+    crate::web::layout::act_once(ctx, once, "/customers", "Đã thêm khách hàng.", move |conn, actor| {
         crate::db::tx(conn, |conn| {
             let id: i64 = diesel::insert_into(customers::table)
                 .values((
@@ -351,7 +351,7 @@ async fn customer_create(ctx: Ctx, form: web::Form<CustomerForm>) -> AppResult<H
                 .get_result(conn)?;
             audit::record(
                 conn,
-                &actor,
+                actor,
                 "customer",
                 id,
                 "create",
@@ -361,9 +361,7 @@ async fn customer_create(ctx: Ctx, form: web::Form<CustomerForm>) -> AppResult<H
             Ok(())
         })
     })
-    .await?;
-    ctx.flash("success", "Đã thêm khách hàng.");
-    Ok(redirect("/customers"))
+    .await
 }
 
 /// One cell of the dashboard: a state and partner with its count and oldest wait.

@@ -15,6 +15,7 @@ use crate::mail::inbound::classify::Suggestions;
 use crate::mail::inbound::models as mail;
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, redirect, render, render_status};
+use crate::web::once::{Done, Once};
 
 const DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
 const LEADER: Access = Access::Roles(&[Role::Leader]);
@@ -113,8 +114,7 @@ async fn new_form(ctx: Ctx, q: web::Query<NewQuery>) -> AppResult<HttpResponse> 
     show_form(&ctx, form, None, StatusCode::OK).await
 }
 
-async fn create(ctx: Ctx, form: web::Form<RequestForm>) -> AppResult<HttpResponse> {
-    let actor = ctx.actor()?;
+async fn create(ctx: Ctx, once: Once, form: web::Form<RequestForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
     let input = OpenRequest {
         partner_id: f.partner_id,
@@ -128,11 +128,12 @@ async fn create(ctx: Ctx, form: web::Form<RequestForm>) -> AppResult<HttpRespons
         point_phone: f.point_phone.clone(),
         extra_points: service::parse_point_lines(&f.extra_points),
     };
-    match ctx.db(move |conn| service::open_request(conn, &actor, &input)).await {
-        Ok(id) => {
-            ctx.flash("success", format!("Đã mở yêu cầu #{id}."));
-            Ok(redirect(&format!("/requests/{id}")))
-        }
+    let opened = crate::web::once::submit(&ctx, once, move |conn, actor| {
+        let id = service::open_request(conn, actor, &input)?;
+        Ok(Done::new(format!("/requests/{id}"), format!("Đã mở yêu cầu #{id}.")))
+    });
+    match opened.await {
+        Ok(response) => Ok(response),
         Err(AppError::Validation(msg)) => show_form(&ctx, f, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await,
         Err(e) => Err(e),
     }
@@ -209,14 +210,19 @@ struct ConfirmationForm {
 
 async fn manual_confirmation(
     ctx: Ctx,
+    once: Once,
     id: web::Path<i64>,
     form: web::Form<ConfirmationForm>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã ghi nhận xác nhận.", move |conn, actor| {
-        service::manual_confirmation(conn, actor, id, &f.kind, &f.reason)
-    })
+    crate::web::layout::act_once(
+        ctx,
+        once,
+        &format!("/requests/{id}"),
+        "Đã ghi nhận xác nhận.",
+        move |conn, actor| service::manual_confirmation(conn, actor, id, &f.kind, &f.reason),
+    )
     .await
 }
 
@@ -235,12 +241,16 @@ struct CommentForm {
     internal: Option<String>,
 }
 
-async fn comment(ctx: Ctx, id: web::Path<i64>, form: web::Form<CommentForm>) -> AppResult<HttpResponse> {
+async fn comment(ctx: Ctx, once: Once, id: web::Path<i64>, form: web::Form<CommentForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let f = form.into_inner();
-    crate::web::layout::act(ctx, &format!("/requests/{id}"), "Đã thêm bình luận.", move |conn, actor| {
-        service::comment(conn, actor, id, &f.body, f.internal.is_some())
-    })
+    crate::web::layout::act_once(
+        ctx,
+        once,
+        &format!("/requests/{id}"),
+        "Đã thêm bình luận.",
+        move |conn, actor| service::comment(conn, actor, id, &f.body, f.internal.is_some()),
+    )
     .await
 }
 

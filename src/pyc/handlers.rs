@@ -1,11 +1,9 @@
 //! PYC pages: create from a request, the ticket with its checklist and deployment
 //! data, the B5 reply, the 0 đ invoice, the lists, and the admins' note templates.
 
-use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::PycState;
@@ -16,6 +14,8 @@ use crate::error::{AppError, AppResult};
 use crate::fmt::LocalTime;
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, redirect, render, render_status};
+use crate::web::once::{Done, Once};
+use crate::web::upload::Upload;
 
 const DESK: Access = Access::Roles(&[Role::Sale, Role::Leader]);
 const LEADER: Access = Access::Roles(&[Role::Leader]);
@@ -37,7 +37,7 @@ crate::routes! {
     POST "/pyc/{id}/technician" => DESK, assign_technician;
     POST "/pyc/{id}/items/{iid}" => TECH, tick;
     POST "/pyc/{id}/data" => TECH, save_data;
-    POST "/pyc/{id}/screenshot" => TECH, upload_screenshot;
+    POST "/pyc/{id}/screenshot" => TECH, upload_screenshot, Upload;
     GET "/pyc/{id}/screenshot" => Access::Staff, screenshot;
     POST "/pyc/{id}/reveal" => KEYS, reveal;
     POST "/pyc/{id}/deployed" => TECH, deployed;
@@ -80,17 +80,17 @@ async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     })
 }
 
-async fn create(ctx: Ctx, id: web::Path<i64>, form: web::Form<PycFields>) -> AppResult<HttpResponse> {
+async fn create(ctx: Ctx, once: Once, id: web::Path<i64>, form: web::Form<PycFields>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let actor = ctx.actor()?;
     let f = form.into_inner();
     let fields = f.clone();
     let config = ctx.state.config.clone();
-    match ctx.db(move |conn| service::create(conn, &config, &actor, id, &fields)).await {
-        Ok(pyc) => {
-            ctx.flash("success", "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8).");
-            Ok(redirect(&format!("/pyc/{pyc}")))
-        }
+    let created = crate::web::once::submit(&ctx, once, move |conn, actor| {
+        let pyc = service::create(conn, &config, actor, id, &fields)?;
+        Ok(Done::new(format!("/pyc/{pyc}"), "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8)."))
+    });
+    match created.await {
+        Ok(response) => Ok(response),
         Err(AppError::Validation(m)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             &FormPage {
@@ -317,21 +317,12 @@ async fn save_data(ctx: Ctx, id: web::Path<i64>, form: web::Form<DataForm>) -> A
     .await
 }
 
-async fn upload_screenshot(ctx: Ctx, id: web::Path<i64>, mut payload: Multipart) -> AppResult<HttpResponse> {
+async fn upload_screenshot(ctx: Ctx, id: web::Path<i64>, mut form: Upload) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let mut bytes = None;
-    while let Some(field) = payload.next().await {
-        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
-        if field.name() == Some("screenshot") {
-            bytes = Some(match field.bytes(service::MAX_SCREENSHOT_BYTES).await {
-                Ok(Ok(b)) => b.to_vec(),
-                Ok(Err(e)) => return Err(AppError::Validation(format!("Tệp tải lên bị lỗi: {e}"))),
-                Err(_) => {
-                    ctx.flash("error", "Ảnh lớn hơn 5 MB.");
-                    return Ok(redirect(&format!("/pyc/{id}")));
-                }
-            });
-        }
+    let bytes = form.take_files("screenshot").pop().map(|f| f.bytes);
+    if bytes.as_ref().is_some_and(|b| b.len() > service::MAX_SCREENSHOT_BYTES) {
+        ctx.flash("error", "Ảnh lớn hơn 5 MB.");
+        return Ok(redirect(&format!("/pyc/{id}")));
     }
     let bytes = bytes.unwrap_or_default();
     crate::web::layout::act(ctx, &format!("/pyc/{id}"), "Đã lưu ảnh kết nối.", move |c, a| {
@@ -640,20 +631,20 @@ struct TemplateForm {
     items: String,
 }
 
-async fn new_template(ctx: Ctx, form: web::Form<TemplateForm>) -> AppResult<HttpResponse> {
-    let actor = ctx.actor()?;
+async fn new_template(ctx: Ctx, once: Once, form: web::Form<TemplateForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
     if f.kind.trim().is_empty() || f.body.trim().is_empty() || f.items.trim().is_empty() {
         ctx.flash("error", "Cần loại đối tác, nội dung ghi chú và danh sách việc.");
         return Ok(redirect("/admin/pyc-templates"));
     }
-    ctx.db(move |conn| {
+    let done = "Đã lưu phiên bản mẫu mới; PYC cũ giữ phiên bản của mình.";
+    crate::web::layout::act_once(ctx, once, "/admin/pyc-templates", done, move |conn, actor| {
         crate::db::tx(conn, |conn| {
             let kind = f.kind.trim().to_lowercase();
             let id = models::insert_template(conn, &kind, &f.body, &f.items, actor.user_id)?;
             crate::audit::record(
                 conn,
-                &actor,
+                actor,
                 "pyc_template",
                 id,
                 "create",
@@ -663,7 +654,5 @@ async fn new_template(ctx: Ctx, form: web::Form<TemplateForm>) -> AppResult<Http
             Ok(())
         })
     })
-    .await?;
-    ctx.flash("success", "Đã lưu phiên bản mẫu mới; PYC cũ giữ phiên bản của mình.");
-    Ok(redirect("/admin/pyc-templates"))
+    .await
 }

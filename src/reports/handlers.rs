@@ -13,11 +13,13 @@ use crate::web::layout::{Ctx, Layout, render};
 
 const ACCOUNTING: Access = Access::Roles(&[Role::Accountant]);
 const PAGE_SIZE: usize = 100;
+/// A partner's statement; the upload's own bound may be larger.
+const MAX_STATEMENT_BYTES: usize = 30 * 1024 * 1024;
 
 crate::routes! {
     GET "/reports" => ACCOUNTING, preview;
     GET "/reports/reconcile" => ACCOUNTING, reconcile_home;
-    POST "/reports/reconcile" => ACCOUNTING, reconcile_upload;
+    POST "/reports/reconcile" => ACCOUNTING, reconcile_upload, Upload;
     GET "/reports/reconcile/{id}" => ACCOUNTING, reconcile_show;
     POST "/reports/reconcile/{id}/run" => ACCOUNTING, reconcile_run;
     GET "/reports/reconcile/{id}/xlsx" => ACCOUNTING, reconcile_xlsx;
@@ -114,27 +116,13 @@ async fn reconcile_home(ctx: Ctx) -> AppResult<HttpResponse> {
     })
 }
 
-async fn reconcile_upload(ctx: Ctx, mut payload: actix_multipart::Multipart) -> AppResult<HttpResponse> {
-    use futures_util::StreamExt;
-    let (mut partner_id, mut month, mut file_name, mut bytes) = (0i64, String::new(), String::new(), Vec::new());
-    while let Some(field) = payload.next().await {
-        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
-        let name = field.name().unwrap_or("").to_string();
-        let data = match field.bytes(30 * 1024 * 1024).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(AppError::Validation(format!("Tệp tải lên bị lỗi: {e}"))),
-            Err(_) => return Err(AppError::Validation("Tệp lớn hơn 30 MB.".into())),
-        };
-        match name.as_str() {
-            "partner_id" => partner_id = String::from_utf8_lossy(&data).trim().parse().unwrap_or(0),
-            "month" => month = String::from_utf8_lossy(&data).to_string(),
-            "file" => {
-                file_name =
-                    field.content_disposition().and_then(|c| c.get_filename()).unwrap_or("doi-soat").to_string();
-                bytes = data.to_vec();
-            }
-            _ => {}
-        }
+async fn reconcile_upload(ctx: Ctx, mut form: crate::web::upload::Upload) -> AppResult<HttpResponse> {
+    let partner_id: i64 = form.field("partner_id").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let month = form.field("month").unwrap_or("").to_string();
+    let (file_name, bytes) =
+        form.take_files("file").pop().map(|f| (f.name, f.bytes)).unwrap_or_else(|| ("doi-soat".into(), Vec::new()));
+    if bytes.len() > MAX_STATEMENT_BYTES {
+        return Err(AppError::Validation("Tệp lớn hơn 30 MB.".into()));
     }
     let actor = ctx.actor()?;
     match ctx.db(move |conn| reconcile::upload(conn, &actor, partner_id, &month, &file_name, &bytes)).await {

@@ -41,22 +41,48 @@ impl Access {
     }
 }
 
+/// What a route's body may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// A urlencoded form (or none): the CSRF middleware checks its `_csrf` field, and
+    /// refuses a multipart body outright.
+    Form,
+    /// A multipart upload: the middleware lets it through unread and the handler's
+    /// [`super::upload::Upload`] extractor checks the `_csrf` first field, after the
+    /// route's guard and before any file is read.
+    Upload,
+}
+
+impl Body {
+    /// `Form` unless the declaration named another (used by [`routes!`]).
+    pub const fn declared(named: &[Body]) -> Body {
+        if named.is_empty() { Body::Form } else { named[0] }
+    }
+}
+
 /// One declared route, as the role matrix sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    pub body: Body,
 }
 
-/// Declares a domain's routes: `METHOD "path" => access, handler;` per line.
+/// Declares a domain's routes: `METHOD "path" => access, handler;` per line, or
+/// `POST "path" => access, handler, Upload;` for a multipart upload.
 /// Expands to `pub const ROUTES` and `pub fn configure`.
 #[macro_export]
 macro_rules! routes {
-    ($($method:ident $path:literal => $access:expr, $handler:path;)*) => {
+    ($($method:ident $path:literal => $access:expr, $handler:path $(, $body:ident)?;)*) => {
         /// The routes of this domain with their access rules.
         pub const ROUTES: &[$crate::web::access::RouteSpec] = &[
-            $($crate::web::access::RouteSpec { method: stringify!($method), path: $path, access: $access },)*
+            $($crate::web::access::RouteSpec {
+                method: stringify!($method),
+                path: $path,
+                access: $access,
+                body: $crate::web::access::Body::declared(&[$($crate::web::access::Body::$body)?]),
+            },)*
         ];
 
         /// Registers this domain's routes, each behind its guard.

@@ -7,6 +7,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::access::Access;
+use super::once::{Done, Once};
 use super::session::{self, CsrfToken, CurrentUser, Flash};
 use crate::accounts::Role;
 use crate::audit::Actor;
@@ -87,6 +88,12 @@ impl Layout {
 
     pub fn is_staff(&self) -> bool {
         self.user.as_ref().is_some_and(|u| u.is_staff())
+    }
+
+    /// A fresh idempotency token for one create form (its hidden `_once` field): each
+    /// render gets its own, so sending that render twice creates one row.
+    pub fn once(&self) -> String {
+        session::new_token()
     }
 
     /// Where the brand link leads: the merchant area for merchants, the desk for staff.
@@ -185,13 +192,24 @@ pub async fn act<F>(ctx: Ctx, back: &str, done: &str, f: F) -> AppResult<HttpRes
 where
     F: FnOnce(&mut crate::db::DbConn, &Actor) -> AppResult<()> + Send + 'static,
 {
-    let actor = ctx.actor()?;
-    match ctx.db(move |conn| f(conn, &actor)).await {
-        Ok(()) => ctx.flash("success", done.to_string()),
-        Err(AppError::Validation(msg)) | Err(AppError::Conflict(msg)) => ctx.flash("error", msg),
-        Err(e) => return Err(e),
+    act_once(ctx, Once::none(), back, done, f).await
+}
+
+/// [`act`] for a form that creates something: a second submission of the same
+/// rendered form gets the first one's answer and creates nothing (see [`super::once`]).
+pub async fn act_once<F>(ctx: Ctx, once: Once, back: &str, done: &str, f: F) -> AppResult<HttpResponse>
+where
+    F: FnOnce(&mut crate::db::DbConn, &Actor) -> AppResult<()> + Send + 'static,
+{
+    let answer = Done::new(back, done);
+    match super::once::submit(&ctx, once, move |conn, actor| f(conn, actor).map(|()| answer)).await {
+        Ok(response) => Ok(response),
+        Err(AppError::Validation(msg)) | Err(AppError::Conflict(msg)) => {
+            ctx.flash("error", msg);
+            Ok(redirect(back))
+        }
+        Err(e) => Err(e),
     }
-    Ok(redirect(back))
 }
 
 /// A 303 redirect after a successful form.

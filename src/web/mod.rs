@@ -8,8 +8,10 @@ pub mod access;
 pub mod assets;
 pub mod export;
 pub mod layout;
+pub mod once;
 pub mod pages;
 pub mod session;
+pub mod upload;
 
 use std::sync::Arc;
 

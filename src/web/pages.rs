@@ -44,6 +44,7 @@ impl actix_web::ResponseError for crate::error::AppError {
             crate::error::AppError::Forbidden(_) | crate::error::AppError::Csrf => StatusCode::FORBIDDEN,
             crate::error::AppError::Conflict(_) => StatusCode::CONFLICT,
             crate::error::AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            crate::error::AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             crate::error::AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             crate::error::AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

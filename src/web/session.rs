@@ -5,8 +5,10 @@
 //! when the account was disabled, its password changed (the epoch moved) or the login
 //! is older than the configured lifetime. It also enforces CSRF on every unsafe
 //! method outside the token-authenticated prefixes: the session's token must come back
-//! in the `_csrf` form field, the `X-CSRF-Token` header, or (multipart uploads only)
-//! the `_csrf` query parameter.
+//! in the `_csrf` form field or the `X-CSRF-Token` header. A multipart body is never
+//! read here: on a route declared as an upload the [`super::upload::Upload`]
+//! extractor checks its `_csrf` first field (after the role guard); on any other route
+//! it is refused. A token in the query string counts for nothing.
 
 use actix_session::{Session, SessionExt};
 use actix_web::body::BoxBody;
@@ -106,7 +108,7 @@ pub fn sign_out(session: &Session) {
     session.purge();
 }
 
-fn new_token() -> String {
+pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -142,8 +144,11 @@ pub async fn middleware(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<
 
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let exempt = CSRF_EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
-    if unsafe_method && !exempt {
-        let submitted = submitted_token(&mut req).await;
+    if unsafe_method && !exempt && !upload_deferred(&req) {
+        let (submitted, once) = submitted_token(&mut req).await;
+        if let Some(once) = once {
+            req.extensions_mut().insert(super::once::SubmittedOnce(once));
+        }
         if !submitted.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
             tracing::warn!(path = %req.path(), "request refused: missing or wrong CSRF token");
             return Ok(req.into_response(AppError::Csrf.error_response()));
@@ -188,32 +193,45 @@ async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Opti
     }
 }
 
-/// Reads the token a form sent, restoring the body for the handler afterwards.
-async fn submitted_token(req: &mut ServiceRequest) -> Option<String> {
+fn content_type(req: &ServiceRequest) -> String {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
+}
+
+/// A multipart POST to a declared upload route: its extractor checks the token in
+/// the first field, once the route's guard has let the person through.
+fn upload_deferred(req: &ServiceRequest) -> bool {
+    req.method() == Method::POST
+        && content_type(req).starts_with("multipart/form-data")
+        && super::upload::is_upload_route(req.path())
+}
+
+/// Reads the token a form sent (and its `_once` idempotency token, for
+/// [`super::once`]), restoring the body for the handler afterwards. Only a urlencoded
+/// body is read; any other (multipart included) carries no token.
+async fn submitted_token(req: &mut ServiceRequest) -> (Option<String>, Option<String>) {
     if let Some(h) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
-        return Some(h.to_string());
+        return (Some(h.to_string()), None);
     }
-    let content_type =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    if content_type.starts_with("multipart/form-data") {
-        return web::Query::<CsrfField>::from_query(req.query_string()).ok().map(|q| q.0._csrf);
-    }
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return None;
+    if !content_type(req).starts_with("application/x-www-form-urlencoded") {
+        return (None, None);
     }
     let (http_req, payload) = req.parts_mut();
-    let body = web::Bytes::from_request(http_req, payload).await.ok()?;
-    let token = serde_urlencoded::from_bytes::<CsrfField>(&body).ok().map(|f| f._csrf);
+    let Ok(body) = web::Bytes::from_request(http_req, payload).await else {
+        return (None, None);
+    };
+    let fields = serde_urlencoded::from_bytes::<HiddenFields>(&body).ok();
     let (_, mut restored) = actix_http::h1::Payload::create(true);
     restored.unread_data(body);
     req.set_payload(Payload::from(restored));
-    token
+    fields.map(|f| (Some(f._csrf), f._once)).unwrap_or((None, None))
 }
 
+/// The hidden fields every form may carry.
 #[derive(serde::Deserialize)]
-struct CsrfField {
+struct HiddenFields {
     #[serde(default)]
     _csrf: String,
+    _once: Option<String>,
 }
 
 /// Extractor: the signed-in user (routes behind a staff guard always have one).

@@ -13,6 +13,7 @@ struct Column {
 
 const TABLES: &[&str] = &[
     "users",
+    "form_submissions",
     "audit_log",
     "login_failures",
     "partners",

@@ -146,16 +146,24 @@ db_test!(sales_work_the_inbox_in_the_browser, |app| {
     let token = upload.csrf().unwrap_or_default();
 
     // Several files in one upload, each with its own result.
-    let mut form = reqwest::multipart::Form::new();
-    for (name, raw) in corpus().into_iter().filter(|(n, _)| n.starts_with('a') || n.starts_with('f')) {
-        form = form.part("files", reqwest::multipart::Part::bytes(raw).file_name(name));
-    }
-    let resp = b.multipart(&format!("/mail/upload?_csrf={token}"), form).await;
+    let resp = b
+        .upload("/mail/upload", |mut form| {
+            for (name, raw) in corpus().into_iter().filter(|(n, _)| n.starts_with('a') || n.starts_with('f')) {
+                form = form.part("files", reqwest::multipart::Part::bytes(raw).file_name(name));
+            }
+            form
+        })
+        .await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert!(resp.body.contains("Đã lưu"));
     assert!(resp.body.contains("Không đọc được"));
-    let forged = b.multipart("/mail/upload?_csrf=gia", reqwest::multipart::Form::new().text("x", "y")).await;
+    let forged = b.multipart("/mail/upload", reqwest::multipart::Form::new().text("_csrf", "gia").text("x", "y")).await;
     assert_eq!(forged.status, 403);
+    // The session's real token, but in the URL as the old form sent it: refused.
+    let in_url = reqwest::multipart::Form::new()
+        .part("files", reqwest::multipart::Part::bytes(b"From: a@b.vn\r\n\r\nx".to_vec()).file_name("x.eml"));
+    let in_url = b.multipart(&format!("/mail/upload?_csrf={token}"), in_url).await;
+    assert_eq!(in_url.status, 403);
 
     let inbox = b.get("/mail").await;
     assert_eq!(inbox.status, 200);

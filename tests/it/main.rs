@@ -14,6 +14,7 @@ mod demo;
 mod desk;
 mod e2e;
 mod fakebank;
+mod forms;
 mod hub;
 mod imap;
 mod mail_in;

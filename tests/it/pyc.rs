@@ -15,8 +15,23 @@ fn request_state(app: &crate::support::TestApp, id: i64) -> String {
     app.with_conn(|c| requests::table.find(id).select(requests::state).first(c)).unwrap_or_default()
 }
 
+/// A complete PYC form for the MoMo request.
+pub(crate) const MOMO_PYC: [(&str, &str); 11] = [
+    ("customer_name", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
+    ("deployment_type", "Extradeploy – tiếp tục từ hợp đồng"),
+    ("contract_code", "HD-MOMO-20261102"),
+    ("signing_rep", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
+    ("product", "HUB → Mở cổng kết nối"),
+    ("brand", "MOMO HUB"),
+    ("point_applied", "MoMo - Điểm ảo"),
+    ("location", "Phở Thìn - 13 Lò Đúc – 13 Lò Đúc, Hà Nội"),
+    ("support_person", "Chị Lan"),
+    ("support_phone", "0912345678"),
+    ("notes", "Ghi chú mở cổng kết nối thanh toán (MOMO)"),
+];
+
 /// An accepted MoMo request opened from the corpus; returns its id.
-async fn accepted_momo_request(app: &crate::support::TestApp, sale: &crate::support::Browser) -> i64 {
+pub(crate) async fn accepted_momo_request(app: &crate::support::TestApp, sale: &crate::support::Browser) -> i64 {
     let opening = crate::support::ingest_corpus(app, "a01");
     crate::support::ingest_corpus(app, "a02");
     crate::support::ingest_corpus(app, "a03");
@@ -106,20 +121,7 @@ async fn full_path(backend: hubgate::db::Backend) {
     ] {
         assert!(form.body.contains(expected), "missing {expected}");
     }
-    let fields = [
-        ("customer_name", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
-        ("deployment_type", "Extradeploy – tiếp tục từ hợp đồng"),
-        ("contract_code", "HD-MOMO-20261102"),
-        ("signing_rep", "Công ty Cổ phần Dịch vụ Di động Trực tuyến (M_Service)"),
-        ("product", "HUB → Mở cổng kết nối"),
-        ("brand", "MOMO HUB"),
-        ("point_applied", "MoMo - Điểm ảo"),
-        ("location", "Phở Thìn - 13 Lò Đúc – 13 Lò Đúc, Hà Nội"),
-        ("support_person", "Chị Lan"),
-        ("support_phone", "0912345678"),
-        ("notes", "Ghi chú mở cổng kết nối thanh toán (MOMO)"),
-    ];
-    let created = sale.post(&format!("/requests/{rid}/pyc"), &fields).await;
+    let created = sale.post(&format!("/requests/{rid}/pyc"), &MOMO_PYC).await;
     assert_eq!(created.status, 303, "{}", created.body);
     let id: i64 = app.with_conn(|c| pycs::table.select(pycs::id).first(c)).unwrap_or(-1);
     let number: String = app.with_conn(|c| pycs::table.find(id).select(pycs::number).first(c)).unwrap_or_default();
@@ -173,14 +175,15 @@ async fn full_path(backend: hubgate::db::Backend) {
         .status,
         303
     );
-    let bad = reqwest::multipart::Form::new()
-        .part("screenshot", reqwest::multipart::Part::bytes(b"GIF89a not allowed".to_vec()).file_name("x.gif"));
-    let tok = tech.token().await;
-    tech.multipart(&format!("/pyc/{id}/screenshot?_csrf={tok}"), bad).await;
+    let bad = |f: reqwest::multipart::Form| {
+        f.part("screenshot", reqwest::multipart::Part::bytes(b"GIF89a not allowed".to_vec()).file_name("x.gif"))
+    };
+    tech.upload(&format!("/pyc/{id}/screenshot"), bad).await;
     assert!(tech.get(&format!("/pyc/{id}")).await.body.contains("Ảnh phải là PNG, JPEG hoặc WebP"));
-    let shot = reqwest::multipart::Form::new()
-        .part("screenshot", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("ok.png"));
-    assert_eq!(tech.multipart(&format!("/pyc/{id}/screenshot?_csrf={tok}"), shot).await.status, 303);
+    let shot = |f: reqwest::multipart::Form| {
+        f.part("screenshot", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("ok.png"))
+    };
+    assert_eq!(tech.upload(&format!("/pyc/{id}/screenshot"), shot).await.status, 303);
     let v = version(&app, id);
     assert_eq!(tech.post(&format!("/pyc/{id}/deployed"), &[("version", v.as_str())]).await.status, 303);
     let state: String = app.with_conn(|c| pycs::table.find(id).select(pycs::state).first(c)).unwrap_or_default();

@@ -279,20 +279,21 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     let acc = app.login("ketoan@ipos.vn").await;
     let home = acc.get("/reports/reconcile").await;
     assert_eq!(home.status, 200);
-    let tok = home.csrf().unwrap_or_default();
     let momo: i64 = crate::support::partner_id(&app, "MOMO");
     let upload = |bytes: Vec<u8>, name: &str| {
-        reqwest::multipart::Form::new()
-            .text("partner_id", momo.to_string())
-            .text("month", "2026-10")
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()))
+        let name = name.to_string();
+        move |form: reqwest::multipart::Form| {
+            form.text("partner_id", momo.to_string())
+                .text("month", "2026-10")
+                .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name))
+        }
     };
     let file = statement(&[
         ["1", "pos-a1 ", "PHỞ THÌN", "10/10/2026"],
         ["2", "POS-E5", "Bún Bò Huế", "11/10/2026"],
         ["3", "POS-Z9", "Quán Lạ", "12/10/2026"],
     ]);
-    let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(file.clone(), "momo-t10.xlsx")).await;
+    let r = acc.upload("/reports/reconcile", upload(file.clone(), "momo-t10.xlsx")).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
     let page = acc.get(&format!("/reports/reconcile/{id}")).await;
@@ -340,7 +341,7 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     let matched = book.worksheet_range("Khớp").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text(matched.get_value((1, 2))), "POS-A1");
     assert_eq!(acc.get(&format!("/reports/reconcile/{id}/xlsx")).await.status, 200);
-    let again = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(file, "momo-t10-b.xlsx")).await;
+    let again = acc.upload("/reports/reconcile", upload(file, "momo-t10-b.xlsx")).await;
     let id2 = again.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("").to_string();
     let second = acc.get(&format!("/reports/reconcile/{id2}")).await;
     assert!(second.body.contains("value=\"1\" selected"), "the saved mapping preselects the POS ID column");
@@ -359,13 +360,13 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
             "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.",
         ),
     ] {
-        let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(bytes, name)).await;
+        let r = acc.upload("/reports/reconcile", upload(bytes, name)).await;
         assert_eq!(r.location.as_deref(), Some("/reports/reconcile"));
         assert!(acc.get("/reports/reconcile").await.body.contains(msg), "{name}");
     }
     // CSV works too.
     let csv = "STT,Mã POS,Tên merchant,Ngày\n1,POS-A1,Phở Thìn,10/10/2026\n".as_bytes().to_vec();
-    let r = acc.multipart(&format!("/reports/reconcile?_csrf={tok}"), upload(csv, "momo.csv")).await;
+    let r = acc.upload("/reports/reconcile", upload(csv, "momo.csv")).await;
     assert_eq!(r.status, 303);
     let count: i64 = app
         .with_conn(|c| {

@@ -273,6 +273,11 @@ db_test!(role_matrix, |app| {
     let mut routes: Vec<_> = EXPECTED.to_vec();
     routes.sort_by_key(|(_, p, _)| *p == "/logout");
     let mut failures = Vec::new();
+    let uploads: Vec<&str> = hubgate::web::all_routes()
+        .iter()
+        .filter(|r| r.body == hubgate::web::access::Body::Upload)
+        .map(|r| r.path)
+        .collect();
     for (method, path, rule) in routes {
         // A missing id: allowed roles reach the handler (404), nothing real changes.
         let url = path
@@ -295,6 +300,7 @@ db_test!(role_matrix, |app| {
         for (who, browser) in &people {
             let page = match method {
                 "GET" => browser.get(&url).await,
+                "POST" if uploads.contains(&path) => browser.upload(&url, |f| f).await,
                 "POST" => browser.post(&url, &[]).await,
                 other => browser.send(other, &url).await,
             };

@@ -368,7 +368,18 @@ impl Browser {
         page
     }
 
-    /// Posts a multipart form (file uploads); the CSRF token goes in the URL.
+    /// Posts a multipart form as an upload page does: the session's CSRF token as the
+    /// first field, then the parts `build` adds.
+    pub async fn upload(
+        &self,
+        path: &str,
+        build: impl FnOnce(reqwest::multipart::Form) -> reqwest::multipart::Form,
+    ) -> Page {
+        let token = self.token().await;
+        self.multipart(path, build(reqwest::multipart::Form::new().text("_csrf", token))).await
+    }
+
+    /// Posts exactly this multipart form (no CSRF token added).
     pub async fn multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
         let resp = self
             .client

@@ -1,11 +1,9 @@
 //! The partner-mail inbox ("Hộp thư đối tác"), uploads, keyword rules, and the
 //! token-authenticated `POST /inbound/mail` for an MTA pipe or a provider webhook.
 
-use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDate;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::models::{self, InboxFilter};
@@ -17,6 +15,8 @@ use crate::fmt::local_midnight_utc;
 use crate::web::AppState;
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, redirect, render};
+use crate::web::once::Once;
+use crate::web::upload::Upload;
 
 const MAIL: Access = Access::Roles(&[Role::Sale, Role::Leader]);
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
@@ -26,7 +26,7 @@ crate::routes! {
     GET "/mail" => MAIL, inbox;
     GET "/mail/export" => MAIL, export;
     GET "/mail/upload" => MAIL, upload_form;
-    POST "/mail/upload" => MAIL, upload;
+    POST "/mail/upload" => MAIL, upload, Upload;
     GET "/mail/unreadable" => MAIL, unreadable;
     POST "/mail/blobs/{id}/retry" => MAIL, retry_blob;
     GET "/mail/blobs/{id}/raw" => MAIL, raw_blob;
@@ -170,27 +170,21 @@ async fn upload_form(ctx: Ctx) -> AppResult<HttpResponse> {
     })
 }
 
-async fn upload(ctx: Ctx, mut payload: Multipart) -> AppResult<HttpResponse> {
+async fn upload(ctx: Ctx, mut form: Upload) -> AppResult<HttpResponse> {
     let limit = ctx.state.config.mail.max_message_bytes;
-    let mut files: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
-    while let Some(field) = payload.next().await {
-        let mut field = field.map_err(|e| AppError::Validation(format!("Tệp tải lên bị lỗi: {e}")))?;
-        let name = field
-            .content_disposition()
-            .and_then(|cd| cd.get_filename())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("tep-{}", files.len() + 1));
-        if field.name() != Some("files") {
-            continue;
-        }
-        match field.bytes(limit).await {
-            Ok(Ok(bytes)) if bytes.is_empty() && name.is_empty() => {}
-            Ok(Ok(bytes)) => files.push((name, Ok(bytes.to_vec()))),
-            Ok(Err(e)) => files.push((name, Err(format!("Không đọc được tệp: {e}")))),
-            Err(_) => files
-                .push((name, Err(format!("Tệp lớn hơn giới hạn {} MB nên không được nhận.", limit / (1024 * 1024))))),
-        }
-    }
+    // A file over the per-message limit is reported, not processed; the others go on.
+    let files: Vec<(String, Result<Vec<u8>, String>)> = form
+        .take_files("files")
+        .into_iter()
+        .map(|f| {
+            let content = if f.bytes.len() > limit {
+                Err(format!("Tệp lớn hơn giới hạn {} MB nên không được nhận.", limit / (1024 * 1024)))
+            } else {
+                Ok(f.bytes)
+            };
+            (f.name, content)
+        })
+        .collect();
     if files.is_empty() {
         return Err(AppError::Validation("Chưa chọn tệp .eml nào.".into()));
     }
@@ -362,15 +356,12 @@ struct RuleForm {
     pattern: String,
 }
 
-async fn add_rule(ctx: Ctx, form: web::Form<RuleForm>) -> AppResult<HttpResponse> {
-    let actor = ctx.actor()?;
+async fn add_rule(ctx: Ctx, once: Once, form: web::Form<RuleForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
-    match ctx.db(move |conn| service::add_rule(conn, &actor, &f.kind, &f.pattern)).await {
-        Ok(_) => ctx.flash("success", "Đã thêm quy tắc."),
-        Err(AppError::Validation(m)) => ctx.flash("error", m),
-        Err(e) => return Err(e),
-    }
-    Ok(redirect("/admin/mail-rules"))
+    crate::web::layout::act_once(ctx, once, "/admin/mail-rules", "Đã thêm quy tắc.", move |conn, actor| {
+        service::add_rule(conn, actor, &f.kind, &f.pattern).map(|_| ())
+    })
+    .await
 }
 
 async fn toggle_rule(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
