@@ -827,12 +827,12 @@ db_test!(a_stopped_pyc_template_is_not_used_for_new_pycs, |app| {
 });
 
 /// A 1×1 PNG, base64.
-const PNG_B64: &str =
+pub(crate) const PNG_B64: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 /// A partner mail with a PNG, a PDF, an SVG with a script, a PNG named `.html` and
 /// an SVG declared and named as a PNG.
-fn mail_with_files(id: &str) -> Vec<u8> {
+pub(crate) fn mail_with_files(id: &str) -> Vec<u8> {
     let part = |ctype: &str, name: &str, enc: &str, body: &str| {
         format!(
             "--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
