@@ -453,14 +453,10 @@ pub fn save_data(
 /// The screenshot of the successful connection: PNG, JPEG or WebP, at most 5 MB,
 /// checked by its bytes, not by what the browser claims.
 pub fn save_screenshot(conn: &mut DbConn, actor: &Actor, id: i64, bytes: &[u8]) -> AppResult<()> {
-    let kind = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp"
-    } else {
-        return Err(AppError::Validation("Ảnh phải là PNG, JPEG hoặc WebP.".into()));
+    // By its bytes, as mail attachments are: the upload's name and type are the browser's word.
+    let kind = match crate::web::inline::sniff(bytes) {
+        Some(crate::web::inline::Preview::Image(m @ ("image/png" | "image/jpeg" | "image/webp"))) => m,
+        _ => return Err(AppError::Validation("Ảnh phải là PNG, JPEG hoặc WebP.".into())),
     };
     if bytes.len() > MAX_SCREENSHOT_BYTES {
         return Err(AppError::Validation("Ảnh lớn hơn 5 MB.".into()));
