@@ -1,20 +1,18 @@
-//! Reference data of the desk (partners, customers) and the dashboard.
-//!
-//! Partners are data: adding one needs no code. Every change is audited.
+//! Pages of the desk's reference data (partners, customers, merchant and point
+//! edits) and the dashboard. Partners are data: adding one needs no code. The
+//! queries and the audit are in [`super::reference`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serde::Deserialize;
 
+use super::reference::{self, Customer, CustomerForm, MerchantForm, PartnerForm, PointForm};
 use super::state::State;
 use crate::accounts::Role;
-use crate::audit::{self, Actor};
-use crate::db::schema::{customers, partners, requests};
-use crate::db::{DbConn, now};
+use crate::db::now;
 use crate::error::{AppError, AppResult};
+use crate::fmt::LocalTime;
 use crate::mail::inbound::models::{self as mail, Partner};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, redirect, render, render_status};
@@ -29,8 +27,16 @@ crate::routes! {
     POST "/admin/partners" => ADMIN, partner_create;
     GET "/admin/partners/{id}" => ADMIN, partner_edit;
     POST "/admin/partners/{id}" => ADMIN, partner_update;
+    POST "/admin/partners/{id}/disable" => ADMIN, partner_disable;
+    POST "/admin/partners/{id}/enable" => ADMIN, partner_enable;
     GET "/customers" => DESK, customers_list;
     POST "/customers" => DESK, customer_create;
+    GET "/customers/{id}/edit" => DESK, customer_edit;
+    POST "/customers/{id}/edit" => DESK, customer_update;
+    GET "/merchants/{id}/edit" => DESK, merchant_edit;
+    POST "/merchants/{id}/edit" => DESK, merchant_update;
+    GET "/points/{id}/edit" => DESK, point_edit;
+    POST "/points/{id}/edit" => DESK, point_update;
     GET "/dashboard" => Access::Staff, dashboard;
     GET "/admin/ageing" => ADMIN, ageing_form;
     POST "/admin/ageing" => ADMIN, ageing_save;
@@ -99,121 +105,6 @@ async fn ageing_save(ctx: Ctx, form: web::Form<Vec<(String, String)>>) -> AppRes
     }
 }
 
-/// The partner form; also what the audit log keeps.
-#[derive(Deserialize, Default, Clone, serde::Serialize)]
-pub struct PartnerForm {
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub mail_domains: String,
-    #[serde(default)]
-    pub mail_addresses: String,
-    pub leader_confirmation_required: Option<String>,
-    #[serde(default)]
-    pub leader_addresses: String,
-    #[serde(default)]
-    pub cms_admin_name: String,
-    #[serde(default)]
-    pub signing_company: String,
-    #[serde(default)]
-    pub virtual_brand: String,
-    #[serde(default)]
-    pub virtual_point: String,
-    #[serde(default)]
-    pub accept_template: String,
-    #[serde(default)]
-    pub reply_template: String,
-}
-
-impl PartnerForm {
-    fn of(p: &Partner) -> Self {
-        PartnerForm {
-            code: p.code.clone(),
-            name: p.name.clone(),
-            kind: p.kind.clone(),
-            mail_domains: p.mail_domains.clone(),
-            mail_addresses: p.mail_addresses.clone(),
-            leader_confirmation_required: p.leader_confirmation_required.then(String::new),
-            leader_addresses: p.leader_addresses.clone(),
-            cms_admin_name: p.cms_admin_name.clone(),
-            signing_company: p.signing_company.clone(),
-            virtual_brand: p.virtual_brand.clone(),
-            virtual_point: p.virtual_point.clone(),
-            accept_template: p.accept_template.clone(),
-            reply_template: p.reply_template.clone(),
-        }
-    }
-
-    fn validate(&mut self) -> AppResult<()> {
-        self.code = self.code.trim().to_uppercase();
-        if self.code.is_empty() || !self.code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(AppError::Validation("Mã đối tác chỉ gồm chữ không dấu, số và gạch dưới, ví dụ MOMO.".into()));
-        }
-        if self.name.trim().is_empty() {
-            return Err(AppError::Validation("Vui lòng nhập tên đối tác.".into()));
-        }
-        if self.kind != "payment" && self.kind != "voucher" {
-            return Err(AppError::Validation("Loại đối tác phải là thanh toán hoặc voucher.".into()));
-        }
-        if self.mail_domains.trim().is_empty() && self.mail_addresses.trim().is_empty() {
-            return Err(AppError::Validation(
-                "Cần ít nhất một tên miền hoặc địa chỉ mail để nhận diện thư của đối tác.".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: PartnerForm) -> AppResult<i64> {
-    f.validate()?;
-    crate::db::tx(conn, |conn| {
-        let t = now();
-        let taken: Option<i64> =
-            partners::table.filter(partners::code.eq(&f.code)).select(partners::id).first(conn).optional()?;
-        if taken.is_some() && taken != id {
-            return Err(AppError::Validation(format!("Mã {} đã có.", f.code)));
-        }
-        let values = (
-            partners::code.eq(&f.code),
-            partners::name.eq(f.name.trim()),
-            partners::kind.eq(&f.kind),
-            partners::mail_domains.eq(f.mail_domains.trim()),
-            partners::mail_addresses.eq(f.mail_addresses.trim()),
-            partners::leader_confirmation_required.eq(f.leader_confirmation_required.is_some()),
-            partners::leader_addresses.eq(f.leader_addresses.trim()),
-            partners::cms_admin_name.eq(f.cms_admin_name.trim()),
-            partners::signing_company.eq(f.signing_company.trim()),
-            partners::virtual_brand.eq(f.virtual_brand.trim()),
-            partners::virtual_point.eq(f.virtual_point.trim()),
-            partners::accept_template.eq(&f.accept_template),
-            partners::reply_template.eq(&f.reply_template),
-            partners::updated_at.eq(t),
-        );
-        let after = serde_json::to_value(&f).map_err(AppError::internal)?;
-        match id {
-            Some(id) => {
-                let before = mail::partners(conn)?.into_iter().find(|p| p.id == id).ok_or(AppError::NotFound)?;
-                diesel::update(partners::table.find(id)).set(values).execute(conn)?;
-                let before = serde_json::to_value(PartnerForm::of(&before)).map_err(AppError::internal)?;
-                audit::record(conn, actor, "partner", id, "update", Some(before), Some(after))?;
-                Ok(id)
-            }
-            None => {
-                let id: i64 = diesel::insert_into(partners::table)
-                    .values((values, partners::created_at.eq(t)))
-                    .returning(partners::id)
-                    .get_result(conn)?;
-                audit::record(conn, actor, "partner", id, "create", None, Some(after))?;
-                Ok(id)
-            }
-        }
-    })
-}
-
 #[derive(Template)]
 #[template(path = "hub/partners.html")]
 struct PartnersPage {
@@ -231,19 +122,30 @@ async fn partners_list(ctx: Ctx) -> AppResult<HttpResponse> {
 struct PartnerFormPage {
     l: Layout,
     id: Option<i64>,
+    /// When the partner being edited was stopped.
+    disabled_at: Option<LocalTime>,
     f: PartnerForm,
     error: Option<String>,
 }
 
 fn partner_page(
     ctx: &Ctx,
-    id: Option<i64>,
+    p: Option<&Partner>,
     f: PartnerForm,
     error: Option<String>,
     status: StatusCode,
 ) -> AppResult<HttpResponse> {
-    let title = if id.is_some() { format!("Đối tác {}", f.code) } else { "Thêm đối tác".to_string() };
-    render_status(status, &PartnerFormPage { l: ctx.layout(&title, &[("Đối tác", "/admin/partners")]), id, f, error })
+    let title = if p.is_some() { format!("Đối tác {}", f.code) } else { "Thêm đối tác".to_string() };
+    render_status(
+        status,
+        &PartnerFormPage {
+            l: ctx.layout(&title, &[("Đối tác", "/admin/partners")]),
+            id: p.map(|p| p.id),
+            disabled_at: p.and_then(|p| p.disabled_at).map(LocalTime),
+            f,
+            error,
+        },
+    )
 }
 
 async fn partner_new(ctx: Ctx) -> AppResult<HttpResponse> {
@@ -252,22 +154,47 @@ async fn partner_new(ctx: Ctx) -> AppResult<HttpResponse> {
 
 async fn partner_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let p =
-        ctx.db(move |conn| mail::partners(conn)?.into_iter().find(|p| p.id == id).ok_or(AppError::NotFound)).await?;
-    partner_page(&ctx, Some(id), PartnerForm::of(&p), None, StatusCode::OK)
+    let p = ctx.db(move |conn| Ok(mail::partner(conn, id)?)).await?;
+    partner_page(&ctx, Some(&p), PartnerForm::of(&p), None, StatusCode::OK)
 }
 
 async fn partner_save(ctx: Ctx, id: Option<i64>, f: PartnerForm) -> AppResult<HttpResponse> {
     let actor = ctx.actor()?;
     let form = f.clone();
-    match ctx.db(move |conn| save_partner(conn, &actor, id, form)).await {
+    match ctx.db(move |conn| reference::save_partner(conn, &actor, id, form)).await {
         Ok(_) => {
             ctx.flash("success", format!("Đã lưu đối tác {}.", f.code.trim().to_uppercase()));
             Ok(redirect("/admin/partners"))
         }
-        Err(AppError::Validation(m)) => partner_page(&ctx, id, f, Some(m), StatusCode::UNPROCESSABLE_ENTITY),
+        Err(AppError::Validation(m)) => {
+            let p = match id {
+                Some(id) => Some(ctx.db(move |conn| Ok(mail::partner(conn, id)?)).await?),
+                None => None,
+            };
+            partner_page(&ctx, p.as_ref(), f, Some(m), StatusCode::UNPROCESSABLE_ENTITY)
+        }
         Err(e) => Err(e),
     }
+}
+
+async fn partner_disabled(ctx: Ctx, id: i64, disabled: bool) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let code = ctx.db(move |conn| reference::set_partner_disabled(conn, &actor, id, disabled)).await?;
+    let done = if disabled {
+        format!("Đã ngừng dùng đối tác {code}: không còn mở yêu cầu mới; thư và yêu cầu cũ vẫn giữ.")
+    } else {
+        format!("Đã dùng lại đối tác {code}.")
+    };
+    ctx.flash("success", done);
+    Ok(redirect(&format!("/admin/partners/{id}")))
+}
+
+async fn partner_disable(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    partner_disabled(ctx, id.into_inner(), true).await
+}
+
+async fn partner_enable(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    partner_disabled(ctx, id.into_inner(), false).await
 }
 
 async fn partner_create(ctx: Ctx, form: web::Form<PartnerForm>) -> AppResult<HttpResponse> {
@@ -276,27 +203,6 @@ async fn partner_create(ctx: Ctx, form: web::Form<PartnerForm>) -> AppResult<Htt
 
 async fn partner_update(ctx: Ctx, id: web::Path<i64>, form: web::Form<PartnerForm>) -> AppResult<HttpResponse> {
     partner_save(ctx, Some(id.into_inner()), form.into_inner()).await
-}
-
-#[derive(Queryable, Debug, Clone)]
-pub struct Customer {
-    pub id: i64,
-    pub name: String,
-    pub tax_code: String,
-    pub address: String,
-    pub search_key: String,
-    pub created_at: NaiveDateTime,
-}
-
-/// Customers whose name contains `q` (case-insensitive), alphabetically.
-pub fn search_customers(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult<Vec<Customer>> {
-    let mut query = customers::table.into_boxed();
-    if !q.trim().is_empty() {
-        // Folded (lower case, no diacritics) on both sides: the same on both backends.
-        let key = crate::mail::inbound::classify::fold(q).replace(['%', '_'], "");
-        query = query.filter(customers::search_key.like(format!("%{key}%")));
-    }
-    query.order(customers::name.asc()).limit(limit).load(conn)
 }
 
 #[derive(Template)]
@@ -316,50 +222,172 @@ struct Search {
 async fn customers_list(ctx: Ctx, q: web::Query<Search>) -> AppResult<HttpResponse> {
     let q = q.into_inner().q;
     let query = q.clone();
-    let rows = ctx.db(move |conn| Ok(search_customers(conn, &query, 200)?)).await?;
+    let rows = ctx.db(move |conn| Ok(reference::search_customers(conn, &query, 200)?)).await?;
     render(&CustomersPage { l: ctx.layout("Khách hàng", &[]), q, rows })
-}
-
-#[derive(Deserialize)]
-struct CustomerForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    tax_code: String,
-    #[serde(default)]
-    address: String,
 }
 
 async fn customer_create(ctx: Ctx, once: Once, form: web::Form<CustomerForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
-    if f.name.trim().is_empty() {
-        ctx.flash("error", "Vui lòng nhập tên khách hàng.");
-        return Ok(redirect("/customers"));
-    }
     crate::web::layout::act_once(ctx, once, "/customers", "Đã thêm khách hàng.", move |conn, actor| {
-        crate::db::tx(conn, |conn| {
-            let id: i64 = diesel::insert_into(customers::table)
-                .values((
-                    customers::name.eq(f.name.trim()),
-                    customers::tax_code.eq(f.tax_code.trim()),
-                    customers::address.eq(f.address.trim()),
-                    customers::search_key
-                        .eq(crate::mail::inbound::classify::fold(&format!("{} {}", f.name, f.tax_code))),
-                    customers::created_at.eq(now()),
-                ))
-                .returning(customers::id)
-                .get_result(conn)?;
-            audit::record(
-                conn,
-                actor,
-                "customer",
-                id,
-                "create",
-                None,
-                Some(serde_json::json!({"name": f.name.trim(), "tax_code": f.tax_code.trim()})),
-            )?;
-            Ok(())
-        })
+        reference::save_customer(conn, actor, None, &f).map(|_| ())
+    })
+    .await
+}
+
+/// One text box of an edit form.
+pub struct Field {
+    pub label: &'static str,
+    pub name: &'static str,
+    pub value: String,
+    pub required: bool,
+}
+
+fn field(label: &'static str, name: &'static str, value: &str) -> Field {
+    Field { label, name, value: value.to_string(), required: false }
+}
+
+fn required(label: &'static str, name: &'static str, value: &str) -> Field {
+    Field { required: true, ..field(label, name, value) }
+}
+
+/// The edit form of a merchant, point or customer: the same boxes, different fields.
+#[derive(Template)]
+#[template(path = "hub/edit_form.html")]
+struct EditPage {
+    l: Layout,
+    action: String,
+    back: String,
+    fields: Vec<Field>,
+    error: Option<String>,
+}
+
+struct Edit<'a> {
+    title: String,
+    crumbs: Vec<(&'a str, String)>,
+    action: String,
+    back: String,
+    fields: Vec<Field>,
+}
+
+fn edit_page(ctx: &Ctx, e: Edit<'_>, error: Option<AppError>) -> AppResult<HttpResponse> {
+    let (status, error) = match error {
+        None => (StatusCode::OK, None),
+        Some(AppError::Validation(m)) => (StatusCode::UNPROCESSABLE_ENTITY, Some(m)),
+        Some(AppError::Conflict(m)) => (StatusCode::CONFLICT, Some(m)),
+        Some(other) => return Err(other),
+    };
+    let crumbs: Vec<(&str, &str)> = e.crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    render_status(
+        status,
+        &EditPage { l: ctx.layout(&e.title, &crumbs), action: e.action, back: e.back, fields: e.fields, error },
+    )
+}
+
+/// Saves an edit form; on a refused edit the form comes back with what was typed.
+async fn edit_save(
+    ctx: Ctx,
+    page: Edit<'_>,
+    done: &str,
+    save: impl FnOnce(&mut crate::db::DbConn, &crate::audit::Actor) -> AppResult<()> + Send + 'static,
+) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    match ctx.db(move |conn| save(conn, &actor)).await {
+        Ok(()) => {
+            ctx.flash("success", done.to_string());
+            Ok(redirect(&page.back))
+        }
+        Err(e) => edit_page(&ctx, page, Some(e)),
+    }
+}
+
+fn merchant_edit_page(id: i64, title: &str, f: &MerchantForm) -> Edit<'static> {
+    Edit {
+        title: format!("Sửa merchant {title}"),
+        crumbs: vec![("Merchant và điểm bán", "/merchants".into()), ("Merchant", format!("/merchants/{id}"))],
+        action: format!("/merchants/{id}/edit"),
+        back: format!("/merchants/{id}"),
+        fields: vec![
+            required("Tên merchant", "name", &f.name),
+            field("Người liên hệ", "contact_name", &f.contact_name),
+            field("Điện thoại", "phone", &f.phone),
+            field("Email", "email", &f.email),
+        ],
+    }
+}
+
+async fn merchant_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let m = ctx.db(move |conn| Ok(super::models::merchant(conn, id)?)).await?;
+    edit_page(&ctx, merchant_edit_page(id, &m.name, &MerchantForm::of(&m)), None)
+}
+
+async fn merchant_update(ctx: Ctx, id: web::Path<i64>, form: web::Form<MerchantForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let page = merchant_edit_page(id, &f.name, &f);
+    edit_save(ctx, page, "Đã lưu merchant.", move |conn, actor| reference::update_merchant(conn, actor, id, &f)).await
+}
+
+fn point_edit_page(p: &super::models::Point, f: &PointForm) -> Edit<'static> {
+    let m = p.merchant_id;
+    Edit {
+        title: format!("Sửa điểm {}", p.name),
+        crumbs: vec![("Merchant và điểm bán", "/merchants".into()), ("Merchant", format!("/merchants/{m}"))],
+        action: format!("/points/{}/edit", p.id),
+        back: format!("/merchants/{m}"),
+        fields: vec![
+            required("Tên điểm", "name", &f.name),
+            field("Địa chỉ", "address", &f.address),
+            field("Người liên hệ", "contact_name", &f.contact_name),
+            field("Điện thoại", "phone", &f.phone),
+            field("POS Parent", "pos_parent", &f.pos_parent),
+            field("POS ID", "pos_id", &f.pos_id),
+            field("Mã điểm", "point_code", &f.point_code),
+        ],
+    }
+}
+
+async fn point_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let p = ctx.db(move |conn| Ok(super::models::point(conn, id)?)).await?;
+    edit_page(&ctx, point_edit_page(&p, &PointForm::of(&p)), None)
+}
+
+async fn point_update(ctx: Ctx, id: web::Path<i64>, form: web::Form<PointForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let p = ctx.db(move |conn| Ok(super::models::point(conn, id)?)).await?;
+    let page = point_edit_page(&p, &f);
+    edit_save(ctx, page, "Đã lưu điểm.", move |conn, actor| reference::update_point(conn, actor, id, &f)).await
+}
+
+fn customer_edit_page(c: &Customer, f: &CustomerForm) -> Edit<'static> {
+    Edit {
+        title: format!("Sửa khách hàng {}", c.name),
+        crumbs: vec![("Khách hàng", "/customers".into())],
+        action: format!("/customers/{}/edit", c.id),
+        back: "/customers".into(),
+        fields: vec![
+            required("Tên công ty", "name", &f.name),
+            field("Mã số thuế", "tax_code", &f.tax_code),
+            field("Địa chỉ", "address", &f.address),
+        ],
+    }
+}
+
+async fn customer_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let c = ctx.db(move |conn| Ok(reference::customer(conn, id)?)).await?;
+    edit_page(&ctx, customer_edit_page(&c, &CustomerForm::of(&c)), None)
+}
+
+async fn customer_update(ctx: Ctx, id: web::Path<i64>, form: web::Form<CustomerForm>) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let f = form.into_inner();
+    let c = ctx.db(move |conn| Ok(reference::customer(conn, id)?)).await?;
+    let page = customer_edit_page(&c, &f);
+    edit_save(ctx, page, "Đã lưu khách hàng.", move |conn, actor| {
+        reference::save_customer(conn, actor, Some(id), &f).map(|_| ())
     })
     .await
 }
@@ -402,20 +430,8 @@ impl DashboardPage {
 }
 
 async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
-    let (partners, counts) = ctx
-        .db(|conn| {
-            let counts: Vec<(String, i64, i64, Option<NaiveDateTime>)> = requests::table
-                .group_by((requests::state, requests::partner_id))
-                .select((
-                    requests::state,
-                    requests::partner_id,
-                    diesel::dsl::count_star(),
-                    diesel::dsl::min(requests::state_since),
-                ))
-                .load(conn)?;
-            Ok((mail::partners(conn)?, counts))
-        })
-        .await?;
+    let (partners, counts) =
+        ctx.db(|conn| Ok((mail::partners(conn)?, super::models::counts_by_state_and_partner(conn)?))).await?;
     let t = now();
     let rows: Vec<DashRow> = State::ALL
         .iter()
@@ -426,8 +442,11 @@ async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
                 .map(|p| {
                     counts
                         .iter()
-                        .find(|c| c.0 == s.code() && c.1 == p.id)
-                        .map(|c| Cell { count: c.2, oldest_days: c.3.map(|o| (t - o).num_days()).unwrap_or(0) })
+                        .find(|c| c.state == s.code() && c.partner_id == p.id)
+                        .map(|c| Cell {
+                            count: c.count,
+                            oldest_days: c.oldest.map(|o| (t - o).num_days()).unwrap_or(0),
+                        })
                         .unwrap_or(Cell { count: 0, oldest_days: 0 })
                 })
                 .collect();

@@ -79,7 +79,8 @@ async fn show_form(ctx: &Ctx, form: RequestForm, error: Option<String>, status: 
                 Some(id) => Some(mail::message(conn, id)?),
                 None => None,
             };
-            Ok((mail::partners(conn)?, opening))
+            // A stopped partner takes no new requests: it is not offered.
+            Ok((mail::active_partners(conn)?, opening))
         })
         .await?;
     let page = NewRequestPage {

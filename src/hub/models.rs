@@ -104,6 +104,19 @@ pub fn search_merchants(
     Ok((out, total))
 }
 
+pub fn point(conn: &mut DbConn, id: i64) -> QueryResult<Point> {
+    points::table.find(id).select(Point::as_select()).first(conn)
+}
+
+pub fn point_by_key(conn: &mut DbConn, merchant_id: i64, key: &str) -> QueryResult<Option<Point>> {
+    points::table
+        .filter(points::merchant_id.eq(merchant_id))
+        .filter(points::search_key.eq(key))
+        .select(Point::as_select())
+        .first(conn)
+        .optional()
+}
+
 pub fn points_of(conn: &mut DbConn, merchant_id: i64) -> QueryResult<Vec<Point>> {
     points::table
         .filter(points::merchant_id.eq(merchant_id))
@@ -395,6 +408,28 @@ pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i
         .order(requests::id.asc())
         .limit(limit)
         .select(Request::as_select())
+        .load(conn)
+}
+
+/// How many requests of one partner are in one state, and since when the oldest waits.
+#[derive(Queryable, Debug, Clone)]
+pub struct StateCount {
+    pub state: String,
+    pub partner_id: i64,
+    pub count: i64,
+    pub oldest: Option<NaiveDateTime>,
+}
+
+/// Requests per (state, partner), for the dashboard.
+pub fn counts_by_state_and_partner(conn: &mut DbConn) -> QueryResult<Vec<StateCount>> {
+    requests::table
+        .group_by((requests::state, requests::partner_id))
+        .select((
+            requests::state,
+            requests::partner_id,
+            diesel::dsl::count_star(),
+            diesel::dsl::min(requests::state_since),
+        ))
         .load(conn)
 }
 

@@ -80,10 +80,7 @@ pub fn open_request(conn: &mut DbConn, actor: &Actor, input: &OpenRequest) -> Ap
         return Err(AppError::Validation("Vui lòng nhập tên điểm cần kết nối.".into()));
     }
     crate::db::tx(conn, |conn| {
-        let partner = mail::partners(conn)?
-            .into_iter()
-            .find(|p| p.id == input.partner_id)
-            .ok_or_else(|| AppError::Validation("Vui lòng chọn đối tác.".into()))?;
+        let partner = super::reference::active_partner(conn, input.partner_id)?;
         let opening = match input.mail_id {
             Some(id) => {
                 let m = mail::message(conn, id)?;

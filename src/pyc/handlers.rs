@@ -46,6 +46,8 @@ crate::routes! {
     POST "/pyc/{id}/invoice" => INVOICE, invoice;
     GET "/admin/pyc-templates" => ADMIN, templates;
     POST "/admin/pyc-templates" => ADMIN, new_template;
+    POST "/admin/pyc-templates/{id}/disable" => ADMIN, disable_template;
+    POST "/admin/pyc-templates/{id}/enable" => ADMIN, enable_template;
 }
 
 #[derive(Template)]
@@ -57,7 +59,19 @@ struct FormPage {
     request_id: i64,
     f: PycFields,
     template: String,
+    /// The template the notes were drafted from: the post says which, so a template
+    /// stopped meanwhile is refused instead of silently replaced.
+    template_id: Option<i64>,
     error: Option<String>,
+}
+
+/// The PYC form as posted: its fields and the template it was drafted from.
+#[derive(Deserialize)]
+struct CreateForm {
+    #[serde(flatten)]
+    fields: PycFields,
+    #[serde(default)]
+    template_id: String,
 }
 
 async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
@@ -65,7 +79,8 @@ async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let (f, t, customers) = ctx
         .db(move |conn| {
             let (f, t) = service::draft_fields(conn, id)?;
-            let customers = crate::hub::admin::search_customers(conn, "", 500)?.into_iter().map(|c| c.name).collect();
+            let customers =
+                crate::hub::reference::search_customers(conn, "", 500)?.into_iter().map(|c| c.name).collect();
             Ok((f, t, customers))
         })
         .await?;
@@ -76,17 +91,21 @@ async fn new_form(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
         request_id: id,
         f,
         template,
+        template_id: Some(t.id),
         error: None,
     })
 }
 
-async fn create(ctx: Ctx, once: Once, id: web::Path<i64>, form: web::Form<PycFields>) -> AppResult<HttpResponse> {
+async fn create(ctx: Ctx, once: Once, id: web::Path<i64>, form: web::Form<CreateForm>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let f = form.into_inner();
+    let form = form.into_inner();
+    // Not a number (or absent): the newest template in use, as when the form is fresh.
+    let template_id = form.template_id.trim().parse::<i64>().ok();
+    let f = form.fields;
     let fields = f.clone();
     let config = ctx.state.config.clone();
     let created = crate::web::once::submit(&ctx, once, move |conn, actor| {
-        let pyc = service::create(conn, &config, actor, id, &fields)?;
+        let pyc = service::create_with_template(conn, &config, actor, id, &fields, template_id)?;
         Ok(Done::new(format!("/pyc/{pyc}"), "Đã lập PYC nháp; trưởng nhóm xem lại (B7) rồi tạo (B8)."))
     });
     match created.await {
@@ -99,6 +118,7 @@ async fn create(ctx: Ctx, once: Once, id: web::Path<i64>, form: web::Form<PycFie
                 request_id: id,
                 f,
                 template: String::new(),
+                template_id,
                 error: Some(m),
             },
         ),
@@ -633,26 +653,32 @@ struct TemplateForm {
 
 async fn new_template(ctx: Ctx, once: Once, form: web::Form<TemplateForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
-    if f.kind.trim().is_empty() || f.body.trim().is_empty() || f.items.trim().is_empty() {
-        ctx.flash("error", "Cần loại đối tác, nội dung ghi chú và danh sách việc.");
-        return Ok(redirect("/admin/pyc-templates"));
-    }
-    let done = "Đã lưu phiên bản mẫu mới; PYC cũ giữ phiên bản của mình.";
-    crate::web::layout::act_once(ctx, once, "/admin/pyc-templates", done, move |conn, actor| {
-        crate::db::tx(conn, |conn| {
-            let kind = f.kind.trim().to_lowercase();
-            let id = models::insert_template(conn, &kind, &f.body, &f.items, actor.user_id)?;
-            crate::audit::record(
-                conn,
-                actor,
-                "pyc_template",
-                id,
-                "create",
-                None,
-                Some(serde_json::json!({"kind": kind})),
-            )?;
-            Ok(())
-        })
-    })
+    crate::web::layout::act_once(
+        ctx,
+        once,
+        "/admin/pyc-templates",
+        "Đã lưu phiên bản mẫu mới; PYC cũ giữ phiên bản của mình.",
+        move |conn, actor| service::save_template(conn, actor, &f.kind, &f.body, &f.items).map(|_| ()),
+    )
     .await
+}
+
+async fn template_disabled(ctx: Ctx, id: i64, disabled: bool) -> AppResult<HttpResponse> {
+    let actor = ctx.actor()?;
+    let label = ctx.db(move |conn| service::set_template_disabled(conn, &actor, id, disabled)).await?;
+    let done = if disabled {
+        format!("Đã ngừng dùng mẫu {label}: PYC mới không dùng mẫu này; PYC đã lập vẫn giữ.")
+    } else {
+        format!("Đã dùng lại mẫu {label}.")
+    };
+    ctx.flash("success", done);
+    Ok(redirect("/admin/pyc-templates"))
+}
+
+async fn disable_template(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    template_disabled(ctx, id.into_inner(), true).await
+}
+
+async fn enable_template(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
+    template_disabled(ctx, id.into_inner(), false).await
 }

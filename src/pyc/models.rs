@@ -21,14 +21,24 @@ pub struct Template {
     pub items: String,
     pub created_by: Option<i64>,
     pub created_at: NaiveDateTime,
+    /// Set when an admin stopped using this version: not used for new PYCs.
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
-pub fn latest_template(conn: &mut DbConn, kind: &str) -> QueryResult<Template> {
+/// The newest version of `kind` still in use, if any.
+pub fn latest_template(conn: &mut DbConn, kind: &str) -> QueryResult<Option<Template>> {
     pyc_templates::table
         .filter(pyc_templates::kind.eq(kind))
+        .filter(pyc_templates::disabled_at.is_null())
         .order(pyc_templates::version.desc())
         .select(Template::as_select())
         .first(conn)
+        .optional()
+}
+
+pub fn set_template_disabled(conn: &mut DbConn, id: i64, at: Option<NaiveDateTime>) -> QueryResult<()> {
+    diesel::update(pyc_templates::table.find(id)).set(pyc_templates::disabled_at.eq(at)).execute(conn)?;
+    Ok(())
 }
 
 pub fn template(conn: &mut DbConn, id: i64) -> QueryResult<Template> {

@@ -3,6 +3,7 @@
 //! invoiced) in the same transactions. Keys are sealed before they reach the database.
 
 use chrono::NaiveDateTime;
+use diesel::OptionalExtension;
 
 use super::PycState;
 use super::models::{self, PycFields};
@@ -54,7 +55,7 @@ fn fill(text: &str, c: &Context) -> String {
 /// The PYC as prefilled for an accepted request (the form shows it for editing).
 pub fn draft_fields(conn: &mut DbConn, request_id: i64) -> AppResult<(PycFields, models::Template)> {
     let c = context(conn, request_id)?;
-    let template = models::latest_template(conn, &c.partner.kind)?;
+    let template = template_for(conn, &c.partner.kind, None)?;
     let opened = crate::fmt::local_date(c.request.opened_on);
     let first = c.points.first();
     let fields = PycFields {
@@ -101,13 +102,46 @@ fn validate(f: &PycFields) -> AppResult<()> {
     }
 }
 
-/// Creates the draft PYC of an accepted request, numbered `PYC-YYYY-NNNNNN`.
+/// The template a new PYC of partner kind `kind` uses: the one the form was drafted
+/// with (`chosen`), or else the newest in use. A stopped or foreign one is refused.
+fn template_for(conn: &mut DbConn, kind: &str, chosen: Option<i64>) -> AppResult<models::Template> {
+    let Some(id) = chosen else {
+        return models::latest_template(conn, kind)?.ok_or_else(|| {
+            AppError::Validation(format!(
+                "Chưa có mẫu ghi chú PYC đang dùng cho loại đối tác “{kind}”. Quản trị viên cần thêm hoặc dùng lại một mẫu."
+            ))
+        });
+    };
+    match models::template(conn, id).optional()? {
+        Some(t) if t.kind == kind && t.disabled_at.is_none() => Ok(t),
+        Some(t) if t.disabled_at.is_some() => Err(AppError::Validation(format!(
+            "Mẫu ghi chú {} v{} đã ngừng dùng. Vui lòng tải lại trang để lập PYC theo mẫu đang dùng.",
+            t.kind, t.version
+        ))),
+        _ => Err(AppError::Validation("Mẫu ghi chú không dùng được cho đối tác này. Vui lòng tải lại trang.".into())),
+    }
+}
+
+/// Creates the draft PYC of an accepted request, numbered `PYC-YYYY-NNNNNN`, with the
+/// newest template in use.
 pub fn create(
     conn: &mut DbConn,
     config: &Config,
     actor: &Actor,
     request_id: i64,
     fields: &PycFields,
+) -> AppResult<i64> {
+    create_with_template(conn, config, actor, request_id, fields, None)
+}
+
+/// As [`create`], with the template the form was drafted with (`None`: the newest).
+pub fn create_with_template(
+    conn: &mut DbConn,
+    config: &Config,
+    actor: &Actor,
+    request_id: i64,
+    fields: &PycFields,
+    template_id: Option<i64>,
 ) -> AppResult<i64> {
     validate(fields)?;
     crate::db::tx(conn, |conn| {
@@ -118,7 +152,7 @@ pub fn create(
         if models::pyc_of_request(conn, request_id)?.is_some() {
             return Err(AppError::Validation("Yêu cầu này đã có PYC.".into()));
         }
-        let template = models::latest_template(conn, &c.partner.kind)?;
+        let template = template_for(conn, &c.partner.kind, template_id)?;
         let year = i64::from(chrono::Datelike::year(&crate::fmt::local_date(now())));
         let n = models::next_number(conn, year)?;
         let number = format!("PYC-{year}-{n:06}");
@@ -416,14 +450,10 @@ pub fn save_data(
 /// The screenshot of the successful connection: PNG, JPEG or WebP, at most 5 MB,
 /// checked by its bytes, not by what the browser claims.
 pub fn save_screenshot(conn: &mut DbConn, actor: &Actor, id: i64, bytes: &[u8]) -> AppResult<()> {
-    let kind = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp"
-    } else {
-        return Err(AppError::Validation("Ảnh phải là PNG, JPEG hoặc WebP.".into()));
+    // By its bytes, as mail attachments are: the upload's name and type are the browser's word.
+    let kind = match crate::web::inline::sniff(bytes) {
+        Some(crate::web::inline::Preview::Image(m @ ("image/png" | "image/jpeg" | "image/webp"))) => m,
+        _ => return Err(AppError::Validation("Ảnh phải là PNG, JPEG hoặc WebP.".into())),
     };
     if bytes.len() > MAX_SCREENSHOT_BYTES {
         return Err(AppError::Validation("Ảnh lớn hơn 5 MB.".into()));
@@ -636,5 +666,42 @@ pub fn record_invoice(
             Some(serde_json::json!({"invoice_no": number, "date": date.to_string()})),
         )?;
         Ok(())
+    })
+}
+
+/// Saves a new version of the note template of a partner kind; returns its id.
+pub fn save_template(conn: &mut DbConn, actor: &Actor, kind: &str, body: &str, items: &str) -> AppResult<i64> {
+    let kind = kind.trim().to_lowercase();
+    if kind.is_empty() || body.trim().is_empty() || items.trim().is_empty() {
+        return Err(AppError::Validation("Cần loại đối tác, nội dung ghi chú và danh sách việc.".into()));
+    }
+    crate::db::tx(conn, |conn| {
+        let id = models::insert_template(conn, &kind, body, items, actor.user_id)?;
+        audit::record(conn, actor, "pyc_template", id, "create", None, Some(serde_json::json!({"kind": kind})))?;
+        Ok(id)
+    })
+}
+
+/// Stops (`disabled`) or resumes using a template version for new PYCs; PYCs made
+/// with it keep it. Returns its label ("payment v2").
+pub fn set_template_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -> AppResult<String> {
+    crate::db::tx(conn, |conn| {
+        let t = models::template(conn, id)?;
+        let label = format!("{} v{}", t.kind, t.version);
+        if t.disabled_at.is_some() == disabled {
+            return Ok(label);
+        }
+        let at = disabled.then(now);
+        models::set_template_disabled(conn, id, at)?;
+        audit::record(
+            conn,
+            actor,
+            "pyc_template",
+            id,
+            if disabled { "disable" } else { "enable" },
+            Some(serde_json::json!({"template": label, "disabled_at": t.disabled_at})),
+            Some(serde_json::json!({"template": label, "disabled_at": at})),
+        )?;
+        Ok(label)
     })
 }

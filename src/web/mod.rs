@@ -7,6 +7,7 @@
 pub mod access;
 pub mod assets;
 pub mod export;
+pub mod inline;
 pub mod layout;
 pub mod once;
 pub mod pages;
@@ -31,10 +32,10 @@ use crate::error::AppError;
 use crate::services::Services;
 
 /// Every page's policy: only our own scripts run; a partner mail's remote images
-/// (tracking pixels) are not fetched until the reader asks. Inline styles stay:
-/// sanitised mail HTML uses them.
+/// (tracking pixels) are not fetched until the reader asks; no frames, except on a
+/// page that previews a PDF. Inline styles stay: sanitised mail HTML uses them.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-     img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+     img-src 'self' data:; object-src 'none'; frame-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Shared by every handler: the domain services (which it derefs to, so a handler
 /// passes `&state` where a service asks for `&Services`) and what only the web needs.

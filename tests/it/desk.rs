@@ -561,3 +561,389 @@ db_test!(exports_are_the_lists_as_filtered, |app| {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1][3], "Mở cổng kết nối tại Đà Nẵng");
 });
+
+/// The audit rows (action, before, after) of one entity, oldest first.
+fn audit_of(app: &TestApp, entity: &str, id: i64) -> Vec<(String, String, String)> {
+    app.with_conn(|c| {
+        audit_log::table
+            .filter(audit_log::entity_type.eq(entity))
+            .filter(audit_log::entity_id.eq(id.to_string()))
+            .order(audit_log::id.asc())
+            .select((audit_log::action, audit_log::before_json, audit_log::after_json))
+            .load::<(String, Option<String>, Option<String>)>(c)
+            .unwrap_or_default()
+    })
+    .into_iter()
+    .map(|(a, b, f)| (a, b.unwrap_or_default(), f.unwrap_or_default()))
+    .collect()
+}
+
+db_test!(merchants_points_and_customers_are_edited_and_audited, |app| {
+    use hubgate::db::schema::{customers, merchants, points, request_points};
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let (rid, other) = app.with_conn(|c| {
+        let rid = open(c, &sale, "VNPAY", "Cà phê Sông Hàn", "Sông Hàn – Hải Châu", "0905 111 222");
+        // Another merchant whose name and point name the edits must not take or be blocked by.
+        let other = open(c, &sale, "VNPAY", "Trà sữa Hạ Long", "Điểm Bạch Đằng", "0912 000 999");
+        (rid, other)
+    });
+    let (mid, pid) = app.with_conn(|c| {
+        let r = hubgate::hub::models::request(c, rid).unwrap_or_else(|e| panic!("{e:?}"));
+        let p: i64 = request_points::table
+            .filter(request_points::request_id.eq(rid))
+            .select(request_points::point_id)
+            .first(c)
+            .unwrap_or(-1);
+        (r.merchant_id, p)
+    });
+    let other_mid = app.with_conn(|c| hubgate::hub::models::request(c, other).map(|r| r.merchant_id).unwrap_or(-1));
+    // A second point of the same merchant, for the point-name clash.
+    let second = app.with_conn(|c| {
+        hubgate::hub::models::ensure_point(
+            c,
+            &hubgate::hub::models::NewPoint {
+                merchant_id: mid,
+                name: "Sông Hàn – Sơn Trà",
+                address: "",
+                contact_name: "",
+                phone: "",
+                key: &hubgate::mail::inbound::classify::fold("Sông Hàn – Sơn Trà"),
+            },
+        )
+        .unwrap_or(-1)
+    });
+    let s = app.login("sale@ipos.vn").await;
+
+    // The merchant page leads to the forms.
+    let page = s.get(&format!("/merchants/{mid}")).await;
+    assert!(page.body.contains(&format!("href=\"/merchants/{mid}/edit\"")), "{}", page.body);
+    assert!(page.body.contains(&format!("href=\"/points/{pid}/edit\"")));
+    let form = s.get(&format!("/merchants/{mid}/edit")).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("value=\"Cà phê Sông Hàn\""));
+
+    // Rename and new phone: shown, found by the new name and phone, audited.
+    let saved = s
+        .post(
+            &format!("/merchants/{mid}/edit"),
+            &[("name", "Cà phê Sông Hàn Xanh"), ("contact_name", "Chị Lan"), ("phone", "0236.777.888"), ("email", "")],
+        )
+        .await;
+    assert_eq!((saved.status, saved.location.as_deref()), (303, Some(format!("/merchants/{mid}").as_str())));
+    let page = s.get(&format!("/merchants/{mid}")).await;
+    assert!(page.body.contains("Cà phê Sông Hàn Xanh") && page.body.contains("Chị Lan"), "{}", page.body);
+    let found = s.get("/merchants?q=song%20han%20xanh").await;
+    assert!(found.body.contains(&format!("/merchants/{mid}\"")), "search by the new name");
+    let by_phone = s.get("/requests?q=0236777888").await;
+    assert_eq!(linked(&by_phone.body, "/requests/", &[rid, other]), vec![rid], "phone key recomputed");
+    let audit = audit_of(&app, "merchant", mid);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].0, "update");
+    assert!(audit[0].1.contains("Cà phê Sông Hàn\"") && audit[0].2.contains("Cà phê Sông Hàn Xanh"), "{audit:?}");
+    let a = app.login("admin@ipos.vn").await;
+    let log = a.get(&format!("/admin/audit?entity=merchant&entity_id={mid}")).await;
+    assert!(log.body.contains("Cà phê Sông Hàn Xanh"), "the audit page shows the change");
+
+    // Renaming into another merchant's name (case and diacritics aside) is a conflict.
+    let clash = s
+        .post(
+            &format!("/merchants/{mid}/edit"),
+            &[("name", "TRA SUA HA LONG"), ("contact_name", "Chị Lan"), ("phone", "")],
+        )
+        .await;
+    assert_eq!(clash.status, 409, "{}", clash.body);
+    assert!(clash.body.contains("Đã có merchant khác tên “Trà sữa Hạ Long”"), "{}", clash.body);
+    assert!(clash.body.contains("value=\"TRA SUA HA LONG\""), "the typed name is kept");
+    let empty = s.post(&format!("/merchants/{mid}/edit"), &[("name", "  "), ("phone", "0905")]).await;
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("Vui lòng nhập tên merchant.") && empty.body.contains("value=\"0905\""));
+    let names: Vec<String> = app
+        .with_conn(|c| {
+            merchants::table
+                .filter(merchants::id.eq_any([mid, other_mid]))
+                .order(merchants::id)
+                .select(merchants::name)
+                .load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(names, ["Cà phê Sông Hàn Xanh", "Trà sữa Hạ Long"]);
+    assert_eq!(audit_of(&app, "merchant", mid).len(), 1, "refused edits are not audited");
+    // Without the form's token nothing changes.
+    let forged = s.post_raw(&format!("/merchants/{mid}/edit"), &[("name", "Giả mạo")]).await;
+    assert_eq!(forged.status, 403);
+
+    // Points: edited on the merchant page; a name clash is within the merchant only.
+    let saved = s
+        .post(
+            &format!("/points/{pid}/edit"),
+            &[("name", "Điểm Bạch Đằng"), ("address", "12 Bạch Đằng, Hải Châu"), ("pos_id", "POS-4455")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "another merchant's point name is free: {}", saved.body);
+    let page = s.get(&format!("/merchants/{mid}")).await;
+    assert!(page.body.contains("12 Bạch Đằng, Hải Châu") && page.body.contains("POS-4455"));
+    let clash = s.post(&format!("/points/{second}/edit"), &[("name", "điểm bạch đằng")]).await;
+    assert_eq!(clash.status, 409);
+    assert!(clash.body.contains("Merchant này đã có điểm khác tên “Điểm Bạch Đằng”"), "{}", clash.body);
+    let point_names: Vec<String> = app
+        .with_conn(|c| points::table.filter(points::merchant_id.eq(mid)).order(points::id).select(points::name).load(c))
+        .unwrap_or_default();
+    assert_eq!(point_names, ["Điểm Bạch Đằng", "Sông Hàn – Sơn Trà"]);
+    let audit = audit_of(&app, "point", pid);
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].1.contains("Sông Hàn – Hải Châu") && audit[0].2.contains("POS-4455"), "{audit:?}");
+    assert!(s.get("/requests?q=pos-4455").await.body.contains(&format!("href=\"/requests/{rid}\"")));
+
+    // Customers: edited from the list, the old name no longer found.
+    assert_eq!(
+        s.post("/customers", &[("name", "Công ty Cổ phần Sông Hàn"), ("tax_code", "0401234567")]).await.status,
+        303
+    );
+    s.post("/customers", &[("name", "Công ty TNHH Hạ Long")]).await;
+    let cid: i64 = app
+        .with_conn(|c| customers::table.filter(customers::tax_code.eq("0401234567")).select(customers::id).first(c))
+        .unwrap_or(-1);
+    assert!(s.get("/customers").await.body.contains(&format!("href=\"/customers/{cid}/edit\"")));
+    let bad = s.post(&format!("/customers/{cid}/edit"), &[("name", ""), ("tax_code", "999")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Vui lòng nhập tên khách hàng.") && bad.body.contains("value=\"999\""));
+    let saved = s
+        .post(&format!("/customers/{cid}/edit"), &[("name", "Công ty CP Sông Hàn Xanh"), ("tax_code", "0401234567")])
+        .await;
+    assert_eq!(saved.status, 303);
+    let list = s.get("/customers?q=song%20han%20xanh").await;
+    assert!(list.body.contains("Công ty CP Sông Hàn Xanh") && !list.body.contains("Hạ Long"), "{}", list.body);
+    let audit = audit_of(&app, "customer", cid);
+    assert_eq!(audit.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(), ["create", "update"]);
+    assert!(audit[1].1.contains("Công ty Cổ phần Sông Hàn") && audit[1].2.contains("Công ty CP Sông Hàn Xanh"));
+});
+
+db_test!(a_stopped_partner_takes_no_new_requests_and_keeps_its_history, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let old = app.with_conn(|c| open(c, &sale, "MOMO", "Bánh mì Phượng", "Phượng – Hội An", ""));
+    let momo = crate::support::partner_id(&app, "MOMO");
+    let vnpay = crate::support::partner_id(&app, "VNPAY");
+    let a = app.login("admin@ipos.vn").await;
+    let s = app.login("sale@ipos.vn").await;
+    let offered = |body: &str, id: i64| body.contains(&format!("<option value=\"{id}\""));
+    assert!(offered(&s.get("/requests/new").await.body, momo));
+
+    let stop = a.post(&format!("/admin/partners/{momo}/disable"), &[]).await;
+    assert_eq!(stop.status, 303);
+    assert!(a.get("/admin/partners").await.body.contains("Ngừng dùng"));
+
+    // Not offered, and a forged post naming it is refused with the reason.
+    let form = s.get("/requests/new").await;
+    assert!(!offered(&form.body, momo) && offered(&form.body, vnpay), "{}", form.body);
+    let forged = s
+        .post(
+            "/requests",
+            &[("partner_id", &momo.to_string()), ("merchant_name", "Cơm gà Bà Buội"), ("point_name", "Bà Buội")],
+        )
+        .await;
+    assert_eq!(forged.status, 422);
+    assert!(forged.body.contains("Đối tác MOMO đã ngừng dùng"), "{}", forged.body);
+    let count = app.with_conn(|c| hubgate::db::schema::requests::table.count().get_result::<i64>(c)).unwrap_or(0);
+    assert_eq!(count, 1, "no request opened");
+    let ok = s
+        .post(
+            "/requests",
+            &[("partner_id", &vnpay.to_string()), ("merchant_name", "Cơm gà Bà Buội"), ("point_name", "Bà Buội")],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+
+    // Old requests keep showing it; list filters can still find them.
+    assert!(s.get(&format!("/requests/{old}")).await.body.contains("MOMO"));
+    let list = s.get("/requests?partner=MOMO").await;
+    assert!(list.body.contains("MOMO (ngừng dùng)"));
+    assert_eq!(linked(&list.body, "/requests/", &[old]), vec![old]);
+
+    // New mail from it is stored, recognised and marked.
+    let mail = ingest(&app, &eml("hotro@momo.vn", "Mở cổng cho điểm mới", "Nhờ anh chị mở cổng.", "momo-after-stop"));
+    assert!(mail > 0);
+    let inbox = s.get("/mail").await;
+    assert!(inbox.body.contains(&format!("/mail/{mail}\"")) && inbox.body.contains("ngừng dùng"), "{}", inbox.body);
+    assert!(s.get(&format!("/mail/{mail}")).await.body.contains("MOMO – Ví điện tử MoMo (đối tác đã ngừng dùng)"));
+
+    // Back in use: offered again; both changes audited.
+    assert_eq!(a.post(&format!("/admin/partners/{momo}/enable"), &[]).await.status, 303);
+    assert!(offered(&s.get("/requests/new").await.body, momo));
+    let actions: Vec<String> = audit_of(&app, "partner", momo).into_iter().map(|a| a.0).collect();
+    assert_eq!(actions, ["disable", "enable"]);
+});
+
+db_test!(a_stopped_pyc_template_is_not_used_for_new_pycs, |app| {
+    use hubgate::db::schema::pyc_templates;
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let a = app.login("admin@ipos.vn").await;
+    let saved = a
+        .post("/admin/pyc-templates", &[("kind", "payment"), ("body", "Mẫu mới cho {partner}"), ("items", "*Kiểm tra")])
+        .await;
+    assert_eq!(saved.status, 303);
+    let versions: Vec<(i64, i64)> = app
+        .with_conn(|c| {
+            pyc_templates::table
+                .filter(pyc_templates::kind.eq("payment"))
+                .order(pyc_templates::version)
+                .select((pyc_templates::id, pyc_templates::version))
+                .load(c)
+        })
+        .unwrap_or_default();
+    let (v1, v2) = (versions[0].0, versions[versions.len() - 1].0);
+    // A PYC made with the newest version, before it is stopped.
+    let (with_v2, _) = app.with_conn(|c| new_draft(c, &app, &sale, &leader, "Phở Thìn"));
+    let rid = app.with_conn(|c| accepted(c, &app, &sale, &leader, "Bún bò Huế O Xuân"));
+    let s = app.login("sale@ipos.vn").await;
+    assert!(
+        s.get(&format!("/requests/{rid}/pyc/new")).await.body.contains(&format!("name=\"template_id\" value=\"{v2}\""))
+    );
+
+    assert_eq!(a.post(&format!("/admin/pyc-templates/{v2}/disable"), &[]).await.status, 303);
+    assert!(a.get("/admin/pyc-templates").await.body.contains("Ngừng dùng"));
+    let form = s.get(&format!("/requests/{rid}/pyc/new")).await;
+    assert!(form.body.contains(&format!("name=\"template_id\" value=\"{v1}\"")), "{}", form.body);
+    assert!(!form.body.contains("Mẫu mới cho"), "the stopped template's notes are not offered");
+
+    // A post still naming the stopped version (a stale or forged form) is refused.
+    let (fields, _) = app.with_conn(|c| pyc::draft_fields(c, rid)).unwrap_or_else(|e| panic!("{e:?}"));
+    let fields = serde_json::to_value(&fields).unwrap_or_default();
+    let mut post: Vec<(String, String)> = fields
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    post.push(("template_id".into(), v2.to_string()));
+    let refused = s.post(&format!("/requests/{rid}/pyc"), &as_refs(&post)).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains(&format!("payment v{} đã ngừng dùng", versions.len())), "{}", refused.body);
+    assert!(app.with_conn(|c| pyc_models::pyc_of_request(c, rid)).ok().flatten().is_none());
+    post.pop();
+    post.push(("template_id".into(), v1.to_string()));
+    let created = s.post(&format!("/requests/{rid}/pyc"), &as_refs(&post)).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let made = app.with_conn(|c| pyc_models::pyc_of_request(c, rid)).ok().flatten().map(|p| p.template_id);
+    assert_eq!(made, Some(v1));
+
+    // The PYC made before keeps its (now stopped) version.
+    let page = s.get(&format!("/pyc/{with_v2}")).await;
+    assert!(page.body.contains(&format!("payment v{}", versions.len())), "{}", page.body);
+    let actions: Vec<String> = audit_of(&app, "pyc_template", v2).into_iter().map(|a| a.0).collect();
+    assert_eq!(actions, ["create", "disable"]);
+});
+
+/// A 1×1 PNG, base64.
+pub(crate) const PNG_B64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// A partner mail with a PNG, a PDF, an SVG with a script, a PNG named `.html` and
+/// an SVG declared and named as a PNG.
+pub(crate) fn mail_with_files(id: &str) -> Vec<u8> {
+    let part = |ctype: &str, name: &str, enc: &str, body: &str| {
+        format!(
+            "--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+             Content-Transfer-Encoding: {enc}\r\n\r\n{body}\r\n"
+        )
+    };
+    format!(
+        "From: hub@vnpay.vn\r\nTo: hub@ipos.vn\r\nSubject: Ảnh điểm bán và hợp đồng\r\nDate: Mon, 2 Nov 2026 09:00:00 +0700\r\n\
+         Message-ID: <{id}@test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGửi anh ảnh và hợp đồng.\r\n\
+         {}{}{}{}{}--b--\r\n",
+        part("image/png", "diem-ban.png", "base64", PNG_B64),
+        part("application/pdf", "hop-dong.pdf", "7bit", "%PDF-1.4\r\n1 0 obj <<>> endobj\r\ntrailer <<>>\r\n%%EOF"),
+        part(
+            "image/svg+xml",
+            "logo.svg",
+            "7bit",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(document.cookie)</script></svg>"
+        ),
+        part("image/png", "trang.html", "base64", PNG_B64),
+        // Declared a PNG, named one, is an SVG: what it says about itself is not believed.
+        part("image/png", "logo-gia.png", "7bit", "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>"),
+    )
+    .into_bytes()
+}
+
+db_test!(image_and_pdf_attachments_are_previewed_by_their_bytes, |app| {
+    use hubgate::db::schema::mail_attachments;
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let mail = ingest(&app, &mail_with_files("files-1"));
+    let plain = ingest(&app, &eml("hub@vnpay.vn", "Không có tệp", "Chỉ chữ.", "plain-1"));
+    let files: Vec<(String, i64)> = app
+        .with_conn(|c| {
+            mail_attachments::table
+                .filter(mail_attachments::message_id.eq(mail))
+                .select((mail_attachments::file_name, mail_attachments::id))
+                .load(c)
+        })
+        .unwrap_or_default();
+    let id =
+        |name: &str| files.iter().find(|f| f.0 == name).map(|f| f.1).unwrap_or_else(|| panic!("{name}: {files:?}"));
+    let (png, pdf, svg, html) = (id("diem-ban.png"), id("hop-dong.pdf"), id("logo.svg"), id("trang.html"));
+    let fake = id("logo-gia.png");
+    let s = app.login("sale@ipos.vn").await;
+    let view = |aid: i64| format!("/mail/{mail}/attachments/{aid}/view");
+
+    let (status, headers, _) = s.fetch(&format!("/mail/{mail}")).await;
+    assert_eq!(status, 200);
+    let page = s.get(&format!("/mail/{mail}")).await;
+    assert!(page.body.contains(&format!("<img class=\"attachment-preview\" src=\"{}\"", view(png))), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("<img class=\"attachment-preview\" src=\"{}\"", view(html))),
+        "a PNG by its bytes: {}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("<iframe class=\"attachment-preview pdf\" sandbox src=\"{}\"", view(pdf))));
+    assert!(!page.body.contains(&view(svg)), "an SVG is never previewed");
+    assert!(!page.body.contains(&view(fake)), "nor one that claims to be a PNG");
+    assert!(page.body.contains(&format!("href=\"/mail/{mail}/attachments/{svg}\"")), "it stays downloadable");
+    let csp = |h: &reqwest::header::HeaderMap| {
+        h.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    assert!(csp(&headers).contains("frame-src 'self'"), "{}", csp(&headers));
+    let (_, headers, _) = s.fetch(&format!("/mail/{plain}")).await;
+    assert!(csp(&headers).contains("frame-src 'none'"), "frames only where a PDF is previewed");
+
+    let header = |h: &reqwest::header::HeaderMap, n: &str| {
+        h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    for (aid, mime, frames) in
+        [(png, "image/png", "DENY"), (html, "image/png", "DENY"), (pdf, "application/pdf", "SAMEORIGIN")]
+    {
+        let (status, h, body) = s.fetch(&view(aid)).await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&h, "content-type"), mime, "attachment {aid}");
+        assert!(header(&h, "content-disposition").starts_with("inline"), "{:?}", h);
+        assert_eq!(header(&h, "x-content-type-options"), "nosniff");
+        assert!(csp(&h).starts_with("sandbox; default-src 'none'"), "{}", csp(&h));
+        assert_eq!(header(&h, "x-frame-options"), frames);
+        assert!(!body.is_empty());
+    }
+    let (_, h, _) = s.fetch(&view(png)).await;
+    assert!(body_starts(&s, &view(png), b"\x89PNG").await && csp(&h).contains("frame-ancestors 'none'"));
+    let (_, h, _) = s.fetch(&view(pdf)).await;
+    assert!(csp(&h).contains("frame-ancestors 'self'"));
+
+    // The SVG, asked for viewing or downloaded: opaque bytes, saved, never rendered.
+    for path in [view(svg), format!("/mail/{mail}/attachments/{svg}"), view(fake)] {
+        let (status, h, body) = s.fetch(&path).await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&h, "content-type"), "application/octet-stream", "{path}");
+        assert!(header(&h, "content-disposition").starts_with("attachment"), "{path}");
+        assert_eq!(header(&h, "x-content-type-options"), "nosniff");
+        assert!(csp(&h).starts_with("sandbox"));
+        assert!(String::from_utf8_lossy(&body).contains("<svg"), "nothing lost");
+    }
+});
+
+fn as_refs(p: &[(String, String)]) -> Vec<(&str, &str)> {
+    p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+async fn body_starts(s: &crate::support::Browser, path: &str, magic: &[u8]) -> bool {
+    s.fetch(path).await.2.starts_with(magic)
+}

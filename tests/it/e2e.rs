@@ -469,6 +469,30 @@ async fn journey(backend: Backend) {
         assert!(status.is_success(), "{file}: {status} {body}\n{log}");
     }
 
+    // A partner's photo of the point arrives by mail: the browser draws the preview.
+    let resp = http
+        .post(format!("{base}/inbound/mail"))
+        .bearer_auth(INBOUND_TOKEN)
+        .body(crate::desk::mail_with_files("e2e-files"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("deliver the mail with files: {e}"));
+    assert!(resp.status().is_success(), "{}", resp.status());
+    sale.go("/mail?q=hop%20dong").await;
+    sale.click("table a[href^='/mail/']").await;
+    let drawn = "const i = document.querySelector('img.attachment-preview'); i.scrollIntoView(); \
+                 return i.complete ? i.naturalWidth : 0";
+    let started = Instant::now();
+    loop {
+        let width = sale.c.execute(drawn, vec![]).await.ok().and_then(|v| v.as_i64()).unwrap_or(0);
+        if width > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the attached PNG was not drawn");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sale.shot("sale-mail-attachment-preview").await;
+
     // B2: with both confirmations in, sales sends the acceptance mail.
     sale.go(&format!("/requests/{request}")).await;
     sale.shot("sale-confirmations-in").await;

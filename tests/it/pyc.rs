@@ -184,6 +184,9 @@ async fn full_path(backend: hubgate::db::Backend) {
         f.part("screenshot", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("ok.png"))
     };
     assert_eq!(tech.upload(&format!("/pyc/{id}/screenshot"), shot).await.status, 303);
+    // Shown in the page, sandboxed when opened on its own.
+    let policy = tech.header(&format!("/pyc/{id}/screenshot"), "content-security-policy").await.unwrap_or_default();
+    assert!(policy.starts_with("sandbox; default-src 'none'"), "{policy}");
     let v = version(&app, id);
     assert_eq!(tech.post(&format!("/pyc/{id}/deployed"), &[("version", v.as_str())]).await.status, 303);
     let state: String = app.with_conn(|c| pycs::table.find(id).select(pycs::state).first(c)).unwrap_or_default();

@@ -279,14 +279,12 @@ impl Browser {
         Page { status, location, body }
     }
 
+    async fn send_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{}", self.base, path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     pub async fn get(&self, path: &str) -> Page {
-        let resp = self
-            .client
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let page = Self::read(resp).await;
+        let page = Self::read(self.send_get(path).await).await;
         if let Some(t) = page.csrf()
             && let Ok(mut slot) = self.csrf.lock()
         {
@@ -301,14 +299,16 @@ impl Browser {
         resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
+    /// Status, headers and bytes of a GET (downloads, previews).
+    pub async fn fetch(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let resp = self.send_get(path).await;
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        (status, headers, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
     /// The raw bytes of a GET (downloads).
     pub async fn bytes(&self, path: &str) -> Vec<u8> {
-        let resp = self
-            .client
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let resp = self.send_get(path).await;
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default()
     }

@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::fmt::local_midnight_utc;
 use crate::web::AppState;
 use crate::web::access::Access;
+use crate::web::inline::Preview;
 use crate::web::layout::{Ctx, redirect, render};
 use crate::web::once::Once;
 use crate::web::upload::Upload;
@@ -32,6 +33,7 @@ crate::routes! {
     GET "/mail/blobs/{id}/raw" => MAIL, raw_blob;
     GET "/mail/{id}" => MAIL, show;
     GET "/mail/{id}/attachments/{aid}" => MAIL, attachment;
+    GET "/mail/{id}/attachments/{aid}/view" => MAIL, view_attachment;
     POST "/mail/{id}/not-relevant" => MAIL, not_relevant;
     POST "/mail/{id}/reopen" => MAIL, reopen;
     POST "/mail/{id}/reclassify" => MAIL, reclassify;
@@ -266,16 +268,20 @@ struct ShowQuery {
 async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let show_images = q.images.as_deref() == Some("1");
-    let (message, thread, messages, attachments, partners) = ctx
+    let (message, thread, messages, attachments, heads, partners) = ctx
         .db(move |conn| {
             let m = models::message(conn, id)?;
             let thread = models::thread(conn, m.thread_id)?;
             let messages = models::thread_messages(conn, m.thread_id)?;
             let ids: Vec<i64> = messages.iter().map(|x| x.id).collect();
             let attachments = models::attachments_of(conn, &ids)?;
-            Ok((m, thread, messages, attachments, models::partners(conn)?))
+            let heads = models::attachment_heads(conn, &ids, crate::web::inline::HEAD_BYTES)?;
+            Ok((m, thread, messages, attachments, heads, models::partners(conn)?))
         })
         .await?;
+    let previews: Vec<(i64, Preview)> =
+        heads.iter().filter_map(|(aid, head)| crate::web::inline::sniff(head).map(|p| (*aid, p))).collect();
+    let frames = previews.iter().any(|(_, p)| *p == Preview::Pdf);
     let title =
         if message.subject.is_empty() { "(không có tiêu đề)".to_string() } else { message.subject.clone() };
     let mut resp = render(&MessagePage {
@@ -287,11 +293,18 @@ async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResu
         attachments,
         partners,
         show_images,
+        previews,
     })?;
-    if show_images {
-        // The reader chose to load this mail's remote images: this page alone may.
-        let csp =
-            crate::web::CONTENT_SECURITY_POLICY.replace("img-src 'self' data:", "img-src 'self' data: https: http:");
+    if show_images || frames {
+        let mut csp = crate::web::CONTENT_SECURITY_POLICY.to_string();
+        if show_images {
+            // The reader chose to load this mail's remote images: this page alone may.
+            csp = csp.replace("img-src 'self' data:", "img-src 'self' data: https: http:");
+        }
+        if frames {
+            // A PDF attachment is previewed in a sandboxed frame of ours: this page alone frames.
+            csp = csp.replace("frame-src 'none'", "frame-src 'self'");
+        }
         if let Ok(v) = header::HeaderValue::from_str(&csp) {
             resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
         }
@@ -299,13 +312,25 @@ async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResu
     Ok(resp)
 }
 
-async fn attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
+async fn attachment_bytes(ctx: &Ctx, path: web::Path<(i64, i64)>) -> AppResult<(String, Vec<u8>)> {
     let (mid, aid) = path.into_inner();
     let (info, content) = ctx.db(move |conn| Ok(models::attachment_content(conn, mid, aid)?)).await?;
     let content = content.ok_or_else(|| {
         AppError::Validation(info.omitted_reason.clone().unwrap_or_else(|| "Tệp không có nội dung.".into()))
     })?;
-    Ok(download(&info.file_name, &info.content_type, content))
+    Ok((info.file_name, content))
+}
+
+/// A download: the sender's declared type is not trusted, the bytes go as opaque.
+async fn attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
+    let (name, content) = attachment_bytes(&ctx, path).await?;
+    Ok(crate::web::inline::download(&name, content))
+}
+
+/// For the preview in the mail page: inline only when the bytes are an image or a PDF.
+async fn view_attachment(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpResponse> {
+    let (name, content) = attachment_bytes(&ctx, path).await?;
+    Ok(crate::web::inline::view(&name, content))
 }
 
 #[derive(Deserialize)]

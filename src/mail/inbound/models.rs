@@ -25,6 +25,8 @@ pub struct Partner {
     pub virtual_point: String,
     pub accept_template: String,
     pub reply_template: String,
+    /// Set when an admin stopped using the partner: no new requests, old ones kept.
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -41,14 +43,33 @@ impl Partner {
             || list_of(&self.mail_domains).any(|d| domain == d || domain.ends_with(&format!(".{d}")))
     }
 
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
     pub fn is_leader(&self, addr: &str) -> bool {
         let addr = addr.to_lowercase();
         list_of(&self.leader_addresses).any(|a| a == addr)
     }
 }
 
+/// Every partner, disabled ones too: mail from them is still recognised and old
+/// requests still show them.
 pub fn partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
     partners::table.order(partners::code.asc()).select(Partner::as_select()).load(conn)
+}
+
+/// The partners offered for new work.
+pub fn active_partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
+    partners::table
+        .filter(partners::disabled_at.is_null())
+        .order(partners::code.asc())
+        .select(Partner::as_select())
+        .load(conn)
+}
+
+pub fn partner(conn: &mut DbConn, id: i64) -> QueryResult<Partner> {
+    partners::table.find(id).select(Partner::as_select()).first(conn)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -502,6 +523,21 @@ pub fn attachments_of(conn: &mut DbConn, message_ids: &[i64]) -> QueryResult<Vec
         .order(mail_attachments::id.asc())
         .select(AttachmentInfo::as_select())
         .load(conn)
+}
+
+diesel::define_sql_function!(
+    /// SQL `substr` over bytes (a blob on SQLite, a bytea on PostgreSQL), from 1.
+    fn substr(x: diesel::sql_types::Nullable<diesel::sql_types::Binary>, start: diesel::sql_types::Integer, len: diesel::sql_types::Integer) -> diesel::sql_types::Nullable<diesel::sql_types::Binary>);
+
+/// The first `n` bytes of each stored attachment of these messages, by attachment
+/// id: enough to tell what a file is without reading every file of a thread.
+pub fn attachment_heads(conn: &mut DbConn, message_ids: &[i64], n: i32) -> QueryResult<Vec<(i64, Vec<u8>)>> {
+    let rows: Vec<(i64, Option<Vec<u8>>)> = mail_attachments::table
+        .filter(mail_attachments::message_id.eq_any(message_ids))
+        .filter(mail_attachments::content.is_not_null())
+        .select((mail_attachments::id, substr(mail_attachments::content, 1, n)))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(id, head)| head.map(|h| (id, h))).collect())
 }
 
 pub fn attachment_content(

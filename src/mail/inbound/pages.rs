@@ -7,6 +7,7 @@ use super::handlers::InboxQuery;
 use super::models::{AttachmentInfo, BlobInfo, InboxRow, MailMessage, Partner, RuleRow, Thread};
 use super::service::{IngestReport, RULE_KINDS, status_label};
 use crate::fmt::{Age, LocalTime};
+use crate::web::inline::Preview;
 use crate::web::layout::Layout;
 
 pub fn kind_label(code: &str) -> &'static str {
@@ -53,6 +54,11 @@ impl InboxPage {
         format!("{} · {}", LocalTime(t), Age(t))
     }
 
+    /// Mail from a stopped partner is kept and shown, marked so.
+    pub fn partner_disabled(&self, code: &str) -> bool {
+        self.partners.iter().any(|p| p.code == code && p.is_disabled())
+    }
+
     pub fn prev_link(&self) -> Option<String> {
         (self.page > 1).then(|| self.q.link_to_page(self.page - 1))
     }
@@ -94,6 +100,8 @@ pub struct MessagePage {
     pub suggestions: Suggestions,
     /// The reader asked for the remote images of this conversation.
     pub show_images: bool,
+    /// The attachments whose bytes are an image or a PDF, by attachment id.
+    pub previews: Vec<(i64, Preview)>,
 }
 
 impl MessagePage {
@@ -105,10 +113,22 @@ impl MessagePage {
         })
     }
 
+    /// Whether an attachment is previewed as an image (`"image"`), a PDF (`"pdf"`) or not (`""`).
+    pub fn preview_of(&self, a: &AttachmentInfo) -> &'static str {
+        match self.previews.iter().find(|(id, _)| *id == a.id).map(|(_, p)| *p) {
+            Some(Preview::Image(_)) => "image",
+            Some(Preview::Pdf) => "pdf",
+            None => "",
+        }
+    }
+
     pub fn partner_of(&self, m: &MailMessage) -> String {
         m.partner_id
             .and_then(|id| self.partners.iter().find(|p| p.id == id))
-            .map(|p| format!("{} – {}", p.code, p.name))
+            .map(|p| {
+                let stopped = if p.is_disabled() { " (đối tác đã ngừng dùng)" } else { "" };
+                format!("{} – {}{stopped}", p.code, p.name)
+            })
             .unwrap_or_else(|| "Chưa xác định".into())
     }
 
