@@ -353,13 +353,11 @@ async fn upload_screenshot(ctx: Ctx, id: web::Path<i64>, mut form: Upload) -> Ap
 
 async fn screenshot(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (bytes, kind) = ctx.db(move |conn| Ok(models::screenshot(conn, id)?)).await?;
+    // The type comes from the bytes (checked again here, as for mail attachments),
+    // never from the type stored beside them; the image is served sandboxed.
+    let (bytes, _stored_type) = ctx.db(move |conn| Ok(models::screenshot(conn, id)?)).await?;
     let bytes = bytes.ok_or(AppError::NotFound)?;
-    Ok(HttpResponse::Ok()
-        .content_type(kind.unwrap_or_else(|| "application/octet-stream".into()))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Cache-Control", "private, no-store"))
-        .body(bytes))
+    Ok(crate::web::inline::view(&format!("pyc-{id}-anh-chup"), bytes))
 }
 
 async fn reveal(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
