@@ -5,9 +5,9 @@
 //! starts a 14-day trial of the trial plan; afterwards the business is back on its own
 //! plan (free unless staff upgraded it). When the month's transaction quota is used
 //! up, transactions are still synced and stored (nothing is lost) but notifications
-//! for them are held back until the next month or an upgrade; the API keeps answering
-//! and reports `planStatus` 0. Accounts beyond the plan's account limit are not
-//! synced (planStatus 0) until the plan allows them.
+//! for them are recorded as held and not sent (new transactions notify again from the
+//! next month or after an upgrade); the API keeps answering and reports `planStatus`
+//! 0. The plan's account limit is checked when an account is linked.
 
 use chrono::{Duration, NaiveDateTime};
 

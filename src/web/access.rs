@@ -92,6 +92,27 @@ macro_rules! routes {
     };
 }
 
+/// Every declared route's method, path pattern and access, for [`refused_everywhere`].
+static DECLARED: std::sync::LazyLock<Vec<(Method, actix_web::dev::ResourceDef, Access)>> =
+    std::sync::LazyLock::new(|| {
+        super::all_routes()
+            .iter()
+            .filter_map(|r| {
+                let m = Method::from_bytes(r.method.as_bytes()).ok()?;
+                Some((m, actix_web::dev::ResourceDef::new(r.path), r.access))
+            })
+            .collect()
+    });
+
+/// Whether every declared route this request could be for refuses this person: then
+/// the route's guard answers (303 to the login, or 403) without the body, and the
+/// CSRF middleware need not read it either. A request no route matches, or that one
+/// matching route allows, is checked as usual, so no form escapes its token check.
+pub fn refused_everywhere(method: &Method, path: &str, user: Option<&CurrentUser>) -> bool {
+    let mut matching = DECLARED.iter().filter(|(m, def, _)| m == method && def.is_match(path)).peekable();
+    matching.peek().is_some() && matching.all(|(_, _, access)| !access.allows(user))
+}
+
 /// Registers one route behind its access guard. A resource guard on the method lets
 /// several declarations share a path (GET shows a form, POST handles it).
 pub fn register<F, Args>(
