@@ -252,7 +252,7 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
 
     // Customers: the partners' companies, as PYCs name them.
     let mut new_customers = 0;
-    for p in crate::mail::inbound::models::partners(conn)? {
+    for p in crate::hub::partners::all(conn)? {
         let key = fold(&p.signing_company);
         let exists: i64 = customers::table.filter(customers::search_key.eq(&key)).count().get_result(conn)?;
         if exists == 0 && !p.signing_company.is_empty() {
@@ -424,8 +424,7 @@ fn reconciled_month(conn: &mut DbConn, accountant: &Actor, month: crate::reports
     let Some(code) = crate::reports::counts(&rows).into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c) else {
         return Ok(());
     };
-    let partner =
-        crate::mail::inbound::models::partners(conn)?.into_iter().find(|p| p.code == code).ok_or(AppError::NotFound)?;
+    let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.code == code).ok_or(AppError::NotFound)?;
     let ours: Vec<_> = rows.iter().filter(|r| r.partner == code).collect();
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet().set_name("DoiSoat").map_err(AppError::internal)?;

@@ -13,7 +13,7 @@ use crate::accounts::Role;
 use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::fmt::LocalTime;
-use crate::mail::inbound::models::{self as mail, Partner};
+use crate::hub::partners::Partner;
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, redirect, render, render_status};
 use crate::web::once::Once;
@@ -113,7 +113,7 @@ struct PartnersPage {
 }
 
 async fn partners_list(ctx: Ctx) -> AppResult<HttpResponse> {
-    let partners = ctx.db(|conn| Ok(mail::partners(conn)?)).await?;
+    let partners = ctx.db(|conn| Ok(crate::hub::partners::all(conn)?)).await?;
     render(&PartnersPage { l: ctx.layout("Đối tác", &[("Quản trị", "/admin/users")]), partners })
 }
 
@@ -154,7 +154,7 @@ async fn partner_new(ctx: Ctx) -> AppResult<HttpResponse> {
 
 async fn partner_edit(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let p = ctx.db(move |conn| Ok(mail::partner(conn, id)?)).await?;
+    let p = ctx.db(move |conn| Ok(crate::hub::partners::find(conn, id)?)).await?;
     partner_page(&ctx, Some(&p), PartnerForm::of(&p), None, StatusCode::OK)
 }
 
@@ -168,7 +168,7 @@ async fn partner_save(ctx: Ctx, id: Option<i64>, f: PartnerForm) -> AppResult<Ht
         }
         Err(AppError::Validation(m)) => {
             let p = match id {
-                Some(id) => Some(ctx.db(move |conn| Ok(mail::partner(conn, id)?)).await?),
+                Some(id) => Some(ctx.db(move |conn| Ok(crate::hub::partners::find(conn, id)?)).await?),
                 None => None,
             };
             partner_page(&ctx, p.as_ref(), f, Some(m), StatusCode::UNPROCESSABLE_ENTITY)
@@ -430,8 +430,9 @@ impl DashboardPage {
 }
 
 async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
-    let (partners, counts) =
-        ctx.db(|conn| Ok((mail::partners(conn)?, super::models::counts_by_state_and_partner(conn)?))).await?;
+    let (partners, counts) = ctx
+        .db(|conn| Ok((crate::hub::partners::all(conn)?, super::models::counts_by_state_and_partner(conn)?)))
+        .await?;
     let t = now();
     let rows: Vec<DashRow> = State::ALL
         .iter()

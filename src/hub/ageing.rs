@@ -145,7 +145,7 @@ pub fn send_digest(
             .into_iter()
             .filter(|u| !u.disabled && u.kind() == crate::accounts::models::UserKind::Staff)
             .collect();
-        let partners = crate::mail::inbound::models::partners(conn)?;
+        let partners = crate::hub::partners::all(conn)?;
         let merchant_ids: Vec<i64> = overdue.iter().map(|r| r.merchant_id).collect();
         let merchants = models::merchants_by_ids(conn, &merchant_ids)?;
         let mut per_person: BTreeMap<i64, Vec<String>> = BTreeMap::new();

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod models;
 pub mod notice;
 pub mod pages;
+pub mod partners;
 pub mod reference;
 pub mod service;
 pub mod state;

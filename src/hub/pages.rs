@@ -10,7 +10,8 @@ use crate::accounts::{Role, Roles};
 use crate::db::DbConn;
 use crate::error::AppResult;
 use crate::fmt::{Age, LocalDate, LocalTime};
-use crate::mail::inbound::models::{self as mail, MailMessage, Partner};
+use crate::hub::partners::Partner;
+use crate::mail::inbound::models::{self as mail, MailMessage};
 use crate::web::layout::Layout;
 
 fn partner_code(partners: &[Partner], id: i64) -> String {
@@ -55,7 +56,7 @@ impl RequestView {
     pub fn load(conn: &mut DbConn, id: i64) -> AppResult<Self> {
         let r = models::request(conn, id)?;
         let state = State::from_code(&r.state).unwrap_or(State::Received);
-        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id);
         let merchant = models::merchant(conn, r.merchant_id)?;
         let points = models::request_point_list(conn, id)?;
         let confirmations = models::confirmations_of(conn, id)?;
@@ -323,7 +324,7 @@ impl MyWork {
     /// for a confirmation and the draft PYCs waiting for review (B7); technicians the
     /// PYCs handed to them (and those nobody took yet); accountants invoices.
     pub fn load(conn: &mut DbConn, user_id: i64, roles: Roles) -> AppResult<MyWork> {
-        let partners = mail::partners(conn)?;
+        let partners = crate::hub::partners::all(conn)?;
         let mut out = Vec::new();
         let mut section =
             |conn: &mut DbConn, title: &'static str, states: &[State], assignee_id: Option<i64>| -> AppResult<()> {

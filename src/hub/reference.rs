@@ -14,8 +14,8 @@ use crate::audit::{self, Actor};
 use crate::db::schema::{customers, merchants, partners, points};
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
+use crate::hub::partners::Partner;
 use crate::mail::inbound::classify::fold;
-use crate::mail::inbound::models::{self as mail, Partner};
 
 fn json(v: &impl Serialize) -> AppResult<serde_json::Value> {
     serde_json::to_value(v).map_err(AppError::internal)
@@ -127,7 +127,7 @@ pub fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: Pa
         let after = json(&f)?;
         match id {
             Some(id) => {
-                let before = mail::partner(conn, id)?;
+                let before = crate::hub::partners::find(conn, id)?;
                 diesel::update(partners::table.find(id)).set(values).execute(conn)?;
                 audit::record(
                     conn,
@@ -156,7 +156,7 @@ pub fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: Pa
 /// refers to it changes. Returns its code.
 pub fn set_partner_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -> AppResult<String> {
     crate::db::tx(conn, |conn| {
-        let p = mail::partner(conn, id)?;
+        let p = crate::hub::partners::find(conn, id)?;
         if p.is_disabled() == disabled {
             return Ok(p.code);
         }
@@ -180,7 +180,7 @@ pub fn set_partner_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled:
 
 /// A partner that may take new work, or why not (a form naming a stopped partner).
 pub fn active_partner(conn: &mut DbConn, id: i64) -> AppResult<Partner> {
-    match mail::partner(conn, id).optional()? {
+    match crate::hub::partners::find(conn, id).optional()? {
         None => Err(AppError::Validation("Vui lòng chọn đối tác.".into())),
         Some(p) if p.is_disabled() => Err(AppError::Validation(format!(
             "Đối tác {} đã ngừng dùng, không nhận yêu cầu mới. Vui lòng chọn đối tác khác.",

@@ -311,7 +311,7 @@ pub fn revoke_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, co
 pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
     let mut out = Vec::new();
     if State::from_code(&r.state) == Some(State::Received) {
-        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id);
         let live: Vec<_> =
             models::confirmations_of(conn, r.id)?.into_iter().filter(|c| c.revoked_at.is_none()).collect();
         if !live.iter().any(|c| c.kind == MERCHANT) {
@@ -485,7 +485,8 @@ struct AcceptText<'a> {
 pub fn acceptance_draft(conn: &mut DbConn, request_id: i64, sender: &str) -> AppResult<AcceptanceDraft> {
     use askama::Template;
     let r = models::request(conn, request_id)?;
-    let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id).ok_or(AppError::NotFound)?;
+    let partner =
+        crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id).ok_or(AppError::NotFound)?;
     let merchant = models::merchant(conn, r.merchant_id)?;
     let points = models::request_point_list(conn, r.id)?;
     let messages = mail::request_messages(conn, r.id)?;
@@ -611,7 +612,7 @@ pub fn assign(
             Some(serde_json::json!({"assignee_id": r.assignee_id})),
             Some(serde_json::json!({"assignee_id": user.id})),
         )?;
-        let partner = mail::partners(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id);
         let merchant = models::merchant(conn, r.merchant_id)?;
         let state = State::from_code(&r.state).map(|s| s.label()).unwrap_or("?");
         super::notice::send(

@@ -15,7 +15,6 @@ use crate::error::{AppError, AppResult};
 use crate::hub::models as hub;
 use crate::hub::notice::{self, Event};
 use crate::hub::state::State;
-use crate::mail::inbound::models as mail;
 use crate::secrets::{self, Keyring};
 
 pub const MAX_SCREENSHOT_BYTES: usize = 5 * 1024 * 1024;
@@ -26,14 +25,15 @@ fn stale() -> AppError {
 
 struct Context {
     request: hub::Request,
-    partner: mail::Partner,
+    partner: crate::hub::partners::Partner,
     merchant: hub::Merchant,
     points: Vec<hub::Point>,
 }
 
 fn context(conn: &mut DbConn, request_id: i64) -> AppResult<Context> {
     let request = hub::request(conn, request_id)?;
-    let partner = mail::partners(conn)?.into_iter().find(|p| p.id == request.partner_id).ok_or(AppError::NotFound)?;
+    let partner =
+        crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == request.partner_id).ok_or(AppError::NotFound)?;
     let merchant = hub::merchant(conn, request.merchant_id)?;
     let points = hub::request_point_list(conn, request_id)?;
     Ok(Context { request, partner, merchant, points })

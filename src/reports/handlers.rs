@@ -84,7 +84,7 @@ async fn download(ctx: Ctx, month: web::Path<String>) -> AppResult<HttpResponse>
 }
 
 use super::reconcile::{self, Mapping, Outcome, Reconciliation};
-use crate::mail::inbound::models::Partner;
+use crate::hub::partners::Partner;
 
 #[derive(Template)]
 #[template(path = "reports/reconcile_home.html")]
@@ -105,8 +105,7 @@ impl ReconcileHome {
 }
 
 async fn reconcile_home(ctx: Ctx) -> AppResult<HttpResponse> {
-    let (partners, recent) =
-        ctx.db(|conn| Ok((crate::mail::inbound::models::partners(conn)?, reconcile::recent(conn)?))).await?;
+    let (partners, recent) = ctx.db(|conn| Ok((crate::hub::partners::all(conn)?, reconcile::recent(conn)?))).await?;
     let default_month = Month::of(crate::fmt::local_date(crate::db::now())).previous().to_string();
     render(&ReconcileHome {
         l: ctx.layout("Đối soát với đối tác", &[("Báo cáo tháng", "/reports")]),
@@ -167,7 +166,7 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
     let (r, partner, sheets, saved) = ctx
         .db(move |conn| {
             let r = reconcile::get(conn, id)?;
-            let partner = crate::mail::inbound::models::partners(conn)?
+            let partner = crate::hub::partners::all(conn)?
                 .into_iter()
                 .find(|p| p.id == r.partner_id)
                 .map(|p| p.code)

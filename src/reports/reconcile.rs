@@ -378,10 +378,8 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     let (name, bytes) = file(conn, id)?;
     let sheets = read(&bytes, &name).map_err(AppError::Validation)?;
     let month = super::Month::parse(&r.month).ok_or(AppError::NotFound)?;
-    let partner = crate::mail::inbound::models::partners(conn)?
-        .into_iter()
-        .find(|p| p.id == r.partner_id)
-        .ok_or(AppError::NotFound)?;
+    let partner =
+        crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id).ok_or(AppError::NotFound)?;
     let rows: Vec<Row> = super::month_rows(conn, month)?.into_iter().filter(|x| x.partner == partner.code).collect();
     let outcome = reconcile(&rows, &sheets, mapping).map_err(AppError::Validation)?;
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;

@@ -87,7 +87,7 @@ impl InboxQuery {
     }
 
     /// The inbox's filter, for the page and its export alike.
-    pub fn filter(&self, partners: &[models::Partner]) -> InboxFilter {
+    pub fn filter(&self, partners: &[crate::hub::partners::Partner]) -> InboxFilter {
         let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
         InboxFilter {
             partner_id: partners.iter().find(|p| p.code == self.partner).map(|p| p.id),
@@ -121,7 +121,7 @@ async fn export(ctx: Ctx, req: HttpRequest, q: web::Query<ExportQuery>) -> AppRe
     let format = export::Format::parse(&q.format)?;
     let file = ctx
         .db(move |conn| {
-            let partners = models::partners(conn)?;
+            let partners = crate::hub::partners::all(conn)?;
             let filter = q.list.filter(&partners);
             let headers = ["Thời gian", "Người gửi", "Địa chỉ", "Tiêu đề", "Đối tác", "Loại thư", "Trạng thái"];
             export::write(format, "Hộp thư", &headers, |sink| {
@@ -155,7 +155,7 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     let query = q.clone();
     let (rows, total, partners, problems) = ctx
         .db(move |conn| {
-            let partners = models::partners(conn)?;
+            let partners = crate::hub::partners::all(conn)?;
             let filter = query.filter(&partners);
             let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
             let problems = models::problem_blobs(conn)?.len();
@@ -276,7 +276,7 @@ async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResu
             let ids: Vec<i64> = messages.iter().map(|x| x.id).collect();
             let attachments = models::attachments_of(conn, &ids)?;
             let heads = models::attachment_heads(conn, &ids, crate::web::inline::HEAD_BYTES)?;
-            Ok((m, thread, messages, attachments, heads, models::partners(conn)?))
+            Ok((m, thread, messages, attachments, heads, crate::hub::partners::all(conn)?))
         })
         .await?;
     let previews: Vec<(i64, Preview)> =

@@ -4,73 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{mail_attachments, mail_blobs, mail_messages, mail_rules, mail_threads, partners};
-
-#[derive(Queryable, Selectable, Debug, Clone)]
-#[diesel(table_name = partners)]
-pub struct Partner {
-    pub id: i64,
-    pub code: String,
-    pub name: String,
-    pub kind: String,
-    pub mail_domains: String,
-    pub mail_addresses: String,
-    pub leader_confirmation_required: bool,
-    pub leader_addresses: String,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
-    pub cms_admin_name: String,
-    pub signing_company: String,
-    pub virtual_brand: String,
-    pub virtual_point: String,
-    pub accept_template: String,
-    pub reply_template: String,
-    /// Set when an admin stopped using the partner: no new requests, old ones kept.
-    pub disabled_at: Option<NaiveDateTime>,
-}
-
-fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split([',', '\n', ';', ' ']).map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty())
-}
-
-impl Partner {
-    /// Whether mail from `addr` comes from this partner (an address or a domain of it).
-    pub fn owns_address(&self, addr: &str) -> bool {
-        let addr = addr.to_lowercase();
-        let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        list_of(&self.mail_addresses).any(|a| a == addr)
-            || list_of(&self.leader_addresses).any(|a| a == addr)
-            || list_of(&self.mail_domains).any(|d| domain == d || domain.ends_with(&format!(".{d}")))
-    }
-
-    pub fn is_disabled(&self) -> bool {
-        self.disabled_at.is_some()
-    }
-
-    pub fn is_leader(&self, addr: &str) -> bool {
-        let addr = addr.to_lowercase();
-        list_of(&self.leader_addresses).any(|a| a == addr)
-    }
-}
-
-/// Every partner, disabled ones too: mail from them is still recognised and old
-/// requests still show them.
-pub fn partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
-    partners::table.order(partners::code.asc()).select(Partner::as_select()).load(conn)
-}
-
-/// The partners offered for new work.
-pub fn active_partners(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
-    partners::table
-        .filter(partners::disabled_at.is_null())
-        .order(partners::code.asc())
-        .select(Partner::as_select())
-        .load(conn)
-}
-
-pub fn partner(conn: &mut DbConn, id: i64) -> QueryResult<Partner> {
-    partners::table.find(id).select(Partner::as_select()).first(conn)
-}
+use crate::db::schema::{mail_attachments, mail_blobs, mail_messages, mail_rules, mail_threads};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = mail_blobs)]
@@ -454,7 +388,9 @@ pub fn inbox(conn: &mut DbConn, f: &InboxFilter, offset: i64, limit: i64) -> Que
         .group_by(mail_attachments::message_id)
         .select((mail_attachments::message_id, diesel::dsl::count_star()))
         .load(conn)?;
-    let codes: Vec<(i64, String)> = partners::table.select((partners::id, partners::code)).load(conn)?;
+    let codes: Vec<(i64, String)> = crate::db::schema::partners::table
+        .select((crate::db::schema::partners::id, crate::db::schema::partners::code))
+        .load(conn)?;
     let out = rows
         .into_iter()
         .map(|m| InboxRow {

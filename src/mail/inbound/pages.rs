@@ -4,9 +4,10 @@ use askama::Template;
 
 use super::classify::{Kind, Suggestions};
 use super::handlers::InboxQuery;
-use super::models::{AttachmentInfo, BlobInfo, InboxRow, MailMessage, Partner, RuleRow, Thread};
+use super::models::{AttachmentInfo, BlobInfo, InboxRow, MailMessage, RuleRow, Thread};
 use super::service::{IngestReport, RULE_KINDS, status_label};
 use crate::fmt::{Age, LocalTime};
+use crate::hub::partners::Partner;
 use crate::web::inline::Preview;
 use crate::web::layout::Layout;
 

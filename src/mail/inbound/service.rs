@@ -10,12 +10,13 @@ use chrono::Duration;
 use sha2::{Digest, Sha256};
 
 use super::classify::{self, Kind, KindInput, Rule, Sender};
-use super::models::{self, NewMessage, Partner};
+use super::models::{self, NewMessage};
 use super::parse::{self, ParsedMail};
 use crate::audit::{self, Actor};
 use crate::config::MailConfig;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
+use crate::hub::partners::Partner;
 
 /// How one message fared, as the CLI's JSON line and the upload page show it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -65,7 +66,7 @@ pub struct Known {
 
 impl Known {
     pub fn load(conn: &mut DbConn) -> AppResult<Self> {
-        Ok(Known { partners: models::partners(conn)?, rules: load_rules(conn)? })
+        Ok(Known { partners: crate::hub::partners::all(conn)?, rules: load_rules(conn)? })
     }
 }
 

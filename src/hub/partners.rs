@@ -1,0 +1,75 @@
+//! The partners (MoMo, VNPAY, GiftPop…): who they are, which addresses their mail comes
+//! from, and whether they still take new work. The hub owns them; inbound mail reads
+//! them to recognise a sender.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::schema::partners;
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = partners)]
+pub struct Partner {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub mail_domains: String,
+    pub mail_addresses: String,
+    pub leader_confirmation_required: bool,
+    pub leader_addresses: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub cms_admin_name: String,
+    pub signing_company: String,
+    pub virtual_brand: String,
+    pub virtual_point: String,
+    pub accept_template: String,
+    pub reply_template: String,
+    /// Set when an admin stopped using the partner: no new requests, old ones kept.
+    pub disabled_at: Option<NaiveDateTime>,
+}
+
+fn list_of(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split([',', '\n', ';', ' ']).map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty())
+}
+
+impl Partner {
+    /// Whether mail from `addr` comes from this partner (an address or a domain of it).
+    pub fn owns_address(&self, addr: &str) -> bool {
+        let addr = addr.to_lowercase();
+        let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        list_of(&self.mail_addresses).any(|a| a == addr)
+            || list_of(&self.leader_addresses).any(|a| a == addr)
+            || list_of(&self.mail_domains).any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
+    pub fn is_leader(&self, addr: &str) -> bool {
+        let addr = addr.to_lowercase();
+        list_of(&self.leader_addresses).any(|a| a == addr)
+    }
+}
+
+/// Every partner, disabled ones too: mail from them is still recognised and old
+/// requests still show them.
+pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
+    partners::table.order(partners::code.asc()).select(Partner::as_select()).load(conn)
+}
+
+/// The partners offered for new work.
+pub fn active(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
+    partners::table
+        .filter(partners::disabled_at.is_null())
+        .order(partners::code.asc())
+        .select(Partner::as_select())
+        .load(conn)
+}
+
+pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Partner> {
+    partners::table.find(id).select(Partner::as_select()).first(conn)
+}
