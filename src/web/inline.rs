@@ -32,6 +32,8 @@ pub fn sniff(bytes: &[u8]) -> Option<Preview> {
 pub const IMAGE_POLICY: &str =
     "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 /// The policy of a PDF: sandboxed (no script, an opaque origin), framed only by our pages.
+/// Chromium's PDF viewer still opens it; it is the frame's `sandbox` attribute it refuses,
+/// so the page frames it without one.
 pub const PDF_POLICY: &str = "sandbox; default-src 'none'; object-src 'self'; frame-ancestors 'self'";
 
 fn disposition(kind: DispositionType, name: &str) -> ContentDisposition {

@@ -839,9 +839,38 @@ db_test!(a_stopped_pyc_template_is_not_used_for_new_pycs, |app| {
 pub(crate) const PNG_B64: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
+/// A valid one-page PDF ("HOP DONG" in Helvetica), with the exact cross-reference
+/// offsets a strict viewer wants: the browser test checks Chromium's viewer opens it.
+pub(crate) fn one_page_pdf() -> Vec<u8> {
+    let text = "BT /F1 36 Tf 20 100 Td (HOP DONG) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_string(),
+        format!("<< /Length {} >>\nstream\n{text}\nendstream", text.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ];
+    let mut pdf = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf += &format!("{} 0 obj\n{object}\nendobj\n", i + 1);
+    }
+    let xref = pdf.len();
+    pdf += &format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
+    for offset in offsets {
+        pdf += &format!("{offset:010} 00000 n \n");
+    }
+    pdf += &format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1);
+    pdf.into_bytes()
+}
+
 /// A partner mail with a PNG, a PDF, an SVG with a script, a PNG named `.html` and
 /// an SVG declared and named as a PNG.
 pub(crate) fn mail_with_files(id: &str) -> Vec<u8> {
+    use base64::Engine;
     let part = |ctype: &str, name: &str, enc: &str, body: &str| {
         format!(
             "--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
@@ -854,7 +883,7 @@ pub(crate) fn mail_with_files(id: &str) -> Vec<u8> {
          --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGửi anh ảnh và hợp đồng.\r\n\
          {}{}{}{}{}--b--\r\n",
         part("image/png", "diem-ban.png", "base64", PNG_B64),
-        part("application/pdf", "hop-dong.pdf", "7bit", "%PDF-1.4\r\n1 0 obj <<>> endobj\r\ntrailer <<>>\r\n%%EOF"),
+        part("application/pdf", "hop-dong.pdf", "base64", &base64::engine::general_purpose::STANDARD.encode(one_page_pdf())),
         part(
             "image/svg+xml",
             "logo.svg",
@@ -897,7 +926,8 @@ db_test!(image_and_pdf_attachments_are_previewed_by_their_bytes, |app| {
         "a PNG by its bytes: {}",
         page.body
     );
-    assert!(page.body.contains(&format!("<iframe class=\"attachment-preview pdf\" sandbox src=\"{}\"", view(pdf))));
+    // Chromium's PDF viewer refuses a sandboxed frame (the response's own policy sandboxes it).
+    assert!(page.body.contains(&format!("<iframe class=\"attachment-preview pdf\" src=\"{}\"", view(pdf))));
     assert!(!page.body.contains(&view(svg)), "an SVG is never previewed");
     assert!(!page.body.contains(&view(fake)), "nor one that claims to be a PNG");
     assert!(page.body.contains(&format!("href=\"/mail/{mail}/attachments/{svg}\"")), "it stays downloadable");

@@ -492,6 +492,36 @@ async fn journey(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sale.shot("sale-mail-attachment-preview").await;
+    // The PDF opens in Chromium's own viewer (an extension frame, seen through the
+    // browser's debugging endpoint): a sandboxed frame would show a blocked page instead.
+    let debugger = sale
+        .c
+        .capabilities()
+        .and_then(|caps| caps.get("goog:chromeOptions")?.get("debuggerAddress")?.as_str().map(str::to_string))
+        .expect("chromedriver names the browser's debugging address");
+    let started = Instant::now();
+    loop {
+        let targets: serde_json::Value = match http.get(format!("http://{debugger}/json/list")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let urls: Vec<String> = targets
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("url")?.as_str().map(str::to_string))
+            .collect();
+        let viewer = urls.iter().any(|u| u.starts_with("chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/"));
+        let pdf = urls.iter().any(|u| u.contains("/attachments/") && u.ends_with("/view"));
+        if viewer && pdf {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Chromium's PDF viewer did not open the attachment: {urls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // B2: with both confirmations in, sales sends the acceptance mail.
     sale.go(&format!("/requests/{request}")).await;

@@ -302,7 +302,8 @@ async fn show(ctx: Ctx, id: web::Path<i64>, q: web::Query<ShowQuery>) -> AppResu
             csp = csp.replace("img-src 'self' data:", "img-src 'self' data: https: http:");
         }
         if frames {
-            // A PDF attachment is previewed in a sandboxed frame of ours: this page alone frames.
+            // A PDF attachment is previewed in a frame of ours (its response sandboxed by its own
+            // policy): this page alone frames.
             csp = csp.replace("frame-src 'none'", "frame-src 'self'");
         }
         if let Ok(v) = header::HeaderValue::from_str(&csp) {

@@ -304,7 +304,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, String> {
             continue;
         }
         let name = file_name.unwrap_or_else(|| format!("tep-dinh-kem-{}", attachments.len() + 1));
-        attachments.push(ParsedAttachment { name, content_type, bytes: part.contents().to_vec() });
+        attachments.push(ParsedAttachment { name, content_type, bytes: attachment_bytes(&msg, part) });
     }
     if forwarded.is_none() {
         forwarded = super::classify::find_forwarded(&body);
@@ -327,12 +327,50 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, String> {
     })
 }
 
+/// The file as its sender attached it. mail-parser decodes a part declared `text/*` into a
+/// string (lossily, by its charset), which garbles a binary file sent under a text type
+/// and re-encodes a text file's own charset; an attachment is a file, so a base64 part is
+/// decoded from the raw message instead.
+fn attachment_bytes(msg: &mail_parser::Message<'_>, part: &mail_parser::MessagePart<'_>) -> Vec<u8> {
+    let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
+    if is_text && part.encoding == mail_parser::Encoding::Base64 {
+        let raw = msg.raw_message.get(part.offset_body as usize..part.offset_end as usize);
+        if let Some(bytes) = raw.and_then(mail_parser::decoders::base64::base64_decode) {
+            return bytes;
+        }
+    }
+    part.contents().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read(raw: &str) -> ParsedMail {
         parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{e}: {raw:.80}"))
+    }
+
+    #[test]
+    fn an_attachment_is_kept_byte_for_byte_whatever_type_it_declares() {
+        use base64::Engine;
+        let binary: Vec<u8> = (0..=255u8).chain([0xC3, 0x28, 0xFF, 0x00]).collect();
+        // A windows-1258 CSV ("Số tiền" with its own code points), declared as text.
+        let cp1258 = b"S\xf4\xd2 ti\xd2n;100\r\n".to_vec();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let raw = format!(
+            "From: a@vnpay.vn\r\nMessage-ID: <bin@test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nxem tệp\r\n\
+             --b\r\nContent-Type: text/plain; name=\"du-lieu.bin\"\r\nContent-Disposition: attachment; filename=\"du-lieu.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+             --b\r\nContent-Type: text/csv; charset=windows-1258\r\nContent-Disposition: attachment; filename=\"sao-ke.csv\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            b64(&binary),
+            b64(&cp1258)
+        );
+        let mail = read(&raw);
+        let file = |name: &str| &mail.attachments.iter().find(|a| a.name == name).expect(name).bytes;
+        assert_eq!(file("du-lieu.bin"), &binary);
+        assert_eq!(file("sao-ke.csv"), &cp1258);
     }
 
     #[test]
