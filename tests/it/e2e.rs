@@ -498,7 +498,7 @@ async fn journey(backend: Backend) {
         .c
         .capabilities()
         .and_then(|caps| caps.get("goog:chromeOptions")?.get("debuggerAddress")?.as_str().map(str::to_string))
-        .expect("chromedriver names the browser's debugging address");
+        .unwrap_or_else(|| panic!("chromedriver names the browser's debugging address"));
     let started = Instant::now();
     loop {
         let targets: serde_json::Value = match http.get(format!("http://{debugger}/json/list")).send().await {

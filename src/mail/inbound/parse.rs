@@ -368,7 +368,8 @@ mod tests {
             b64(&cp1258)
         );
         let mail = read(&raw);
-        let file = |name: &str| &mail.attachments.iter().find(|a| a.name == name).expect(name).bytes;
+        let file =
+            |name: &str| &mail.attachments.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("{name}")).bytes;
         assert_eq!(file("du-lieu.bin"), &binary);
         assert_eq!(file("sao-ke.csv"), &cp1258);
     }
