@@ -10,6 +10,8 @@ use diesel::{Connection, RunQueryDsl};
 use crate::config::Config;
 use crate::db::{self, Pool};
 
+pub mod web;
+
 /// A scratch database; the PostgreSQL one is dropped when this goes away.
 pub struct Scratch {
     pub pool: Pool,

@@ -131,6 +131,23 @@ pub enum BenchCommand {
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
+    /// Our pages under wrk beside a bare actix-web + diesel + askama Fortunes page
+    /// (TechEmpower's test) measured in the same run: requests/s, p99 and the share of bare.
+    Web {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        #[arg(long, default_value_t = 2_000)]
+        mails: usize,
+        /// Seconds of load per page.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+    },
     /// Transactions/s through the de-duplicating insert, new and already known.
     Sync {
         #[arg(long, default_value_t = 100_000)]
@@ -191,6 +208,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Report { rows } => crate::bench::report(*rows),
+            BenchCommand::Web { requests, transactions, mails, seconds, connections, pg } => {
+                let o = crate::bench::web::Options {
+                    requests: *requests,
+                    transactions: *transactions,
+                    mails: *mails,
+                    seconds: *seconds,
+                    connections: *connections,
+                };
+                let rows = crate::bench::web::run(pg.as_deref(), &o)?;
+                crate::bench::web::print(&rows, &o);
+                Ok(())
+            }
             BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
             BenchCommand::Api { transactions, seconds, concurrency, pg } => {
                 crate::bench::api(pg.as_deref(), *transactions, *seconds, *concurrency)
