@@ -161,8 +161,10 @@ impl Cluster {
             ("HUBGATE_DB_POOL_SIZE", "6".into()),
             ("HUBGATE_HTTP_WORKERS", "2".into()),
             ("HUBGATE_WORKER_POLL_MS", "50".into()),
-            // A killed worker's jobs are taken again after this.
-            ("HUBGATE_WORKER_LEASE_SECS", "4".into()),
+            // A killed worker's jobs are taken again after the lease; a job times out
+            // before its lease ends, so a slow one is never run twice at once.
+            ("HUBGATE_WORKER_LEASE_SECS", "8".into()),
+            ("HUBGATE_WORKER_JOB_TIMEOUT_SECS", "6".into()),
             ("HUBGATE_LOG", "warn".into()),
         ];
         let conf = tmp.path().join("nginx.conf");
