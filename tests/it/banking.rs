@@ -107,6 +107,23 @@ async fn link_official(app: &TestApp, bank: &FakeBank, b: &Browser, bid: i64, pi
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Links account 0801234567 at MB as a push source in the browser; returns the push
+/// URL and key the page shows once.
+pub(crate) async fn connect_push(b: &Browser, bid: i64) -> (String, String) {
+    b.get(&format!("/app/b/{bid}/connect/970422?agree=1")).await;
+    let made = b
+        .post(
+            &format!("/app/b/{bid}/connect/970422/push"),
+            &[("account_number", "0801234567"), ("account_name", "TRAN VAN TAM")],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let grab = |id: &str| {
+        made.body.split(&format!("id=\"{id}\">")).nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string()
+    };
+    (grab("push-url"), grab("push-secret"))
+}
+
 fn two_accounts(bank: &FakeBank, n: usize) {
     bank.with(|s| {
         s.accounts = vec![
@@ -372,18 +389,7 @@ bank_test!(demo_account_tombstones_and_pending_rows, |app, bank| {
 bank_test!(push_hooks_sepay_and_signed, |app, bank| {
     let _ = &bank;
     let (b, bid) = owner(&app, "chu@push.vn", "Push").await;
-    b.get(&format!("/app/b/{bid}/connect/970422?agree=1")).await;
-    let made = b
-        .post(
-            &format!("/app/b/{bid}/connect/970422/push"),
-            &[("account_number", "0801234567"), ("account_name", "TRAN VAN TAM")],
-        )
-        .await;
-    assert_eq!(made.status, 200, "{}", made.body);
-    let grab = |id: &str| {
-        made.body.split(&format!("id=\"{id}\">")).nth(1).and_then(|s| s.split('<').next()).unwrap_or("").to_string()
-    };
-    let (url, secret) = (grab("push-url"), grab("push-secret"));
+    let (url, secret) = connect_push(&b, bid).await;
     let path = url.strip_prefix(&app.state.config.base_url).unwrap_or_else(|| panic!("{url}")).to_string();
     let http = reqwest::Client::new();
     let post = |body: String, headers: Vec<(&'static str, String)>| {

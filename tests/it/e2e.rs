@@ -29,7 +29,7 @@ fn tool(env: &str, default: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-async fn wait_until_up(url: &str, what: &str, log: &Path) {
+pub(crate) async fn wait_until_up(url: &str, what: &str, log: &Path) {
     let http = reqwest::Client::new();
     let started = Instant::now();
     loop {

@@ -15,6 +15,24 @@ fn newest_request(app: &crate::support::TestApp) -> i64 {
     app.with_conn(|c| requests::table.select(requests::id).order(requests::id.desc()).first(c)).unwrap_or(-1)
 }
 
+/// Sales opens the request for Phở Thìn (the a01 mail's point) from that mail.
+pub(crate) async fn open_pho_thin(sale: &crate::support::Browser, partner: i64, mail: i64) -> crate::support::Page {
+    let (partner, mail) = (partner.to_string(), mail.to_string());
+    sale.post(
+        "/requests",
+        &[
+            ("partner_id", partner.as_str()),
+            ("mail_id", mail.as_str()),
+            ("merchant_name", "Phở Thìn Lò Đúc"),
+            ("point_name", "Phở Thìn - 13 Lò Đúc"),
+            ("point_address", "13 Lò Đúc, Hai Bà Trưng, Hà Nội"),
+            ("point_contact", "Chị Lan"),
+            ("point_phone", "0912345678"),
+        ],
+    )
+    .await
+}
+
 db_test!(momo_request_from_mail_to_accepted, |app| {
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     app.create_user("leader@ipos.vn", &[Role::Leader]);
@@ -35,20 +53,7 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
         .unwrap_or(-1);
     let pid = partner_id.to_string();
     let mid = opening.to_string();
-    let created = sale
-        .post(
-            "/requests",
-            &[
-                ("partner_id", pid.as_str()),
-                ("mail_id", mid.as_str()),
-                ("merchant_name", "Phở Thìn Lò Đúc"),
-                ("point_name", "Phở Thìn - 13 Lò Đúc"),
-                ("point_address", "13 Lò Đúc, Hai Bà Trưng, Hà Nội"),
-                ("point_contact", "Chị Lan"),
-                ("point_phone", "0912345678"),
-            ],
-        )
-        .await;
+    let created = open_pho_thin(&sale, partner_id, opening).await;
     assert_eq!(created.status, 303, "{}", created.body);
     let id = newest_request(&app);
     let page = sale.get(&format!("/requests/{id}")).await;

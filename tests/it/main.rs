@@ -19,6 +19,7 @@ mod hub;
 mod imap;
 mod mail_in;
 mod merchant;
+mod nodes;
 mod notify;
 mod oauth_apps;
 mod oidc;

@@ -23,6 +23,8 @@ struct Received {
     calls: Vec<(String, Headers, String)>,
     /// Status codes to answer next, in order; then 200.
     script: Vec<u16>,
+    /// How long each answer takes (a slow receiver keeps deliveries in flight).
+    delay: std::time::Duration,
 }
 
 pub(crate) struct Receiver {
@@ -31,10 +33,16 @@ pub(crate) struct Receiver {
 }
 
 async fn receive(state: web::Data<Arc<Mutex<Received>>>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
-    s.calls.push((req.path().to_string(), headers, String::from_utf8_lossy(&body).to_string()));
-    let status = if s.script.is_empty() { 200 } else { s.script.remove(0) };
+    let (status, delay) = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let headers =
+            req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        s.calls.push((req.path().to_string(), headers, String::from_utf8_lossy(&body).to_string()));
+        (if s.script.is_empty() { 200 } else { s.script.remove(0) }, s.delay)
+    };
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(delay).await;
+    }
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK))
         .json(serde_json::json!({ "code": status, "message": "ok" }))
 }
@@ -51,6 +59,11 @@ impl Receiver {
         let addr = server.addrs()[0];
         actix_web::rt::spawn(server.run());
         Receiver { base: format!("http://{addr}"), state }
+    }
+
+    /// Every answer from now on takes `delay` (received at once, answered after).
+    pub(crate) fn slow(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).delay = delay;
     }
 
     pub(crate) fn calls(&self, path: &str) -> Vec<(Headers, String)> {
@@ -142,7 +155,7 @@ pub(crate) async fn setup(app: &TestApp) -> (crate::support::Browser, i64, hubga
 }
 
 /// Adds a webhook through the form; returns (integration id, secret, created page).
-async fn add(
+pub(crate) async fn add(
     b: &crate::support::Browser,
     bid: i64,
     url: &str,

@@ -263,8 +263,17 @@ impl Browser {
         for (name, value) in headers {
             defaults.insert(*name, value.parse().unwrap_or_else(|e| panic!("{value}: {e}")));
         }
-        let client = reqwest::Client::builder()
-            .default_headers(defaults)
+        Self::with_builder(base, reqwest::Client::builder().default_headers(defaults))
+    }
+
+    /// A browser on another machine: its connections leave from `address` (any of
+    /// 127.0.0.0/8 on Linux), so a proxy in front sees a different client.
+    pub fn from_address(base: &str, address: std::net::IpAddr) -> Self {
+        Self::with_builder(base, reqwest::Client::builder().local_address(address))
+    }
+
+    fn with_builder(base: &str, builder: reqwest::ClientBuilder) -> Self {
+        let client = builder
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
