@@ -482,16 +482,19 @@ pub fn batch_after(conn: &mut DbConn, f: &TxFilter, after_id: i64, limit: i64) -
         .load(conn)
 }
 
-/// (count, total in, total out) of the matching rows, summed by the database.
+/// (count, total in, total out) of the matching rows, summed by the database in one
+/// pass (over the index alone when only the time and the business are filtered).
 pub fn totals(conn: &mut DbConn, f: &TxFilter) -> QueryResult<(i64, i64, i64)> {
     use diesel::dsl::{count_star, sql};
     use diesel::sql_types::BigInt;
     // SUM(bigint) is NUMERIC on PostgreSQL: cast back so both backends answer BIGINT.
-    let total = || sql::<BigInt>("CAST(COALESCE(SUM(amount), 0) AS BIGINT)");
-    let n: i64 = filtered(f).select(count_star()).first(conn)?;
-    let income: i64 = filtered(f).filter(transactions::amount.gt(0)).select(total()).first(conn)?;
-    let out: i64 = filtered(f).filter(transactions::amount.lt(0)).select(total()).first(conn)?;
-    Ok((n, income, out))
+    filtered(f)
+        .select((
+            count_star(),
+            sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
+            sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount < 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
+        ))
+        .first(conn)
 }
 
 /// (money in, money out) of the matching rows in each [start, end) range: the per-day

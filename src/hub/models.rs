@@ -480,6 +480,15 @@ pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<C
         .load(conn)
 }
 
+/// The live (not revoked) confirmations of several requests, in one query.
+pub fn live_confirmations_of(conn: &mut DbConn, request_ids: &[i64]) -> QueryResult<Vec<Confirmation>> {
+    confirmations::table
+        .filter(confirmations::request_id.eq_any(request_ids))
+        .filter(confirmations::revoked_at.is_null())
+        .select(Confirmation::as_select())
+        .load(conn)
+}
+
 pub fn confirmation(conn: &mut DbConn, id: i64) -> QueryResult<Confirmation> {
     confirmations::table.find(id).select(Confirmation::as_select()).first(conn)
 }

@@ -254,12 +254,13 @@ impl RequestRows {
         let merchants = models::merchants_by_ids(conn, &ids)?;
         let thresholds = super::ageing::Thresholds::load(conn)?;
         let now = crate::db::now();
+        let missing = service::missing_of(conn, &requests, &partners)?;
         let mut rows = Vec::with_capacity(requests.len());
-        for r in requests {
-            let missing = service::missing(conn, &r)?;
+        for (r, missing) in requests.into_iter().zip(missing) {
             let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.clone()).unwrap_or_default();
             let overdue = thresholds.is_overdue(&r, now);
-            rows.push((r.clone(), partner_code(&partners, r.partner_id), merchant, missing, overdue));
+            let partner = partner_code(&partners, r.partner_id);
+            rows.push((r, partner, merchant, missing, overdue));
         }
         Ok(RequestRows { rows, total, partners })
     }

@@ -309,22 +309,38 @@ pub fn revoke_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, co
 
 /// What is still missing before the request can move on, in Vietnamese.
 pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
-    let mut out = Vec::new();
-    if State::from_code(&r.state) == Some(State::Received) {
-        let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id);
-        let live: Vec<_> =
-            models::confirmations_of(conn, r.id)?.into_iter().filter(|c| c.revoked_at.is_none()).collect();
-        if !live.iter().any(|c| c.kind == MERCHANT) {
-            out.push("Chưa có xác nhận của merchant.".to_string());
-        }
-        if let Some(p) = partner
-            && p.leader_confirmation_required
-            && !live.iter().any(|c| c.kind == LEADER)
-        {
-            out.push(format!("Chưa có xác nhận của leader {} (bắt buộc với đối tác này).", p.code));
-        }
-    }
-    Ok(out)
+    let partners = crate::hub::partners::all(conn)?;
+    Ok(missing_of(conn, std::slice::from_ref(r), &partners)?.pop().unwrap_or_default())
+}
+
+/// [`missing`] for a page of requests: one query for all their confirmations.
+pub fn missing_of(
+    conn: &mut DbConn,
+    requests: &[Request],
+    partners: &[crate::hub::partners::Partner],
+) -> AppResult<Vec<Vec<String>>> {
+    let received: Vec<i64> =
+        requests.iter().filter(|r| State::from_code(&r.state) == Some(State::Received)).map(|r| r.id).collect();
+    let live = if received.is_empty() { Vec::new() } else { models::live_confirmations_of(conn, &received)? };
+    let has = |id: i64, kind: &str| live.iter().any(|c| c.request_id == id && c.kind == kind);
+    Ok(requests
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            if received.contains(&r.id) {
+                if !has(r.id, MERCHANT) {
+                    out.push("Chưa có xác nhận của merchant.".to_string());
+                }
+                if let Some(p) = partners.iter().find(|p| p.id == r.partner_id)
+                    && p.leader_confirmation_required
+                    && !has(r.id, LEADER)
+                {
+                    out.push(format!("Chưa có xác nhận của leader {} (bắt buộc với đối tác này).", p.code));
+                }
+            }
+            out
+        })
+        .collect())
 }
 
 /// Who acts next, for the request page and "Việc của tôi".
