@@ -225,6 +225,31 @@ db_test!(merchant_create_forms_act_once_per_render, |app| {
         ("confidential", "1"),
     ];
     shows_once(&app, &b, "/app/developer", "/app/developer/apps", app_fields, "oauth_apps").await;
+
+    // A notification channel: the repeat gets its form back with the reason.
+    let (page, action) = (format!("/app/b/{bid}/integrations/email/new"), format!("/app/b/{bid}/integrations/email"));
+    let channels = format!("integrations WHERE business_id = {bid}");
+    let send = |once: String| {
+        let action = action.clone();
+        let b = &b;
+        async move {
+            let fields = [("name", "Kế toán"), ("addresses", "ketoan@caphegiang.vn"), ("digest_minutes", "0")];
+            let mut all = fields.to_vec();
+            all.push(("_once", once.as_str()));
+            b.post(&action, &all).await
+        }
+    };
+    let once = once_of(&b.get(&page).await, &action);
+    assert_eq!(send(once.clone()).await.status, 303);
+    let again = send(once).await;
+    assert_eq!(again.status, 422, "{}", again.body);
+    assert!(again.body.contains("Biểu mẫu này đã được gửi"), "{}", again.body);
+    assert_eq!(count(&app, &channels), 1);
+    let once = once_of(&b.get(&page).await, &action);
+    let answers = futures_util::future::join_all((0..4).map(|_| send(once.clone()))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
+    assert_eq!(count(&app, &channels), 2, "four concurrent submissions save one channel");
 });
 
 // ---- Uploads -------------------------------------------------------------------
