@@ -9,8 +9,6 @@
 //! provider says the e-mail is verified, and never a staff account.
 
 use chrono::Duration;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::models::{self, NewUser, User, UserChanges, UserKind};
 use super::service::{
@@ -18,10 +16,11 @@ use super::service::{
     validate_password,
 };
 use crate::audit::{self, Actor};
-use crate::config::{Config, SecretKey};
+use crate::config::Config;
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
+use crate::secrets::hashed::{self, Presented};
 
 pub const VERIFY_EMAIL: &str = "verify_email";
 pub const RESET_PASSWORD: &str = "reset_password";
@@ -45,13 +44,15 @@ pub fn new_link_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The keyed hash stored for a link token: a database leak alone opens no link.
-pub fn token_hash(secret: &SecretKey, token: &str) -> String {
-    let key = secret.derive("mailed-link-token");
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+/// The keyed hash stored for a new link token: a database leak alone opens no link.
+pub fn token_hash(config: &Config, token: &str) -> String {
+    config.keyring().hash(hashed::LINK_TOKEN, token)
+}
+
+/// A link token as presented (in a URL, by a person), to be found under the current
+/// or an old secret key.
+pub fn presented_link(config: &Config, token: &str) -> Presented {
+    config.keyring().presented(hashed::LINK_TOKEN, token.trim())
 }
 
 /// A Vietnamese phone number in E.164 (`+84912345678`), from what people type:
@@ -133,7 +134,7 @@ fn issue_link(conn: &mut DbConn, config: &Config, user: &User, purpose: &str, va
     let token = new_link_token();
     let t = now();
     models::retire_tokens(conn, user.id, purpose, t)?;
-    models::insert_token(conn, user.id, purpose, &token_hash(&config.secret, &token), t + valid, t)?;
+    models::insert_token(conn, user.id, purpose, &token_hash(config, &token), t + valid, t)?;
     let path = match purpose {
         VERIFY_EMAIL => "/verify-email",
         _ => "/password/reset",
@@ -260,9 +261,23 @@ fn link_refused() -> AppError {
     )
 }
 
+/// The account token of `purpose` a link carries, whatever its state.
+fn find_link(
+    conn: &mut DbConn,
+    config: &Config,
+    purpose: &str,
+    token: &str,
+) -> AppResult<Option<models::AccountToken>> {
+    Ok(presented_link(config, token).find(
+        conn,
+        |conn, h| models::find_token(conn, purpose, h),
+        |conn, row, old, new| models::rehash_token(conn, row.id, old, new),
+    )?)
+}
+
 /// Consumes a link token of `purpose`, returning its account.
 fn consume(conn: &mut DbConn, config: &Config, purpose: &str, token: &str) -> AppResult<User> {
-    let row = models::find_token(conn, purpose, &token_hash(&config.secret, token.trim()))?.ok_or_else(link_refused)?;
+    let row = find_link(conn, config, purpose, token)?.ok_or_else(link_refused)?;
     let t = now();
     if row.used_at.is_some() || row.expires_at <= t || !models::use_token(conn, row.id, t)? {
         return Err(link_refused());
@@ -272,7 +287,7 @@ fn consume(conn: &mut DbConn, config: &Config, purpose: &str, token: &str) -> Ap
 
 /// Whether a link token is still usable (the reset form checks before asking for a password).
 pub fn link_is_usable(conn: &mut DbConn, config: &Config, purpose: &str, token: &str) -> AppResult<bool> {
-    let row = models::find_token(conn, purpose, &token_hash(&config.secret, token.trim()))?;
+    let row = find_link(conn, config, purpose, token)?;
     Ok(row.is_some_and(|r| r.used_at.is_none() && r.expires_at > now()))
 }
 
@@ -512,14 +527,5 @@ mod tests {
         for bad in ["", "12345", "0912 345 67", "+1 202 555 0143", "09123456789012", "abc"] {
             assert!(normalise_phone(bad).is_err(), "{bad} should be refused");
         }
-    }
-
-    #[test]
-    fn token_hashes_are_keyed() {
-        let a = SecretKey::from_bytes(vec![1; 64]);
-        let b = SecretKey::from_bytes(vec![2; 64]);
-        assert_eq!(token_hash(&a, "t"), token_hash(&a, "t"));
-        assert_ne!(token_hash(&a, "t"), token_hash(&b, "t"));
-        assert_ne!(token_hash(&a, "t"), token_hash(&a, "u"));
     }
 }

@@ -307,6 +307,11 @@ pub fn find_token(conn: &mut DbConn, purpose: &str, token_hash: &str) -> QueryRe
         .optional()
 }
 
+/// Rewrites a token's hash found under an old secret key (see `secrets::hashed`).
+pub fn rehash_token(conn: &mut DbConn, id: i64, old: &str, new: &str) -> QueryResult<()> {
+    crate::rehash!(conn, account_tokens, token_hash, id, old, new)
+}
+
 /// Marks a token used; false when it was already used (a concurrent click lost).
 pub fn use_token(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<bool> {
     let n = diesel::update(account_tokens::table.find(id).filter(account_tokens::used_at.is_null()))

@@ -5,14 +5,13 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::audit::{self, Actor};
 use crate::config::Config;
 use crate::db::schema::{api_keys, api_tokens};
 use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
+use crate::secrets::hashed::{self, Presented};
 
 /// v1 tokens live six hours, as Casso's.
 pub const TOKEN_HOURS: i64 = 6;
@@ -30,11 +29,14 @@ pub struct ApiKey {
     pub revoked_at: Option<NaiveDateTime>,
 }
 
+/// The hash to store for a new credential (lookups go through [`presented`]).
 pub fn hash(config: &Config, secret: &str) -> String {
-    let key = config.secret.derive("api-keys");
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!("any key length"));
-    mac.update(secret.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    config.keyring().hash(hashed::API_CREDENTIAL, secret)
+}
+
+/// A credential as presented, to be found under the current or an old secret key.
+pub fn presented(config: &Config, secret: &str) -> Presented {
+    config.keyring().presented(hashed::API_CREDENTIAL, secret)
 }
 
 pub fn random(n: usize) -> String {
@@ -153,12 +155,18 @@ pub struct Caller {
 
 /// The live key with this clear value; notes its use (at most once a minute).
 pub fn by_key(conn: &mut DbConn, config: &Config, clear: &str) -> QueryResult<Option<Caller>> {
-    let found: Option<(i64, i64, i64, Option<NaiveDateTime>)> = api_keys::table
-        .filter(api_keys::key_hash.eq(hash(config, clear.trim())))
-        .filter(api_keys::revoked_at.is_null())
-        .select((api_keys::id, api_keys::business_id, api_keys::created_by, api_keys::last_used_at))
-        .first(conn)
-        .optional()?;
+    let found: Option<(i64, i64, i64, Option<NaiveDateTime>)> = presented(config, clear.trim()).find(
+        conn,
+        |conn, h| {
+            api_keys::table
+                .filter(api_keys::key_hash.eq(h))
+                .filter(api_keys::revoked_at.is_null())
+                .select((api_keys::id, api_keys::business_id, api_keys::created_by, api_keys::last_used_at))
+                .first::<(i64, i64, i64, Option<NaiveDateTime>)>(conn)
+                .optional()
+        },
+        |conn, &(id, ..), old, new| crate::rehash!(conn, api_keys, key_hash, id, old, new),
+    )?;
     let Some((key_id, business_id, user_id, last)) = found else { return Ok(None) };
     let t = now();
     if last.is_none_or(|l| t - l > chrono::Duration::minutes(1)) {
@@ -169,15 +177,21 @@ pub fn by_key(conn: &mut DbConn, config: &Config, clear: &str) -> QueryResult<Op
 
 /// A live v1 token's caller.
 pub fn by_token(conn: &mut DbConn, config: &Config, token: &str) -> QueryResult<Option<Caller>> {
-    let found: Option<(i64, i64, i64)> = api_tokens::table
-        .inner_join(api_keys::table)
-        .filter(api_tokens::token_hash.eq(hash(config, token.trim())))
-        .filter(api_tokens::expires_at.gt(now()))
-        .filter(api_keys::revoked_at.is_null())
-        .select((api_keys::id, api_keys::business_id, api_keys::created_by))
-        .first(conn)
-        .optional()?;
-    Ok(found.map(|(key_id, business_id, user_id)| Caller {
+    let found: Option<(i64, i64, i64, i64)> = presented(config, token.trim()).find(
+        conn,
+        |conn, h| {
+            api_tokens::table
+                .inner_join(api_keys::table)
+                .filter(api_tokens::token_hash.eq(h))
+                .filter(api_tokens::expires_at.gt(now()))
+                .filter(api_keys::revoked_at.is_null())
+                .select((api_tokens::id, api_keys::id, api_keys::business_id, api_keys::created_by))
+                .first::<(i64, i64, i64, i64)>(conn)
+                .optional()
+        },
+        |conn, &(id, ..), old, new| crate::rehash!(conn, api_tokens, token_hash, id, old, new),
+    )?;
+    Ok(found.map(|(_, key_id, business_id, user_id)| Caller {
         client: Client::Key(key_id),
         business_id,
         user_id,

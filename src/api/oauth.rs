@@ -346,9 +346,16 @@ pub fn client(conn: &mut DbConn, config: &Config, client_id: &str, secret: Optio
     let app = app_by_client_id(conn, client_id)?.ok_or(TokenError::InvalidClient)?;
     let secret_ok = match (app.is_confidential(), secret.filter(|s| !s.is_empty())) {
         (false, None) => true,
-        (true, Some(s)) => {
-            subtle::ConstantTimeEq::ct_eq(keys::hash(config, s).as_bytes(), app.secret_hash.as_bytes()).into()
-        }
+        (true, Some(s)) => keys::presented(config, s)
+            .find(
+                conn,
+                |_, h| {
+                    let same: bool = subtle::ConstantTimeEq::ct_eq(h.as_bytes(), app.secret_hash.as_bytes()).into();
+                    Ok::<_, diesel::result::Error>(same.then_some(()))
+                },
+                |conn, _, old, new| crate::rehash!(conn, oauth_apps, secret_hash, app.id, old, new),
+            )?
+            .is_some(),
         _ => false,
     };
     if secret_ok { Ok(app) } else { Err(TokenError::InvalidClient) }
@@ -398,22 +405,28 @@ pub fn exchange_code(
     let t = now();
     crate::db::tx(conn, |conn| {
         type Row = (i64, i64, i64, i64, String, String, String, NaiveDateTime, Option<NaiveDateTime>, Option<i64>);
-        let row: Option<Row> = oauth_codes::table
-            .filter(oauth_codes::code_hash.eq(keys::hash(config, code)))
-            .select((
-                oauth_codes::id,
-                oauth_codes::app_id,
-                oauth_codes::business_id,
-                oauth_codes::user_id,
-                oauth_codes::redirect_uri,
-                oauth_codes::scopes,
-                oauth_codes::code_challenge,
-                oauth_codes::expires_at,
-                oauth_codes::used_at,
-                oauth_codes::grant_id,
-            ))
-            .first(conn)
-            .optional()?;
+        let row: Option<Row> = keys::presented(config, code).find(
+            conn,
+            |conn, h| {
+                oauth_codes::table
+                    .filter(oauth_codes::code_hash.eq(h))
+                    .select((
+                        oauth_codes::id,
+                        oauth_codes::app_id,
+                        oauth_codes::business_id,
+                        oauth_codes::user_id,
+                        oauth_codes::redirect_uri,
+                        oauth_codes::scopes,
+                        oauth_codes::code_challenge,
+                        oauth_codes::expires_at,
+                        oauth_codes::used_at,
+                        oauth_codes::grant_id,
+                    ))
+                    .first(conn)
+                    .optional()
+            },
+            |conn, row: &Row, old, new| crate::rehash!(conn, oauth_codes, code_hash, row.0, old, new),
+        )?;
         let Some((id, app_id, business_id, user_id, redirect, scopes, challenge, expires, used, grant)) = row else {
             return Ok(Err(TokenError::InvalidGrant("unknown code".into())));
         };
@@ -476,22 +489,44 @@ pub fn refresh(
     refresh_token: &str,
     scope: Option<&str>,
 ) -> Result<TokenSet, TokenError> {
-    let h = keys::hash(config, refresh_token);
+    let presented = keys::presented(config, refresh_token);
+    // What the grant holds once the lookup below has found it (upgraded if need be).
+    let h = presented.current();
     let t = now();
     crate::db::tx(conn, |conn| {
-        let live: Option<(i64, i64, String, Option<NaiveDateTime>)> = oauth_grants::table
-            .filter(oauth_grants::refresh_hash.eq(&h))
-            .filter(oauth_grants::revoked_at.is_null())
-            .select((oauth_grants::id, oauth_grants::app_id, oauth_grants::scopes, oauth_grants::refresh_expires_at))
-            .first(conn)
-            .optional()?;
+        let live: Option<(i64, i64, String, Option<NaiveDateTime>)> = presented.find(
+            conn,
+            |conn, h| {
+                oauth_grants::table
+                    .filter(oauth_grants::refresh_hash.eq(h))
+                    .filter(oauth_grants::revoked_at.is_null())
+                    .select((
+                        oauth_grants::id,
+                        oauth_grants::app_id,
+                        oauth_grants::scopes,
+                        oauth_grants::refresh_expires_at,
+                    ))
+                    .first(conn)
+                    .optional()
+            },
+            |conn, row: &(i64, i64, String, Option<NaiveDateTime>), old, new| {
+                crate::rehash!(conn, oauth_grants, refresh_hash, row.0, old, new)
+            },
+        )?;
         let Some((grant_id, app_id, scopes, expires)) = live else {
-            let spent: Option<i64> = oauth_grants::table
-                .filter(oauth_grants::previous_refresh_hash.eq(&h))
-                .filter(oauth_grants::revoked_at.is_null())
-                .select(oauth_grants::id)
-                .first(conn)
-                .optional()?;
+            // The grant ends here, so its stored hash need not be upgraded.
+            let spent: Option<i64> = presented.find(
+                conn,
+                |conn, h| {
+                    oauth_grants::table
+                        .filter(oauth_grants::previous_refresh_hash.eq(h))
+                        .filter(oauth_grants::revoked_at.is_null())
+                        .select(oauth_grants::id)
+                        .first(conn)
+                        .optional()
+                },
+                |_, _, _, _| Ok(()),
+            )?;
             if let Some(g) = spent {
                 end_grant(conn, g, t)?;
                 audit::record(conn, &Actor::system("oauth"), "oauth_grant", g, "revoke_reused_refresh", None, None)?;
@@ -519,8 +554,8 @@ pub fn refresh(
             }
         };
         // Spend the token by a conditional update: of two racing refreshes one wins.
-        let n = diesel::update(oauth_grants::table.find(grant_id).filter(oauth_grants::refresh_hash.eq(&h)))
-            .set((oauth_grants::previous_refresh_hash.eq(&h), oauth_grants::scopes.eq(&scopes)))
+        let n = diesel::update(oauth_grants::table.find(grant_id).filter(oauth_grants::refresh_hash.eq(h)))
+            .set((oauth_grants::previous_refresh_hash.eq(h), oauth_grants::scopes.eq(&scopes)))
             .execute(conn)?;
         if n == 0 {
             return Ok(Err(TokenError::InvalidGrant("the refresh token was just used".into())));
@@ -533,25 +568,38 @@ pub fn refresh(
 /// RFC 7009: the app's access or refresh token stops working. An unknown token is not an
 /// error (the answer must not tell).
 pub fn revoke_token(conn: &mut DbConn, config: &Config, app: &App, token: &str) -> Result<(), TokenError> {
-    let h = keys::hash(config, token);
+    let presented = keys::presented(config, token);
     let t = now();
-    let by_refresh: Option<i64> = oauth_grants::table
-        .filter(oauth_grants::refresh_hash.eq(&h))
-        .filter(oauth_grants::app_id.eq(app.id))
-        .select(oauth_grants::id)
-        .first(conn)
-        .optional()?;
+    // What is found here ends at once: its stored hash need not be upgraded.
+    let by_refresh: Option<i64> = presented.find(
+        conn,
+        |conn, h| {
+            oauth_grants::table
+                .filter(oauth_grants::refresh_hash.eq(h))
+                .filter(oauth_grants::app_id.eq(app.id))
+                .select(oauth_grants::id)
+                .first(conn)
+                .optional()
+        },
+        |_, _, _, _| Ok(()),
+    )?;
     if let Some(g) = by_refresh {
         end_grant(conn, g, t)?;
         return Ok(());
     }
-    let by_access: Option<i64> = oauth_tokens::table
-        .inner_join(oauth_grants::table)
-        .filter(oauth_tokens::token_hash.eq(&h))
-        .filter(oauth_grants::app_id.eq(app.id))
-        .select(oauth_tokens::id)
-        .first(conn)
-        .optional()?;
+    let by_access: Option<i64> = presented.find(
+        conn,
+        |conn, h| {
+            oauth_tokens::table
+                .inner_join(oauth_grants::table)
+                .filter(oauth_tokens::token_hash.eq(h))
+                .filter(oauth_grants::app_id.eq(app.id))
+                .select(oauth_tokens::id)
+                .first(conn)
+                .optional()
+        },
+        |_, _, _, _| Ok(()),
+    )?;
     if let Some(id) = by_access {
         diesel::delete(oauth_tokens::table.find(id)).execute(conn)?;
     }
@@ -560,23 +608,31 @@ pub fn revoke_token(conn: &mut DbConn, config: &Config, app: &App, token: &str) 
 
 /// The caller of a live access token of a live grant of a live app.
 pub fn by_access_token(conn: &mut DbConn, config: &Config, token: &str) -> QueryResult<Option<Caller>> {
-    let found: Option<(i64, i64, i64, i64, String, Option<NaiveDateTime>)> = oauth_tokens::table
-        .inner_join(oauth_grants::table.inner_join(oauth_apps::table))
-        .filter(oauth_tokens::token_hash.eq(keys::hash(config, token.trim())))
-        .filter(oauth_tokens::expires_at.gt(now()))
-        .filter(oauth_grants::revoked_at.is_null())
-        .filter(oauth_apps::deleted_at.is_null())
-        .select((
-            oauth_grants::id,
-            oauth_grants::app_id,
-            oauth_grants::business_id,
-            oauth_grants::user_id,
-            oauth_grants::scopes,
-            oauth_grants::last_used_at,
-        ))
-        .first(conn)
-        .optional()?;
-    let Some((grant_id, app_id, business_id, user_id, scopes, last)) = found else { return Ok(None) };
+    type Row = (i64, i64, i64, i64, i64, String, Option<NaiveDateTime>);
+    let found: Option<Row> = keys::presented(config, token.trim()).find(
+        conn,
+        |conn, h| {
+            oauth_tokens::table
+                .inner_join(oauth_grants::table.inner_join(oauth_apps::table))
+                .filter(oauth_tokens::token_hash.eq(h))
+                .filter(oauth_tokens::expires_at.gt(now()))
+                .filter(oauth_grants::revoked_at.is_null())
+                .filter(oauth_apps::deleted_at.is_null())
+                .select((
+                    oauth_tokens::id,
+                    oauth_grants::id,
+                    oauth_grants::app_id,
+                    oauth_grants::business_id,
+                    oauth_grants::user_id,
+                    oauth_grants::scopes,
+                    oauth_grants::last_used_at,
+                ))
+                .first(conn)
+                .optional()
+        },
+        |conn, row: &Row, old, new| crate::rehash!(conn, oauth_tokens, token_hash, row.0, old, new),
+    )?;
+    let Some((_, grant_id, app_id, business_id, user_id, scopes, last)) = found else { return Ok(None) };
     let t = now();
     if last.is_none_or(|l| t - l > chrono::Duration::minutes(1)) {
         diesel::update(oauth_grants::table.find(grant_id)).set(oauth_grants::last_used_at.eq(t)).execute(conn)?;

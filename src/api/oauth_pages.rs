@@ -15,6 +15,7 @@ use super::oauth::{self, App, TokenError};
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, act, redirect, render, render_status};
+use crate::web::once::{self, Done, Once};
 use crate::web::pages::error_page;
 
 const P: Access = Access::Public;
@@ -411,7 +412,7 @@ struct NewAppForm {
     confidential: Option<String>,
 }
 
-async fn create_app(ctx: Ctx, form: web::Form<NewAppForm>) -> AppResult<HttpResponse> {
+async fn create_app(ctx: Ctx, once: Once, form: web::Form<NewAppForm>) -> AppResult<HttpResponse> {
     let f = form.into_inner();
     let input = oauth::NewApp {
         name: f.name,
@@ -419,9 +420,21 @@ async fn create_app(ctx: Ctx, form: web::Form<NewAppForm>) -> AppResult<HttpResp
         redirect_uris: f.redirect_uris,
         confidential: f.confidential.is_some(),
     };
-    let (actor, config) = (ctx.actor()?, ctx.state.config.clone());
-    match ctx.db(move |conn| oauth::create_app(conn, &config, &actor, &input)).await {
-        Ok((app, secret)) => developer_page(&ctx, Some((app.name, app.client_id, secret)), None).await,
+    let config = ctx.state.config.clone();
+    let created = once::submit_first(&ctx, once, move |conn, actor| {
+        let (app, secret) = oauth::create_app(conn, &config, actor, &input)?;
+        let repeat = Done::new(
+            "/app/developer",
+            format!(
+                "Biểu mẫu này đã được gửi: ứng dụng “{}” đã được tạo ở lần gửi trước; client secret chỉ hiển thị một lần.",
+                app.name
+            ),
+        );
+        Ok(((app.name, app.client_id, secret), repeat))
+    });
+    match created.await {
+        Ok(Ok(created)) => developer_page(&ctx, Some(created), None).await,
+        Ok(Err(repeat)) => Ok(repeat),
         Err(AppError::Validation(m)) => developer_page(&ctx, None, Some(m)).await,
         Err(e) => Err(e),
     }

@@ -11,6 +11,7 @@ use crate::business::service::BizRole;
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, act, render, render_status};
+use crate::web::once::{self, Done, Once};
 
 const M: Access = Access::Merchant;
 
@@ -73,11 +74,24 @@ struct NewKey {
     name: String,
 }
 
-async fn create(ctx: Ctx, bid: web::Path<i64>, form: web::Form<NewKey>) -> AppResult<HttpResponse> {
+async fn create(ctx: Ctx, once: Once, bid: web::Path<i64>, form: web::Form<NewKey>) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
-    let (bid, actor, config, name) = (biz.id(), ctx.actor()?, ctx.state.config.clone(), form.name.clone());
-    match ctx.db(move |conn| keys::create(conn, &config, &actor, bid, &name)).await {
-        Ok((key, clear)) => page(&ctx, biz, Some((key.name, clear)), None).await,
+    let (bid, config, name) = (biz.id(), ctx.state.config.clone(), form.name.clone());
+    let created = once::submit_first(&ctx, once, move |conn, actor| {
+        let (key, clear) = keys::create(conn, &config, actor, bid, &name)?;
+        let repeat = Done::new(
+            format!("/app/b/{bid}/api"),
+            format!(
+                "Biểu mẫu này đã được gửi: khóa API “{}” đã được tạo ở lần gửi trước và chỉ hiển thị một lần. \
+                 Nếu chưa kịp lưu, hãy thu hồi khóa đó và tạo khóa mới.",
+                key.name
+            ),
+        );
+        Ok(((key.name, clear), repeat))
+    });
+    match created.await {
+        Ok(Ok(created)) => page(&ctx, biz, Some(created), None).await,
+        Ok(Err(repeat)) => Ok(repeat),
         Err(AppError::Validation(msg)) => page(&ctx, biz, None, Some(msg)).await,
         Err(e) => Err(e),
     }

@@ -19,6 +19,7 @@ use crate::business::service::BizRole;
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, act, redirect, render, render_status};
+use crate::web::once::{self, Done, Once};
 
 const M: Access = Access::Merchant;
 
@@ -175,20 +176,26 @@ struct OfficialForm {
 
 async fn connect_official(
     ctx: Ctx,
+    once: Once,
     path: web::Path<(i64, String)>,
     form: web::Form<OfficialForm>,
 ) -> AppResult<HttpResponse> {
     let (bid, bin) = path.into_inner();
     let biz = Biz::load(&ctx, bid, BizRole::Manager).await?;
     let actor = ctx.actor()?;
+    let uid = ctx.user()?.id;
     let config = ctx.state.config.clone();
     let f = form.into_inner();
     let b = bin.clone();
-    match ctx
-        .db(move |conn| service::start_official(conn, &config, &actor, bid, &b, &f.client_id, &f.client_secret))
-        .await
-    {
-        Ok(url) => Ok(redirect(&url)),
+    // A repeat of this form goes to the same bank page (same pending connection).
+    let started = ctx.db(move |conn| {
+        once::record(conn, uid, &once, |conn| {
+            let url = service::start_official(conn, &config, &actor, bid, &b, &f.client_id, &f.client_secret)?;
+            Ok(Done::new(url, ""))
+        })
+    });
+    match started.await {
+        Ok(done) => Ok(redirect(&done.location)),
         Err(AppError::Validation(msg)) => {
             show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
         }
@@ -253,13 +260,18 @@ struct RpaForm {
     password: String,
 }
 
-async fn connect_rpa(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<RpaForm>) -> AppResult<HttpResponse> {
+async fn connect_rpa(
+    ctx: Ctx,
+    once: Once,
+    path: web::Path<(i64, String)>,
+    form: web::Form<RpaForm>,
+) -> AppResult<HttpResponse> {
     let (bid, bin) = path.into_inner();
     let biz = Biz::load(&ctx, bid, BizRole::Manager).await?;
     let actor = ctx.actor()?;
     let f = form.into_inner();
-    match service::link_rpa(&ctx.state, &actor, bid, &bin, &f.username, &f.password).await {
-        Ok(cid) => Ok(redirect(&format!("/app/b/{bid}/connections/{cid}/accounts"))),
+    match service::link_rpa(&ctx.state, &actor, once, bid, &bin, &f.username, &f.password).await {
+        Ok(done) => Ok(redirect(&done.location)),
         Err(AppError::Validation(msg)) => {
             show_bank(&ctx, biz, bin, String::new(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
         }
@@ -285,18 +297,28 @@ struct PushForm {
     account_name: String,
 }
 
-async fn connect_push(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<PushForm>) -> AppResult<HttpResponse> {
+async fn connect_push(
+    ctx: Ctx,
+    once: Once,
+    path: web::Path<(i64, String)>,
+    form: web::Form<PushForm>,
+) -> AppResult<HttpResponse> {
     let (bid, bin) = path.into_inner();
     let biz = Biz::load(&ctx, bid, BizRole::Manager).await?;
-    let actor = ctx.actor()?;
     let config = ctx.state.config.clone();
     let f = form.into_inner();
     let b = bin.clone();
-    match ctx
-        .db(move |conn| service::create_push(conn, &config, &actor, bid, &b, &f.account_number, &f.account_name))
-        .await
-    {
-        Ok((key, secret)) => {
+    let created = once::submit_first(&ctx, once, move |conn, actor| {
+        let made = service::create_push(conn, &config, actor, bid, &b, &f.account_number, &f.account_name)?;
+        let repeat = Done::new(
+            format!("/app/b/{bid}/accounts"),
+            "Biểu mẫu này đã được gửi: địa chỉ nhận giao dịch đẩy đã được tạo ở lần gửi trước và khóa bí mật chỉ hiển thị một lần.",
+        );
+        Ok((made, repeat))
+    });
+    match created.await {
+        Ok(Err(repeat)) => Ok(repeat),
+        Ok(Ok((key, secret))) => {
             let url = format!("{}/bank-hooks/{key}", ctx.state.config.base_url);
             render(&PushCreated {
                 l: layout(&ctx, "Nhận giao dịch đẩy", &biz), tab: "accounts", biz, url, secret
@@ -309,12 +331,14 @@ async fn connect_push(ctx: Ctx, path: web::Path<(i64, String)>, form: web::Form<
     }
 }
 
-async fn connect_demo(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
+async fn connect_demo(ctx: Ctx, once: Once, bid: web::Path<i64>) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
     let bid = biz.id();
-    let actor = ctx.actor()?;
-    let cid = ctx.db(move |conn| service::link_demo(conn, &actor, bid)).await?;
-    Ok(redirect(&format!("/app/b/{bid}/connections/{cid}/accounts")))
+    once::submit(&ctx, once, move |conn, actor| {
+        let cid = service::link_demo(conn, actor, bid)?;
+        Ok(Done::new(format!("/app/b/{bid}/connections/{cid}/accounts"), "Đã liên kết ngân hàng thử nghiệm."))
+    })
+    .await
 }
 
 // ---- step 3: sub-accounts and how far back

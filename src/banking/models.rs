@@ -621,24 +621,32 @@ pub fn insert_handoff(
     Ok(())
 }
 
-/// Consumes a handoff for `user_id`: (business, bank) when it is theirs, unused and fresh.
-pub fn use_handoff(
+/// The handoff of `user_id` with this hash, when unused and fresh: (id, business, bank).
+pub fn handoff_by_hash(
     conn: &mut DbConn,
     token_hash: &str,
     user_id: i64,
     at: NaiveDateTime,
-) -> QueryResult<Option<(i64, String)>> {
-    let row: Option<(i64, i64, String)> = link_handoffs::table
+) -> QueryResult<Option<(i64, i64, String)>> {
+    link_handoffs::table
         .filter(link_handoffs::token_hash.eq(token_hash))
         .filter(link_handoffs::user_id.eq(user_id))
         .filter(link_handoffs::used_at.is_null())
         .filter(link_handoffs::expires_at.gt(at))
         .select((link_handoffs::id, link_handoffs::business_id, link_handoffs::bank_bin))
         .first(conn)
-        .optional()?;
-    let Some((id, business_id, bin)) = row else { return Ok(None) };
+        .optional()
+}
+
+/// Rewrites a handoff's hash found under an old secret key (see `secrets::hashed`).
+pub fn rehash_handoff(conn: &mut DbConn, id: i64, old: &str, new: &str) -> QueryResult<()> {
+    crate::rehash!(conn, link_handoffs, token_hash, id, old, new)
+}
+
+/// Consumes a handoff; false when a concurrent use won.
+pub fn use_handoff(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<bool> {
     let n = diesel::update(link_handoffs::table.find(id).filter(link_handoffs::used_at.is_null()))
         .set(link_handoffs::used_at.eq(at))
         .execute(conn)?;
-    Ok((n == 1).then_some((business_id, bin)))
+    Ok(n == 1)
 }

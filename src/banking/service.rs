@@ -21,7 +21,7 @@ use super::catalogue::{self, Bank};
 use super::connectors::{self, ConnectorError, IncomingTx, RemoteAccount, ResourceApi};
 use super::models::{self, Connection, ConnectionChanges, NewConnection};
 use super::sync::{self, Applied, open_secrets};
-use crate::accounts::merchant::{new_link_token, token_hash};
+use crate::accounts::merchant::{new_link_token, presented_link, token_hash};
 use crate::audit::{self, Actor};
 use crate::business::models::{BankAccount, NewBankAccount};
 use crate::config::Config;
@@ -30,6 +30,7 @@ use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
 use crate::secrets::{BANK_CREDENTIALS, BANK_TOKENS, Column};
 use crate::services::Services;
+use crate::web::once::{Done, Once};
 
 /// What a connection keeps sealed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -376,14 +377,19 @@ pub async fn renew_access(
 
 /// "Kết nối trước – bankHub sau": the agent logs in with the merchant's bank login;
 /// on success the login is kept sealed for later sessions. Returns the connection id.
+/// Links a bank by its login through the RPA agent. The form's `once` token is
+/// recorded with the new connection, so a repeat of the same render (it logs in again,
+/// the bank's session being cheap) goes to the first connection instead of adding one.
+/// Returns where to go next: the connection's account choice.
 pub async fn link_rpa(
     state: &Services,
     actor: &Actor,
+    once: Once,
     business_id: i64,
     bin: &str,
     username: &str,
     password: &str,
-) -> AppResult<i64> {
+) -> AppResult<Done> {
     let config = state.config.clone();
     let b = bin.to_string();
     let bank = state.db(move |conn| bank(conn, &b)).await?;
@@ -405,7 +411,7 @@ pub async fn link_rpa(
     let actor = actor.clone();
     state
         .db(move |conn| {
-            crate::db::tx(conn, |conn| {
+            crate::web::once::record(conn, user_id, &once, |conn| {
                 let t = now();
                 let c = models::insert_connection(
                     conn,
@@ -432,7 +438,7 @@ pub async fn link_rpa(
                     None,
                     Some(serde_json::json!({ "bank": bank.code })),
                 )?;
-                Ok(c.id)
+                Ok(Done::new(format!("/app/b/{business_id}/connections/{}/accounts", c.id), ""))
             })
         })
         .await
@@ -946,7 +952,7 @@ pub fn create_handoff(
         business_id,
         user_id,
         bin,
-        &token_hash(&config.secret, &token),
+        &token_hash(config, &token),
         t + chrono::Duration::minutes(15),
         t,
     )?;
@@ -954,7 +960,16 @@ pub fn create_handoff(
 }
 
 pub fn use_handoff(conn: &mut DbConn, config: &Config, user_id: i64, token: &str) -> AppResult<Option<(i64, String)>> {
-    Ok(models::use_handoff(conn, &token_hash(&config.secret, token.trim()), user_id, now())?)
+    let t = now();
+    crate::db::tx(conn, |conn| {
+        let found = presented_link(config, token).find(
+            conn,
+            |conn, h| models::handoff_by_hash(conn, h, user_id, t),
+            |conn, row, old, new| models::rehash_handoff(conn, row.0, old, new),
+        )?;
+        let Some((id, business_id, bin)) = found else { return Ok(None) };
+        Ok(models::use_handoff(conn, id, t)?.then_some((business_id, bin)))
+    })
 }
 
 /// A server-side SVG QR code of a URL.

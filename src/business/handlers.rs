@@ -14,7 +14,8 @@ use super::service::{self, BizRole, BusinessInput, PlanStatus};
 use crate::accounts::portal::onboarding_redirect;
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
-use crate::web::layout::{Ctx, act, redirect, render, render_status};
+use crate::web::layout::{Ctx, act, act_once, redirect, render, render_status};
+use crate::web::once::{Done, Once};
 
 const M: Access = Access::Merchant;
 
@@ -160,20 +161,20 @@ fn parse_business_form(body: &[u8]) -> AppResult<BusinessForm> {
     serde_html_form::from_bytes(body).map_err(|e| AppError::Validation(format!("Biểu mẫu không hợp lệ: {e}")))
 }
 
-async fn create(ctx: Ctx, body: web::Bytes) -> AppResult<HttpResponse> {
+async fn create(ctx: Ctx, once: Once, body: web::Bytes) -> AppResult<HttpResponse> {
     onboarded!(ctx);
     let form = parse_business_form(&body)?;
-    let actor = ctx.actor()?;
     let uid = ctx.user()?.id;
     let input = form.input();
-    match ctx.db(move |conn| service::create_business(conn, &actor, uid, &input)).await {
-        Ok(b) => {
-            ctx.flash(
-                "success",
-                format!("Đã tạo doanh nghiệp {}. Tiếp theo: liên kết ngân hàng và các tích hợp.", b.name),
-            );
-            Ok(redirect(&format!("/app/b/{}", b.id)))
-        }
+    let created = crate::web::once::submit(&ctx, once, move |conn, actor| {
+        let b = service::create_business(conn, actor, uid, &input)?;
+        Ok(Done::new(
+            format!("/app/b/{}", b.id),
+            format!("Đã tạo doanh nghiệp {}. Tiếp theo: liên kết ngân hàng và các tích hợp.", b.name),
+        ))
+    });
+    match created.await {
+        Ok(response) => Ok(response),
         Err(AppError::Validation(msg)) => render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             &NewBusinessPage {
@@ -240,13 +241,13 @@ struct InviteForm {
     role: String,
 }
 
-async fn invite(ctx: Ctx, bid: web::Path<i64>, form: web::Form<InviteForm>) -> AppResult<HttpResponse> {
+async fn invite(ctx: Ctx, once: Once, bid: web::Path<i64>, form: web::Form<InviteForm>) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Owner).await?;
     let bid = biz.id();
     let f = form.into_inner();
     let config = ctx.state.config.clone();
     let done = format!("Đã gửi lời mời đến {}.", f.email.trim());
-    act(ctx, &format!("/app/b/{bid}/members"), &done, move |conn, actor| {
+    act_once(ctx, once, &format!("/app/b/{bid}/members"), &done, move |conn, actor| {
         service::invite(conn, &config, actor, bid, &f.email, &f.role)
     })
     .await
@@ -303,13 +304,19 @@ struct UpgradeForm {
     note: String,
 }
 
-async fn request_upgrade(ctx: Ctx, bid: web::Path<i64>, form: web::Form<UpgradeForm>) -> AppResult<HttpResponse> {
+async fn request_upgrade(
+    ctx: Ctx,
+    once: Once,
+    bid: web::Path<i64>,
+    form: web::Form<UpgradeForm>,
+) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
     let bid = biz.id();
     let f = form.into_inner();
     let config = ctx.state.config.clone();
-    act(
+    act_once(
         ctx,
+        once,
         &format!("/app/b/{bid}/plan"),
         "Đã gửi yêu cầu nâng cấp. Nhân viên hubgate sẽ liên hệ với bạn.",
         move |conn, actor| service::request_upgrade(conn, &config, actor, bid, f.plan_id, &f.note),

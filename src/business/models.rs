@@ -394,6 +394,11 @@ pub fn invitation_by_hash(conn: &mut DbConn, token_hash: &str) -> QueryResult<Op
         .optional()
 }
 
+/// Rewrites an invitation's hash found under an old secret key (see `secrets::hashed`).
+pub fn rehash_invitation(conn: &mut DbConn, id: i64, old: &str, new: &str) -> QueryResult<()> {
+    crate::rehash!(conn, business_invitations, token_hash, id, old, new)
+}
+
 pub fn invitation(conn: &mut DbConn, business_id: i64, id: i64) -> QueryResult<Invitation> {
     business_invitations::table
         .filter(business_invitations::business_id.eq(business_id))

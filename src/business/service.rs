@@ -12,7 +12,7 @@
 use chrono::{Duration, NaiveDateTime};
 
 use super::models::{self, BankAccount, Business, BusinessChanges, NewBankAccount, NewBusiness, Plan};
-use crate::accounts::merchant::{new_link_token, token_hash};
+use crate::accounts::merchant::{new_link_token, presented_link, token_hash};
 use crate::accounts::service::{normalise_email, validate_email};
 use crate::audit::{self, Actor};
 use crate::config::Config;
@@ -490,7 +490,7 @@ pub fn invite(
                 business_id: b.id,
                 email: &email,
                 role: role.code(),
-                token_hash: &token_hash(&config.secret, &token),
+                token_hash: &token_hash(config, &token),
                 invited_by: inviter,
                 expires_at: t + Duration::days(INVITATION_DAYS),
                 created_at: t,
@@ -528,6 +528,15 @@ pub fn invite(
     })
 }
 
+/// The invitation a mailed link carries, whatever its state.
+fn find_invitation(conn: &mut DbConn, config: &Config, token: &str) -> AppResult<models::Invitation> {
+    presented_link(config, token)
+        .find(conn, models::invitation_by_hash, |conn, inv, old, new| {
+            models::rehash_invitation(conn, inv.id, old, new)
+        })?
+        .ok_or(AppError::NotFound)
+}
+
 /// What the invitation page shows before the person accepts.
 #[derive(Debug, Clone)]
 pub struct InvitationView {
@@ -538,7 +547,7 @@ pub struct InvitationView {
 }
 
 pub fn invitation_view(conn: &mut DbConn, config: &Config, token: &str) -> AppResult<InvitationView> {
-    let inv = models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?.ok_or(AppError::NotFound)?;
+    let inv = find_invitation(conn, config, token)?;
     let b = models::business(conn, inv.business_id)?;
     let usable = inv.accepted_at.is_none() && inv.revoked_at.is_none() && inv.expires_at > now();
     Ok(InvitationView {
@@ -553,8 +562,7 @@ pub fn invitation_view(conn: &mut DbConn, config: &Config, token: &str) -> AppRe
 /// one (a forwarded link does not let somebody else in). Returns the business id.
 pub fn accept_invitation(conn: &mut DbConn, config: &Config, user_id: i64, token: &str) -> AppResult<i64> {
     crate::db::tx(conn, |conn| {
-        let inv =
-            models::invitation_by_hash(conn, &token_hash(&config.secret, token.trim()))?.ok_or(AppError::NotFound)?;
+        let inv = find_invitation(conn, config, token)?;
         let user = crate::accounts::models::find(conn, user_id)?;
         let t = now();
         if inv.accepted_at.is_some() || inv.revoked_at.is_some() || inv.expires_at <= t {

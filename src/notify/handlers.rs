@@ -20,6 +20,7 @@ use crate::business::service::BizRole;
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, act, redirect, render, render_status};
+use crate::web::once::Once;
 
 const M: Access = Access::Merchant;
 
@@ -173,6 +174,7 @@ impl ChannelForm {
             income_only: self.income_only.is_some(),
             accounts,
             fields: self.field.clone(),
+            once: Once::none(),
         })
     }
 
@@ -263,10 +265,11 @@ struct CreatedPage {
     test: Attempt,
 }
 
-async fn create_webhook(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
+async fn create_webhook(ctx: Ctx, once: Once, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
     let form = ChannelForm::parse(&body)?;
-    let input = WebhookInput { common: form.common()?, url: form.url.clone(), format: form.format.clone() };
+    let common = Common { once, ..form.common()? };
+    let input = WebhookInput { common, url: form.url.clone(), format: form.format.clone() };
     let actor = ctx.actor()?;
     match service::create_webhook(&ctx.state, &actor, biz.id(), input).await {
         Ok((integration, secret, test)) => render(&CreatedPage {
@@ -282,11 +285,11 @@ async fn create_webhook(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> AppR
     }
 }
 
-async fn create_email(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
+async fn create_email(ctx: Ctx, once: Once, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
     let form = ChannelForm::parse(&body)?;
     let input = EmailInput {
-        common: form.common()?,
+        common: Common { once, ..form.common()? },
         addresses: form.addresses.clone(),
         digest_minutes: form.digest_minutes.trim().parse().unwrap_or(-1),
     };
@@ -309,10 +312,11 @@ fn tried_text(t: &Tried) -> String {
     }
 }
 
-async fn create_telegram(ctx: Ctx, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
+async fn create_telegram(ctx: Ctx, once: Once, bid: web::Path<i64>, body: web::Bytes) -> AppResult<HttpResponse> {
     let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Manager).await?;
     let form = ChannelForm::parse(&body)?;
-    let input = TelegramInput { common: form.common()?, token: form.token.clone(), chats: form.chats.clone() };
+    let common = Common { once, ..form.common()? };
+    let input = TelegramInput { common, token: form.token.clone(), chats: form.chats.clone() };
     let actor = ctx.actor()?;
     match service::create_telegram(&ctx.state, &actor, biz.id(), input).await {
         Ok((i, results)) => {
@@ -549,7 +553,7 @@ async fn zalo_test(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
     zalo_step(&ctx, biz, 4, &d, Some(result))
 }
 
-async fn zalo_save(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
+async fn zalo_save(ctx: Ctx, once: Once, bid: web::Path<i64>) -> AppResult<HttpResponse> {
     let biz = zalo_biz(&ctx, bid.into_inner()).await?;
     let (Some(d), Some(owner)) = (draft(&ctx, biz.id()), zalo_user(&ctx)) else {
         ctx.flash("error", "Hãy chọn ngân hàng và đăng nhập Zalo trước.");
@@ -560,7 +564,15 @@ async fn zalo_save(ctx: Ctx, bid: web::Path<i64>) -> AppResult<HttpResponse> {
         return Ok(redirect(&format!("/app/b/{}/integrations/zalo/test", biz.id())));
     }
     let actor = ctx.actor()?;
-    let i = service::create_zalo(&ctx.state, &actor, biz.id(), d.form.common()?, owner).await?;
+    let common = Common { once, ..d.form.common()? };
+    let i = match service::create_zalo(&ctx.state, &actor, biz.id(), common, owner).await {
+        Ok(i) => i,
+        Err(AppError::Validation(msg)) => {
+            ctx.flash("error", msg);
+            return Ok(redirect(&format!("/app/b/{}/integrations", biz.id())));
+        }
+        Err(e) => return Err(e),
+    };
     ctx.session.remove(KEY_ZALO_DRAFT);
     ctx.flash("success", "Đã lưu tích hợp Zalo OA. Gửi mã giới thiệu cho người cần nhận thông báo.");
     Ok(redirect(&format!("/app/b/{}/integrations/{}", biz.id(), i.id)))

@@ -20,6 +20,7 @@ use crate::db::{DbConn, now};
 use crate::error::{AppError, AppResult};
 use crate::mail::outbound::{OutgoingMail, queue_mail};
 use crate::services::Services;
+use crate::web::once::{Done, Once};
 use crate::worker::runner::JobCtx;
 use crate::worker::{JobOptions, enqueue};
 
@@ -36,6 +37,8 @@ pub struct Common {
     pub income_only: bool,
     pub accounts: Vec<i64>,
     pub fields: Vec<String>,
+    /// The create form's `_once` token: a repeat of the same render saves nothing.
+    pub once: Once,
 }
 
 /// What a person types to add a webhook.
@@ -91,9 +94,12 @@ async fn insert(
     let account_ids = common.accounts.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let fields = message::normalise(&common.fields);
     let income_only = common.income_only;
+    let once = common.once.clone();
     state
         .db(move |conn| {
-            crate::db::tx(conn, |conn| {
+            let mut made = None;
+            // In one transaction with the form's `_once` record: a repeat saves nothing.
+            let repeat = crate::web::once::record(conn, user_id, &once, |conn| {
                 let t = now();
                 let settings = spec.settings.to_string();
                 let i = models::insert_integration(
@@ -135,8 +141,16 @@ async fn insert(
                         "recipients": addresses, "fields": fields,
                     })),
                 )?;
-                Ok(i)
-            })
+                let location = format!("/app/b/{business_id}/integrations/{}", i.id);
+                made = Some(i);
+                Ok(Done::new(
+                    location,
+                    "Biểu mẫu này đã được gửi: tích hợp đã được lưu ở lần gửi trước (xem danh sách tích hợp).",
+                ))
+            })?;
+            // The form is shown again with the message (a webhook's secret, shown with
+            // the first answer only, cannot be shown again).
+            made.ok_or(AppError::Validation(repeat.message))
         })
         .await
 }

@@ -11,6 +11,7 @@
 //! Values written before the key id existed (base64 without a prefix, no associated
 //! data) still open under any configured key; rotation upgrades them.
 
+pub mod hashed;
 pub mod rotate;
 
 use base64::Engine;

@@ -124,6 +124,38 @@ where
     Ok(redirect(&done.location))
 }
 
+/// A create form whose first answer is a page of its own, showing a secret that is
+/// never stored (an API key, a client secret): runs `create` at most once for this
+/// render. The first time it returns what `create` made; a repeat of that render gets
+/// the `Done` that `create` returned with it — a flash saying the form was already sent,
+/// and a redirect — since the secret cannot be shown again.
+pub async fn submit_first<T, F>(ctx: &Ctx, once: Once, create: F) -> AppResult<Result<T, HttpResponse>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &Actor) -> AppResult<(T, Done)> + Send + 'static,
+{
+    let actor = ctx.actor()?;
+    let user_id = ctx.user()?.id;
+    let (repeat, made) = ctx
+        .db(move |conn| {
+            let mut made = None;
+            let repeat = record(conn, user_id, &once, |c| {
+                let (value, repeat) = create(c, &actor)?;
+                made = Some(value);
+                Ok(repeat)
+            })?;
+            Ok((repeat, made))
+        })
+        .await?;
+    match made {
+        Some(value) => Ok(Ok(value)),
+        None => {
+            ctx.flash("info", repeat.message);
+            Ok(Err(redirect(&repeat.location)))
+        }
+    }
+}
+
 /// Forgets submissions older than `before`; returns how many.
 pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(form_submissions::table.filter(form_submissions::created_at.lt(before))).execute(conn)

@@ -170,6 +170,88 @@ db_test!(the_pyc_form_acts_once, |app| {
     assert_eq!(count(&app, "pycs"), 1);
 });
 
+/// A create form whose first answer shows a secret once (200): a render sent twice,
+/// then four times at once, makes one row; the repeats are sent to `list` with the
+/// message that the form was already sent, and never show a second secret.
+async fn shows_once(app: &TestApp, b: &Browser, page: &str, action: &str, fields: &[(&str, &str)], rows: &str) {
+    let before = count(app, rows);
+    let send = |once: String| async move {
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("_once", once.as_str()));
+        b.post(action, &all).await
+    };
+    let once = once_of(&b.get(page).await, action);
+    let first = send(once.clone()).await;
+    assert_eq!(first.status, 200, "{action}: {}", first.body);
+    assert!(first.body.contains("chỉ hiển thị một lần"), "{action}: the secret is shown");
+    let again = send(once).await;
+    assert_eq!((again.status, again.location.as_deref()), (303, Some(page)), "{action}: {}", again.body);
+    assert_eq!(count(app, rows), before + 1, "{action}: a form sent twice creates one row");
+    let told = b.get(page).await;
+    assert!(told.body.contains("Biểu mẫu này đã được gửi"), "{action}: the repeat is told why:\n{}", told.body);
+
+    let once = once_of(&b.get(page).await, action);
+    let answers = futures_util::future::join_all((0..4).map(|_| send(once.clone()))).await;
+    let shown = answers.iter().filter(|r| r.status == 200).count();
+    let sent_back = answers.iter().filter(|r| r.status == 303 && r.location.as_deref() == Some(page)).count();
+    assert_eq!((shown, sent_back), (1, 3), "{action}: one shows the secret, the others go back to the list");
+    assert_eq!(count(app, rows), before + 2, "{action}: four concurrent submissions create one row");
+}
+
+db_test!(merchant_create_forms_act_once_per_render, |app| {
+    let owner = app.create_merchant("chu@banhmi.vn");
+    let b = app.login("chu@banhmi.vn").await;
+    let shop: &[(&str, &str)] = &[("name", "Bánh Mì Phượng"), ("website", "banhmiphuong.vn"), ("feature", "sync")];
+    creates_once(&app, &b, "/app/businesses/new", "/app/businesses", &[shop], "businesses").await;
+    let bid = app.create_business(&owner, "Cà Phê Giảng");
+    let members = format!("/app/b/{bid}/members");
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let lan: Fields = &[("email", "lan@caphegiang.vn"), ("role", "viewer")];
+    let minh: Fields = &[("email", "minh@caphegiang.vn"), ("role", "manager")];
+    let invitations = format!("business_invitations WHERE business_id = {bid}");
+    creates_once(&app, &b, &members, &format!("{members}/invite"), &[lan, minh], &invitations).await;
+    assert!(app.last_mail_to("lan@caphegiang.vn", "Lời mời").is_some());
+    let connections = format!("bank_connections WHERE business_id = {bid}");
+    let connect = format!("/app/b/{bid}/connect");
+    creates_once(&app, &b, &connect, &format!("/app/b/{bid}/connect-demo"), &[&[]], &connections).await;
+
+    let api = format!("/app/b/{bid}/api");
+    let keys = format!("api_keys WHERE business_id = {bid}");
+    shows_once(&app, &b, &api, &format!("{api}/keys"), &[("name", "Phần mềm bán hàng")], &keys).await;
+    let app_fields: Fields = &[
+        ("name", "Kế toán Giảng"),
+        ("website", "https://ketoan.example.vn"),
+        ("redirect_uris", "https://ketoan.example.vn/cb"),
+        ("confidential", "1"),
+    ];
+    shows_once(&app, &b, "/app/developer", "/app/developer/apps", app_fields, "oauth_apps").await;
+
+    // A notification channel: the repeat gets its form back with the reason.
+    let (page, action) = (format!("/app/b/{bid}/integrations/email/new"), format!("/app/b/{bid}/integrations/email"));
+    let channels = format!("integrations WHERE business_id = {bid}");
+    let send = |once: String| {
+        let action = action.clone();
+        let b = &b;
+        async move {
+            let fields = [("name", "Kế toán"), ("addresses", "ketoan@caphegiang.vn"), ("digest_minutes", "0")];
+            let mut all = fields.to_vec();
+            all.push(("_once", once.as_str()));
+            b.post(&action, &all).await
+        }
+    };
+    let once = once_of(&b.get(&page).await, &action);
+    assert_eq!(send(once.clone()).await.status, 303);
+    let again = send(once).await;
+    assert_eq!(again.status, 422, "{}", again.body);
+    assert!(again.body.contains("Biểu mẫu này đã được gửi"), "{}", again.body);
+    assert_eq!(count(&app, &channels), 1);
+    let once = once_of(&b.get(&page).await, &action);
+    let answers = futures_util::future::join_all((0..4).map(|_| send(once.clone()))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
+    assert_eq!(count(&app, &channels), 2, "four concurrent submissions save one channel");
+});
+
 // ---- Uploads -------------------------------------------------------------------
 
 /// A browser session cookie for `email`, for hand-written requests.

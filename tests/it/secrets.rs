@@ -314,3 +314,162 @@ mod batches {
     crate::on_both_backends!(rotation_pages_through_small_batches);
     use super::rotation_pages_through_small_batches;
 }
+
+// ---- Keyed hashes (API keys, tokens, mailed links) across a rotation ---------------
+
+const REDIRECT: &str = "https://ketoan.example.vn/callback";
+
+/// Rows of `table` whose `column` holds `hash` (hex, so safe to inline).
+fn holding(app: &TestApp, table: &str, column: &str, hash: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    app.with_conn(|c| {
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = '{hash}'")).get_result::<N>(c)
+    })
+    .unwrap_or_else(|e| panic!("{table}.{column}: {e}"))
+    .n
+}
+
+/// The status of `GET path` with this Authorization header.
+async fn status_with(base: &str, path: &str, auth: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status()
+        .as_u16()
+}
+
+/// The status of a page for a browser without a session (mailed links).
+async fn status_of(base: &str, path: &str) -> u16 {
+    Browser::new(base).get(path).await.status
+}
+
+async fn rotation_keeps_hashed_tokens_working(backend: hubgate::db::Backend) {
+    use hubgate::api::{keys, oauth};
+    use hubgate::secrets::hashed::{API_CREDENTIAL, LINK_TOKEN};
+    let (k1, k2) = (hex_key("a1"), hex_key("b2"));
+    let Some(app) = TestApp::start_with(backend, |c| c.secret = key(&k1)).await else { return };
+    let owner = app.create_merchant("chu@buncha-xoaykhoa.vn");
+    let bid = app.create_business(&owner, "Bún Chả Xoay Khóa");
+    let actor = Actor::user(owner.id, &owner.email);
+    let config = app.state.config.clone();
+
+    // Under key 1: two API keys (one will not be used before key 1 goes), a v1 token,
+    // an OAuth app with its secret and tokens, two invitations and a reset link.
+    let used_key =
+        app.with_conn(|c| keys::create(c, &config, &actor, bid, "Máy bán hàng")).unwrap_or_else(|e| panic!("{e:?}")).1;
+    let idle_key =
+        app.with_conn(|c| keys::create(c, &config, &actor, bid, "Máy để kho")).unwrap_or_else(|e| panic!("{e:?}")).1;
+    let v1 = app.with_conn(|c| keys::exchange(c, &config, &used_key)).unwrap_or_else(|e| panic!("{e:?}"));
+    let v1 = v1.unwrap_or_else(|| panic!("the key exchanges")).0;
+    let new_app = oauth::NewApp {
+        name: "Kế toán Xoay Khóa".into(),
+        website: String::new(),
+        redirect_uris: REDIRECT.into(),
+        confidential: true,
+    };
+    let (oauth_app, client_secret) =
+        app.with_conn(|c| oauth::create_app(c, &config, &actor, &new_app)).unwrap_or_else(|e| panic!("{e:?}"));
+    let client_secret = client_secret.unwrap_or_else(|| panic!("a confidential app has a secret"));
+    let verifier = "xoay-khoa-pkce-verifier-".repeat(3);
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let code = app
+        .with_conn(|c| oauth::issue_code(c, &config, &actor, &oauth_app, bid, REDIRECT, &["read"], &challenge))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let tokens = app
+        .with_conn(|c| oauth::exchange_code(c, &config, &oauth_app, &code, Some(REDIRECT), &verifier))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let invite = |email: &str| {
+        app.with_conn(|c| hubgate::business::service::invite(c, &config, &actor, bid, email, "viewer"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mail = app.last_mail_to(email, "Lời mời").unwrap_or_else(|| panic!("no invitation to {email}"));
+        crate::support::link_in(&mail, &config.base_url, "/invite?token=").unwrap_or_else(|| panic!("{mail}"))
+    };
+    let (invitation, idle_invitation) = (invite("lan@buncha-xoaykhoa.vn"), invite("minh@buncha-xoaykhoa.vn"));
+    app.with_conn(|c| hubgate::accounts::merchant::request_password_reset(c, &config, &owner.email, "127.0.0.1"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let mail = app.last_mail_to(&owner.email, "Đặt lại mật khẩu").unwrap_or_else(|| panic!("no reset mail"));
+    let reset = crate::support::link_in(&mail, &config.base_url, "/password/reset?token=").unwrap_or_default();
+    let token_of = |link: &str| link.split("token=").nth(1).unwrap_or_default().to_string();
+
+    // What each is stored as, under each key.
+    let (one, two) = (Keyring::new(key(&k1), vec![]), Keyring::new(key(&k2), vec![]));
+    let stored = [
+        ("api_keys", "key_hash", API_CREDENTIAL, used_key.clone()),
+        ("api_tokens", "token_hash", API_CREDENTIAL, v1.clone()),
+        ("oauth_apps", "secret_hash", API_CREDENTIAL, client_secret.clone()),
+        ("oauth_tokens", "token_hash", API_CREDENTIAL, tokens.access_token.clone()),
+        ("oauth_grants", "refresh_hash", API_CREDENTIAL, tokens.refresh_token.clone()),
+        ("business_invitations", "token_hash", LINK_TOKEN, token_of(&invitation)),
+        ("account_tokens", "token_hash", LINK_TOKEN, token_of(&reset)),
+    ];
+    for (table, column, purpose, clear) in &stored {
+        assert_eq!(holding(&app, table, column, &one.hash(*purpose, clear)), 1, "{table}.{column} under key 1");
+    }
+
+    // Key 2 in, key 1 old; rotate-key runs (it re-seals, and cannot rehash).
+    let (ok, _, err) = rotate(&app, &k2, &k1, &[]);
+    assert!(ok, "{err}");
+    let base = app.serve_again(|c| {
+        c.secret = key(&k2);
+        c.old_secrets = vec![key(&k1)];
+    });
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Apikey {used_key}")).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Bearer {v1}")).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Bearer {}", tokens.access_token)).await, 200);
+    assert_eq!(status_of(&base, &invitation).await, 200, "the invitation opens");
+    assert_eq!(status_of(&base, &reset).await, 200, "the reset link opens");
+    // The refresh token, with the app's secret, both hashed under key 1.
+    let refreshed = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens.refresh_token.as_str())])
+        .basic_auth(&oauth_app.client_id, Some(&client_secret))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refreshed.status(), 200);
+    let refreshed: serde_json::Value = refreshed.json().await.unwrap_or_default();
+    let new_access = refreshed["access_token"].as_str().unwrap_or_default().to_string();
+    // Each was rewritten under key 2 as it was used (the refresh token is spent, so it
+    // lives on as the grant's previous one, which reuse detection reads).
+    for (table, column, purpose, clear) in &stored {
+        let column = if *table == "oauth_grants" { "previous_refresh_hash" } else { *column };
+        assert_eq!(holding(&app, table, column, &two.hash(*purpose, clear)), 1, "{table}.{column} under key 2");
+        assert_eq!(holding(&app, table, column, &one.hash(*purpose, clear)), 0, "{table}.{column} not under key 1");
+    }
+    assert_eq!(
+        holding(&app, "api_keys", "key_hash", &one.hash(API_CREDENTIAL, &idle_key)),
+        1,
+        "an unused key keeps its key-1 hash"
+    );
+
+    // Key 1 leaves the configuration: what was used works; what was not, does not.
+    let base = app.serve_again(|c| {
+        c.secret = key(&k2);
+        c.old_secrets = vec![];
+    });
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Apikey {used_key}")).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Bearer {v1}")).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Bearer {}", tokens.access_token)).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Bearer {new_access}")).await, 200);
+    assert_eq!(status_of(&base, &invitation).await, 200);
+    assert_eq!(status_of(&base, &reset).await, 200);
+    assert_eq!(status_with(&base, "/v2/userInfo", &format!("Apikey {idle_key}")).await, 401, "never used under key 1");
+    assert_eq!(status_of(&base, &idle_invitation).await, 404, "never opened under key 1");
+}
+
+mod hashed_tokens {
+    crate::on_both_backends!(rotation_keeps_hashed_tokens_working);
+    use super::rotation_keeps_hashed_tokens_working;
+}
