@@ -229,13 +229,13 @@ pub fn import(
     }
     drop(bytes);
     let mapping = st.mapping.clone();
-    let txs = incoming(&st.rows);
     let mapping_json = serde_json::to_string(&mapping).map_err(AppError::internal)?;
     let skipped_json = serde_json::to_string(&st.skipped).map_err(AppError::internal)?;
     crate::db::tx(conn, |conn| {
         let (mut new, mut known) = (0, 0);
-        for chunk in txs.chunks(CHUNK) {
-            let applied = super::sync::apply_rows(conn, &account, chunk, SOURCE, !silent)?;
+        // Converted a chunk at a time: the statement's rows are not held twice.
+        for chunk in st.rows.chunks(CHUNK) {
+            let applied = super::sync::apply_rows(conn, &account, &incoming(chunk), SOURCE, !silent)?;
             new += applied.new_ids.len();
             known += applied.known;
         }
