@@ -74,7 +74,7 @@ fn utf16le_bom(text: &str) -> Vec<u8> {
 
 /// Vietcombank: bilingual title and header rows, numbers, a total and the closing
 /// balance after the data, and an English copy of the table on a second sheet.
-fn vietcombank() -> Vec<u8> {
+pub(crate) fn vietcombank() -> Vec<u8> {
     let title = vec![
         s(&["NGÂN HÀNG TMCP NGOẠI THƯƠNG VIỆT NAM"]),
         s(&["SAO KÊ TÀI KHOẢN / ACCOUNT STATEMENT"]),
