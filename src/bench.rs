@@ -852,3 +852,74 @@ async fn api_one(pg_admin: Option<String>, count: usize, seconds: u64, concurren
     }
     Ok(())
 }
+
+/// `hubgate bench statement`: a `rows`-row Vietcombank-style xlsx (title rows, debit and
+/// credit columns, text dates, no reference on every other row), read through the
+/// statement parser, then imported whole (parse + store) into a throw-away SQLite
+/// database; rows/s of each and the process's peak memory.
+pub fn statement(rows: usize) -> anyhow::Result<()> {
+    use crate::banking::statement;
+    let before = peak_rss_mb();
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let x = |e: rust_xlsxwriter::XlsxError| anyhow::anyhow!("xlsx: {e}");
+    let sheet = book.add_worksheet_with_constant_memory().map_err(x)?;
+    sheet.write_string(0, 0, "SAO KÊ TÀI KHOẢN / ACCOUNT STATEMENT").map_err(x)?;
+    sheet.write_string(1, 0, "Số tài khoản/Account number:").map_err(x)?;
+    sheet.write_string(1, 1, "0071000123456").map_err(x)?;
+    let header =
+        ["STT", "Ngày giao dịch", "Số tham chiếu", "Số tiền ghi nợ", "Số tiền ghi có", "Số dư", "Nội dung chi tiết"];
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string(3, c as u16, *h).map_err(x)?;
+    }
+    let mut balance = 0i64;
+    for i in 0..rows {
+        let r = i as u32 + 4;
+        let tx = bench_tx(i, chrono::NaiveDateTime::default());
+        balance += tx.amount;
+        sheet.write_number(r, 0, (i + 1) as f64).map_err(x)?;
+        let day = i * 28 / rows.max(1) + 1;
+        sheet
+            .write_string(r, 1, format!("{day:02}/10/2026 {:02}:{:02}:{:02}", i % 24, i % 60, (i / 60) % 60))
+            .map_err(x)?;
+        if i % 2 == 0 {
+            sheet.write_string(r, 2, &tx.bank_tx_id).map_err(x)?;
+        }
+        let col = if tx.amount < 0 { 3 } else { 4 };
+        sheet.write_number(r, col, tx.amount.abs() as f64).map_err(x)?;
+        sheet.write_number(r, 5, balance as f64).map_err(x)?;
+        sheet.write_string(r, 6, &tx.description).map_err(x)?;
+    }
+    let bytes = book.save_to_buffer().map_err(x)?;
+    drop(book);
+    let after_file = peak_rss_mb();
+
+    let started = Instant::now();
+    let st = statement::parse::read(&bytes, "saoke.xlsx", None, usize::MAX).map_err(|e| anyhow::anyhow!(e))?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(st.count == rows, "read {} of {rows} rows", st.count);
+    println!(
+        "statement read: {rows} rows of a {:.1} MB xlsx in {secs:.2} s = {:.0} rows/s; peak RSS {:.0} MB",
+        bytes.len() as f64 / 1_048_576.0,
+        rows as f64 / secs,
+        peak_rss_mb()
+    );
+    drop(st);
+
+    let s = scratch(None)?;
+    let mut conn = s.pool.get()?;
+    let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
+    let (actor, bid, account) = bench_account(&mut conn, "bench@statement.vn", "push")?;
+    let started = Instant::now();
+    let id = statement::upload(&mut conn, &actor, &account, "saoke.xlsx", &bytes, true).map_err(e)?;
+    let summary = statement::import(&mut conn, &actor, bid, id, None, true).map_err(e)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "statement import [sqlite]: {rows} rows parsed and stored in {secs:.2} s = {:.0} rows/s ({} new); peak RSS {:.0} MB (file in memory at {:.0} MB, process at start {:.0} MB)",
+        rows as f64 / secs,
+        summary.new,
+        peak_rss_mb(),
+        after_file,
+        before
+    );
+    Ok(())
+}

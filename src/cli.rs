@@ -69,10 +69,34 @@ pub enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
+    /// Bank statements (sao kê) downloaded from internet banking.
+    Statement {
+        #[command(subcommand)]
+        command: StatementCommand,
+    },
     /// The bank catalogue (the VietQR list).
     Banks {
         #[command(subcommand)]
         command: BanksCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StatementCommand {
+    /// Import statement files (xlsx, xls, csv) into a linked account with the remembered
+    /// or detected column mapping; a line (or JSON object) per file with its counts.
+    Import {
+        /// The linked account's id (bank_accounts.id).
+        #[arg(long)]
+        account: i64,
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// `text` (a line per file) or `json` (one JSON object per file).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Import history without sending notifications for it.
+        #[arg(long)]
+        silent: bool,
     },
 }
 
@@ -148,6 +172,11 @@ pub enum BenchCommand {
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
+    /// Rows/s and peak memory reading and importing a bank statement xlsx.
+    Statement {
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+    },
     /// Transactions/s through the de-duplicating insert, new and already known.
     Sync {
         #[arg(long, default_value_t = 100_000)]
@@ -220,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::bench::web::print(&rows, &o);
                 Ok(())
             }
+            BenchCommand::Statement { rows } => crate::bench::statement(*rows),
             BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
             BenchCommand::Api { transactions, seconds, concurrency, pg } => {
                 crate::bench::api(pg.as_deref(), *transactions, *seconds, *concurrency)
@@ -269,6 +299,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mail { command: MailCommand::Import { paths, format } } => import_mail(&state, &paths, &format),
         Command::Mail { command: MailCommand::ImapCheck } => imap_check(&state),
         Command::Mail { command: MailCommand::ImapFetch { format } } => imap_fetch(&state, &format),
+        Command::Statement { command: StatementCommand::Import { account, files, format, silent } } => {
+            import_statements(&state, account, &files, &format, silent)
+        }
         Command::Bench { .. } => unreachable!("handled before the database is opened"),
         Command::Banks { command: BanksCommand::Import { file } } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -384,6 +417,51 @@ fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> 
         }
     }
     anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
+    Ok(())
+}
+
+/// `hubgate statement import`: each file kept and imported as the web page does; a
+/// file that cannot be imported is reported and changes nothing, the others go on.
+fn import_statements(
+    state: &AppState,
+    account_id: i64,
+    files: &[std::path::PathBuf],
+    format: &str,
+    silent: bool,
+) -> anyhow::Result<()> {
+    use crate::banking::statement;
+    let mut conn = state.pool.get()?;
+    let account = crate::banking::models::account(&mut conn, account_id)
+        .map_err(|_| anyhow::anyhow!("no bank account with id {account_id}"))?;
+    let actor = Actor::system("cli statement import");
+    let mut failures = 0usize;
+    for path in files {
+        let shown = path.display().to_string();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let outcome = std::fs::read(path).map_err(|e| format!("không đọc được tệp: {e}")).and_then(|bytes| {
+            // One transaction: a file that cannot be imported leaves no trace.
+            crate::db::tx(&mut conn, |conn| -> crate::error::AppResult<statement::Summary> {
+                let id = statement::upload(conn, &actor, &account, &name, &bytes, silent)?;
+                statement::import(conn, &actor, account.business_id, id, None, silent)
+            })
+            .map_err(|e| match e {
+                AppError::Validation(m) => m,
+                other => other.to_string(),
+            })
+        });
+        match (&outcome, format) {
+            (Ok(s), "json") => println!(
+                "{}",
+                serde_json::json!({"file": shown, "import_id": s.import_id, "new": s.new, "known": s.known,
+                    "skipped": s.skipped.len(), "skipped_rows": s.skipped})
+            ),
+            (Ok(s), _) => println!("{shown}\tnew {}\tknown {}\tskipped {}", s.new, s.known, s.skipped.len()),
+            (Err(e), "json") => println!("{}", serde_json::json!({"file": shown, "error": e})),
+            (Err(e), _) => println!("{shown}\terror\t{e}"),
+        }
+        failures += usize::from(outcome.is_err());
+    }
+    anyhow::ensure!(failures == 0, "{failures} file(s) could not be imported (nothing of them was stored)");
     Ok(())
 }
 

@@ -21,5 +21,6 @@ pub mod pyc;
 pub mod reports;
 pub mod secrets;
 pub mod services;
+pub mod sheets;
 pub mod web;
 pub mod worker;

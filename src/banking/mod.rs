@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod handlers;
 pub mod models;
 pub mod service;
+pub mod statement;
 pub mod sync;
 
 /// Syncing one account, and every 30 s the accounts whose next sync has come (each

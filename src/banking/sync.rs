@@ -66,6 +66,18 @@ fn new_row(account: &BankAccount, tx: &IncomingTx, source: &str, at: NaiveDateTi
 /// Stores one page in one transaction: new rows inserted, known ones skipped, pending
 /// rows the bank re-issued updated in place; new rows count against the plan.
 pub fn apply_page(conn: &mut DbConn, account: &BankAccount, txs: &[IncomingTx], source: &str) -> AppResult<Applied> {
+    apply_rows(conn, account, txs, source, true)
+}
+
+/// [`apply_page`], with the notifications of the new rows left out when `notify` is
+/// false (a statement's history imported silently).
+pub fn apply_rows(
+    conn: &mut DbConn,
+    account: &BankAccount,
+    txs: &[IncomingTx],
+    source: &str,
+    notify: bool,
+) -> AppResult<Applied> {
     crate::db::tx(conn, |conn| {
         let t = now();
         let mut out = Applied::default();
@@ -83,8 +95,11 @@ pub fn apply_page(conn: &mut DbConn, account: &BankAccount, txs: &[IncomingTx], 
         if !inserted.is_empty() {
             crate::business::service::record_usage(conn, account.business_id, inserted.len() as i64)?;
             // The notifications are born with their transactions (same commit).
-            let new: Vec<(i64, i64, i64)> = inserted.iter().map(|(id, amount)| (*id, account.id, *amount)).collect();
-            crate::notify::service::enqueue_for(conn, account.business_id, &new)?;
+            if notify {
+                let new: Vec<(i64, i64, i64)> =
+                    inserted.iter().map(|(id, amount)| (*id, account.id, *amount)).collect();
+                crate::notify::service::enqueue_for(conn, account.business_id, &new)?;
+            }
         }
         Ok(out)
     })

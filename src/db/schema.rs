@@ -852,7 +852,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    statement_imports (id) {
+        id -> Int8,
+        business_id -> Int8,
+        account_id -> Int8,
+        file_name -> Text,
+        file -> Binary,
+        status -> Text,
+        silent -> Bool,
+        mapping -> Nullable<Text>,
+        new_count -> Int8,
+        known_count -> Int8,
+        skipped -> Nullable<Text>,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+        imported_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    statement_layouts (bank_code, signature) {
+        bank_code -> Text,
+        signature -> Text,
+        mapping -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(statement_imports -> bank_accounts (account_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    statement_imports,
+    statement_layouts,
     form_submissions,
     staff_mail_prefs,
     ageing_thresholds,

@@ -2,9 +2,6 @@
 //! calamine (xlsx, xls, xlsb, ods) or as CSV. Codes are compared normalised (case,
 //! spaces, leading zeros), so "pos-0012" and "POS-12 " are the same point.
 
-use std::io::Cursor;
-
-use calamine::{Data, Reader, open_workbook_auto_from_rs};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,141 +13,7 @@ use crate::db::schema::{recon_mappings, reconciliations};
 use crate::error::{AppError, AppResult};
 use crate::mail::inbound::classify::fold;
 
-/// A sheet read into text cells.
-pub struct Sheet {
-    pub name: String,
-    pub rows: Vec<Vec<String>>,
-}
-
-fn cell_text(d: &Data) -> String {
-    match d {
-        Data::Empty => String::new(),
-        Data::String(s) => s.trim().to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        Data::Float(f) => f.to_string(),
-        Data::Int(i) => i.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => dt.as_datetime().map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
-        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Error(e) => format!("#{e:?}"),
-    }
-}
-
-/// Excel's "protect with password" puts the encrypted xlsx in an OLE container as an
-/// `EncryptedPackage` stream; calamine only sees an OLE file without a workbook.
-fn is_encrypted_ooxml(bytes: &[u8]) -> bool {
-    const OLE_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
-    // Directory entry names are UTF-16LE.
-    let stream: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
-    bytes.starts_with(&OLE_MAGIC) && bytes.windows(stream.len()).any(|w| w == stream.as_slice())
-}
-
-/// Columns beyond this are ignored (a statement has a few dozen).
-pub const MAX_COLS: u32 = 256;
-/// Rows and non-empty cells read from one sheet at most.
-pub const MAX_ROWS: u32 = 1_100_000;
-pub const MAX_CELLS: usize = 30_000_000;
-
-/// Rows of text from a sheet's cells as they stream by, sized by the cells actually
-/// present and bounded by [`MAX_ROWS`] and [`MAX_CELLS`].
-fn collect_cells<'a>(
-    mut next: impl FnMut() -> Result<Option<calamine::Cell<calamine::DataRef<'a>>>, String>,
-) -> Result<Vec<Vec<String>>, String> {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut cells = 0usize;
-    let (mut first_row, mut first_col) = (usize::MAX, usize::MAX);
-    while let Some(cell) = next()? {
-        let (r, c) = cell.get_position();
-        if c >= MAX_COLS {
-            continue;
-        }
-        let text = cell_text(&Data::from(cell.get_value().clone()));
-        if text.is_empty() {
-            continue;
-        }
-        if r >= MAX_ROWS {
-            return Err(format!(
-                "Trang tính có quá nhiều dòng (tối đa {} dòng).",
-                crate::fmt::Count(i64::from(MAX_ROWS))
-            ));
-        }
-        cells += 1;
-        if cells > MAX_CELLS {
-            return Err("Trang tính có quá nhiều ô dữ liệu.".into());
-        }
-        let (r, c) = (r as usize, c as usize);
-        (first_row, first_col) = (first_row.min(r), first_col.min(c));
-        if rows.len() <= r {
-            rows.resize_with(r + 1, Vec::new);
-        }
-        if rows[r].len() <= c {
-            rows[r].resize(c + 1, String::new());
-        }
-        rows[r][c] = text;
-    }
-    // As calamine's ranges do, the sheet starts at its first used row and column (saved
-    // column mappings count from there).
-    if first_row != usize::MAX {
-        rows.drain(..first_row);
-        for row in &mut rows {
-            row.drain(..first_col.min(row.len()));
-        }
-    }
-    Ok(rows)
-}
-
-/// Reads every sheet of the statement; errors are for people, in Vietnamese.
-pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
-    if bytes.is_empty() {
-        return Err("Tệp trống.".into());
-    }
-    const PROTECTED: &str = "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.";
-    if is_encrypted_ooxml(bytes) {
-        return Err(PROTECTED.into());
-    }
-    let sheets = if file_name.to_lowercase().ends_with(".csv") {
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
-        let rows: Result<Vec<Vec<String>>, _> =
-            reader.records().map(|r| r.map(|rec| rec.iter().map(|c| c.trim().to_string()).collect())).collect();
-        vec![Sheet { name: "CSV".into(), rows: rows.map_err(|e| format!("Tệp CSV không đọc được: {e}"))? }]
-    } else {
-        let mut book = open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
-            let msg = e.to_string().to_lowercase();
-            if msg.contains("password") || msg.contains("encrypt") {
-                PROTECTED.to_string()
-            } else {
-                "Tệp không đọc được: không phải xlsx, xls, xlsb, ods hay csv hợp lệ.".to_string()
-            }
-        })?;
-        let mut out = Vec::new();
-        for name in book.sheet_names() {
-            let unreadable = |_| format!("Không đọc được trang “{name}”.");
-            // xlsx and xlsb are streamed cell by cell: a sheet's declared dimension (a
-            // 1.6 KB file may claim A1:XFD1048576) never sizes anything.
-            let rows = match &mut book {
-                calamine::Sheets::Xlsx(x) => {
-                    let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
-                    collect_cells(|| reader.next_cell().map_err(|_| unreadable(())))?
-                }
-                calamine::Sheets::Xlsb(x) => {
-                    let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
-                    collect_cells(|| reader.next_cell().map_err(|_| unreadable(())))?
-                }
-                // xls is bounded by its format (65,536 × 256); ods is read whole by calamine.
-                other => {
-                    let range = other.worksheet_range(&name).map_err(|_| unreadable(()))?;
-                    range.rows().map(|r| r.iter().take(MAX_COLS as usize).map(cell_text).collect()).collect()
-                }
-            };
-            out.push(Sheet { name, rows });
-        }
-        out
-    };
-    if sheets.iter().all(|s| s.rows.iter().all(|r| r.iter().all(String::is_empty))) {
-        return Err("Tệp không có dữ liệu.".into());
-    }
-    Ok(sheets)
-}
+pub use crate::sheets::{MAX_COLS, Sheet, read};
 
 /// Which columns of which sheet hold what (saved per partner and reused).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -476,6 +339,8 @@ pub fn outcome_workbook(o: &Outcome) -> AppResult<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     /// A small workbook: a title row, then the header and two lines from column B.

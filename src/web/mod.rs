@@ -71,6 +71,7 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
         crate::business::handlers::ROUTES,
         crate::business::staff::ROUTES,
         crate::banking::handlers::ROUTES,
+        crate::banking::statement::handlers::ROUTES,
         crate::notify::handlers::ROUTES,
         crate::api::ROUTES,
         crate::api::pages::ROUTES,
@@ -94,6 +95,7 @@ fn configure_routes(cfg: &mut web::ServiceConfig) {
     crate::business::handlers::configure(cfg);
     crate::business::staff::configure(cfg);
     crate::banking::handlers::configure(cfg);
+    crate::banking::statement::handlers::configure(cfg);
     crate::notify::handlers::configure(cfg);
     crate::api::configure(cfg);
     crate::api::pages::configure(cfg);

@@ -41,6 +41,15 @@ impl Once {
     pub fn none() -> Self {
         Once(None)
     }
+
+    /// The token a multipart form sent as a field (the middleware reads no multipart).
+    pub fn from_field(sent: Option<&str>) -> AppResult<Self> {
+        match sent {
+            None => Ok(Once(None)),
+            Some(t) if valid(t) => Ok(Once(Some(t.to_string()))),
+            Some(_) => Err(AppError::Validation("Biểu mẫu không hợp lệ. Vui lòng tải lại trang và gửi lại.".into())),
+        }
+    }
 }
 
 /// What a create answered: where it went and what it told the person.

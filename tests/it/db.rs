@@ -14,6 +14,8 @@ struct Column {
 const TABLES: &[&str] = &[
     "users",
     "form_submissions",
+    "statement_imports",
+    "statement_layouts",
     "audit_log",
     "login_failures",
     "partners",

@@ -920,3 +920,85 @@ async fn webhook_setup_and_delivery_log_in_chromium() {
     assert!(delivered.contains("FT26330123456"), "{delivered}");
     let _ = owner.c.close().await;
 }
+
+/// Bank statement import in the browser: the account's page → choose the file →
+/// preview (mapping selects, balance check, first rows) → Nhập giao dịch → summary.
+#[actix_web::test]
+async fn statement_upload_mapping_summary_in_chromium() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(rig) = Rig::start("statement", Backend::Sqlite, &[]).await else { return };
+    let url = format!("sqlite://{}/hubgate.db", rig.tmp.path().display());
+    let pool = hubgate::db::pool(&url, 1).unwrap_or_else(|e| panic!("{e}"));
+    let (bid, aid) = {
+        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+        let admin = hubgate::accounts::service::UserInput {
+            email: "admin@ipos.vn".into(),
+            name: "Quản trị viên".into(),
+            password: PASSWORD.into(),
+            roles: vec![hubgate::accounts::Role::Admin],
+        };
+        hubgate::accounts::service::create_user(&mut conn, &hubgate::audit::Actor::system("e2e"), &admin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let owner =
+            hubgate::accounts::merchant::create_ready_account(&mut conn, "chu@saoke.vn", "Chủ", "0912345678", PASSWORD)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let actor = hubgate::audit::Actor::user(owner.id, &owner.email);
+        let input = hubgate::business::service::BusinessInput {
+            name: "Cà phê Sao Kê".into(),
+            website: "saoke.vn".into(),
+            features: vec!["sync".into()],
+        };
+        let bid = hubgate::business::service::create_business(&mut conn, &actor, owner.id, &input)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id;
+        let account = hubgate::business::service::link_account(
+            &mut conn,
+            &actor,
+            &hubgate::business::models::NewBankAccount {
+                business_id: bid,
+                bank_code: "VCB",
+                bank_name: "Vietcombank",
+                account_number: "0071000123456",
+                account_name: "CA PHE SAO KE",
+                method: "push",
+                connect_status: "connected",
+                created_at: hubgate::db::now(),
+                connection_id: None,
+                bank_bin: "970436",
+                external_id: "0071000123456",
+                balance: None,
+                sync_from: None,
+                next_sync_at: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        (bid, account.id)
+    };
+    let file = rig.tmp.path().join("saoke-vietcombank.xlsx");
+    std::fs::write(&file, crate::statement::vietcombank()).unwrap_or_else(|e| panic!("{e}"));
+
+    let owner = rig.tab().await;
+    owner.login("chu@saoke.vn", PASSWORD).await;
+    owner.go(&format!("/app/b/{bid}/accounts")).await;
+    owner.press("Nhập sao kê").await;
+    assert_eq!(owner.path().await, format!("/app/b/{bid}/accounts/{aid}/statements"));
+    owner
+        .find("#statement-upload input[type=file]")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap_or_else(|e| panic!("choose file: {e}"));
+    owner.shot("statement-chosen").await;
+    owner.click("#statement-upload button[type=submit]").await;
+    owner.see("Khớp: số dư đầu kỳ 10.000.000 đ").await;
+    let preview = owner.find("#statement-preview").await.text().await.unwrap_or_default();
+    assert!(preview.contains("FT26305001") && preview.contains("2.500.000 đ"), "{preview}");
+    assert_eq!(owner.value("#statement-confirm select[name=credit]").await, "4", "the detected credit column (E)");
+    owner.shot("statement-preview").await;
+    owner.press("Nhập giao dịch").await;
+    owner.see("Kết quả nhập").await;
+    let summary = owner.find("#statement-summary").await.text().await.unwrap_or_default();
+    assert!(summary.contains("3 giao dịch mới") && summary.contains("dòng tổng cộng"), "{summary}");
+    owner.shot("statement-summary").await;
+    let _ = owner.c.close().await;
+}

@@ -30,4 +30,5 @@ mod report;
 mod roles;
 mod secrets;
 mod smtp;
+mod statement;
 mod web;

@@ -1,0 +1,2 @@
+DROP TABLE statement_layouts;
+DROP TABLE statement_imports;

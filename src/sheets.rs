@@ -1,0 +1,283 @@
+//! Reading people's spreadsheets (xlsx, xlsb, xls, ods with calamine; csv with the csv
+//! crate after decoding UTF-8, UTF-16 or windows-1258), row by row and within bounds:
+//! a sheet's declared dimension never sizes anything, an encrypted workbook is named as
+//! such, and every error is a sentence for people, in Vietnamese. Used by the partner
+//! reconciliation and the bank statement import.
+
+use std::io::Cursor;
+
+use calamine::{Data, Reader, open_workbook_auto_from_rs};
+
+/// A sheet read into text cells.
+pub struct Sheet {
+    pub name: String,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Columns beyond this are ignored (a statement has a few dozen).
+pub const MAX_COLS: u32 = 256;
+/// Rows and non-empty cells read from one sheet at most.
+pub const MAX_ROWS: u32 = 1_100_000;
+pub const MAX_CELLS: usize = 30_000_000;
+
+pub const PROTECTED: &str = "Tệp được đặt mật khẩu; hãy lưu lại bản không mật khẩu rồi tải lên.";
+
+/// What the reader of a row wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Next,
+    /// The rest of this sheet is of no interest.
+    SkipSheet,
+    /// Nothing more is wanted from the file.
+    Stop,
+}
+
+/// A cell's text: numbers as written (integers without `.0`), dates as `yyyy-mm-dd`
+/// (with ` HH:MM:SS` when they have a time).
+pub fn cell_text(d: &Data) -> String {
+    match d {
+        Data::Empty => String::new(),
+        Data::String(s) => s.trim().to_string(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => dt
+            .as_datetime()
+            .map(|d| {
+                if d.time() == chrono::NaiveTime::MIN {
+                    d.format("%Y-%m-%d").to_string()
+                } else {
+                    d.format("%Y-%m-%d %H:%M:%S").to_string()
+                }
+            })
+            .unwrap_or_default(),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => format!("#{e:?}"),
+    }
+}
+
+/// Excel's "protect with password" puts the encrypted xlsx in an OLE container as an
+/// `EncryptedPackage` stream; calamine only sees an OLE file without a workbook.
+fn is_encrypted_ooxml(bytes: &[u8]) -> bool {
+    const OLE_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    // Directory entry names are UTF-16LE.
+    let stream: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    bytes.starts_with(&OLE_MAGIC) && bytes.windows(stream.len()).any(|w| w == stream.as_slice())
+}
+
+/// Takes one row (its index, its cells) and says what to read next.
+type RowSink<'s> = dyn FnMut(u32, &[String]) -> Result<Flow, String> + 's;
+
+/// Groups a sheet's cells, as they stream by in row order, into rows handed to `on_row`
+/// (row index, cells from column A); empty rows are not handed over. Bounded by
+/// [`MAX_ROWS`], [`MAX_COLS`] and [`MAX_CELLS`], whatever the sheet declares.
+fn stream_cells<'a>(
+    mut next: impl FnMut() -> Result<Option<calamine::Cell<calamine::DataRef<'a>>>, String>,
+    on_row: &mut RowSink<'_>,
+) -> Result<Flow, String> {
+    let mut row: Vec<String> = Vec::new();
+    let mut at: Option<u32> = None;
+    let mut cells = 0usize;
+    while let Some(cell) = next()? {
+        let (r, c) = cell.get_position();
+        if c >= MAX_COLS {
+            continue;
+        }
+        let text = cell_text(&Data::from(cell.get_value().clone()));
+        if text.is_empty() {
+            continue;
+        }
+        if r >= MAX_ROWS {
+            return Err(format!(
+                "Trang tính có quá nhiều dòng (tối đa {} dòng).",
+                crate::fmt::Count(i64::from(MAX_ROWS))
+            ));
+        }
+        cells += 1;
+        if cells > MAX_CELLS {
+            return Err("Trang tính có quá nhiều ô dữ liệu.".into());
+        }
+        if at != Some(r) {
+            if let Some(done) = at {
+                let flow = on_row(done, &row)?;
+                if flow != Flow::Next {
+                    return Ok(flow);
+                }
+            }
+            row.clear();
+            at = Some(r);
+        }
+        let c = c as usize;
+        if row.len() <= c {
+            row.resize(c + 1, String::new());
+        }
+        row[c] = text;
+    }
+    match at {
+        Some(done) => on_row(done, &row),
+        None => Ok(Flow::Next),
+    }
+}
+
+/// Decodes a CSV file's text: a BOM says UTF-8 or UTF-16; otherwise UTF-8 when it is
+/// valid, else windows-1258 (what Vietnamese Excel saves "CSV" as). Composed to NFC,
+/// as windows-1258 writes tone marks as separate characters.
+pub fn decode_text(bytes: &[u8]) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let text = match encoding_rs::Encoding::for_bom(bytes) {
+        Some((enc, bom)) => enc.decode_without_bom_handling(&bytes[bom..]).0,
+        None => match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => encoding_rs::WINDOWS_1258.decode_without_bom_handling(bytes).0,
+        },
+    };
+    text.nfc().collect()
+}
+
+/// The separator of a CSV text among `,` `;` and tab: the one that splits its first
+/// lines into the most columns (a comma when none splits anything).
+fn sniff_delimiter(text: &str) -> u8 {
+    let head: String = text.lines().take(40).collect::<Vec<_>>().join("\n");
+    let mut best = (b',', 0usize);
+    for d in [b',', b';', b'\t'] {
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(d).from_reader(head.as_bytes());
+        let widest = reader.records().take(40).filter_map(Result::ok).map(|r| r.len()).max().unwrap_or(0);
+        if widest > best.1 {
+            best = (d, widest);
+        }
+    }
+    best.0
+}
+
+fn is_csv(file_name: &str) -> bool {
+    let lower = file_name.to_lowercase();
+    lower.ends_with(".csv") || lower.ends_with(".txt") || lower.ends_with(".tsv")
+}
+
+/// Streams every non-empty row of every sheet to `on_row(sheet index, sheet name, row
+/// index, cells)`. Errors are for people.
+pub fn stream(
+    bytes: &[u8],
+    file_name: &str,
+    mut on_row: impl FnMut(usize, &str, u32, &[String]) -> Result<Flow, String>,
+) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Err("Tệp trống.".into());
+    }
+    if is_encrypted_ooxml(bytes) {
+        return Err(PROTECTED.into());
+    }
+    if is_csv(file_name) {
+        let text = decode_text(bytes);
+        if text.contains('\0') {
+            return Err("Tệp không đọc được: không phải văn bản CSV.".into());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(sniff_delimiter(&text))
+            .from_reader(text.as_bytes());
+        let mut record = csv::StringRecord::new();
+        let mut row: Vec<String> = Vec::new();
+        let mut index: u32 = 0;
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(format!("Tệp CSV không đọc được (dòng {}): {e}", index + 1)),
+            }
+            if index >= MAX_ROWS {
+                return Err(format!("Tệp có quá nhiều dòng (tối đa {} dòng).", crate::fmt::Count(i64::from(MAX_ROWS))));
+            }
+            row.clear();
+            row.extend(record.iter().take(MAX_COLS as usize).map(|c| c.trim().to_string()));
+            if row.iter().any(|c| !c.is_empty()) && on_row(0, "CSV", index, &row)? == Flow::Stop {
+                break;
+            }
+            index += 1;
+        }
+        return Ok(());
+    }
+    let mut book = open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
+        let msg = e.to_string().to_lowercase();
+        if msg.contains("password") || msg.contains("encrypt") {
+            PROTECTED.to_string()
+        } else {
+            "Tệp không đọc được: không phải xlsx, xls, xlsb, ods hay csv hợp lệ.".to_string()
+        }
+    })?;
+    for (i, name) in book.sheet_names().into_iter().enumerate() {
+        let unreadable = |_| format!("Không đọc được trang “{name}”.");
+        let mut handler = |r: u32, cells: &[String]| on_row(i, &name, r, cells);
+        // xlsx and xlsb are streamed cell by cell: a sheet's declared dimension (a 1.6 KB
+        // file may claim A1:XFD1048576) never sizes anything.
+        let flow = match &mut book {
+            calamine::Sheets::Xlsx(x) => {
+                let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
+                stream_cells(|| reader.next_cell().map_err(|_| unreadable(())), &mut handler)?
+            }
+            calamine::Sheets::Xlsb(x) => {
+                let mut reader = x.worksheet_cells_reader(&name).map_err(|_| unreadable(()))?;
+                stream_cells(|| reader.next_cell().map_err(|_| unreadable(())), &mut handler)?
+            }
+            // xls is bounded by its format (65,536 × 256); ods is read whole by calamine.
+            other => {
+                let range = other.worksheet_range(&name).map_err(|_| unreadable(()))?;
+                let (r0, c0) = range.start().unwrap_or((0, 0));
+                let mut flow = Flow::Next;
+                let mut row: Vec<String> = Vec::new();
+                for (k, cells) in range.rows().enumerate() {
+                    row.clear();
+                    row.resize(c0 as usize, String::new());
+                    row.extend(cells.iter().take((MAX_COLS.saturating_sub(c0)) as usize).map(cell_text));
+                    if row.iter().any(|c| !c.is_empty()) {
+                        flow = handler(r0 + k as u32, &row)?;
+                        if flow != Flow::Next {
+                            break;
+                        }
+                    }
+                }
+                flow
+            }
+        };
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every sheet whole. As calamine's ranges do, each sheet starts at its first used
+/// row and column (saved column mappings count from there).
+pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
+    let mut sheets: Vec<Sheet> = Vec::new();
+    stream(bytes, file_name, |i, name, r, cells| {
+        if sheets.len() <= i {
+            sheets.resize_with(i + 1, || Sheet { name: String::new(), rows: Vec::new() });
+            sheets[i].name = name.to_string();
+        }
+        let rows = &mut sheets[i].rows;
+        let r = r as usize;
+        if rows.len() <= r {
+            rows.resize_with(r + 1, Vec::new);
+        }
+        rows[r] = cells.to_vec();
+        Ok(Flow::Next)
+    })?;
+    // A sheet without any cell has no rows to offer.
+    sheets.retain(|s| !s.name.is_empty());
+    for sheet in &mut sheets {
+        let first_row = sheet.rows.iter().position(|r| !r.is_empty()).unwrap_or(0);
+        sheet.rows.drain(..first_row);
+        let first_col = sheet.rows.iter().filter_map(|r| r.iter().position(|c| !c.is_empty())).min().unwrap_or(0);
+        for row in &mut sheet.rows {
+            row.drain(..first_col.min(row.len()));
+        }
+    }
+    if sheets.iter().all(|s| s.rows.iter().all(|r| r.iter().all(String::is_empty))) {
+        return Err("Tệp không có dữ liệu.".into());
+    }
+    Ok(sheets)
+}
