@@ -182,6 +182,26 @@ fn too_many_bytes(limits: UploadLimits) -> AppError {
     ))
 }
 
+/// An upload not read yet: for a route whose guard is not the whole check (a merchant's
+/// business is known only in the handler), so a body is read only once the handler
+/// has found the person may post here.
+pub struct PendingUpload(HttpRequest, Payload);
+
+impl PendingUpload {
+    pub async fn read(self) -> Result<Upload, AppError> {
+        Upload::read(self.0, self.1).await
+    }
+}
+
+impl FromRequest for PendingUpload {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<PendingUpload, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(PendingUpload(req.clone(), payload.take())))
+    }
+}
+
 impl FromRequest for Upload {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Upload, AppError>>;

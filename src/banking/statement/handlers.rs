@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
 use crate::web::layout::{Ctx, Layout, redirect, render};
 use crate::web::once::{Done, Once};
-use crate::web::upload::Upload;
+use crate::web::upload::PendingUpload;
 
 const M: Access = Access::Merchant;
 
@@ -60,10 +60,12 @@ async fn account_page(ctx: Ctx, path: web::Path<(i64, i64)>) -> AppResult<HttpRe
 }
 
 /// Keeps the file; a layout confirmed before imports at once, else the preview.
-async fn upload(ctx: Ctx, path: web::Path<(i64, i64)>, mut form: Upload) -> AppResult<HttpResponse> {
+async fn upload(ctx: Ctx, path: web::Path<(i64, i64)>, form: PendingUpload) -> AppResult<HttpResponse> {
     let (bid, aid) = path.into_inner();
     let biz = Biz::load(&ctx, bid, BizRole::Manager).await?;
     let account = account_of(&ctx, &biz, aid).await?;
+    // Read only for someone who may import into this account.
+    let mut form = form.read().await?;
     let back = format!("/app/b/{bid}/accounts/{aid}/statements");
     let silent = form.field("silent").is_some();
     let once = Once::from_field(form.field("_once"))?;
