@@ -260,7 +260,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         };
     }
-    let pool = crate::db::pool(&config.database_url, config.db_pool_size)?;
+    let long_running = matches!(cli.command, None | Some(Command::Serve { .. } | Command::Worker));
+    let pool = crate::db::pool_keeping(&config.database_url, config.db_pool_size, u32::from(long_running))?;
     {
         let mut conn = pool.get()?;
         for name in crate::app::migrate(&mut conn)? {

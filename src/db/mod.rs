@@ -156,12 +156,20 @@ impl r2d2::ManageConnection for Manager {
 
 /// Builds the pool; fails with the real connection error when the database is unreachable.
 pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
+    pool_keeping(url, size, 1)
+}
+
+/// A pool that keeps `min_idle` connections open. A one-shot command keeps none: r2d2
+/// opens a replacement for a taken connection on a thread of its own, and a process
+/// that exits while that thread is in libpq's TLS handshake can die in OpenSSL's exit
+/// handlers, after its work is done, with no message.
+pub fn pool_keeping(url: &str, size: u32, min_idle: u32) -> anyhow::Result<Pool> {
     let manager = Manager::new(url);
     // Open one connection up front so a wrong URL or password is reported as such.
     r2d2::ManageConnection::connect(&manager)?;
     let pool = r2d2::Pool::builder()
         .max_size(size)
-        .min_idle(Some(1))
+        .min_idle(Some(min_idle))
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(manager)?;
     Ok(pool)

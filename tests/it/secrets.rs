@@ -91,7 +91,9 @@ fn rotate(app: &TestApp, current: &str, old: &str, extra: &[&str]) -> (bool, Str
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    // What went wrong includes how the process ended and what it printed.
+    let err = format!("{}\n{}{}", out.status, text(&out.stdout), text(&out.stderr));
+    (out.status.success(), text(&out.stdout), if out.status.success() { text(&out.stderr) } else { err })
 }
 
 /// Every non-empty value of every registered sealed column: (column, row, value).
