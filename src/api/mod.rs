@@ -192,9 +192,10 @@ async fn caller(state: &AppState, req: &HttpRequest, scope: &'static str) -> Res
     Ok(c)
 }
 
-/// A JSON body, or `{}` when there is none (some clients post nothing).
+/// The JSON object of a request body; no body at all (zero bytes) is an empty object.
+/// Whitespace alone is not JSON, and is refused like any other malformed body.
 fn body_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(serde_json::json!({}));
     }
     let v: serde_json::Value =

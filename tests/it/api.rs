@@ -192,6 +192,18 @@ receiver_test!(every_endpoint_as_a_casso_client_calls_it, |app, rx| {
     let (s, v, _) = api.call("POST", "/v2/sync", None).await;
     assert_eq!((s, v["error"].as_i64(), v["data"].is_null()), (200, Some(0), true), "{v}");
     assert_error(&api.call("POST", "/v2/sync", Some(json!(["x"]))).await.pipe(), 422, 422);
+    // A body of whitespace is not "no body": it is malformed JSON (found by schemathesis).
+    let resp = api
+        .client
+        .post(format!("{}/v2/sync", api.base))
+        .header("authorization", &api.auth)
+        .header("content-type", "application/json")
+        .body("\n")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    assert_error(&(status, resp.json().await.unwrap_or(Value::Null)), 422, 422);
     let sync_jobs: i64 =
         app.with_conn(|c| jobs::table.filter(jobs::kind.eq("bank.sync")).count().get_result(c)).unwrap_or(-1);
     assert_eq!(sync_jobs, 0, "nothing to pull for a push account");
