@@ -329,7 +329,10 @@ fn mailbox_row(app: &TestApp, cfg: &ImapConfig) -> state::MailboxState {
 }
 
 async fn wait_for_blobs(app: &TestApp, n: usize) {
-    poll(&format!("{n} message(s) stored from IMAP"), async || (imap_blobs(app).len() >= n).then_some(())).await;
+    // A blob is written as "received" and gets its final status once read: wait for that,
+    // or a slow machine sees the last one mid-way.
+    let settled = || imap_blobs(app).iter().filter(|b| b.0 != "received").count();
+    poll(&format!("{n} message(s) stored from IMAP"), async || (settled() >= n).then_some(())).await;
 }
 
 async fn wait_for_count(server: &Dovecot, mailbox: &str, n: u32) {
