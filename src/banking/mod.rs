@@ -15,9 +15,10 @@ pub mod statement;
 pub mod sync;
 
 /// Syncing one account, and every 30 s the accounts whose next sync has come (each
-/// plan sets its own interval).
+/// plan sets its own interval); importing a confirmed statement.
 pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
     r.register(sync::SYNC_JOB, sync::sync_job);
+    r.register(statement::IMPORT_JOB, statement::import_job);
     r.register(sync::DUE_JOB, sync::due_job);
     r.every("bank-sync", crate::worker::schedule::Every::Seconds(30), sync::DUE_JOB);
 }

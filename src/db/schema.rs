@@ -868,6 +868,9 @@ diesel::table! {
         created_by -> Nullable<Int8>,
         created_at -> Timestamp,
         imported_at -> Nullable<Timestamp>,
+        total_rows -> Int8,
+        done_rows -> Int8,
+        error -> Nullable<Text>,
     }
 }
 

@@ -275,6 +275,15 @@ fn stored(app: &TestApp, account_id: i64) -> Vec<(String, i64, String, String)> 
         .collect()
 }
 
+/// Whether the import whose page is `location` has finished.
+fn import_finished(app: &TestApp, location: &str) -> bool {
+    let id: i64 = location.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(-1);
+    app.with_conn(|c| {
+        statement_imports::table.find(id).select(statement_imports::status).first::<String>(c)
+    })
+    .is_ok_and(|s| s == "imported")
+}
+
 fn business(app: &TestApp, email: &str) -> i64 {
     let owner = app.create_merchant(email);
     app.create_business(&owner, "Cà phê Sao Kê")
@@ -580,18 +589,27 @@ crate::db_test!(upload_preview_confirm_summary, |app| {
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
+    // Confirmed: the worker has it; until it runs, the page shows the bar and reloads.
+    let waiting = b.get(&done.location.clone().unwrap_or_default()).await;
+    assert!(waiting.body.contains(r#"<progress max="3" value="0">"#), "{}", waiting.body);
+    assert!(waiting.body.contains(r#"http-equiv="refresh""#));
+    assert!(stored(&app, account.id).is_empty(), "stored by the worker, not the request");
+    crate::notify::work_until(&app, || stored(&app, account.id).len() == 3).await;
     let summary = b.get(&done.location.clone().unwrap_or_default()).await;
     assert!(summary.body.contains("id=\"count-new\">3<"), "{}", summary.body);
     assert!(summary.body.contains("dòng tổng cộng"));
-    assert_eq!(stored(&app, account.id).len(), 3);
+    assert!(!summary.body.contains(r#"http-equiv="refresh""#), "a finished import stops reloading");
 
-    // Same layout again: imported in one step, nothing new.
+    // Same layout again: queued straight from the upload, nothing new.
     let again = b
         .upload(&format!("/app/b/{bid}/accounts/{}/statements", account.id), |f| {
             f.part("file", reqwest::multipart::Part::bytes(vietcombank()).file_name("saoke-2.xlsx"))
         })
         .await;
-    let summary = b.get(&again.location.clone().unwrap_or_default()).await;
+    let again = again.location.clone().unwrap_or_default();
+    assert!(b.get(&again).await.body.contains("statement-progress"), "one step: no preview");
+    crate::notify::work_until(&app, || import_finished(&app, &again)).await;
+    let summary = b.get(&again).await;
     assert!(summary.body.contains("id=\"count-known\">3<"), "one step: {}", summary.body);
 
     // Another account's file: refused on the preview with both numbers.
@@ -620,6 +638,93 @@ crate::db_test!(upload_preview_confirm_summary, |app| {
         })
         .unwrap_or(-1);
     assert!(audited >= 4, "uploads and imports are audited: {audited}");
+});
+
+/// An MB csv of `n` distinct transfers.
+fn mb_rows(n: usize) -> Vec<u8> {
+    let mut text = String::from("Số tài khoản;0801234567890;;;;\nSTT;Ngày giao dịch;Mã giao dịch;Số tiền;Số dư;Nội dung\n");
+    for i in 1..=n {
+        text.push_str(&format!("{i};05/11/2026 10:01;MB{i:06};+1.000;;Khách {i} chuyển khoản\n"));
+    }
+    windows_1258(&text)
+}
+
+fn import_row(app: &TestApp, id: i64) -> statement::Import {
+    use diesel::SelectableHelper;
+    app.with_conn(|c| statement_imports::table.find(id).select(statement::Import::as_select()).first(c))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+// The worker stores a confirmed statement a chunk per transaction: a run stopped
+// mid-way (a worker killed, a lease lost) is resumed by the next from where it stopped,
+// two runs at once store each row once, and the counts add up.
+crate::db_test!(worker_import_resumes_and_stores_once, |app| {
+    let bid = business(&app, "chu@lon.vn");
+    let account = link(&app, bid, "MB", "0801234567890");
+    let actor = Actor::system("test");
+    let id = app
+        .with_conn(|c| {
+            let id = statement::upload(c, &actor, &account, "mb-lon.csv", &mb_rows(10_000), true)?;
+            statement::queue(c, &actor, bid, id, None, true)?;
+            // Confirming twice queues once.
+            statement::queue(c, &actor, bid, id, None, true).map(|_| id)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queued = import_row(&app, id);
+    assert_eq!((queued.status.as_str(), queued.total_rows, queued.done_rows), ("queued", 10_000, 0));
+    let job_count = || -> i64 {
+        app.with_conn(|c| {
+            hubgate::db::schema::jobs::table
+                .filter(hubgate::db::schema::jobs::kind.eq(statement::IMPORT_JOB))
+                .count()
+                .get_result(c)
+        })
+        .unwrap_or(-1)
+    };
+    assert_eq!(job_count(), 1);
+    let ctx = || hubgate::worker::runner::JobCtx {
+        services: app.state.services.clone(),
+        id: 0,
+        payload: serde_json::json!({ "import_id": id }),
+        attempt: 1,
+        max_attempts: 5,
+    };
+    // Stop the first run once it has stored a chunk (a step in flight still commits).
+    let first = tokio::spawn(statement::import_job(ctx()));
+    crate::support::poll("a first chunk stored", async || (import_row(&app, id).done_rows > 0).then_some(())).await;
+    first.abort();
+    let _ = first.await;
+    // A step already in flight still commits; what is stored is what the progress says.
+    let stopped = crate::support::poll("the progress matches the rows stored", async || {
+        let row = import_row(&app, id);
+        (stored(&app, account.id).len() as i64 == row.done_rows).then_some(row)
+    })
+    .await;
+    assert_eq!(stopped.status, "importing");
+    assert!(stopped.done_rows < 10_000, "stopped mid-way: {}", stopped.done_rows);
+    let page = app.login("chu@lon.vn").await.get(&format!("/app/b/{bid}/statements/{id}")).await;
+    let shown: i64 = page
+        .body
+        .split(r#"<progress max="10000" value=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no progress bar: {}", page.body));
+    assert!((stopped.done_rows..10_000).contains(&shown), "the bar where it stopped: {shown}");
+    assert!(page.body.contains("đang nhập") || page.body.contains("Đang nhập giao dịch"));
+
+    // Two runs at once finish it: each row once.
+    let (a, b) = tokio::join!(statement::import_job(ctx()), statement::import_job(ctx()));
+    a.and(b).unwrap_or_else(|e| panic!("{e}"));
+    let done = import_row(&app, id);
+    assert_eq!(
+        (done.status.as_str(), done.done_rows, done.new_count, done.known_count),
+        ("imported", 10_000, 10_000, 0)
+    );
+    assert_eq!(stored(&app, account.id).len(), 10_000);
+    // A job run again after the end changes nothing.
+    statement::import_job(ctx()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(import_row(&app, id).new_count, 10_000);
 });
 
 // `hubgate statement import`: a JSON object per file with its counts; a bad file is

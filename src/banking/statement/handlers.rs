@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use diesel::OptionalExtension;
 
-use super::{Field, Import, Mapping, PREVIEW_ROWS, Statement, Summary};
+use super::{Field, Import, Mapping, PREVIEW_ROWS, Statement};
 use crate::business::handlers::Biz;
 use crate::business::models::BankAccount;
 use crate::business::service::BizRole;
@@ -83,8 +83,8 @@ async fn upload(ctx: Ctx, path: web::Path<(i64, i64)>, form: PendingUpload) -> A
                 // The layout's mapping was confirmed before: one step.
                 let st = super::parse::read(&file.bytes, &file.name, None, 0).map_err(AppError::Validation)?;
                 if super::saved_mapping(conn, &account.bank_code, &st.layout)?.is_some() {
-                    match super::import(conn, &actor, bid, id, None, silent) {
-                        Ok(s) => return Ok(Done::new(to, summary_message(&s))),
+                    match super::queue(conn, &actor, bid, id, None, silent) {
+                        Ok(_) => return Ok(Done::new(to, QUEUED)),
                         // Kept for the preview, which says what is wrong.
                         Err(AppError::Validation(_)) => {}
                         Err(e) => return Err(e),
@@ -107,14 +107,8 @@ async fn upload(ctx: Ctx, path: web::Path<(i64, i64)>, form: PendingUpload) -> A
     }
 }
 
-fn summary_message(s: &Summary) -> String {
-    format!(
-        "Đã nhập sao kê: {} giao dịch mới, {} đã có, {} dòng bỏ qua.",
-        crate::fmt::Count(s.new as i64),
-        crate::fmt::Count(s.known as i64),
-        s.skipped.len()
-    )
-}
+/// The flash once a statement is confirmed: the page it lands on shows the progress.
+const QUEUED: &str = "Đang nhập sao kê; trang này cho biết tiến độ, rồi kết quả.";
 
 #[derive(Template)]
 #[template(path = "banking/statement.html")]
@@ -181,6 +175,10 @@ impl ShowPage {
     fn money(&self, v: &i64) -> String {
         crate::fmt::Money(*v).to_string()
     }
+
+    fn count(&self, v: &i64) -> String {
+        crate::fmt::Count(*v).to_string()
+    }
 }
 
 /// Spreadsheet column letters: 0 → A, 26 → AA.
@@ -208,7 +206,7 @@ async fn show_page(ctx: &Ctx, bid: i64, id: i64, mapping: Option<Mapping>) -> Ap
         .db(move |conn| {
             let import = super::get(conn, bid, id)?;
             let account = crate::banking::models::account(conn, import.account_id)?;
-            if import.done() {
+            if import.done() || import.running() {
                 return Ok((import, account, None, None, false));
             }
             let bytes = super::file(conn, id)?;
@@ -289,8 +287,8 @@ async fn confirm(
     let done = ctx
         .db(move |conn| {
             crate::web::once::record(conn, user_id, &once, |conn| {
-                let s = super::import(conn, &actor, bid, id, Some(&m), silent)?;
-                Ok(Done::new(format!("/app/b/{bid}/statements/{id}"), summary_message(&s)))
+                super::queue(conn, &actor, bid, id, Some(&m), silent)?;
+                Ok(Done::new(format!("/app/b/{bid}/statements/{id}"), QUEUED))
             })
         })
         .await;
