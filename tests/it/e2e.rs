@@ -117,6 +117,12 @@ impl Tab {
         assert!(text.contains(what), "expected `{what}` on {}:\n{text}", self.path().await);
     }
 
+    /// Waits for `what` on a page that updates itself (a progress page reloading).
+    async fn see_soon(&self, what: &str) {
+        crate::support::poll(&format!("`{what}` on the page"), async || self.text().await.contains(what).then_some(()))
+            .await;
+    }
+
     /// Types into a field, replacing what it held.
     async fn fill(&self, css: &str, value: &str) {
         let field = self.find(css).await;
@@ -996,7 +1002,8 @@ async fn statement_upload_mapping_summary_in_chromium() {
     assert_eq!(owner.value("#statement-confirm select[name=credit]").await, "4", "the detected credit column (E)");
     owner.shot("statement-preview").await;
     owner.press("Nhập giao dịch").await;
-    owner.see("Kết quả nhập").await;
+    // The worker imports while the page shows the bar and reloads itself.
+    owner.see_soon("Kết quả nhập").await;
     let summary = owner.find("#statement-summary").await.text().await.unwrap_or_default();
     assert!(summary.contains("3 giao dịch mới") && summary.contains("dòng tổng cộng"), "{summary}");
     owner.shot("statement-summary").await;

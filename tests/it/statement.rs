@@ -640,6 +640,72 @@ crate::db_test!(upload_preview_confirm_summary, |app| {
     assert!(audited >= 4, "uploads and imports are audited: {audited}");
 });
 
+/// Agribank's older export: an .xls (BIFF8) written by xlwt, the Python library many
+/// report tools use, with a title and account rows, date cells with times, numbers for
+/// money and an English second sheet. `None` (and a note) where no Python with xlwt is
+/// configured; `.ci/run` installs it, and under CI it must be there.
+fn agribank_xls() -> Option<Vec<u8>> {
+    let Ok(python) = std::env::var("HUBGATE_TEST_PYTHON") else {
+        assert!(std::env::var("CI").is_err(), "CI must set HUBGATE_TEST_PYTHON (a Python with xlwt)");
+        eprintln!("note: HUBGATE_TEST_PYTHON is not set; the .xls statement is not tested");
+        return None;
+    };
+    let script = r##"
+import sys, datetime, xlwt
+book = xlwt.Workbook(encoding="utf-8")
+when = xlwt.easyxf(num_format_str="dd/mm/yyyy hh:mm")
+money = xlwt.easyxf(num_format_str="#,##0")
+for name, head in [("Sao kê", ["STT", "Ngày giao dịch", "Số bút toán", "Ghi nợ", "Ghi có", "Số dư", "Nội dung"]),
+                   ("Statement", ["No", "Transaction date", "Reference", "Debit", "Credit", "Balance", "Description"])]:
+    sh = book.add_sheet(name)
+    sh.write(0, 0, "NGÂN HÀNG NÔNG NGHIỆP VÀ PHÁT TRIỂN NÔNG THÔN VIỆT NAM")
+    sh.write(1, 0, "Số tài khoản: 1500201234567")
+    for c, h in enumerate(head):
+        sh.write(3, c, h)
+    rows = [(datetime.datetime(2026, 11, 10, 8, 5), "AGR-1001", None, 3200000, 8200000, "NGUYEN VAN AN chuyen tien bun"),
+            (datetime.datetime(2026, 11, 10, 14, 40), "AGR-1002", 450000, None, 7750000, "Tra tien gas"),
+            (datetime.datetime(2026, 11, 11, 9, 0), "AGR-1003", None, 125000, 7875000, "QR Bún bò Huế")]
+    for r, (at, ref, debit, credit, bal, desc) in enumerate(rows):
+        y = 4 + r
+        sh.write(y, 0, r + 1)
+        sh.write(y, 1, at, when)
+        sh.write(y, 2, ref)
+        if debit is not None: sh.write(y, 3, debit, money)
+        if credit is not None: sh.write(y, 4, credit, money)
+        sh.write(y, 5, bal, money)
+        sh.write(y, 6, desc)
+book.save(sys.stdout.buffer)
+"##;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    assert!(out.status.success(), "xlwt: {}", String::from_utf8_lossy(&out.stderr));
+    Some(out.stdout)
+}
+
+// The old binary format imports like the others.
+crate::db_test!(xls_statement_imports, |app| {
+    let Some(xls) = agribank_xls() else { return };
+    assert_eq!(&xls[..8], b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", "a compound file, as .xls is");
+    let bid = business(&app, "chu@agribank.vn");
+    let account = link(&app, bid, "VBA", "1500201234567");
+    let got = import(&app, &account, "saoke_agribank.xls", &xls, false).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((got.new, got.known), (3, 0), "{got:?}");
+    assert_eq!(
+        stored(&app, account.id),
+        vec![
+            ("AGR-1001".into(), 3_200_000, "10/11/2026 08:05".into(), "NGUYEN VAN AN chuyen tien bun".into()),
+            ("AGR-1002".into(), -450_000, "10/11/2026 14:40".into(), "Tra tien gas".into()),
+            ("AGR-1003".into(), 125_000, "11/11/2026 09:00".into(), "QR Bún bò Huế".into()),
+        ]
+    );
+    // The same file under another account is refused with both numbers.
+    let other = link(&app, bid, "VBA", "1500209999999");
+    let refused = import(&app, &other, "saoke_agribank.xls", &xls, false).unwrap_err();
+    assert!(refused.contains("1500201234567") && refused.contains("1500209999999"), "{refused}");
+});
+
 /// An MB csv of `n` distinct transfers.
 fn mb_rows(n: usize) -> Vec<u8> {
     let mut text = String::from("Số tài khoản;0801234567890;;;;\nSTT;Ngày giao dịch;Mã giao dịch;Số tiền;Số dư;Nội dung\n");
