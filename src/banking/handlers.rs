@@ -659,14 +659,31 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
         .iter()
         .filter_map(|d| d.succ_opt().map(|n| (crate::fmt::local_midnight_utc(*d), crate::fmt::local_midnight_utc(n))))
         .collect();
+    // The filter's days (it refused what does not parse, and then has none).
+    let (from_day, to_day) = match error {
+        None => (parse_day(&q.from).ok().flatten(), parse_day(&q.to).ok().flatten()),
+        Some(_) => (None, None),
+    };
+    let chart_range = days.clone();
     let (rows, (count, income, out), day_totals, accounts) = ctx
         .db(move |conn| {
-            Ok((
-                models::page(conn, &filter, (page - 1) * PER_PAGE, PER_PAGE)?,
-                models::totals(conn, &filter)?,
-                models::range_totals(conn, &filter, &ranges)?,
-                crate::business::models::linked_accounts(conn, bid)?,
-            ))
+            let rows = models::page(conn, &filter, (page - 1) * PER_PAGE, PER_PAGE)?;
+            let (totals, per_day) = if filter.by_days_only() {
+                // Whole days of the whole business: the per-day sums kept with each write.
+                let sums = models::day_totals(conn, bid, from_day, to_day)?;
+                let totals = sums.iter().fold((0, 0, 0), |t, d| (t.0 + d.1, t.1 + d.2, t.2 + d.3));
+                let per_day = chart_range
+                    .iter()
+                    .map(|day| match sums.binary_search_by_key(day, |d| d.0) {
+                        Ok(i) => (sums[i].2, -sums[i].3),
+                        Err(_) => (0, 0),
+                    })
+                    .collect();
+                (totals, per_day)
+            } else {
+                (models::totals(conn, &filter)?, models::range_totals(conn, &filter, &ranges)?)
+            };
+            Ok((rows, totals, per_day, crate::business::models::linked_accounts(conn, bid)?))
         })
         .await?;
     let bars = if day_totals.iter().all(|(i, o)| *i == 0 && *o == 0) { Vec::new() } else { chart(&days, &day_totals) };

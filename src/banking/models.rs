@@ -255,7 +255,7 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
                     .get_results(c)?;
                 got.into_iter()
                     .map(|(id, amount, business, at)| {
-                        days.add(business, at, 1);
+                        days.add(business, at, 1, amount);
                         (id, amount)
                     })
                     .collect()
@@ -290,7 +290,7 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
                     let owned: Vec<NewTransaction> = fresh.iter().map(|r| (*r).clone()).collect();
                     diesel::insert_into(transactions::table).values(&owned).execute(c)?;
                     for r in &owned {
-                        days.add(r.business_id, r.occurred_at, 1);
+                        days.add(r.business_id, r.occurred_at, 1, r.amount);
                     }
                     let mut got = Vec::with_capacity(owned.len());
                     let mut by_account: std::collections::HashMap<i64, Vec<&str>> = Default::default();
@@ -315,34 +315,49 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
     Ok(ids)
 }
 
-/// Changes to `transaction_days`, summed before they are written.
+/// Changes to `transaction_days` (count, money in, money out), summed before they are
+/// written.
 #[derive(Default)]
-struct DayDeltas(std::collections::HashMap<(i64, chrono::NaiveDate), i64>);
+struct DayDeltas(std::collections::HashMap<(i64, chrono::NaiveDate), (i64, i64, i64)>);
 
 impl DayDeltas {
-    fn add(&mut self, business_id: i64, at: NaiveDateTime, n: i64) {
-        *self.0.entry((business_id, crate::fmt::local_date(at))).or_default() += n;
+    /// `n` rows of `amount` on the local day of `at` (n = -1 takes one away).
+    fn add(&mut self, business_id: i64, at: NaiveDateTime, n: i64, amount: i64) {
+        let d = self.0.entry((business_id, crate::fmt::local_date(at))).or_default();
+        d.0 += n;
+        if amount > 0 {
+            d.1 += n * amount;
+        } else {
+            d.2 += n * amount;
+        }
     }
 
     /// One upsert a day (`n = n + delta`: concurrent writers add up on PostgreSQL).
     fn apply(self, conn: &mut DbConn) -> QueryResult<()> {
-        for ((business_id, day), delta) in self.0.into_iter().filter(|(_, d)| *d != 0) {
+        use transaction_days::dsl as td;
+        for ((business_id, day), (n, money_in, money_out)) in self.0.into_iter().filter(|(_, d)| *d != (0, 0, 0)) {
             let row = (
-                transaction_days::business_id.eq(business_id),
-                transaction_days::day.eq(day),
-                transaction_days::n.eq(delta),
+                td::business_id.eq(business_id),
+                td::day.eq(day),
+                td::n.eq(n),
+                td::money_in.eq(money_in),
+                td::money_out.eq(money_out),
             );
-            let add = transaction_days::n.eq(transaction_days::n + delta);
+            let add = (
+                td::n.eq(td::n + n),
+                td::money_in.eq(td::money_in + money_in),
+                td::money_out.eq(td::money_out + money_out),
+            );
             match conn {
-                DbConn::Pg(c) => diesel::insert_into(transaction_days::table)
+                DbConn::Pg(c) => diesel::insert_into(td::transaction_days)
                     .values(row)
-                    .on_conflict((transaction_days::business_id, transaction_days::day))
+                    .on_conflict((td::business_id, td::day))
                     .do_update()
                     .set(add)
                     .execute(c)?,
-                DbConn::Sqlite(c) => diesel::insert_into(transaction_days::table)
+                DbConn::Sqlite(c) => diesel::insert_into(td::transaction_days)
                     .values(row)
-                    .on_conflict((transaction_days::business_id, transaction_days::day))
+                    .on_conflict((td::business_id, td::day))
                     .do_update()
                     .set(add)
                     .execute(c)?,
@@ -355,10 +370,10 @@ impl DayDeltas {
 /// A pending transaction the bank re-issued under a new id: the stored row takes the
 /// new id and the posted values. False when no row had the old id.
 pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &NewTransaction) -> QueryResult<bool> {
-    let before: Option<(i64, NaiveDateTime, Option<NaiveDateTime>)> = transactions::table
+    let before: Option<(i64, NaiveDateTime, i64, Option<NaiveDateTime>)> = transactions::table
         .filter(transactions::account_id.eq(account_id))
         .filter(transactions::bank_tx_id.eq(old_id))
-        .select((transactions::business_id, transactions::occurred_at, transactions::deleted_at))
+        .select((transactions::business_id, transactions::occurred_at, transactions::amount, transactions::deleted_at))
         .first(conn)
         .optional()?;
     let n = diesel::update(
@@ -374,11 +389,11 @@ pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &N
         transactions::search_key.eq(&new.search_key),
     ))
     .execute(conn)?;
-    // The posted time may fall on another day than the pending one.
-    if let (1, Some((business, was, None))) = (n, before) {
+    // The posted time may fall on another day than the pending one, the amount differ.
+    if let (1, Some((business, was, amount, None))) = (n, before) {
         let mut days = DayDeltas::default();
-        days.add(business, was, -1);
-        days.add(business, new.occurred_at, 1);
+        days.add(business, was, -1, amount);
+        days.add(business, new.occurred_at, 1, new.amount);
         days.apply(conn)?;
     }
     Ok(n == 1)
@@ -407,6 +422,17 @@ pub struct TxFilter {
     pub max_amount: Option<i64>,
     /// Folded (lower case, no diacritics).
     pub text: Option<String>,
+}
+
+impl TxFilter {
+    /// Only the business and whole local days: the per-day sums answer the totals.
+    pub fn by_days_only(&self) -> bool {
+        self.account_id.is_none()
+            && self.income.is_none()
+            && self.min_amount.is_none()
+            && self.max_amount.is_none()
+            && self.text.is_none()
+    }
 }
 
 fn filtered(f: &TxFilter) -> transactions::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
@@ -544,13 +570,34 @@ pub fn tombstone(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<b
         .set(transactions::deleted_at.eq(at))
         .execute(conn)?;
     if n == 1 {
-        let (business, when): (i64, NaiveDateTime) =
-            transactions::table.find(id).select((transactions::business_id, transactions::occurred_at)).first(conn)?;
+        let (business, when, amount): (i64, NaiveDateTime, i64) = transactions::table
+            .find(id)
+            .select((transactions::business_id, transactions::occurred_at, transactions::amount))
+            .first(conn)?;
         let mut days = DayDeltas::default();
-        days.add(business, when, -1);
+        days.add(business, when, -1, amount);
         days.apply(conn)?;
     }
     Ok(n == 1)
+}
+
+/// (day, count, money in, money out as a negative sum) of a business's live
+/// transactions per local day, days `from..=to` (open ends: every day), oldest first.
+pub fn day_totals(
+    conn: &mut DbConn,
+    business_id: i64,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> QueryResult<Vec<(chrono::NaiveDate, i64, i64, i64)>> {
+    use transaction_days::dsl as td;
+    let mut q = td::transaction_days.filter(td::business_id.eq(business_id)).into_boxed();
+    if let Some(d) = from {
+        q = q.filter(td::day.ge(d));
+    }
+    if let Some(d) = to {
+        q = q.filter(td::day.le(d));
+    }
+    q.filter(td::n.gt(0)).order(td::day.asc()).select((td::day, td::n, td::money_in, td::money_out)).load(conn)
 }
 
 /// A business's live transactions of local days `from..=to`: the total, and one page

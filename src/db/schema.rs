@@ -564,6 +564,8 @@ diesel::table! {
         business_id -> Int8,
         day -> Date,
         n -> Int8,
+        money_in -> Int8,
+        money_out -> Int8,
     }
 }
 

@@ -633,9 +633,10 @@ fn cli_refreshes_the_bank_list_from_vietqr_json() {
     assert!(!run(&["banks", "import", &broken.display().to_string()]).status.success());
 }
 
-// The API's pages come from per-day counts kept beside the rows: after inserts on both
-// sides of local midnight, a pending row re-posted on another day and deletions, every
-// page (both orders) and the total equal a plain count and OFFSET over the rows.
+// The API's pages and the transactions page's totals come from per-day counts and sums
+// kept beside the rows: after inserts on both sides of local midnight, money in and out,
+// a pending row re-posted on another day for another amount and deletions, every page
+// (both orders), the total and each day's money equal a plain count and sum of the rows.
 crate::db_test!(per_day_counts_page_exactly_like_the_rows, |app| {
     use hubgate::banking::models::{self, TxFilter};
     let (_, bid, account) = crate::notify::setup(&app).await;
@@ -646,7 +647,7 @@ crate::db_test!(per_day_counts_page_exactly_like_the_rows, |app| {
         let day = first + chrono::Duration::days(i % 5);
         // Minutes either side of local midnight, and mid-day.
         let at = hubgate::fmt::local_midnight_utc(day) + chrono::Duration::minutes([0, 1, 719, 1439][(i % 4) as usize]);
-        let mut t = crate::notify::tx(&format!("D-{i}"), 1_000 + i);
+        let mut t = crate::notify::tx(&format!("D-{i}"), if i % 3 == 0 { -1_000 - i } else { 1_000 + i });
         t.occurred_at = at;
         rows.push(t);
     }
@@ -657,7 +658,7 @@ crate::db_test!(per_day_counts_page_exactly_like_the_rows, |app| {
     app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &rows, "sync"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     // The bank re-posts the pending transaction two days later under its final id.
-    let mut posted = crate::notify::tx("P-NEW", 5_000);
+    let mut posted = crate::notify::tx("P-NEW", 5_500);
     posted.replaces = Some("P-OLD".into());
     posted.occurred_at =
         hubgate::fmt::local_midnight_utc(first + chrono::Duration::days(2)) + chrono::Duration::hours(3);
@@ -708,4 +709,21 @@ crate::db_test!(per_day_counts_page_exactly_like_the_rows, |app| {
         ..plain.clone()
     };
     assert_eq!(n, app.with_conn(|c| models::count(c, &one_day)).unwrap_or_else(|e| panic!("{e}")));
+    // Each day's count and money, and the whole range's, as the rows sum them.
+    let sums = app.with_conn(|c| models::day_totals(c, bid, Some(from), Some(today))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sums.len(), 5, "{sums:?}");
+    for (day, n, money_in, money_out) in &sums {
+        let f = TxFilter {
+            from: Some(hubgate::fmt::local_midnight_utc(*day)),
+            to: Some(hubgate::fmt::local_midnight_utc(*day + chrono::Duration::days(1))),
+            ..plain.clone()
+        };
+        let want = app.with_conn(|c| models::totals(c, &f)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((*n, *money_in, *money_out), want, "{day}");
+    }
+    let all = app.with_conn(|c| models::day_totals(c, bid, None, None)).unwrap_or_else(|e| panic!("{e}"));
+    let summed = all.iter().fold((0, 0, 0), |t, d| (t.0 + d.1, t.1 + d.2, t.2 + d.3));
+    let want = app.with_conn(|c| models::totals(c, &plain)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summed, want);
+    assert!(want.1 > 0 && want.2 < 0, "money both ways: {want:?}");
 });

@@ -278,10 +278,8 @@ fn stored(app: &TestApp, account_id: i64) -> Vec<(String, i64, String, String)> 
 /// Whether the import whose page is `location` has finished.
 fn import_finished(app: &TestApp, location: &str) -> bool {
     let id: i64 = location.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(-1);
-    app.with_conn(|c| {
-        statement_imports::table.find(id).select(statement_imports::status).first::<String>(c)
-    })
-    .is_ok_and(|s| s == "imported")
+    app.with_conn(|c| statement_imports::table.find(id).select(statement_imports::status).first::<String>(c))
+        .is_ok_and(|s| s == "imported")
 }
 
 fn business(app: &TestApp, email: &str) -> i64 {
@@ -676,10 +674,8 @@ for name, head in [("Sao kê", ["STT", "Ngày giao dịch", "Số bút toán", "
         sh.write(y, 6, desc)
 book.save(sys.stdout.buffer)
 "##;
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .output()
-        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    let out =
+        std::process::Command::new(&python).args(["-c", script]).output().unwrap_or_else(|e| panic!("{python}: {e}"));
     assert!(out.status.success(), "xlwt: {}", String::from_utf8_lossy(&out.stderr));
     Some(out.stdout)
 }
@@ -708,7 +704,8 @@ crate::db_test!(xls_statement_imports, |app| {
 
 /// An MB csv of `n` distinct transfers.
 fn mb_rows(n: usize) -> Vec<u8> {
-    let mut text = String::from("Số tài khoản;0801234567890;;;;\nSTT;Ngày giao dịch;Mã giao dịch;Số tiền;Số dư;Nội dung\n");
+    let mut text =
+        String::from("Số tài khoản;0801234567890;;;;\nSTT;Ngày giao dịch;Mã giao dịch;Số tiền;Số dư;Nội dung\n");
     for i in 1..=n {
         text.push_str(&format!("{i};05/11/2026 10:01;MB{i:06};+1.000;;Khách {i} chuyển khoản\n"));
     }

@@ -332,7 +332,14 @@ fn start(
 
 /// Stores `rows` (those from `offset` on) and moves the progress past them, in one
 /// transaction. False when the import is not at `offset`: another run is ahead.
-fn step(conn: &mut DbConn, id: i64, account: &BankAccount, rows: &[StRow], offset: usize, notify: bool) -> AppResult<bool> {
+fn step(
+    conn: &mut DbConn,
+    id: i64,
+    account: &BankAccount,
+    rows: &[StRow],
+    offset: usize,
+    notify: bool,
+) -> AppResult<bool> {
     use statement_imports::dsl as si;
     crate::db::tx(conn, |conn| {
         // The conditional update is also the lock that keeps two runs from storing twice.
