@@ -613,7 +613,7 @@ const PAGE_SIZE: i64 = 50;
 
 async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::web::layout::page_number(q.page);
     let query = q.clone();
     let (rows, total) = ctx
         .db(move |conn| Ok(models::list(conn, &query.states(), query.search(), (page - 1) * PAGE_SIZE, PAGE_SIZE)?))

@@ -61,7 +61,8 @@ async fn preview(ctx: Ctx, q: web::Query<Query>) -> AppResult<HttpResponse> {
         Some(m) => Month::parse(m).ok_or_else(|| AppError::Validation("Tháng không hợp lệ (dạng 2026-10).".into()))?,
     };
     let rows = ctx.db(move |conn| month_rows(conn, month)).await?;
-    let page = q.page.unwrap_or(1).max(1);
+    // Typed or crafted: a huge page would overflow the row offset below.
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
     let counts = counts(&rows);
     let total = rows.len();

@@ -36,8 +36,20 @@ pub const IMAGE_POLICY: &str =
 /// so the page frames it without one.
 pub const PDF_POLICY: &str = "sandbox; default-src 'none'; object-src 'self'; frame-ancestors 'self'";
 
+/// A header value is ASCII: a Vietnamese file name goes as RFC 6266's `filename*`
+/// (UTF-8, percent-encoded), which browsers use, beside an ASCII `filename` for the rest.
+/// Sent raw, "danh-sách.csv" was bytes no standard client reads as a name.
 fn disposition(kind: DispositionType, name: &str) -> ContentDisposition {
-    ContentDisposition { disposition: kind, parameters: vec![DispositionParam::Filename(name.to_string())] }
+    let ascii: String = name.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' }).collect();
+    let mut parameters = vec![DispositionParam::Filename(ascii)];
+    if !name.is_ascii() {
+        parameters.push(DispositionParam::FilenameExt(header::ExtendedValue {
+            charset: header::Charset::Ext("UTF-8".into()),
+            language_tag: None,
+            value: name.as_bytes().to_vec(),
+        }));
+    }
+    ContentDisposition { disposition: kind, parameters }
 }
 
 /// The file for viewing in the page when its bytes are an image or a PDF; otherwise

@@ -359,3 +359,102 @@ db_test!(old_login_failures_are_pruned_on_schedule, |app| {
         app.with_conn(|c| login_failures::table.select(login_failures::throttle_key).load(c).unwrap_or_default());
     assert_eq!(left, vec!["address:198.51.100.8".to_string()]);
 });
+
+/// The session cookie as the browser holds it: the app's signed cookie, read and
+/// rewritten with the app's own key (the clock of a session is its `iat` field).
+mod session_cookie {
+    use actix_web::cookie::{Cookie, CookieJar, Key};
+
+    pub const NAME: &str = "hubgate_session";
+
+    /// The session's fields (each a JSON text), from a response's `Set-Cookie`.
+    pub fn read(
+        app: &crate::support::TestApp,
+        headers: &reqwest::header::HeaderMap,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let set = headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(NAME))
+            .unwrap_or_else(|| panic!("no session cookie: {headers:?}"));
+        let cookie = Cookie::parse_encoded(set.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let mut jar = CookieJar::new();
+        jar.add_original(cookie);
+        let key = Key::from(&app.state.config.secret.cookie_key());
+        let verified = jar.signed(&key).get(NAME).unwrap_or_else(|| panic!("the app's own cookie verifies"));
+        serde_json::from_str(verified.value()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A `Cookie` request header carrying these fields, signed with `key`.
+    pub fn header(key: &Key, state: &serde_json::Map<String, serde_json::Value>) -> String {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(key).add(Cookie::new(NAME, serde_json::Value::Object(state.clone()).to_string()));
+        let cookie = jar.get(NAME).unwrap_or_else(|| panic!("signed"));
+        cookie.encoded().stripped().to_string()
+    }
+}
+
+db_test!(an_expired_session_says_so_on_the_login_page, |app| {
+    use actix_web::cookie::Key;
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let key = Key::from(&app.state.config.secret.cookie_key());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let get = |path: &str, cookie: String| {
+        let req = client.get(format!("{}{path}", app.base)).header("cookie", cookie);
+        async move {
+            let r = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let (status, headers) = (r.status().as_u16(), r.headers().clone());
+            (status, headers, r.text().await.unwrap_or_default())
+        }
+    };
+    // Sign in as a browser would: the login page's token, then the form.
+    let (_, headers, _) = get("/login", String::new()).await;
+    let anonymous = session_cookie::read(&app, &headers);
+    let csrf: String =
+        anonymous.get("csrf").and_then(|v| v.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let r = client
+        .post(format!("{}/login", app.base))
+        .header("cookie", session_cookie::header(&key, &anonymous))
+        .form(&[("_csrf", csrf.as_str()), ("email", "sale@ipos.vn"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 303);
+    let signed_in = session_cookie::read(&app, r.headers());
+    let fresh = session_cookie::header(&key, &signed_in);
+    assert_eq!(get("/", fresh.clone()).await.0, 200, "the session works");
+
+    // The same session, signed in longer ago than the lifetime allows.
+    let mut old = signed_in.clone();
+    let ttl = app.state.config.session_ttl.as_secs() as i64;
+    let issued = chrono::Utc::now().timestamp() - ttl - 60;
+    old.insert("iat".into(), serde_json::Value::String(issued.to_string()));
+    let (status, headers, _) = get("/requests", session_cookie::header(&key, &old)).await;
+    assert_eq!(status, 303);
+    assert!(headers.get("location").and_then(|v| v.to_str().ok()).is_some_and(|l| l.starts_with("/login?next=")));
+    let after = session_cookie::read(&app, &headers);
+    assert!(!after.contains_key("uid"), "the session ended: {after:?}");
+    let (status, _, login) = get("/login", session_cookie::header(&key, &after)).await;
+    assert_eq!(status, 200);
+    assert!(
+        login.contains(
+            "<div class=\"flash flash-info\" role=\"status\">Phiên đăng nhập đã hết hạn, vui lòng đăng nhập lại.</div>"
+        ),
+        "{login}"
+    );
+
+    // Not for a session that is merely absent, nor for a cookie someone else signed.
+    let (_, _, plain) = get("/login", String::new()).await;
+    assert!(!plain.contains("hết hạn"));
+    let forged = session_cookie::header(&Key::generate(), &old);
+    let (status, headers, _) = get("/requests", forged).await;
+    assert_eq!(status, 303);
+    let (_, _, login) = get("/login", session_cookie::header(&key, &session_cookie::read(&app, &headers))).await;
+    assert!(!login.contains("hết hạn"), "a forged cookie is no session at all");
+    // The fresh one still works: expiry is per session, not global.
+    assert_eq!(get("/", fresh).await.0, 200);
+});

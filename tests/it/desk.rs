@@ -394,7 +394,7 @@ smtp_test!(morning_digest_of_overdue_requests, |app, inbox| {
 });
 
 /// A plain UTF-8 mail as a partner would send it.
-fn eml(from: &str, subject: &str, body: &str, id: &str) -> Vec<u8> {
+pub(crate) fn eml(from: &str, subject: &str, body: &str, id: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: hub@ipos.vn\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 09:00:00 +0700\r\n\
          Message-ID: <{id}@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -562,21 +562,7 @@ db_test!(exports_are_the_lists_as_filtered, |app| {
     assert_eq!(rows[1][3], "Mở cổng kết nối tại Đà Nẵng");
 });
 
-/// The audit rows (action, before, after) of one entity, oldest first.
-fn audit_of(app: &TestApp, entity: &str, id: i64) -> Vec<(String, String, String)> {
-    app.with_conn(|c| {
-        audit_log::table
-            .filter(audit_log::entity_type.eq(entity))
-            .filter(audit_log::entity_id.eq(id.to_string()))
-            .order(audit_log::id.asc())
-            .select((audit_log::action, audit_log::before_json, audit_log::after_json))
-            .load::<(String, Option<String>, Option<String>)>(c)
-            .unwrap_or_default()
-    })
-    .into_iter()
-    .map(|(a, b, f)| (a, b.unwrap_or_default(), f.unwrap_or_default()))
-    .collect()
-}
+use crate::support::audit_trail as audit_of;
 
 db_test!(merchants_points_and_customers_are_edited_and_audited, |app| {
     use hubgate::db::schema::{customers, merchants, points, request_points};

@@ -428,3 +428,351 @@ db_test!(remote_images_in_partner_mail_wait_for_the_reader, |app| {
     assert!(csp.contains("img-src 'self' data: https: http:"), "{csp}");
     assert!(csp.contains("script-src 'self'"), "only the image rule is relaxed: {csp}");
 });
+
+use crate::desk::eml as plain_mail;
+
+fn ingest_one(app: &crate::support::TestApp, raw: &[u8]) -> service::IngestReport {
+    let cfg = app.state.config.mail.clone();
+    app.with_conn(|c| service::ingest(c, &cfg, raw, "test", None)).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn blob_status(app: &crate::support::TestApp, id: i64) -> String {
+    app.with_conn(|c| mail_blobs::table.find(id).select(mail_blobs::status).first(c)).unwrap_or_default()
+}
+
+mod unreadable_mail_is_retried_after_a_fix {
+    use super::*;
+
+    async fn run(backend: hubgate::db::Backend) {
+        // A node whose limit is 2 kB: a longer mail is kept raw and not processed.
+        let Some(app) = crate::support::TestApp::start_with(backend, |c| c.mail.max_message_bytes = 2_000).await else {
+            return;
+        };
+        app.create_user("sale@ipos.vn", &[Role::Sale]);
+        let long =
+            plain_mail("hub@vnpay.vn", "Danh sách 40 điểm bán", &"Điểm bán số 1, 2 Lê Lợi. ".repeat(100), "long-1");
+        let too_large = ingest_one(&app, &long);
+        assert_eq!(too_large.status, "too_large");
+        let garbage = ingest_one(&app, b"\x00\x01 khong phai thu \xff\xfe");
+        assert_eq!(garbage.status, "unreadable");
+        // A crash between keeping the bytes and reading them leaves a `received` row.
+        let crashed = plain_mail("hotro@momo.vn", "Mở cổng cho Phở Thìn", "Nhờ anh chị mở cổng.", "crash-1");
+        let sha = hex_sha256(&crashed);
+        let left = app
+            .with_conn(|c| {
+                hubgate::mail::inbound::models::insert_blob(c, &sha, &crashed, "imap", None, hubgate::db::now())
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(-1);
+        let b = app.login("sale@ipos.vn").await;
+        let list = b.get("/mail/unreadable").await;
+        assert_eq!(crate::support::linked_ids(&list.body, "/mail/blobs/").len(), 0, "raw links end in /raw");
+        for blob in [too_large.blob_id, garbage.blob_id, left] {
+            assert!(list.body.contains(&format!("action=\"/mail/blobs/{blob}/retry\"")), "{blob}: {}", list.body);
+        }
+        assert!(b.get("/mail").await.body.contains("3 thư chưa xử lý được"));
+        // Every kept original downloads as it came.
+        for (blob, raw) in [
+            (too_large.blob_id, &long),
+            (garbage.blob_id, &b"\x00\x01 khong phai thu \xff\xfe".to_vec()),
+            (left, &crashed),
+        ] {
+            assert_eq!(&b.bytes(&format!("/mail/blobs/{blob}/raw")).await, raw, "blob {blob}");
+        }
+
+        // The crashed one goes through on retry and opens as a mail.
+        let r = b.post(&format!("/mail/blobs/{left}/retry"), &[]).await;
+        let stored: i64 = app
+            .with_conn(|c| {
+                mail_messages::table.filter(mail_messages::blob_id.eq(left)).select(mail_messages::id).first(c)
+            })
+            .unwrap_or(-1);
+        assert_eq!((r.status, r.location.as_deref()), (303, Some(format!("/mail/{stored}").as_str())));
+        let page = b.get(&format!("/mail/{stored}")).await;
+        assert_eq!(crate::support::flashes(&page, "success"), ["Đã xử lý lại thư thành công."]);
+        assert!(page.body.contains("Mở cổng cho Phở Thìn") && page.body.contains("MOMO"));
+        assert_eq!(blob_status(&app, left), "stored");
+        // Garbage stays garbage, with the reason; a stored one is not processed twice.
+        let r = b.post(&format!("/mail/blobs/{}/retry", garbage.blob_id), &[]).await;
+        assert_eq!(r.location.as_deref(), Some("/mail/unreadable"));
+        let errors = crate::support::flashes(&b.get("/mail/unreadable").await, "error");
+        assert!(errors.len() == 1 && errors[0].starts_with("Vẫn chưa xử lý được: "), "{errors:?}");
+        b.post(&format!("/mail/blobs/{left}/retry"), &[]).await;
+        assert_eq!(crate::support::flashes(&b.get("/mail/unreadable").await, "error"), ["Thư này đã được xử lý."]);
+        let too_big_again = b.post(&format!("/mail/blobs/{}/retry", too_large.blob_id), &[]).await;
+        assert_eq!(too_big_again.location.as_deref(), Some("/mail/unreadable"));
+        assert_eq!(blob_status(&app, too_large.blob_id), "too_large");
+
+        // The admin raises the limit (here: the node restarted with 10 MB): now it goes through.
+        let base = app.serve_again(|c| c.mail.max_message_bytes = 10 * 1024 * 1024);
+        let after = crate::support::Browser::new(&base);
+        assert_eq!(after.login("sale@ipos.vn", crate::support::PASSWORD).await.status, 303);
+        let r = after.post(&format!("/mail/blobs/{}/retry", too_large.blob_id), &[]).await;
+        assert_eq!(r.status, 303);
+        assert!(r.location.as_deref().is_some_and(|l| l.starts_with("/mail/") && l != "/mail/unreadable"), "{r:?}");
+        assert_eq!(blob_status(&app, too_large.blob_id), "stored");
+        let list = after.get("/mail/unreadable").await;
+        assert!(list.body.contains(&format!("/mail/blobs/{}/retry", garbage.blob_id)));
+        assert!(!list.body.contains(&format!("/mail/blobs/{}/retry", too_large.blob_id)), "no longer a problem");
+        assert!(!list.body.contains(&format!("/mail/blobs/{left}/retry")));
+        let retries: Vec<String> = [left, garbage.blob_id, too_large.blob_id]
+            .iter()
+            .flat_map(|id| crate::support::audit_trail(&app, "mail_blob", *id))
+            .map(|a| a.0)
+            .collect();
+        assert_eq!(retries, ["retry", "retry", "retry", "retry"], "each attempt that ran is recorded");
+    }
+
+    fn hex_sha256(raw: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(raw))
+    }
+
+    crate::on_both_backends!(run);
+}
+
+db_test!(a_mail_marked_not_relevant_is_reopened, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let id = ingest_one(&app, &plain_mail("hub@vnpay.vn", "Thư chúc mừng năm mới", "Chúc mừng năm mới.", "tet-1"))
+        .id
+        .unwrap_or(-1);
+    let kept =
+        ingest_one(&app, &plain_mail("hub@vnpay.vn", "Mở cổng Bún Chả", "Nhờ mở cổng.", "bun-1")).id.unwrap_or(-1);
+    let b = app.login("sale@ipos.vn").await;
+    assert_eq!(b.post(&format!("/mail/{id}/not-relevant"), &[("reason", "Thư chúc Tết")]).await.status, 303);
+    assert_eq!(crate::support::linked_ids(&b.get("/mail").await.body, "/mail/"), [kept]);
+    let page = b.get(&format!("/mail/{id}")).await;
+    assert!(
+        page.body.contains(&format!("action=\"/mail/{id}/reopen\"")) && page.body.contains("Thư chúc Tết"),
+        "{}",
+        page.body
+    );
+
+    let r = b.post(&format!("/mail/{id}/reopen"), &[]).await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some(format!("/mail/{id}").as_str())));
+    let page = b.get(&format!("/mail/{id}")).await;
+    assert_eq!(crate::support::flashes(&page, "success"), ["Đã đưa thư trở lại hộp thư."]);
+    assert!(!page.body.contains(&format!("action=\"/mail/{id}/reopen\"")));
+    assert!(page.body.contains(&format!("action=\"/mail/{id}/not-relevant\"")), "it can be set aside again");
+    let mut inbox = crate::support::linked_ids(&b.get("/mail").await.body, "/mail/");
+    inbox.sort();
+    assert_eq!(inbox, [id, kept], "back among the mail to do");
+    assert!(crate::support::linked_ids(&b.get("/mail?status=not_relevant").await.body, "/mail/").is_empty());
+    let (status, reason): (String, Option<String>) = app
+        .with_conn(|c| {
+            mail_messages::table.find(id).select((mail_messages::status, mail_messages::status_reason)).first(c)
+        })
+        .unwrap_or_default();
+    assert_eq!((status.as_str(), reason), ("new", None));
+    let audit = crate::support::audit_trail(&app, "mail_message", id);
+    assert_eq!(audit.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(), ["not_relevant", "reopen"]);
+    assert!(audit[1].1.contains("not_relevant") && audit[1].2.contains("\"new\""));
+    assert_eq!(b.post("/mail/987654/reopen", &[]).await.status, 404);
+});
+
+db_test!(attachments_download_as_they_came, |app| {
+    use hubgate::db::schema::mail_attachments;
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let csv = "Tên điểm,Địa chỉ\r\nPhở Thìn,13 Lò Đúc\r\n".as_bytes().to_vec();
+    let png: Vec<u8> = (0u8..=255).chain([0x89, b'P', b'N', b'G']).collect();
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let raw = format!(
+        "From: hub@vnpay.vn\r\nTo: hub@ipos.vn\r\nSubject: Danh sach diem\r\nMessage-ID: <files-dl@test>\r\n\
+         Date: Mon, 2 Nov 2026 09:00:00 +0700\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGui anh danh sach.\r\n\
+         --b\r\nContent-Type: text/csv; name*=utf-8''danh-s%C3%A1ch-%C4%91i%E1%BB%83m.csv\r\nContent-Disposition: attachment; filename*=utf-8''danh-s%C3%A1ch-%C4%91i%E1%BB%83m.csv\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"du-lieu.bin\"\r\nContent-Disposition: attachment; filename=\"du-lieu.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        b64(&csv),
+        b64(&png)
+    );
+    let mail = ingest_one(&app, raw.as_bytes()).id.unwrap_or(-1);
+    let other = ingest_one(&app, &plain_mail("hub@vnpay.vn", "Khác", "x", "other-dl")).id.unwrap_or(-1);
+    let files: Vec<(String, i64)> = app
+        .with_conn(|c| {
+            mail_attachments::table
+                .filter(mail_attachments::message_id.eq(mail))
+                .order(mail_attachments::id)
+                .select((mail_attachments::file_name, mail_attachments::id))
+                .load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["danh-sách-điểm.csv", "du-lieu.bin"]);
+    let b = app.login("sale@ipos.vn").await;
+    let page = b.get(&format!("/mail/{mail}")).await;
+    for (name, id) in &files {
+        assert!(page.body.contains(&format!("href=\"/mail/{mail}/attachments/{id}\"")), "{name} is offered");
+    }
+    for ((name, id), bytes) in files.iter().zip([&csv, &png]) {
+        let (status, headers, body) = b.fetch(&format!("/mail/{mail}/attachments/{id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(&body, bytes, "{name} byte for byte");
+        // The header is ASCII (a client reads it as text) and names the file as it was named.
+        let disposition = headers
+            .get("content-disposition")
+            .map(|v| v.to_str().unwrap_or_else(|_| panic!("{name}: a header of raw bytes {v:?}")))
+            .unwrap_or_default();
+        assert!(disposition.starts_with("attachment"), "{disposition}");
+        let named = match disposition.split_once("filename*=UTF-8''") {
+            Some((_, encoded)) => urlencoding::decode(encoded.split(';').next().unwrap_or("")).map(|n| n.into_owned()),
+            None => Ok(disposition.split("filename=\"").nth(1).and_then(|n| n.split('"').next()).unwrap_or("").into()),
+        };
+        assert_eq!(named.as_deref().ok(), Some(name.as_str()), "{disposition}");
+    }
+    // An attachment asked for under another mail is not found.
+    assert_eq!(b.fetch(&format!("/mail/{other}/attachments/{}", files[0].1)).await.0, 404);
+});
+
+db_test!(mail_rules_are_switched_off_and_deleted, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await;
+    let sale = app.login("sale@ipos.vn").await;
+    let promo = ingest_one(
+        &app,
+        &plain_mail("hub@vnpay.vn", "Chương trình khuyến mãi tháng 11", "Ưu đãi cho merchant.", "km-1"),
+    );
+    let id = promo.id.unwrap_or(-1);
+    let kind_of = || -> String {
+        app.with_conn(|c| mail_messages::table.find(id).select(mail_messages::kind).first(c)).unwrap_or_default()
+    };
+    let original = kind_of();
+    assert_ne!(original, "connection_request", "no rule yet");
+    assert_eq!(admin.post("/admin/mail-rules", &[("kind", "request"), ("pattern", "Khuyến mãi")]).await.status, 303);
+    assert_eq!(
+        admin.post("/admin/mail-rules", &[("kind", "confirmation"), ("pattern", "đồng ý kết nối")]).await.status,
+        303
+    );
+    let rule: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::mail_rules;
+            mail_rules::table.filter(mail_rules::pattern.eq("khuyen mai")).select(mail_rules::id).first(c)
+        })
+        .unwrap_or(-1);
+    let reclassified = || async {
+        assert_eq!(sale.post(&format!("/mail/{id}/reclassify"), &[]).await.status, 303);
+        kind_of()
+    };
+    assert_eq!(reclassified().await, "connection_request");
+    let row = |body: &str| -> Vec<String> {
+        crate::support::table_rows(body).into_iter().find(|r| r[1] == "khuyen mai").unwrap_or_default()
+    };
+
+    // Switched off: shown as off, and classification no longer uses it.
+    let r = admin.post(&format!("/admin/mail-rules/{rule}/toggle"), &[]).await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some("/admin/mail-rules")));
+    let page = admin.get("/admin/mail-rules").await;
+    assert_eq!(row(&page.body)[2], "Tắt", "{}", page.body);
+    assert_eq!(row(&page.body)[3], "Bật Xóa", "the button now turns it on");
+    assert_eq!(reclassified().await, original);
+    // Back on, then deleted: gone from the page and from classification; the other rule stays.
+    admin.post(&format!("/admin/mail-rules/{rule}/toggle"), &[]).await;
+    assert_eq!(row(&admin.get("/admin/mail-rules").await.body)[2], "Đang dùng");
+    assert_eq!(reclassified().await, "connection_request");
+    let r = admin.post(&format!("/admin/mail-rules/{rule}/delete"), &[]).await;
+    assert_eq!(r.status, 303);
+    let page = admin.get("/admin/mail-rules").await;
+    assert_eq!(crate::support::flashes(&page, "success"), ["Đã xóa quy tắc."]);
+    assert!(row(&page.body).is_empty() && page.body.contains("dong y ket noi"), "{}", page.body);
+    assert_eq!(reclassified().await, original);
+    let actions: Vec<String> = crate::support::audit_trail(&app, "mail_rule", rule).into_iter().map(|a| a.0).collect();
+    assert_eq!(actions, ["create", "disable", "enable", "delete"]);
+    // Sales may not touch rules; a deleted rule is not found.
+    assert_eq!(sale.post(&format!("/admin/mail-rules/{rule}/toggle"), &[]).await.status, 403);
+    assert_eq!(admin.post(&format!("/admin/mail-rules/{rule}/delete"), &[]).await.status, 404);
+});
+
+db_test!(inbox_filters_and_pages, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let sale = app.login("sale@ipos.vn").await;
+    // A page and one more of VNPAY's, one MoMo, one from a stranger.
+    let vnpay: Vec<i64> = (0..51)
+        .map(|n| {
+            ingest_one(
+                &app,
+                &plain_mail(
+                    "hub@vnpay.vn",
+                    &format!("Đề nghị mở cổng kết nối điểm {n:02}"),
+                    "Nhờ mở cổng.",
+                    &format!("vn-{n}"),
+                ),
+            )
+            .id
+            .unwrap_or(-1)
+        })
+        .collect();
+    let momo =
+        ingest_one(&app, &plain_mail("hotro@momo.vn", "Mở cổng cho Phở Thìn", "Nhờ mở cổng.", "mm-1")).id.unwrap_or(-1);
+    let stranger = ingest_one(&app, &plain_mail("news@quangcao.example", "Bản tin", "Tin tức.", "st-1"));
+    let other_kind = stranger.kind.clone().unwrap_or_default();
+    let stranger = stranger.id.unwrap_or(-1);
+    let kind_of = |id: i64| -> String {
+        app.with_conn(|c| mail_messages::table.find(id).select(mail_messages::kind).first(c)).unwrap_or_default()
+    };
+    assert_eq!(kind_of(vnpay[0]), "connection_request");
+    assert_ne!(other_kind, "connection_request");
+    // One set aside; one taken by a request; two imported in January.
+    sale.post(&format!("/mail/{}/not-relevant", vnpay[50]), &[("reason", "Trùng")]).await;
+    let pid = crate::support::partner_id(&app, "VNPAY").to_string();
+    let mid = vnpay[49].to_string();
+    let r = sale
+        .post(
+            "/requests",
+            &[
+                ("partner_id", pid.as_str()),
+                ("mail_id", mid.as_str()),
+                ("merchant_name", "Điểm 49"),
+                ("point_name", "Điểm 49"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    for (id, at) in [(vnpay[0], "2026-01-10 03:00:00"), (momo, "2026-01-31 17:30:00")] {
+        let at = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S").unwrap_or_default();
+        app.with_conn(|c| {
+            diesel::update(mail_messages::table.find(id)).set(mail_messages::created_at.eq(at)).execute(c)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let sorted = |mut v: Vec<i64>| {
+        v.sort();
+        v
+    };
+    // Set aside, and taken by a request ("attached"): neither is left to do.
+    let new_vnpay: Vec<i64> = vnpay[..49].to_vec();
+
+    // The default view is what is left to do: 52 mails, two pages.
+    let (ids, sizes) = crate::support::all_pages(&sale, "/mail", "/mail/").await;
+    assert_eq!(sizes, [50, 1]);
+    assert_eq!(sorted(ids), sorted(new_vnpay.iter().copied().chain([momo, stranger]).collect()));
+    let first = sale.get("/mail?partner=VNPAY").await;
+    assert!(first.body.contains("49 thư · trang 1/1"), "{}", first.body);
+    let all = sale.get("/mail?status=all").await;
+    assert!(all.body.contains("53 thư · trang 1/2"));
+    assert_eq!(crate::support::pager_link(&all, "Trang sau ›").as_deref(), Some("/mail?page=2&status=all"));
+    let (ids, _) = crate::support::all_pages(&sale, "/mail?status=all&partner=VNPAY", "/mail/").await;
+    assert_eq!(sorted(ids), sorted(vnpay.clone()));
+    // January, in Ho Chi Minh City time: 31 January 17:30 UTC is already 1 February there.
+    for (query, expected) in [
+        ("partner=MOMO".to_string(), vec![momo]),
+        (format!("kind={other_kind}"), vec![stranger]),
+        ("kind=connection_request&partner=MOMO".into(), vec![momo]),
+        ("kind=connection_request&status=all&from=2026-01-01&to=2026-01-31".into(), vec![vnpay[0]]),
+        ("status=all&from=2026-01-01&to=2026-01-31".into(), vec![vnpay[0]]),
+        ("status=all&from=2026-02-01&to=2026-02-01".into(), vec![momo]),
+        ("status=not_relevant".into(), vec![vnpay[50]]),
+        ("status=attached".into(), vec![vnpay[49]]),
+        ("status=all&q=diem%2049".into(), vec![vnpay[49]]),
+        ("status=all&q=diem%2049&unassigned=1".into(), vec![]),
+        ("status=all&q=diem%2048&unassigned=1".into(), vec![vnpay[48]]),
+        (format!("partner=MOMO&kind={other_kind}"), vec![]),
+    ] {
+        let page = sale.get(&format!("/mail?{query}")).await;
+        assert_eq!(sorted(crate::support::linked_ids(&page.body, "/mail/")), sorted(expected.clone()), "{query}");
+    }
+    let unassigned = sale.get("/mail?status=all&unassigned=1").await;
+    assert!(unassigned.body.contains("52 thư"), "all but the one a request took: {}", unassigned.body);
+});

@@ -314,3 +314,319 @@ async fn numbering_under_concurrency_on_postgres() {
     assert_eq!(numbers.len(), 160);
     assert_eq!(numbers, (1..=160).collect::<Vec<_>>(), "no duplicates and no gaps");
 }
+
+/// A MoMo PYC drafted through the form by `sale`; (request id, PYC id).
+async fn drafted(app: &crate::support::TestApp, sale: &crate::support::Browser) -> (i64, i64) {
+    let rid = accepted_momo_request(app, sale).await;
+    let created = sale.post(&format!("/requests/{rid}/pyc"), &MOMO_PYC).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id =
+        app.with_conn(|c| pycs::table.filter(pycs::request_id.eq(rid)).select(pycs::id).first::<i64>(c)).unwrap_or(-1);
+    (rid, id)
+}
+
+/// The MoMo form with some fields changed.
+fn edited<'a>(version: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form: Vec<(&str, &str)> = MOMO_PYC.to_vec();
+    for (k, v) in changes {
+        if let Some(f) = form.iter_mut().find(|f| f.0 == *k) {
+            f.1 = v;
+        }
+    }
+    form.push(("version", version));
+    form
+}
+
+db_test!(a_draft_pyc_is_edited_until_it_is_reviewed, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    let sale = app.login("sale@ipos.vn").await;
+    let (_, id) = drafted(&app, &sale).await;
+    let page = sale.get(&format!("/pyc/{id}")).await;
+    assert!(page.body.contains("Sửa PYC nháp") && page.body.contains("value=\"HD-MOMO-20261102\""));
+    let contract =
+        || app.with_conn(|c| pycs::table.find(id).select(pycs::contract_code).first::<String>(c)).unwrap_or_default();
+
+    let v = version(&app, id);
+    let r = sale
+        .post(
+            &format!("/pyc/{id}"),
+            &edited(&v, &[("contract_code", "HD-MOMO-SUA-01"), ("support_phone", "0988 000 111")]),
+        )
+        .await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some(format!("/pyc/{id}").as_str())));
+    let page = sale.get(&format!("/pyc/{id}")).await;
+    assert_eq!(crate::support::flashes(&page, "success"), ["Đã lưu PYC."]);
+    assert!(page.body.contains("value=\"HD-MOMO-SUA-01\"") && page.body.contains("value=\"0988 000 111\""));
+    assert!(!page.body.contains("HD-MOMO-20261102"));
+    let audit = crate::support::audit_trail(&app, "pyc", id);
+    assert!(audit.last().is_some_and(|a| a.0 == "update" && a.2.contains("HD-MOMO-SUA-01")), "{audit:?}");
+
+    // The old form (its version), a form missing a required field, a technician: refused, nothing changes.
+    sale.post(&format!("/pyc/{id}"), &edited(&v, &[("contract_code", "HD-CU")])).await;
+    assert_eq!(
+        crate::support::flashes(&sale.get(&format!("/pyc/{id}")).await, "error"),
+        ["PYC vừa được người khác cập nhật. Vui lòng tải lại trang."]
+    );
+    let v = version(&app, id);
+    sale.post(&format!("/pyc/{id}"), &edited(&v, &[("contract_code", " "), ("location", "")])).await;
+    assert_eq!(
+        crate::support::flashes(&sale.get(&format!("/pyc/{id}")).await, "error"),
+        ["Còn thiếu: Mã hợp đồng, Địa điểm triển khai."]
+    );
+    let tech = app.login("kythuat@ipos.vn").await;
+    assert_eq!(tech.post(&format!("/pyc/{id}"), &edited(&v, &[("contract_code", "HD-KT")])).await.status, 403);
+    assert_eq!(contract(), "HD-MOMO-SUA-01");
+    assert_eq!(crate::support::audit_trail(&app, "pyc", id).iter().filter(|a| a.0 == "update").count(), 1);
+
+    // Reviewed (B7): no longer a draft, so no longer edited; the page shows what was saved.
+    let leader = app.login("leader@ipos.vn").await;
+    assert_eq!(leader.post(&format!("/pyc/{id}/review"), &[("version", v.as_str())]).await.status, 303);
+    let v = version(&app, id);
+    sale.post(&format!("/pyc/{id}"), &edited(&v, &[("contract_code", "HD-MUON")])).await;
+    let page = sale.get(&format!("/pyc/{id}")).await;
+    assert_eq!(crate::support::flashes(&page, "error"), ["Chỉ sửa được PYC nháp."]);
+    assert!(!page.body.contains("Sửa PYC nháp") && page.body.contains("<dt>Mã hợp đồng</dt><dd>HD-MOMO-SUA-01</dd>"));
+    assert_eq!(contract(), "HD-MOMO-SUA-01");
+});
+
+db_test!(a_checklist_item_is_unticked_and_the_screenshot_downloads, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    let sale = app.login("sale@ipos.vn").await;
+    let leader = app.login("leader@ipos.vn").await;
+    let tech = app.login("kythuat@ipos.vn").await;
+    let (_, id) = drafted(&app, &sale).await;
+    assert_eq!(tech.get(&format!("/pyc/{id}/screenshot")).await.status, 404, "none yet");
+    assert_eq!(leader.post(&format!("/pyc/{id}/review"), &[("version", version(&app, id).as_str())]).await.status, 303);
+    assert_eq!(sale.post(&format!("/pyc/{id}/create"), &[("version", version(&app, id).as_str())]).await.status, 303);
+    let items: Vec<(i64, String, bool)> = app
+        .with_conn(|c| {
+            pyc_checklist::table
+                .filter(pyc_checklist::pyc_id.eq(id))
+                .order(pyc_checklist::position)
+                .select((pyc_checklist::id, pyc_checklist::label, pyc_checklist::required))
+                .load(c)
+        })
+        .unwrap_or_default();
+    for (item, _, required) in &items {
+        if *required {
+            assert_eq!(tech.post(&format!("/pyc/{id}/items/{item}"), &[("done", "1")]).await.status, 303);
+        }
+    }
+    let (item, label, _) = items.iter().find(|i| i.2).cloned().unwrap_or_default();
+    let done_of = |item: i64| -> (Option<i64>, bool) {
+        app.with_conn(|c| {
+            pyc_checklist::table
+                .find(item)
+                .select((pyc_checklist::done_by, pyc_checklist::done_at.is_not_null()))
+                .first(c)
+        })
+        .unwrap_or_default()
+    };
+    assert!(done_of(item).1);
+    let ticked_form = format!("action=\"/pyc/{id}/items/{item}\" class=\"inline\">");
+    let form_of = |body: &str| -> String {
+        body.split(&ticked_form).nth(1).and_then(|s| s.split("</form>").next()).unwrap_or_default().to_string()
+    };
+    assert!(form_of(&tech.get(&format!("/pyc/{id}")).await.body).contains("tick done"), "shown ticked");
+
+    // Unticked: not done any more, by nobody; the page offers the tick again and finishing waits for it.
+    let r = tech.post(&format!("/pyc/{id}/items/{item}"), &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(done_of(item), (None, false));
+    let page = tech.get(&format!("/pyc/{id}")).await;
+    assert_eq!(crate::support::flashes(&page, "success"), ["Đã cập nhật checklist."]);
+    let form = form_of(&page.body);
+    assert!(form.contains("name=\"done\" value=\"1\"") && form.contains("○") && !form.contains("tick done"), "{form}");
+    let audit = crate::support::audit_trail(&app, "pyc_item", item);
+    assert_eq!(audit.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(), ["done", "undone"]);
+    let blockers = app
+        .with_conn(|c| {
+            let p = hubgate::pyc::models::pyc(c, id)?;
+            hubgate::pyc::service::deploy_blockers(c, &p)
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(blockers.contains(&format!("Chưa xong: {label}")), "{blockers:?}");
+    // Sales may not tick or untick.
+    assert_eq!(sale.post(&format!("/pyc/{id}/items/{item}"), &[("done", "1")]).await.status, 403);
+
+    // The screenshot comes back byte for byte, the newest one when replaced.
+    let png = |tail: u8| -> Vec<u8> {
+        use base64::Engine;
+        let mut bytes = base64::engine::general_purpose::STANDARD.decode(crate::desk::PNG_B64).unwrap_or_default();
+        bytes.push(tail);
+        bytes
+    };
+    for tail in [1u8, 2] {
+        let shot = png(tail);
+        let part = shot.clone();
+        let r = tech
+            .upload(&format!("/pyc/{id}/screenshot"), move |f| {
+                f.part("screenshot", reqwest::multipart::Part::bytes(part).file_name("ket-noi.png"))
+            })
+            .await;
+        assert_eq!(r.status, 303);
+        for who in [&tech, &sale] {
+            let (status, headers, body) = who.fetch(&format!("/pyc/{id}/screenshot")).await;
+            assert_eq!(status, 200);
+            assert_eq!(body, shot, "the stored image, as uploaded");
+            assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("image/png"));
+        }
+    }
+    assert!(
+        tech.get(&format!("/pyc/{id}"))
+            .await
+            .body
+            .contains(&format!("<img class=\"shot\" src=\"/pyc/{id}/screenshot\""))
+    );
+});
+
+db_test!(a_new_template_version_gives_new_pycs_its_checklist, |app| {
+    use hubgate::db::schema::pyc_templates;
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await;
+    let sale = app.login("sale@ipos.vn").await;
+    let (_, before) = drafted(&app, &sale).await;
+    let items_of = |pyc: i64| -> Vec<String> {
+        app.with_conn(|c| {
+            pyc_checklist::table
+                .filter(pyc_checklist::pyc_id.eq(pyc))
+                .order(pyc_checklist::position)
+                .select(pyc_checklist::label)
+                .load(c)
+        })
+        .unwrap_or_default()
+    };
+    let old_items = items_of(before);
+    assert_eq!(old_items.len(), 8);
+    let versions = || -> i64 {
+        app.with_conn(|c| pyc_templates::table.filter(pyc_templates::kind.eq("payment")).count().get_result(c))
+            .unwrap_or(0)
+    };
+    let n = versions();
+    let r = admin
+        .post(
+            "/admin/pyc-templates",
+            &[
+                ("kind", "payment"),
+                ("body", "Ghi chú {partner} bản mới"),
+                ("items", "*Cài app đối tác\nGọi xác nhận với merchant"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(versions(), n + 1);
+    let page = admin.get("/admin/pyc-templates").await;
+    assert!(
+        page.body.contains(&format!("<b>payment</b> v{}", n + 1))
+            && page.body.contains(&format!("<b>payment</b> v{n}"))
+    );
+
+    // A second MoMo request's PYC takes the new version's notes and checklist.
+    let rid = {
+        let b = app.login("sale@ipos.vn").await;
+        let pid = crate::support::partner_id(&app, "MOMO").to_string();
+        let r = b
+            .post(
+                "/requests",
+                &[("partner_id", pid.as_str()), ("merchant_name", "Cơm Tấm Thuận Kiều"), ("point_name", "Thuận Kiều")],
+            )
+            .await;
+        let rid: i64 =
+            r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+        app.create_user("leader@ipos.vn", &[Role::Leader]);
+        let leader = app.login("leader@ipos.vn").await;
+        leader.post(&format!("/requests/{rid}/confirmations"), &[("kind", "merchant"), ("reason", "gọi điện")]).await;
+        leader.post(&format!("/requests/{rid}/confirmations"), &[("kind", "leader"), ("reason", "gọi điện")]).await;
+        let v = app
+            .with_conn(|c| requests::table.find(rid).select(requests::version).first::<i64>(c))
+            .unwrap_or(-1)
+            .to_string();
+        let ok = b
+            .post(
+                &format!("/requests/{rid}/accept"),
+                &[("version", v.as_str()), ("to", "hub@momo.vn"), ("subject", "OK"), ("body", "Đồng ý")],
+            )
+            .await;
+        assert_eq!(ok.status, 303, "{}", ok.body);
+        rid
+    };
+    let form = sale.get(&format!("/requests/{rid}/pyc/new")).await;
+    assert!(form.body.contains("Ghi chú MOMO bản mới"), "{}", form.body);
+    let created = sale.post(&format!("/requests/{rid}/pyc"), &MOMO_PYC).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let after =
+        app.with_conn(|c| pycs::table.filter(pycs::request_id.eq(rid)).select(pycs::id).first::<i64>(c)).unwrap_or(-1);
+    assert_eq!(items_of(after), ["Cài app đối tác", "Gọi xác nhận với merchant"]);
+    assert!(sale.get(&format!("/pyc/{after}")).await.body.contains(&format!("mẫu payment v{}", n + 1)));
+    // The PYC made before keeps its version and its checklist.
+    assert_eq!(items_of(before), old_items);
+    assert!(sale.get(&format!("/pyc/{before}")).await.body.contains(&format!("mẫu payment v{n}")));
+});
+
+db_test!(pyc_lists_filter_and_page, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let leader = app.create_user("leader@ipos.vn", &[Role::Leader]);
+    let actor = hubgate::audit::Actor::user(sale.id, &sale.email);
+    let lead = hubgate::audit::Actor::user(leader.id, &leader.email);
+    let vnpay = crate::support::partner_id(&app, "VNPAY");
+    // A page and one more of drafts; two of them reviewed.
+    let ids: Vec<i64> = (0..51)
+        .map(|n| {
+            app.with_conn(|c| -> Result<i64, hubgate::error::AppError> {
+                let input = hubgate::hub::service::OpenRequest {
+                    partner_id: vnpay,
+                    merchant_name: format!("Nhà hàng số {n:02}"),
+                    point_name: format!("Chi nhánh {n:02}"),
+                    ..Default::default()
+                };
+                let rid = hubgate::hub::service::open_request(c, &actor, &input)?;
+                hubgate::hub::service::manual_confirmation(c, &lead, rid, "merchant", "gọi điện")?;
+                let mut d = hubgate::hub::service::acceptance_draft(c, rid, "Sale")?;
+                d.to = "hub@vnpay.vn".into();
+                let v = hubgate::hub::models::request(c, rid)?.version;
+                hubgate::hub::service::accept(c, &app.state.config.outbound, &actor, rid, v, &d)?;
+                let (fields, _) = hubgate::pyc::service::draft_fields(c, rid)?;
+                hubgate::pyc::service::create(c, &app.state.config, &actor, rid, &fields)
+            })
+            .unwrap_or_else(|e| panic!("{e:?}"))
+        })
+        .collect();
+    for id in [ids[3], ids[40]] {
+        let v = version(&app, id).parse().unwrap_or(-1);
+        app.with_conn(|c| {
+            hubgate::pyc::service::advance(c, &app.state.config, &lead, id, v, hubgate::pyc::PycState::Reviewed)
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let b = app.login("sale@ipos.vn").await;
+    let sorted = |mut v: Vec<i64>| {
+        v.sort();
+        v
+    };
+    let first = b.get("/pyc").await;
+    assert!(first.body.contains("51 PYC · trang 1/2"), "{}", first.body);
+    let (all, sizes) = crate::support::all_pages(&b, "/pyc", "/pyc/").await;
+    assert_eq!((sizes, sorted(all)), (vec![50, 1], ids.clone()));
+    let drafts = b.get("/pyc?state=draft").await;
+    assert!(drafts.body.contains("49 PYC · trang 1/1"));
+    let (found, _) = crate::support::all_pages(&b, "/pyc?state=draft", "/pyc/").await;
+    assert_eq!(sorted(found), ids.iter().copied().filter(|i| *i != ids[3] && *i != ids[40]).collect::<Vec<_>>());
+    for (query, expected) in [
+        ("state=reviewed", vec![ids[3], ids[40]]),
+        ("state=reviewed&q=nha%20hang%20so%2040", vec![ids[40]]),
+        ("state=deployed", vec![]),
+        ("q=NHÀ%20HÀNG%20SỐ%2007", vec![ids[7]]),
+    ] {
+        let page = b.get(&format!("/pyc?{query}")).await;
+        assert_eq!(sorted(crate::support::linked_ids(&page.body, "/pyc/")), sorted(expected.clone()), "{query}");
+    }
+    // A page number typed far past the end is an empty page, not an error.
+    let far = b.get(&format!("/pyc?page={}", i64::MAX)).await;
+    assert_eq!(far.status, 200, "{}", far.body);
+    assert!(crate::support::linked_ids(&far.body, "/pyc/").is_empty());
+});

@@ -417,3 +417,78 @@ fn sigterm_finishes_or_releases_running_jobs() {
     assert!(released.locked_until.is_none(), "lease given back at once");
     assert_eq!(released.attempts, 0, "the interrupted attempt does not count");
 }
+
+mod a_sent_mail_downloads_as_it_went_out {
+    use super::*;
+
+    async fn run(backend: hubgate::db::Backend) {
+        let (port, inbox, _server) = crate::smtp::start(0).await;
+        let Some(app) = crate::support::TestApp::start_with(backend, |c| {
+            c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        })
+        .await
+        else {
+            return;
+        };
+        let cfg = app.state.config.outbound.clone();
+        let id = app
+            .with_conn(|c| queue_mail(c, &cfg, &Actor::system("test"), &vietnamese_mail()))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        // Fifty more (never sent: no worker runs after this one), so the list has two pages.
+        work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
+        let more: Vec<i64> = (0..50)
+            .map(|n| {
+                let mail = OutgoingMail::simple(
+                    vec![format!("kt{n}@ipos.vn")],
+                    format!("Thông báo số {n:02}"),
+                    "Nội dung.".into(),
+                );
+                app.with_conn(|c| queue_mail(c, &cfg, &Actor::system("test"), &mail))
+                    .unwrap_or_else(|e| panic!("{e:?}"))
+            })
+            .collect();
+        app.create_user("sale@ipos.vn", &[Role::Sale]);
+        app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+        let sale = app.login("sale@ipos.vn").await;
+
+        let page = sale.get(&format!("/mail/sent/{id}")).await;
+        assert!(page.body.contains(&format!("href=\"/mail/sent/{id}/raw\"")), "{}", page.body);
+        let (status, headers, raw) = sale.fetch(&format!("/mail/sent/{id}/raw")).await;
+        assert_eq!(status, 200);
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        assert_eq!(header("content-type"), "message/rfc822");
+        assert!(
+            header("content-disposition").contains(&format!("thu-gui-{id}.eml")),
+            "{}",
+            header("content-disposition")
+        );
+        // Byte for byte what is stored and what the partner's server received.
+        let stored: Vec<u8> =
+            app.with_conn(|c| mail_outbox::table.find(id).select(mail_outbox::raw).first(c)).unwrap_or_default();
+        assert_eq!(raw, stored);
+        let received = inbox.received();
+        assert_eq!(received.len(), 1);
+        // SMTP's DATA ends the message on a line break of its own (the stored mail has none).
+        let wire = received[0].strip_suffix(b"\r\n").unwrap_or(&received[0]);
+        assert!(raw == wire, "the download is the mail as it went out ({} and {} bytes)", raw.len(), wire.len());
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap_or_else(|| panic!("unparsable"));
+        assert_eq!(parsed.subject(), Some("RE: [MoMo] Mở cổng kết nối HUB - Phở Thìn Lò Đúc"));
+        assert_eq!(parsed.attachment_count(), 1);
+        // Sales and leaders only; a mail that does not exist is not found.
+        assert_eq!(app.login("kythuat@ipos.vn").await.fetch(&format!("/mail/sent/{id}/raw")).await.0, 403);
+        assert_eq!(sale.fetch("/mail/sent/987654/raw").await.0, 404);
+
+        // The list pages, newest first, and says where it is.
+        let first = sale.get("/mail/sent").await;
+        assert!(first.body.contains("51 thư · trang 1/2"), "{}", first.body);
+        let (ids, sizes) = crate::support::all_pages(&sale, "/mail/sent", "/mail/sent/").await;
+        assert_eq!(sizes, [50, 1]);
+        let mut expected: Vec<i64> = more.into_iter().rev().collect();
+        expected.push(id);
+        assert_eq!(ids, expected);
+        let last = sale.get("/mail/sent?page=2").await;
+        assert_eq!(crate::support::pager_link(&last, "‹ Trang trước").as_deref(), Some("/mail/sent?page=1"));
+    }
+
+    crate::on_both_backends!(run);
+}

@@ -555,3 +555,109 @@ pub async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The ids a page links to as `href="{prefix}{id}"`, in page order, each once: the rows
+/// of a list (`/requests/`, `/mail/`, `/pyc/`, `/merchants/`).
+pub fn linked_ids(body: &str, prefix: &str) -> Vec<i64> {
+    let marker = format!("href=\"{prefix}");
+    let mut ids = Vec::new();
+    for part in body.split(&marker).skip(1) {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        // Only a link to exactly the row (`/requests/12"`), not `/requests/12/accept`.
+        if let (Ok(id), Some('"')) = (digits.parse::<i64>(), part.chars().nth(digits.len()))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// The flash messages of one kind (`success`, `error`, `info`) a page shows.
+pub fn flashes(page: &Page, kind: &str) -> Vec<String> {
+    let marker = format!("<div class=\"flash flash-{kind}\" role=\"status\">");
+    page.body.split(&marker).skip(1).filter_map(|p| p.split("</div>").next()).map(str::to_string).collect()
+}
+
+/// The audit rows (action, before, after) of one entity, oldest first.
+pub fn audit_trail(app: &TestApp, entity: &str, id: i64) -> Vec<(String, String, String)> {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use hubgate::db::schema::audit_log;
+    app.with_conn(|c| {
+        audit_log::table
+            .filter(audit_log::entity_type.eq(entity))
+            .filter(audit_log::entity_id.eq(id.to_string()))
+            .order(audit_log::id.asc())
+            .select((audit_log::action, audit_log::before_json, audit_log::after_json))
+            .load::<(String, Option<String>, Option<String>)>(c)
+    })
+    .unwrap_or_else(|e| panic!("audit of {entity} {id}: {e}"))
+    .into_iter()
+    .map(|(a, b, f)| (a, b.unwrap_or_default(), f.unwrap_or_default()))
+    .collect()
+}
+
+/// The part of `body` from the first `open` to the `close` after it ("" without `open`).
+pub fn between<'a>(body: &'a str, open: &str, close: &str) -> &'a str {
+    let Some(start) = body.find(open) else { return "" };
+    let end = body[start..].find(close).map_or(body.len(), |e| start + e);
+    &body[start..end]
+}
+
+/// The text of each cell of each row of the first table on a page, tags stripped:
+/// what a reader of the table sees.
+pub fn table_rows(body: &str) -> Vec<Vec<String>> {
+    between(body, "<tbody>", "</tbody>")
+        .split("<tr")
+        .skip(1)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    // After the opening tag's attributes, up to the cell's end.
+                    let inner = cell.split_once('>').map_or("", |(_, rest)| rest);
+                    text_of(inner.split("</td>").next().unwrap_or(""))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Markup without its tags, whitespace collapsed.
+pub fn text_of(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Where a list page's "Trang sau ›" (or "‹ Trang trước") link leads, as a browser reads
+/// the escaped `href`.
+pub fn pager_link(page: &Page, label: &str) -> Option<String> {
+    let end = page.body.find(&format!("\">{label}</a>"))?;
+    let start = page.body[..end].rfind("href=\"")? + "href=\"".len();
+    Some(page.body[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+/// Every row id of a paged list, following its "Trang sau ›" links from `first`;
+/// also each page's count, to see the page size.
+pub async fn all_pages(b: &Browser, first: &str, prefix: &str) -> (Vec<i64>, Vec<usize>) {
+    let (mut ids, mut sizes, mut next) = (Vec::new(), Vec::new(), Some(first.to_string()));
+    while let Some(path) = next {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let found = linked_ids(&page.body, prefix);
+        sizes.push(found.len());
+        ids.extend(found);
+        next = pager_link(&page, "Trang sau ›");
+        assert!(sizes.len() < 100, "a pager that never ends at {path}");
+    }
+    (ids, sizes)
+}

@@ -121,6 +121,9 @@ db_test!(crafted_list_parameters_are_clamped_not_errors, |app| {
         format!("/mail/sent?page={huge}"),
         format!("/admin/audit?page={huge}"),
         format!("/merchants?q=a&page={huge}"),
+        format!("/pyc?page={huge}"),
+        format!("/pyc?state=draft&page={huge}"),
+        format!("/reports?page={huge}"),
     ] {
         let page = b.get(&path).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
@@ -202,3 +205,63 @@ async fn a_copied_binary_serves_its_static_files_from_any_folder() {
     // Its database and data were made in the empty folder it was started in.
     assert!(dir.path().join("data").exists(), "{:?}", std::fs::read_dir(dir.path()).map(|d| d.count()));
 }
+
+/// The `hubgate_session` cookie a response sets, as its raw `Set-Cookie` value.
+fn session_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("hubgate_session="))
+        .unwrap_or_else(|| panic!("no session cookie in {headers:?}"))
+        .to_string()
+}
+
+db_test!(every_kind_of_page_carries_the_security_headers_and_a_guarded_cookie, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let sale = app.login("sale@ipos.vn").await;
+    let stranger = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let anonymous = |path: &'static str| {
+        let (client, base) = (stranger.clone(), app.base.clone());
+        async move {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.headers().clone())
+        }
+    };
+    let mut seen =
+        vec![("/login", anonymous("/login").await), ("/requests (signed out)", anonymous("/requests").await)];
+    for path in ["/requests", "/khong-co-trang-nay", "/admin/users"] {
+        let (status, headers, _) = sale.fetch(path).await;
+        seen.push((path, (status, headers)));
+    }
+    let statuses: Vec<u16> = seen.iter().map(|s| s.1.0).collect();
+    assert_eq!(statuses, [200, 303, 200, 404, 403], "a page, a redirect, a list, not found, refused");
+    for (path, (_, h)) in &seen {
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        assert_eq!(get("content-security-policy"), hubgate::web::CONTENT_SECURITY_POLICY, "{path}");
+        assert_eq!(get("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(get("x-frame-options"), "DENY", "{path}");
+        assert_eq!(get("referrer-policy"), "same-origin", "{path}");
+    }
+
+    // The session cookie: not for scripts, not sent by other sites' forms, whole site.
+    let (_, login_headers) = &seen[0].1;
+    let cookie = session_cookie(login_headers);
+    let flags: Vec<String> = cookie.split(';').skip(1).map(|f| f.trim().to_ascii_lowercase()).collect();
+    assert!(flags.contains(&"httponly".to_string()), "{cookie}");
+    assert!(flags.contains(&"samesite=lax".to_string()), "{cookie}");
+    assert!(flags.contains(&"path=/".to_string()), "{cookie}");
+    assert!(!flags.contains(&"secure".to_string()), "plain http here: a Secure cookie would never come back: {cookie}");
+    let ttl = app.state.config.session_ttl.as_secs();
+    assert!(flags.contains(&format!("max-age={ttl}")), "lives as long as a session: {cookie}");
+
+    // Behind https (as deployed), the cookie is Secure as well.
+    let https = app.serve_again(|c| c.base_url = "https://hub.ipos.vn".into());
+    let r = stranger.get(format!("{https}/login")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let cookie = session_cookie(r.headers());
+    let flags: Vec<String> = cookie.split(';').skip(1).map(|f| f.trim().to_ascii_lowercase()).collect();
+    assert!(flags.contains(&"secure".to_string()) && flags.contains(&"httponly".to_string()), "{cookie}");
+});
