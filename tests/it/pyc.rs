@@ -207,7 +207,10 @@ async fn full_path(backend: hubgate::db::Backend) {
     // Encrypted, not merely encoded: another key cannot open them, nor can the right key
     // for another row or column, and no decoding of the stored text shows the key.
     let wrong = hubgate::secrets::Keyring::new(hubgate::config::SecretKey::from_bytes(vec![7; 32]), Vec::new());
-    assert!(wrong.open(&PYC_KEY1, id, &k1).is_err(), "a wrong key opens {k1}");
+    // Relabelled with the wrong key's id, so that key really tries to open it.
+    let (format, rest) = k1.split_once(':').unwrap_or_default();
+    let relabelled = format!("{format}:{}:{}", wrong.current_id(), rest.split_once(':').unwrap_or_default().1);
+    assert!(wrong.open(&PYC_KEY1, id, &relabelled).is_err(), "a wrong key opens {relabelled}");
     assert!(keys.open(&PYC_KEY1, id + 1, &k1).is_err(), "bound to its row");
     assert!(keys.open(&PYC_KEY2, id, &k1).is_err(), "bound to its column");
     for stored in [&k1, &k2] {
