@@ -366,16 +366,34 @@ impl Rig {
         };
 
         let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
-        let driver_port = crate::support::free_port();
+        // Port 0: chromedriver binds a free port itself and says which; no port is picked
+        // here and bound later by a process that may lose it to another.
         let (driver_log, driver_log_path) = log("chromedriver.log");
-        let driver_proc = crate::support::KillOnDrop(
+        let mut driver_proc = crate::support::KillOnDrop(
             Command::new(driver_bin)
-                .arg(format!("--port={driver_port}"))
-                .stdout(Stdio::null())
+                .arg("--port=0")
+                .stdout(Stdio::piped())
                 .stderr(driver_log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("chromedriver: {e}")),
         );
+        let driver_out = driver_proc.0.stdout.take().unwrap_or_else(|| panic!("chromedriver's stdout"));
+        let driver_port = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(driver_out).lines();
+            let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
+                l.split_once("started successfully on port ")?.1.trim_end_matches('.').trim().parse::<u16>().ok()
+            });
+            // Kept draining, so that chromedriver never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            port
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!("chromedriver named no port:\n{}", std::fs::read_to_string(&driver_log_path).unwrap_or_default())
+        });
         let driver = format!("http://127.0.0.1:{driver_port}");
 
         // The real program, as it is deployed.
@@ -402,6 +420,14 @@ impl Rig {
         );
         wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log_path).await;
         wait_until_up(&format!("{base}/healthz"), "hubgate", &server_log_path).await;
+        // The port is chosen before the program binds it (its base URL goes into mails
+        // and the OpenID provider's redirects): had another process taken it, what
+        // answered was not ours, and ours has exited.
+        let mut server = server;
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let log = std::fs::read_to_string(&server_log_path).unwrap_or_default();
+            panic!("hubgate exited ({status}): port {port} was taken by another process?\n{log}");
+        }
         Some(Rig {
             base,
             driver,
