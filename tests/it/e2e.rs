@@ -662,6 +662,14 @@ async fn journey(backend: Backend) {
     let png = std::fs::read(&proof).unwrap_or_default();
     let taken = png.get(16..20).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])).unwrap_or(0);
     assert_eq!(width, i64::from(taken), "the screenshot as taken (its PNG header's width)");
+    // And byte for byte what was uploaded (a cut-off PNG still has its header's width):
+    // read back in the technician's own session, its length and byte sum.
+    let read_back = "const done = arguments[arguments.length - 1]; \
+                     fetch(document.querySelector('img.shot').src).then(r => r.arrayBuffer()) \
+                     .then(b => { const a = new Uint8Array(b); let s = 0; for (const x of a) s += x; done([a.length, s]); })";
+    let served = tech.c.execute_async(read_back, vec![]).await.unwrap_or_else(|e| panic!("read the screenshot: {e}"));
+    let sum: u64 = png.iter().map(|b| u64::from(*b)).sum();
+    assert_eq!(served, serde_json::json!([png.len(), sum]), "the screenshot served is the one uploaded");
     tech.shot("technician-checklist-done-phone").await;
     tech.click(&format!("form[action='/pyc/{pyc}/deployed'] button")).await;
     assert_eq!(tech.badge().await, "Đã triển khai");
