@@ -112,7 +112,7 @@ async fn login(ctx: Ctx, req: HttpRequest, form: web::Form<LoginForm>) -> AppRes
     let next = safe_next(form.next.as_deref());
     match outcome {
         Ok(user) => {
-            session::sign_in(&ctx.session, &user)?;
+            session::sign_in(&ctx.session, &user, &ctx.state.session_clock)?;
             // Merchants land in their own area unless they were going somewhere.
             let merchant = user.kind() == models::UserKind::Merchant;
             Ok(redirect(if merchant && next == "/" { "/app" } else { &next }))
@@ -172,7 +172,7 @@ async fn setup(ctx: Ctx, form: web::Form<SetupForm>) -> AppResult<HttpResponse> 
     };
     match result {
         Ok(user) => {
-            session::sign_in(&ctx.session, &user)?;
+            session::sign_in(&ctx.session, &user, &ctx.state.session_clock)?;
             ctx.flash("success", "Đã tạo tài khoản quản trị. Hãy tạo tài khoản cho từng thành viên.");
             Ok(redirect("/admin/users"))
         }

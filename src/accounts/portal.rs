@@ -139,7 +139,7 @@ async fn signup(ctx: Ctx, req: HttpRequest, form: web::Form<SignupForm>) -> AppR
     let next = super::handlers::safe_next(f.next.as_deref());
     match ctx.db(move |conn| merchant::signup(conn, &config, &input, &address)).await {
         Ok(user) => {
-            session::sign_in(&ctx.session, &user)?;
+            session::sign_in(&ctx.session, &user, &ctx.state.session_clock)?;
             ctx.flash("success", format!("Đã tạo tài khoản. Chúng tôi đã gửi thư xác nhận đến {}.", user.email));
             Ok(redirect(if next == "/" { "/app" } else { &next }))
         }
@@ -376,7 +376,7 @@ async fn oidc_callback(ctx: Ctx, key: web::Path<String>, q: web::Query<CallbackQ
     let config = ctx.state.config.clone();
     match ctx.db(move |conn| merchant::oidc_sign_in(conn, &config, &identity)).await {
         Ok(user) => {
-            session::sign_in(&ctx.session, &user)?;
+            session::sign_in(&ctx.session, &user, &ctx.state.session_clock)?;
             let next = pending.map(|p| p.next).unwrap_or_else(|| "/".into());
             Ok(redirect(if next == "/" { "/app" } else { &next }))
         }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub oidc: Arc<crate::accounts::oidc::OidcClients>,
     /// The public API's per-key rate limit.
     pub api_limiter: Arc<crate::api::Limiter>,
+    /// What sessions expire by (the system clock; tests move it forward).
+    pub session_clock: session::SessionClock,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,7 +60,7 @@ impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
         let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
         let api_limiter = Arc::new(crate::api::new_limiter(config.api_rate_per_second));
-        Ok(Self { services: Services::new(config, pool)?, oidc, api_limiter })
+        Ok(Self { services: Services::new(config, pool)?, oidc, api_limiter, session_clock: Default::default() })
     }
 }
 

@@ -88,9 +88,9 @@ pub fn take_flashes(session: &Session) -> Vec<Flash> {
 }
 
 /// Starts a signed-in session for `user` (a fresh CSRF token too: no fixation).
-pub fn sign_in(session: &Session, user: &User) -> Result<(), AppError> {
+pub fn sign_in(session: &Session, user: &User, clock: &SessionClock) -> Result<(), AppError> {
     session.renew();
-    let now = chrono::Utc::now().timestamp();
+    let now = clock.now();
     let result = session
         .insert(KEY_UID, user.id)
         .and_then(|_| session.insert(KEY_EPOCH, user.session_epoch))
@@ -164,11 +164,30 @@ pub async fn middleware(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<
     next.call(req).await
 }
 
+/// The clock sessions expire by: the system's, moved forward by what a test asks, so
+/// that no test waits out a session's lifetime (nor measures it in whole seconds while
+/// a loaded machine stalls). The app never moves it.
+#[derive(Clone, Default)]
+pub struct SessionClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl SessionClock {
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forward only, as time goes.
+    pub fn advance(&self, by: std::time::Duration) {
+        let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reloads the session's user; ends the session when it is no longer valid.
 async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Option<CurrentUser>, AppError> {
     let epoch = session.get::<i64>(KEY_EPOCH).ok().flatten();
     let issued = session.get::<i64>(KEY_ISSUED).ok().flatten().unwrap_or(0);
-    let expired = chrono::Utc::now().timestamp() - issued > state.config.session_ttl.as_secs() as i64;
+    let expired = state.session_clock.now() - issued > state.config.session_ttl.as_secs() as i64;
     let user = state
         .db(move |conn| match crate::accounts::models::find(conn, uid) {
             Ok(u) => Ok(Some(u)),

@@ -264,18 +264,26 @@ db_test!(changing_the_password_ends_other_sessions, |app| {
     assert_eq!(app.browser().login("leader@ipos.vn", "mat-khau-moi-2026").await.status, 303);
 });
 
+/// On a clock the test moves: a minute before the end the session holds, a minute
+/// after it is over and the login page says why.
 #[actix_web::test]
 async fn sessions_expire() {
-    let app = crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| {
-        c.session_ttl = std::time::Duration::from_secs(1);
-    })
-    .await
-    .unwrap_or_else(|| panic!("sqlite"));
+    let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    let ttl = app.state.config.session_ttl;
+    let minute = std::time::Duration::from_secs(60);
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     let b = app.login("sale@ipos.vn").await;
     assert_eq!(b.get("/").await.status, 200);
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(b.get("/").await.redirects_to_login());
+    app.state.session_clock.advance(ttl - minute);
+    assert_eq!(b.get("/").await.status, 200, "still valid a minute before the end");
+    app.state.session_clock.advance(2 * minute);
+    let after = b.get("/").await;
+    assert!(after.redirects_to_login(), "{after:?}");
+    let login = b.get(after.location.as_deref().unwrap_or("/login")).await;
+    assert!(login.body.contains("Phiên đăng nhập đã hết hạn, vui lòng đăng nhập lại."), "{}", login.body);
+    // Signing in again starts a fresh session on the same clock.
+    assert_eq!(b.login("sale@ipos.vn", crate::support::PASSWORD).await.status, 303);
+    assert_eq!(b.get("/").await.status, 200);
 }
 
 mod login_throttling_behind_a_proxy {

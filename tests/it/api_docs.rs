@@ -112,8 +112,9 @@ mod schemathesis_finds_no_server_error_and_no_answer_off_the_schema {
 
     async fn run(backend: hubgate::db::Backend) {
         let Some(bin) = schemathesis() else {
-            assert!(std::env::var("CI").is_err(), "CI must install schemathesis (HUBGATE_TEST_SCHEMATHESIS)");
-            eprintln!("note: schemathesis is not installed (pip install schemathesis); skipping the API fuzz run");
+            crate::support::skipped(
+                "schemathesis is not installed (pip install schemathesis, set HUBGATE_TEST_SCHEMATHESIS)",
+            );
             return;
         };
         // A rate the fuzzer's bursts stay under: the limiter has its own test.

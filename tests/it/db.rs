@@ -1,67 +1,149 @@
 //! Both backends agree with each other, and the CLI works on a real database file.
 
 use diesel::prelude::*;
+use std::collections::BTreeMap;
+
 use diesel::sql_types::{Integer, Text};
 
-#[derive(QueryableByName, Debug, PartialEq)]
-struct Column {
+/// A column as a database describes it.
+#[derive(QueryableByName, Debug)]
+struct Described {
     #[diesel(sql_type = Text)]
     name: String,
+    #[diesel(sql_type = Text)]
+    ty: String,
     #[diesel(sql_type = Integer)]
     nullable: i32,
 }
 
-const TABLES: &[&str] = &[
-    "users",
-    "form_submissions",
-    "statement_imports",
-    "statement_layouts",
-    "audit_log",
-    "login_failures",
-    "partners",
-    "mail_blobs",
-    "mail_threads",
-    "mail_messages",
-    "mail_attachments",
-    "mail_rules",
-    "mail_imap_mailboxes",
-    "customers",
-    "merchants",
-    "points",
-    "requests",
-    "request_points",
-    "confirmations",
-    "request_events",
-];
+/// A column reduced to what must agree everywhere: (name, type family, nullable).
+type Column = (String, String, bool);
 
-fn columns(app: &crate::support::TestApp, table: &str) -> Vec<Column> {
-    app.with_conn(|c| {
-        let sql = match app.backend {
-            hubgate::db::Backend::Sqlite => format!(
-                "SELECT name, CASE WHEN \"notnull\" = 1 OR pk = 1 THEN 0 ELSE 1 END AS nullable \
-                 FROM pragma_table_info('{table}') ORDER BY cid"
-            ),
-            hubgate::db::Backend::Postgres => format!(
-                "SELECT column_name::text AS name, CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable \
-                 FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
-            ),
-        };
-        diesel::sql_query(sql).load(c).unwrap_or_else(|e| panic!("{table}: {e}"))
-    })
+/// The tables and columns `src/db/schema.rs` declares: what the code reads and writes.
+fn declared() -> BTreeMap<String, Vec<Column>> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/db/schema.rs"))
+        .unwrap_or_else(|e| panic!("schema.rs: {e}"));
+    let mut tables = BTreeMap::new();
+    for block in text.split("diesel::table! {").skip(1) {
+        let body = block.split("\n}").next().unwrap_or_default();
+        let mut lines =
+            body.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with('#'));
+        let head = lines.next().unwrap_or_default();
+        let name = head.split_whitespace().next().unwrap_or_default().to_string();
+        let columns = lines
+            .filter_map(|l| l.trim_end_matches(',').split_once(" -> "))
+            .map(|(col, ty)| {
+                let (ty, nullable) = match ty.strip_prefix("Nullable<") {
+                    Some(inner) => (inner.trim_end_matches('>'), true),
+                    None => (ty, false),
+                };
+                let family = match ty {
+                    "Int8" | "BigInt" => "int8",
+                    "Int4" | "Integer" => "int4",
+                    "Int2" | "SmallInt" => "int2",
+                    "Text" | "Varchar" => "text",
+                    "Bool" => "bool",
+                    "Timestamp" => "timestamp",
+                    "Date" => "date",
+                    "Double" | "Float8" => "float8",
+                    "Binary" | "Bytea" => "bytes",
+                    other => panic!("{name}.{col}: add the type {other} to this test's families"),
+                };
+                (col.to_string(), family.to_string(), nullable)
+            })
+            .collect();
+        tables.insert(name, columns);
+    }
+    tables
 }
 
-/// Column names, order and nullability are the same on SQLite and PostgreSQL, so the
-/// one schema.rs fits both (type drift between backends once broke vaultwarden logins).
+/// One backend's tables (diesel's own bookkeeping left out) and their columns.
+fn described(app: &crate::support::TestApp) -> BTreeMap<String, Vec<Column>> {
+    let sqlite = app.backend == hubgate::db::Backend::Sqlite;
+    let list = if sqlite {
+        "SELECT name, '' AS ty, 0 AS nullable FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%'"
+    } else {
+        "SELECT table_name::text AS name, '' AS ty, 0 AS nullable FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '__diesel%'"
+    };
+    let tables: Vec<Described> = app.with_conn(|c| diesel::sql_query(list).load(c)).unwrap_or_else(|e| panic!("{e}"));
+    tables
+        .into_iter()
+        .map(|t| {
+            let sql = if sqlite {
+                format!(
+                    "SELECT name, type AS ty, CASE WHEN \"notnull\" = 1 OR pk = 1 THEN 0 ELSE 1 END AS nullable \
+                     FROM pragma_table_info('{}') ORDER BY cid",
+                    t.name
+                )
+            } else {
+                format!(
+                    "SELECT column_name::text AS name, data_type::text AS ty, \
+                     CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable \
+                     FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{}' \
+                     ORDER BY ordinal_position",
+                    t.name
+                )
+            };
+            let columns: Vec<Described> =
+                app.with_conn(|c| diesel::sql_query(sql).load(c)).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            let columns = columns
+                .into_iter()
+                .map(|c| {
+                    let family =
+                        family(sqlite, &c.ty).unwrap_or_else(|| panic!("{}.{}: type {}", t.name, c.name, c.ty));
+                    (c.name, family.to_string(), c.nullable == 1)
+                })
+                .collect();
+            (t.name, columns)
+        })
+        .collect()
+}
+
+/// A database's type name as a family schema.rs can name. SQLite stores every integer
+/// in 64 bits, so there the widths are one family; PostgreSQL's must match exactly.
+fn family(sqlite: bool, ty: &str) -> Option<&'static str> {
+    let ty = ty.to_ascii_lowercase();
+    Some(match ty.as_str() {
+        "bigint" | "int8" => "int8",
+        "integer" | "int" | "int4" => "int4",
+        "smallint" | "int2" => "int2",
+        "text" | "character varying" => "text",
+        t if t.starts_with("varchar") => "text",
+        "boolean" | "bool" => "bool",
+        "timestamp" | "timestamp without time zone" | "datetime" => "timestamp",
+        "date" => "date",
+        "double precision" | "double" | "real" | "float" => "float8",
+        "bytea" | "blob" => "bytes",
+        _ => return None,
+    })
+    .map(|f| if sqlite && f.starts_with("int") { "int" } else { f })
+}
+
+/// The same tables with the same columns (names, order, types, nullability) on SQLite,
+/// on PostgreSQL and in `schema.rs`, the one description of both (type drift between
+/// backends once broke vaultwarden logins).
 #[actix_web::test]
 async fn sqlite_and_postgres_schemas_match() {
     let lite = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
     let Some(pg) = crate::support::TestApp::start_pg().await else {
         return;
     };
-    for table in TABLES {
-        let a = columns(&lite, table);
-        assert!(!a.is_empty(), "{table} missing on SQLite");
-        assert_eq!(a, columns(&pg, table), "table {table} differs between SQLite and PostgreSQL");
+    let code = declared();
+    assert!(code.len() >= 50, "schema.rs read: {:?}", code.keys());
+    let (on_sqlite, on_pg) = (described(&lite), described(&pg));
+    let names = |m: &BTreeMap<String, Vec<Column>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&on_pg), names(&code), "PostgreSQL's tables and schema.rs's");
+    assert_eq!(names(&on_sqlite), names(&code), "SQLite's tables and schema.rs's");
+    let sqlite_view = |cols: &[Column]| -> Vec<Column> {
+        cols.iter()
+            .map(|(n, f, null)| (n.clone(), if f.starts_with("int") { "int".into() } else { f.clone() }, *null))
+            .collect()
+    };
+    for (table, columns) in &code {
+        assert_eq!(on_pg[table], *columns, "{table}: PostgreSQL differs from schema.rs");
+        assert_eq!(on_sqlite[table], sqlite_view(columns), "{table}: SQLite differs from schema.rs");
     }
 }
 

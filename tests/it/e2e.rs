@@ -188,6 +188,12 @@ impl Tab {
         assert_ne!(self.path().await, "/login", "{email} could not log in: {}", self.text().await);
     }
 
+    /// The state badge of a request or PYC page: what the page says happened (the step
+    /// bar beside it names every state on every page).
+    async fn badge(&self) -> String {
+        self.find(".badge-state").await.text().await.unwrap_or_default()
+    }
+
     /// The id at the end of the current path (`/requests/7` → 7).
     async fn id(&self) -> i64 {
         let path = self.path().await;
@@ -227,11 +233,20 @@ async fn demo_desk_every_screen_in_chromium() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let Some(rig) = Rig::start("demo", Backend::Sqlite, &["--demo"]).await else { return };
     let mut seen = 0;
-    let staff = hubgate::demo::USERS.iter().map(|(email, _, role, password)| (*email, role.code(), *password));
-    let merchants = hubgate::demo::MERCHANTS.iter().map(|(email, _, _, password)| (*email, "merchant", *password));
-    for (email, who, password) in staff.chain(merchants) {
+    let staff =
+        hubgate::demo::USERS.iter().map(|(email, name, role, password)| (*email, *name, role.code(), *password));
+    let merchants =
+        hubgate::demo::MERCHANTS.iter().map(|(email, name, _, password)| (*email, *name, "merchant", *password));
+    for (email, name, who, password) in staff.chain(merchants) {
         let tab = rig.tab().await;
         tab.login(email, password).await;
+        // Every page below is checked to be theirs: their name in the user menu.
+        let signed_in = async |tab: &Tab, path: &str| {
+            let shown = tab.find("span.who").await.text().await.unwrap_or_default();
+            assert_eq!(shown, name, "{email} on {path} is not signed in as themself");
+        };
+        signed_in(&tab, "the landing page").await;
+        let mut items_opened = 0;
         let mut menu = Vec::new();
         for a in tab.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap_or_default() {
             menu.push(a.attr("href").await.ok().flatten().unwrap_or_default());
@@ -245,13 +260,19 @@ async fn demo_desk_every_screen_in_chromium() {
                     // The first thing listed on the page (a request, a PYC, a mail...).
                     // (for merchants: a business's card).
                     let listed = "main table tbody a[href^='/'], main a.tile[href^='/']";
+                    // Pages without a list (a form, a settings page) have nothing to open;
+                    // that every account opened some item is checked below.
                     let Ok(first) = tab.c.find(Locator::Css(listed)).await else { break };
                     tab.submit(&first, "the first listed item").await;
+                    items_opened += 1;
                 }
                 let path = tab.path().await;
+                assert!(!path.starts_with("/login"), "{email} was sent to sign in again from {href}");
                 let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();
                 assert!(errors.is_empty(), "{email} meets an error on {path}: {}", tab.text().await);
-                assert!(tab.c.find(Locator::Css("h1")).await.is_ok(), "{path} has a heading");
+                let heading = tab.find("h1").await.text().await.unwrap_or_default();
+                assert!(!heading.trim().is_empty(), "{path} has a heading");
+                signed_in(&tab, &path).await;
                 let name = format!("{who}{}", path.replace('/', "-"));
                 tab.shot(&name).await;
                 seen += 1;
@@ -260,7 +281,8 @@ async fn demo_desk_every_screen_in_chromium() {
         if who == "merchant" {
             // Every tab of the first business.
             tab.go("/app").await;
-            if let Ok(card) = tab.c.find(Locator::Css("main a.tile")).await {
+            {
+                let card = tab.find("main a.tile").await;
                 tab.submit(&card, "the first business").await;
                 let mut tabs = Vec::new();
                 for a in tab.c.find_all(Locator::Css("nav.tabs a")).await.unwrap_or_default() {
@@ -273,11 +295,13 @@ async fn demo_desk_every_screen_in_chromium() {
                     let errors = tab.c.find_all(Locator::Css(".error-card")).await.unwrap_or_default();
                     assert!(errors.is_empty(), "{email} meets an error on {href}: {}", tab.text().await);
                     assert!(tab.c.find(Locator::Css("h1")).await.is_ok(), "{href} has a heading");
+                    signed_in(&tab, &href).await;
                     tab.shot(&format!("merchant{}", href.replace('/', "-"))).await;
                     seen += 1;
                 }
             }
         }
+        assert!(items_opened >= 1, "{email} found nothing listed to open on any menu page");
         let _ = tab.c.close().await;
     }
     assert!(seen >= 40, "every role's screens were opened ({seen})");
@@ -295,6 +319,7 @@ struct Rig {
     shots: std::sync::Arc<Shots>,
     inbox: crate::smtp::Inbox,
     tmp: tempfile::TempDir,
+    database_url: String,
     // Dropped (killed) after the browsers that use them.
     _server: crate::support::KillOnDrop,
     _driver: crate::support::KillOnDrop,
@@ -319,11 +344,9 @@ impl Rig {
         let (Some(driver_bin), Some(chromium)) =
             (tool("HUBGATE_CHROMEDRIVER", "/usr/bin/chromedriver"), tool("HUBGATE_CHROMIUM", "/usr/bin/chromium"))
         else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the browser tests: install chromium and chromium-driver"
+            crate::support::skipped(
+                "chromium or chromedriver is not installed (apt-get install chromium chromium-driver)",
             );
-            eprintln!("skipped: chromium or chromedriver not installed");
             return None;
         };
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -349,16 +372,34 @@ impl Rig {
         };
 
         let (smtp_port, inbox, _smtp) = crate::smtp::start(0).await;
-        let driver_port = crate::support::free_port();
+        // Port 0: chromedriver binds a free port itself and says which; no port is picked
+        // here and bound later by a process that may lose it to another.
         let (driver_log, driver_log_path) = log("chromedriver.log");
-        let driver_proc = crate::support::KillOnDrop(
+        let mut driver_proc = crate::support::KillOnDrop(
             Command::new(driver_bin)
-                .arg(format!("--port={driver_port}"))
-                .stdout(Stdio::null())
+                .arg("--port=0")
+                .stdout(Stdio::piped())
                 .stderr(driver_log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("chromedriver: {e}")),
         );
+        let driver_out = driver_proc.0.stdout.take().unwrap_or_else(|| panic!("chromedriver's stdout"));
+        let driver_port = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(driver_out).lines();
+            let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
+                l.split_once("started successfully on port ")?.1.trim_end_matches('.').trim().parse::<u16>().ok()
+            });
+            // Kept draining, so that chromedriver never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            port
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!("chromedriver named no port:\n{}", std::fs::read_to_string(&driver_log_path).unwrap_or_default())
+        });
         let driver = format!("http://127.0.0.1:{driver_port}");
 
         // The real program, as it is deployed.
@@ -385,7 +426,26 @@ impl Rig {
         );
         wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log_path).await;
         wait_until_up(&format!("{base}/healthz"), "hubgate", &server_log_path).await;
-        Some(Rig { base, driver, chromium, shots, inbox, tmp, _server: server, _driver: driver_proc, _db: db })
+        // The port is chosen before the program binds it (its base URL goes into mails
+        // and the OpenID provider's redirects): had another process taken it, what
+        // answered was not ours, and ours has exited.
+        let mut server = server;
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let log = std::fs::read_to_string(&server_log_path).unwrap_or_default();
+            panic!("hubgate exited ({status}): port {port} was taken by another process?\n{log}");
+        }
+        Some(Rig {
+            base,
+            driver,
+            chromium,
+            shots,
+            inbox,
+            tmp,
+            database_url,
+            _server: server,
+            _driver: driver_proc,
+            _db: db,
+        })
     }
 
     /// A new person at a new browser.
@@ -536,7 +596,8 @@ async fn journey(backend: Backend) {
     assert!(!sale.value("input[name=to]").await.is_empty(), "the acceptance is addressed to the partner");
     sale.shot("sale-acceptance-draft").await;
     sale.press("Chấp nhận và gửi mail (B2)").await;
-    sale.see("Đã chấp nhận").await;
+    let state = sale.badge().await;
+    assert!(state.ends_with("Đã chấp nhận"), "the request is accepted: {state}");
     reply_in_partner_thread(inbox, "the acceptance mail", "A01.outlook@momo.vn").await;
 
     // B3: sales drafts the PYC, the leader reviews it, sales creates it.
@@ -548,14 +609,17 @@ async fn journey(backend: Backend) {
     sale.press("Lưu PYC nháp").await;
     let pyc = sale.id().await;
     assert_eq!(sale.path().await, format!("/pyc/{pyc}"));
+    assert_eq!(sale.badge().await, "Nháp");
 
     let leader = rig.tab().await;
     leader.login("leader@ipos.vn", PASSWORD).await;
     leader.go(&format!("/pyc/{pyc}")).await;
     leader.click(&format!("form[action='/pyc/{pyc}/review'] button")).await;
+    assert_eq!(leader.badge().await, "Đã xem lại (B7)");
     leader.shot("leader-reviewed-pyc").await;
     sale.go(&format!("/pyc/{pyc}")).await;
     sale.click(&format!("form[action='/pyc/{pyc}/create'] button")).await;
+    assert_eq!(sale.badge().await, "Đã tạo (B8)");
     sale.shot("sale-pyc-created").await;
 
     // B4: the technician works the checklist on a phone.
@@ -572,11 +636,20 @@ async fn journey(backend: Backend) {
         assert!(ticked < 50, "the checklist never ends");
     }
     assert!(ticked >= 1, "there was a checklist to work");
+    // Every item now shows its tick, after a fresh load (kept, not just drawn).
+    tech.go(&format!("/pyc/{pyc}")).await;
+    let done = format!("form[action^='/pyc/{pyc}/items/'] button.tick.done");
+    assert_eq!(tech.c.find_all(Locator::Css(&done)).await.map(|v| v.len()).unwrap_or(0), ticked, "ticks kept");
     tech.fill("input[name=pos_parent]", "PP-7788").await;
     tech.fill("input[name=pos_id]", "POS-123456").await;
     tech.fill("input[name=key1]", "K1-SECRET-abc").await;
     tech.fill("input[name=key2]", "K2-SECRET-xyz").await;
     tech.press("Lưu dữ liệu").await;
+    // Saved: a fresh load shows the ids, and the keys only as sealed.
+    tech.go(&format!("/pyc/{pyc}")).await;
+    assert_eq!(tech.value("input[name=pos_id]").await, "POS-123456");
+    assert_eq!(tech.value("input[name=pos_parent]").await, "PP-7788");
+    tech.see("•••••• (đã mã hóa)").await;
     // The proof of connection is a real PNG: this very screen.
     let proof = tmp.path().join("ket-noi-thanh-cong.png");
     std::fs::write(&proof, tech.c.screenshot().await.unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
@@ -586,8 +659,26 @@ async fn journey(backend: Backend) {
         },
     );
     tech.press("Tải ảnh lên").await;
+    // The uploaded screenshot is shown on the page, drawn from what the server kept.
+    let drawn = "const i = document.querySelector('img.shot'); return i && i.complete ? i.naturalWidth : 0";
+    let width = poll("the uploaded screenshot drawn", async || {
+        tech.c.execute(drawn, vec![]).await.ok().and_then(|v| v.as_i64()).filter(|w| *w > 0)
+    })
+    .await;
+    let png = std::fs::read(&proof).unwrap_or_default();
+    let taken = png.get(16..20).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])).unwrap_or(0);
+    assert_eq!(width, i64::from(taken), "the screenshot as taken (its PNG header's width)");
+    // And byte for byte what was uploaded (a cut-off PNG still has its header's width):
+    // read back in the technician's own session, its length and byte sum.
+    let read_back = "const done = arguments[arguments.length - 1]; \
+                     fetch(document.querySelector('img.shot').src).then(r => r.arrayBuffer()) \
+                     .then(b => { const a = new Uint8Array(b); let s = 0; for (const x of a) s += x; done([a.length, s]); })";
+    let served = tech.c.execute_async(read_back, vec![]).await.unwrap_or_else(|e| panic!("read the screenshot: {e}"));
+    let sum: u64 = png.iter().map(|b| u64::from(*b)).sum();
+    assert_eq!(served, serde_json::json!([png.len(), sum]), "the screenshot served is the one uploaded");
     tech.shot("technician-checklist-done-phone").await;
     tech.click(&format!("form[action='/pyc/{pyc}/deployed'] button")).await;
+    assert_eq!(tech.badge().await, "Đã triển khai");
     tech.see("POS-123456").await;
     assert!(!tech.text().await.contains("K1-SECRET-abc"), "keys stay hidden until asked for");
     tech.press("Hiện").await;
@@ -607,7 +698,17 @@ async fn journey(backend: Backend) {
     // The accountant downloads the month's workbook and records the 0 đ invoice.
     let accountant = rig.tab().await;
     accountant.login("ketoan@ipos.vn", PASSWORD).await;
-    let month = hubgate::fmt::local_date(hubgate::db::now()).format("%Y-%m").to_string();
+    // The month the point went live, from its row: a run across midnight at a month's
+    // end looks where the report files it.
+    let deployed_at: Option<chrono::NaiveDateTime> = {
+        use diesel::prelude::*;
+        let pool = hubgate::db::pool(&rig.database_url, 1).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut conn = pool.get().unwrap_or_else(|e| panic!("{e}"));
+        use hubgate::db::schema::pycs;
+        pycs::table.find(pyc).select(pycs::deployed_at).first(&mut conn).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let deployed_at = deployed_at.unwrap_or_else(|| panic!("PYC {pyc} has no deployment time"));
+    let month = hubgate::fmt::local_date(deployed_at).format("%Y-%m").to_string();
     accountant.go(&format!("/reports?month={month}")).await;
     accountant.see("POS-123456").await;
     accountant.shot("accountant-month").await;
@@ -647,7 +748,8 @@ async fn journey(backend: Backend) {
     accountant.see("0000123").await;
     accountant.shot("accountant-invoice").await;
     accountant.go(&format!("/requests/{request}")).await;
-    accountant.see("Đã xuất hóa đơn").await;
+    let state = accountant.badge().await;
+    assert!(state.ends_with("Đã xuất hóa đơn 0 đ"), "the request is invoiced: {state}");
 
     // A wrong role meets a forbidden page, not the data.
     tech.go("/reports").await;

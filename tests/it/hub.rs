@@ -15,6 +15,44 @@ fn newest_request(app: &crate::support::TestApp) -> i64 {
     app.with_conn(|c| requests::table.select(requests::id).order(requests::id.desc()).first(c)).unwrap_or(-1)
 }
 
+/// The entries of a request page's timeline ("Lịch sử"), each as its markup: the step
+/// bar and header above it name people and states whatever happened.
+pub(crate) fn timeline(body: &str) -> Vec<String> {
+    let start = body.find("<ol class=\"timeline\">").unwrap_or_else(|| panic!("no timeline on {body}"));
+    let list = &body[start..];
+    let list = &list[..list.find("</ol>").unwrap_or(list.len())];
+    list.split("<li>").skip(1).map(|li| li.split("</li>").next().unwrap_or_default().to_string()).collect()
+}
+
+/// A request list as a person reads it: the count and the requests its rows link to.
+pub(crate) fn listed(body: &str) -> (usize, std::collections::BTreeSet<i64>) {
+    crate::support::listed(body, "yêu cầu", "/requests/")
+}
+
+/// A request opened through the service for `partner`, then put in `state` directly:
+/// a row that a list filter must leave out.
+pub(crate) fn seed_request(app: &crate::support::TestApp, partner: &str, merchant: &str, state: &str) -> i64 {
+    let input = hubgate::hub::service::OpenRequest {
+        partner_id: crate::support::partner_id(app, partner),
+        mail_id: None,
+        merchant_name: merchant.into(),
+        merchant_contact: String::new(),
+        merchant_phone: String::new(),
+        point_name: format!("{merchant} - điểm 1"),
+        point_address: "1 Lý Thường Kiệt, Hà Nội".into(),
+        point_contact: String::new(),
+        point_phone: String::new(),
+        extra_points: Vec::new(),
+    };
+    let actor = hubgate::audit::Actor::system("test");
+    let id = app
+        .with_conn(|c| hubgate::hub::service::open_request(c, &actor, &input))
+        .unwrap_or_else(|e| panic!("seed request: {e:?}"));
+    app.with_conn(|c| diesel::update(requests::table.find(id)).set(requests::state.eq(state)).execute(c))
+        .unwrap_or_else(|e| panic!("seed state: {e}"));
+    id
+}
+
 /// Sales opens the request for Phở Thìn (the a01 mail's point) from that mail.
 pub(crate) async fn open_pho_thin(sale: &crate::support::Browser, partner: i64, mail: i64) -> crate::support::Page {
     let (partner, mail) = (partner.to_string(), mail.to_string());
@@ -167,13 +205,23 @@ db_test!(momo_request_from_mail_to_accepted, |app| {
     assert_eq!(r.request_id, Some(id), "threaded by our own Message-ID");
 
     // The reply in the thread lands on the timeline; "Việc của tôi" lists the request.
-    crate::support::ingest_corpus(&app, "a04");
-    assert!(sale.get(&format!("/requests/{id}")).await.body.contains("sale@ipos.vn"), "the reply is on the timeline");
+    let reply = crate::support::ingest_corpus(&app, "a04");
+    let entries = timeline(&sale.get(&format!("/requests/{id}")).await.body);
+    assert!(
+        entries.iter().any(|e| e.contains("<span class=\"tag\">Thư đến</span> <b>sale@ipos.vn</b>")
+            && e.contains(&format!("href=\"/mail/{reply}\""))),
+        "the reply is on the timeline: {entries:#?}"
+    );
     let my = sale.get("/my").await;
     assert!(my.body.contains("Thư đối tác cần phân loại"), "sales see the mail to triage");
     assert!(my.body.contains(&format!("#{id}")), "accepted requests wait for a PYC from sales");
+    // Rows each filter must leave out: MoMo's in another state, another partner's accepted.
+    let received = seed_request(&app, "MOMO", "Bún Chả Hương Liên", "received");
+    let other_partner = seed_request(&app, "GIFTPOP", "Highlands Coffee", "accepted");
     let list = sale.get("/requests?partner=MOMO&state=accepted").await;
-    assert!(list.body.contains("1 yêu cầu"));
+    assert_eq!(listed(&list.body), (1, std::collections::BTreeSet::from([id])));
+    let all = listed(&sale.get("/requests").await.body);
+    assert!([id, received, other_partner].iter().all(|r| all.1.contains(r)), "unfiltered, all are listed: {all:?}");
 });
 
 db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
@@ -211,10 +259,14 @@ db_test!(giftpop_needs_no_leader_and_leaders_confirm_by_hand, |app| {
         .unwrap_or(-1);
     let lid = leader_id.to_string();
     assert_eq!(sale.post(&format!("/requests/{id}/assign"), &[("assignee_id", lid.as_str())]).await.status, 303);
-    assert!(
-        leader.get("/requests?mine=1").await.body.contains(&format!("#{id}")),
-        "the leader finds it under “Tôi phụ trách”"
+    // Someone else's request is not the leader's.
+    let not_theirs = seed_request(&app, "GIFTPOP", "Katinat", "received");
+    assert_eq!(
+        listed(&leader.get("/requests?mine=1").await.body),
+        (1, std::collections::BTreeSet::from([id])),
+        "the leader finds it, and only it, under “Tôi phụ trách”"
     );
+    assert!(listed(&leader.get("/requests").await.body).1.contains(&not_theirs));
     assert!(!page.body.contains("Chưa có xác nhận của leader"));
     // Sales cannot record a manual confirmation; a leader can, with a reason.
     assert_eq!(

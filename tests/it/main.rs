@@ -17,6 +17,7 @@ mod fakebank;
 mod forms;
 mod hub;
 mod imap;
+mod local_pg;
 mod mail_in;
 mod merchant;
 mod nodes;

@@ -29,8 +29,10 @@ fn nginx_binary() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    assert!(std::env::var("CI").is_err(), "CI must run the several-nodes test: apt-get install nginx-light");
-    eprintln!("skipped: no nginx at {} (apt-get install nginx-light, or set HUBGATE_TEST_NGINX)", path.display());
+    crate::support::skipped(&format!(
+        "no nginx at {} (apt-get install nginx-light, or set HUBGATE_TEST_NGINX)",
+        path.display()
+    ));
     None
 }
 

@@ -39,13 +39,7 @@ impl Provider {
     pub fn start(base: &str) -> Option<Provider> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         if !dir.join("node_modules/oidc-provider").exists() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run `npm ci --prefix tests/oidc`: OpenID tests may not be skipped"
-            );
-            eprintln!(
-                "note: tests/oidc/node_modules is missing (run `npm ci --prefix tests/oidc`); skipping this OpenID test"
-            );
+            crate::support::skipped("tests/oidc/node_modules is missing (run `npm ci --prefix tests/oidc`)");
             return None;
         }
         let clients = serde_json::json!([

@@ -125,7 +125,11 @@ async fn full_path(backend: hubgate::db::Backend) {
     assert_eq!(created.status, 303, "{}", created.body);
     let id: i64 = app.with_conn(|c| pycs::table.select(pycs::id).first(c)).unwrap_or(-1);
     let number: String = app.with_conn(|c| pycs::table.find(id).select(pycs::number).first(c)).unwrap_or_default();
-    let year = chrono::Datelike::year(&hubgate::fmt::local_date(hubgate::db::now()));
+    // Numbered by the local year it was made in: the year read from its own row, so a
+    // run across New Year's midnight checks the same thing.
+    let made: chrono::NaiveDateTime =
+        app.with_conn(|c| pycs::table.find(id).select(pycs::created_at).first(c)).unwrap_or_default();
+    let year = chrono::Datelike::year(&hubgate::fmt::local_date(made));
     assert_eq!(number, format!("PYC-{year}-000001"));
 
     // B7 by a leader only, then B8; the request reaches B3.
@@ -195,7 +199,26 @@ async fn full_path(backend: hubgate::db::Backend) {
     // Keys: sealed at rest; revealed only to allowed roles, each reveal audited.
     let (k1, k2): (Option<String>, Option<String>) =
         app.with_conn(|c| pycs::table.find(id).select((pycs::key1_enc, pycs::key2_enc)).first(c)).unwrap_or_default();
-    assert!(k1.is_some_and(|k| !k.contains("K1-SECRET")) && k2.is_some_and(|k| !k.contains("K2-SECRET")));
+    let (k1, k2) = (k1.unwrap_or_default(), k2.unwrap_or_default());
+    use hubgate::secrets::{PYC_KEY1, PYC_KEY2};
+    let keys = app.state.config.keyring();
+    assert_eq!(keys.open(&PYC_KEY1, id, &k1).ok().as_deref(), Some("K1-SECRET-abc"), "{k1}");
+    assert_eq!(keys.open(&PYC_KEY2, id, &k2).ok().as_deref(), Some("K2-SECRET-xyz"), "{k2}");
+    // Encrypted, not merely encoded: another key cannot open them, nor can the right key
+    // for another row or column, and no decoding of the stored text shows the key.
+    let wrong = hubgate::secrets::Keyring::new(hubgate::config::SecretKey::from_bytes(vec![7; 32]), Vec::new());
+    // Relabelled with the wrong key's id, so that key really tries to open it.
+    let (format, rest) = k1.split_once(':').unwrap_or_default();
+    let relabelled = format!("{format}:{}:{}", wrong.current_id(), rest.split_once(':').unwrap_or_default().1);
+    assert!(wrong.open(&PYC_KEY1, id, &relabelled).is_err(), "a wrong key opens {relabelled}");
+    assert!(keys.open(&PYC_KEY1, id + 1, &k1).is_err(), "bound to its row");
+    assert!(keys.open(&PYC_KEY2, id, &k1).is_err(), "bound to its column");
+    for stored in [&k1, &k2] {
+        let body = stored.rsplit(':').next().unwrap_or_default();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap_or_default();
+        assert!(raw.len() > "K1-SECRET-abc".len(), "{stored}");
+        assert!(!raw.windows(9).any(|w| w == b"K1-SECRET" || w == b"K2-SECRET"), "{stored} holds the key in clear");
+    }
     if backend == hubgate::db::Backend::Sqlite {
         let _ = app.with_conn(|c| diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c));
         let file = std::fs::read(app.data_dir.path().join("hubgate.db")).unwrap_or_default();
@@ -285,9 +308,16 @@ async fn full_path(backend: hubgate::db::Backend) {
 /// Numbers are unique and gap-free when many creators race on PostgreSQL.
 #[actix_web::test]
 async fn numbering_under_concurrency_on_postgres() {
-    let Some(app) = crate::support::TestApp::start_pg().await else { return };
+    // One connection per thread: each holds its own for all 25 numbers, and with fewer
+    // the others would wait out the pool's timeout on a slow machine.
+    let threads = 8;
+    let Some(app) =
+        crate::support::TestApp::start_with(hubgate::db::Backend::Postgres, |c| c.db_pool_size = threads + 1).await
+    else {
+        return;
+    };
     let pool = app.state.pool.clone();
-    let handles: Vec<_> = (0..8)
+    let handles: Vec<_> = (0..threads)
         .map(|_| {
             let pool = pool.clone();
             std::thread::spawn(move || -> Vec<i64> {

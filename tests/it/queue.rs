@@ -216,8 +216,11 @@ async fn mail_reaches_a_real_smtp_server_threaded_and_encoded() {
 
 #[actix_web::test]
 async fn smtp_outage_retries_and_delivers_once() {
-    // A port with nobody listening yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    // A port with nobody listening yet: bound (so no one else can take it) but not
+    // listening, so connections are refused; the SMTP server listens on it later.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
     let app = crate::support::TestApp::start_with(hubgate::db::Backend::Sqlite, |c| {
         c.outbound.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     })
@@ -238,7 +241,7 @@ async fn smtp_outage_retries_and_delivers_once() {
     assert!(error.is_some());
 
     // The server comes back but refuses for now: still nothing lost.
-    let (_, inbox, _server) = crate::smtp::start(port).await;
+    let (_, inbox, _server) = crate::smtp::serve(socket.listen(16).unwrap_or_else(|e| panic!("listen: {e}")));
     inbox.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     let due = |c: &mut DbConn| diesel::update(jobs::table).set(jobs::run_at.eq(hubgate::db::now())).execute(c);
     app.with_conn(due).unwrap_or(0);
@@ -371,9 +374,17 @@ async fn two_workers_on_postgres_run_each_job_once() {
         .unwrap_or_default();
     assert_eq!(runs, n as i64);
     assert_eq!(jobs_with_runs, n as i64, "every job ran exactly once");
+    // Which node ran how many is the scheduler's business (on a loaded machine one may
+    // take them all); that each run was by one of the two is ours.
     let by_worker: Vec<Option<String>> =
         app.with_conn(|c| job_events::table.select(job_events::worker).distinct().load(c)).unwrap_or_default();
-    assert_eq!(by_worker.len(), 2, "both nodes took part: {by_worker:?}");
+    assert!(
+        !by_worker.is_empty()
+            && by_worker
+                .iter()
+                .all(|w| w.as_deref().is_some_and(|w| w.starts_with("node-a") || w.starts_with("node-b"))),
+        "{by_worker:?}"
+    );
 }
 
 /// SIGTERM: no new claims; a running job finishes within the grace period, one that

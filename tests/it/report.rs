@@ -134,7 +134,17 @@ db_test!(the_month_workbook_reads_back_cell_by_cell, |app| {
     let acc = app.login("ketoan@ipos.vn").await;
     let page = acc.get("/reports?month=2026-10").await;
     assert!(page.body.contains("Tổng cộng") && page.body.contains(&a));
-    assert_eq!(acc.get("/reports/2026-10/xlsx").await.status, 200);
+    // The download is the month's workbook: its MOMO sheet holds the October point only.
+    let (status, headers, bytes) = acc.fetch("/reports/2026-10/xlsx").await;
+    assert_eq!(status, 200);
+    let disposition = headers.get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(disposition.contains("2026-10"), "{disposition}");
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(book.sheet_names(), ["Tổng hợp", "GIFTPOP", "MOMO"]);
+    let momo = book.worksheet_range("MOMO").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(momo.height(), 2, "the header and the one October point");
+    assert_eq!(text(momo.get_value((1, 5))), "POS-A1");
+    assert_eq!(text(momo.get_value((1, 8))), a);
     assert_eq!(acc.get("/reports/2026-13/xlsx").await.status, 404);
     assert_eq!(app.login("sale@ipos.vn").await.get("/reports").await.status, 403);
 });
@@ -209,9 +219,10 @@ async fn month_end_mail_goes_out_once_with_the_workbook() {
         opts,
         rx,
     ));
-    while !app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)) {
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
+    crate::support::poll("the replayed job", async || {
+        app.with_conn(|c| hubgate::worker::models::pending(c).map(|n| n == 0).unwrap_or(false)).then_some(())
+    })
+    .await;
     let _ = stop.send(true);
     let _ = worker.await;
     let count: i64 = app
@@ -326,21 +337,19 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     assert!(result.body.contains("Lẩu Phan") && result.body.contains("POS-Z9") && result.body.contains("Bún Bò Huế"));
     assert!(!result.body.contains("Highlands"), "only this partner's points");
 
-    // The outcome downloads as a workbook; the mapping is reused next time.
-    let rec: (Option<String>, String) = app
-        .with_conn(|c| {
-            use hubgate::db::schema::reconciliations;
-            reconciliations::table.find(id).select((reconciliations::result, reconciliations::month)).first(c)
-        })
-        .unwrap_or_default();
-    let outcome: hubgate::reports::reconcile::Outcome =
-        serde_json::from_str(&rec.0.unwrap_or_default()).unwrap_or_default();
-    let bytes = hubgate::reports::reconcile::outcome_workbook(&outcome).unwrap_or_default();
+    // The outcome downloads as a workbook, one sheet per verdict; the mapping is reused next time.
+    let (status, _, bytes) = acc.fetch(&format!("/reports/reconcile/{id}/xlsx")).await;
+    assert_eq!(status, 200);
     let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(book.sheet_names(), ["Khớp", "Chỉ có bên mình", "Chỉ có bên đối tác", "Lệch thông tin"]);
-    let matched = book.worksheet_range("Khớp").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(text(matched.get_value((1, 2))), "POS-A1");
-    assert_eq!(acc.get(&format!("/reports/reconcile/{id}/xlsx")).await.status, 200);
+    let mut column = |sheet: &str, c: u32| -> Vec<String> {
+        let range = book.worksheet_range(sheet).unwrap_or_else(|e| panic!("{sheet}: {e}"));
+        (1..range.height() as u32).map(|r| text(range.get_value((r, c)))).collect()
+    };
+    assert_eq!(column("Khớp", 2), ["POS-A1"]);
+    assert_eq!(column("Chỉ có bên mình", 2), ["POS-F6"]);
+    assert_eq!(column("Chỉ có bên đối tác", 1), ["POS-Z9"]);
+    assert_eq!(column("Lệch thông tin", 2), ["POS-E5"]);
     let again = acc.upload("/reports/reconcile", upload(file, "momo-t10-b.xlsx")).await;
     let id2 = again.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("").to_string();
     let second = acc.get(&format!("/reports/reconcile/{id2}")).await;

@@ -3,7 +3,8 @@
 //! `EXPECTED` is the access policy written out by hand. The test fails when a route
 //! exists that is not listed here (add it with its rule) and when the running app
 //! answers any cell differently: anonymous visitors are sent to the login page,
-//! wrong roles get 403, allowed roles get through.
+//! wrong roles get 403, allowed roles get through (to real rows of each kind); and a
+//! server error in any cell fails it.
 
 use hubgate::accounts::Role;
 
@@ -282,7 +283,7 @@ db_test!(role_matrix, |app| {
         app.create_user(&email, &[role]);
         people.push((Who::Staff(role), app.login(&email).await));
     }
-    app.create_merchant("chu-quan@cafe.vn");
+    let merchant = app.create_merchant("chu-quan@cafe.vn");
     people.push((Who::Merchant, app.login("chu-quan@cafe.vn").await));
     // Logout last: it ends the session the other checks need.
     let mut routes: Vec<_> = EXPECTED.to_vec();
@@ -293,25 +294,68 @@ db_test!(role_matrix, |app| {
         .filter(|r| r.body == hubgate::web::access::Body::Upload)
         .map(|r| r.path)
         .collect();
+    // Real rows, so that allowed roles reach the handler's real work instead of a 404
+    // (a crash on a real row is a 500 in some cell). Kinds with no row seeded here keep
+    // an id no row has.
+    let victim = app.create_user("nhan-vien-cu@ipos.vn", &[Role::Sale]);
+    let business = app.create_business(&merchant, "Quán Thử Quyền");
+    crate::support::ingest_corpus(&app, "a01");
+    crate::support::ingest_corpus(&app, "f01");
+    let cfg = app.state.config.mail.clone();
+    let raw = crate::desk::mail_with_files("vai-tro");
+    app.with_conn(|c| hubgate::mail::inbound::service::ingest(c, &cfg, &raw, "test", None))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    crate::hub::seed_request(&app, "MOMO", "Phở Thử Quyền", "received");
+    let first = |table: &str| -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            id: Option<i64>,
+        }
+        let sql = format!("SELECT MIN(id) AS id FROM {table}");
+        let row: Option<Row> = app.with_conn(|c| diesel::RunQueryDsl::get_result(diesel::sql_query(sql), c).ok());
+        row.and_then(|r| r.id).map_or_else(|| "999999".to_string(), |id| id.to_string())
+    };
+    // The table behind a path's {id}, by its prefix (longest first).
+    let id_tables = [
+        ("/admin/users/", victim.id.to_string()),
+        ("/mail/blobs/", first("mail_blobs")),
+        ("/mail/sent/", first("mail_outbox")),
+        ("/mail/", first("mail_messages")),
+        ("/admin/mail-rules/", first("mail_rules")),
+        ("/requests/", first("requests")),
+        ("/merchants/", first("merchants")),
+        ("/admin/partners/", first("partners")),
+        ("/customers/", first("customers")),
+        ("/points/", first("points")),
+        ("/admin/jobs/", first("jobs")),
+        ("/pyc/", first("pycs")),
+        ("/admin/pyc-templates/", first("pyc_templates")),
+        ("/admin/businesses/", business.to_string()),
+    ];
+    let attachment = first("mail_attachments");
+    let business = business.to_string();
+    let seeded = id_tables.iter().filter(|(_, id)| id != "999999").count();
+    assert!(seeded >= 10, "rows seeded for most kinds: {id_tables:?}");
     for (method, path, rule) in routes {
-        // A missing id: allowed roles reach the handler (404), nothing real changes.
-        let url = path
-            .replace("{id}", "999999")
-            .replace("{aid}", "999999")
-            .replace("{cid}", "999999")
-            .replace("{iid}", "999999")
-            .replace("{bid}", "999999")
-            .replace("{mid}", "999999")
-            .replace("{provider}", "google")
-            .replace("{bin}", "970436")
-            .replace("{cid}", "999999")
-            .replace("{tid}", "999999")
-            .replace("{did}", "999999")
-            .replace("{rid}", "999999")
-            .replace("{kid}", "999999")
-            .replace("{bank}", "OCB")
-            .replace("{key}", "no-such-key")
-            .replace("{month}", "2026-10");
+        let id = id_tables.iter().find(|(prefix, _)| path.starts_with(prefix)).map_or("999999", |(_, id)| id.as_str());
+        let aid = if path.starts_with("/mail/") { attachment.as_str() } else { "999999" };
+        let none = "999999";
+        let values = [
+            ("{id}", id),
+            ("{aid}", aid),
+            ("{bid}", business.as_str()),
+            ("{provider}", "google"),
+            ("{bin}", "970436"),
+            ("{bank}", "OCB"),
+            ("{key}", "no-such-key"),
+            ("{month}", "2026-10"),
+        ];
+        let url = values.iter().fold(path.to_string(), |url, (k, v)| url.replace(k, v));
+        // The rest ({cid}, {iid}, {mid}, {tid}, {did}, {rid}, {kid}, {gid}): no such row.
+        let url = ["{cid}", "{iid}", "{mid}", "{tid}", "{did}", "{rid}", "{kid}", "{gid}"]
+            .iter()
+            .fold(url, |url, k| url.replace(k, none));
         for (who, browser) in &people {
             let page = match method {
                 "GET" => browser.get(&url).await,
@@ -327,7 +371,9 @@ db_test!(role_matrix, |app| {
                 Outcome::Allowed
             };
             let want = expected(rule, *who);
-            if got != want {
+            if page.status >= 500 {
+                failures.push(format!("{method} {url} as {who:?}: server error {}", page.status));
+            } else if got != want {
                 failures.push(format!("{method} {path} as {who:?}: expected {want:?}, got {got:?} ({})", page.status));
             }
         }

@@ -22,7 +22,12 @@ impl Inbox {
 
 /// Starts the server on `port` (0 = any); returns the port and its inbox.
 pub async fn start(port: u16) -> (u16, Inbox, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("smtp bind: {e}"));
+    serve(TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("smtp bind: {e}")))
+}
+
+/// Starts the server on a socket bound earlier (see `queue.rs`: a port reserved while
+/// nobody listens on it).
+pub fn serve(listener: TcpListener) -> (u16, Inbox, tokio::task::JoinHandle<()>) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let inbox = Inbox::default();
     let shared = inbox.clone();

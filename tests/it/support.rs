@@ -1,9 +1,9 @@
 //! Test harness: the real app on 127.0.0.1 over a fresh database per test.
 //!
 //! Every database test runs twice through [`db_test!`]: on a temp-file SQLite and on a
-//! fresh PostgreSQL database created under `HUBGATE_TEST_PG`. Without that variable
-//! the PostgreSQL half is skipped with a note, except under `CI`, where it fails: CI
-//! must never skip PostgreSQL silently.
+//! fresh PostgreSQL database created under `HUBGATE_TEST_PG`, or, without that
+//! variable, on a local cluster the harness starts itself (see `local_pg.rs`). A test
+//! that cannot run says so through [`skipped`]; under `CI` that is a failure.
 
 #![allow(dead_code)]
 
@@ -90,16 +90,45 @@ pub struct TestApp {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The PostgreSQL server for tests, or None (with a note) when not configured.
+/// The PostgreSQL server for tests: `HUBGATE_TEST_PG`, else a local cluster the
+/// harness starts from the installed server binaries ([`crate::local_pg`]). None only
+/// when neither is possible; that skip is reported by [`skipped`], and under `CI`
+/// (which must set `HUBGATE_TEST_PG`) it is a failure.
 pub fn pg_admin_url() -> Option<String> {
-    match std::env::var("HUBGATE_TEST_PG") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(std::env::var("CI").is_err(), "CI must set HUBGATE_TEST_PG: PostgreSQL tests may not be skipped");
-            eprintln!("note: HUBGATE_TEST_PG is not set; skipping the PostgreSQL half of this test");
+    if let Ok(url) = std::env::var("HUBGATE_TEST_PG")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    assert!(std::env::var("CI").is_err(), "CI must set HUBGATE_TEST_PG: PostgreSQL tests may not be skipped");
+    static LOCAL: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    match LOCAL.get_or_init(crate::local_pg::admin_url) {
+        Ok(url) => Some(url.clone()),
+        Err(why) => {
+            skipped(&format!("no PostgreSQL (set HUBGATE_TEST_PG): {why}"));
             None
         }
     }
+}
+
+/// Says that the running test did not check what it is for, where the person running
+/// the suite sees it. `eprintln!` would not do: both `cargo test` and nextest swallow
+/// the output of passing tests. Under `cargo test` (one process) the line goes straight
+/// to the process's stderr, which is the terminal. nextest shows a passing test's output
+/// only when told to for every run, and has no "skipped at run time": there the skip
+/// fails with its reason, unless `HUBGATE_TEST_ALLOW_SKIPS=1` says that this machine
+/// knowingly lacks it. Under `CI` a skip is always a failure.
+pub fn skipped(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    assert!(std::env::var("CI").is_err(), "CI may not skip {test}: {why}");
+    let allowed = std::env::var("HUBGATE_TEST_ALLOW_SKIPS").is_ok_and(|v| v == "1");
+    assert!(
+        std::env::var("NEXTEST").is_err() || allowed,
+        "{test} cannot run here: {why}. Under nextest a skip fails; set HUBGATE_TEST_ALLOW_SKIPS=1 to skip it"
+    );
+    let line = format!("\nSKIPPED, DID NOT RUN: {test}: {why}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Creates a fresh PostgreSQL database and returns (its URL, its name).
@@ -242,6 +271,22 @@ impl Page {
     pub fn redirects_to_login(&self) -> bool {
         self.status == 303 && self.location.as_deref().is_some_and(|l| l.starts_with("/login?next="))
     }
+}
+
+/// A paged list as a person reads it: the count line above its table ("12 thư · trang
+/// 1/1", "3 yêu cầu · trang …") and the ids its rows link to (`<a href="{link}ID"`).
+pub fn listed(body: &str, noun: &str, link: &str) -> (usize, std::collections::BTreeSet<i64>) {
+    let marker = format!(" {noun} · trang ");
+    let line = body.find(&marker).unwrap_or_else(|| panic!("no count line “{marker}” on {body}"));
+    let count = body[..line].rsplit('>').next().and_then(|n| n.trim().parse().ok());
+    let count = count.unwrap_or_else(|| panic!("no count before “{marker}” on {body}"));
+    let rows = &body[body.find("<tbody>").unwrap_or_else(|| panic!("no table on {body}"))..];
+    let ids = rows
+        .split(&format!("<a href=\"{link}"))
+        .skip(1)
+        .filter_map(|s| s.split_once('"').and_then(|(id, _)| id.parse().ok()))
+        .collect();
+    (count, ids)
 }
 
 /// A cookie-keeping HTTP client that does not follow redirects and remembers the
