@@ -493,7 +493,7 @@ fn opened_at_once(
 }
 
 /// The timeline of a request page: (tag, who, text) per entry, in page order.
-fn timeline(body: &str) -> Vec<(String, String, String)> {
+fn timeline_entries(body: &str) -> Vec<(String, String, String)> {
     crate::support::between(body, "<ol class=\"timeline\">", "</ol>")
         .split("<li>")
         .skip(1)
@@ -549,7 +549,7 @@ db_test!(rejecting_at_b1_needs_a_reason_and_closes_the_request, |app| {
     assert!(page.body.contains(&format!("Lý do: {why}")));
     assert!(!page.body.contains("Từ chối hoặc hủy yêu cầu"), "a closed request offers no more moves");
     assert!(!page.body.contains(&format!("action=\"/requests/{id}/assign\"")), "nor a new assignee");
-    let last = timeline(&page.body).pop().unwrap_or_default();
+    let last = timeline_entries(&page.body).pop().unwrap_or_default();
     assert_eq!(last, ("Trạng thái".into(), "sale@ipos.vn".into(), format!("Chuyển sang “Từ chối”: {why}")));
     let audit = crate::support::audit_trail(&app, "request", id);
     let (action, before, after) = audit.last().cloned().unwrap_or_default();
@@ -603,7 +603,7 @@ db_test!(comments_and_internal_notes_go_on_the_timeline, |app| {
         .await;
     assert_eq!(r.status, 303);
     let page = sale.get(&format!("/requests/{id}")).await;
-    let entries = timeline(&page.body);
+    let entries = timeline_entries(&page.body);
     let mine: Vec<_> = entries.iter().filter(|e| e.0 != "Trạng thái" && e.0 != "Sự kiện").cloned().collect();
     assert_eq!(
         mine,
@@ -618,7 +618,7 @@ db_test!(comments_and_internal_notes_go_on_the_timeline, |app| {
         ],
         "{entries:?}"
     );
-    assert!(timeline(&sale.get(&format!("/requests/{other}")).await.body).iter().all(|e| e.0 != "Bình luận"));
+    assert!(timeline_entries(&sale.get(&format!("/requests/{other}")).await.body).iter().all(|e| e.0 != "Bình luận"));
     let internal: Vec<String> = crate::support::audit_trail(&app, "request", id)
         .into_iter()
         .filter(|a| a.0 == "comment")
@@ -690,7 +690,10 @@ db_test!(a_wrong_confirmation_is_revoked_and_kept_in_history, |app| {
     assert!(page.body.contains("<li>Chưa có xác nhận của merchant.</li>"), "missing again: {}", page.body);
     assert!(!page.body.contains(&format!("href=\"/requests/{id}/accept\"")), "B2 is no longer offered");
     assert!(!page.body.contains(&format!("/confirmations/{cid}/revoke")), "nothing left to revoke");
-    assert_eq!(timeline(&page.body).last().map(|e| e.2.clone()).unwrap_or_default(), "Gỡ một xác nhận không đúng");
+    assert_eq!(
+        timeline_entries(&page.body).last().map(|e| e.2.clone()).unwrap_or_default(),
+        "Gỡ một xác nhận không đúng"
+    );
     let v = state_of(&app, id).1.to_string();
     let refused = sale
         .post(
@@ -756,7 +759,7 @@ db_test!(a_mail_is_attached_to_a_request_opened_by_hand, |app| {
     assert_eq!(crate::support::flashes(&page, "success"), [format!("Đã gắn thư vào yêu cầu #{id}.")]);
     assert!(page.body.contains("Xác nhận của merchant qua thư của lan@phothin.vn"), "its confirmation counts");
     let mails: Vec<(String, String)> =
-        timeline(&page.body).into_iter().filter(|e| e.0 == "Thư đến").map(|e| (e.1, e.2)).collect();
+        timeline_entries(&page.body).into_iter().filter(|e| e.0 == "Thư đến").map(|e| (e.1, e.2)).collect();
     assert_eq!(
         mails,
         [
@@ -785,7 +788,7 @@ db_test!(a_mail_is_attached_to_a_request_opened_by_hand, |app| {
         sale.post("/requests/attach-mail", &[("mail_id", m.as_str()), ("request_id", rid.as_str())]).await;
         assert_eq!(crate::support::flashes(&sale.get(&format!("/mail/{mail}")).await, "error"), [error]);
     }
-    assert!(timeline(&sale.get(&format!("/requests/{other}")).await.body).iter().all(|e| e.0 != "Thư đến"));
+    assert!(timeline_entries(&sale.get(&format!("/requests/{other}")).await.body).iter().all(|e| e.0 != "Thư đến"));
     crate::support::ingest_corpus(&app, "a03");
     let page = sale.get(&format!("/requests/{id}")).await;
     assert!(page.body.contains("Xác nhận của leader đối tác qua thư của leader@momo.vn"), "{}", page.body);

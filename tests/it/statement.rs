@@ -640,12 +640,11 @@ crate::db_test!(upload_preview_confirm_summary, |app| {
 
 /// Agribank's older export: an .xls (BIFF8) written by xlwt, the Python library many
 /// report tools use, with a title and account rows, date cells with times, numbers for
-/// money and an English second sheet. `None` (and a note) where no Python with xlwt is
-/// configured; `.ci/run` installs it, and under CI it must be there.
+/// money and an English second sheet. `None` (a visible skip) where no Python with xlwt
+/// is configured; `.ci/run` installs it.
 fn agribank_xls() -> Option<Vec<u8>> {
     let Ok(python) = std::env::var("HUBGATE_TEST_PYTHON") else {
-        assert!(std::env::var("CI").is_err(), "CI must set HUBGATE_TEST_PYTHON (a Python with xlwt)");
-        eprintln!("note: HUBGATE_TEST_PYTHON is not set; the .xls statement is not tested");
+        crate::support::skipped("HUBGATE_TEST_PYTHON (a Python with xlwt) is not set");
         return None;
     };
     let script = r##"
@@ -698,7 +697,9 @@ crate::db_test!(xls_statement_imports, |app| {
     );
     // The same file under another account is refused with both numbers.
     let other = link(&app, bid, "VBA", "1500209999999");
-    let refused = import(&app, &other, "saoke_agribank.xls", &xls, false).unwrap_err();
+    let refused = import(&app, &other, "saoke_agribank.xls", &xls, false)
+        .err()
+        .unwrap_or_else(|| panic!("another account's file imported"));
     assert!(refused.contains("1500201234567") && refused.contains("1500209999999"), "{refused}");
 });
 
