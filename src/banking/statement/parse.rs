@@ -447,9 +447,13 @@ fn is_closing(folded: &str) -> bool {
 }
 
 fn is_summary(folded: &str) -> bool {
-    ["tong cong", "tong so", "tong phat sinh", "cong phat sinh", "total", "tong"]
-        .iter()
-        .any(|n| folded.starts_with(n) || folded.contains(&format!(" {n} ")))
+    // Checked on every row: the names as whole words, without building strings.
+    ["tong cong", "tong so", "tong phat sinh", "cong phat sinh", "total", "tong"].iter().any(|n| {
+        folded.starts_with(n)
+            || folded
+                .match_indices(n)
+                .any(|(i, _)| folded[..i].ends_with(' ') && folded[i + n.len()..].starts_with(' '))
+    })
 }
 
 /// The first money value in the cells after the label cell (or in the label after `:`).

@@ -12,6 +12,18 @@ use super::parse::Forwarded;
 
 /// Lower case, no diacritics, đ → d, single spaces: "Xác Nhận  Mở cổng" → "xac nhan mo cong".
 pub fn fold(s: &str) -> String {
+    // ASCII has nothing to decompose or strip: the common case (bank descriptions, ids)
+    // skips the normalisation, with the same result.
+    if s.is_ascii() {
+        let mut out = String::with_capacity(s.len());
+        for word in s.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        }
+        return out;
+    }
     let stripped: String = s
         .nfd()
         .filter(|c| !is_combining_mark(*c))
@@ -344,6 +356,15 @@ mod tests {
     #[test]
     fn folding_removes_diacritics() {
         assert_eq!(fold("Xác Nhận  MỞ CỔNG Đồng ý"), "xac nhan mo cong dong y");
+    }
+
+    #[test]
+    fn ascii_folds_as_the_full_path_would() {
+        for s in ["  CK  Den\tTu NGUYEN VAN AN\r\n", "FT26305001", "", " \t ", "MBVCB.123/QR-PAY\u{b}x"] {
+            let full = s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(fold(s), full, "{s:?}");
+        }
+        assert_eq!(fold("CK đến  Tú"), "ck den tu", "one letter outside ASCII takes the full path");
     }
 
     #[test]
