@@ -6,7 +6,7 @@
 
 use std::io::Cursor;
 
-use calamine::{Data, Reader, open_workbook_auto_from_rs};
+use calamine::{Data, DataRef, Reader, open_workbook_auto_from_rs};
 
 /// A sheet read into text cells.
 pub struct Sheet {
@@ -35,26 +35,43 @@ pub enum Flow {
 /// A cell's text: numbers as written (integers without `.0`), dates as `yyyy-mm-dd`
 /// (with ` HH:MM:SS` when they have a time).
 pub fn cell_text(d: &Data) -> String {
-    match d {
-        Data::Empty => String::new(),
-        Data::String(s) => s.trim().to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        Data::Float(f) => f.to_string(),
-        Data::Int(i) => i.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => dt
-            .as_datetime()
-            .map(|d| {
-                if d.time() == chrono::NaiveTime::MIN {
-                    d.format("%Y-%m-%d").to_string()
-                } else {
-                    d.format("%Y-%m-%d %H:%M:%S").to_string()
-                }
-            })
-            .unwrap_or_default(),
-        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Error(e) => format!("#{e:?}"),
-    }
+    let mut out = String::new();
+    let borrowed = match d {
+        Data::Empty => DataRef::Empty,
+        Data::String(s) => DataRef::SharedString(s),
+        Data::Float(f) => DataRef::Float(*f),
+        Data::Int(i) => DataRef::Int(*i),
+        Data::Bool(b) => DataRef::Bool(*b),
+        Data::DateTime(dt) => DataRef::DateTime(*dt),
+        Data::DateTimeIso(s) => DataRef::DateTimeIso(s.clone()),
+        Data::DurationIso(s) => DataRef::DurationIso(s.clone()),
+        Data::Error(e) => DataRef::Error(e.clone()),
+    };
+    push_text(&mut out, &borrowed);
+    out
+}
+
+/// Appends a cell's text (as [`cell_text`] writes it) to `out`, without copying the
+/// cell: the streaming reader fills the same buffers row after row.
+fn push_text(out: &mut String, d: &DataRef<'_>) {
+    use std::fmt::Write;
+    // Writing into a String cannot fail.
+    let _ = match d {
+        DataRef::Empty => Ok(()),
+        DataRef::String(s) => out.write_str(s.trim()),
+        DataRef::SharedString(s) => out.write_str(s.trim()),
+        DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => write!(out, "{}", *f as i64),
+        DataRef::Float(f) => write!(out, "{f}"),
+        DataRef::Int(i) => write!(out, "{i}"),
+        DataRef::Bool(b) => write!(out, "{b}"),
+        DataRef::DateTime(dt) => match dt.as_datetime() {
+            Some(d) if d.time() == chrono::NaiveTime::MIN => write!(out, "{}", d.format("%Y-%m-%d")),
+            Some(d) => write!(out, "{}", d.format("%Y-%m-%d %H:%M:%S")),
+            None => Ok(()),
+        },
+        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => out.write_str(s),
+        DataRef::Error(e) => write!(out, "#{e:?}"),
+    };
 }
 
 /// Excel's "protect with password" puts the encrypted xlsx in an OLE container as an
@@ -73,10 +90,14 @@ type RowSink<'s> = dyn FnMut(u32, &[String]) -> Result<Flow, String> + 's;
 /// (row index, cells from column A); empty rows are not handed over. Bounded by
 /// [`MAX_ROWS`], [`MAX_COLS`] and [`MAX_CELLS`], whatever the sheet declares.
 fn stream_cells<'a>(
-    mut next: impl FnMut() -> Result<Option<calamine::Cell<calamine::DataRef<'a>>>, String>,
+    mut next: impl FnMut() -> Result<Option<calamine::Cell<DataRef<'a>>>, String>,
     on_row: &mut RowSink<'_>,
 ) -> Result<Flow, String> {
+    // The row's cells keep their buffers from row to row; `used` is how many the current
+    // row has, and `text` is where the next cell is written before it joins the row.
     let mut row: Vec<String> = Vec::new();
+    let mut used = 0usize;
+    let mut text = String::new();
     let mut at: Option<u32> = None;
     let mut cells = 0usize;
     while let Some(cell) = next()? {
@@ -84,7 +105,8 @@ fn stream_cells<'a>(
         if c >= MAX_COLS {
             continue;
         }
-        let text = cell_text(&Data::from(cell.get_value().clone()));
+        text.clear();
+        push_text(&mut text, cell.get_value());
         if text.is_empty() {
             continue;
         }
@@ -100,23 +122,178 @@ fn stream_cells<'a>(
         }
         if at != Some(r) {
             if let Some(done) = at {
-                let flow = on_row(done, &row)?;
+                let flow = on_row(done, &row[..used])?;
                 if flow != Flow::Next {
                     return Ok(flow);
                 }
             }
-            row.clear();
+            row[..used].iter_mut().for_each(String::clear);
+            used = 0;
             at = Some(r);
         }
         let c = c as usize;
         if row.len() <= c {
             row.resize(c + 1, String::new());
         }
-        row[c] = text;
+        std::mem::swap(&mut row[c], &mut text);
+        used = used.max(c + 1);
     }
     match at {
-        Some(done) => on_row(done, &row),
+        Some(done) => on_row(done, &row[..used]),
         None => Ok(Flow::Next),
+    }
+}
+
+/// Some banks' "xls" exports are an HTML page with tables, saved under the Excel
+/// extension (Excel opens them). Told apart from the binary formats by their first bytes.
+fn is_html(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = String::from_utf8_lossy(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head)).to_lowercase();
+    let t = text.trim_start();
+    t.starts_with('<') && ["<table", "<html", "<!doctype html"].iter().any(|m| t.contains(m))
+}
+
+/// The rows of an HTML page's tables, as html5ever's tokenizer reads them: one row per
+/// `<tr>`, one cell per `<td>`/`<th>` (a `colspan` leaves empty cells after it), text
+/// with its entities decoded and its whitespace collapsed.
+#[derive(Default)]
+struct HtmlRows {
+    state: std::cell::RefCell<HtmlState>,
+}
+
+#[derive(Default)]
+struct HtmlState {
+    /// Rows complete and not yet handed over.
+    done: Vec<Vec<String>>,
+    row: Option<Vec<String>>,
+    /// The open cell's text, and how many columns it spans.
+    cell: Option<(String, usize)>,
+    cells: usize,
+    /// The page goes past [`MAX_CELLS`]: the reading stops with an error.
+    too_big: bool,
+    in_script: bool,
+}
+
+impl HtmlState {
+    fn close_cell(&mut self) {
+        if let (Some((text, span)), Some(row)) = (self.cell.take(), self.row.as_mut()) {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let room = (MAX_COLS as usize).saturating_sub(row.len());
+            if room > 0 {
+                row.push(text);
+                row.extend(std::iter::repeat_n(String::new(), span.saturating_sub(1).min(room - 1)));
+            }
+        }
+    }
+
+    fn close_row(&mut self) {
+        self.close_cell();
+        if let Some(row) = self.row.take() {
+            self.cells += row.len();
+            self.too_big |= self.cells > MAX_CELLS;
+            self.done.push(row);
+        }
+    }
+}
+
+impl html5ever::tokenizer::TokenSink for HtmlRows {
+    type Handle = ();
+
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::{TagKind, Token};
+        let mut st = self.state.borrow_mut();
+        match token {
+            Token::TagToken(tag) => match (tag.kind, &*tag.name) {
+                (TagKind::StartTag, "tr") => {
+                    st.close_row();
+                    st.row = Some(Vec::new());
+                }
+                (TagKind::EndTag, "tr" | "table") => st.close_row(),
+                (TagKind::StartTag, "td" | "th") => {
+                    st.close_cell();
+                    if st.row.is_none() {
+                        st.row = Some(Vec::new());
+                    }
+                    let span = tag
+                        .attrs
+                        .iter()
+                        .find(|a| &*a.name.local == "colspan")
+                        .and_then(|a| a.value.trim().parse::<usize>().ok())
+                        .unwrap_or(1);
+                    st.cell = Some((String::new(), span.max(1)));
+                }
+                (TagKind::EndTag, "td" | "th") => st.close_cell(),
+                (TagKind::StartTag, "br" | "p" | "div") => {
+                    if let Some((text, _)) = st.cell.as_mut() {
+                        text.push(' ');
+                    }
+                }
+                (TagKind::StartTag, "script" | "style") => st.in_script = true,
+                (TagKind::EndTag, "script" | "style") => st.in_script = false,
+                _ => {}
+            },
+            Token::CharacterTokens(t) if !st.in_script => {
+                if let Some((text, _)) = st.cell.as_mut() {
+                    // A cell's text is bounded as a spreadsheet's is (32,767 characters).
+                    if text.len() < 32_767 {
+                        text.push_str(&t);
+                    }
+                }
+            }
+            Token::EOFToken => st.close_row(),
+            _ => {}
+        }
+        html5ever::tokenizer::TokenSinkResult::Continue
+    }
+}
+
+/// Streams the rows of an HTML "xls" to `on_row`, a slice of the page at a time.
+fn stream_html(
+    bytes: &[u8],
+    on_row: &mut impl FnMut(usize, &str, u32, &[String]) -> Result<Flow, String>,
+) -> Result<(), String> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer};
+    let text = decode_text(bytes);
+    let tokenizer = Tokenizer::new(HtmlRows::default(), Default::default());
+    let input = BufferQueue::default();
+    let mut index: u32 = 0;
+    let mut rest = text.as_str();
+    loop {
+        let mut end = rest.len().min(64 * 1024);
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let (slice, after) = rest.split_at(end);
+        rest = after;
+        input.push_back(StrTendril::from_slice(slice));
+        let _ = tokenizer.feed(&input);
+        if rest.is_empty() {
+            tokenizer.end();
+        }
+        let (rows, too_big) = {
+            let mut st = tokenizer.sink.state.borrow_mut();
+            (std::mem::take(&mut st.done), st.too_big)
+        };
+        if too_big {
+            return Err("Trang tính có quá nhiều ô dữ liệu.".into());
+        }
+        for row in rows {
+            if index >= MAX_ROWS {
+                return Err(format!("Tệp có quá nhiều dòng (tối đa {} dòng).", crate::fmt::Count(i64::from(MAX_ROWS))));
+            }
+            if row.iter().any(|c| !c.is_empty()) && on_row(0, "HTML", index, &row)? == Flow::Stop {
+                return Ok(());
+            }
+            index += 1;
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
     }
 }
 
@@ -199,6 +376,9 @@ pub fn stream(
             index += 1;
         }
         return Ok(());
+    }
+    if is_html(bytes) {
+        return stream_html(bytes, &mut on_row);
     }
     let mut book = open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
         let msg = e.to_string().to_lowercase();

@@ -703,6 +703,59 @@ crate::db_test!(xls_statement_imports, |app| {
     assert!(refused.contains("1500201234567") && refused.contains("1500209999999"), "{refused}");
 });
 
+/// The "xls" some banks' internet banking downloads: an HTML page with a title table
+/// and the transactions' table, saved under the Excel extension (Excel opens it). Written
+/// as such exports are: a charset meta, `<th>` headers, a `colspan` title, entities, a
+/// `<br>` inside a description, a script, and a totals row.
+fn html_xls() -> Vec<u8> {
+    let page = r#"<html xmlns:x="urn:schemas-microsoft-com:office:excel"><head>
+<meta http-equiv="Content-Type" content="text/html; charset=utf-8">
+<script>var x = "<td>not a cell</td>";</script>
+<style>td { mso-number-format: "\@"; }</style></head><body>
+<table><tr><td colspan="6"><b>SAO KÊ TÀI KHOẢN</b></td></tr>
+<tr><td colspan="2">Số tài khoản:</td><td>0201&nbsp;2345&nbsp;6789</td></tr>
+<tr><td>Số dư đầu kỳ:</td><td>1.000.000</td></tr></table>
+<table border="1">
+<tr><th>STT</th><th>Ngày GD</th><th>Số tham chiếu</th><th>Ghi nợ</th><th>Ghi có</th><th>Nội dung</th></tr>
+<tr><td>1</td><td>12/11/2026 09:15:00</td><td>FT2631600001</td><td></td><td>250.000</td><td>CHUYEN KHOAN<br>DON &amp; HANG 12</td></tr>
+<tr><td>2</td><td>12/11/2026 11:02:00</td><td>FT2631600002</td><td>40.000</td><td></td><td>Phí &lt;SMS&gt;</td></tr>
+<tr><td colspan="3">Tổng cộng</td><td>40.000</td><td>250.000</td><td></td></tr>
+<tr><td>Số dư cuối kỳ:</td><td>1.210.000</td></tr>
+</table></body></html>"#;
+    page.as_bytes().to_vec()
+}
+
+// An HTML page under the .xls extension reads like a spreadsheet: its tables' rows, the
+// account number and both balances, entities decoded, the script's text no cell.
+crate::db_test!(html_xls_statement_imports, |app| {
+    let bid = business(&app, "chu@html.vn");
+    let account = link(&app, bid, "STB", "020123456789");
+    let preview = parse::read(&html_xls(), "LichSuGiaoDich.xls", None, 10).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(preview.account_number.as_deref(), Some("020123456789"));
+    assert_eq!((preview.opening, preview.closing), (Some(1_000_000), Some(1_210_000)));
+    assert_eq!(preview.balance_check(), Some(Ok(())));
+    let got = import(&app, &account, "LichSuGiaoDich.xls", &html_xls(), false).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((got.new, got.known), (2, 0), "{got:?}");
+    assert_eq!(
+        stored(&app, account.id),
+        vec![
+            ("FT2631600001".into(), 250_000, "12/11/2026 09:15".into(), "CHUYEN KHOAN DON & HANG 12".into()),
+            ("FT2631600002".into(), -40_000, "12/11/2026 11:02".into(), "Phí <SMS>".into()),
+        ]
+    );
+    // A page with no table at all says so, as any file without a statement does.
+    let refused = import(
+        &app,
+        &account,
+        "trang.xls",
+        b"<html><body><p>Phi\xc3\xaan h\xe1\xba\xbft h\xe1\xba\xa1n</p></body></html>",
+        false,
+    )
+    .err()
+    .unwrap_or_else(|| panic!("a page without a table imported"));
+    assert!(refused.contains("Không tìm thấy dòng tiêu đề"), "{refused}");
+});
+
 /// An MB csv of `n` distinct transfers.
 fn mb_rows(n: usize) -> Vec<u8> {
     let mut text =

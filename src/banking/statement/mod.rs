@@ -339,7 +339,7 @@ fn step(
     rows: &[StRow],
     offset: usize,
     notify: bool,
-) -> AppResult<bool> {
+) -> AppResult<Claim> {
     use statement_imports::dsl as si;
     crate::db::tx(conn, |conn| {
         // The conditional update is also the lock that keeps two runs from storing twice.
@@ -352,7 +352,13 @@ fn step(
         .set((si::status.eq(Status::Importing.as_str()), si::done_rows.eq((offset + rows.len()) as i64)))
         .execute(conn)?;
         if claimed == 0 {
-            return Ok(false);
+            // Another run stored this chunk (or the import ended): go on from where the
+            // progress now stands, if anything is left. Quitting here would strand the
+            // import when that run was one already stopped, its last step committing late.
+            let (status, done): (String, i64) =
+                si::statement_imports.find(id).select((si::status, si::done_rows)).first(conn)?;
+            let running = [Status::Queued.as_str(), Status::Importing.as_str()].contains(&status.as_str());
+            return Ok(if running && done as usize > offset { Claim::Moved(done as usize) } else { Claim::Ended });
         }
         let applied = super::sync::apply_rows(conn, account, &incoming(rows), SOURCE, notify)?;
         diesel::update(si::statement_imports.find(id))
@@ -361,14 +367,24 @@ fn step(
                 si::known_count.eq(si::known_count + applied.known as i64),
             ))
             .execute(conn)?;
-        Ok(true)
+        Ok(Claim::Stored)
     })
+}
+
+/// What became of a chunk a run tried to store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Stored,
+    /// Another run got there first; the progress stands at this row.
+    Moved(usize),
+    /// The import is no longer running.
+    Ended,
 }
 
 /// Marks every row stored and remembers the mapping for the bank and layout.
 fn finish(conn: &mut DbConn, actor: &Actor, id: i64, account: &BankAccount, st: &Statement) -> AppResult<Summary> {
     crate::db::tx(conn, |conn| {
-        diesel::update(
+        let ended = diesel::update(
             statement_imports::table
                 .find(id)
                 .filter(statement_imports::status.eq_any([Status::Queued.as_str(), Status::Importing.as_str()])),
@@ -378,8 +394,12 @@ fn finish(conn: &mut DbConn, actor: &Actor, id: i64, account: &BankAccount, st: 
             statement_imports::imported_at.eq(Some(crate::db::now())),
         ))
         .execute(conn)?;
-        remember(conn, &account.bank_code, &st.layout, &st.mapping)?;
         let imp = get(conn, account.business_id, id)?;
+        if ended == 0 {
+            // Two runs reached the end together: the other one recorded it.
+            return Ok(imp.summary());
+        }
+        remember(conn, &account.bank_code, &st.layout, &st.mapping)?;
         audit::record(
             conn,
             actor,
@@ -468,8 +488,9 @@ pub async fn import_job(ctx: JobCtx) -> Result<(), String> {
         let (s, a, notify) = (st.clone(), account.clone(), !imp.silent);
         let stepped = ctx.db(move |conn| step(conn, id, &a, &s.rows[offset..end], offset, notify)).await;
         match stepped {
-            Ok(true) => offset = end,
-            Ok(false) => return Ok(()),
+            Ok(Claim::Stored) => offset = end,
+            Ok(Claim::Moved(done)) => offset = done,
+            Ok(Claim::Ended) => return Ok(()),
             Err(e) if ctx.is_last_attempt() => {
                 ctx.db(move |conn| fail(conn, id, "Không lưu được sao kê; hãy thử nhập lại.")).await?;
                 return Err(e);

@@ -251,6 +251,20 @@ fn detect(row: &[String]) -> Option<Mapping> {
     (m.check().is_ok() && m.columns.len() >= 3).then_some(m)
 }
 
+/// A mapping's columns by [`Field`] (in [`Field::ALL`] order).
+#[derive(Default)]
+struct Columns([Option<usize>; 10]);
+
+impl Columns {
+    fn of(m: &Mapping) -> Self {
+        Columns(Field::ALL.map(|f| m.get(f)))
+    }
+
+    fn get(&self, f: Field) -> Option<usize> {
+        self.0[f as usize]
+    }
+}
+
 /// A cell that holds text where money was expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotMoney;
@@ -261,6 +275,11 @@ pub fn parse_money(s: &str) -> Result<Option<i64>, NotMoney> {
     let t = s.trim();
     if t.is_empty() || t == "-" {
         return Ok(None);
+    }
+    // Numeric cells arrive as plain digits: read them without the conventions below.
+    let (sign, digits) = t.strip_prefix('-').map_or((1, t), |d| (-1, d));
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return digits.parse::<i64>().map(|v| Some(sign * v)).map_err(|_| NotMoney);
     }
     let lower = t.to_lowercase();
     let mut body: String =
@@ -321,6 +340,11 @@ pub fn parse_date(s: &str) -> Option<NaiveDateTime> {
     if t.is_empty() {
         return None;
     }
+    exact_date(t.as_bytes()).or_else(|| any_date(t))
+}
+
+/// [`parse_date`] for every shape it accepts, format after format.
+fn any_date(t: &str) -> Option<NaiveDateTime> {
     if let Ok(serial) = t.parse::<f64>() {
         // 1954-10-03 … 2119-01-08: anything else is not a date.
         if !(20_000.0..80_000.0).contains(&serial) {
@@ -343,6 +367,34 @@ pub fn parse_date(s: &str) -> Option<NaiveDateTime> {
         }
     }
     None
+}
+
+/// The shapes nearly every row has, read without trying format after format:
+/// `dd/mm/yyyy` or `yyyy-mm-dd` (any of `/-.`), then optionally ` HH:MM[:SS]`. Anything
+/// else (or an impossible date) is left to the general reading.
+fn exact_date(b: &[u8]) -> Option<NaiveDateTime> {
+    let num = |r: &[u8]| -> Option<u32> {
+        r.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let sep = |c: u8| matches!(c, b'/' | b'-' | b'.');
+    if b.len() < 10 {
+        return None;
+    }
+    let (date, rest) = b.split_at(10);
+    let (y, m, d) = if sep(date[2]) && sep(date[5]) {
+        (num(&date[6..10])?, num(&date[3..5])?, num(&date[0..2])?)
+    } else if sep(date[4]) && sep(date[7]) {
+        (num(&date[0..4])?, num(&date[5..7])?, num(&date[8..10])?)
+    } else {
+        return None;
+    };
+    let (h, mi, sec) = match rest {
+        [] => (0, 0, 0),
+        [b' ' | b'T', h1, h2, b':', m1, m2] => (num(&[*h1, *h2])?, num(&[*m1, *m2])?, 0),
+        [b' ' | b'T', h1, h2, b':', m1, m2, b':', s1, s2] => (num(&[*h1, *h2])?, num(&[*m1, *m2])?, num(&[*s1, *s2])?),
+        _ => return None,
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?.and_hms_opt(h, mi, sec)
 }
 
 /// One transaction of the statement, as it will be stored.
@@ -477,8 +529,9 @@ pub fn read(bytes: &[u8], file_name: &str, mapping: Option<&Mapping>, keep: usiz
     let mut prev: Option<(NaiveDateTime, u32)> = None;
     let mut ordinals: HashMap<[u8; 16], u32> = HashMap::new();
     let mut refs: HashMap<String, u32> = HashMap::new();
-    // The mapping in use, apart from `st` (which the rows change).
-    let mut cols = Mapping::default();
+    // The mapping in use, apart from `st` (which the rows change), as an array: every
+    // row looks its columns up several times.
+    let mut cols = Columns::default();
     sheets::stream(bytes, file_name, |si, name, r, row| {
         if found && si != st.layout.sheet {
             // The table was on an earlier sheet: later ones repeat it (another language).
@@ -499,7 +552,7 @@ pub fn read(bytes: &[u8], file_name: &str, mapping: Option<&Mapping>, keep: usiz
                 found = true;
                 st.layout = Layout { sheet: si, sheet_name: name.to_string(), header_row: r, headers: row.to_vec() };
                 st.mapping = mapping.cloned().unwrap_or(d);
-                cols = st.mapping.clone();
+                cols = Columns::of(&st.mapping);
                 return Ok(Flow::Next);
             }
             title_facts(&mut st, row);
@@ -511,9 +564,12 @@ pub fn read(bytes: &[u8], file_name: &str, mapping: Option<&Mapping>, keep: usiz
         }
         let m = &cols;
         let cell = |f: Field| m.get(f).and_then(|c| row.get(c)).map(|s| s.trim()).unwrap_or("");
-        let first_text = fold(row.iter().find(|c| !c.trim().is_empty()).map(String::as_str).unwrap_or(""));
-        let date_text = cell(Field::Date).to_string();
-        let date = parse_date(&date_text);
+        let first = row.iter().find(|c| !c.trim().is_empty()).map(String::as_str).unwrap_or("");
+        // A first cell without letters (the row's number) names no total nor balance.
+        let first_text =
+            if first.bytes().any(|b| b.is_ascii_alphabetic() || !b.is_ascii()) { fold(first) } else { String::new() };
+        let date_text = cell(Field::Date);
+        let date = parse_date(date_text);
         if is_opening(&first_text) || is_closing(&first_text) || (date.is_none() && is_summary(&first_text)) {
             if is_summary(&first_text) && !is_opening(&first_text) && !is_closing(&first_text) {
                 st.skipped.push(Skipped { line, reason: "dòng tổng cộng".into() });
@@ -618,13 +674,19 @@ pub fn read(bytes: &[u8], file_name: &str, mapping: Option<&Mapping>, keep: usiz
             let digest: [u8; 16] = Sha256::digest(content.as_bytes())[..16].try_into().unwrap_or_default();
             let n = ordinals.entry(digest).or_insert(0);
             *n += 1;
-            let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            format!("sk-{hex}-{n}")
+            format!("sk-{}-{n}", hex::encode(&digest[..12]))
         } else {
             // A reference repeated in one statement (a transfer and its fee) stays two.
-            let n = refs.entry(reference.clone()).or_insert(0);
-            *n += 1;
-            if *n == 1 { reference.clone() } else { format!("{reference}#{n}") }
+            match refs.get_mut(&reference) {
+                Some(n) => {
+                    *n += 1;
+                    format!("{reference}#{n}")
+                }
+                None => {
+                    refs.insert(reference.clone(), 1);
+                    reference.clone()
+                }
+            }
         };
         st.rows.push(StRow {
             line,
@@ -722,6 +784,42 @@ mod tests {
         assert_eq!(d("31/02/2026"), None);
         assert_eq!(d("hôm qua"), None);
         assert_eq!(d("123"), None);
+        assert_eq!(d("05.11.2026").as_deref(), Some("2026-11-05 00:00:00"));
+        assert_eq!(d("2026-11-05T14:03").as_deref(), Some("2026-11-05 14:03:00"));
+        assert_eq!(d("29/02/2025 10:00:00"), None);
+    }
+
+    #[test]
+    fn the_quick_date_reading_agrees_with_the_general_one() {
+        let mut seen = 0;
+        for day in ["01", "05", "29", "31", "32", "1x"] {
+            for month in ["02", "11", "13"] {
+                for sep in ["/", "-", "."] {
+                    for time in ["", " 00:00", " 14:03", " 23:59:59", "T07:08:09", " 24:00", " 12:60:00", " 1:2"] {
+                        for text in
+                            [format!("{day}{sep}{month}{sep}2024{time}"), format!("2024{sep}{month}{sep}{day}{time}")]
+                        {
+                            if let Some(quick) = exact_date(text.as_bytes()) {
+                                seen += 1;
+                                assert_eq!(Some(quick), any_date(&text), "{text}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Most shapes above take the quick path (the rest are invalid or unusual).
+        assert!(seen >= 150, "{seen}");
+    }
+
+    #[test]
+    fn columns_are_looked_up_by_their_field() {
+        let mut m = Mapping::default();
+        for (i, f) in Field::ALL.into_iter().enumerate() {
+            m.columns.insert(f, i * 3);
+        }
+        let cols = Columns::of(&m);
+        assert!(Field::ALL.into_iter().all(|f| cols.get(f) == m.get(f)));
     }
 
     #[test]

@@ -12,25 +12,51 @@ use super::parse::Forwarded;
 
 /// Lower case, no diacritics, đ → d, single spaces: "Xác Nhận  Mở cổng" → "xac nhan mo cong".
 pub fn fold(s: &str) -> String {
-    // ASCII has nothing to decompose or strip: the common case (bank descriptions, ids)
-    // skips the normalisation, with the same result.
-    if s.is_ascii() {
-        let mut out = String::with_capacity(s.len());
-        for word in s.split_whitespace() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
-        }
-        return out;
+    // Final sigma lower-cases by its place in a word, which only the whole-string
+    // lower-casing knows: such (Greek) text takes the long way.
+    if s.contains('Σ') {
+        return fold_whole(s);
     }
+    // Character by character, into one string: the marks are dropped anyway, so the
+    // canonical reordering of a whole-string NFD changes nothing.
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    let mut push = |c: char, out: &mut String| {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(c);
+        }
+    };
+    for c in s.chars() {
+        if c.is_ascii() {
+            push(c.to_ascii_lowercase(), &mut out);
+            continue;
+        }
+        unicode_normalization::char::decompose_canonical(c, |d| {
+            if is_combining_mark(d) {
+                return;
+            }
+            let d = if d == 'Đ' || d == 'đ' { 'd' } else { d };
+            for l in d.to_lowercase() {
+                push(l, &mut out);
+            }
+        });
+    }
+    out
+}
+
+/// [`fold`] by its definition: the whole string decomposed, marks dropped, then
+/// lower-cased and its whitespace collapsed.
+fn fold_whole(s: &str) -> String {
     let stripped: String = s
         .nfd()
         .filter(|c| !is_combining_mark(*c))
-        .map(|c| match c {
-            'đ' | 'Đ' => 'd',
-            other => other,
-        })
+        .map(|c| if c == 'Đ' || c == 'đ' { 'd' } else { c })
         .collect::<String>()
         .to_lowercase();
     stripped.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -352,6 +378,16 @@ pub fn suggestions(text: &str) -> Suggestions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        #[test]
+        fn fold_char_by_char_is_fold_by_definition(
+            s in "[ \t\nA-Za-zĐđÀ-ỹ\u{0300}-\u{036F}ΣσςΑ-ωİẞ\u{00A0}\u{2003}0-9/.,-]{0,40}"
+        ) {
+            proptest::prop_assert_eq!(fold(&s), fold_whole(&s));
+        }
+    }
 
     #[test]
     fn folding_removes_diacritics() {
