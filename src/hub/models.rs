@@ -286,97 +286,42 @@ impl SearchPatterns {
         Some(SearchPatterns {
             folded: format!("%{}%", clean(crate::mail::inbound::classify::fold(q))),
             code: format!("%{}%", clean(q.to_lowercase())),
-            // A few digits are in every phone number: a search this short is a name or a
-            // code. Its pattern matches no phone (digits only), straight from the index.
-            phone: if digits.len() >= 4 { format!("%{digits}%") } else { "---".into() },
+            // A few digits are in every phone number: a search this short is a name or a code.
+            phone: if digits.len() >= 4 { format!("%{digits}%") } else { "-".into() },
         })
     }
-}
-
-/// The search indexes of merchants, points and PYCs, by row id: FTS5 trigram tables on
-/// SQLite, views over trigram (pg_trgm) indexes on PostgreSQL, made by the migrations.
-/// A `LIKE '%…%'` of three characters or more is answered from the index. Not in
-/// `schema.rs`: they are no tables of their own on PostgreSQL.
-pub mod trgm {
-    diesel::table! {
-        merchants_trgm (rowid) {
-            rowid -> BigInt,
-            search_key -> Text,
-            phone_key -> Text,
-        }
-    }
-    diesel::table! {
-        points_trgm (rowid) {
-            rowid -> BigInt,
-            search_key -> Text,
-            pos_id -> Text,
-            point_code -> Text,
-        }
-    }
-    diesel::table! {
-        pycs_trgm (rowid) {
-            rowid -> BigInt,
-            number -> Text,
-            pos_id -> Text,
-            point_code -> Text,
-        }
-    }
-
-    use crate::db::schema::{pycs, request_points, requests};
-    diesel::allow_tables_to_appear_in_same_query!(merchants_trgm, points_trgm, pycs_trgm);
-    diesel::allow_tables_to_appear_in_same_query!(merchants_trgm, requests);
-    diesel::allow_tables_to_appear_in_same_query!(merchants_trgm, pycs);
-    diesel::allow_tables_to_appear_in_same_query!(merchants_trgm, request_points);
-    diesel::allow_tables_to_appear_in_same_query!(points_trgm, requests);
-    diesel::allow_tables_to_appear_in_same_query!(points_trgm, pycs);
-    diesel::allow_tables_to_appear_in_same_query!(points_trgm, request_points);
-    diesel::allow_tables_to_appear_in_same_query!(pycs_trgm, requests);
-    diesel::allow_tables_to_appear_in_same_query!(pycs_trgm, pycs);
-    diesel::allow_tables_to_appear_in_same_query!(pycs_trgm, request_points);
 }
 
 /// The search condition on an expression holding a request id: merchant or point
 /// name, merchant phone, PYC number, POS ID or point code. A macro because the same
 /// condition serves the request list (`requests::id`) and the PYC list
 /// (`pycs::request_id`), and boxed subqueries do not work across diesel's two backends.
-/// `m => expr` says how the row matches a set of merchant ids `m` (it is used once per
-/// indexed column), `c => expr` how it matches the request ids `c` of PYCs found by code
-/// (a PYC row tests its own columns). Each column is its own subquery: an index
-/// answers one `LIKE`, not an `OR` of several.
+/// `m => expr` says how the row matches a set of merchant ids `m`, `c => expr` how it
+/// matches the request ids `c` of PYCs found by code (a PYC row tests its own columns).
 #[macro_export]
 macro_rules! request_search {
     ($p:expr, $request_id:expr, $by_merchant:ident => $merchant_match:expr, $by_pyc:ident => $pyc_match:expr) => {{
-        use $crate::db::schema::{pycs, request_points};
-        use $crate::hub::models::trgm::{merchants_trgm, points_trgm, pycs_trgm};
+        use $crate::db::schema::{merchants, points, pycs, request_points};
+        use $crate::hub::models::lower;
         let p: &$crate::hub::models::SearchPatterns = $p;
-        let by_name = merchants_trgm::table
-            .select(merchants_trgm::rowid)
-            .filter(merchants_trgm::search_key.like(p.folded.clone()));
-        let by_phone =
-            merchants_trgm::table.select(merchants_trgm::rowid).filter(merchants_trgm::phone_key.like(p.phone.clone()));
-        let pyc_number = pycs_trgm::table.select(pycs_trgm::rowid).filter(pycs_trgm::number.like(p.code.clone()));
-        let pyc_pos = pycs_trgm::table.select(pycs_trgm::rowid).filter(pycs_trgm::pos_id.like(p.code.clone()));
-        let pyc_code = pycs_trgm::table.select(pycs_trgm::rowid).filter(pycs_trgm::point_code.like(p.code.clone()));
-        let by_pyc = pycs::table
-            .select(pycs::request_id)
-            .filter(pycs::id.eq_any(pyc_number).or(pycs::id.eq_any(pyc_pos)).or(pycs::id.eq_any(pyc_code)));
-        let point_name =
-            points_trgm::table.select(points_trgm::rowid).filter(points_trgm::search_key.like(p.folded.clone()));
-        let point_pos = points_trgm::table.select(points_trgm::rowid).filter(points_trgm::pos_id.like(p.code.clone()));
-        let point_code =
-            points_trgm::table.select(points_trgm::rowid).filter(points_trgm::point_code.like(p.code.clone()));
-        let by_point = request_points::table.select(request_points::request_id).filter(
-            request_points::point_id
-                .eq_any(point_name)
-                .or(request_points::point_id.eq_any(point_pos))
-                .or(request_points::point_id.eq_any(point_code)),
+        let by_merchant = merchants::table
+            .select(merchants::id)
+            .filter(merchants::search_key.like(p.folded.clone()).or(merchants::phone_key.like(p.phone.clone())));
+        let by_pyc = pycs::table.select(pycs::request_id).filter(
+            lower(pycs::number)
+                .like(p.code.clone())
+                .or(lower(pycs::pos_id).like(p.code.clone()))
+                .or(lower(pycs::point_code).like(p.code.clone())),
         );
-        let $by_merchant = by_name;
-        let named = $merchant_match;
-        let $by_merchant = by_phone;
-        let phoned = $merchant_match;
+        let by_point = request_points::table.inner_join(points::table).select(request_points::request_id).filter(
+            points::search_key
+                .like(p.folded.clone())
+                .or(lower(points::pos_id).like(p.code.clone()))
+                .or(lower(points::point_code).like(p.code.clone())),
+        );
+        let $by_merchant = by_merchant;
         let $by_pyc = by_pyc;
-        named.or(phoned).or($pyc_match).or($request_id.eq_any(by_point))
+        $merchant_match.or($pyc_match).or($request_id.eq_any(by_point))
     }};
 }
 

@@ -964,9 +964,8 @@ async fn body_starts(s: &crate::support::Browser, path: &str, magic: &[u8]) -> b
     s.fetch(path).await.2.starts_with(magic)
 }
 
-// The search reads trigram indexes the database keeps beside the tables: a renamed
-// merchant is found by its new name and no longer by its old one, and a query too
-// short for a trigram still finds what it names.
+// A renamed merchant is found by its new name and no longer by its old one, and a
+// two-letter query still finds what it names (guards any index put under the search).
 db_test!(request_search_follows_edits_and_takes_short_queries, |app| {
     let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
     let (ra, rb) = app.with_conn(|c| {

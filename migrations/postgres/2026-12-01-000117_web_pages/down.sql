@@ -1,12 +1,1 @@
-DROP VIEW merchants_trgm;
-DROP VIEW points_trgm;
-DROP VIEW pycs_trgm;
 DROP INDEX mail_messages_newest_idx;
-DROP INDEX merchants_search_trgm_idx;
-DROP INDEX merchants_phone_trgm_idx;
-DROP INDEX points_search_trgm_idx;
-DROP INDEX points_pos_trgm_idx;
-DROP INDEX points_code_trgm_idx;
-DROP INDEX pycs_number_trgm_idx;
-DROP INDEX pycs_pos_trgm_idx;
-DROP INDEX pycs_code_trgm_idx;

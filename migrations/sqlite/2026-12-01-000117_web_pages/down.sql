@@ -1,13 +1,1 @@
 DROP INDEX mail_messages_newest_idx;
-DROP TRIGGER merchants_trgm_insert;
-DROP TRIGGER merchants_trgm_delete;
-DROP TRIGGER merchants_trgm_update;
-DROP TABLE merchants_trgm;
-DROP TRIGGER points_trgm_insert;
-DROP TRIGGER points_trgm_delete;
-DROP TRIGGER points_trgm_update;
-DROP TABLE points_trgm;
-DROP TRIGGER pycs_trgm_insert;
-DROP TRIGGER pycs_trgm_delete;
-DROP TRIGGER pycs_trgm_update;
-DROP TABLE pycs_trgm;
