@@ -169,6 +169,10 @@ pub enum BenchCommand {
         seconds: u64,
         #[arg(long, default_value_t = 16)]
         connections: usize,
+        /// Measures only the pages whose name contains this (the bare page always), to
+        /// profile one page.
+        #[arg(long, default_value = "")]
+        only: String,
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
@@ -237,13 +241,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
             BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
             BenchCommand::Report { rows } => crate::bench::report(*rows),
-            BenchCommand::Web { requests, transactions, mails, seconds, connections, pg } => {
+            BenchCommand::Web { requests, transactions, mails, seconds, connections, only, pg } => {
                 let o = crate::bench::web::Options {
                     requests: *requests,
                     transactions: *transactions,
                     mails: *mails,
                     seconds: *seconds,
                     connections: *connections,
+                    only: only.clone(),
                 };
                 let rows = crate::bench::web::run(pg.as_deref(), &o)?;
                 crate::bench::web::print(&rows, &o);

@@ -22,6 +22,9 @@ pub struct Services {
     pub http: reqwest::Client,
     /// Wakes this process's worker when a committed change enqueued a job.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Moves once a database hop that changed a row of `users` has committed: what the
+    /// web layer's cache of signed-in users is valid for (see `crate::web::session`).
+    pub users_version: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Services {
@@ -33,26 +36,46 @@ impl Services {
             .timeout(std::time::Duration::from_secs(30))
             .user_agent(concat!("hubgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { config: Arc::new(config), pool, mailer, http, wake: Arc::new(tokio::sync::Notify::new()) })
+        Ok(Self {
+            config: Arc::new(config),
+            pool,
+            mailer,
+            http,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            users_version: Default::default(),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool; jobs it enqueued
-    /// wake this process's worker once the work is done.
+    /// wake this process's worker once the work is done, and a change to `users` moves
+    /// [`Self::users_version`].
     pub async fn db<T, F>(&self, f: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
     {
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
+        let (pool, wake, users) = (self.pool.clone(), self.wake.clone(), self.users_version.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
             crate::worker::wake::clear();
+            crate::db::take_users_written();
             let r = f(&mut conn);
             crate::worker::wake::after(&mut conn, &wake);
+            users_written_after(&users);
             r
         })
         .await
         .map_err(crate::error::AppError::internal)?
+    }
+}
+
+/// After a closure returned (its transaction committed or rolled back): moves the
+/// version when it changed `users`. Moving it only now, not at the UPDATE, is what keeps
+/// a reader that loaded the old row before the commit from caching it as current: such
+/// a reader read the version before the move.
+pub fn users_written_after(version: &std::sync::atomic::AtomicU64) {
+    if crate::db::take_users_written() {
+        version.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }
 

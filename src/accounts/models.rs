@@ -207,6 +207,7 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<User> {
+    crate::db::note_users_written();
     diesel::insert_into(users::table).values(new).returning(users::all_columns).get_result::<User>(conn)
 }
 
@@ -235,7 +236,10 @@ pub struct UserChanges<'a> {
     pub email_verified_at: Option<NaiveDateTime>,
 }
 
+/// Every change to a user goes through here: the note it leaves makes the signed-in
+/// users' cache of this process reload them (see `crate::web::session`).
 pub fn update(conn: &mut DbConn, id: i64, changes: &UserChanges<'_>) -> QueryResult<User> {
+    crate::db::note_users_written();
     diesel::update(users::table.find(id)).set(changes).returning(users::all_columns).get_result::<User>(conn)
 }
 

@@ -98,6 +98,12 @@ impl actix_web::ResponseError for ApiError {
     }
 }
 
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError::from(e).into()
+    }
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
@@ -156,25 +162,57 @@ pub fn new_limiter(per_second: u32) -> Limiter {
 /// access token or a v1 token) or a bare v1 token, holding `scope`. Counted against the
 /// key's or the app's rate.
 async fn caller(state: &AppState, req: &HttpRequest, scope: &'static str) -> Result<Caller, ApiError> {
+    let (header, config, limiter) = presented_credentials(state, req)?;
+    state.db(move |conn| Ok(admit(conn, &config, &limiter, &header, scope))).await?
+}
+
+/// [`caller`] and then `f` in the same database hop (one hop instead of two per request
+/// for a read endpoint): `f` runs only for an admitted caller.
+async fn with_caller<T, F>(state: &AppState, req: &HttpRequest, scope: &'static str, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut crate::db::DbConn, &Caller) -> Result<T, ApiError> + Send + 'static,
+{
+    let (header, config, limiter) = presented_credentials(state, req)?;
+    state
+        .db(move |conn| {
+            Ok(match admit(conn, &config, &limiter, &header, scope) {
+                Ok(c) => f(conn, &c),
+                Err(e) => Err(e),
+            })
+        })
+        .await?
+}
+
+type Presented = (String, std::sync::Arc<crate::config::Config>, std::sync::Arc<Limiter>);
+
+/// The `Authorization` header, when it can be one, with what checking it takes.
+fn presented_credentials(state: &AppState, req: &HttpRequest) -> Result<Presented, ApiError> {
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     if header.is_empty() || header.len() > 512 {
         return Err(ApiError::unauthorized());
     }
-    let config = state.config.clone();
-    let found = state
-        .db(move |conn| {
-            let (scheme, value) = header.split_once(' ').map(|(s, v)| (s.to_string(), v.trim())).unwrap_or_default();
-            Ok(if scheme.eq_ignore_ascii_case("apikey") {
-                keys::by_key(conn, &config, value)?
-            } else if scheme.eq_ignore_ascii_case("bearer") && value.starts_with(oauth::ACCESS_PREFIX) {
-                oauth::by_access_token(conn, &config, value)?
-            } else if scheme.eq_ignore_ascii_case("bearer") {
-                keys::by_token(conn, &config, value)?
-            } else {
-                keys::by_token(conn, &config, &header)?
-            })
-        })
-        .await?;
+    Ok((header, state.config.clone(), state.api_limiter.clone()))
+}
+
+/// The caller the header names, if it holds `scope` and is within its rate.
+fn admit(
+    conn: &mut crate::db::DbConn,
+    config: &crate::config::Config,
+    limiter: &Limiter,
+    header: &str,
+    scope: &str,
+) -> Result<Caller, ApiError> {
+    let (scheme, value) = header.split_once(' ').map(|(s, v)| (s, v.trim())).unwrap_or_default();
+    let found = if scheme.eq_ignore_ascii_case("apikey") {
+        keys::by_key(conn, config, value)
+    } else if scheme.eq_ignore_ascii_case("bearer") && value.starts_with(oauth::ACCESS_PREFIX) {
+        oauth::by_access_token(conn, config, value)
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        keys::by_token(conn, config, value)
+    } else {
+        keys::by_token(conn, config, header)
+    }?;
     let c = found.ok_or_else(ApiError::unauthorized)?;
     if oauth::scope_bit(scope).is_none_or(|b| c.scopes & b == 0) {
         return Err(ApiError::new(
@@ -183,7 +221,7 @@ async fn caller(state: &AppState, req: &HttpRequest, scope: &'static str) -> Res
             format!("Insufficient scope: this request needs the `{scope}` scope"),
         ));
     }
-    if let Err(not_until) = state.api_limiter.check_key(&c.client) {
+    if let Err(not_until) = limiter.check_key(&c.client) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "Too many requests");
         e.retry_after = Some(wait.as_secs().max(1));
@@ -428,7 +466,41 @@ fn number(raw: &Option<String>, name: &str, default: i64, max: i64) -> Result<i6
     ),
     responses((status = 200, description = "Một trang giao dịch", body = Envelope<types::TransactionPage>)))]
 async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
-    let c = caller(&state, &req, "read").await?;
+    // Read before the hop, answered after the caller is known: a stranger's bad query
+    // is still a 401.
+    let query = transactions_query(&req);
+    let data = with_caller(&state, &req, "read", move |conn, c| {
+        let (from, to, page, page_size, desc) = query?;
+        let (total, rows) = crate::banking::models::page_by_days(
+            conn,
+            c.business_id,
+            from,
+            to,
+            (page - 1) * page_size,
+            page_size,
+            desc,
+        )?;
+        let codes = bank_codes(conn)?;
+        let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
+        let records =
+            rows.iter().map(|t| transaction_json(t, accounts.iter().find(|a| a.id == t.account_id), &codes)).collect();
+        let total_pages = (total + page_size - 1) / page_size;
+        Ok(types::TransactionPage {
+            page,
+            page_size,
+            next_page: (page < total_pages).then_some(page + 1),
+            prev_page: (page > 1).then_some(page - 1),
+            total_pages,
+            total_records: total,
+            records,
+        })
+    })
+    .await?;
+    ok(data)
+}
+
+/// `/v2/transactions`' query: (from, to, page, page size, newest first).
+fn transactions_query(req: &HttpRequest) -> Result<(NaiveDate, NaiveDate, i64, i64, bool), ApiError> {
     let q: TxQuery =
         serde_html_form::from_str(req.query_string()).map_err(|e| ApiError::invalid(format!("Invalid query: {e}")))?;
     let today = crate::fmt::local_date(crate::db::now());
@@ -444,36 +516,7 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> ApiResult
         Some("DESC") => true,
         Some(_) => return Err(ApiError::invalid("sort must be ASC or DESC")),
     };
-    let data = state
-        .db(move |conn| {
-            let (total, rows) = crate::banking::models::page_by_days(
-                conn,
-                c.business_id,
-                from,
-                to,
-                (page - 1) * page_size,
-                page_size,
-                desc,
-            )?;
-            let codes = bank_codes(conn)?;
-            let accounts = crate::business::models::linked_accounts(conn, c.business_id)?;
-            let records = rows
-                .iter()
-                .map(|t| transaction_json(t, accounts.iter().find(|a| a.id == t.account_id), &codes))
-                .collect();
-            let total_pages = (total + page_size - 1) / page_size;
-            Ok(types::TransactionPage {
-                page,
-                page_size,
-                next_page: (page < total_pages).then_some(page + 1),
-                prev_page: (page > 1).then_some(page - 1),
-                total_pages,
-                total_records: total,
-                records,
-            })
-        })
-        .await?;
-    ok(data)
+    Ok((from, to, page, page_size, desc))
 }
 
 /// Một giao dịch

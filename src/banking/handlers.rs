@@ -645,8 +645,7 @@ impl TransactionsPage {
 const PER_PAGE: i64 = 50;
 
 async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> AppResult<HttpResponse> {
-    let biz = Biz::load(&ctx, bid.into_inner(), BizRole::Viewer).await?;
-    let bid = biz.id();
+    let (bid, uid) = (bid.into_inner(), ctx.user()?.id);
     let q = q.into_inner();
     let page = crate::web::layout::page_number(q.page);
     let (filter, error) = match q.filter(bid) {
@@ -665,8 +664,10 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
         Some(_) => (None, None),
     };
     let chart_range = days.clone();
-    let (rows, (count, income, out), day_totals, accounts) = ctx
+    let (biz, rows, (count, income, out), day_totals, accounts) = ctx
         .db(move |conn| {
+            // The membership check first, in the same hop as the rows.
+            let biz = Biz::load_in(conn, bid, uid, BizRole::Viewer)?;
             let rows = models::page(conn, &filter, (page - 1) * PER_PAGE, PER_PAGE)?;
             let (totals, per_day) = if filter.by_days_only() {
                 // Whole days of the whole business: the per-day sums kept with each write.
@@ -683,7 +684,7 @@ async fn transactions(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> 
             } else {
                 (models::totals(conn, &filter)?, models::range_totals(conn, &filter, &ranges)?)
             };
-            Ok((rows, totals, per_day, crate::business::models::linked_accounts(conn, bid)?))
+            Ok((biz, rows, totals, per_day, crate::business::models::linked_accounts(conn, bid)?))
         })
         .await?;
     let bars = if day_totals.iter().all(|(i, o)| *i == 0 && *o == 0) { Vec::new() } else { chart(&days, &day_totals) };

@@ -37,6 +37,8 @@ pub struct Options {
     pub mails: usize,
     pub seconds: u64,
     pub connections: usize,
+    /// Only the pages whose name contains this (and the bare page).
+    pub only: String,
 }
 
 #[derive(diesel::QueryableByName, Clone)]
@@ -312,6 +314,8 @@ async fn one(pg_admin: Option<String>, o: &Options) -> anyhow::Result<Vec<Row>> 
     let from = crate::fmt::local_date(crate::db::now() - chrono::Duration::days(31)).format("%Y-%m-%d");
     let pages: Vec<(String, String, Option<&String>)> = vec![
         ("Fortunes (actix-web + diesel + askama)".into(), format!("{bare}/fortunes"), None),
+        // Nothing but the session: what every signed-in request pays before its page.
+        ("/healthz (đã đăng nhập)".into(), format!("{app}/healthz"), Some(&sale)),
         ("/requests (mặc định)".into(), format!("{app}/requests"), Some(&sale)),
         ("/requests?state=deploying&q=pho".into(), format!("{app}/requests?state=deploying&q=pho"), Some(&sale)),
         (format!("/requests/{request_id}"), format!("{app}/requests/{request_id}"), Some(&sale)),
@@ -325,7 +329,8 @@ async fn one(pg_admin: Option<String>, o: &Options) -> anyhow::Result<Vec<Row>> 
         ("GET /v2/transactions".into(), format!("{app}/v2/transactions?fromDate={from}&pageSize=100"), Some(&api)),
     ];
     let mut rows = Vec::new();
-    for (page, url, header) in pages {
+    let bare_name = pages[0].0.clone();
+    for (page, url, header) in pages.into_iter().filter(|(p, _, _)| *p == bare_name || p.contains(&o.only)) {
         // Each page must answer 200 as the role sees it before it is measured.
         let probe = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
         let mut req = probe.get(&url);

@@ -54,30 +54,31 @@ impl Biz {
     /// Loads the business if the signed-in merchant is a member with at least `min`.
     pub async fn load(ctx: &Ctx, bid: i64, min: BizRole) -> AppResult<Biz> {
         let uid = ctx.user()?.id;
-        let biz = ctx
-            .db(move |conn| {
-                let (business, role) = models::membership(conn, bid, uid)?.ok_or(AppError::NotFound)?;
-                let role = BizRole::parse(&role).ok_or(AppError::NotFound)?;
-                let status = service::plan_status(conn, &business)?;
-                let hub_merchant = match business.hub_merchant_id {
-                    Some(mid) => models::hub_merchant(conn, mid)?,
-                    None => None,
-                };
-                let others = models::businesses_of(conn, uid)?
-                    .into_iter()
-                    .filter(|(b, _)| b.id != bid)
-                    .map(|(b, _)| (b.id, b.name))
-                    .collect();
-                Ok(Biz { business, role, status, hub_merchant, others })
-            })
-            .await?;
-        if biz.role < min {
+        ctx.db(move |conn| Self::load_in(conn, bid, uid, min)).await
+    }
+
+    /// [`Self::load`] on a connection the caller holds, so that a page reads the
+    /// business and its own rows in one database hop.
+    pub fn load_in(conn: &mut crate::db::DbConn, bid: i64, uid: i64, min: BizRole) -> AppResult<Biz> {
+        let (business, role) = models::membership(conn, bid, uid)?.ok_or(AppError::NotFound)?;
+        let role = BizRole::parse(&role).ok_or(AppError::NotFound)?;
+        if role < min {
             return Err(AppError::Forbidden(format!(
                 "Vai trò {} trong doanh nghiệp này không được làm thao tác này.",
-                biz.role.label()
+                role.label()
             )));
         }
-        Ok(biz)
+        let status = service::plan_status(conn, &business)?;
+        let hub_merchant = match business.hub_merchant_id {
+            Some(mid) => models::hub_merchant(conn, mid)?,
+            None => None,
+        };
+        let others = models::businesses_of(conn, uid)?
+            .into_iter()
+            .filter(|(b, _)| b.id != bid)
+            .map(|(b, _)| (b.id, b.name))
+            .collect();
+        Ok(Biz { business, role, status, hub_merchant, others })
     }
 
     pub fn id(&self) -> i64 {

@@ -16,6 +16,22 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+thread_local! {
+    static USERS_WRITTEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes on this thread that a row of `users` changed, so that the helper running the
+/// closure ([`crate::services::Services::db`]) can, once the closure has returned
+/// (committed), tell this process's cache of signed-in users to reload them.
+pub fn note_users_written() {
+    USERS_WRITTEN.with(|c| c.set(true));
+}
+
+/// Takes the note (clearing it).
+pub fn take_users_written() -> bool {
+    USERS_WRITTEN.with(|c| c.replace(false))
+}
+
 /// A connection to either backend; the shared DSL works on it unchanged.
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {

@@ -425,7 +425,7 @@ async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
             // Sales and leaders also triage the partner mail no request has taken yet.
             let to_triage = if roles.allows(&[Role::Sale, Role::Leader]) {
                 let filter = mail::InboxFilter { status: Some("new".into()), ..Default::default() };
-                Some(mail::inbox(conn, &filter, 0, 1)?.1)
+                Some(mail::inbox_count(conn, &filter)?)
             } else {
                 None
             };

@@ -47,6 +47,8 @@ pub struct AppState {
     pub api_limiter: Arc<crate::api::Limiter>,
     /// What sessions expire by (the system clock; tests move it forward).
     pub session_clock: session::SessionClock,
+    /// The signed-in users' rows, so that a request does not reload its user.
+    pub users: Arc<session::UserCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,7 +62,13 @@ impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
         let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
         let api_limiter = Arc::new(crate::api::new_limiter(config.api_rate_per_second));
-        Ok(Self { services: Services::new(config, pool)?, oidc, api_limiter, session_clock: Default::default() })
+        Ok(Self {
+            services: Services::new(config, pool)?,
+            oidc,
+            api_limiter,
+            session_clock: Default::default(),
+            users: Default::default(),
+        })
     }
 }
 

@@ -1,9 +1,14 @@
 //! Who is asking, and whether their form is genuine.
 //!
 //! Sessions live entirely in a signed cookie (no server state, so any node serves
-//! any request). On each request this middleware reloads the user, ending the session
+//! any request). On each request this middleware finds the user, ending the session
 //! when the account was disabled, its password changed (the epoch moved) or the login
-//! is older than the configured lifetime. It also enforces CSRF on every unsafe
+//! is older than the configured lifetime. The user's row comes from a small cache
+//! ([`UserCache`]) rather than a database hop of its own per request: a change to
+//! `users` made by this process empties it as the change commits, so this node refuses
+//! a disabled account or an old epoch, and sees new roles, from the very next request;
+//! a change made by another process (another node, the CLI) is seen within
+//! [`USER_CACHE_TTL`]. It also enforces CSRF on every unsafe
 //! method outside the token-authenticated prefixes: the session's token must come back
 //! in the `_csrf` form field or the `X-CSRF-Token` header. A multipart body is never
 //! read here: on a route declared as an upload the [`super::upload::Upload`]
@@ -82,9 +87,15 @@ pub fn add_flash(session: &Session, kind: &str, message: impl Into<String>) {
 }
 
 pub fn take_flashes(session: &Session) -> Vec<Flash> {
-    let flashes = session.get(KEY_FLASH).ok().flatten().unwrap_or_default();
-    session.remove(KEY_FLASH);
-    flashes
+    // `remove` marks the session changed even when the key is absent, and a changed
+    // session is signed and sent again: on every page, for nothing.
+    if !session.contains_key(KEY_FLASH) {
+        return Vec::new();
+    }
+    match session.remove_as::<Vec<Flash>>(KEY_FLASH) {
+        Some(Ok(flashes)) => flashes,
+        _ => Vec::new(),
+    }
 }
 
 /// Starts a signed-in session for `user` (a fresh CSRF token too: no fixation).
@@ -176,6 +187,12 @@ impl SessionClock {
         chrono::Utc::now().timestamp() + self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A monotonic instant, moved forward with the clock (for [`USER_CACHE_TTL`]).
+    pub fn instant(&self) -> std::time::Instant {
+        let ahead = self.0.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64;
+        std::time::Instant::now() + std::time::Duration::from_secs(ahead)
+    }
+
     /// Forward only, as time goes.
     pub fn advance(&self, by: std::time::Duration) {
         let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
@@ -183,28 +200,89 @@ impl SessionClock {
     }
 }
 
-/// Reloads the session's user; ends the session when it is no longer valid.
+/// How long another process's change to a user (disabled, signed out everywhere, new
+/// roles) may go unseen by this one. This process's own changes are seen at once.
+pub const USER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Past this many cached users the cache starts over (memory stays bounded whatever
+/// the number of accounts signing in).
+const USER_CACHE_MAX: usize = 10_000;
+
+/// What a session needs of its user's row.
+#[derive(Clone)]
+struct CachedUser {
+    user: CurrentUser,
+    disabled: bool,
+    epoch: i64,
+    /// [`crate::services::Services::users_version`] when the row was read.
+    version: u64,
+    read_at: std::time::Instant,
+}
+
+/// The signed-in users' rows, by id, as last read by this process.
+#[derive(Default)]
+pub struct UserCache(std::sync::Mutex<std::collections::HashMap<i64, CachedUser>>);
+
+impl UserCache {
+    fn get(&self, uid: i64, version: u64, now: std::time::Instant) -> Option<CachedUser> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&uid)
+            .filter(|c| c.version == version && now.saturating_duration_since(c.read_at) < USER_CACHE_TTL)
+            .cloned()
+    }
+
+    fn put(&self, uid: i64, entry: CachedUser) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= USER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(uid, entry);
+    }
+}
+
+/// The session's user (from the cache, else the database); ends the session when it
+/// is no longer valid.
 async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Option<CurrentUser>, AppError> {
     let epoch = session.get::<i64>(KEY_EPOCH).ok().flatten();
     let issued = session.get::<i64>(KEY_ISSUED).ok().flatten().unwrap_or(0);
     let expired = state.session_clock.now() - issued > state.config.session_ttl.as_secs() as i64;
-    let user = state
-        .db(move |conn| match crate::accounts::models::find(conn, uid) {
-            Ok(u) => Ok(Some(u)),
-            Err(diesel::result::Error::NotFound) => Ok(None),
-            Err(e) => Err(e.into()),
-        })
-        .await?;
-    match user {
-        Some(u) if !u.disabled && Some(u.session_epoch) == epoch && !expired => Ok(Some(CurrentUser {
-            id: u.id,
-            roles: u.roles(),
-            kind: u.kind(),
-            has_phone: u.phone.is_some(),
-            email_verified: u.email_verified_at.is_some(),
-            email: u.email,
-            name: u.name,
-        })),
+    // Read before the row: a change committing meanwhile moves it, and the row read
+    // here is then never taken as current.
+    let version = state.users_version.load(std::sync::atomic::Ordering::Acquire);
+    let now = state.session_clock.instant();
+    let cached = match state.users.get(uid, version, now) {
+        Some(c) => Some(c),
+        None => {
+            let row = state
+                .db(move |conn| match crate::accounts::models::find(conn, uid) {
+                    Ok(u) => Ok(Some(u)),
+                    Err(diesel::result::Error::NotFound) => Ok(None),
+                    Err(e) => Err(e.into()),
+                })
+                .await?;
+            row.map(|u| {
+                let entry = CachedUser {
+                    disabled: u.disabled,
+                    epoch: u.session_epoch,
+                    version,
+                    read_at: now,
+                    user: CurrentUser {
+                        id: u.id,
+                        roles: u.roles(),
+                        kind: u.kind(),
+                        has_phone: u.phone.is_some(),
+                        email_verified: u.email_verified_at.is_some(),
+                        email: u.email,
+                        name: u.name,
+                    },
+                };
+                state.users.put(uid, entry.clone());
+                entry
+            })
+        }
+    };
+    match cached {
+        Some(c) if !c.disabled && Some(c.epoch) == epoch && !expired => Ok(Some(c.user)),
         _ => {
             let had_expired = expired;
             for key in [KEY_UID, KEY_EPOCH, KEY_ISSUED] {

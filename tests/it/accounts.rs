@@ -466,3 +466,74 @@ db_test!(an_expired_session_says_so_on_the_login_page, |app| {
     // The fresh one still works: expiry is per session, not global.
     assert_eq!(get("/", fresh).await.0, 200);
 });
+
+// The signed-in user is not reloaded from the database on every request (see
+// `hubgate::web::session::UserCache`), yet each change an admin makes holds from the
+// changed user's very next request on this node. Every step first has the user's
+// session answered, so that what is read next would come from the cache.
+db_test!(user_changes_hold_from_the_next_request, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await;
+    let user = app.login("sale@ipos.vn").await;
+    let path = format!("/admin/users/{}", sale.id);
+
+    // New roles: granted, then taken away.
+    assert_eq!(user.get("/admin/users").await.status, 403);
+    let grant = admin.post(&path, &[("name", "Bán hàng"), ("role_sale", "on"), ("role_admin", "on")]).await;
+    assert_eq!(grant.status, 303, "{}", grant.body);
+    assert_eq!(user.get("/admin/users").await.status, 200, "the admin role is there at once");
+    let revoke = admin.post(&path, &[("name", "Bán hàng"), ("role_sale", "on")]).await;
+    assert_eq!(revoke.status, 303, "{}", revoke.body);
+    assert_eq!(user.get("/admin/users").await.status, 403, "and gone at once");
+
+    // Signed out everywhere (an admin sets a new password): the next request is refused.
+    assert_eq!(user.get("/").await.status, 200);
+    let reset = admin.post(&format!("{path}/password"), &[("password", "mat-khau-moi-2026")]).await;
+    assert_eq!(reset.status, 303, "{}", reset.body);
+    assert!(user.get("/").await.redirects_to_login());
+
+    // Disabled: the next request is refused.
+    let again = app.browser();
+    assert_eq!(again.login("sale@ipos.vn", "mat-khau-moi-2026").await.status, 303);
+    assert_eq!(again.get("/").await.status, 200);
+    let disable = admin.post(&format!("{path}/disable"), &[]).await;
+    assert_eq!(disable.status, 303, "{}", disable.body);
+    assert!(again.get("/").await.redirects_to_login());
+});
+
+// Another node over the same database learns of a change only when its cached copy
+// of the user runs out: at most `USER_CACHE_TTL` later. Its clock is moved by that
+// lifetime rather than waited for.
+db_test!(another_node_sees_a_user_change_within_the_cache_lifetime, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let admin = app.login("admin@ipos.vn").await;
+    let (other, other_state) = app.serve_node(|_| {});
+    let user = crate::support::Browser::new(&other);
+    assert_eq!(user.login("sale@ipos.vn", PASSWORD).await.status, 303);
+    assert_eq!(user.get("/").await.status, 200);
+
+    let disable = admin.post(&format!("/admin/users/{}/disable", sale.id), &[]).await;
+    assert_eq!(disable.status, 303, "{}", disable.body);
+    other_state.session_clock.advance(hubgate::web::session::USER_CACHE_TTL);
+    assert!(user.get("/").await.redirects_to_login(), "refused once the other node's copy ran out");
+});
+
+// A page that changes nothing in the session does not send the cookie again (signing
+// it costs every request); the page that shows a flash does, without the flash.
+db_test!(an_unchanged_session_is_not_sent_again, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let b = app.login("sale@ipos.vn").await;
+    b.get("/").await;
+    assert_eq!(b.header("/", "set-cookie").await, None, "nothing changed");
+    let new = "mat-khau-moi-2026";
+    let changed = b.post("/account/password", &[("current", PASSWORD), ("password", new), ("confirm", new)]).await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    let (status, headers, body) = b.fetch("/").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Đã đổi mật khẩu."));
+    assert!(headers.get("set-cookie").is_some(), "the flash is taken out of the session");
+    assert_eq!(b.header("/", "set-cookie").await, None, "and then nothing changes");
+    assert!(!b.get("/").await.body.contains("Đã đổi mật khẩu."));
+});

@@ -963,3 +963,29 @@ fn as_refs(p: &[(String, String)]) -> Vec<(&str, &str)> {
 async fn body_starts(s: &crate::support::Browser, path: &str, magic: &[u8]) -> bool {
     s.fetch(path).await.2.starts_with(magic)
 }
+
+// A renamed merchant is found by its new name and no longer by its old one, and a
+// two-letter query still finds what it names (guards any index put under the search).
+db_test!(request_search_follows_edits_and_takes_short_queries, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let (ra, rb) = app.with_conn(|c| {
+        (
+            open(c, &sale, "VNPAY", "Phở Hà Nội", "Điểm A", "0905 222 333"),
+            open(c, &sale, "VNPAY", "Bánh Mì Sài Gòn", "Điểm B", "0912 444 555"),
+        )
+    });
+    let mid = app.with_conn(|c| hubgate::hub::models::request(c, ra).map(|r| r.merchant_id).unwrap_or(-1));
+    let s = app.login("sale@ipos.vn").await;
+    let found = async |q: &str| {
+        let page = s.get(&format!("/requests?q={}", urlencoding::encode(q))).await;
+        linked(&page.body, "/requests/", &[ra, rb])
+    };
+    assert_eq!(found("PHO").await, vec![ra]);
+    let saved = s.post(&format!("/merchants/{mid}/edit"), &[("name", "Bún Bò Huế"), ("phone", "0905 222 333")]).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(found("pho").await, Vec::<i64>::new(), "the old name is gone from the index");
+    assert_eq!(found("bún bò").await, vec![ra]);
+    assert_eq!(found("hu").await, vec![ra], "two letters");
+    assert_eq!(found("sài gòn").await, vec![rb]);
+    assert_eq!(found("4445").await, vec![rb], "phone digits");
+});

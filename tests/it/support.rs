@@ -189,10 +189,15 @@ impl TestApp {
     /// A second server over this test's database with its own configuration (another
     /// node, or this one restarted after a configuration change); returns its base URL.
     pub fn serve_again(&self, tweak: impl FnOnce(&mut Config)) -> String {
+        self.serve_node(tweak).0
+    }
+
+    /// [`Self::serve_again`], with the other node's state (its clock, its caches).
+    pub fn serve_node(&self, tweak: impl FnOnce(&mut Config)) -> (String, AppState) {
         let mut config = (*self.state.config).clone();
         tweak(&mut config);
         let state = AppState::new(config, self.state.pool.clone()).unwrap_or_else(|e| panic!("state: {e:#}"));
-        serve(&state).0
+        (serve(&state).0, state)
     }
 
     pub fn conn(&self) -> PooledConn {

@@ -157,8 +157,8 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
         .db(move |conn| {
             let partners = crate::hub::partners::all(conn)?;
             let filter = query.filter(&partners);
-            let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
-            let problems = models::problem_blobs(conn)?.len();
+            let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, &partners)?;
+            let problems = models::problem_blob_count(conn)?;
             Ok((rows, total, partners, problems))
         })
         .await?;

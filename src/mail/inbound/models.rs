@@ -73,9 +73,17 @@ pub fn set_blob_status(conn: &mut DbConn, id: i64, status: &str, error: Option<&
 }
 
 /// Blobs that were kept but not turned into a message (unreadable, too large, stuck).
+/// How many stored mails wait for a person (what [`problem_blobs`] lists, counted
+/// without reading them).
+pub fn problem_blob_count(conn: &mut DbConn) -> QueryResult<i64> {
+    mail_blobs::table.filter(mail_blobs::status.eq_any(PROBLEM_STATES)).count().get_result(conn)
+}
+
+const PROBLEM_STATES: [&str; 3] = ["unreadable", "too_large", "received"];
+
 pub fn problem_blobs(conn: &mut DbConn) -> QueryResult<Vec<BlobInfo>> {
     mail_blobs::table
-        .filter(mail_blobs::status.eq_any(["unreadable", "too_large", "received"]))
+        .filter(mail_blobs::status.eq_any(PROBLEM_STATES))
         .order(mail_blobs::received_at.desc())
         .limit(200)
         .select(BlobInfo::as_select())
@@ -374,37 +382,59 @@ fn inbox_query(f: &InboxFilter) -> mail_messages::BoxedQuery<'static, <DbConn as
     q
 }
 
-pub fn inbox(conn: &mut DbConn, f: &InboxFilter, offset: i64, limit: i64) -> QueryResult<(Vec<InboxRow>, i64)> {
-    let total = inbox_query(f).count().get_result(conn)?;
-    let rows: Vec<MailMessage> = inbox_query(f)
+/// How many messages the filter finds.
+pub fn inbox_count(conn: &mut DbConn, f: &InboxFilter) -> QueryResult<i64> {
+    inbox_query(f).count().get_result(conn)
+}
+
+/// One page of the inbox and the filter's total. Only the listed columns are read (a
+/// message's bodies can be large); partner codes come from `partners`, already loaded.
+pub fn inbox(
+    conn: &mut DbConn,
+    f: &InboxFilter,
+    offset: i64,
+    limit: i64,
+    partners: &[crate::hub::partners::Partner],
+) -> QueryResult<(Vec<InboxRow>, i64)> {
+    type Listed = (i64, String, String, String, Option<NaiveDateTime>, NaiveDateTime, String, String, i64, Option<i64>);
+    let total = inbox_count(conn, f)?;
+    let rows: Vec<Listed> = inbox_query(f)
         .order((mail_messages::created_at.desc(), mail_messages::id.desc()))
         .offset(offset)
         .limit(limit)
-        .select(MailMessage::as_select())
+        .select((
+            mail_messages::id,
+            mail_messages::from_addr,
+            mail_messages::from_name,
+            mail_messages::subject,
+            mail_messages::sent_at,
+            mail_messages::created_at,
+            mail_messages::kind,
+            mail_messages::status,
+            mail_messages::thread_id,
+            mail_messages::partner_id,
+        ))
         .load(conn)?;
-    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    let ids: Vec<i64> = rows.iter().map(|m| m.0).collect();
     let counts: Vec<(i64, i64)> = mail_attachments::table
         .filter(mail_attachments::message_id.eq_any(&ids))
         .group_by(mail_attachments::message_id)
         .select((mail_attachments::message_id, diesel::dsl::count_star()))
         .load(conn)?;
-    let codes: Vec<(i64, String)> = crate::db::schema::partners::table
-        .select((crate::db::schema::partners::id, crate::db::schema::partners::code))
-        .load(conn)?;
     let out = rows
         .into_iter()
-        .map(|m| InboxRow {
-            attachments: counts.iter().find(|c| c.0 == m.id).map(|c| c.1).unwrap_or(0),
-            partner_code: m.partner_id.and_then(|p| codes.iter().find(|c| c.0 == p).map(|c| c.1.clone())),
-            id: m.id,
-            from_addr: m.from_addr,
-            from_name: m.from_name,
-            subject: m.subject,
-            sent_at: m.sent_at,
-            created_at: m.created_at,
-            kind: m.kind,
-            status: m.status,
-            thread_id: m.thread_id,
+        .map(|(id, from_addr, from_name, subject, sent_at, created_at, kind, status, thread_id, partner_id)| InboxRow {
+            attachments: counts.iter().find(|c| c.0 == id).map(|c| c.1).unwrap_or(0),
+            partner_code: partner_id.and_then(|p| partners.iter().find(|c| c.id == p).map(|c| c.code.clone())),
+            id,
+            from_addr,
+            from_name,
+            subject,
+            sent_at,
+            created_at,
+            kind,
+            status,
+            thread_id,
         })
         .collect();
     Ok((out, total))

@@ -42,7 +42,7 @@ pub struct InboxPage {
     pub page: i64,
     pub pages: i64,
     pub partners: Vec<Partner>,
-    pub problems: usize,
+    pub problems: i64,
 }
 
 impl InboxPage {
