@@ -55,6 +55,10 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+        /// Also write the bench's figures as JSON to this file (`bench all` reads them
+        /// from each bench it runs in a process of its own).
+        #[arg(long, global = true, hide = true)]
+        figures_out: Option<std::path::PathBuf>,
     },
     /// Write the month's workbook of connected points, e.g. `hubgate report 2026-10 -o list.xlsx`.
     Report {
@@ -111,9 +115,25 @@ pub enum BanksCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Every bench below in one run, each in a process of its own, then one table of
+    /// every figure beside its target.
+    All {
+        /// Also on PostgreSQL (default: HUBGATE_TEST_PG when set).
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
+        /// Smaller sizes and shorter runs (a few minutes instead of half an hour);
+        /// time targets set at a million rows are scaled to the rows run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Seconds and peak memory to write the month's workbook.
     Report {
         #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
+    /// Seconds and peak memory to reconcile a month against a partner's statement.
+    Reconcile {
+        #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
     /// Merchant search and pages over 100,000 points.
@@ -236,11 +256,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)?.add_directive("async_imap=off".parse()?);
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     // Benches use throw-away databases of their own.
-    if let Some(Command::Bench { what }) = &cli.command {
-        return match what {
-            BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count),
-            BenchCommand::Desk { points, pg } => crate::bench::desk(pg.as_deref(), *points),
-            BenchCommand::Report { rows } => crate::bench::report(*rows),
+    if let Some(Command::Bench { what, figures_out }) = &cli.command {
+        let figures = match what {
+            BenchCommand::All { pg, quick } => {
+                let figures = crate::bench::all::run(pg.as_deref(), *quick)?;
+                print!("{}", crate::bench::figures::table(&figures));
+                figures
+            }
+            BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count)?,
+            BenchCommand::Desk { points, pg } => {
+                crate::bench::desk(pg.as_deref(), *points)?;
+                Vec::new()
+            }
+            BenchCommand::Report { rows } => crate::bench::report(*rows)?,
+            BenchCommand::Reconcile { rows } => crate::bench::reconcile(*rows)?,
             BenchCommand::Web { requests, transactions, mails, seconds, connections, only, pg } => {
                 let o = crate::bench::web::Options {
                     requests: *requests,
@@ -252,18 +281,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let rows = crate::bench::web::run(pg.as_deref(), &o)?;
                 crate::bench::web::print(&rows, &o);
-                Ok(())
+                crate::bench::web_figures(&rows)
             }
-            BenchCommand::Statement { rows } => crate::bench::statement(*rows),
-            BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions),
+            BenchCommand::Statement { rows } => crate::bench::statement(*rows)?,
+            BenchCommand::Sync { transactions, pg } => crate::bench::sync(pg.as_deref(), *transactions)?,
             BenchCommand::Api { transactions, seconds, concurrency, pg } => {
-                crate::bench::api(pg.as_deref(), *transactions, *seconds, *concurrency)
+                crate::bench::api(pg.as_deref(), *transactions, *seconds, *concurrency)?;
+                Vec::new()
             }
-            BenchCommand::Notify { rate, seconds, pg } => crate::bench::notify(pg.as_deref(), *rate, *seconds),
+            BenchCommand::Notify { rate, seconds, pg } => crate::bench::notify(pg.as_deref(), *rate, *seconds)?,
             BenchCommand::Queue { jobs, mails, concurrency, pg } => {
-                crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)
+                crate::bench::queue(pg.as_deref(), *jobs, *mails, *concurrency)?
             }
         };
+        if let Some(path) = figures_out {
+            std::fs::write(path, serde_json::to_vec(&figures)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        return Ok(());
     }
     let long_running = matches!(cli.command, None | Some(Command::Serve { .. } | Command::Worker));
     let pool = crate::db::pool_keeping(&config.database_url, config.db_pool_size, u32::from(long_running))?;

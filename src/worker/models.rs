@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use crate::db::DbConn;
 use crate::db::schema::{job_events, jobs};
 
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, QueryableByName, Selectable, Debug, Clone)]
 #[diesel(table_name = jobs)]
 pub struct Job {
     pub id: i64,
@@ -91,6 +91,11 @@ pub fn event(
 }
 
 /// Claims up to `limit` due jobs for `worker` until `lease_until`, counting an attempt.
+/// On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED` (without it two workers
+/// claim the same job), then leased, in one transaction. On SQLite one statement, which
+/// holds the write lock for itself: the UPDATE leases the rows its subquery picks.
+/// (Diesel's DSL takes no subquery of the table being updated.) The same single
+/// statement on PostgreSQL made the pipelined queue bench four times slower.
 pub fn claim(
     conn: &mut DbConn,
     worker: &str,
@@ -98,15 +103,22 @@ pub fn claim(
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> QueryResult<Vec<Job>> {
-    let due = jobs::done_at
-        .is_null()
-        .and(jobs::dead_at.is_null())
-        .and(jobs::run_at.le(now))
-        .and(jobs::locked_until.is_null().or(jobs::locked_until.lt(now)));
-    match conn {
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    let lease = (
+        jobs::locked_until.eq(Some(lease_until)),
+        jobs::locked_by.eq(Some(worker)),
+        jobs::attempts.eq(jobs::attempts + 1),
+    );
+    let mut claimed: Vec<Job> = match conn {
         DbConn::Pg(pg) => pg.transaction(|pg| {
             let ids: Vec<i64> = jobs::table
-                .filter(due)
+                .filter(
+                    jobs::done_at
+                        .is_null()
+                        .and(jobs::dead_at.is_null())
+                        .and(jobs::run_at.le(now))
+                        .and(jobs::locked_until.is_null().or(jobs::locked_until.lt(now))),
+                )
                 .order((jobs::run_at.asc(), jobs::id.asc()))
                 .limit(limit)
                 .select(jobs::id)
@@ -117,34 +129,26 @@ pub fn claim(
                 return Ok(Vec::new());
             }
             diesel::update(jobs::table.filter(jobs::id.eq_any(&ids)))
-                .set((
-                    jobs::locked_until.eq(Some(lease_until)),
-                    jobs::locked_by.eq(Some(worker)),
-                    jobs::attempts.eq(jobs::attempts + 1),
-                ))
-                .execute(pg)?;
-            jobs::table.filter(jobs::id.eq_any(&ids)).order(jobs::id.asc()).select(Job::as_select()).load(pg)
-        }),
-        DbConn::Sqlite(lite) => lite.immediate_transaction(|lite| {
-            let ids: Vec<i64> = jobs::table
-                .filter(due)
-                .order((jobs::run_at.asc(), jobs::id.asc()))
-                .limit(limit)
-                .select(jobs::id)
-                .load(lite)?;
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            diesel::update(jobs::table.filter(jobs::id.eq_any(&ids)))
-                .set((
-                    jobs::locked_until.eq(Some(lease_until)),
-                    jobs::locked_by.eq(Some(worker)),
-                    jobs::attempts.eq(jobs::attempts + 1),
-                ))
-                .execute(lite)?;
-            jobs::table.filter(jobs::id.eq_any(&ids)).order(jobs::id.asc()).select(Job::as_select()).load(lite)
-        }),
-    }
+                .set(lease)
+                .returning(Job::as_returning())
+                .get_results(pg)
+        })?,
+        DbConn::Sqlite(lite) => diesel::sql_query(
+            "UPDATE jobs SET locked_until = $1, locked_by = $2, attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM jobs WHERE done_at IS NULL AND dead_at IS NULL AND run_at <= $3 \
+             AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_at, id LIMIT $4) \
+             RETURNING id, kind, payload, unique_key, run_at, attempts, max_attempts, locked_until, locked_by, \
+             last_error, created_at, done_at, dead_at",
+        )
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Text, _>(worker)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load(lite)?,
+    };
+    // RETURNING comes in no promised order; jobs start oldest first.
+    claimed.sort_by_key(|j| (j.run_at, j.id));
+    Ok(claimed)
 }
 
 /// The outcome of one attempt, written back by the worker in a batch.
@@ -157,41 +161,9 @@ pub enum Outcome {
 /// Writes outcomes, but only for jobs whose lease is still this worker's: a job whose
 /// lease expired and went to another worker is that worker's to finish.
 pub fn finish(conn: &mut DbConn, worker: &str, results: &[(i64, Outcome)], now: NaiveDateTime) -> QueryResult<usize> {
+    let done: Vec<i64> = results.iter().filter(|(_, o)| matches!(o, Outcome::Done)).map(|(id, _)| *id).collect();
     conn.transaction(|conn| {
-        // Successes in one statement each for the update and the history: this is the
-        // hot path (thousands of jobs a second).
-        let done: Vec<i64> = results.iter().filter(|(_, o)| matches!(o, Outcome::Done)).map(|(id, _)| *id).collect();
-        let mut written = 0;
-        if !done.is_empty() {
-            let finished: Vec<i64> = diesel::update(
-                jobs::table
-                    .filter(jobs::id.eq_any(&done))
-                    .filter(jobs::locked_by.eq(worker))
-                    .filter(jobs::done_at.is_null()),
-            )
-            .set((
-                jobs::done_at.eq(Some(now)),
-                jobs::locked_until.eq(None::<NaiveDateTime>),
-                jobs::last_error.eq(None::<String>),
-            ))
-            .returning(jobs::id)
-            .get_results(conn)?;
-            written += finished.len();
-            let rows: Vec<_> = finished
-                .iter()
-                .map(|id| {
-                    (
-                        job_events::job_id.eq(*id),
-                        job_events::at.eq(now),
-                        job_events::event.eq("succeeded"),
-                        job_events::worker.eq(Some(worker)),
-                    )
-                })
-                .collect();
-            if !rows.is_empty() {
-                crate::with_conn!(conn, |c| diesel::insert_into(job_events::table).values(&rows).execute(c))?;
-            }
-        }
+        let mut written = succeeded(conn, worker, &done, now)?;
         for (id, outcome) in results {
             let mine =
                 jobs::table.filter(jobs::id.eq(*id)).filter(jobs::locked_by.eq(worker)).filter(jobs::done_at.is_null());
@@ -227,6 +199,40 @@ pub fn finish(conn: &mut DbConn, worker: &str, results: &[(i64, Outcome)], now: 
         }
         Ok(written)
     })
+}
+
+/// Marks `done` jobs still leased to `worker` succeeded, each with its "succeeded"
+/// event, in one statement each for the update and the history (the hot path:
+/// thousands of jobs a second); returns how many.
+fn succeeded(conn: &mut DbConn, worker: &str, done: &[i64], now: NaiveDateTime) -> QueryResult<usize> {
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let finished: Vec<i64> = diesel::update(
+        jobs::table.filter(jobs::id.eq_any(done)).filter(jobs::locked_by.eq(worker)).filter(jobs::done_at.is_null()),
+    )
+    .set((
+        jobs::done_at.eq(Some(now)),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+        jobs::last_error.eq(None::<String>),
+    ))
+    .returning(jobs::id)
+    .get_results(conn)?;
+    let rows: Vec<_> = finished
+        .iter()
+        .map(|id| {
+            (
+                job_events::job_id.eq(*id),
+                job_events::at.eq(now),
+                job_events::event.eq("succeeded"),
+                job_events::worker.eq(Some(worker)),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        crate::with_conn!(conn, |c| diesel::insert_into(job_events::table).values(&rows).execute(c))?;
+    }
+    Ok(finished.len())
 }
 
 /// Gives leases back without counting the attempt (graceful shutdown).

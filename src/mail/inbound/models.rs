@@ -106,17 +106,19 @@ pub fn thread(conn: &mut DbConn, id: i64) -> QueryResult<Thread> {
     mail_threads::table.find(id).select(Thread::as_select()).first(conn)
 }
 
-/// The thread of the newest stored message among `ids` (Message-IDs).
-pub fn thread_by_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Option<i64>> {
+/// Stored messages whose Message-ID is among `ids`, newest first, each with its
+/// thread: the duplicate check and the Message-ID threading of an arriving message in
+/// one round trip.
+pub fn threads_by_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(i64, Option<String>, Thread)>> {
     if ids.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     mail_messages::table
+        .inner_join(mail_threads::table)
         .filter(mail_messages::message_id.eq_any(ids))
         .order(mail_messages::id.desc())
-        .select(mail_messages::thread_id)
-        .first(conn)
-        .optional()
+        .select((mail_messages::id, mail_messages::message_id, Thread::as_select()))
+        .load(conn)
 }
 
 /// A recent thread with the same normalised subject and a compatible partner.
@@ -157,11 +159,13 @@ pub fn insert_thread(
 
 /// Moves the thread's last activity forward and fills in its partner once known.
 pub fn touch_thread(conn: &mut DbConn, t: &Thread, partner_id: Option<i64>, at: NaiveDateTime) -> QueryResult<()> {
+    let (last_at, partner_id) = (at.max(t.last_at), t.partner_id.or(partner_id));
+    // An older reply to a thread whose partner is known changes nothing: no round trip.
+    if (last_at, partner_id) == (t.last_at, t.partner_id) {
+        return Ok(());
+    }
     diesel::update(mail_threads::table.find(t.id))
-        .set((
-            mail_threads::last_at.eq(if at > t.last_at { at } else { t.last_at }),
-            mail_threads::partner_id.eq(t.partner_id.or(partner_id)),
-        ))
+        .set((mail_threads::last_at.eq(last_at), mail_threads::partner_id.eq(partner_id)))
         .execute(conn)?;
     Ok(())
 }
@@ -270,14 +274,6 @@ pub fn insert_message(conn: &mut DbConn, m: &NewMessage<'_>) -> QueryResult<i64>
 
 pub fn message(conn: &mut DbConn, id: i64) -> QueryResult<MailMessage> {
     mail_messages::table.find(id).select(MailMessage::as_select()).first(conn)
-}
-
-pub fn message_by_message_id(conn: &mut DbConn, mid: &str) -> QueryResult<Option<MailMessage>> {
-    mail_messages::table
-        .filter(mail_messages::message_id.eq(mid))
-        .select(MailMessage::as_select())
-        .first(conn)
-        .optional()
 }
 
 pub fn message_by_blob(conn: &mut DbConn, blob_id: i64) -> QueryResult<Option<MailMessage>> {

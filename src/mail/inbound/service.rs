@@ -112,11 +112,9 @@ pub fn ingest_with(
         report.error = Some("Thư này đã được lưu trước đó.".into());
         Ok(Some(report))
     };
-    if let Some(report) = duplicate(conn)? {
-        return Ok(report);
-    }
+    // The insert is the duplicate check: the same bytes stored before (or by a
+    // concurrent delivery) leave it without a row, one round trip for new mail.
     let Some(blob_id) = models::insert_blob(conn, &sha, raw, source, file, now())? else {
-        // Stored by a concurrent delivery between the check and the insert.
         return duplicate(conn)?.ok_or_else(|| AppError::internal(anyhow::anyhow!("blob {sha} vanished")));
     };
     let mut report = process(conn, cfg, known, blob_id, raw)?;
@@ -161,9 +159,13 @@ fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw
     report.message_id = parsed.message_id.clone();
     report.from = Some(parsed.from_addr.clone());
     report.subject = Some(parsed.subject.clone());
-    if let Some(mid) = &parsed.message_id
-        && let Some(first) = models::message_by_message_id(conn, mid)?
-    {
+    // Its own Message-ID (a duplicate) and the ones it answers (its thread), at once.
+    let own = parsed.message_id.as_deref();
+    let lookup: Vec<String> =
+        own.map(str::to_string).into_iter().chain(referenced_ids(&parsed).iter().cloned()).collect();
+    let known_ids = models::threads_by_message_ids(conn, &lookup)?;
+    if let Some((first_id, _, _)) = own.and_then(|mid| known_ids.iter().find(|k| k.1.as_deref() == Some(mid))) {
+        let first = models::message(conn, *first_id)?;
         let msg = format!("Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.", first.id);
         models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
         let mut dup = report_for(conn, &known.partners, &first)?;
@@ -172,7 +174,9 @@ fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw
         dup.error = Some(msg);
         return Ok(dup);
     }
-    let stored = crate::db::tx(conn, |conn| store(conn, cfg, known, blob_id, &parsed));
+    // The newest stored message it refers to gives the thread.
+    let by_ids = known_ids.into_iter().next().map(|(_, _, t)| t);
+    let stored = crate::db::tx(conn, |conn| store(conn, cfg, known, blob_id, &parsed, by_ids));
     match stored {
         Ok(s) => Ok(IngestReport {
             id: Some(s.id),
@@ -246,16 +250,30 @@ fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
         .collect())
 }
 
-/// A thread by Message-ID: one of the stored messages, or one of our own sent mails
+/// The Message-IDs a message answers or refers to (In-Reply-To, then References).
+fn referenced_ids(p: &ParsedMail) -> Vec<String> {
+    let mut ids: Vec<String> = p.in_reply_to.clone();
+    ids.extend(p.references.iter().cloned());
+    ids
+}
+
+/// The conversation of the request one of our own sent mails among `ids` belongs to
 /// (a partner answering our acceptance mail lands in the request's conversation).
-fn thread_by_ids(conn: &mut DbConn, ids: &[String]) -> AppResult<Option<i64>> {
-    if let Some(t) = models::thread_by_message_ids(conn, ids)? {
-        return Ok(Some(t));
-    }
-    match crate::mail::outbound::request_of_message_ids(conn, ids)? {
-        Some(request_id) => Ok(models::thread_of_request(conn, request_id)?),
+fn thread_of_our_mail(conn: &mut DbConn, ids: &[String]) -> AppResult<Option<models::Thread>> {
+    let Some(request_id) = crate::mail::outbound::request_of_message_ids(conn, ids)? else { return Ok(None) };
+    match models::thread_of_request(conn, request_id)? {
+        Some(id) => Ok(Some(models::thread(conn, id)?)),
         None => Ok(None),
     }
+}
+
+/// How [`classify_parsed`] finds the thread.
+enum ThreadHint {
+    /// The message is stored in this thread already (reclassifying).
+    Existing(i64),
+    /// Arriving: the thread of the newest stored message it refers to, looked up
+    /// before the store's transaction (None: look for our own mail, then the subject).
+    Arriving(Option<models::Thread>),
 }
 
 /// Finds the thread (Message-ID chain first, then subject within the partner and 60
@@ -265,33 +283,30 @@ fn classify_parsed(
     cfg: &MailConfig,
     known: &Known,
     p: &ParsedMail,
-    existing_thread: Option<i64>,
+    hint: ThreadHint,
 ) -> AppResult<(Option<models::Thread>, Option<Partner>, Kind, String)> {
     let partners = &known.partners;
     let norm = classify::normalise_subject(&p.subject);
     let at = p.sent_at.unwrap_or_else(now);
-    let mut ids: Vec<String> = p.in_reply_to.clone();
-    ids.extend(p.references.iter().cloned());
-    let thread = match existing_thread {
-        Some(id) => Some(models::thread(conn, id)?),
-        None => match thread_by_ids(conn, &ids)? {
-            Some(id) => Some(models::thread(conn, id)?),
-            None => {
-                let guess = partner_for(partners, p, None).map(|pt| pt.id);
-                if norm.is_empty() {
-                    None
-                } else {
-                    models::thread_by_subject(conn, &norm, guess, at - Duration::days(60))?
-                }
-            }
-        },
+    let reclassifying = matches!(hint, ThreadHint::Existing(_));
+    let by_ids = match hint {
+        ThreadHint::Existing(id) => Some(models::thread(conn, id)?),
+        ThreadHint::Arriving(Some(t)) => Some(t),
+        ThreadHint::Arriving(None) => thread_of_our_mail(conn, &referenced_ids(p))?,
+    };
+    let thread = match by_ids {
+        Some(t) => Some(t),
+        None => {
+            let guess = partner_for(partners, p, None).map(|pt| pt.id);
+            if norm.is_empty() { None } else { models::thread_by_subject(conn, &norm, guess, at - Duration::days(60))? }
+        }
     };
     let partner = partner_for(partners, p, thread.as_ref().and_then(|t| t.partner_id)).cloned();
     // A thread that already holds other mail is a conversation this one joins.
-    let in_thread = match (&thread, existing_thread) {
-        (Some(t), Some(_)) => models::thread_messages(conn, t.id)?.len() > 1,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let in_thread = match &thread {
+        Some(t) if reclassifying => models::thread_messages(conn, t.id)?.len() > 1,
+        Some(_) => true,
+        None => false,
     };
     let rules = &known.rules;
     let own = classify::own_text(&p.text);
@@ -316,8 +331,15 @@ struct Stored {
     kind: Kind,
 }
 
-fn store(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, p: &ParsedMail) -> AppResult<Stored> {
-    let (thread, partner, kind, reason) = classify_parsed(conn, cfg, known, p, None)?;
+fn store(
+    conn: &mut DbConn,
+    cfg: &MailConfig,
+    known: &Known,
+    blob_id: i64,
+    p: &ParsedMail,
+    by_ids: Option<models::Thread>,
+) -> AppResult<Stored> {
+    let (thread, partner, kind, reason) = classify_parsed(conn, cfg, known, p, ThreadHint::Arriving(by_ids))?;
     let at = p.sent_at.unwrap_or_else(now);
     let thread_id = match &thread {
         Some(t) => {
@@ -404,7 +426,8 @@ pub fn reclassify(conn: &mut DbConn, cfg: &MailConfig, actor: &Actor, id: i64) -
     let parsed = parse_guarded(&raw).map_err(AppError::Validation)?;
     crate::db::tx(conn, |conn| {
         let known = Known::load(conn)?;
-        let (_, partner, kind, reason) = classify_parsed(conn, cfg, &known, &parsed, Some(m.thread_id))?;
+        let (_, partner, kind, reason) =
+            classify_parsed(conn, cfg, &known, &parsed, ThreadHint::Existing(m.thread_id))?;
         let partner_id = partner.as_ref().map(|p| p.id);
         models::set_classification(conn, id, partner_id, kind.code(), &reason)?;
         audit::record(
