@@ -122,4 +122,35 @@ mod tests {
             assert_eq!(State::from_code(s.code()), Some(s));
         }
     }
+
+    #[test]
+    fn every_move_outside_the_seed_flow_is_refused() {
+        use State::*;
+        // Every legal move, written out: any other pair must be refused.
+        let allowed = [
+            (Received, Accepted),
+            (Received, Rejected),
+            (Accepted, Ticket),
+            (Ticket, Deploying),
+            (Deploying, Replied),
+            (Replied, Reported),
+            (Reported, Invoiced),
+            (Replied, Invoiced),
+            (Received, Cancelled),
+            (Accepted, Cancelled),
+            (Ticket, Cancelled),
+            (Deploying, Cancelled),
+            (Replied, Cancelled),
+            (Reported, Cancelled),
+        ];
+        for from in State::ALL {
+            for to in State::ALL {
+                assert_eq!(from.can_move_to(to), allowed.contains(&(from, to)), "{from:?} → {to:?}");
+            }
+            assert_eq!(State::from_code(from.code()), Some(from));
+            assert_eq!(from.is_closed(), matches!(from, Invoiced | Rejected | Cancelled), "{from:?}");
+        }
+        assert_eq!(State::from_code("Received"), None, "codes are exact");
+        assert_eq!(State::from_code(""), None);
+    }
 }

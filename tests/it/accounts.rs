@@ -537,3 +537,80 @@ db_test!(an_unchanged_session_is_not_sent_again, |app| {
     assert_eq!(b.header("/", "set-cookie").await, None, "and then nothing changes");
     assert!(!b.get("/").await.body.contains("Đã đổi mật khẩu."));
 });
+
+// What an admin types for a new account is checked before anything is stored: each
+// refused form says why and creates nothing, and the values at the limits go through.
+db_test!(new_accounts_refuse_bad_email_password_and_name, |app| {
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let b = app.login("admin@ipos.vn").await;
+    let long_local = "a".repeat(254 - "@ipos.vn".len());
+    let too_long = format!("{long_local}b@ipos.vn");
+    let bad_emails = [
+        "khong-co-a-cong.vn",
+        "@ipos.vn",
+        "chu@ipos",
+        "chu@.ipos.vn",
+        "chu@ipos.vn.",
+        "chu tich@ipos.vn",
+        too_long.as_str(),
+    ];
+    for email in bad_emails {
+        let r = b
+            .post("/admin/users", &[("email", email), ("name", "Chủ"), ("password", PASSWORD), ("role_sale", "on")])
+            .await;
+        assert_eq!(r.status, 422, "{email} was accepted");
+        assert!(r.body.contains("Email không hợp lệ."), "{email}: {}", r.body);
+    }
+    let nine = "123456789";
+    let weak = b
+        .post("/admin/users", &[("email", "yeu@ipos.vn"), ("name", "Yếu"), ("password", nine), ("role_sale", "on")])
+        .await;
+    assert_eq!(weak.status, 422, "a nine-character password was accepted");
+    assert!(weak.body.contains("Mật khẩu phải có ít nhất 10 ký tự."), "{}", weak.body);
+    let long_name = "Nguyễn".repeat(20) + "x";
+    for name in ["   ", long_name.as_str()] {
+        let r = b
+            .post(
+                "/admin/users",
+                &[("email", "ten@ipos.vn"), ("name", name), ("password", PASSWORD), ("role_sale", "on")],
+            )
+            .await;
+        assert_eq!(r.status, 422, "name {name:?} was accepted");
+        assert!(r.body.contains("Vui lòng nhập họ tên (tối đa 120 ký tự)."), "{}", r.body);
+    }
+    let no_role =
+        b.post("/admin/users", &[("email", "vaitro@ipos.vn"), ("name", "Vai trò"), ("password", PASSWORD)]).await;
+    assert_eq!(no_role.status, 422);
+    assert!(no_role.body.contains("Chọn ít nhất một vai trò."), "{}", no_role.body);
+    assert_eq!(user_count(&app), 1, "no refused form created an account");
+
+    // At the limits: a 254-character address, a 10-character password (counted in
+    // characters, not bytes) and a 120-character name are all fine.
+    let longest = format!("{long_local}@ipos.vn");
+    let max_name = "Nguyễn".repeat(20);
+    let ok = b
+        .post(
+            "/admin/users",
+            &[
+                ("email", longest.as_str()),
+                ("name", max_name.as_str()),
+                ("password", "mật khẩu 1"),
+                ("role_sale", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(app.browser().login(longest.as_str(), "mật khẩu 1").await.status, 303);
+});
+
+// The first admin is made only while there is no account at all, even when two setup
+// forms pass the page's own check at the same moment and both reach the service.
+db_test!(the_first_admin_is_set_up_once, |app| {
+    let first = app.with_conn(|c| hubgate::accounts::service::setup_first_admin(c, "chu@ipos.vn", "Chủ", PASSWORD));
+    let first = first.unwrap_or_else(|e| panic!("first setup refused: {e:?}"));
+    assert!(first.roles().has(Role::Admin));
+    let second = app.with_conn(|c| hubgate::accounts::service::setup_first_admin(c, "ke-gian@ipos.vn", "X", PASSWORD));
+    assert!(matches!(second, Err(hubgate::error::AppError::NotFound)), "{second:?}");
+    assert_eq!(user_count(&app), 1);
+    assert_eq!(app.browser().login("ke-gian@ipos.vn", PASSWORD).await.status, 401);
+});

@@ -1077,3 +1077,53 @@ db_test!(the_merchant_page_shows_its_own_points, |app| {
     let rid = newest_request(&app) - 1;
     assert!(sale.get(&format!("/requests/{rid}")).await.body.contains(&format!("href=\"/merchants/{tch}\"")));
 });
+
+// The request page's badge and step bar, in every state: the step numbers and labels of
+// the seed (B1…B6 then B8; the seed's B7 is a PYC step), the steps behind marked done and
+// the current one marked, and the closing states named without a step.
+db_test!(the_request_page_names_its_state_and_step, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let sale = app.login("sale@ipos.vn").await;
+    let bar = [
+        ("B1", "Đã nhận yêu cầu"),
+        ("B2", "Đã chấp nhận"),
+        ("B3", "Đã tạo PYC"),
+        ("B4", "Đang triển khai"),
+        ("B5", "Đã phản hồi đối tác"),
+        ("B6", "Đã báo kế toán"),
+        ("B8", "Đã xuất hóa đơn 0 đ"),
+    ];
+    let states = [
+        ("received", "B1 · Đã nhận yêu cầu", Some(0)),
+        ("accepted", "B2 · Đã chấp nhận", Some(1)),
+        ("ticket", "B3 · Đã tạo PYC", Some(2)),
+        ("deploying", "B4 · Đang triển khai", Some(3)),
+        ("replied", "B5 · Đã phản hồi đối tác", Some(4)),
+        ("reported", "B6 · Đã báo kế toán", Some(5)),
+        ("invoiced", "B8 · Đã xuất hóa đơn 0 đ", Some(6)),
+        ("rejected", "Từ chối", None),
+        ("cancelled", "Đã hủy", None),
+    ];
+    for (i, (code, badge, current)) in states.into_iter().enumerate() {
+        let id = seed_request(&app, "MOMO", &format!("Quán số {i}"), code);
+        let page = sale.get(&format!("/requests/{id}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let inside = |open: &str, close: &str| {
+            crate::support::between(&page.body, open, close).trim_start_matches(open).trim().to_string()
+        };
+        assert_eq!(inside("<span class=\"badge badge-state\">", "</span>"), badge, "the badge of a {code} request");
+        let expected: String = bar
+            .iter()
+            .enumerate()
+            .map(|(n, (step, label))| {
+                let class = match current {
+                    Some(c) if n < c => "done",
+                    Some(c) if n == c => " current",
+                    _ => "",
+                };
+                format!("<li class=\"{class}\"><b>{step}</b> {label}</li>")
+            })
+            .collect();
+        assert_eq!(inside("<ol class=\"stepbar\">", "</ol>"), expected, "the step bar of a {code} request");
+    }
+});
