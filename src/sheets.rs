@@ -286,7 +286,8 @@ fn stream_html(
             if index >= MAX_ROWS {
                 return Err(format!("Tệp có quá nhiều dòng (tối đa {} dòng).", crate::fmt::Count(i64::from(MAX_ROWS))));
             }
-            if row.iter().any(|c| !c.is_empty()) && on_row(0, "HTML", index, &row)? == Flow::Stop {
+            // One sheet only: skipping its rest is stopping.
+            if row.iter().any(|c| !c.is_empty()) && on_row(0, "HTML", index, &row)? != Flow::Next {
                 return Ok(());
             }
             index += 1;
@@ -370,7 +371,8 @@ pub fn stream(
             }
             row.clear();
             row.extend(record.iter().take(MAX_COLS as usize).map(|c| c.trim().to_string()));
-            if row.iter().any(|c| !c.is_empty()) && on_row(0, "CSV", index, &row)? == Flow::Stop {
+            // One sheet only: skipping its rest is stopping.
+            if row.iter().any(|c| !c.is_empty()) && on_row(0, "CSV", index, &row)? != Flow::Next {
                 break;
             }
             index += 1;

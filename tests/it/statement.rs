@@ -448,7 +448,13 @@ crate::db_test!(hostile_files_change_nothing, |app| {
             s(&["02/11/2026", "", "một nghìn", "tiền sai"]),
         ],
     )]);
+    // More rows than any sheet may have, and no header among the first: the reading
+    // gives up at the header search, not after the last row.
+    let no_header_csv = "1\n".repeat(1_200_000).into_bytes();
+    let no_header_html = format!("<table>{}</table>", "<tr><td>1</td></tr>".repeat(1_200_000)).into_bytes();
     for (name, bytes, says) in [
+        ("khong-tieu-de.csv", no_header_csv, "Không tìm thấy dòng tiêu đề"),
+        ("khong-tieu-de.xls", no_header_html, "Không tìm thấy dòng tiêu đề"),
         ("anh.xlsx", png.clone(), "không đọc được"),
         ("anh.csv", png, "không đọc được"),
         ("mat-khau.xlsx", protected, "mật khẩu"),
