@@ -206,6 +206,31 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
     users::table.order(users::email.asc()).select(User::as_select()).load(conn)
 }
 
+/// A staff member as pages name them: no password hash, no merchant accounts.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = users)]
+pub struct Person {
+    pub id: i64,
+    pub name: String,
+    pub roles: String,
+    pub disabled: bool,
+}
+
+impl Person {
+    pub fn roles(&self) -> Roles {
+        Roles::parse_stored(&self.roles)
+    }
+}
+
+/// Every staff account (disabled ones too: they still name old assignees), by name.
+pub fn staff_people(conn: &mut DbConn) -> QueryResult<Vec<Person>> {
+    users::table
+        .filter(users::kind.eq(UserKind::Staff.code()))
+        .order((users::name.asc(), users::id.asc()))
+        .select(Person::as_select())
+        .load(conn)
+}
+
 pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<User> {
     crate::db::note_users_written();
     diesel::insert_into(users::table).values(new).returning(users::all_columns).get_result::<User>(conn)

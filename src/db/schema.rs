@@ -560,6 +560,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    request_counts (state, partner_id) {
+        state -> Text,
+        partner_id -> Int8,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
     transaction_days (business_id, day) {
         business_id -> Int8,
         day -> Date,
@@ -894,6 +902,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     staff_mail_prefs,
     ageing_thresholds,
     transaction_days,
+    request_counts,
     api_keys,
     api_tokens,
     oauth_apps,

@@ -365,7 +365,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
             let filter = q.list.filter(conn, uid, &partners)?;
             let thresholds = super::ageing::Thresholds::load(conn)?;
             let people: Vec<(i64, String)> =
-                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+                crate::accounts::models::staff_people(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
             let headers = [
                 "Số yêu cầu",
                 "Đối tác",

@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{confirmations, merchants, points, request_events, request_points, requests};
+use crate::db::schema::{confirmations, merchants, points, request_counts, request_events, request_points, requests};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = merchants)]
@@ -301,28 +301,66 @@ impl SearchPatterns {
 #[macro_export]
 macro_rules! request_search {
     ($p:expr, $request_id:expr, $by_merchant:ident => $merchant_match:expr, $by_pyc:ident => $pyc_match:expr) => {{
+        let ($by_merchant, $by_pyc, by_point) = $crate::search_sources!($p);
+        $merchant_match.or($pyc_match).or($request_id.eq_any(by_point))
+    }};
+}
+
+/// The three selects a search matches in: merchant ids (name or phone), request ids of
+/// PYCs (number, POS ID, point code) and request ids of points (name, POS ID, code).
+#[macro_export]
+macro_rules! search_sources {
+    ($p:expr) => {{
         use $crate::db::schema::{merchants, points, pycs, request_points};
         use $crate::hub::models::lower;
         let p: &$crate::hub::models::SearchPatterns = $p;
-        let by_merchant = merchants::table
-            .select(merchants::id)
-            .filter(merchants::search_key.like(p.folded.clone()).or(merchants::phone_key.like(p.phone.clone())));
-        let by_pyc = pycs::table.select(pycs::request_id).filter(
-            lower(pycs::number)
-                .like(p.code.clone())
-                .or(lower(pycs::pos_id).like(p.code.clone()))
-                .or(lower(pycs::point_code).like(p.code.clone())),
-        );
-        let by_point = request_points::table.inner_join(points::table).select(request_points::request_id).filter(
-            points::search_key
-                .like(p.folded.clone())
-                .or(lower(points::pos_id).like(p.code.clone()))
-                .or(lower(points::point_code).like(p.code.clone())),
-        );
-        let $by_merchant = by_merchant;
-        let $by_pyc = by_pyc;
-        $merchant_match.or($pyc_match).or($request_id.eq_any(by_point))
+        (
+            merchants::table
+                .select(merchants::id)
+                .filter(merchants::search_key.like(p.folded.clone()).or(merchants::phone_key.like(p.phone.clone()))),
+            pycs::table.select(pycs::request_id).filter(
+                lower(pycs::number)
+                    .like(p.code.clone())
+                    .or(lower(pycs::pos_id).like(p.code.clone()))
+                    .or(lower(pycs::point_code).like(p.code.clone())),
+            ),
+            request_points::table.inner_join(points::table).select(request_points::request_id).filter(
+                points::search_key
+                    .like(p.folded.clone())
+                    .or(lower(points::pos_id).like(p.code.clone()))
+                    .or(lower(points::point_code).like(p.code.clone())),
+            ),
+        )
     }};
+}
+
+/// What a search matched, looked up before the request query: the requests are then
+/// read through their merchant and primary-key indexes, instead of every request in
+/// waiting order being tested against the matching sets (twice: count and page).
+#[derive(Debug, Clone)]
+pub struct Found {
+    merchants: Vec<i64>,
+    requests: Vec<i64>,
+}
+
+/// Above this many matches a search is broad (a letter, a common word): the ids would
+/// make a statement of thousands of parameters, and testing each request is as cheap.
+const FOUND_MAX: usize = 2_000;
+
+impl Found {
+    pub fn of(conn: &mut DbConn, p: &SearchPatterns) -> QueryResult<Option<Found>> {
+        let (by_merchant, by_pyc, by_point) = crate::search_sources!(p);
+        let cap = FOUND_MAX as i64 + 1;
+        let merchants: Vec<i64> = by_merchant.limit(cap).load(conn)?;
+        let mut requests: Vec<i64> = by_pyc.limit(cap).load(conn)?;
+        if merchants.len() > FOUND_MAX || requests.len() > FOUND_MAX {
+            return Ok(None);
+        }
+        requests.extend(by_point.limit(cap).load::<i64>(conn)?);
+        requests.sort_unstable();
+        requests.dedup();
+        Ok((requests.len() <= FOUND_MAX).then_some(Found { merchants, requests }))
+    }
 }
 
 /// Filters of the request list; empty fields do not filter.
@@ -346,7 +384,10 @@ pub type Cond = Box<
         >,
 >;
 
-fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
+fn filtered(
+    f: &RequestFilter,
+    found: Option<&Found>,
+) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
     if !f.states.is_empty() {
         q = q.filter(requests::state.eq_any(f.states.clone()));
@@ -374,7 +415,11 @@ fn filtered(f: &RequestFilter) -> requests::BoxedQuery<'static, <DbConn as diese
             None => q.filter(requests::id.ne(requests::id)),
         };
     }
-    if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
+    if let Some(found) = found {
+        q = q.filter(
+            requests::merchant_id.eq_any(found.merchants.clone()).or(requests::id.eq_any(found.requests.clone())),
+        );
+    } else if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
         q = q.filter(crate::request_search!(
             &p,
             requests::id,
@@ -391,8 +436,12 @@ pub fn list_requests(
     offset: i64,
     limit: i64,
 ) -> QueryResult<(Vec<Request>, i64)> {
-    let total = filtered(f).count().get_result(conn)?;
-    let rows = filtered(f)
+    let found = found(conn, f)?;
+    let total = match kept_count(conn, f)? {
+        Some(n) => n,
+        None => filtered(f, found.as_ref()).count().get_result(conn)?,
+    };
+    let rows = filtered(f, found.as_ref())
         .order((requests::state_since.asc(), requests::id.asc()))
         .offset(offset)
         .limit(limit)
@@ -403,7 +452,7 @@ pub fn list_requests(
 
 /// The next `limit` requests of the filter after id `after` (exports go by id).
 pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i64) -> QueryResult<Vec<Request>> {
-    filtered(f)
+    filtered(f, found(conn, f)?.as_ref())
         .filter(requests::id.gt(after))
         .order(requests::id.asc())
         .limit(limit)
@@ -420,21 +469,53 @@ pub struct StateCount {
     pub oldest: Option<NaiveDateTime>,
 }
 
-/// Open requests per (state, partner), for the dashboard: closed ones (most of them,
-/// as the years go by) are not read at all.
+/// The filter's search looked up ahead, when it is narrow enough (see [`Found`]).
+fn found(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<Found>> {
+    match f.search.as_deref().and_then(SearchPatterns::of) {
+        Some(p) => Found::of(conn, &p),
+        None => Ok(None),
+    }
+}
+
+/// The total of a filter that only names states and a partner, from the kept counts
+/// (`request_counts`, maintained by triggers); `None` when the filter needs the rows.
+fn kept_count(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<i64>> {
+    let searching = f.search.as_deref().and_then(SearchPatterns::of).is_some();
+    if searching || f.assignee_id.is_some() || f.older_than.is_some() || f.overdue.is_some() {
+        return Ok(None);
+    }
+    let mut q = request_counts::table.select(request_counts::n).into_boxed();
+    if !f.states.is_empty() {
+        q = q.filter(request_counts::state.eq_any(f.states.clone()));
+    }
+    if let Some(p) = f.partner_id {
+        q = q.filter(request_counts::partner_id.eq(p));
+    }
+    Ok(Some(q.load::<i64>(conn)?.into_iter().sum()))
+}
+
+/// Open requests per (state, partner), for the dashboard. The counts are kept
+/// (`request_counts`); the oldest wait of each non-empty cell is one seek in the
+/// (state, partner_id, state_since) index, so neither grows with the requests.
 pub fn counts_by_state_and_partner(conn: &mut DbConn) -> QueryResult<Vec<StateCount>> {
     use super::state::State;
     let closed = [State::Invoiced, State::Rejected, State::Cancelled].map(State::code);
-    requests::table
-        .filter(requests::state.ne_all(closed))
-        .group_by((requests::state, requests::partner_id))
-        .select((
-            requests::state,
-            requests::partner_id,
-            diesel::dsl::count_star(),
-            diesel::dsl::min(requests::state_since),
-        ))
-        .load(conn)
+    let cells: Vec<(String, i64, i64)> = request_counts::table
+        .filter(request_counts::state.ne_all(closed))
+        .filter(request_counts::n.gt(0))
+        .select((request_counts::state, request_counts::partner_id, request_counts::n))
+        .load(conn)?;
+    cells
+        .into_iter()
+        .map(|(state, partner_id, count)| {
+            let oldest = requests::table
+                .filter(requests::state.eq(&state))
+                .filter(requests::partner_id.eq(partner_id))
+                .select(diesel::dsl::min(requests::state_since))
+                .first(conn)?;
+            Ok(StateCount { state, partner_id, count, oldest })
+        })
+        .collect()
 }
 
 pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {

@@ -76,7 +76,7 @@ impl RequestView {
                 current: reached == Some(i),
             })
             .collect();
-        let desk_people = crate::accounts::models::list(conn)?
+        let desk_people = crate::accounts::models::staff_people(conn)?
             .into_iter()
             .filter(|u| !u.disabled && u.roles().allows(&[Role::Sale, Role::Leader]))
             .map(|u| (u.id, u.name))

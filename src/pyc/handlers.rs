@@ -563,7 +563,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
     let file = ctx
         .db(move |conn| {
             let people: Vec<(i64, String)> =
-                crate::accounts::models::list(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
+                crate::accounts::models::staff_people(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
             let name = |id: Option<i64>| {
                 id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
             };

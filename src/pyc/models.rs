@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use super::PycState;
 use crate::db::DbConn;
 use crate::db::schema::{pyc_checklist, pyc_counters, pyc_templates, pycs};
+use crate::hub::models::lower;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = pyc_templates)]

@@ -989,3 +989,77 @@ db_test!(request_search_follows_edits_and_takes_short_queries, |app| {
     assert_eq!(found("sài gòn").await, vec![rb]);
     assert_eq!(found("4445").await, vec![rb], "phone digits");
 });
+
+// A search matching more merchants than the app looks up ahead (2,000) tests each
+// request instead; both ways must give the same rows and totals.
+db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
+    use hubgate::db::schema::{merchants, requests};
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let vnpay = crate::support::partner_id(&app, "VNPAY");
+    let now = hubgate::db::now();
+    // 2,050 "Quán Ốc …" merchants with a request each (every 5th deploying), and two others.
+    let names: Vec<String> =
+        (0..2_050).map(|i| format!("Quán Ốc {i}")).chain(["Phở Lý Quốc Sư".into(), "Chè Ốc Hà".into()]).collect();
+    app.with_conn(|c| -> QueryResult<()> {
+        for chunk in names.chunks(500) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|n| {
+                    (
+                        merchants::search_key.eq(hubgate::mail::inbound::classify::fold(n)),
+                        merchants::name.eq(n.clone()),
+                        merchants::phone.eq(""),
+                        merchants::phone_key.eq(""),
+                        merchants::created_at.eq(now),
+                        merchants::updated_at.eq(now),
+                    )
+                })
+                .collect();
+            hubgate::with_conn!(c, |x| diesel::insert_into(merchants::table).values(&rows).execute(x))?;
+        }
+        let ids: Vec<i64> = merchants::table.order(merchants::id).select(merchants::id).load(c)?;
+        for (chunk_no, chunk) in ids.chunks(500).enumerate() {
+            let rows: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let at = now - chrono::Duration::minutes((chunk_no * 500 + i) as i64);
+                    (
+                        requests::partner_id.eq(vnpay),
+                        requests::merchant_id.eq(*id),
+                        requests::state.eq(if (chunk_no * 500 + i) % 5 == 0 { "deploying" } else { "received" }),
+                        requests::version.eq(1i64),
+                        requests::opened_on.eq(at),
+                        requests::state_since.eq(at),
+                        requests::created_at.eq(at),
+                        requests::updated_at.eq(at),
+                        requests::created_by.eq(Some(sale.id)),
+                    )
+                })
+                .collect();
+            hubgate::with_conn!(c, |x| diesel::insert_into(requests::table).values(&rows).execute(x))?;
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = app.login("sale@ipos.vn").await;
+    let total = async |query: &str| {
+        let page = s.get(&format!("/requests?{query}")).await;
+        let line =
+            page.body.split(" yêu cầu · trang").next().unwrap_or("").rsplit('>').next().unwrap_or("").to_string();
+        line.trim().parse::<i64>().unwrap_or(-1)
+    };
+    // Broad: 2,050 merchants match (and "Chè Ốc Hà" does not: "oc ha" is not "quan oc").
+    assert_eq!(total("q=qu%C3%A1n+%E1%BB%91c").await, 2_050);
+    assert_eq!(total("q=quan+oc&state=deploying").await, 410);
+    // Narrow: a few merchants, looked up ahead.
+    assert_eq!(total("q=quan+oc+204").await, 11, "204 and 2040…2049");
+    assert_eq!(total("q=oc+ha").await, 1);
+    assert_eq!(total("q=quan+oc+2045&state=deploying").await, 1);
+    assert_eq!(total("q=quan+oc+2046&state=deploying").await, 0);
+    // Both ways list a full first page in waiting order.
+    let broad = s.get("/requests?q=quan+oc").await.body;
+    let narrow = s.get("/requests?q=quan+oc+1").await.body;
+    assert!(broad.contains(">Quán Ốc 2049<") && !broad.contains(">Quán Ốc 0<"), "oldest first");
+    assert!(narrow.contains(">Quán Ốc 1999<") && !narrow.contains(">Quán Ốc 2000<"), "only the matches");
+});

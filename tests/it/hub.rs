@@ -861,6 +861,68 @@ db_test!(dashboard_counts_open_requests_by_step_and_partner, |app| {
     assert!(dash.body.contains("href=\"/requests?state=received\""), "each step leads to its list");
 });
 
+db_test!(kept_request_counts_follow_every_change, |app| {
+    use hubgate::db::schema::{request_counts, request_events, request_points};
+    use hubgate::hub::state::State;
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let actor = hubgate::audit::Actor::user(sale.id, &sale.email);
+    let (momo, vnpay) = (crate::support::partner_id(&app, "MOMO"), crate::support::partner_id(&app, "VNPAY"));
+    let open = |partner_id: i64, name: &str| {
+        let input = hubgate::hub::service::OpenRequest {
+            partner_id,
+            merchant_name: name.into(),
+            point_name: name.into(),
+            ..Default::default()
+        };
+        app.with_conn(|c| hubgate::hub::service::open_request(c, &actor, &input)).unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let ids: Vec<i64> = ["Bò Kho Cô Mai", "Chè Thái Ý Phương", "Bánh Mì Huỳnh Hoa", "Xôi Gà Bà Tám"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| open(if i % 2 == 0 { momo } else { vnpay }, name))
+        .collect();
+    let v = state_of(&app, ids[0]).1;
+    app.with_conn(|c| hubgate::hub::service::transition(c, &actor, ids[0], v, State::Cancelled, "khách hủy"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // Writes outside the service count too: a partner fixed by hand and a row removed.
+    app.with_conn(|c| {
+        diesel::update(requests::table.find(ids[1])).set(requests::partner_id.eq(momo)).execute(c)?;
+        diesel::delete(request_events::table.filter(request_events::request_id.eq(ids[3]))).execute(c)?;
+        diesel::delete(request_points::table.filter(request_points::request_id.eq(ids[3]))).execute(c)?;
+        diesel::delete(requests::table.find(ids[3])).execute(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let (kept, counted) = app
+        .with_conn(|c| {
+            let kept: Vec<(String, i64, i64)> = request_counts::table
+                .filter(request_counts::n.ne(0))
+                .order((request_counts::state, request_counts::partner_id))
+                .select((request_counts::state, request_counts::partner_id, request_counts::n))
+                .load(c)?;
+            let counted: Vec<(String, i64, i64)> = requests::table
+                .group_by((requests::state, requests::partner_id))
+                .order((requests::state, requests::partner_id))
+                .select((requests::state, requests::partner_id, diesel::dsl::count_star()))
+                .load(c)?;
+            Ok::<_, diesel::result::Error>((kept, counted))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept, counted);
+    assert_eq!(
+        kept,
+        [("cancelled".to_string(), momo, 1), ("received".to_string(), momo, 2)],
+        "one cancelled, two waiting (one moved from VNPAY), one deleted"
+    );
+
+    // The list's total reads them when only states and a partner filter it.
+    let browser = app.login("sale@ipos.vn").await;
+    for (query, total) in [("", 3), ("?state=received&partner=MOMO", 2), ("?partner=VNPAY", 0), ("?state=open", 2)] {
+        let page = browser.get(&format!("/requests{query}")).await;
+        assert!(page.body.contains(&format!("{total} yêu cầu · trang")), "{query}: {}", page.body);
+    }
+});
+
 db_test!(an_admin_edits_a_partner, |app| {
     app.create_user("admin@ipos.vn", &[Role::Admin]);
     app.create_user("sale@ipos.vn", &[Role::Sale]);
