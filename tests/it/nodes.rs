@@ -21,7 +21,7 @@ use hmac::Mac;
 use hubgate::accounts::Role;
 use hubgate::db::schema::{deliveries, job_events, jobs, mail_messages, requests, transactions};
 
-use crate::support::{Browser, KillOnDrop, NotUp, PASSWORD, TestApp, poll};
+use crate::support::{Browser, KillOnDrop, PASSWORD, TestApp, poll};
 
 /// nginx from Debian, or None (with a note) when this machine has none.
 fn nginx_binary() -> Option<PathBuf> {

@@ -213,7 +213,7 @@ async fn a_copied_binary_serves_its_static_files_from_any_folder() {
 /// program.
 #[actix_web::test]
 async fn serve_takes_a_handed_over_socket_and_binds_nothing() -> Result<(), Box<dyn std::error::Error>> {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = tempfile::tempdir()?;
     let (listener, port) = crate::support::listener()?;
     let (_held, held_port) = crate::support::listener()?;
@@ -224,9 +224,10 @@ async fn serve_takes_a_handed_over_socket_and_binds_nothing() -> Result<(), Box<
         .env("DATABASE_URL", format!("sqlite://{}/hubgate.db", dir.path().display()))
         .env("HUBGATE_DATA_DIR", dir.path())
         .env("HUBGATE_BIND", format!("127.0.0.1:{held_port}"))
-        .env("HUBGATE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?);
+        .env("HUBGATE_LOG", "info");
+    // The log (on stdout) and errors (on stderr), in one file.
+    let log_file = std::fs::File::create(&log_path)?;
+    cmd.stdout(log_file.try_clone()?).stderr(log_file);
     crate::support::hand_over(&mut cmd, listener)?;
     let mut child = crate::support::KillOnDrop(cmd.spawn()?);
     drop(cmd);
