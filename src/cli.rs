@@ -248,8 +248,9 @@ impl clap::builder::ValueParserFactory for Role {
     }
 }
 
-/// Loads config, sets up logging and the database, and runs the command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Loads config, sets up logging and the database, and runs the command; `serve`
+/// listens on the `sockets` a service manager handed over, if any.
+pub fn run(cli: Cli, sockets: crate::web::HandedOver) -> anyhow::Result<()> {
     let config = Config::load()?;
     // async-imap traces every command it sends, the IMAP LOGIN with its password
     // included: silenced whatever the configured filter says.
@@ -314,7 +315,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if demo {
                 print!("{}", seed_demo(&state)?);
             }
-            actix_web::rt::System::new().block_on(crate::web::serve(state))
+            actix_web::rt::System::new().block_on(crate::web::serve(state, sockets))
         }
         Command::DemoData => {
             print!("{}", seed_demo(&state)?);

@@ -26,7 +26,12 @@ pub struct Setting {
 
 /// The declared settings; README's configuration table mirrors this list.
 pub const SETTINGS: &[Setting] = &[
-    Setting { key: "bind", env: "HUBGATE_BIND", default: "127.0.0.1:8080", doc: "address the web server listens on" },
+    Setting {
+        key: "bind",
+        env: "HUBGATE_BIND",
+        default: "127.0.0.1:8080",
+        doc: "address the web server listens on (unused when systemd hands over a socket: LISTEN_FDS)",
+    },
     Setting {
         key: "database_url",
         env: "DATABASE_URL",

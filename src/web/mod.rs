@@ -263,21 +263,61 @@ pub fn log_line(method: &str, path: &str, query: &str) -> String {
     format!("{method} {path}?{}", masked.join("&"))
 }
 
+/// Listening sockets handed over by a service manager: systemd's socket activation
+/// (a `.socket` unit; `LISTEN_FDS` sockets from fd 3 on, for this process when
+/// `LISTEN_PID` names it or is unset). With any, `serve` listens on them and binds
+/// nothing itself (`bind` is not used); without, it binds `bind` as always.
+pub struct HandedOver(listenfd::ListenFd);
+
+impl HandedOver {
+    /// Reads (and clears) `LISTEN_FDS`/`LISTEN_PID`. Call it before any thread starts:
+    /// it changes the environment.
+    pub fn from_env() -> HandedOver {
+        HandedOver(listenfd::ListenFd::from_env())
+    }
+
+    /// No sockets: `serve` binds `bind`.
+    pub fn none() -> HandedOver {
+        HandedOver(listenfd::ListenFd::empty())
+    }
+
+    /// The sockets as TCP listeners; one that is not a listening TCP socket stops the
+    /// start (a unit that hands over something else is a mistake worth saying).
+    fn take(mut self) -> anyhow::Result<Vec<std::net::TcpListener>> {
+        let mut listeners = Vec::new();
+        for i in 0..self.0.len() {
+            match self.0.take_tcp_listener(i) {
+                Ok(Some(l)) => listeners.push(l),
+                Ok(None) => {}
+                Err(e) => anyhow::bail!("handed-over socket {} (LISTEN_FDS): {e}", i + 3),
+            }
+        }
+        Ok(listeners)
+    }
+}
+
 /// Runs the web server (and, unless disabled, the worker and the scheduler) until
-/// SIGTERM or ctrl-c; then drains requests and lets running jobs finish.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
+/// SIGTERM or ctrl-c; then drains requests and lets running jobs finish. It listens on
+/// the `sockets` handed over, or else binds `bind`.
+pub async fn serve(state: AppState, sockets: HandedOver) -> anyhow::Result<()> {
     let metrics = metrics(&state.pool)?;
-    let bind = state.config.bind;
+    let listeners = sockets.take()?;
     let workers = state.config.http_workers;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = crate::app::start_background(&state, stop_rx);
-    tracing::info!(%bind, base_url = %state.config.base_url, "hubgate is listening");
     let app_state = state.clone();
-    let mut server =
-        HttpServer::new(move || build_app(app_state.clone(), metrics.clone())).bind(bind)?.shutdown_timeout(30);
+    let mut server = HttpServer::new(move || build_app(app_state.clone(), metrics.clone())).shutdown_timeout(30);
+    if listeners.is_empty() {
+        server = server.bind(state.config.bind)?;
+    }
+    for listener in listeners {
+        server = server.listen(listener)?;
+    }
+    let addrs: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     if workers > 0 {
         server = server.workers(workers);
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = crate::app::start_background(&state, stop_rx);
+    tracing::info!(listen = %addrs.join(", "), base_url = %state.config.base_url, "hubgate is listening");
     server.run().await?;
     let _ = stop_tx.send(true);
     for task in background {

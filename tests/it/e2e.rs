@@ -30,7 +30,12 @@ fn tool(env: &str, default: &str) -> Option<PathBuf> {
 }
 
 pub(crate) async fn wait_until_up(url: &str, what: &str, log: &Path) {
-    let http = reqwest::Client::new();
+    // A timeout per request: a handed-over socket that nobody accepts on would take the
+    // connection and never answer.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| panic!("http client: {e}"));
     let started = Instant::now();
     loop {
         if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -330,15 +335,17 @@ struct Rig {
 impl Rig {
     /// `None` when this machine cannot run it (no browser, or no PostgreSQL).
     async fn start(name: &str, backend: Backend, serve_args: &[&str]) -> Option<Rig> {
-        Self::start_with(name, backend, serve_args, crate::support::free_port(), Vec::new()).await
+        let (listener, port) = crate::support::listener().unwrap_or_else(|e| panic!("bind: {e}"));
+        Self::start_with(name, backend, serve_args, (listener, port), Vec::new()).await
     }
 
-    /// As [`Rig::start`], on a chosen port with extra environment for the program.
+    /// As [`Rig::start`], serving on a socket bound beforehand (its port is in URLs
+    /// made before the start) with extra environment for the program.
     async fn start_with(
         name: &str,
         backend: Backend,
         serve_args: &[&str],
-        port: u16,
+        (listener, port): (std::net::TcpListener, u16),
         env: Vec<(String, String)>,
     ) -> Option<Rig> {
         let (Some(driver_bin), Some(chromium)) =
@@ -402,38 +409,30 @@ impl Rig {
         });
         let driver = format!("http://127.0.0.1:{driver_port}");
 
-        // The real program, as it is deployed.
+        // The real program, as it is deployed, on the socket bound here: the port in its
+        // base URL (in mails, in the OpenID provider's redirects) is ours from the start.
         let base = format!("http://127.0.0.1:{port}");
         let (server_log, server_log_path) = log("hubgate.log");
-        let server = crate::support::KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_hubgate"))
-                .arg("serve")
-                .args(serve_args)
-                .env("DATABASE_URL", &database_url)
-                .env("HUBGATE_DATA_DIR", tmp.path())
-                .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
-                .env("HUBGATE_BASE_URL", &base)
-                .env("HUBGATE_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
-                .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
-                .env("HUBGATE_WORKER_POLL_MS", "50")
-                .env("HUBGATE_LOG", "warn")
-                .envs(env)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .stdout(Stdio::null())
-                .stderr(server_log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("hubgate serve: {e}")),
-        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+        cmd.arg("serve")
+            .args(serve_args)
+            .env("DATABASE_URL", &database_url)
+            .env("HUBGATE_DATA_DIR", tmp.path())
+            .env("HUBGATE_BASE_URL", &base)
+            .env("HUBGATE_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+            .env("HUBGATE_INBOUND_TOKEN", INBOUND_TOKEN)
+            .env("HUBGATE_WORKER_POLL_MS", "50")
+            .env("HUBGATE_LOG", "warn")
+            .envs(env)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(server_log);
+        crate::support::hand_over(&mut cmd, listener).unwrap_or_else(|e| panic!("hand over the socket: {e}"));
+        let server = crate::support::KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("hubgate serve: {e}")));
+        // Our copy of the socket closes: it is the child's alone.
+        drop(cmd);
         wait_until_up(&format!("{driver}/status"), "chromedriver", &driver_log_path).await;
         wait_until_up(&format!("{base}/healthz"), "hubgate", &server_log_path).await;
-        // The port is chosen before the program binds it (its base URL goes into mails
-        // and the OpenID provider's redirects): had another process taken it, what
-        // answered was not ours, and ours has exited.
-        let mut server = server;
-        if let Ok(Some(status)) = server.0.try_wait() {
-            let log = std::fs::read_to_string(&server_log_path).unwrap_or_default();
-            panic!("hubgate exited ({status}): port {port} was taken by another process?\n{log}");
-        }
         Some(Rig {
             base,
             driver,
@@ -809,7 +808,8 @@ async fn merchant_journey_in_chromium_postgres() {
 /// third who signs in with the local OpenID provider and finishes with a phone number.
 async fn merchant_journey(backend: Backend) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let port = crate::support::free_port();
+    // Bound before the provider learns the redirect URL; the program serves on it.
+    let (listener, port) = crate::support::listener().unwrap_or_else(|e| panic!("bind: {e}"));
     let base = format!("http://127.0.0.1:{port}");
     let Some(provider) = crate::oidc::Provider::start(&base) else { return };
     let google = &provider.configs()[0];
@@ -819,7 +819,7 @@ async fn merchant_journey(backend: Backend) {
         ("HUBGATE_OIDC_GOOGLE_CLIENT_SECRET".to_string(), google.client_secret.clone()),
     ];
     let name = format!("merchant-{backend:?}").to_lowercase();
-    let Some(rig) = Rig::start_with(&name, backend, &[], port, env).await else { return };
+    let Some(rig) = Rig::start_with(&name, backend, &[], (listener, port), env).await else { return };
 
     // The desk was set up by its administrator before merchants arrive.
     let admin = rig.tab().await;
@@ -933,9 +933,8 @@ async fn webhook_setup_and_delivery_log_in_chromium() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let receiver = crate::notify::Receiver::start().await;
     let env = vec![("HUBGATE_WEBHOOK_ALLOW_PRIVATE".to_string(), "true".to_string())];
-    let Some(rig) = Rig::start_with("webhook", Backend::Sqlite, &[], crate::support::free_port(), env).await else {
-        return;
-    };
+    let socket = crate::support::listener().unwrap_or_else(|e| panic!("bind: {e}"));
+    let Some(rig) = Rig::start_with("webhook", Backend::Sqlite, &[], socket, env).await else { return };
     // The account exists already (sign-up has its own journey).
     let url = format!("sqlite://{}/hubgate.db", rig.tmp.path().display());
     let pool = hubgate::db::pool(&url, 1).unwrap_or_else(|e| panic!("{e}"));

@@ -16,19 +16,21 @@ use hubgate::db::Backend;
 use hubgate::db::schema::{mail_blobs, mail_messages};
 use hubgate::mail::inbound::imap::{self, client, state};
 
-use crate::support::{KillOnDrop, TestApp, free_port, poll};
+use crate::support::{KillOnDrop, NotUp, TestApp, poll};
 
 const USER: &str = "doitac@hub.test";
 const PASSWORD: &str = "Mk-imap-2026-bi-mat";
 const DOVECOT: &str = "/usr/sbin/dovecot";
 
 /// A Dovecot of our own: `plain_port` speaks plain IMAP (and STARTTLS), `tls_port`
-/// implicit TLS. Stopped (SIGTERM, then waited for) when dropped.
+/// implicit TLS; its greeting is `token`, which no other server says. Stopped (SIGTERM,
+/// then waited for) when dropped.
 struct Dovecot {
     dir: tempfile::TempDir,
     conf: PathBuf,
     plain_port: u16,
     tls_port: u16,
+    token: String,
     proc: Option<KillOnDrop>,
 }
 
@@ -87,10 +89,12 @@ impl Dovecot {
             .stderr(Stdio::piped()));
         std::fs::write(p.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let (plain_port, tls_port) = (free_port(), free_port());
-        let d = p.display();
-        let conf = format!(
-            r#"base_dir = {d}/run
+        let d = p.display().to_string();
+        let conf_path = p.join("dovecot.conf");
+        let log_path = p.join("dovecot.log");
+        let conf = |plain_port: u16, tls_port: u16, token: &str| {
+            format!(
+                r#"base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
@@ -102,6 +106,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 {users}first_valid_uid = 1
 login_log_format_elements = user=<%u> method=%m rip=%r lport=%{{local_port}} %c
+login_greeting = {token}
 mail_location = maildir:{d}/mail/%u
 namespace inbox {{
   inbox = yes
@@ -132,33 +137,56 @@ service anvil {{
 }}
 {extra}
 "#
-        );
-        let conf_path = p.join("dovecot.conf");
-        std::fs::write(&conf_path, conf).unwrap_or_else(|e| panic!("{e}"));
-        let mut d = Dovecot { dir, conf: conf_path, plain_port, tls_port, proc: None };
-        d.launch();
-        Some(d)
+            )
+        };
+        let mut server = Dovecot { dir, conf: conf_path, plain_port: 0, tls_port: 0, token: String::new(), proc: None };
+        // Dovecot binds its ports itself (no socket can be handed to it): when another
+        // process took one first, it exits saying so and starts again on others.
+        crate::support::start_on_free_ports("dovecot", 2, |ports| {
+            (server.plain_port, server.tls_port) = (ports[0], ports[1]);
+            server.token = crate::support::instance_token();
+            let text = conf(server.plain_port, server.tls_port, &server.token);
+            std::fs::write(&server.conf, text).unwrap_or_else(|e| panic!("{e}"));
+            // A fresh log per try: an earlier try's "Address already in use" says nothing now.
+            let _ = std::fs::remove_file(&log_path);
+            server.launch()
+        });
+        Some(server)
     }
 
-    fn launch(&mut self) {
+    /// Starts it on its ports; up once its greeting (our token) comes on the plain
+    /// port and the TLS port takes connections: the master binds both before it starts
+    /// the login process that greets.
+    fn launch(&mut self) -> Result<(), NotUp> {
         use std::os::unix::process::CommandExt;
-        let child = Command::new(DOVECOT)
-            // Its own process group, so that stopping it ends every process it started.
-            .process_group(0)
-            .arg("-F")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("dovecot: {e}"));
-        self.proc = Some(KillOnDrop(child));
-        let started = std::time::Instant::now();
-        while [self.plain_port, self.tls_port].iter().any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
-        {
-            assert!(started.elapsed() < Duration::from_secs(30), "dovecot did not start:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
+        let stderr_path = self.dir.path().join("dovecot-stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = KillOnDrop(
+            Command::new(DOVECOT)
+                // Its own process group, so that stopping it ends every process it started.
+                .process_group(0)
+                .arg("-F")
+                .arg("-c")
+                .arg(&self.conf)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|e| panic!("dovecot: {e}")),
+        );
+        let up = crate::support::wait_for_own_server(
+            &mut child.0,
+            || {
+                crate::support::answers_with(self.plain_port, b"", &self.token)
+                    && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok()
+            },
+            || format!("{}{}", std::fs::read_to_string(&stderr_path).unwrap_or_default(), self.log()),
+        );
+        self.proc = Some(child);
+        if up.is_err() {
+            // Whatever it left running goes too.
+            self.stop();
         }
+        up
     }
 
     /// Stops the server as a service manager would: SIGTERM to all its processes (the
@@ -538,7 +566,8 @@ async fn the_reader_reconnects_after_the_server_restarts() {
     wait_for_blobs(&app, 1).await;
 
     server.stop();
-    server.launch();
+    // On the same ports (the reader's settings name them): no new ports to try here.
+    server.launch().unwrap_or_else(|e| panic!("dovecot did not start again on its ports: {e}"));
     server.append("INBOX", &mail(2, "Sau khi máy chủ khởi động lại")).await;
     wait_for_blobs(&app, 2).await;
     wait_for_count(&server, "hubgate/processed", 2).await;

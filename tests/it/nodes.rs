@@ -21,7 +21,7 @@ use hmac::Mac;
 use hubgate::accounts::Role;
 use hubgate::db::schema::{deliveries, job_events, jobs, mail_messages, requests, transactions};
 
-use crate::support::{Browser, KillOnDrop, PASSWORD, TestApp, free_port, poll};
+use crate::support::{Browser, KillOnDrop, PASSWORD, TestApp, poll};
 
 /// nginx from Debian, or None (with a note) when this machine has none.
 fn nginx_binary() -> Option<PathBuf> {
@@ -37,9 +37,10 @@ fn nginx_binary() -> Option<PathBuf> {
 }
 
 /// The balancer's configuration: the README's snippet, plus what running unprivileged
-/// from a temp dir needs (one process, files under the prefix) and a test-only
-/// `X-Upstream` header saying which node answered.
-fn nginx_conf(dir: &Path, port: u16, nodes: &[u16]) -> String {
+/// from a temp dir needs (one process, files under the prefix), a test-only
+/// `X-Upstream` header saying which node answered and a test-only location answering
+/// `token` (what answers on the port is this nginx, not a process that took it).
+fn nginx_conf(dir: &Path, port: u16, nodes: &[u16], token: &str) -> String {
     let d = dir.display();
     let servers: String =
         nodes.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n")).collect();
@@ -60,6 +61,7 @@ fn nginx_conf(dir: &Path, port: u16, nodes: &[u16]) -> String {
              server {{\n\
                  listen 127.0.0.1:{port};\n\
                  client_max_body_size 60m;\n\
+                 location = /__instance {{ return 200 \"{token}\"; }}\n\
                  location / {{\n\
                      proxy_pass http://hubgate;\n\
                      proxy_set_header Host $http_host;\n\
@@ -93,21 +95,30 @@ struct Cluster {
 impl Cluster {
     /// Starts a child (`serve` or `worker`) with the shared environment plus `extra`,
     /// its own data directory (nothing on disk is shared between nodes) and its log.
-    fn spawn(&self, name: &str, args: &[&str], extra: &[(&str, String)]) -> KillOnDrop {
+    /// A web node gets its listening `socket` handed over (bound by the test).
+    fn spawn(
+        &self,
+        name: &str,
+        args: &[&str],
+        extra: &[(&str, String)],
+        socket: Option<std::net::TcpListener>,
+    ) -> KillOnDrop {
         let data = self.tmp.path().join(name);
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
         let log = std::fs::File::create(self.log(name)).unwrap_or_else(|e| panic!("{e}"));
-        KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_hubgate"))
-                .args(args)
-                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-                .env("HUBGATE_DATA_DIR", &data)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("hubgate {args:?}: {e}")),
-        )
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HUBGATE_DATA_DIR", &data)
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(socket) = socket {
+            crate::support::hand_over(&mut cmd, socket).unwrap_or_else(|e| panic!("hand over: {e}"));
+        }
+        // `cmd` (and with it our copy of the socket) is dropped here: a killed node's
+        // port then refuses connections, as a dead node's does.
+        KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("hubgate {args:?}: {e}")))
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -122,7 +133,7 @@ impl Cluster {
     fn start_worker(&mut self) {
         self.workers_started += 1;
         let name = format!("worker-{}", self.workers_started);
-        self.worker = Some(self.spawn(&name, &["worker"], &[]));
+        self.worker = Some(self.spawn(&name, &["worker"], &[], None));
     }
 
     /// SIGKILL: no graceful anything.
@@ -134,7 +145,12 @@ impl Cluster {
     }
 
     async fn start(nginx: &Path, smtp_port: u16) -> Option<Cluster> {
-        let base_port = free_port();
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // The nodes' sockets, bound here and handed over: their ports (in nginx's
+        // upstreams) are never free for another process to take.
+        let sockets = [0, 1].map(|_| crate::support::listener().unwrap_or_else(|e| panic!("bind: {e}")));
+        let web_ports = [sockets[0].1, sockets[1].1];
+        let (nginx_proc, base_port) = start_nginx(nginx, tmp.path(), &web_ports);
         let base = format!("http://127.0.0.1:{base_port}");
         let secret: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
         let secret_hex = hex::encode(&secret);
@@ -150,8 +166,6 @@ impl Cluster {
         // (a scheduled job, due at once) goes to, and sales.
         app.create_user("sale@ipos.vn", &[Role::Sale]);
         app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let web_ports = [free_port(), free_port()];
         // What every node gets: one database, one secret key, the public URL.
         let env = vec![
             ("DATABASE_URL", app.database_url.clone()),
@@ -169,23 +183,6 @@ impl Cluster {
             ("HUBGATE_WORKER_JOB_TIMEOUT_SECS", "6".into()),
             ("HUBGATE_LOG", "warn".into()),
         ];
-        let conf = tmp.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(tmp.path(), base_port, &web_ports)).unwrap_or_else(|e| panic!("{e}"));
-        let nginx_log = std::fs::File::create(tmp.path().join("nginx-stderr.log")).unwrap_or_else(|e| panic!("{e}"));
-        let nginx_proc = KillOnDrop(
-            Command::new(nginx)
-                .arg("-p")
-                .arg(tmp.path())
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(tmp.path().join("nginx-error.log"))
-                .args(["-g", "daemon off;"])
-                .stdout(Stdio::null())
-                .stderr(nginx_log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("nginx: {e}")),
-        );
         let mut cluster = Cluster {
             web: Vec::new(),
             worker: None,
@@ -197,13 +194,9 @@ impl Cluster {
             env,
             workers_started: 0,
         };
-        for (i, port) in web_ports.iter().enumerate() {
+        for (i, (socket, _)) in sockets.into_iter().enumerate() {
             let name = format!("web-{i}");
-            let node = cluster.spawn(
-                &name,
-                &["serve"],
-                &[("HUBGATE_BIND", format!("127.0.0.1:{port}")), ("HUBGATE_WORKER_CONCURRENCY", "0".into())],
-            );
+            let node = cluster.spawn(&name, &["serve"], &[("HUBGATE_WORKER_CONCURRENCY", "0".into())], Some(socket));
             cluster.web.push(Some(node));
         }
         cluster.start_worker();
@@ -215,6 +208,43 @@ impl Cluster {
         crate::e2e::wait_until_up(&format!("{}/healthz", cluster.base), "nginx", &nginx_errors).await;
         Some(cluster)
     }
+}
+
+/// nginx in `dir` as the balancer in front of `nodes`, on a port of its own: nginx
+/// binds it itself (no socket can be handed to it), so when another process took the
+/// port first nginx exits saying so, and it is started again on another.
+fn start_nginx(nginx: &Path, dir: &Path, nodes: &[u16]) -> (KillOnDrop, u16) {
+    crate::support::start_on_free_ports("nginx", 1, |ports| {
+        let port = ports[0];
+        let token = crate::support::instance_token();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(dir, port, nodes, &token)).unwrap_or_else(|e| panic!("{e}"));
+        // Fresh logs per try: an earlier try's "Address already in use" says nothing now.
+        let (stderr_path, error_path) = (dir.join("nginx-stderr.log"), dir.join("nginx-error.log"));
+        let _ = std::fs::remove_file(&error_path);
+        let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = KillOnDrop(
+            Command::new(nginx)
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(&error_path)
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|e| panic!("nginx: {e}")),
+        );
+        let request = b"GET /__instance HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        let logs = || {
+            let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+            format!("{}{}", read(&stderr_path), read(&error_path))
+        };
+        crate::support::wait_for_own_server(&mut child.0, || crate::support::answers_with(port, request, &token), logs)
+            .map(|()| (child, port))
+    })
 }
 
 /// Which node answered, by the balancer's test-only header: the last node it tried

@@ -566,10 +566,36 @@ macro_rules! receiver_test {
     };
 }
 
-/// A port for a child process to bind later. Chosen below the kernel's ephemeral range
-/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) can take
-/// it between now and the child's bind.
-pub fn free_port() -> u16 {
+/// Binds 127.0.0.1 on a port the kernel picks, for a child `hubgate serve` to be handed
+/// with [`hand_over`]: its port is known before the child starts (base URLs, OpenID
+/// redirects, nginx's upstreams need it) and stays bound from here on, so no other
+/// process can take it in between.
+pub fn listener() -> std::io::Result<(std::net::TcpListener, u16)> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+/// Hands `listener` to the child `cmd` starts as systemd's socket activation does: fd 3
+/// and `LISTEN_FDS=1`; `hubgate serve` then serves on it and binds nothing. command-fds
+/// does the dup2 between fork and exec (the unsafe part is in that crate: this one
+/// forbids unsafe code); `cmd` owns our copy of the socket and closes it when dropped
+/// after the spawn, so the socket is the child's alone (a killed child's port refuses
+/// connections). `LISTEN_PID` stays unset: the child's pid is unknown before the fork,
+/// and without it the sockets are for whoever reads them. Call it after any `env_clear`.
+pub fn hand_over(cmd: &mut std::process::Command, listener: std::net::TcpListener) -> std::io::Result<()> {
+    use command_fds::{CommandFdExt, FdMapping};
+    cmd.fd_mappings(vec![FdMapping { parent_fd: listener.into(), child_fd: 3 }]).map_err(std::io::Error::other)?;
+    cmd.env("LISTEN_FDS", "1").env_remove("LISTEN_PID");
+    Ok(())
+}
+
+/// A port for a server that binds it itself (nginx, Dovecot: no socket can be handed
+/// to them), only through [`start_on_free_ports`], which starts again on other ports
+/// when another process took one in between. Chosen below the kernel's ephemeral range
+/// (32768 and up), so no `bind(0)` of another test (an SMTP server, a receiver) takes
+/// it; other processes still may.
+fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let offset = (std::process::id() % 1_000) as u16 * 7;
@@ -581,6 +607,100 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port below the ephemeral range")
+}
+
+/// Why a server that binds its own ports is not up.
+pub enum NotUp {
+    /// It exited because a port was in use (its log, for the final message).
+    PortTaken(String),
+    /// Anything else: no point trying other ports.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotUp::PortTaken(log) => write!(f, "a port was in use:\n{log}"),
+            NotUp::Failed(log) => write!(f, "{log}"),
+        }
+    }
+}
+
+/// How many times [`start_on_free_ports`] starts a server on new ports.
+pub const PORT_TRIES: usize = 5;
+
+/// Starts a server that binds its own ports on `n` ports picked for it, and again on
+/// new ones while `start` reports [`NotUp::PortTaken`] (another process took one
+/// between the pick and the server's bind), [`PORT_TRIES`] times at most.
+pub fn start_on_free_ports<T>(what: &str, n: usize, mut start: impl FnMut(&[u16]) -> Result<T, NotUp>) -> T {
+    let mut taken = Vec::new();
+    for _ in 0..PORT_TRIES {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        match start(&ports) {
+            Ok(v) => return v,
+            Err(NotUp::PortTaken(log)) => taken.push(format!("ports {ports:?}:\n{log}")),
+            Err(NotUp::Failed(log)) => panic!("{what} did not start on ports {ports:?}:\n{log}"),
+        }
+    }
+    panic!("{what}: another process held one of its ports on each of {PORT_TRIES} tries:\n{}", taken.join("\n"))
+}
+
+/// Waits until `ours()` says the server `child` answers on its ports (a check that
+/// only it can pass: another process on the port would answer too). If the child
+/// exits first, [`NotUp::PortTaken`] when `log()` says a port was in use, else
+/// [`NotUp::Failed`]; after 60 s, `Failed`.
+pub fn wait_for_own_server(
+    child: &mut std::process::Child,
+    mut ours: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) -> Result<(), NotUp> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = format!("{status}\n{}", log());
+            return Err(if log.contains("Address already in use") {
+                NotUp::PortTaken(log)
+            } else {
+                NotUp::Failed(log)
+            });
+        }
+        if ours() {
+            return Ok(());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(NotUp::Failed(format!("not up after 60 s\n{}", log())));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether what answers on 127.0.0.1:`port` (after we send `request`) says `token`
+/// within a second: the unique token in a test server's configuration tells it from
+/// another process that took the port.
+pub fn answers_with(port: u16, request: &[u8], token: &str) -> bool {
+    use std::io::{Read, Write};
+    let second = std::time::Duration::from_secs(1);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), second) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(second));
+    if s.write_all(request).is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        got.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&got).contains(token) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A token no other process has: marks a test server's answers as its own.
+pub fn instance_token() -> String {
+    format!("hubgate-test-{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
 /// A child process that is killed when the test ends, however it ends.

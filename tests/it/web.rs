@@ -140,7 +140,7 @@ async fn a_copied_binary_serves_its_static_files_from_any_folder() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let bin = dir.path().join("hubgate");
     std::fs::copy(env!("CARGO_BIN_EXE_hubgate"), &bin).unwrap_or_else(|e| panic!("{e}"));
-    let port = crate::support::free_port();
+    let (listener, port) = crate::support::listener().unwrap_or_else(|e| panic!("bind: {e}"));
     let source_static = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
     let hide = Command::new("unshare")
         .args(["-m", "sh", "-c", &format!("mount -t tmpfs none {source_static} && ls -A {source_static}")])
@@ -156,19 +156,20 @@ async fn a_copied_binary_serves_its_static_files_from_any_folder() {
         c.arg("serve");
         c
     };
-    let mut child = crate::support::KillOnDrop(
-        cmd.current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HUBGATE_BIND", format!("127.0.0.1:{port}"))
-            .env("HUBGATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HUBGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Through unshare and sh too: fd 3 and LISTEN_FDS reach the program's exec.
+    crate::support::hand_over(&mut cmd, listener).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = crate::support::KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("{e}")));
+    drop(cmd);
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    // A timeout per request: a handed-over socket nobody accepts on would never answer.
+    let client =
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_else(|e| panic!("{e}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let login = loop {
         if let Ok(r) = client.get(format!("{base}/login")).send().await {
@@ -204,6 +205,92 @@ async fn a_copied_binary_serves_its_static_files_from_any_folder() {
     );
     // Its database and data were made in the empty folder it was started in.
     assert!(dir.path().join("data").exists(), "{:?}", std::fs::read_dir(dir.path()).map(|d| d.count()));
+}
+
+/// Socket activation (issue 18): `hubgate serve` handed a listening socket as fd 3 with
+/// `LISTEN_FDS=1`, as systemd does, serves on it and binds nothing itself. Its
+/// `HUBGATE_BIND` names a port held here, so a bind of it would fail and end the
+/// program.
+#[actix_web::test]
+async fn serve_takes_a_handed_over_socket_and_binds_nothing() -> Result<(), Box<dyn std::error::Error>> {
+    use std::process::Command;
+    let dir = tempfile::tempdir()?;
+    let (listener, port) = crate::support::listener()?;
+    let (_held, held_port) = crate::support::listener()?;
+    let log_path = dir.path().join("hubgate.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.arg("serve")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", format!("sqlite://{}/hubgate.db", dir.path().display()))
+        .env("HUBGATE_DATA_DIR", dir.path())
+        .env("HUBGATE_BIND", format!("127.0.0.1:{held_port}"))
+        .env("HUBGATE_LOG", "info");
+    // The log (on stdout) and errors (on stderr), in one file.
+    let log_file = std::fs::File::create(&log_path)?;
+    cmd.stdout(log_file.try_clone()?).stderr(log_file);
+    crate::support::hand_over(&mut cmd, listener)?;
+    let mut child = crate::support::KillOnDrop(cmd.spawn()?);
+    drop(cmd);
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            return Err(format!("hubgate serve exited ({status}):\n{}", std::fs::read_to_string(&log_path)?).into());
+        }
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(format!("no answer on the handed-over port:\n{}", std::fs::read_to_string(&log_path)?).into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&log_path)?;
+    let listening = log.lines().find(|l| l.contains("hubgate is listening")).unwrap_or_default();
+    assert!(listening.contains(&format!("127.0.0.1:{port}")), "{log}");
+    assert!(!listening.contains(&format!("127.0.0.1:{held_port}")), "{log}");
+    assert!(child.0.try_wait()?.is_none(), "still running: {log}");
+    Ok(())
+}
+
+/// A handed-over fd 3 that is no listening TCP socket (a unit that hands over the
+/// wrong thing) stops the start with a message naming it, rather than serving on
+/// `HUBGATE_BIND` (free here: port 0) as if nothing had been handed over.
+#[actix_web::test]
+async fn serve_refuses_a_handed_over_fd_that_is_no_socket() -> Result<(), Box<dyn std::error::Error>> {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir()?;
+    let not_a_socket = std::fs::File::create(dir.path().join("not-a-socket"))?;
+    let log_path = dir.path().join("hubgate.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubgate"));
+    cmd.arg("serve")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", format!("sqlite://{}/hubgate.db", dir.path().display()))
+        .env("HUBGATE_DATA_DIR", dir.path())
+        .env("HUBGATE_BIND", "127.0.0.1:0")
+        .env("HUBGATE_LOG", "warn")
+        .env("LISTEN_FDS", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?);
+    cmd.fd_mappings(vec![FdMapping { parent_fd: not_a_socket.into(), child_fd: 3 }])?;
+    let mut child = crate::support::KillOnDrop(cmd.spawn()?);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(format!("still running:\n{}", std::fs::read_to_string(&log_path)?).into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&log_path)?;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("handed-over socket 3") && log.contains("not a socket"), "{log}");
+    Ok(())
 }
 
 /// The `hubgate_session` cookie a response sets, as its raw `Set-Cookie` value.
