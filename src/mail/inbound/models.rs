@@ -61,9 +61,10 @@ pub fn insert_blob(
         .optional())
 }
 
-/// A batch's raw messages in one statement, ordered by SHA-256 so that two batches
-/// sharing messages take the unique index's locks in the same order (no deadlock).
-/// Returns (id, sha256) of the rows written: bytes stored before are left out.
+/// A batch's raw messages in one statement, ids in arrival order. Returns (id, sha256)
+/// of the rows written: bytes stored before (or by a concurrent batch) are left out.
+/// Two concurrent batches sharing messages in crossed order can deadlock on PostgreSQL;
+/// it aborts one, whose bytes were not committed, and its source still holds them.
 pub fn insert_blobs(
     conn: &mut DbConn,
     blobs: &[(&str, &[u8], Option<&str>)],
@@ -73,9 +74,7 @@ pub fn insert_blobs(
     if blobs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sorted: Vec<&(&str, &[u8], Option<&str>)> = blobs.iter().collect();
-    sorted.sort_by_key(|b| b.0);
-    let rows: Vec<_> = sorted
+    let rows: Vec<_> = blobs
         .iter()
         .map(|(sha, raw, file_name)| {
             (
