@@ -208,10 +208,14 @@ pub enum BenchCommand {
         #[arg(long, env = "HUBGATE_TEST_PG")]
         pg: Option<String>,
     },
-    /// Messages/s through ingest (parse, classify, thread, persist).
+    /// Messages/s through ingest (parse, classify, thread, persist): one by one, in
+    /// batches, and one by one from concurrent senders.
     Mail {
         #[arg(long, default_value_t = 10_000)]
         count: usize,
+        /// Concurrent one-by-one senders (1: skip that figure).
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
         /// Also on PostgreSQL: a server URL whose role may create databases
         /// (default: HUBGATE_TEST_PG when set).
         #[arg(long, env = "HUBGATE_TEST_PG")]
@@ -264,7 +268,7 @@ pub fn run(cli: Cli, sockets: crate::web::HandedOver) -> anyhow::Result<()> {
                 print!("{}", crate::bench::figures::table(&figures));
                 figures
             }
-            BenchCommand::Mail { count, pg } => crate::bench::mail(pg.as_deref(), *count)?,
+            BenchCommand::Mail { count, senders, pg } => crate::bench::mail(pg.as_deref(), *count, *senders)?,
             BenchCommand::Desk { points, pg } => {
                 crate::bench::desk(pg.as_deref(), *points)?;
                 Vec::new()
@@ -434,30 +438,45 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 /// `hubgate mail import`: one line (or JSON object) per message; exit 1 if any failed.
+/// Messages are stored in batches (two commits per batch, not per message).
 fn import_mail(state: &AppState, paths: &[std::path::PathBuf], format: &str) -> anyhow::Result<()> {
-    use crate::mail::inbound::{maildir, service};
+    use crate::mail::inbound::{batch, maildir, service};
     let mut conn = state.pool.get()?;
     let mut failures = 0usize;
     let known = service::Known::load(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut pending: batch::Batcher<String> = batch::Batcher::new();
+    // Stores what was collected, prints it; returns how many failed.
+    let flush = |conn: &mut crate::db::DbConn, pending: &mut batch::Batcher<String>| -> anyhow::Result<usize> {
+        let done = pending.ingest(conn, &state.config.mail, &known, "cli").map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(done.iter().map(|(shown, report)| usize::from(!print_report(report, shown, format))).sum())
+    };
     for path in paths {
         let files = maildir::message_files(path).with_context(|| format!("cannot read {}", path.display()))?;
         for file in files {
             let shown = file.display().to_string();
-            let report = match std::fs::read(&file) {
-                Ok(raw) => service::ingest_with(&mut conn, &state.config.mail, &known, &raw, "cli", Some(&shown))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-                Err(e) => service::IngestReport {
-                    file: Some(shown.clone()),
-                    status: "unreadable".into(),
-                    error: Some(format!("cannot read file: {e}")),
-                    ..Default::default()
-                },
-            };
-            if !print_report(&report, &shown, format) {
-                failures += 1;
+            match std::fs::read(&file) {
+                Ok(raw) => {
+                    if pending.push(shown.clone(), raw, Some(shown)) {
+                        failures += flush(&mut conn, &mut pending)?;
+                    }
+                }
+                Err(e) => {
+                    // Lines stay in file order: what was read before is stored first.
+                    failures += flush(&mut conn, &mut pending)?;
+                    let report = service::IngestReport {
+                        file: Some(shown.clone()),
+                        status: "unreadable".into(),
+                        error: Some(format!("cannot read file: {e}")),
+                        ..Default::default()
+                    };
+                    if !print_report(&report, &shown, format) {
+                        failures += 1;
+                    }
+                }
             }
         }
     }
+    failures += flush(&mut conn, &mut pending)?;
     anyhow::ensure!(failures == 0, "{failures} message(s) could not be processed (kept raw; see /mail/unreadable)");
     Ok(())
 }
@@ -527,7 +546,7 @@ fn print_report(report: &crate::mail::inbound::service::IngestReport, shown: &st
             report.error.as_deref().or(report.subject.as_deref()).unwrap_or("")
         );
     }
-    !matches!(report.status.as_str(), "unreadable" | "too_large")
+    !matches!(report.status.as_str(), "unreadable" | "too_large" | "received")
 }
 
 fn imap_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -306,19 +306,23 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
 
     // Partner mail: real .eml through the normal ingest path.
     let known = inbox::Known::load(conn)?;
-    let mut stored = 0;
-    // 48 threads of five mails; the last 8 stay in the inbox for sales to triage.
-    for i in 0..240 {
-        let raw = crate::bench::generated_mail(i);
-        let r = inbox::ingest_with(conn, &config.mail, &known, &raw, "demo", Some(&format!("demo-{i}.eml")))?;
-        stored += usize::from(r.status == "stored");
-    }
-    // What else lands in a shared mailbox: a newsletter, and a file that is no mail.
+    // 48 threads of five mails; the last 8 stay in the inbox for sales to triage. Then
+    // what else lands in a shared mailbox: a newsletter, and a file that is no mail.
+    let mut mails: Vec<crate::mail::inbound::batch::Incoming> = (0..240)
+        .map(|i| crate::mail::inbound::batch::Incoming {
+            raw: crate::bench::generated_mail(i),
+            file: Some(format!("demo-{i}.eml")),
+        })
+        .collect();
     for (name, raw) in
         [("khuyen-mai.eml", NEWSLETTER.as_bytes()), ("tep-hong.eml", &b"\0\x01 PK\x03\x04 not a mail \xff\xfe"[..])]
     {
-        let r = inbox::ingest_with(conn, &config.mail, &known, raw, "demo", Some(name))?;
-        stored += usize::from(r.status == "stored");
+        mails.push(crate::mail::inbound::batch::Incoming { raw: raw.to_vec(), file: Some(name.into()) });
+    }
+    let mut stored = 0;
+    for chunk in mails.chunks(crate::mail::inbound::batch::MAX_MESSAGES) {
+        let reports = crate::mail::inbound::batch::ingest_batch(conn, &config.mail, &known, "demo", chunk)?;
+        stored += reports.iter().filter(|r| r.status == "stored").count();
     }
 
     // Requests in every state the desk has so far, once.

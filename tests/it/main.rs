@@ -18,6 +18,7 @@ mod forms;
 mod hub;
 mod imap;
 mod local_pg;
+mod mail_batch;
 mod mail_in;
 mod merchant;
 mod nodes;

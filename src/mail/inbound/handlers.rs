@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use super::batch::Batcher;
 use super::models::{self, InboxFilter};
 use super::pages::*;
 use super::service;
@@ -193,18 +194,31 @@ async fn upload(ctx: Ctx, mut form: Upload) -> AppResult<HttpResponse> {
     let cfg = ctx.state.config.mail.clone();
     let reports = ctx
         .db(move |conn| {
-            let mut out = Vec::new();
+            // The accepted files are stored in batches; each report goes back to its file's place.
+            let mut out: Vec<service::IngestReport> = Vec::with_capacity(files.len());
             let known = service::Known::load(conn)?;
+            let mut pending: Batcher<usize> = Batcher::new();
             for (name, content) in files {
-                out.push(match content {
-                    Ok(raw) => service::ingest_with(conn, &cfg, &known, &raw, "upload", Some(&name))?,
-                    Err(e) => service::IngestReport {
+                match content {
+                    Ok(raw) => {
+                        let place = out.len();
+                        out.push(service::IngestReport::default());
+                        if pending.push(place, raw, Some(name)) {
+                            for (at, r) in pending.ingest(conn, &cfg, &known, "upload")? {
+                                out[at] = r;
+                            }
+                        }
+                    }
+                    Err(e) => out.push(service::IngestReport {
                         file: Some(name),
                         status: "rejected".into(),
                         error: Some(e),
                         ..Default::default()
-                    },
-                });
+                    }),
+                }
+            }
+            for (at, r) in pending.ingest(conn, &cfg, &known, "upload")? {
+                out[at] = r;
             }
             Ok(out)
         })

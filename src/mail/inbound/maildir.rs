@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::batch::Batcher;
 use super::service::{self, IngestReport};
 use crate::config::MailConfig;
 use crate::db::DbConn;
@@ -32,8 +33,9 @@ pub fn message_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Ingests the Maildir's `new/` messages and moves each to `cur/` once stored, so a
-/// crash before the move only causes a recognised duplicate, never a loss.
+/// Ingests the Maildir's `new/` messages in batches and moves each to `cur/` once its
+/// batch is stored, so a crash before the move only causes a recognised duplicate,
+/// never a loss.
 pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Vec<IngestReport>> {
     let new = maildir.join("new");
     let cur = maildir.join("cur");
@@ -49,6 +51,17 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
         .filter(|p| p.is_file())
         .collect();
     files.sort();
+    let mut pending: Batcher<(PathBuf, String)> = Batcher::new();
+    let mut flush = |conn: &mut DbConn, pending: &mut Batcher<(PathBuf, String)>| -> AppResult<()> {
+        for ((path, name), report) in pending.ingest(conn, cfg, &known, "maildir")? {
+            let target = cur.join(format!("{}:2,S", name.split(':').next().unwrap_or(&name)));
+            if let Err(e) = std::fs::rename(&path, &target) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot move maildir message to cur/");
+            }
+            reports.push(report);
+        }
+        Ok(())
+    };
     for path in files {
         let raw = match std::fs::read(&path) {
             Ok(r) => r,
@@ -58,13 +71,11 @@ pub fn scan(conn: &mut DbConn, cfg: &MailConfig, maildir: &Path) -> AppResult<Ve
             }
         };
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("message").to_string();
-        let report = service::ingest_with(conn, cfg, &known, &raw, "maildir", Some(&name))?;
-        let target = cur.join(format!("{}:2,S", name.split(':').next().unwrap_or(&name)));
-        if let Err(e) = std::fs::rename(&path, &target) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot move maildir message to cur/");
+        if pending.push((path, name.clone()), raw, Some(name)) {
+            flush(conn, &mut pending)?;
         }
-        reports.push(report);
     }
+    flush(conn, &mut pending)?;
     Ok(reports)
 }
 

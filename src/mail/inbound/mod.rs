@@ -1,9 +1,11 @@
 //! Inbound partner mail: keep the raw bytes, parse, classify, thread, triage.
 //!
 //! Rules: every path (browser upload, CLI import, `POST /inbound/mail`, the watched
-//! Maildir, the IMAP mailbox) calls [`service::ingest`]; raw bytes are stored before anything can fail;
+//! Maildir, the IMAP mailbox) calls [`service::ingest`] or, for many messages at once,
+//! [`batch::ingest_batch`]; raw bytes are stored before anything can fail;
 //! a Message-ID is processed once; partner HTML is shown only after sanitising.
 
+pub mod batch;
 pub mod classify;
 pub mod handlers;
 pub mod imap;

@@ -61,6 +61,56 @@ pub fn insert_blob(
         .optional())
 }
 
+/// A batch's raw messages in one statement, ids in arrival order. Returns (id, sha256)
+/// of the rows written: bytes stored before (or by a concurrent batch) are left out.
+/// Two concurrent batches sharing messages in crossed order can deadlock on PostgreSQL;
+/// it aborts one, whose bytes were not committed, and its source still holds them.
+pub fn insert_blobs(
+    conn: &mut DbConn,
+    blobs: &[(&str, &[u8], Option<&str>)],
+    source: &str,
+    at: NaiveDateTime,
+) -> QueryResult<Vec<(i64, String)>> {
+    if blobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<_> = blobs
+        .iter()
+        .map(|(sha, raw, file_name)| {
+            (
+                mail_blobs::sha256.eq(*sha),
+                mail_blobs::raw.eq(*raw),
+                mail_blobs::size.eq(raw.len() as i64),
+                mail_blobs::source.eq(source),
+                mail_blobs::file_name.eq(*file_name),
+                mail_blobs::status.eq("received"),
+                mail_blobs::received_at.eq(at),
+            )
+        })
+        .collect();
+    crate::with_conn!(conn, |c| diesel::insert_into(mail_blobs::table)
+        .values(&rows)
+        .on_conflict(mail_blobs::sha256)
+        .do_nothing()
+        .returning((mail_blobs::id, mail_blobs::sha256))
+        .get_results(c))
+}
+
+/// Marks the blobs of a batch's stored messages, in one statement.
+pub fn set_blobs_stored(conn: &mut DbConn, ids: &[i64]) -> QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(mail_blobs::table.filter(mail_blobs::id.eq_any(ids)))
+        .set((
+            mail_blobs::status.eq("stored"),
+            mail_blobs::error.eq(None::<String>),
+            mail_blobs::processed_at.eq(Some(crate::db::now())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn set_blob_status(conn: &mut DbConn, id: i64, status: &str, error: Option<&str>) -> QueryResult<()> {
     diesel::update(mail_blobs::table.find(id))
         .set((

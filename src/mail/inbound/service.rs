@@ -70,7 +70,7 @@ impl Known {
     }
 }
 
-fn sha256_hex(raw: &[u8]) -> String {
+pub(super) fn sha256_hex(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
 
@@ -86,7 +86,9 @@ pub fn ingest(
     ingest_with(conn, cfg, &known, raw, source, file)
 }
 
-/// [`ingest`] for batches: partners and rules come from `known`.
+/// [`ingest`] with partners and rules from `known` (loaded once for many messages).
+/// One message, two commits: what `POST /inbound/mail` does per request. Messages that
+/// come many at once go through [`super::batch::ingest_batch`] instead.
 pub fn ingest_with(
     conn: &mut DbConn,
     cfg: &MailConfig,
@@ -95,31 +97,49 @@ pub fn ingest_with(
     source: &str,
     file: Option<&str>,
 ) -> AppResult<IngestReport> {
-    // File names come from browsers and senders: without control characters (PostgreSQL
-    // text takes no NUL) and of a file-system length, so the raw row can always be written.
-    let file: Option<String> =
-        file.map(|f| f.chars().map(|c| if c.is_control() { ' ' } else { c }).take(255).collect());
+    let file = clean_file_name(file);
     let file = file.as_deref();
     let sha = sha256_hex(raw);
-    let duplicate = |conn: &mut DbConn| -> AppResult<Option<IngestReport>> {
-        let Some(existing) = models::blob_by_sha(conn, &sha)? else { return Ok(None) };
-        let mut report = match models::message_by_blob(conn, existing.id)? {
-            Some(m) => report_for(conn, &known.partners, &m)?,
-            None => IngestReport { blob_id: existing.id, ..Default::default() },
-        };
-        report.file = file.map(str::to_string);
-        report.status = "duplicate".into();
-        report.error = Some("Thư này đã được lưu trước đó.".into());
-        Ok(Some(report))
-    };
     // The insert is the duplicate check: the same bytes stored before (or by a
     // concurrent delivery) leave it without a row, one round trip for new mail.
     let Some(blob_id) = models::insert_blob(conn, &sha, raw, source, file, now())? else {
-        return duplicate(conn)?.ok_or_else(|| AppError::internal(anyhow::anyhow!("blob {sha} vanished")));
+        return duplicate_blob(conn, known, &sha, file);
     };
     let mut report = process(conn, cfg, known, blob_id, raw)?;
     report.file = file.map(str::to_string);
     Ok(report)
+}
+
+/// File names come from browsers and senders: without control characters (PostgreSQL
+/// text takes no NUL) and of a file-system length, so the raw row can always be written.
+pub(super) fn clean_file_name(file: Option<&str>) -> Option<String> {
+    file.map(|f| f.chars().map(|c| if c.is_control() { ' ' } else { c }).take(255).collect())
+}
+
+/// The report of bytes stored before: the message they became, if any.
+pub(super) fn duplicate_blob(
+    conn: &mut DbConn,
+    known: &Known,
+    sha: &str,
+    file: Option<&str>,
+) -> AppResult<IngestReport> {
+    let existing =
+        models::blob_by_sha(conn, sha)?.ok_or_else(|| AppError::internal(anyhow::anyhow!("blob {sha} vanished")))?;
+    let report = match models::message_by_blob(conn, existing.id)? {
+        Some(m) => report_for(conn, &known.partners, &m)?,
+        None => IngestReport { blob_id: existing.id, ..Default::default() },
+    };
+    Ok(as_duplicate(report, file))
+}
+
+/// `report` (of the first copy) as the report of a later copy of the same bytes.
+pub(super) fn as_duplicate(report: IngestReport, file: Option<&str>) -> IngestReport {
+    IngestReport {
+        file: file.map(str::to_string),
+        status: "duplicate".into(),
+        error: Some("Thư này đã được lưu trước đó.".into()),
+        ..report
+    }
 }
 
 /// Processes a kept blob again (after a fix, or one left `received` by a crash).
@@ -134,69 +154,116 @@ pub fn process_blob(conn: &mut DbConn, cfg: &MailConfig, blob_id: i64, actor: &A
     process(conn, cfg, &known, blob_id, &raw)
 }
 
-fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw: &[u8]) -> AppResult<IngestReport> {
-    let mut report = IngestReport { blob_id, ..Default::default() };
+/// What reading a kept message gave.
+pub(super) enum Read {
+    Parsed(Box<ParsedMail>),
+    /// Not processed: the blob's status (`too_large`, `unreadable`) and why.
+    Refused(&'static str, String),
+}
+
+/// Parses a kept message unless it is over the size limit; a parser panic is caught.
+pub(super) fn read(cfg: &MailConfig, raw: &[u8]) -> Read {
     if raw.len() > cfg.max_message_bytes {
         let msg = format!(
             "Thư {} vượt giới hạn {}; đã giữ nguyên bản gốc nhưng không xử lý.",
             human_size(raw.len()),
             human_size(cfg.max_message_bytes)
         );
-        models::set_blob_status(conn, blob_id, "too_large", Some(&msg))?;
-        report.status = "too_large".into();
-        report.error = Some(msg);
-        return Ok(report);
+        return Read::Refused("too_large", msg);
     }
-    let parsed = match parse_guarded(raw) {
-        Ok(p) => p,
-        Err(reason) => {
-            models::set_blob_status(conn, blob_id, "unreadable", Some(&reason))?;
-            report.status = "unreadable".into();
-            report.error = Some(reason);
-            return Ok(report);
-        }
+    match parse_guarded(raw) {
+        Ok(p) => Read::Parsed(Box::new(p)),
+        Err(reason) => Read::Refused("unreadable", reason),
+    }
+}
+
+/// Marks a blob that was not processed, and says why.
+pub(super) fn refused(conn: &mut DbConn, blob_id: i64, status: &str, why: String) -> AppResult<IngestReport> {
+    models::set_blob_status(conn, blob_id, status, Some(&why))?;
+    Ok(IngestReport { blob_id, status: status.into(), error: Some(why), ..Default::default() })
+}
+
+fn process(conn: &mut DbConn, cfg: &MailConfig, known: &Known, blob_id: i64, raw: &[u8]) -> AppResult<IngestReport> {
+    let parsed = match read(cfg, raw) {
+        Read::Parsed(p) => p,
+        Read::Refused(status, why) => return refused(conn, blob_id, status, why),
     };
-    report.message_id = parsed.message_id.clone();
-    report.from = Some(parsed.from_addr.clone());
-    report.subject = Some(parsed.subject.clone());
-    // Its own Message-ID (a duplicate) and the ones it answers (its thread), at once.
-    let own = parsed.message_id.as_deref();
-    let lookup: Vec<String> =
-        own.map(str::to_string).into_iter().chain(referenced_ids(&parsed).iter().cloned()).collect();
-    let known_ids = models::threads_by_message_ids(conn, &lookup)?;
-    if let Some((first_id, _, _)) = own.and_then(|mid| known_ids.iter().find(|k| k.1.as_deref() == Some(mid))) {
-        let first = models::message(conn, *first_id)?;
-        let msg = format!("Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.", first.id);
-        models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
-        let mut dup = report_for(conn, &known.partners, &first)?;
-        dup.blob_id = blob_id;
-        dup.status = "duplicate".into();
-        dup.error = Some(msg);
-        return Ok(dup);
-    }
-    // The newest stored message it refers to gives the thread.
-    let by_ids = known_ids.into_iter().next().map(|(_, _, t)| t);
-    let stored = crate::db::tx(conn, |conn| store(conn, cfg, known, blob_id, &parsed, by_ids));
+    let report = parsed_report(blob_id, &parsed);
+    let by_ids = match find_thread(conn, &parsed)? {
+        Found::Duplicate(first) => return duplicate_message(conn, known, blob_id, first),
+        Found::Thread(t) => t,
+    };
+    let stored = crate::db::tx(conn, |conn| store(conn, cfg, known, blob_id, &parsed, by_ids, true));
     match stored {
-        Ok(s) => Ok(IngestReport {
-            id: Some(s.id),
-            status: "stored".into(),
-            partner: s.partner,
-            kind: Some(s.kind.code().to_string()),
-            thread_id: Some(s.thread_id),
-            request_id: s.request_id,
-            ..report
-        }),
+        Ok(s) => Ok(stored_report(s, report)),
         // Two paths racing on the same Message-ID: the other one won.
-        Err(AppError::Conflict(_)) => {
-            let msg = "Trùng Message-ID với một thư vừa được lưu.".to_string();
-            models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
-            report.status = "duplicate".into();
-            report.error = Some(msg);
-            Ok(report)
-        }
+        Err(AppError::Conflict(_)) => lost_race(conn, report),
         Err(e) => Err(e),
     }
+}
+
+/// The report's fields known once a message is parsed.
+pub(super) fn parsed_report(blob_id: i64, p: &ParsedMail) -> IngestReport {
+    IngestReport {
+        blob_id,
+        message_id: p.message_id.clone(),
+        from: Some(p.from_addr.clone()),
+        subject: Some(p.subject.clone()),
+        ..Default::default()
+    }
+}
+
+pub(super) fn stored_report(s: Stored, report: IngestReport) -> IngestReport {
+    IngestReport {
+        id: Some(s.id),
+        status: "stored".into(),
+        partner: s.partner,
+        kind: Some(s.kind.code().to_string()),
+        thread_id: Some(s.thread_id),
+        request_id: s.request_id,
+        ..report
+    }
+}
+
+/// Another path stored the same Message-ID between the look-up and the insert.
+pub(super) fn lost_race(conn: &mut DbConn, mut report: IngestReport) -> AppResult<IngestReport> {
+    let msg = "Trùng Message-ID với một thư vừa được lưu.".to_string();
+    models::set_blob_status(conn, report.blob_id, "duplicate", Some(&msg))?;
+    report.status = "duplicate".into();
+    report.error = Some(msg);
+    Ok(report)
+}
+
+/// Where an arriving message stands among stored mail.
+pub(super) enum Found {
+    /// Its Message-ID is stored already, as this message.
+    Duplicate(i64),
+    /// The thread of the newest stored message it refers to, if any.
+    Thread(Option<models::Thread>),
+}
+
+/// Its own Message-ID (a duplicate) and the ones it answers (its thread), at once.
+pub(super) fn find_thread(conn: &mut DbConn, parsed: &ParsedMail) -> AppResult<Found> {
+    let own = parsed.message_id.as_deref();
+    let lookup: Vec<String> =
+        own.map(str::to_string).into_iter().chain(referenced_ids(parsed).iter().cloned()).collect();
+    let known_ids = models::threads_by_message_ids(conn, &lookup)?;
+    if let Some((first_id, _, _)) = own.and_then(|mid| known_ids.iter().find(|k| k.1.as_deref() == Some(mid))) {
+        return Ok(Found::Duplicate(*first_id));
+    }
+    Ok(Found::Thread(known_ids.into_iter().next().map(|(_, _, t)| t)))
+}
+
+/// Marks `blob_id` a duplicate of stored message `first`.
+pub(super) fn duplicate_message(conn: &mut DbConn, known: &Known, blob_id: i64, first: i64) -> AppResult<IngestReport> {
+    let first = models::message(conn, first)?;
+    let msg = format!("Trùng Message-ID với thư #{} đã lưu; không xử lý lần nữa.", first.id);
+    models::set_blob_status(conn, blob_id, "duplicate", Some(&msg))?;
+    let mut dup = report_for(conn, &known.partners, &first)?;
+    dup.blob_id = blob_id;
+    dup.status = "duplicate".into();
+    dup.error = Some(msg);
+    Ok(dup)
 }
 
 fn report_for(conn: &mut DbConn, partners: &[Partner], m: &models::MailMessage) -> AppResult<IngestReport> {
@@ -323,7 +390,7 @@ fn classify_parsed(
 }
 
 /// What [`store`] decided, for the report.
-struct Stored {
+pub(super) struct Stored {
     id: i64,
     thread_id: i64,
     request_id: Option<i64>,
@@ -331,13 +398,16 @@ struct Stored {
     kind: Kind,
 }
 
-fn store(
+/// Threads, classifies and inserts a parsed message; `mark_stored` also sets its blob
+/// `stored` (a batch sets all of its blobs at once instead).
+pub(super) fn store(
     conn: &mut DbConn,
     cfg: &MailConfig,
     known: &Known,
     blob_id: i64,
     p: &ParsedMail,
     by_ids: Option<models::Thread>,
+    mark_stored: bool,
 ) -> AppResult<Stored> {
     let (thread, partner, kind, reason) = classify_parsed(conn, cfg, known, p, ThreadHint::Arriving(by_ids))?;
     let at = p.sent_at.unwrap_or_else(now);
@@ -398,7 +468,9 @@ fn store(
             models::insert_attachment(conn, id, &a.name, &a.content_type, a.bytes.len(), Some(&a.bytes), None)?;
         }
     }
-    models::set_blob_status(conn, blob_id, "stored", None)?;
+    if mark_stored {
+        models::set_blob_status(conn, blob_id, "stored", None)?;
+    }
     // A reply in a conversation already tied to a request lands on its timeline.
     if thread.as_ref().is_some_and(|t| t.request_id.is_some()) {
         crate::hub::service::on_mail_stored(conn, id)?;

@@ -2,12 +2,14 @@
 //!
 //! Each message goes through four steps, in this order:
 //! 1. fetched with `BODY.PEEK[]` (nothing is marked read),
-//! 2. stored by [`service::ingest`] (raw bytes first; committed),
-//! 3. its UID recorded as the last one stored (under the mailbox's UIDVALIDITY),
+//! 2. stored by [`batch::ingest_batch`] with the other messages of its batch (raw
+//!    bytes first; committed),
+//! 3. the batch's highest UID recorded as the last one stored (under the mailbox's
+//!    UIDVALIDITY),
 //! 4. moved to the processed folder (UID MOVE, or COPY + \Deleted + EXPUNGE).
 //!
-//! A crash after 2 fetches the message again next time and ingest recognises the
-//! duplicate; a crash after 3 leaves it in the mailbox at or below the last UID, where
+//! A crash after 2 fetches the batch again next time and ingest recognises the
+//! duplicates; a crash after 3 leaves it in the mailbox at or below the last UID, where
 //! the next session moves it without reading it ([`Reader::sweep`]). Nothing is lost and
 //! nothing is stored twice; an unreadable message is stored as such and moved like any
 //! other, so it is not retried forever.
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use client::{Caps, ImapError, ImapSession};
 
+use super::batch::{self, Incoming};
 use super::service::{self, IngestReport};
 use crate::config::ImapConfig;
 use crate::services::Services;
@@ -205,29 +208,49 @@ impl<'a> Reader<'a> {
         Ok(reports)
     }
 
-    /// One search and what it found; returns how many UIDs it found.
+    /// One search and what it found, in batches; returns how many UIDs it found. A batch
+    /// is fetched, stored together ([`batch::ingest_batch`]: two commits per batch), its
+    /// highest UID recorded, then each of its messages moved: a crash before the record
+    /// fetches the batch again, and each message is recognised as a duplicate.
     async fn pass(&mut self, reports: &mut Vec<IngestReport>) -> Result<usize, ImapError> {
         let from = u32::try_from(self.last_uid + 1).unwrap_or(u32::MAX);
         let uids = client::uids(self.session()?, from, None).await?;
-        for &uid in &uids {
-            let raw = client::fetch(self.session()?, uid).await?;
-            let file = format!("{};UIDVALIDITY={};UID={uid}", self.cfg.mailbox, self.validity);
+        let mut next = uids.iter().copied().peekable();
+        while next.peek().is_some() {
+            // The UIDs of this batch, and the messages the server still had.
+            let (mut batch_uids, mut stored_uids, mut messages, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
+            while messages.len() < batch::MAX_MESSAGES
+                && bytes < batch::MAX_BYTES
+                && let Some(uid) = next.next()
+            {
+                batch_uids.push(uid);
+                if let Some(raw) = client::fetch(self.session()?, uid).await? {
+                    bytes += raw.len();
+                    let file = format!("{};UIDVALIDITY={};UID={uid}", self.cfg.mailbox, self.validity);
+                    messages.push(Incoming { raw, file: Some(file) });
+                    stored_uids.push(uid);
+                }
+                self.drain();
+            }
+            let Some(&last) = batch_uids.last() else { break };
             let (cfg, acc, own, validity) =
                 (self.state.config.mail.clone(), self.account.clone(), self.owner.to_string(), self.validity);
-            let (report, still_ours) = db(self.state, move |c| {
-                let report = match raw {
-                    Some(raw) => Some(service::ingest(c, &cfg, &raw, "imap", Some(&file))?),
-                    None => None,
+            let (stored, still_ours) = db(self.state, move |c| {
+                let stored = if messages.is_empty() {
+                    Vec::new()
+                } else {
+                    let known = service::Known::load(c)?;
+                    batch::ingest_batch(c, &cfg, &known, "imap", &messages)?
                 };
-                let ours = state::record_uid(c, &acc, &own, validity, i64::from(uid), crate::db::now())?;
-                Ok((report, ours))
+                let ours = state::record_uid(c, &acc, &own, validity, i64::from(last), crate::db::now())?;
+                Ok((stored, ours))
             })
             .await?;
             if !still_ours {
                 return Err(ImapError::LeaseLost);
             }
-            self.last_uid = i64::from(uid);
-            if let Some(report) = report {
+            self.last_uid = i64::from(last);
+            for (uid, report) in stored_uids.into_iter().zip(stored) {
                 tracing::info!(uid, status = %report.status, blob = report.blob_id, "stored a message from IMAP");
                 reports.push(report);
                 if self.trouble.is_none() {
