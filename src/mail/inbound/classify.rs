@@ -443,7 +443,11 @@ mod tests {
         assert_eq!(own_text(outlook).trim(), "Dạ em đồng ý.");
         let ruled = "Dạ em đồng ý.\n________________________________\nNhờ merchant xác nhận.";
         assert_eq!(own_text(ruled).trim(), "Dạ em đồng ý.");
-        // The author's own words may say "chuyển tiếp", or draw a "---" rule: kept.
+    }
+
+    #[test]
+    fn own_text_keeps_the_authors_words() {
+        // The author's own words may say "chuyển tiếp", or draw a "---" rule.
         let own = "Nhờ anh chuyển tiếp cho kỹ thuật.\n---\nChị Lan - Phở Thìn";
         assert_eq!(own_text(own), own);
     }
