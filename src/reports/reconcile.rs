@@ -422,5 +422,8 @@ mod tests {
         assert_eq!(normalise_key("pos-0012 "), normalise_key("POS-12"));
         assert_eq!(normalise_key("000123"), normalise_key("123"));
         assert_ne!(normalise_key("POS-12"), normalise_key("POS-120"));
+        // A code that ends in a letter is kept whole: no "0" is made up after it.
+        assert_eq!(normalise_key("pos-a"), "POS-A");
+        assert_ne!(normalise_key("POS-A"), normalise_key("POS-A0"));
     }
 }

@@ -116,6 +116,9 @@ async fn full_path(backend: hubgate::db::Backend) {
         "MoMo - Điểm ảo",
         "Phở Thìn - 13 Lò Đúc – 13 Lò Đúc, Hà Nội",
         "Chị Lan",
+        // The point's own contact, in the fields (the notes quote it too).
+        "name=\"support_person\" value=\"Chị Lan\"",
+        "name=\"support_phone\" value=\"0912345678\"",
         "Key1:",
         "MoMo Merchant CMS",
     ] {
@@ -512,6 +515,23 @@ db_test!(a_checklist_item_is_unticked_and_the_screenshot_downloads, |app| {
             .body
             .contains(&format!("<img class=\"shot\" src=\"/pyc/{id}/screenshot\""))
     );
+
+    // A phone's screenshot of up to 5 MB is kept; one byte more is refused with the
+    // limit named, and the stored image stays.
+    let mut largest = png(3);
+    largest.resize(5 * 1024 * 1024, 0);
+    for (shot, flash) in [(largest.clone(), "success"), ([largest.as_slice(), &[0]].concat(), "error")] {
+        let r = tech
+            .upload(&format!("/pyc/{id}/screenshot"), move |f| {
+                f.part("screenshot", reqwest::multipart::Part::bytes(shot).file_name("ket-noi.png"))
+            })
+            .await;
+        assert_eq!(r.status, 303);
+        let expected = if flash == "success" { "Đã lưu ảnh kết nối." } else { "Ảnh lớn hơn 5 MB." };
+        assert_eq!(crate::support::flashes(&tech.get(&format!("/pyc/{id}")).await, flash), [expected]);
+        let (_, _, body) = tech.fetch(&format!("/pyc/{id}/screenshot")).await;
+        assert!(body == largest, "the 5 MB image is the one stored ({} bytes back)", body.len());
+    }
 });
 
 db_test!(a_new_template_version_gives_new_pycs_its_checklist, |app| {

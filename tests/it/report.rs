@@ -349,6 +349,7 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     assert_eq!(column("Khớp", 2), ["POS-A1"]);
     assert_eq!(column("Chỉ có bên mình", 2), ["POS-F6"]);
     assert_eq!(column("Chỉ có bên đối tác", 1), ["POS-Z9"]);
+    assert_eq!(column("Chỉ có bên đối tác", 0), ["4"], "the line of the statement, as Excel numbers it");
     assert_eq!(column("Lệch thông tin", 2), ["POS-E5"]);
     let again = acc.upload("/reports/reconcile", upload(file, "momo-t10-b.xlsx")).await;
     let id2 = again.location.as_deref().and_then(|l| l.rsplit('/').next()).unwrap_or("").to_string();

@@ -429,12 +429,41 @@ mod tests {
     }
 
     #[test]
+    fn phones_have_exactly_ten_digits() {
+        // An old nine-digit landline and an eleven-digit run are not mobile numbers.
+        assert_eq!(phones("Bàn 043 826 123, mã 0903 123 4567, gọi 0912 345 678"), vec!["0912345678"]);
+    }
+
+    #[test]
+    fn own_text_stops_at_the_quoted_original() {
+        // Outlook quotes under a bare "From:" block or a rule; the quoted "xác nhận" is
+        // the partner's words, not the merchant's.
+        let outlook =
+            "Dạ em đồng ý.\n\nFrom: Hub MoMo <hub@momo.vn>\nSent: Monday\nSubject: Mở cổng\n\nNhờ merchant xác nhận.";
+        assert_eq!(own_text(outlook).trim(), "Dạ em đồng ý.");
+        let ruled = "Dạ em đồng ý.\n________________________________\nNhờ merchant xác nhận.";
+        assert_eq!(own_text(ruled).trim(), "Dạ em đồng ý.");
+    }
+
+    #[test]
+    fn own_text_keeps_the_authors_words() {
+        // The author's own words may say "chuyển tiếp", or draw a "---" rule.
+        let own = "Nhờ anh chuyển tiếp cho kỹ thuật.\n---\nChị Lan - Phở Thìn";
+        assert_eq!(own_text(own), own);
+    }
+
+    #[test]
     fn labelled_lines_become_suggestions() {
         let s = suggestions("Tên quán: Phở Thìn\nĐịa chỉ: 13 Lò Đúc, Hà Nội\nNgười liên hệ: Chị Lan - 0988 777 666");
         assert_eq!(s.merchant.as_deref(), Some("Phở Thìn"));
         assert_eq!(s.address.as_deref(), Some("13 Lò Đúc, Hà Nội"));
         assert_eq!(s.contact.as_deref(), Some("Chị Lan"));
         assert_eq!(s.phones, vec!["0988777666"]);
+        // English labels, singular or plural.
+        let s = suggestions("Merchants: Phở Thìn\nAddress: 13 Lò Đúc, Hà Nội\nContact: Chị Lan");
+        assert_eq!(s.merchant.as_deref(), Some("Phở Thìn"));
+        assert_eq!(s.address.as_deref(), Some("13 Lò Đúc, Hà Nội"));
+        assert_eq!(s.contact.as_deref(), Some("Chị Lan"));
     }
 
     #[test]
@@ -443,7 +472,7 @@ mod tests {
         let f = find_forwarded(gmail).unwrap_or_default();
         assert_eq!(f.from_addr, "lan@phothin.vn");
         assert_eq!(f.from_name, "Nguyễn Lan");
-        assert!(f.text.contains("đồng ý"));
+        assert_eq!(f.text, "Bên em đồng ý mở cổng.", "the forwarded text starts after its headers");
         let outlook = "FYI\n________________________________\nTừ: Trần Minh <minh@bunbo.vn>\nĐã gửi: Thứ Hai\nĐến: hub@momo.vn\nChủ đề: Đồng ý\n\nĐồng ý kết nối.";
         assert_eq!(find_forwarded(outlook).unwrap_or_default().from_addr, "minh@bunbo.vn");
     }
