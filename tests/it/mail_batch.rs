@@ -88,18 +88,18 @@ fn stored_state(conn: &mut DbConn) -> Res<BTreeSet<String>> {
             code(*partner)
         ));
     }
-    let threads: Vec<(i64, Option<i64>, String, String, chrono::NaiveDateTime, chrono::NaiveDateTime, Option<i64>)> =
-        mail_threads::table
-            .select((
-                mail_threads::id,
-                mail_threads::partner_id,
-                mail_threads::subject,
-                mail_threads::norm_subject,
-                mail_threads::first_at,
-                mail_threads::last_at,
-                mail_threads::request_id,
-            ))
-            .load(conn)?;
+    type ThreadRow = (i64, Option<i64>, String, String, chrono::NaiveDateTime, chrono::NaiveDateTime, Option<i64>);
+    let threads: Vec<ThreadRow> = mail_threads::table
+        .select((
+            mail_threads::id,
+            mail_threads::partner_id,
+            mail_threads::subject,
+            mail_threads::norm_subject,
+            mail_threads::first_at,
+            mail_threads::last_at,
+            mail_threads::request_id,
+        ))
+        .load(conn)?;
     for (id, partner, subject, norm, first, last, request) in threads {
         let of = members.get(&id).cloned().unwrap_or_default();
         out.insert(format!("thread {of:?} {:?} {subject} {norm} {first} {last} request {request:?}", code(partner)));
