@@ -673,17 +673,37 @@ pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<Vec<Figure>>
     Ok(figures)
 }
 
+/// A server the bench started in this process.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Served {
+    /// Spawns `server` (listening on `addr`) on the current system.
+    pub fn spawn(addr: std::net::SocketAddr, server: actix_web::dev::Server) -> Self {
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Served { addr, handle }
+    }
+
+    /// Waits for the requests in flight, then stops: a scratch database dropped under
+    /// a running server left its pool reconnecting while the process exited, which
+    /// crashed it in libpq's teardown.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
 /// The whole app on a free 127.0.0.1 port, in this process (one HTTP worker).
-fn serve_in_process(state: &crate::web::AppState) -> anyhow::Result<std::net::SocketAddr> {
+fn serve_in_process(state: &crate::web::AppState) -> anyhow::Result<Served> {
     let metrics = crate::web::metrics(&state.pool)?;
     let app_state = state.clone();
     let server = actix_web::HttpServer::new(move || crate::web::build_app(app_state.clone(), metrics.clone()))
         .workers(1)
         .disable_signals()
         .bind(("127.0.0.1", 0))?;
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    Ok(addr)
+    Ok(Served::spawn(server.addrs()[0], server.run()))
 }
 
 /// The n-th generated bank transaction of the benches.
@@ -804,7 +824,8 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     let receiver_addr = receiver.addrs()[0];
     actix_web::rt::spawn(receiver.run());
 
-    let app_addr = serve_in_process(&state)?;
+    let app = serve_in_process(&state)?;
+    let app_addr = app.addr;
 
     // A merchant, a business, a push-linked account and a Casso V2 webhook.
     let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
@@ -966,6 +987,7 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
     );
     let _ = stop.send(true);
     let _ = worker.await;
+    app.stop().await;
     Ok(figures)
 }
 
@@ -1008,7 +1030,8 @@ async fn api_one(pg_admin: Option<String>, count: usize, seconds: u64, concurren
     };
     println!("api [{label}] {count} transactions stored in {:.1} s", started.elapsed().as_secs_f64());
 
-    let base = format!("http://{}", serve_in_process(&state)?);
+    let app = serve_in_process(&state)?;
+    let base = format!("http://{}", app.addr);
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let from = crate::fmt::local_date(crate::db::now() - chrono::Duration::days(31)).format("%Y-%m-%d").to_string();
     for (name, path) in [
@@ -1059,6 +1082,7 @@ async fn api_one(pg_admin: Option<String>, count: usize, seconds: u64, concurren
             all.len()
         );
     }
+    app.stop().await;
     Ok(())
 }
 

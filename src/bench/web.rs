@@ -104,7 +104,7 @@ async fn fortunes(pool: actix_web::web::Data<Pool>) -> actix_web::HttpResponse {
 }
 
 /// The Fortunes page alone on a 127.0.0.1 port, one HTTP worker like the app's.
-fn serve_fortunes(pool: Pool) -> anyhow::Result<std::net::SocketAddr> {
+fn serve_fortunes(pool: Pool) -> anyhow::Result<super::Served> {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(pool.clone()))
@@ -113,9 +113,7 @@ fn serve_fortunes(pool: Pool) -> anyhow::Result<std::net::SocketAddr> {
     .workers(1)
     .disable_signals()
     .bind(("127.0.0.1", 0))?;
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    Ok(addr)
+    Ok(super::Served::spawn(server.addrs()[0], server.run()))
 }
 
 /// `count` requests over `count / 5` merchants, spread over every partner, state and
@@ -306,8 +304,8 @@ async fn one(pg_admin: Option<String>, o: &Options) -> anyhow::Result<Vec<Row>> 
         started.elapsed().as_secs_f64()
     );
 
-    let app = format!("http://{}", super::serve_in_process(&state)?);
-    let bare = format!("http://{}", serve_fortunes(pool)?);
+    let (served_app, served_bare) = (super::serve_in_process(&state)?, serve_fortunes(pool)?);
+    let (app, bare) = (format!("http://{}", served_app.addr), format!("http://{}", served_bare.addr));
     let sale = format!("Cookie: {}", login(&app, "sale@bench.vn", PASSWORD).await?);
     let merchant = format!("Cookie: {}", login(&app, "merchant@bench.vn", PASSWORD).await?);
     let api = format!("Authorization: Apikey {key}");
@@ -345,6 +343,10 @@ async fn one(pg_admin: Option<String>, o: &Options) -> anyhow::Result<Vec<Row>> 
         eprintln!("  {page}: {:.0} req/s, p99 {:.1} ms", w.rps, w.p99_ms);
         rows.push(Row { page, backend, rps: w.rps, p99_ms: w.p99_ms, errors: w.errors });
     }
+    // Before the scratch database goes: nothing may still be using it.
+    served_app.stop().await;
+    served_bare.stop().await;
+    drop(state);
     Ok(rows)
 }
 

@@ -147,11 +147,11 @@ pub fn send_digest(
             .collect();
         let partners = crate::hub::partners::all(conn)?;
         let merchant_ids: Vec<i64> = overdue.iter().map(|r| r.merchant_id).collect();
-        let merchants = models::merchants_by_ids(conn, &merchant_ids)?;
+        let merchants = models::merchant_names(conn, &merchant_ids)?;
         let mut per_person: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for r in &overdue {
             let partner = partners.iter().find(|p| p.id == r.partner_id).map(|p| p.code.as_str()).unwrap_or("?");
-            let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.as_str()).unwrap_or("?");
+            let merchant = merchants.get(&r.merchant_id).map(String::as_str).unwrap_or("?");
             let state = State::from_code(&r.state).map(|s| s.label()).unwrap_or("?");
             let line = format!(
                 "- #{} {partner} – {merchant}: “{state}” đã {} ngày (cho phép {} ngày) {}",

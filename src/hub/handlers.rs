@@ -384,7 +384,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
                     let Some(last) = batch.last() else { return Ok(()) };
                     after = last.id;
                     let ids: Vec<i64> = batch.iter().map(|r| r.merchant_id).collect();
-                    let merchants = models::merchants_by_ids(conn, &ids)?;
+                    let merchants = models::merchant_names(conn, &ids)?;
                     for r in &batch {
                         let name = |id: Option<i64>| {
                             id.and_then(|id| people.iter().find(|p| p.0 == id)).map(|p| p.1.clone()).unwrap_or_default()
@@ -397,12 +397,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
                                 .map(|p| p.code.as_str())
                                 .unwrap_or("")
                                 .into(),
-                            merchants
-                                .iter()
-                                .find(|m| m.id == r.merchant_id)
-                                .map(|m| m.name.clone())
-                                .unwrap_or_default()
-                                .into(),
+                            merchants.get(&r.merchant_id).cloned().unwrap_or_default().into(),
                             super::pages::state_label(&r.state).into(),
                             Cell::Time(r.state_since),
                             Cell::Time(r.opened_on),

@@ -518,8 +518,16 @@ pub fn counts_by_state_and_partner(conn: &mut DbConn) -> QueryResult<Vec<StateCo
         .collect()
 }
 
-pub fn merchants_by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Merchant>> {
-    merchants::table.filter(merchants::id.eq_any(ids)).select(Merchant::as_select()).load(conn)
+/// The names of these merchants, by id: what the lists, the export and the digest show.
+/// Only the two columns: decoding whole rows (two timestamps each) was a tenth of the
+/// request list's time (perf, issue 17).
+pub fn merchant_names(conn: &mut DbConn, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(i64, String)> =
+        merchants::table.filter(merchants::id.eq_any(&ids)).select((merchants::id, merchants::name)).load(conn)?;
+    Ok(rows.into_iter().collect())
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -251,13 +251,13 @@ impl RequestRows {
     ) -> AppResult<Self> {
         let (requests, total) = models::list_requests(conn, f, offset, limit)?;
         let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
-        let merchants = models::merchants_by_ids(conn, &ids)?;
+        let merchants = models::merchant_names(conn, &ids)?;
         let thresholds = super::ageing::Thresholds::load(conn)?;
         let now = crate::db::now();
         let missing = service::missing_of(conn, &requests, &partners)?;
         let mut rows = Vec::with_capacity(requests.len());
         for (r, missing) in requests.into_iter().zip(missing) {
-            let merchant = merchants.iter().find(|m| m.id == r.merchant_id).map(|m| m.name.clone()).unwrap_or_default();
+            let merchant = merchants.get(&r.merchant_id).cloned().unwrap_or_default();
             let overdue = thresholds.is_overdue(&r, now);
             let partner = partner_code(&partners, r.partner_id);
             rows.push((r, partner, merchant, missing, overdue));

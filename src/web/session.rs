@@ -156,12 +156,13 @@ pub async fn middleware(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let exempt = CSRF_EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
     // A form for a route that will refuse this person is answered by the route's guard
-    // (303 to the login, or 403) before a byte of its body is read.
-    let refused = {
+    // (303 to the login, or 403) before a byte of its body is read. Only asked of forms:
+    // it matches the path against every declared route.
+    let refused = || {
         let user = req.extensions().get::<CurrentUser>().cloned();
         super::access::refused_everywhere(req.method(), req.path(), user.as_ref())
     };
-    if unsafe_method && !exempt && !refused && !upload_deferred(&req) {
+    if unsafe_method && !exempt && !refused() && !upload_deferred(&req) {
         let (submitted, once) = submitted_token(&mut req).await;
         if let Some(once) = once {
             req.extensions_mut().insert(super::once::SubmittedOnce(once));

@@ -300,3 +300,33 @@ db_test!(a_connection_given_back_mid_transaction_is_not_reused, |app| {
     });
     assert_eq!(seen, vec!["kept".to_string()]);
 });
+
+#[derive(QueryableByName)]
+struct MmapSize {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    mmap_size: i64,
+}
+
+#[derive(QueryableByName)]
+struct Pragma {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// The settings every SQLite connection of the pool reads with (issue 17): the database
+/// through a memory map, and statements planned once rather than again on each new
+/// `LIMIT ?` binding (SQLite built with `SQLITE_ENABLE_QPSG`, `.cargo/config.toml`).
+#[actix_web::test]
+async fn sqlite_connections_map_the_file_and_plan_once() {
+    let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
+    let read = |sql: &str| -> Vec<String> {
+        let rows: Vec<Pragma> =
+            app.with_conn(|c| diesel::sql_query(sql).load(c)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.value).collect()
+    };
+    let mmap: Vec<MmapSize> =
+        app.with_conn(|c| diesel::sql_query("PRAGMA mmap_size").load(c)).unwrap_or_else(|e| panic!("mmap_size: {e}"));
+    assert_eq!(mmap.iter().map(|m| m.mmap_size).collect::<Vec<_>>(), [1 << 30]);
+    let options = read("SELECT compile_options AS value FROM pragma_compile_options");
+    assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "SQLite built without ENABLE_QPSG: {options:?}");
+}
