@@ -81,6 +81,12 @@ impl EditUserPage {
         LocalTime(self.user.created_at)
     }
 
+    /// When the account last changed (roles, name, password, locked or unlocked): an admin
+    /// answering "who locked me out, and when?" reads it here before the audit log.
+    pub fn updated(&self) -> LocalTime {
+        LocalTime(self.user.updated_at)
+    }
+
     pub fn last_login(&self) -> String {
         self.user.last_login_at.map(|t| LocalTime(t).to_string()).unwrap_or_else(|| "Chưa đăng nhập".into())
     }

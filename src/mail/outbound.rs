@@ -214,13 +214,30 @@ pub fn request_of_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<
     if ids.is_empty() {
         return Ok(None);
     }
+    // The oldest sent mail decides, as in [`requests_of_message_ids`].
     mail_outbox::table
         .filter(mail_outbox::message_id.eq_any(ids))
         .filter(mail_outbox::request_id.is_not_null())
+        .order(mail_outbox::id.asc())
         .select(mail_outbox::request_id)
         .first::<Option<i64>>(conn)
         .optional()
         .map(Option::flatten)
+}
+
+/// Our sent mails among `ids` that belong to a request, oldest first: (Message-ID,
+/// request), for a whole batch of arriving mail at once.
+pub fn requests_of_message_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(String, i64)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, Option<i64>)> = mail_outbox::table
+        .filter(mail_outbox::message_id.eq_any(ids))
+        .filter(mail_outbox::request_id.is_not_null())
+        .order(mail_outbox::id.asc())
+        .select((mail_outbox::message_id, mail_outbox::request_id))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(m, r)| Some((m, r?))).collect())
 }
 
 fn envelope(row: &OutboxRow) -> Result<lettre::address::Envelope, String> {

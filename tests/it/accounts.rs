@@ -187,7 +187,16 @@ db_test!(admin_manages_users_and_every_change_is_audited, |app| {
     assert_eq!(r.status, 303);
     let tb = app.login("kythuat@ipos.vn").await;
     assert_eq!(tb.get("/").await.status, 200);
+    // An old change time, so the page can show that locking the account moved it.
+    let long_ago = chrono::NaiveDate::from_ymd_opt(2020, 1, 2).and_then(|d| d.and_hms_opt(3, 0, 0)).unwrap_or_default();
+    app.with_conn(|c| diesel::update(users::table.find(tech.id)).set(users::updated_at.eq(long_ago)).execute(c))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(b.get(&path).await.body.contains("Cập nhật lúc 02/01/2020 10:00"));
     assert_eq!(b.post(&format!("{path}/disable"), &[]).await.status, 303);
+    let locked = b.get(&path).await.body;
+    assert!(locked.contains("Đã khóa"), "{locked}");
+    let today = hubgate::fmt::LocalDate(hubgate::fmt::local_date(hubgate::db::now())).to_string();
+    assert!(locked.contains(&format!("Cập nhật lúc {today} ")), "locking did not move the change time: {locked}");
     // Disabling ends the running session and blocks new logins.
     assert!(tb.get("/").await.redirects_to_login());
     let refused = app.browser().login("kythuat@ipos.vn", PASSWORD).await;

@@ -612,7 +612,14 @@ db_test!(a_new_template_version_gives_new_pycs_its_checklist, |app| {
     let after =
         app.with_conn(|c| pycs::table.filter(pycs::request_id.eq(rid)).select(pycs::id).first::<i64>(c)).unwrap_or(-1);
     assert_eq!(items_of(after), ["Cài app đối tác", "Gọi xác nhận với merchant"]);
-    assert!(sale.get(&format!("/pyc/{after}")).await.body.contains(&format!("mẫu payment v{}", n + 1)));
+    let page = sale.get(&format!("/pyc/{after}")).await.body;
+    assert!(page.contains(&format!("mẫu payment v{}", n + 1)));
+    // Steps are numbered from 1, as a technician reads them out on the phone.
+    assert!(
+        page.contains(r#"<span class="step-no">1.</span> Cài app đối tác"#)
+            && page.contains(r#"<span class="step-no">2.</span> Gọi xác nhận với merchant"#),
+        "{page}"
+    );
     // The PYC made before keeps its version and its checklist.
     assert_eq!(items_of(before), old_items);
     assert!(sale.get(&format!("/pyc/{before}")).await.body.contains(&format!("mẫu payment v{n}")));

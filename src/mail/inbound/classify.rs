@@ -475,5 +475,9 @@ mod tests {
         assert_eq!(f.text, "Bên em đồng ý mở cổng.", "the forwarded text starts after its headers");
         let outlook = "FYI\n________________________________\nTừ: Trần Minh <minh@bunbo.vn>\nĐã gửi: Thứ Hai\nĐến: hub@momo.vn\nChủ đề: Đồng ý\n\nĐồng ý kết nối.";
         assert_eq!(find_forwarded(outlook).unwrap_or_default().from_addr, "minh@bunbo.vn");
+        // A phone's short forward: the marker, the sender, then the text at once.
+        let short = "Chuyển anh\n-------- Thư chuyển tiếp --------\nTừ: Lan <lan@phothin.vn>\n\nĐồng ý mở cổng.";
+        let f = find_forwarded(short).unwrap_or_default();
+        assert_eq!((f.from_addr.as_str(), f.text.as_str()), ("lan@phothin.vn", "Đồng ý mở cổng."));
     }
 }

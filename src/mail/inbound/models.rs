@@ -188,6 +188,58 @@ pub fn thread_by_subject(
     Ok(candidates.into_iter().find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id))
 }
 
+/// Recent threads under any of `norms` (the subject matches of a whole batch at once),
+/// newest first; [`thread_by_subject`] picks among them per message.
+pub fn threads_by_subjects(conn: &mut DbConn, norms: &[&str], since: NaiveDateTime) -> QueryResult<Vec<Thread>> {
+    if norms.is_empty() {
+        return Ok(Vec::new());
+    }
+    mail_threads::table
+        .filter(mail_threads::norm_subject.eq_any(norms))
+        .filter(mail_threads::last_at.ge(since))
+        .order((mail_threads::last_at.desc(), mail_threads::id.desc()))
+        .select(Thread::as_select())
+        .load(conn)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = mail_threads, treat_none_as_default_value = false)]
+pub struct NewThread<'a> {
+    pub partner_id: Option<i64>,
+    pub subject: &'a str,
+    pub norm_subject: &'a str,
+    pub first_at: NaiveDateTime,
+    pub last_at: NaiveDateTime,
+}
+
+/// Inserts `rows` in one statement; their ids in the order of `rows`. Ids come from one
+/// sequence (PostgreSQL) or one rowid counter (SQLite), drawn row by row as the
+/// statement inserts, so in the order given whatever the order they are returned in.
+pub fn insert_threads(conn: &mut DbConn, rows: &[NewThread<'_>]) -> QueryResult<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = crate::with_conn!(conn, |c| diesel::insert_into(mail_threads::table)
+        .values(rows)
+        .returning(mail_threads::id)
+        .get_results(c))?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Writes a thread's last activity and partner as a batch left them.
+pub fn set_thread_activity(
+    conn: &mut DbConn,
+    id: i64,
+    last_at: NaiveDateTime,
+    partner_id: Option<i64>,
+) -> QueryResult<()> {
+    diesel::update(mail_threads::table.find(id))
+        .set((mail_threads::last_at.eq(last_at), mail_threads::partner_id.eq(partner_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn insert_thread(
     conn: &mut DbConn,
     partner_id: Option<i64>,
@@ -250,8 +302,9 @@ pub struct MailMessage {
     pub created_at: NaiveDateTime,
 }
 
+// None is NULL (every such column's default), so SQLite can take many rows at once.
 #[derive(Insertable)]
-#[diesel(table_name = mail_messages)]
+#[diesel(table_name = mail_messages, treat_none_as_default_value = false)]
 pub struct NewMessage<'a> {
     pub blob_id: i64,
     pub message_id: Option<&'a str>,
@@ -320,6 +373,17 @@ pub fn backfill_search_text(conn: &mut DbConn) -> QueryResult<usize> {
 
 pub fn insert_message(conn: &mut DbConn, m: &NewMessage<'_>) -> QueryResult<i64> {
     diesel::insert_into(mail_messages::table).values(m).returning(mail_messages::id).get_result(conn)
+}
+
+/// Inserts a batch's messages in one statement; each new id with its blob's id.
+pub fn insert_messages(conn: &mut DbConn, rows: &[NewMessage<'_>]) -> QueryResult<Vec<(i64, i64)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::with_conn!(conn, |c| diesel::insert_into(mail_messages::table)
+        .values(rows)
+        .returning((mail_messages::id, mail_messages::blob_id))
+        .get_results(c))
 }
 
 pub fn message(conn: &mut DbConn, id: i64) -> QueryResult<MailMessage> {
@@ -507,25 +571,23 @@ pub struct AttachmentInfo {
     pub omitted_reason: Option<String>,
 }
 
-pub fn insert_attachment(
-    conn: &mut DbConn,
-    message_id: i64,
-    name: &str,
-    content_type: &str,
-    size: usize,
-    content: Option<&[u8]>,
-    omitted: Option<&str>,
-) -> QueryResult<()> {
-    diesel::insert_into(mail_attachments::table)
-        .values((
-            mail_attachments::message_id.eq(message_id),
-            mail_attachments::file_name.eq(name),
-            mail_attachments::content_type.eq(content_type),
-            mail_attachments::size.eq(size as i64),
-            mail_attachments::content.eq(content),
-            mail_attachments::omitted_reason.eq(omitted),
-        ))
-        .execute(conn)?;
+/// An attachment row; `content` is None when the file was over the size limit.
+#[derive(Insertable)]
+#[diesel(table_name = mail_attachments, treat_none_as_default_value = false)]
+pub struct NewAttachment<'a> {
+    pub message_id: i64,
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub size: i64,
+    pub content: Option<&'a [u8]>,
+    pub omitted_reason: Option<String>,
+}
+
+/// Every attachment of a message (or of a batch), in one statement.
+pub fn insert_attachments(conn: &mut DbConn, rows: &[NewAttachment<'_>]) -> QueryResult<()> {
+    if !rows.is_empty() {
+        crate::with_conn!(conn, |c| diesel::insert_into(mail_attachments::table).values(rows).execute(c))?;
+    }
     Ok(())
 }
 

@@ -318,7 +318,7 @@ fn load_rules(conn: &mut DbConn) -> AppResult<Vec<Rule>> {
 }
 
 /// The Message-IDs a message answers or refers to (In-Reply-To, then References).
-fn referenced_ids(p: &ParsedMail) -> Vec<String> {
+pub(super) fn referenced_ids(p: &ParsedMail) -> Vec<String> {
     let mut ids: Vec<String> = p.in_reply_to.clone();
     ids.extend(p.references.iter().cloned());
     ids
@@ -352,7 +352,6 @@ fn classify_parsed(
     p: &ParsedMail,
     hint: ThreadHint,
 ) -> AppResult<(Option<models::Thread>, Option<Partner>, Kind, String)> {
-    let partners = &known.partners;
     let norm = classify::normalise_subject(&p.subject);
     let at = p.sent_at.unwrap_or_else(now);
     let reclassifying = matches!(hint, ThreadHint::Existing(_));
@@ -364,18 +363,34 @@ fn classify_parsed(
     let thread = match by_ids {
         Some(t) => Some(t),
         None => {
-            let guess = partner_for(partners, p, None).map(|pt| pt.id);
+            let guess = subject_partner(known, p);
             if norm.is_empty() { None } else { models::thread_by_subject(conn, &norm, guess, at - Duration::days(60))? }
         }
     };
-    let partner = partner_for(partners, p, thread.as_ref().and_then(|t| t.partner_id)).cloned();
     // A thread that already holds other mail is a conversation this one joins.
     let in_thread = match &thread {
         Some(t) if reclassifying => models::thread_messages(conn, t.id)?.len() > 1,
         Some(_) => true,
         None => false,
     };
-    let rules = &known.rules;
+    let (partner, kind, reason) = decide(cfg, known, p, thread.as_ref(), in_thread);
+    Ok((thread, partner, kind, reason))
+}
+
+/// The partner a subject match is looked for under, before the thread is known.
+pub(super) fn subject_partner(known: &Known, p: &ParsedMail) -> Option<i64> {
+    partner_for(&known.partners, p, None).map(|pt| pt.id)
+}
+
+/// Partner and kind of a message once its thread is known: no database.
+pub(super) fn decide(
+    cfg: &MailConfig,
+    known: &Known,
+    p: &ParsedMail,
+    thread: Option<&models::Thread>,
+    in_thread: bool,
+) -> (Option<Partner>, Kind, String) {
+    let partner = partner_for(&known.partners, p, thread.and_then(|t| t.partner_id)).cloned();
     let own = classify::own_text(&p.text);
     let forwarded = p.forwarded.as_ref().map(|f| (f, sender_role(&f.from_addr, partner.as_ref(), cfg)));
     let (kind, reason) = classify::decide_kind(&KindInput {
@@ -384,18 +399,108 @@ fn classify_parsed(
         own_text: &own,
         subject: &p.subject,
         forwarded,
-        rules,
+        rules: &known.rules,
     });
-    Ok((thread, partner, kind, reason))
+    (partner, kind, reason)
 }
 
 /// What [`store`] decided, for the report.
 pub(super) struct Stored {
-    id: i64,
-    thread_id: i64,
-    request_id: Option<i64>,
-    partner: Option<String>,
-    kind: Kind,
+    pub(super) id: i64,
+    pub(super) thread_id: i64,
+    pub(super) request_id: Option<i64>,
+    pub(super) partner: Option<String>,
+    pub(super) kind: Kind,
+}
+
+/// The texts a stored message keeps besides the parsed fields (joined lists, the
+/// suggestions as JSON, the folded search text), owned so a batch can hold many rows.
+pub(super) struct MessageTexts {
+    in_reply_to: String,
+    refs: String,
+    to: String,
+    cc: String,
+    suggestions: String,
+    search_text: String,
+}
+
+pub(super) fn message_texts(p: &ParsedMail) -> AppResult<MessageTexts> {
+    let suggestions = serde_json::to_string(&classify::suggestions(
+        &p.forwarded.as_ref().map(|f| format!("{}\n{}", p.text, f.text)).unwrap_or_else(|| p.text.clone()),
+    ))
+    .map_err(AppError::internal)?;
+    Ok(MessageTexts {
+        in_reply_to: p.in_reply_to.join(" "),
+        refs: p.references.join(" "),
+        to: p.to.join(", "),
+        cc: p.cc.join(", "),
+        suggestions,
+        search_text: models::search_text(&p.subject, &p.from_name, &p.from_addr, &p.text),
+    })
+}
+
+/// What classifying a message decided, for its row.
+pub(super) struct Decided<'a> {
+    pub(super) partner_id: Option<i64>,
+    pub(super) kind: Kind,
+    pub(super) reason: &'a str,
+    pub(super) thread_id: i64,
+}
+
+pub(super) fn new_message<'a>(blob_id: i64, p: &'a ParsedMail, t: &'a MessageTexts, d: &Decided<'a>) -> NewMessage<'a> {
+    NewMessage {
+        blob_id,
+        message_id: p.message_id.as_deref(),
+        in_reply_to: &t.in_reply_to,
+        refs: &t.refs,
+        from_addr: &p.from_addr,
+        from_name: &p.from_name,
+        to_addrs: &t.to,
+        cc_addrs: &t.cc,
+        reply_to: &p.reply_to,
+        subject: &p.subject,
+        sent_at: p.sent_at,
+        text_body: &p.text,
+        html_body: p.html.as_deref(),
+        forwarded_from: p.forwarded.as_ref().map(|f| f.from_addr.as_str()),
+        forwarded_name: p.forwarded.as_ref().map(|f| f.from_name.as_str()),
+        partner_id: d.partner_id,
+        kind: d.kind.code(),
+        kind_reason: d.reason,
+        thread_id: d.thread_id,
+        status: "new",
+        suggestions: &t.suggestions,
+        created_at: now(),
+        search_text: Some(&t.search_text),
+    }
+}
+
+/// A message's attachments as rows: over the limit, only the name, size and why.
+pub(super) fn attachment_rows<'a>(
+    cfg: &MailConfig,
+    p: &'a ParsedMail,
+    message_id: i64,
+) -> Vec<models::NewAttachment<'a>> {
+    p.attachments
+        .iter()
+        .map(|a| {
+            let over = a.bytes.len() > cfg.max_attachment_bytes;
+            models::NewAttachment {
+                message_id,
+                file_name: &a.name,
+                content_type: &a.content_type,
+                size: a.bytes.len() as i64,
+                content: (!over).then_some(a.bytes.as_slice()),
+                omitted_reason: over.then(|| {
+                    format!(
+                        "Tệp {} vượt giới hạn {}; nội dung chỉ còn trong thư gốc.",
+                        human_size(a.bytes.len()),
+                        human_size(cfg.max_attachment_bytes)
+                    )
+                }),
+            }
+        })
+        .collect()
 }
 
 /// Threads, classifies and inserts a parsed message; `mark_stored` also sets its blob
@@ -424,50 +529,10 @@ pub(super) fn store(
             at,
         )?,
     };
-    let suggestions = serde_json::to_string(&classify::suggestions(
-        &p.forwarded.as_ref().map(|f| format!("{}\n{}", p.text, f.text)).unwrap_or_else(|| p.text.clone()),
-    ))
-    .map_err(AppError::internal)?;
-    let id = models::insert_message(
-        conn,
-        &NewMessage {
-            blob_id,
-            message_id: p.message_id.as_deref(),
-            in_reply_to: &p.in_reply_to.join(" "),
-            refs: &p.references.join(" "),
-            from_addr: &p.from_addr,
-            from_name: &p.from_name,
-            to_addrs: &p.to.join(", "),
-            cc_addrs: &p.cc.join(", "),
-            reply_to: &p.reply_to,
-            subject: &p.subject,
-            sent_at: p.sent_at,
-            text_body: &p.text,
-            html_body: p.html.as_deref(),
-            forwarded_from: p.forwarded.as_ref().map(|f| f.from_addr.as_str()),
-            forwarded_name: p.forwarded.as_ref().map(|f| f.from_name.as_str()),
-            partner_id: partner.as_ref().map(|x| x.id),
-            kind: kind.code(),
-            kind_reason: &reason,
-            thread_id,
-            status: "new",
-            suggestions: &suggestions,
-            created_at: now(),
-            search_text: Some(&models::search_text(&p.subject, &p.from_name, &p.from_addr, &p.text)),
-        },
-    )?;
-    for a in &p.attachments {
-        if a.bytes.len() > cfg.max_attachment_bytes {
-            let why = format!(
-                "Tệp {} vượt giới hạn {}; nội dung chỉ còn trong thư gốc.",
-                human_size(a.bytes.len()),
-                human_size(cfg.max_attachment_bytes)
-            );
-            models::insert_attachment(conn, id, &a.name, &a.content_type, a.bytes.len(), None, Some(&why))?;
-        } else {
-            models::insert_attachment(conn, id, &a.name, &a.content_type, a.bytes.len(), Some(&a.bytes), None)?;
-        }
-    }
+    let texts = message_texts(p)?;
+    let decided = Decided { partner_id: partner.as_ref().map(|x| x.id), kind, reason: &reason, thread_id };
+    let id = models::insert_message(conn, &new_message(blob_id, p, &texts, &decided))?;
+    models::insert_attachments(conn, &attachment_rows(cfg, p, id))?;
     if mark_stored {
         models::set_blob_status(conn, blob_id, "stored", None)?;
     }
