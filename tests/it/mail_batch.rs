@@ -444,3 +444,54 @@ mod a_crash_after_the_blob_commit_keeps_the_batch_retryable {
 
     crate::on_both_backends!(run);
 }
+
+mod a_message_with_thousands_of_parts_is_stored_whole {
+    use super::*;
+
+    /// 6,000 attachments: more values than one SQLite statement takes (32,766) if they
+    /// went in at once.
+    fn many_parts(n: usize) -> Vec<u8> {
+        let mut m = String::from(
+            "From: hub@vnpay.vn\r\nTo: hub@ipos.vn\r\nSubject: Danh sach diem\r\nMessage-ID: <parts@vnpay.vn>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDanh sach diem ban.\r\n",
+        );
+        for i in 0..n {
+            m.push_str(&format!(
+                "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"diem-{i}.txt\"\r\n\r\nDiem {i}\r\n"
+            ));
+        }
+        m.push_str("--b--\r\n");
+        m.into_bytes()
+    }
+
+    async fn run(backend: Backend) {
+        let Some(app) = app(backend).await else {
+            return;
+        };
+        let check = || -> Res {
+            let eml = crate::desk::eml;
+            let mails = vec![
+                ("parts.eml".to_string(), many_parts(6000)),
+                ("plain.eml".to_string(), eml("hotro@momo.vn", "Mở cổng điểm D", "Nhờ mở cổng.", "d")),
+            ];
+            let reports = in_batch(&app, &mails)?;
+            let statuses: Vec<&str> = reports.iter().map(|r| r.status.as_str()).collect();
+            assert_eq!(statuses, ["stored", "stored"], "{reports:?}");
+            let names: Vec<String> = app.with_conn(|c| {
+                use hubgate::db::schema::mail_attachments;
+                mail_attachments::table
+                    .filter(mail_attachments::message_id.eq(reports[0].id.unwrap_or(-1)))
+                    .order(mail_attachments::id)
+                    .select(mail_attachments::file_name)
+                    .load(c)
+            })?;
+            assert_eq!(names.len(), 6000);
+            assert_eq!((names[0].as_str(), names[5999].as_str()), ("diem-0.txt", "diem-5999.txt"));
+            Ok(())
+        };
+        check().unwrap_or_else(|e| panic!("{e:?}"));
+    }
+
+    crate::on_both_backends!(run);
+}

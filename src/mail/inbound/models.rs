@@ -583,10 +583,12 @@ pub struct NewAttachment<'a> {
     pub omitted_reason: Option<String>,
 }
 
-/// Every attachment of a message (or of a batch), in one statement.
+/// Every attachment of a message (or of a batch), a thousand rows a statement: a
+/// message may carry any number of parts, and a statement takes at most 32,766 values
+/// on SQLite (65,535 on PostgreSQL).
 pub fn insert_attachments(conn: &mut DbConn, rows: &[NewAttachment<'_>]) -> QueryResult<()> {
-    if !rows.is_empty() {
-        crate::with_conn!(conn, |c| diesel::insert_into(mail_attachments::table).values(rows).execute(c))?;
+    for chunk in rows.chunks(1000) {
+        crate::with_conn!(conn, |c| diesel::insert_into(mail_attachments::table).values(chunk).execute(c))?;
     }
     Ok(())
 }
