@@ -410,16 +410,65 @@ mod session_cookie {
         let cookie = jar.get(NAME).unwrap_or_else(|| panic!("signed"));
         cookie.encoded().stripped().to_string()
     }
+
+    /// Signs in as a browser would (the login page's token, then the form) with a client
+    /// that keeps no cookies; the signed-in session's fields.
+    pub async fn sign_in(
+        app: &crate::support::TestApp,
+        client: &reqwest::Client,
+        email: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let key = Key::from(&app.state.config.secret.cookie_key());
+        let page = client.get(format!("{}/login", app.base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let anonymous = read(app, page.headers());
+        let csrf: String = anonymous
+            .get("csrf")
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let r = client
+            .post(format!("{}/login", app.base))
+            .header("cookie", header(&key, &anonymous))
+            .form(&[("_csrf", csrf.as_str()), ("email", email), ("password", crate::support::PASSWORD)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 303);
+        read(app, r.headers())
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_else(|e| panic!("{e}"))
+    }
 }
+
+db_test!(a_copied_session_stays_ended_after_the_account_is_unlocked, |app| {
+    use actix_web::cookie::Key;
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let key = Key::from(&app.state.config.secret.cookie_key());
+    let client = session_cookie::client();
+    // A copy of the signed-in cookie, as a stolen one would be.
+    let copy = session_cookie::header(&key, &session_cookie::sign_in(&app, &client, "sale@ipos.vn").await);
+    let status = || async {
+        let r = client.get(format!("{}/", app.base)).header("cookie", copy.clone()).send().await;
+        r.map(|r| r.status().as_u16()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(status().await, 200, "the copy works while the account is in use");
+    let admin = app.login("admin@ipos.vn").await;
+    let path = format!("/admin/users/{}", sale.id);
+    assert_eq!(admin.post(&format!("{path}/disable"), &[]).await.status, 303);
+    assert_eq!(admin.post(&format!("{path}/enable"), &[]).await.status, 303);
+    assert_eq!(status().await, 303, "locking ended every session; unlocking brings none back");
+    assert_eq!(admin.post(&format!("{path}/password"), &[("password", "mat-khau-moi-2026")]).await.status, 303);
+    assert_eq!(status().await, 303, "nor does a later password reset");
+});
 
 db_test!(an_expired_session_says_so_on_the_login_page, |app| {
     use actix_web::cookie::Key;
     app.create_user("sale@ipos.vn", &[Role::Sale]);
     let key = Key::from(&app.state.config.secret.cookie_key());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = session_cookie::client();
     let get = |path: &str, cookie: String| {
         let req = client.get(format!("{}{path}", app.base)).header("cookie", cookie);
         async move {
@@ -428,20 +477,7 @@ db_test!(an_expired_session_says_so_on_the_login_page, |app| {
             (status, headers, r.text().await.unwrap_or_default())
         }
     };
-    // Sign in as a browser would: the login page's token, then the form.
-    let (_, headers, _) = get("/login", String::new()).await;
-    let anonymous = session_cookie::read(&app, &headers);
-    let csrf: String =
-        anonymous.get("csrf").and_then(|v| v.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-    let r = client
-        .post(format!("{}/login", app.base))
-        .header("cookie", session_cookie::header(&key, &anonymous))
-        .form(&[("_csrf", csrf.as_str()), ("email", "sale@ipos.vn"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.status(), 303);
-    let signed_in = session_cookie::read(&app, r.headers());
+    let signed_in = session_cookie::sign_in(&app, &client, "sale@ipos.vn").await;
     let fresh = session_cookie::header(&key, &signed_in);
     assert_eq!(get("/", fresh.clone()).await.0, 200, "the session works");
 
