@@ -184,28 +184,23 @@ impl Threads {
         id
     }
 
-    /// [`models::thread_by_subject`] over what the batch knows: the 20 most recently
-    /// active threads of the subject since `since`, the first of a compatible partner.
+    /// [`models::thread_by_subject`] over what the batch knows: among the subject's
+    /// threads active since `since`, most recent first, [`models::pick_by_subject`].
     fn by_subject(&self, norm: &str, partner_id: Option<i64>, since: NaiveDateTime) -> Option<i64> {
         let mut candidates: Vec<&Thread> =
             self.by_norm.get(norm)?.iter().filter_map(|id| self.known.get(id)).filter(|t| t.last_at >= since).collect();
         candidates.sort_by_key(|t| std::cmp::Reverse((t.last_at, t.id)));
-        candidates
-            .into_iter()
-            .take(20)
-            .find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id)
-            .map(|t| t.id)
+        models::pick_by_subject(candidates, partner_id).map(|t| t.id)
     }
 
     /// [`models::touch_thread`] in memory.
     fn touch(&mut self, id: i64, partner_id: Option<i64>, at: NaiveDateTime) {
-        if let Some(t) = self.known.get_mut(&id) {
-            let (last_at, partner_id) = (at.max(t.last_at), t.partner_id.or(partner_id));
-            if (last_at, partner_id) != (t.last_at, t.partner_id) {
-                (t.last_at, t.partner_id) = (last_at, partner_id);
-                if id < Self::NEW {
-                    self.changed.insert(id);
-                }
+        if let Some(t) = self.known.get_mut(&id)
+            && let Some(moved) = models::activity_after(t, partner_id, at)
+        {
+            (t.last_at, t.partner_id) = moved;
+            if id < Self::NEW {
+                self.changed.insert(id);
             }
         }
     }

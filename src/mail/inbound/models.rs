@@ -182,10 +182,32 @@ pub fn thread_by_subject(
         .filter(mail_threads::norm_subject.eq(norm))
         .filter(mail_threads::last_at.ge(since))
         .order(mail_threads::last_at.desc())
-        .limit(20)
+        .limit(SUBJECT_CANDIDATES as i64)
         .select(Thread::as_select())
         .load(conn)?;
-    Ok(candidates.into_iter().find(|t| t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id))
+    Ok(pick_by_subject(candidates, partner_id))
+}
+
+/// How many of a subject's most recently active threads a message may join.
+pub const SUBJECT_CANDIDATES: usize = 20;
+
+/// Among a subject's threads, most recently active first, the one a message of
+/// `partner_id` joins: the first whose partner is unknown, its own, or when its own is.
+pub fn pick_by_subject<T: std::borrow::Borrow<Thread>>(
+    candidates: impl IntoIterator<Item = T>,
+    partner_id: Option<i64>,
+) -> Option<T> {
+    candidates.into_iter().take(SUBJECT_CANDIDATES).find(|t| {
+        let t = t.borrow();
+        t.partner_id.is_none() || partner_id.is_none() || t.partner_id == partner_id
+    })
+}
+
+/// A thread's last activity and partner once a message sent at `at` (of `partner_id`)
+/// joins it; None when neither moves (an older reply to a thread whose partner is known).
+pub fn activity_after(t: &Thread, partner_id: Option<i64>, at: NaiveDateTime) -> Option<(NaiveDateTime, Option<i64>)> {
+    let after = (at.max(t.last_at), t.partner_id.or(partner_id));
+    (after != (t.last_at, t.partner_id)).then_some(after)
 }
 
 /// Recent threads under any of `norms` (the subject matches of a whole batch at once),
@@ -261,11 +283,10 @@ pub fn insert_thread(
 
 /// Moves the thread's last activity forward and fills in its partner once known.
 pub fn touch_thread(conn: &mut DbConn, t: &Thread, partner_id: Option<i64>, at: NaiveDateTime) -> QueryResult<()> {
-    let (last_at, partner_id) = (at.max(t.last_at), t.partner_id.or(partner_id));
-    // An older reply to a thread whose partner is known changes nothing: no round trip.
-    if (last_at, partner_id) == (t.last_at, t.partner_id) {
+    // Nothing moves: no round trip.
+    let Some((last_at, partner_id)) = activity_after(t, partner_id, at) else {
         return Ok(());
-    }
+    };
     diesel::update(mail_threads::table.find(t.id))
         .set((mail_threads::last_at.eq(last_at), mail_threads::partner_id.eq(partner_id)))
         .execute(conn)?;
