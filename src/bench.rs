@@ -240,13 +240,18 @@ pub fn mail(pg_admin: Option<&str>, count: usize, senders: usize) -> anyhow::Res
     Ok(figures)
 }
 
-fn pending_of(pool: &Pool) -> anyhow::Result<i64> {
-    let mut conn = pool.get()?;
-    Ok(crate::worker::models::pending(&mut conn)?)
-}
-
 /// Runs the worker on `state` until the queue is empty; returns the elapsed seconds.
 async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Result<f64> {
+    drain_while(state, concurrency, || false).await
+}
+
+/// Runs one worker on `state` until `producing` is false and the queue is empty: a
+/// worker that catches up with its producer waits for the next jobs, as in production.
+async fn drain_while(
+    state: &crate::web::AppState,
+    concurrency: usize,
+    producing: impl Fn() -> bool,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let opts = crate::worker::runner::WorkerOptions {
@@ -260,13 +265,16 @@ async fn drain(state: &crate::web::AppState, concurrency: usize) -> anyhow::Resu
     let registry = std::sync::Arc::new(crate::app::registry(&state.config));
     let worker = tokio::spawn(crate::worker::runner::run(state.services.clone(), registry, opts, stop_rx));
     loop {
+        // Whether the producer is done is read before the count, so no job committed
+        // after the count can be missed.
+        let produced = !producing();
         let pool = state.pool.clone();
         let left = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
             let mut conn = pool.get()?;
             Ok(crate::worker::models::pending(&mut conn)?)
         })
         .await??;
-        if left == 0 {
+        if produced && left == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -305,37 +313,23 @@ pub fn queue(pg_admin: Option<&str>, jobs: usize, mails: usize, concurrency: usi
         let enqueue_secs = started.elapsed().as_secs_f64();
         let drain_secs = runtime.block_on(drain(&state, concurrency))?;
         let total = enqueue_secs + drain_secs;
-        // Pipelined, as in production: a producer commits batches of 100 while the
-        // worker drains; from the first enqueue to the last completion.
+        // Pipelined, as in production: a producer commits batches of 100 (as the
+        // notifier enqueues a page of bank transactions) while the worker drains; from
+        // the first enqueue to the last completion.
         let started = Instant::now();
         let pool = s.pool.clone();
         let producer = std::thread::spawn(move || -> anyhow::Result<()> {
             let mut conn = pool.get()?;
             for chunk in 0..jobs.div_ceil(100) {
-                conn.transaction(|c| -> crate::error::AppResult<()> {
-                    for i in chunk * 100..((chunk + 1) * 100).min(jobs) {
-                        crate::worker::enqueue(c, "debug.noop", &serde_json::json!({"i": i}), &Default::default())?;
-                    }
-                    Ok(())
-                })
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let batch: Vec<_> = (chunk * 100..((chunk + 1) * 100).min(jobs))
+                    .map(|i| (serde_json::json!({"i": i}), crate::worker::JobOptions::default()))
+                    .collect();
+                crate::db::tx(&mut conn, |c| crate::worker::enqueue_many(c, "debug.noop", &batch))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             Ok(())
         });
-        // Let the first batch land so the drain does not see an empty queue and stop.
-        while pending_of(&s.pool)? == 0 && !producer.is_finished() {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let drained = runtime.block_on(async {
-            let mut total = 0.0;
-            loop {
-                total += drain(&state, concurrency).await?;
-                if producer.is_finished() && pending_of(&state.pool)? == 0 {
-                    return anyhow::Ok(total);
-                }
-            }
-        })?;
-        let _ = drained;
+        runtime.block_on(drain_while(&state, concurrency, || !producer.is_finished()))?;
         producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))??;
         let pipelined = started.elapsed().as_secs_f64();
         println!(

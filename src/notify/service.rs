@@ -487,6 +487,8 @@ pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)])
     }
     let t = now();
     let mut n = 0;
+    // A page of transactions makes many deliveries: their jobs go in together.
+    let mut attempts = Vec::new();
     for (tx_id, account_id, amount) in new {
         for (i, to) in targets.iter().filter(|(i, _)| i.covers(*account_id, *amount)) {
             for recipient in to {
@@ -496,20 +498,28 @@ pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)])
                 {
                     match i.digest_minutes() {
                         Some(m) => enqueue_digest(conn, i.id, m, t)?,
-                        None => enqueue_attempt(conn, did, 1, None)?,
+                        None => attempts.push(attempt_job(did, 1, None)),
                     }
                     n += 1;
                 }
             }
         }
     }
+    crate::worker::enqueue_many(conn, DELIVER_JOB, &attempts)?;
     Ok(n)
 }
 
-fn enqueue_attempt(conn: &mut DbConn, delivery_id: i64, attempt: i64, run_at: Option<NaiveDateTime>) -> AppResult<()> {
+/// A delivery attempt's job: keyed by the delivery, the attempt and its time, so an
+/// attempt is queued once however often it is asked for.
+fn attempt_job(delivery_id: i64, attempt: i64, run_at: Option<NaiveDateTime>) -> (serde_json::Value, JobOptions) {
     let key = format!("deliver:{delivery_id}:{attempt}:{}", run_at.map(|t| t.and_utc().timestamp()).unwrap_or(0));
     let opts = JobOptions { run_at, max_attempts: 3, unique_key: Some(key) };
-    enqueue(conn, DELIVER_JOB, &serde_json::json!({ "delivery_id": delivery_id, "attempt": attempt }), &opts)?;
+    (serde_json::json!({ "delivery_id": delivery_id, "attempt": attempt }), opts)
+}
+
+fn enqueue_attempt(conn: &mut DbConn, delivery_id: i64, attempt: i64, run_at: Option<NaiveDateTime>) -> AppResult<()> {
+    let (payload, opts) = attempt_job(delivery_id, attempt, run_at);
+    enqueue(conn, DELIVER_JOB, &payload, &opts)?;
     Ok(())
 }
 

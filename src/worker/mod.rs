@@ -66,6 +66,35 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// Adds many jobs of one kind in the caller's transaction, one statement per 1,000:
+/// what a producer with a batch in hand (a page of bank transactions to notify) does
+/// instead of an [`enqueue`] each. A job whose unique key is taken is skipped, as
+/// [`enqueue`] skips it. Returns how many were added.
+pub fn enqueue_many(conn: &mut DbConn, kind: &str, jobs: &[(serde_json::Value, JobOptions)]) -> AppResult<usize> {
+    let now = crate::db::now();
+    let payloads: Vec<String> = jobs.iter().map(|(p, _)| p.to_string()).collect();
+    let rows: Vec<models::NewJob<'_>> = jobs
+        .iter()
+        .zip(&payloads)
+        .map(|((_, opts), payload)| models::NewJob {
+            kind,
+            payload,
+            unique_key: opts.unique_key.as_deref(),
+            run_at: opts.run_at.unwrap_or(now),
+            max_attempts: opts.max_attempts.max(1),
+            created_at: now,
+        })
+        .collect();
+    let mut added = 0;
+    for chunk in rows.chunks(1000) {
+        added += models::insert_many(conn, chunk)?;
+    }
+    if added > 0 && jobs.iter().any(|(_, o)| o.run_at.is_none_or(|t| t <= now)) {
+        wake::note_enqueued();
+    }
+    Ok(added)
+}
+
 /// Admin: a dead job back to the queue (audited).
 pub fn retry_dead(conn: &mut DbConn, actor: &Actor, id: i64) -> AppResult<()> {
     crate::db::tx(conn, |conn| {

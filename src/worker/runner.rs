@@ -211,17 +211,13 @@ pub async fn run(
                 results.push(r);
             }
         }
-        flush(&services, &opts.name, &mut results, &mut in_flight).await;
         let free = opts.concurrency.saturating_sub(running.len());
         let mut claimed_full = false;
-        if free > 0 {
-            let now = crate::db::now();
-            let lease_until =
-                now + chrono::Duration::from_std(opts.lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
-            let name = opts.name.clone();
-            match blocking(&services, move |c| models::claim(c, &name, free as i64, now, lease_until)).await {
+        if free > 0 || !results.is_empty() {
+            // One trip to the database writes the outcomes and claims the next jobs.
+            match exchange(&services, &opts, &mut results, &mut in_flight, free).await {
                 Ok(jobs) => {
-                    claimed_full = jobs.len() == free;
+                    claimed_full = free > 0 && jobs.len() == free;
                     for job in jobs {
                         in_flight.insert(job.id);
                         running.spawn(execute(services.clone(), registry.clone(), job, opts.job_timeout));
@@ -230,7 +226,10 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "cannot claim jobs; will retry"),
             }
         }
-        if claimed_full && running.len() < opts.concurrency {
+        if claimed_full {
+            // More are due: let the jobs just started run, so the next trip writes
+            // their outcomes together, then claim again without waiting for a poll.
+            tokio::task::yield_now().await;
             continue;
         }
         tokio::select! {
@@ -260,6 +259,38 @@ pub async fn run(
     }
     listening.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(worker = %opts.name, "worker stopped");
+}
+
+/// Writes the finished jobs' outcomes, then claims up to `free` due jobs, in one
+/// blocking hop on one connection. The outcomes commit on their own: a failed claim
+/// does not lose them.
+async fn exchange(
+    services: &Services,
+    opts: &WorkerOptions,
+    results: &mut Vec<(i64, Outcome)>,
+    in_flight: &mut HashSet<i64>,
+    free: usize,
+) -> Result<Vec<Job>, String> {
+    let batch: Vec<(i64, Outcome)> = std::mem::take(results);
+    for (id, _) in &batch {
+        in_flight.remove(id);
+    }
+    let now = crate::db::now();
+    let lease_until = now + chrono::Duration::from_std(opts.lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
+    let name = opts.name.clone();
+    blocking(services, move |c| {
+        if !batch.is_empty()
+            && let Err(e) = models::finish(c, &name, &batch, now)
+        {
+            // The leases expire and the jobs run again: handlers are idempotent.
+            tracing::error!(error = %e, "cannot record job outcomes");
+        }
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        models::claim(c, &name, free as i64, now, lease_until)
+    })
+    .await
 }
 
 async fn flush(services: &Services, worker: &str, results: &mut Vec<(i64, Outcome)>, in_flight: &mut HashSet<i64>) {

@@ -318,6 +318,56 @@ fn a_killed_worker_loses_nothing() {
     assert_eq!(done, 1, "completed exactly once");
 }
 
+// A batch producer (the notifier's page of transactions) enqueues together: a taken
+// key is skipped as `enqueue` skips it, within the batch too, and a rollback keeps none.
+db_test!(jobs_enqueued_together_keep_their_keys_and_run_once, |app| {
+    use hubgate::worker::enqueue_many;
+    let keyed = |k: &str| JobOptions { unique_key: Some(k.into()), ..JobOptions::default() };
+    let first = app
+        .with_conn(|c| enqueue(c, "debug.noop", &serde_json::json!({"n": 0}), &keyed("taken")))
+        .ok()
+        .flatten()
+        .unwrap_or(-1);
+    let batch = vec![
+        (serde_json::json!({"n": 1}), keyed("taken")),
+        (serde_json::json!({"n": 2}), keyed("fresh")),
+        (serde_json::json!({"n": 3}), keyed("fresh")),
+        (serde_json::json!({"n": 4}), JobOptions::default()),
+        (serde_json::json!({"n": 5}), JobOptions { max_attempts: 0, ..JobOptions::default() }),
+    ];
+    let rolled_back: Result<usize, hubgate::error::AppError> = app.with_conn(|c| {
+        hubgate::db::tx(c, |c| {
+            enqueue_many(c, "debug.noop", &batch)?;
+            Err(hubgate::error::AppError::Validation("bỏ".into()))
+        })
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(app.with_conn(|c| jobs::table.count().get_result::<i64>(c)).unwrap_or(-1), 1);
+
+    let added = app.with_conn(|c| enqueue_many(c, "debug.noop", &batch)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(added, 3, "the taken key and the second \"fresh\" are skipped");
+    let payloads: Vec<(String, Option<String>, i64)> = app
+        .with_conn(|c| {
+            jobs::table.order(jobs::id.asc()).select((jobs::payload, jobs::unique_key, jobs::max_attempts)).load(c)
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        payloads,
+        vec![
+            (r#"{"n":0}"#.to_string(), Some("taken".to_string()), 8),
+            (r#"{"n":2}"#.to_string(), Some("fresh".to_string()), 8),
+            (r#"{"n":4}"#.to_string(), None, 8),
+            (r#"{"n":5}"#.to_string(), None, 1),
+        ]
+    );
+    work_until(&app, hubgate::app::registry(&app.state.config), pending).await;
+    let ids: Vec<i64> = app.with_conn(|c| jobs::table.select(jobs::id).load(c)).unwrap_or_default();
+    assert!(ids.contains(&first));
+    for id in ids {
+        assert_eq!(succeeded(&app, id), 1, "job {id}");
+    }
+});
+
 #[actix_web::test]
 async fn two_workers_on_postgres_run_each_job_once() {
     let Some(app) = crate::support::TestApp::start_pg().await else {

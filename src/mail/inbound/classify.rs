@@ -12,14 +12,21 @@ use super::parse::Forwarded;
 
 /// Lower case, no diacritics, đ → d, single spaces: "Xác Nhận  Mở cổng" → "xac nhan mo cong".
 pub fn fold(s: &str) -> String {
+    fold_prefix(s, usize::MAX)
+}
+
+/// The first `limit` characters of [`fold`], reading `s` only as far as they need: a
+/// line is tested for a label ("Từ:", "-----") without folding the whole of it.
+pub fn fold_prefix(s: &str, limit: usize) -> String {
     // Final sigma lower-cases by its place in a word, which only the whole-string
     // lower-casing knows: such (Greek) text takes the long way.
     if s.contains('Σ') {
-        return fold_whole(s);
+        let whole = fold_whole(s);
+        return if limit == usize::MAX { whole } else { whole.chars().take(limit).collect() };
     }
     // Character by character, into one string: the marks are dropped anyway, so the
     // canonical reordering of a whole-string NFD changes nothing.
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::with_capacity(s.len().min(limit.saturating_mul(4)));
     let mut space = false;
     let mut push = |c: char, out: &mut String| {
         if c.is_whitespace() {
@@ -33,6 +40,12 @@ pub fn fold(s: &str) -> String {
         }
     };
     for c in s.chars() {
+        // What is pushed stays as it is (what follows cannot change it), so once
+        // `limit` characters are out the rest of `s` is not read. A byte count at
+        // least `limit` is the cheap first test.
+        if out.len() >= limit && out.chars().count() >= limit {
+            break;
+        }
         if c.is_ascii() {
             push(c.to_ascii_lowercase(), &mut out);
             continue;
@@ -46,6 +59,12 @@ pub fn fold(s: &str) -> String {
                 push(l, &mut out);
             }
         });
+    }
+    // One letter may lower-case to two ("İ"): cut what went past the limit.
+    if out.len() > limit
+        && let Some((end, _)) = out.char_indices().nth(limit)
+    {
+        out.truncate(end);
     }
     out
 }
@@ -112,10 +131,14 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
         "thu goc",
     ];
     for (i, line) in lines.iter().enumerate() {
-        let folded = fold(line.trim_start_matches(['>', ' ']));
-        let is_marker =
-            folded.starts_with("---") && markers.iter().any(|m| folded.contains(m)) || folded.starts_with("________");
-        let starts_block = is_marker || from_labels.iter().any(|l| folded.starts_with(l));
+        let line = line.trim_start_matches(['>', ' ']);
+        // Most lines are text: their first letters say so without folding them whole.
+        let head = fold_prefix(line, 8);
+        let is_marker = head.starts_with("---") && {
+            let folded = fold(line);
+            markers.iter().any(|m| folded.contains(m))
+        } || head.starts_with("________");
+        let starts_block = is_marker || from_labels.iter().any(|l| head.starts_with(l));
         if !starts_block {
             continue;
         }
@@ -126,7 +149,8 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
         let mut last_header = i;
         for (j, l) in window.iter().enumerate() {
             let raw = l.trim_start_matches(['>', ' ']);
-            let f = fold(raw);
+            // The longest label is 8 letters.
+            let f = fold_prefix(raw, 8);
             if let Some(label) = from_labels.iter().find(|lb| f.starts_with(*lb)) {
                 let value = raw.get(raw.find(':').map(|p| p + 1).unwrap_or(label.len())..).unwrap_or("");
                 from = parse_from_value(value);
@@ -159,7 +183,10 @@ pub fn find_forwarded(text: &str) -> Option<Forwarded> {
 pub fn own_text(text: &str) -> String {
     let mut out = Vec::new();
     for line in text.lines() {
-        let f = fold(line);
+        // The start tells a quote header; only "On … wrote:", "Vào … viết:" and "---…"
+        // need the whole line.
+        let head = fold_prefix(line, 21);
+        let f = if ["on ", "vao ", "---"].iter().any(|p| head.starts_with(p)) { fold(line) } else { head };
         let quote_header = (f.starts_with("on ") && f.ends_with("wrote:"))
             || (f.starts_with("vao ") && (f.ends_with("da viet:") || f.ends_with("viet:")))
             || f.starts_with("-----original message")
@@ -386,6 +413,15 @@ mod tests {
             s in "[ \t\nA-Za-zĐđÀ-ỹ\u{0300}-\u{036F}ΣσςΑ-ωİẞ\u{00A0}\u{2003}0-9/.,-]{0,40}"
         ) {
             proptest::prop_assert_eq!(fold(&s), fold_whole(&s));
+        }
+
+        #[test]
+        fn a_folded_prefix_is_the_start_of_the_folded_whole(
+            s in "[ \t\nA-Za-zĐđÀ-ỹ\u{0300}-\u{036F}ΣσςΑ-ωİẞ\u{00A0}\u{2003}0-9/.,:-]{0,40}",
+            limit in 0usize..45,
+        ) {
+            let whole: String = fold(&s).chars().take(limit).collect();
+            proptest::prop_assert_eq!(fold_prefix(&s, limit), whole);
         }
     }
 

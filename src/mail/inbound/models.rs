@@ -287,10 +287,7 @@ pub fn touch_thread(conn: &mut DbConn, t: &Thread, partner_id: Option<i64>, at: 
     let Some((last_at, partner_id)) = activity_after(t, partner_id, at) else {
         return Ok(());
     };
-    diesel::update(mail_threads::table.find(t.id))
-        .set((mail_threads::last_at.eq(last_at), mail_threads::partner_id.eq(partner_id)))
-        .execute(conn)?;
-    Ok(())
+    set_thread_activity(conn, t.id, last_at, partner_id)
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]

@@ -1,0 +1,12 @@
+-- The claim reads due jobs in (run_at, id) order with a LIMIT; with the index in
+-- that order PostgreSQL walks the first rows instead of sorting every pending job
+-- (13 ms a claim at 20,000 pending, 0.15 ms with it).
+DROP INDEX jobs_ready_idx;
+CREATE INDEX jobs_ready_idx ON jobs (run_at, id) WHERE done_at IS NULL AND dead_at IS NULL;
+-- No query of the app filters jobs by kind; every version of every job row paid for
+-- this index (enqueue, claim, outcome).
+DROP INDEX jobs_kind_idx;
+-- Room on each page for the claim's new row version: the claim changes no indexed
+-- column, so with space beside the row PostgreSQL updates it in place (HOT) instead of
+-- adding an entry to every index.
+ALTER TABLE jobs SET (fillfactor = 70);
