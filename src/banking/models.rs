@@ -234,9 +234,8 @@ pub struct NewTransaction {
 /// Inserts what is new, skipping (account, bank id) pairs already stored — tombstones
 /// included. Returns (id, amount) of the rows actually inserted. Call it inside a
 /// write transaction (`db::tx`).
-pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec<(i64, i64)>> {
+pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction], days: &mut DayDeltas) -> QueryResult<Vec<(i64, i64)>> {
     let mut ids = Vec::with_capacity(rows.len());
-    let mut days = DayDeltas::default();
     // 19 bound values a row: chunks stay far below both backends' parameter limits.
     for chunk in rows.chunks(500) {
         let mut got: Vec<(i64, i64)> = match conn {
@@ -311,14 +310,16 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction]) -> QueryResult<Vec
         };
         ids.append(&mut got);
     }
-    days.apply(conn)?;
     Ok(ids)
 }
 
 /// Changes to `transaction_days` (count, money in, money out), summed before they are
-/// written.
+/// written. Every new transaction of a business on one day moves the same row, so on
+/// PostgreSQL concurrent stores wait for each other there until they commit: a store
+/// applies them last, just before its commit, in key order (no two stores lock two
+/// days in opposite orders).
 #[derive(Default)]
-struct DayDeltas(std::collections::HashMap<(i64, chrono::NaiveDate), (i64, i64, i64)>);
+pub struct DayDeltas(std::collections::BTreeMap<(i64, chrono::NaiveDate), (i64, i64, i64)>);
 
 impl DayDeltas {
     /// `n` rows of `amount` on the local day of `at` (n = -1 takes one away).
@@ -333,7 +334,7 @@ impl DayDeltas {
     }
 
     /// One upsert a day (`n = n + delta`: concurrent writers add up on PostgreSQL).
-    fn apply(self, conn: &mut DbConn) -> QueryResult<()> {
+    pub fn apply(self, conn: &mut DbConn) -> QueryResult<()> {
         use transaction_days::dsl as td;
         for ((business_id, day), (n, money_in, money_out)) in self.0.into_iter().filter(|(_, d)| *d != (0, 0, 0)) {
             let row = (
@@ -369,7 +370,13 @@ impl DayDeltas {
 
 /// A pending transaction the bank re-issued under a new id: the stored row takes the
 /// new id and the posted values. False when no row had the old id.
-pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &NewTransaction) -> QueryResult<bool> {
+pub fn replace_pending(
+    conn: &mut DbConn,
+    account_id: i64,
+    old_id: &str,
+    new: &NewTransaction,
+    days: &mut DayDeltas,
+) -> QueryResult<bool> {
     let before: Option<(i64, NaiveDateTime, i64, Option<NaiveDateTime>)> = transactions::table
         .filter(transactions::account_id.eq(account_id))
         .filter(transactions::bank_tx_id.eq(old_id))
@@ -391,10 +398,8 @@ pub fn replace_pending(conn: &mut DbConn, account_id: i64, old_id: &str, new: &N
     .execute(conn)?;
     // The posted time may fall on another day than the pending one, the amount differ.
     if let (1, Some((business, was, amount, None))) = (n, before) {
-        let mut days = DayDeltas::default();
         days.add(business, was, -1, amount);
         days.add(business, new.occurred_at, 1, new.amount);
-        days.apply(conn)?;
     }
     Ok(n == 1)
 }

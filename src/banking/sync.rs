@@ -82,25 +82,30 @@ pub fn apply_rows(
         let t = now();
         let mut out = Applied::default();
         let mut fresh = Vec::with_capacity(txs.len());
+        let mut days = models::DayDeltas::default();
         for tx in txs {
             let row = new_row(account, tx, source, t);
             match &tx.replaces {
-                Some(old) if models::replace_pending(conn, account.id, old, &row)? => out.replaced += 1,
+                Some(old) if models::replace_pending(conn, account.id, old, &row, &mut days)? => out.replaced += 1,
                 _ => fresh.push(row),
             }
         }
-        let inserted = models::insert_new(conn, &fresh)?;
+        let inserted = models::insert_new(conn, &fresh, &mut days)?;
         out.new_ids = inserted.iter().map(|(id, _)| *id).collect();
         out.known = fresh.len() - out.new_ids.len();
+        // The notifications are born with their transactions (same commit).
+        if notify && !inserted.is_empty() {
+            let new: Vec<(i64, i64, i64)> = inserted.iter().map(|(id, amount)| (*id, account.id, *amount)).collect();
+            crate::notify::service::enqueue_for(conn, account.business_id, &new)?;
+        }
+        // Last, just before the commit: the business's usage and its day sums are rows
+        // every store of the business writes, and PostgreSQL holds their locks until
+        // the commit (written first, they made concurrent pushes queue behind each
+        // other's whole transaction: a push took seconds to reach its webhook).
         if !inserted.is_empty() {
             crate::business::service::record_usage(conn, account.business_id, inserted.len() as i64)?;
-            // The notifications are born with their transactions (same commit).
-            if notify {
-                let new: Vec<(i64, i64, i64)> =
-                    inserted.iter().map(|(id, amount)| (*id, account.id, *amount)).collect();
-                crate::notify::service::enqueue_for(conn, account.business_id, &new)?;
-            }
         }
+        days.apply(conn)?;
         Ok(out)
     })
 }

@@ -265,8 +265,16 @@ pub fn record_usage(conn: &mut DbConn, business_id: i64, n: i64) -> AppResult<()
 
 /// Whether this month's quota is used up.
 pub fn quota_reached(conn: &mut DbConn, business_id: i64) -> AppResult<bool> {
+    quota_reached_with(conn, business_id, 0)
+}
+
+/// Whether the quota is reached once `more` transactions not yet counted are (the
+/// store counts its new rows at the end of its transaction, after notifying).
+pub fn quota_reached_with(conn: &mut DbConn, business_id: i64, more: i64) -> AppResult<bool> {
     let b = models::business(conn, business_id)?;
-    Ok(plan_status(conn, &b)?.quota_reached())
+    let mut status = plan_status(conn, &b)?;
+    status.usage = status.usage.saturating_add(more);
+    Ok(status.quota_reached())
 }
 
 /// Links a bank account; the first link a business ever makes starts its trial. The

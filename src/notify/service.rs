@@ -469,7 +469,7 @@ pub fn recipients_for(conn: &mut DbConn, i: &Integration) -> AppResult<Vec<Strin
 }
 
 /// Creates the deliveries (and first jobs) for newly stored transactions; called by the
-/// store inside its transaction.
+/// store inside its transaction, before it counts them against the plan.
 pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)]) -> AppResult<usize> {
     if new.is_empty() {
         return Ok(0);
@@ -479,7 +479,7 @@ pub fn enqueue_for(conn: &mut DbConn, business_id: i64, new: &[(i64, i64, i64)])
     if integrations.is_empty() {
         return Ok(0);
     }
-    let held = crate::business::service::quota_reached(conn, business_id)?;
+    let held = crate::business::service::quota_reached_with(conn, business_id, new.len() as i64)?;
     let mut targets = Vec::with_capacity(integrations.len());
     for i in integrations {
         let to = recipients_for(conn, &i)?;

@@ -269,6 +269,41 @@ receiver_test!(a_receiver_down_then_back_gets_each_transaction_once, |app, rx| {
     work_until(&app, || rx.calls("/flaky").len() == 5).await;
 });
 
+// The store counts its new rows against the plan last (a row every store of the
+// business writes); the notifications it makes before that count them all the same: the
+// transaction that reaches the quota is held, the one before it is not.
+receiver_test!(the_transaction_that_reaches_the_quota_is_held, |app, rx| {
+    use hubgate::business::service;
+    let (b, bid, account) = setup(&app).await;
+    add(&b, bid, &format!("{}/quota", rx.base), "casso_v2", false).await;
+    let quota = app
+        .with_conn(|c| {
+            let business = hubgate::business::models::business(c, bid)?;
+            service::plan_status(c, &business)
+        })
+        .map(|s| s.plan.monthly_tx_quota)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let status_of = |bank_id: &str| -> String {
+        app.with_conn(|c| {
+            use hubgate::db::schema::transactions;
+            deliveries::table
+                .inner_join(transactions::table)
+                .filter(transactions::bank_tx_id.eq(bank_id))
+                .select(deliveries::status)
+                .first(c)
+        })
+        .unwrap_or_default()
+    };
+    app.with_conn(|c| service::record_usage(c, bid, quota - 2)).unwrap_or_else(|e| panic!("{e:?}"));
+    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("Q-1", 5_000)], "sync"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_ne!(status_of("Q-1"), "held", "one transaction was left");
+    app.with_conn(|c| hubgate::banking::sync::apply_page(c, &account, &[tx("Q-2", 5_000)], "sync"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(status_of("Q-2"), "held");
+    assert!(app.with_conn(|c| service::quota_reached(c, bid)).unwrap_or(false), "both were counted");
+});
+
 receiver_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (iid, _, _) = add(&b, bid, &format!("{}/gone", rx.base), "casso_legacy", false).await;
