@@ -313,6 +313,19 @@ pub fn insert_new(conn: &mut DbConn, rows: &[NewTransaction], days: &mut DayDelt
     Ok(ids)
 }
 
+/// Rows a business's day sums and usage counter are spread over on PostgreSQL.
+const SLOTS: i16 = 8;
+
+/// Which of a counter's rows a store writes: on PostgreSQL one of [`SLOTS`] at random,
+/// so concurrent stores of one business seldom wait for each other's commit on the
+/// same row (readers sum the slots); SQLite has one writer at a time and uses one.
+pub fn slot(conn: &DbConn) -> i16 {
+    match conn {
+        DbConn::Pg(_) => rand::Rng::gen_range(&mut rand::thread_rng(), 0..SLOTS),
+        DbConn::Sqlite(_) => 0,
+    }
+}
+
 /// Changes to `transaction_days` (count, money in, money out), summed before they are
 /// written. Every new transaction of a business on one day moves the same row, so on
 /// PostgreSQL concurrent stores wait for each other there until they commit: a store
@@ -333,13 +346,16 @@ impl DayDeltas {
         }
     }
 
-    /// One upsert a day (`n = n + delta`: concurrent writers add up on PostgreSQL).
+    /// One upsert a day (`n = n + delta`: concurrent writers add up on PostgreSQL), all
+    /// in one slot of the day's rows.
     pub fn apply(self, conn: &mut DbConn) -> QueryResult<()> {
         use transaction_days::dsl as td;
+        let slot = slot(conn);
         for ((business_id, day), (n, money_in, money_out)) in self.0.into_iter().filter(|(_, d)| *d != (0, 0, 0)) {
             let row = (
                 td::business_id.eq(business_id),
                 td::day.eq(day),
+                td::slot.eq(slot),
                 td::n.eq(n),
                 td::money_in.eq(money_in),
                 td::money_out.eq(money_out),
@@ -352,13 +368,13 @@ impl DayDeltas {
             match conn {
                 DbConn::Pg(c) => diesel::insert_into(td::transaction_days)
                     .values(row)
-                    .on_conflict((td::business_id, td::day))
+                    .on_conflict((td::business_id, td::day, td::slot))
                     .do_update()
                     .set(add)
                     .execute(c)?,
                 DbConn::Sqlite(c) => diesel::insert_into(td::transaction_days)
                     .values(row)
-                    .on_conflict((td::business_id, td::day))
+                    .on_conflict((td::business_id, td::day, td::slot))
                     .do_update()
                     .set(add)
                     .execute(c)?,
@@ -602,7 +618,27 @@ pub fn day_totals(
     if let Some(d) = to {
         q = q.filter(td::day.le(d));
     }
-    q.filter(td::n.gt(0)).order(td::day.asc()).select((td::day, td::n, td::money_in, td::money_out)).load(conn)
+    let slots: Vec<(chrono::NaiveDate, i64, i64, i64)> =
+        q.order(td::day.asc()).select((td::day, td::n, td::money_in, td::money_out)).load(conn)?;
+    Ok(by_day(slots))
+}
+
+/// A day's slots summed (rows come ordered by day); days left with no transaction are
+/// dropped. One slot may be negative: a deletion counted in another slot than its insert.
+fn by_day(slots: Vec<(chrono::NaiveDate, i64, i64, i64)>) -> Vec<(chrono::NaiveDate, i64, i64, i64)> {
+    let mut days: Vec<(chrono::NaiveDate, i64, i64, i64)> = Vec::new();
+    for (day, n, money_in, money_out) in slots {
+        match days.last_mut() {
+            Some(last) if last.0 == day => {
+                last.1 += n;
+                last.2 += money_in;
+                last.3 += money_out;
+            }
+            _ => days.push((day, n, money_in, money_out)),
+        }
+    }
+    days.retain(|d| d.1 > 0);
+    days
 }
 
 /// A business's live transactions of local days `from..=to`: the total, and one page
@@ -617,14 +653,8 @@ pub fn page_by_days(
     limit: i64,
     desc: bool,
 ) -> QueryResult<(i64, Vec<Transaction>)> {
-    let mut days: Vec<(chrono::NaiveDate, i64)> = transaction_days::table
-        .filter(transaction_days::business_id.eq(business_id))
-        .filter(transaction_days::day.ge(from))
-        .filter(transaction_days::day.le(to))
-        .filter(transaction_days::n.gt(0))
-        .order(transaction_days::day.asc())
-        .select((transaction_days::day, transaction_days::n))
-        .load(conn)?;
+    let mut days: Vec<(chrono::NaiveDate, i64)> =
+        day_totals(conn, business_id, Some(from), Some(to))?.into_iter().map(|(day, n, _, _)| (day, n)).collect();
     let total: i64 = days.iter().map(|(_, n)| n).sum();
     if desc {
         days.reverse();

@@ -35,8 +35,6 @@ pub struct Business {
     pub trial_started_at: Option<NaiveDateTime>,
     pub trial_ends_at: Option<NaiveDateTime>,
     pub hub_merchant_id: Option<i64>,
-    pub usage_month: String,
-    pub usage_count: i64,
     pub search_key: String,
     pub created_by: i64,
     pub created_at: NaiveDateTime,
@@ -65,8 +63,6 @@ pub struct NewBusiness<'a> {
     pub website: &'a str,
     pub features: &'a str,
     pub plan_id: i64,
-    pub usage_month: &'a str,
-    pub usage_count: i64,
     pub search_key: &'a str,
     pub created_by: i64,
     pub created_at: NaiveDateTime,
@@ -85,8 +81,6 @@ pub struct BusinessChanges<'a> {
     pub trial_started_at: Option<Option<NaiveDateTime>>,
     pub trial_ends_at: Option<Option<NaiveDateTime>>,
     pub hub_merchant_id: Option<Option<i64>>,
-    pub usage_month: Option<&'a str>,
-    pub usage_count: Option<i64>,
     pub updated_at: Option<NaiveDateTime>,
     pub deleted_at: Option<Option<NaiveDateTime>>,
 }
@@ -236,17 +230,26 @@ pub fn all_businesses(
     Ok((rows, total))
 }
 
-/// Adds `n` to this month's usage in one statement (a new month starts at `n`).
-pub fn add_usage(conn: &mut DbConn, business_id: i64, month: &str, n: i64) -> QueryResult<()> {
-    let same_month = diesel::update(businesses::table.find(business_id).filter(businesses::usage_month.eq(month)))
-        .set(businesses::usage_count.eq(businesses::usage_count + n))
-        .execute(conn)?;
-    if same_month == 0 {
-        diesel::update(businesses::table.find(business_id))
-            .set((businesses::usage_month.eq(month), businesses::usage_count.eq(n)))
-            .execute(conn)?;
-    }
+/// Adds `n` to this month's usage, in slot `slot` of the business's counter (see
+/// [`crate::banking::models::slot`]).
+pub fn add_usage(conn: &mut DbConn, business_id: i64, month: &str, slot: i16, n: i64) -> QueryResult<()> {
+    use crate::db::schema::business_usage::dsl as u;
+    let row = (u::business_id.eq(business_id), u::month.eq(month), u::slot.eq(slot), u::n.eq(n));
+    crate::with_conn!(conn, |c| diesel::insert_into(u::business_usage)
+        .values(row)
+        .on_conflict((u::business_id, u::month, u::slot))
+        .do_update()
+        .set(u::n.eq(u::n + n))
+        .execute(c))?;
     Ok(())
+}
+
+/// The business's usage of `month`: its counter's slots summed.
+pub fn usage(conn: &mut DbConn, business_id: i64, month: &str) -> QueryResult<i64> {
+    use crate::db::schema::business_usage::dsl as u;
+    let slots: Vec<i64> =
+        u::business_usage.filter(u::business_id.eq(business_id)).filter(u::month.eq(month)).select(u::n).load(conn)?;
+    Ok(slots.iter().sum())
 }
 
 /// The business linked to a hub merchant, if any.

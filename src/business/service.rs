@@ -119,7 +119,6 @@ pub fn create_business(conn: &mut DbConn, actor: &Actor, user_id: i64, input: &B
     crate::db::tx(conn, |conn| {
         let free = models::free_plan(conn)?;
         let t = now();
-        let month = current_month();
         let search = crate::mail::inbound::classify::fold(&name);
         let b = models::insert_business(
             conn,
@@ -128,8 +127,6 @@ pub fn create_business(conn: &mut DbConn, actor: &Actor, user_id: i64, input: &B
                 website: &website,
                 features: &features,
                 plan_id: free.id,
-                usage_month: &month,
-                usage_count: 0,
                 search_key: &search,
                 created_by: user_id,
                 created_at: t,
@@ -244,7 +241,7 @@ pub fn plan_status(conn: &mut DbConn, b: &Business) -> AppResult<PlanStatus> {
         (true, Some(trial)) => models::plan(conn, trial)?,
         _ => base_plan.clone(),
     };
-    let usage = if b.usage_month == current_month() { b.usage_count } else { 0 };
+    let usage = models::usage(conn, b.id, &current_month())?;
     let accounts = models::count_linked_accounts(conn, b.id)?;
     Ok(PlanStatus {
         plan,
@@ -257,10 +254,15 @@ pub fn plan_status(conn: &mut DbConn, b: &Business) -> AppResult<PlanStatus> {
     })
 }
 
+/// The transactions counted against this month's quota.
+pub fn usage_this_month(conn: &mut DbConn, business_id: i64) -> AppResult<i64> {
+    Ok(models::usage(conn, business_id, &current_month())?)
+}
+
 /// Counts `n` new transactions against this month's quota (called by the sync in the
 /// transaction that stores them).
 pub fn record_usage(conn: &mut DbConn, business_id: i64, n: i64) -> AppResult<()> {
-    Ok(models::add_usage(conn, business_id, &current_month(), n)?)
+    Ok(models::add_usage(conn, business_id, &current_month(), crate::banking::models::slot(conn), n)?)
 }
 
 /// Whether this month's quota is used up.

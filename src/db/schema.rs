@@ -451,8 +451,6 @@ diesel::table! {
         trial_started_at -> Nullable<Timestamp>,
         trial_ends_at -> Nullable<Timestamp>,
         hub_merchant_id -> Nullable<Int8>,
-        usage_month -> Text,
-        usage_count -> Int8,
         search_key -> Text,
         created_by -> Int8,
         created_at -> Timestamp,
@@ -568,9 +566,19 @@ diesel::table! {
 }
 
 diesel::table! {
-    transaction_days (business_id, day) {
+    business_usage (business_id, month, slot) {
+        business_id -> Int8,
+        month -> Text,
+        slot -> Int2,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
+    transaction_days (business_id, day, slot) {
         business_id -> Int8,
         day -> Date,
+        slot -> Int2,
         n -> Int8,
         money_in -> Int8,
         money_out -> Int8,
@@ -896,6 +904,7 @@ diesel::table! {
 diesel::joinable!(statement_imports -> bank_accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    business_usage,
     statement_imports,
     statement_layouts,
     form_submissions,

@@ -5,7 +5,7 @@ use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl, TextExpressionMethods};
 use hubgate::audit::Actor;
 use hubgate::banking::connectors::IncomingTx;
 use hubgate::business::models::NewBankAccount;
-use hubgate::db::schema::{bank_accounts, bank_connections, businesses, jobs, transactions};
+use hubgate::db::schema::{bank_accounts, bank_connections, jobs, transactions};
 use hubgate::worker::runner::JobCtx;
 
 use crate::fakebank::{AGENT_TOKEN, BANK_PASSWORD, CLIENT_ID, CLIENT_SECRET, FakeBank};
@@ -157,8 +157,7 @@ bank_test!(official_open_api_link_and_sync, |app, bank| {
     );
     let next = a.next_sync_at.map(|t| (t - hubgate::db::now()).num_seconds()).unwrap_or(0);
     assert!((290..=300).contains(&next), "the trial plan syncs every 5 minutes, next in {next} s");
-    let usage: i64 =
-        app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
+    let usage: i64 = app.with_conn(|c| hubgate::business::service::usage_this_month(c, bid)).unwrap_or(-1);
     assert_eq!(usage, 250);
 
     // The client secret and the tokens are stored sealed only.
@@ -265,8 +264,7 @@ bank_test!(two_workers_syncing_one_account_store_each_transaction_once, |app, ba
     x.unwrap_or_else(|e| panic!("{e}"));
     y.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&app, aid), 400);
-    let usage: i64 =
-        app.with_conn(|c| businesses::table.find(bid).select(businesses::usage_count).first(c)).unwrap_or(-1);
+    let usage: i64 = app.with_conn(|c| hubgate::business::service::usage_this_month(c, bid)).unwrap_or(-1);
     assert_eq!(usage, 400, "each transaction counted once against the plan");
 });
 

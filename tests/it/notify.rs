@@ -304,6 +304,47 @@ receiver_test!(the_transaction_that_reaches_the_quota_is_held, |app, rx| {
     assert!(app.with_conn(|c| service::quota_reached(c, bid)).unwrap_or(false), "both were counted");
 });
 
+// One business's stores at the same time (a burst of pushes): each writes the day sums
+// and the usage in one of a few rows (PostgreSQL), and every total reads them summed.
+db_test!(concurrent_stores_of_one_business_add_up, |app| {
+    let (_b, bid, account) = setup(&app).await;
+    let pool = app.state.pool.clone();
+    let stores: Vec<_> = (0..12)
+        .map(|t| {
+            let (pool, account) = (pool.clone(), account.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut conn = pool.get().map_err(|e| e.to_string())?;
+                for page in 0..5 {
+                    let txs = [tx(&format!("C-{t}-{page}-a"), 10_000), tx(&format!("C-{t}-{page}-b"), -3_000)];
+                    hubgate::banking::sync::apply_page(&mut conn, &account, &txs, "push").map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for store in stores {
+        store.join().unwrap_or_else(|_| Err("panicked".into())).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let days = app.with_conn(|c| hubgate::banking::models::day_totals(c, bid, None, None)).unwrap_or_default();
+    let sums = days.iter().fold((0, 0, 0), |s, d| (s.0 + d.1, s.1 + d.2, s.2 + d.3));
+    assert_eq!(sums, (120, 60 * 10_000, 60 * -3_000), "{days:?}");
+    let mut each_day: Vec<_> = days.iter().map(|d| d.0).collect();
+    each_day.dedup();
+    assert_eq!(each_day.len(), days.len(), "one total a day, whatever rows it is kept in: {days:?}");
+    assert_eq!(app.with_conn(|c| hubgate::business::service::usage_this_month(c, bid)).unwrap_or(-1), 120);
+    // A deletion may land in another slot than its insert: the day still sums right.
+    let one: i64 = app
+        .with_conn(|c| {
+            use hubgate::db::schema::transactions;
+            transactions::table.filter(transactions::bank_tx_id.eq("C-0-0-a")).select(transactions::id).first(c)
+        })
+        .unwrap_or(-1);
+    assert!(app.with_conn(|c| hubgate::banking::models::tombstone(c, one, hubgate::db::now())).unwrap_or(false));
+    let days = app.with_conn(|c| hubgate::banking::models::day_totals(c, bid, None, None)).unwrap_or_default();
+    let sums = days.iter().fold((0, 0), |s, d| (s.0 + d.1, s.1 + d.2));
+    assert_eq!(sums, (119, 59 * 10_000));
+});
+
 receiver_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (iid, _, _) = add(&b, bid, &format!("{}/gone", rx.base), "casso_legacy", false).await;
