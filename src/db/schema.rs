@@ -578,10 +578,10 @@ diesel::table! {
     transaction_days (business_id, day, slot) {
         business_id -> Int8,
         day -> Date,
-        slot -> Int2,
         n -> Int8,
         money_in -> Int8,
         money_out -> Int8,
+        slot -> Int2,
     }
 }
 

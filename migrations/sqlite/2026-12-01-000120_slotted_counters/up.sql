@@ -5,14 +5,15 @@
 CREATE TABLE transaction_days_slotted (
     business_id BIGINT NOT NULL REFERENCES businesses (id),
     day DATE NOT NULL,
-    slot SMALLINT NOT NULL DEFAULT 0,
     n BIGINT NOT NULL,
     money_in BIGINT NOT NULL DEFAULT 0,
     money_out BIGINT NOT NULL DEFAULT 0,
+    -- Last, as ALTER TABLE … ADD COLUMN puts it on PostgreSQL: the columns stay in one order.
+    slot SMALLINT NOT NULL DEFAULT 0,
     PRIMARY KEY (business_id, day, slot)
 );
-INSERT INTO transaction_days_slotted (business_id, day, slot, n, money_in, money_out)
-SELECT business_id, day, 0, n, money_in, money_out FROM transaction_days;
+INSERT INTO transaction_days_slotted (business_id, day, n, money_in, money_out, slot)
+SELECT business_id, day, n, money_in, money_out, 0 FROM transaction_days;
 DROP TABLE transaction_days;
 ALTER TABLE transaction_days_slotted RENAME TO transaction_days;
 
