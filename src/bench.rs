@@ -502,14 +502,19 @@ fn thread_cpu_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn peak_rss_mb() -> f64 {
+/// A size line of /proc/self/status (`VmHWM:`, `RssAnon:` …) in MB.
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
 }
 
 /// The month's connections of the report and reconciliation benches.
@@ -538,31 +543,174 @@ fn per_million(secs_at_a_million: f64, rows: usize) -> Target {
     Target::AtMost(secs_at_a_million * rows as f64 / 1_000_000.0)
 }
 
-/// `hubgate bench report`: seconds and peak memory to write a month of `rows` connections.
-/// The peak is this process's: run it alone (as `bench all` does) for a figure of its own.
-pub fn report(rows: usize) -> anyhow::Result<Vec<Figure>> {
-    let before = peak_rss_mb();
-    let data = month_data(rows);
-    let after_data = peak_rss_mb();
-    let started = Instant::now();
-    let book = crate::reports::workbook(crate::reports::Month { year: 2026, month: 10 }, &data)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secs = started.elapsed().as_secs_f64();
-    let peak = peak_rss_mb();
-    println!(
-        "report: workbook of {rows} connections in {secs:.2} s, {:.1} MB file; peak RSS {peak:.0} MB (rows in memory {:.0} MB, process at start {:.0} MB)",
-        book.len() as f64 / 1_048_576.0,
-        after_data - before,
-        before
+/// Forgets the process's peak resident size so far (Linux's `clear_refs` 5): the
+/// figure after is the measured step's, not the seeding's.
+fn reset_peak_rss() {
+    // Without it (an old kernel) the peak only reads high.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's resident anonymous memory (heap and stacks: not the file pages SQLite
+/// maps, which the kernel can drop at will), in MB.
+fn anon_mb() -> f64 {
+    status_mb("RssAnon:")
+}
+
+/// Runs `f`, sampling [`anon_mb`] every 2 ms meanwhile; returns its result and the peak.
+fn peak_anon_during<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = anon_mb();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(anon_mb());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak.max(anon_mb())
+        });
+        let out = f();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap_or(0.0);
+        (out, peak)
+    })
+}
+
+/// A month of `rows` connections as the desk leaves them, in a scratch database: one
+/// request, one point and one PYC each, deployed in October 2026 (local time), over
+/// every partner; the first `rows / 100` points were already connected to the same
+/// partner in September, so October's list leaves them out. Returns how many October
+/// lists.
+fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<usize> {
+    use crate::db::schema::{partners, pyc_templates};
+    use diesel::QueryDsl;
+    let partner_ids: Vec<i64> = partners::table.select(partners::id).order(partners::id).load(conn)?;
+    let template: i64 = pyc_templates::table.select(pyc_templates::id).first(conn)?;
+    anyhow::ensure!(!partner_ids.is_empty(), "the migrations seed the partners");
+    let pg = matches!(conn, crate::db::DbConn::Pg(_));
+    let when = |base: &str, step: &str| {
+        if pg {
+            format!("TIMESTAMP '{base}' + i * INTERVAL '{step} seconds'")
+        } else {
+            format!("datetime('{base}', '+' || (i * {step}) || ' seconds')")
+        }
+    };
+    let partner = format!(
+        "CASE i % {} {} END",
+        partner_ids.len(),
+        partner_ids.iter().enumerate().map(|(k, id)| format!("WHEN {k} THEN {id}")).collect::<Vec<_>>().join(" ")
     );
-    Ok(vec![
-        Figure::new("month workbook: time", "-", secs, "s")
-            .target(per_million(6.0, rows))
-            .note(format!("{rows} rows, {:.1} MB xlsx", book.len() as f64 / 1_048_576.0)),
-        Figure::new("month workbook: peak memory", "-", peak, "MB")
-            .target(Target::Below(100.0))
-            .note(format!("process peak RSS; the input rows alone {:.0} MB", after_data - before)),
-    ])
+    let earlier = rows / 100;
+    // Ids far above the migrations' own rows; the September requests follow October's.
+    const BASE: usize = 10_000_000;
+    let n =
+        |count: usize| format!("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) ");
+    let now = "'2026-11-01 00:00:00'";
+    let october = when("2026-09-30 17:00:00", "2");
+    let september = when("2026-09-10 01:00:00", "1");
+    let statements = [
+        format!(
+            "{}INSERT INTO merchants (id, name, search_key, created_at, updated_at) SELECT {BASE} + i, \
+             CASE i % 4 WHEN 0 THEN 'Phở ' WHEN 1 THEN 'Bún ' WHEN 2 THEN 'Cơm ' ELSE 'Cà phê ' END || i, 'bench ' || i, {now}, {now} FROM n",
+            n(rows.div_ceil(3))
+        ),
+        format!(
+            "{}INSERT INTO points (id, merchant_id, name, address, search_key, created_at, updated_at) \
+             SELECT {BASE} + i, {BASE} + (i + 2) / 3, 'Điểm ' || i, (i % 400) || ' Lê Lợi, Quận 1, TP.HCM', 'diem ' || i, {now}, {now} FROM n",
+            n(rows)
+        ),
+        format!(
+            "{}INSERT INTO requests (id, partner_id, merchant_id, state, version, opened_on, state_since, created_at, updated_at) \
+             SELECT {BASE} + i, {partner}, {BASE} + (i + 2) / 3, 'replied', 1, {now}, {now}, {now}, {now} FROM n",
+            n(rows)
+        ),
+        format!(
+            "{}INSERT INTO requests (id, partner_id, merchant_id, state, version, opened_on, state_since, created_at, updated_at) \
+             SELECT {BASE} + {rows} + i, {partner}, {BASE} + (i + 2) / 3, 'reported', 1, {now}, {now}, {now}, {now} FROM n",
+            n(earlier.max(1))
+        ),
+        format!("{}INSERT INTO request_points (request_id, point_id) SELECT {BASE} + i, {BASE} + i FROM n", n(rows)),
+        format!(
+            "{}INSERT INTO request_points (request_id, point_id) SELECT {BASE} + {rows} + i, {BASE} + i FROM n",
+            n(earlier.max(1))
+        ),
+        format!(
+            "{}INSERT INTO pycs (id, number, request_id, state, customer_name, deployment_type, contract_code, signing_rep, \
+             product, brand, point_applied, location, support_person, support_phone, notes, template_id, pos_parent, pos_id, \
+             point_code, created_at, updated_at, deployed_at) \
+             SELECT {BASE} + i, 'PYC-2026-' || i, {BASE} + i, 'deployed', '', '', '', '', '', '', '', '', '', '', '', {template}, \
+             'PP-' || ((i + 2) / 3), 'POS-' || i, 'MD-' || i, {now}, {now}, {october} FROM n",
+            n(rows)
+        ),
+        format!(
+            "{}INSERT INTO pycs (id, number, request_id, state, customer_name, deployment_type, contract_code, signing_rep, \
+             product, brand, point_applied, location, support_person, support_phone, notes, template_id, pos_parent, pos_id, \
+             point_code, created_at, updated_at, deployed_at) \
+             SELECT {BASE} + {rows} + i, 'PYC-2026-S' || i, {BASE} + {rows} + i, 'deployed', '', '', '', '', '', '', '', '', '', '', '', \
+             {template}, 'PP-' || i, 'POS-' || i, 'MD-' || i, {now}, {now}, {september} FROM n",
+            n(earlier.max(1))
+        ),
+    ];
+    crate::db::tx(conn, |c| -> anyhow::Result<()> {
+        for sql in &statements {
+            crate::with_conn!(c, |x| diesel::sql_query(sql).execute(x))?;
+        }
+        Ok(())
+    })?;
+    // A month's rows arrive over a month, long checkpointed: read from the database
+    // file, not from a WAL of a million pages just written.
+    let settle = if pg { "ANALYZE" } else { "PRAGMA wal_checkpoint(TRUNCATE)" };
+    crate::with_conn!(conn, |x| diesel::sql_query(settle).execute(x))?;
+    Ok(rows - earlier.max(1).min(rows))
+}
+
+/// `hubgate bench report`: seconds and peak memory to write a month of `rows`
+/// connections from the database, as the download and the CLI do, on SQLite (and
+/// PostgreSQL with `pg_admin`). The peak is this process's: run it alone (as
+/// `bench all` does) for a figure of its own.
+pub fn report(pg_admin: Option<&str>, rows: usize) -> anyhow::Result<Vec<Figure>> {
+    let backends: Vec<Option<&str>> = match pg_admin {
+        Some(url) => vec![None, Some(url)],
+        None => vec![None],
+    };
+    let mut figures = Vec::new();
+    for backend in backends {
+        let name = if backend.is_some() { "postgres" } else { "sqlite" };
+        let s = scratch(backend)?;
+        let mut conn = s.pool.get()?;
+        let seeding = Instant::now();
+        let expected = seed_month(&mut conn, rows)?;
+        let seeded = seeding.elapsed().as_secs_f64();
+        let mut file = tempfile::tempfile()?;
+        reset_peak_rss();
+        let before = anon_mb();
+        let started = Instant::now();
+        let (listed, peak) = peak_anon_during(|| {
+            crate::reports::write_workbook(&mut conn, crate::reports::Month { year: 2026, month: 10 }, &mut file)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        });
+        let listed = listed?;
+        let secs = started.elapsed().as_secs_f64();
+        let size = file.metadata()?.len() as f64 / 1_048_576.0;
+        println!(
+            "report [{name}]: workbook of {} connections in {secs:.2} s, {size:.1} MB file; peak memory {peak:.0} MB (at start {before:.0} MB; \
+             peak RSS with the mapped database file {:.0} MB; seeded in {seeded:.1} s)",
+            listed.total(),
+            peak_rss_mb()
+        );
+        // The seeded month must come out whole, or the timing means nothing.
+        anyhow::ensure!(listed.total() == expected, "report: {} rows listed, {expected} expected", listed.total());
+        figures.push(
+            Figure::new("month workbook: time", name, secs, "s")
+                .target(per_million(6.0, rows))
+                .note(format!("{expected} rows from the database, {size:.1} MB xlsx")),
+        );
+        figures.push(
+            Figure::new("month workbook: peak memory", name, peak, "MB")
+                .target(Target::Below(100.0))
+                .note("process peak anonymous memory while writing"),
+        );
+    }
+    Ok(figures)
 }
 
 /// `hubgate bench reconcile`: our month of `rows` connections against a partner's

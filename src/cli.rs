@@ -130,6 +130,8 @@ pub enum BenchCommand {
     Report {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
     },
     /// Seconds and peak memory to reconcile a month against a partner's statement.
     Reconcile {
@@ -273,7 +275,7 @@ pub fn run(cli: Cli, sockets: crate::web::HandedOver) -> anyhow::Result<()> {
                 crate::bench::desk(pg.as_deref(), *points)?;
                 Vec::new()
             }
-            BenchCommand::Report { rows } => crate::bench::report(*rows)?,
+            BenchCommand::Report { rows, pg } => crate::bench::report(pg.as_deref(), *rows)?,
             BenchCommand::Reconcile { rows } => crate::bench::reconcile(*rows)?,
             BenchCommand::Web { requests, transactions, mails, seconds, connections, only, pg } => {
                 let o = crate::bench::web::Options {
@@ -330,11 +332,11 @@ pub fn run(cli: Cli, sockets: crate::web::HandedOver) -> anyhow::Result<()> {
             let month = crate::reports::Month::parse(&month)
                 .with_context(|| format!("`{month}` is not a month like 2026-10"))?;
             let mut conn = state.pool.get()?;
-            let rows = crate::reports::month_rows(&mut conn, month).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let book = crate::reports::workbook(month, &rows).map_err(|e| anyhow::anyhow!("{e}"))?;
             let path = output.unwrap_or_else(|| month.file_name().into());
-            std::fs::write(&path, book).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{}: {} connections -> {}", month, rows.len(), path.display());
+            let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            let listed = crate::reports::write_workbook(&mut conn, month, std::io::BufWriter::new(file))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}: {} connections -> {}", month, listed.total(), path.display());
             Ok(())
         }
         Command::RotateKey { skip_unreadable } => rotate_key(&state, skip_unreadable),

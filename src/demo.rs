@@ -425,7 +425,8 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
 fn reconciled_month(conn: &mut DbConn, accountant: &Actor, month: crate::reports::Month) -> AppResult<()> {
     use crate::reports::reconcile;
     let rows = crate::reports::month_rows(conn, month)?;
-    let Some(code) = crate::reports::counts(&rows).into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c) else {
+    let Some(code) = crate::reports::month_counts(conn, month)?.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
+    else {
         return Ok(());
     };
     let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.code == code).ok_or(AppError::NotFound)?;

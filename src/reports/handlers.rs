@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Month, Row, counts, month_rows, workbook};
+use super::{Month, Row, month_counts, month_page, write_workbook};
 use crate::accounts::Role;
 use crate::error::{AppError, AppResult};
 use crate::web::access::Access;
@@ -60,28 +60,49 @@ async fn preview(ctx: Ctx, q: web::Query<Query>) -> AppResult<HttpResponse> {
         None | Some("") => default,
         Some(m) => Month::parse(m).ok_or_else(|| AppError::Validation("Tháng không hợp lệ (dạng 2026-10).".into()))?,
     };
-    let rows = ctx.db(move |conn| month_rows(conn, month)).await?;
     // Typed or crafted: a huge page would overflow the row offset below.
-    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
-    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
-    let counts = counts(&rows);
-    let total = rows.len();
-    let rows = rows.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+    let asked = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let (counts, rows, page) = ctx
+        .db(move |conn| {
+            let counts = month_counts(conn, month)?;
+            let total: usize = counts.iter().map(|c| c.1).sum();
+            // Past the last page shows the last one.
+            let page = asked.min(total.div_ceil(PAGE_SIZE).max(1));
+            let rows = month_page(conn, month, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
+            Ok((counts, rows, page))
+        })
+        .await?;
+    let total: usize = counts.iter().map(|c| c.1).sum();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
     render(&PreviewPage {
         l: ctx.layout("Báo cáo điểm kết nối", &[]), month, counts, total, rows, page, pages
     })
 }
 
-async fn download(ctx: Ctx, month: web::Path<String>) -> AppResult<HttpResponse> {
+/// The workbook is written to an unnamed temporary file and streamed from there: a
+/// month of a million connections never sits in memory whole.
+async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String>) -> AppResult<HttpResponse> {
     let month = Month::parse(&month).ok_or(AppError::NotFound)?;
-    let book = ctx.db(move |conn| workbook(month, &month_rows(conn, month)?)).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-        .insert_header(header::ContentDisposition {
+    let file = ctx
+        .db(move |conn| {
+            let mut file = tempfile::tempfile().map_err(AppError::internal)?;
+            write_workbook(conn, month, &mut file)?;
+            std::io::Seek::rewind(&mut file).map_err(AppError::internal)?;
+            Ok(file)
+        })
+        .await?;
+    let named = actix_files::NamedFile::from_file(file, month.file_name())
+        .map_err(AppError::internal)?
+        .set_content_disposition(header::ContentDisposition {
             disposition: header::DispositionType::Attachment,
             parameters: vec![header::DispositionParam::Filename(month.file_name())],
-        })
-        .body(book))
+        });
+    let mut res = named.into_response(&req);
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    );
+    Ok(res)
 }
 
 use super::reconcile::{self, Mapping, Outcome, Reconciliation};

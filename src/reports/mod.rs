@@ -92,158 +92,347 @@ pub struct Row {
     pub request_id: i64,
 }
 
-/// One loaded line of the month query, in `select` order.
-#[derive(Queryable)]
-struct Raw {
-    point_id: i64,
-    partner_id: i64,
-    partner: String,
-    merchant: String,
-    point: String,
-    address: String,
-    pos_parent: String,
-    pos_id: String,
-    point_code: String,
-    deployed_at: Option<NaiveDateTime>,
-    pyc: String,
-    deployed_by: Option<i64>,
-    request_id: i64,
+/// One line of the month query, in `select` order.
+type Raw = (String, String, String, String, String, String, String, Option<NaiveDateTime>, String, Option<String>, i64);
+
+fn row(r: Raw) -> Row {
+    let at = r.7.unwrap_or_default();
+    Row {
+        partner: r.0,
+        merchant: r.1,
+        point: r.2,
+        address: r.3,
+        pos_parent: r.4,
+        pos_id: r.5,
+        point_code: r.6,
+        live_at: chrono::TimeZone::from_utc_datetime(&chrono::Utc, &at).with_timezone(&TZ).naive_local(),
+        pyc: r.8,
+        technician: r.9.unwrap_or_default(),
+        request_id: r.10,
+    }
 }
 
-/// Every (point, partner) connection whose first deployment falls in `month`.
-pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
+/// Leaves out a (point, partner) connection an earlier PYC of the same partner already
+/// made: that one was counted in its own month. In SQL because it refers to the outer
+/// row, which diesel's builder cannot express. With the indexes of migration
+/// `month_list_bulk_counts` it is one index probe per row: CROSS JOIN keeps SQLite
+/// starting from the point (not from every request of the partner), and the point's
+/// own request (one PYC per request) is passed over on the index alone.
+const FIRST_DEPLOYMENT: &str = "NOT EXISTS (SELECT 1 FROM request_points rp2 CROSS JOIN requests r2 CROSS JOIN pycs y2
+    WHERE rp2.point_id = request_points.point_id AND rp2.request_id <> requests.id
+    AND r2.id = rp2.request_id AND r2.partner_id = requests.partner_id AND y2.request_id = r2.id
+    AND (y2.deployed_at < pycs.deployed_at OR (y2.deployed_at = pycs.deployed_at AND y2.id < pycs.id)))";
+
+/// The month's connections: PYCs deployed in the month, each of their points, first
+/// deployments only; partner by partner (code order), each by go-live time.
+macro_rules! month_query {
+    ($start:expr, $end:expr) => {
+        pycs::table
+            .inner_join(requests::table.on(requests::id.eq(pycs::request_id)))
+            .inner_join(request_points::table.on(request_points::request_id.eq(requests::id)))
+            .inner_join(points::table.on(points::id.eq(request_points::point_id)))
+            .inner_join(merchants::table.on(merchants::id.eq(points::merchant_id)))
+            .inner_join(partners::table.on(partners::id.eq(requests::partner_id)))
+            .left_join(users::table.on(users::id.nullable().eq(pycs::deployed_by)))
+            .filter(pycs::deployed_at.ge($start))
+            .filter(pycs::deployed_at.lt($end))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(FIRST_DEPLOYMENT))
+    };
+}
+
+macro_rules! month_select {
+    ($start:expr, $end:expr) => {
+        month_query!($start, $end)
+            .order((partners::code.asc(), pycs::deployed_at.asc(), pycs::id.asc(), points::id.asc()))
+            .select((
+                partners::code,
+                merchants::name,
+                points::name,
+                points::address,
+                pycs::pos_parent,
+                pycs::pos_id,
+                pycs::point_code,
+                pycs::deployed_at,
+                pycs::number,
+                users::name.nullable(),
+                requests::id,
+            ))
+    };
+}
+
+/// Hands the month's connections to `each`, partner by partner (code order), each
+/// partner's by go-live time, without holding them: a row is read, handed over and
+/// dropped. Only `partner`'s when given.
+pub fn each_month_row(
+    conn: &mut DbConn,
+    month: Month,
+    partner: Option<i64>,
+    each: &mut dyn FnMut(Row) -> AppResult<()>,
+) -> AppResult<()> {
     let (start, end) = month.utc_range();
-    let raw: Vec<Raw> = pycs::table
-        .inner_join(requests::table.on(requests::id.eq(pycs::request_id)))
-        .inner_join(request_points::table.on(request_points::request_id.eq(requests::id)))
-        .inner_join(points::table.on(points::id.eq(request_points::point_id)))
-        .inner_join(merchants::table.on(merchants::id.eq(points::merchant_id)))
-        .inner_join(partners::table.on(partners::id.eq(requests::partner_id)))
-        .filter(pycs::deployed_at.lt(end))
-        .order((pycs::deployed_at.asc(), pycs::id.asc()))
-        .select((
-            points::id,
-            partners::id,
-            partners::code,
-            merchants::name,
-            points::name,
-            points::address,
-            pycs::pos_parent,
-            pycs::pos_id,
-            pycs::point_code,
-            pycs::deployed_at,
-            pycs::number,
-            pycs::deployed_by,
-            requests::id,
-        ))
-        .load(conn)?;
-    let names: Vec<(i64, String)> = users::table.select((users::id, users::name)).load(conn)?;
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for r in raw {
-        let Some(at) = r.deployed_at else { continue };
-        // Earlier deployments of the same connection were counted in their month.
-        if !seen.insert((r.point_id, r.partner_id)) || at < start {
-            continue;
+    // -1: no partner has it.
+    let (only, id) = (partner.is_some(), partner.unwrap_or(-1));
+    match conn {
+        // Row by row: the default mode would have libpq hold the whole result first.
+        DbConn::Pg(c) => {
+            let mut q = month_select!(start, end).into_boxed();
+            if only {
+                q = q.filter(requests::partner_id.eq(id));
+            }
+            for raw in q.load_iter::<Raw, diesel::pg::PgRowByRowLoadingMode>(c)? {
+                each(row(raw?))?;
+            }
         }
-        let local = chrono::TimeZone::from_utc_datetime(&chrono::Utc, &at).with_timezone(&TZ).naive_local();
-        let technician =
-            r.deployed_by.and_then(|id| names.iter().find(|n| n.0 == id)).map(|n| n.1.clone()).unwrap_or_default();
-        out.push(Row {
-            partner: r.partner,
-            merchant: r.merchant,
-            point: r.point,
-            address: r.address,
-            pos_parent: r.pos_parent,
-            pos_id: r.pos_id,
-            point_code: r.point_code,
-            live_at: local,
-            pyc: r.pyc,
-            technician,
-            request_id: r.request_id,
-        });
+        DbConn::Sqlite(c) => {
+            let mut q = month_select!(start, end).into_boxed();
+            if only {
+                q = q.filter(requests::partner_id.eq(id));
+            }
+            for raw in q.load_iter::<Raw, diesel::connection::DefaultLoadingMode>(c)? {
+                each(row(raw?))?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// Every (point, partner) connection whose first deployment falls in `month`, in
+/// [`each_month_row`]'s order.
+pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
+    let mut out = Vec::new();
+    each_month_row(conn, month, None, &mut |r| {
+        out.push(r);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Connections per partner in `month`, in partner order.
+pub fn month_counts(conn: &mut DbConn, month: Month) -> AppResult<Vec<(String, usize)>> {
+    let (start, end) = month.utc_range();
+    let counts: Vec<(String, i64)> = crate::with_conn!(conn, |c| month_query!(start, end)
+        .group_by(partners::code)
+        .order(partners::code.asc())
+        .select((partners::code, diesel::dsl::count_star()))
+        .load(c))?;
+    Ok(counts.into_iter().map(|(p, n)| (p, n as usize)).collect())
+}
+
+/// One page of the month's connections, in [`each_month_row`]'s order.
+pub fn month_page(conn: &mut DbConn, month: Month, offset: usize, limit: usize) -> AppResult<Vec<Row>> {
+    let (start, end) = month.utc_range();
+    let raw: Vec<Raw> =
+        crate::with_conn!(conn, |c| month_select!(start, end).limit(limit as i64).offset(offset as i64).load(c))?;
+    Ok(raw.into_iter().map(row).collect())
 }
 
 /// Column headers of the partner sheets.
 pub const HEADERS: [&str; 10] =
     ["Đối tác", "Merchant", "Điểm", "Địa chỉ", "POS Parent", "POS ID", "Mã điểm", "Ngày kết nối", "Số PYC", "Kỹ thuật"];
 
-/// Counts per partner, in partner order.
-pub fn counts(rows: &[Row]) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = Vec::new();
-    for r in rows {
-        match out.iter_mut().find(|c| c.0 == r.partner) {
-            Some(c) => c.1 += 1,
-            None => out.push((r.partner.clone(), 1)),
-        }
+/// What a written workbook lists: connections per partner (partner order) and the
+/// requests they close.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub counts: Vec<(String, usize)>,
+    pub request_ids: Vec<i64>,
+}
+
+impl Listed {
+    pub fn total(&self) -> usize {
+        self.counts.iter().map(|c| c.1).sum()
     }
-    out.sort();
-    out
 }
 
 fn xlsx(e: XlsxError) -> AppError {
     AppError::internal(anyhow::anyhow!("xlsx: {e}"))
 }
 
-/// The workbook: a summary sheet and one constant-memory sheet per partner.
-pub fn workbook(month: Month, rows: &[Row]) -> AppResult<Vec<u8>> {
-    let mut book = Workbook::new();
-    let bold =
-        Format::new().set_bold().set_background_color("DDEBF7").set_border_bottom(rust_xlsxwriter::FormatBorder::Thin);
-    let date = Format::new().set_num_format("dd/mm/yyyy hh:mm").set_align(FormatAlign::Left);
-    let counts = counts(rows);
-    {
-        let sheet = book.add_worksheet().set_name("Tổng hợp").map_err(xlsx)?;
-        sheet
-            .write_string_with_format(
-                0,
-                0,
-                format!("Điểm kết nối thành công tháng {:02}/{}", month.month, month.year),
-                &bold,
-            )
-            .map_err(xlsx)?;
-        sheet.write_string_with_format(2, 0, "Đối tác", &bold).map_err(xlsx)?;
-        sheet.write_string_with_format(2, 1, "Số điểm kết nối", &bold).map_err(xlsx)?;
-        for (i, (partner, n)) in counts.iter().enumerate() {
-            sheet.write_string(3 + i as u32, 0, partner).map_err(xlsx)?;
-            sheet.write_number(3 + i as u32, 1, *n as f64).map_err(xlsx)?;
-        }
-        let total_row = 3 + counts.len() as u32;
-        sheet.write_string_with_format(total_row, 0, "Tổng cộng", &bold).map_err(xlsx)?;
-        sheet.write_number_with_format(total_row, 1, rows.len() as f64, &bold).map_err(xlsx)?;
-        sheet.set_column_width(0, 40).map_err(xlsx)?;
-        sheet.set_column_width(1, 18).map_err(xlsx)?;
-    }
-    for (partner, n) in &counts {
-        let sheet = book.add_worksheet_with_constant_memory().map_err(xlsx)?;
-        sheet.set_name(partner.chars().take(31).collect::<String>()).map_err(xlsx)?;
-        let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count() + 2).collect();
-        for (c, h) in HEADERS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(xlsx)?;
-        }
-        for (r, row) in (1u32..).zip(rows.iter().filter(|x| &x.partner == partner)) {
-            let texts =
-                [&row.partner, &row.merchant, &row.point, &row.address, &row.pos_parent, &row.pos_id, &row.point_code];
-            for (c, t) in texts.iter().enumerate() {
-                sheet.write_string(r, c as u16, t.as_str()).map_err(xlsx)?;
-                widths[c] = widths[c].max(t.chars().count() + 2);
-            }
-            sheet.write_datetime_with_format(r, 7, row.live_at, &date).map_err(xlsx)?;
-            widths[7] = widths[7].max(18);
-            sheet.write_string(r, 8, &row.pyc).map_err(xlsx)?;
-            sheet.write_string(r, 9, &row.technician).map_err(xlsx)?;
-            widths[8] = widths[8].max(row.pyc.chars().count() + 2);
-            widths[9] = widths[9].max(row.technician.chars().count() + 2);
-        }
-        for (c, w) in widths.iter().enumerate() {
+/// The partner sheet being written: its place in the book, the next row, the widths.
+struct Open {
+    index: usize,
+    rows: u32,
+    widths: [usize; HEADERS.len()],
+}
+
+impl Open {
+    fn finish(&self, book: &mut Workbook) -> AppResult<()> {
+        let sheet = book.worksheet_from_index(self.index).map_err(xlsx)?;
+        for (c, w) in self.widths.iter().enumerate() {
             sheet.set_column_width(c as u16, (*w).min(60) as f64).map_err(xlsx)?;
         }
         sheet.set_freeze_panes(1, 0).map_err(xlsx)?;
-        sheet.autofilter(0, 0, (*n as u32).max(1), (HEADERS.len() - 1) as u16).map_err(xlsx)?;
+        sheet.autofilter(0, 0, self.rows.saturating_sub(1).max(1), (HEADERS.len() - 1) as u16).map_err(xlsx)?;
+        Ok(())
     }
-    book.save_to_buffer().map_err(xlsx)
+}
+
+/// The month's workbook as its rows arrive, partner by partner: a summary sheet, then
+/// one constant-memory sheet per partner.
+struct Book {
+    book: Workbook,
+    bold: Format,
+    date: Format,
+    open: Option<Open>,
+    listed: Listed,
+}
+
+impl Book {
+    fn new() -> AppResult<Book> {
+        let mut book = Workbook::new();
+        // Deflate at level 6 was half the time of a large month; level 1 costs a fifth
+        // more bytes.
+        book.set_zip_compression_level(1);
+        // The summary comes first in the book but is filled in last, from the counts.
+        book.add_worksheet().set_name("Tổng hợp").map_err(xlsx)?;
+        Ok(Book {
+            book,
+            bold: Format::new()
+                .set_bold()
+                .set_background_color("DDEBF7")
+                .set_border_bottom(rust_xlsxwriter::FormatBorder::Thin),
+            date: Format::new().set_num_format("dd/mm/yyyy hh:mm").set_align(FormatAlign::Left),
+            open: None,
+            listed: Listed::default(),
+        })
+    }
+
+    fn add(&mut self, row: Row) -> AppResult<()> {
+        if self.listed.counts.last().is_none_or(|c| c.0 != row.partner) {
+            if let Some(o) = &self.open {
+                o.finish(&mut self.book)?;
+            }
+            let sheet = self.book.add_worksheet_with_constant_memory().map_err(xlsx)?;
+            sheet.set_name(row.partner.chars().take(31).collect::<String>()).map_err(xlsx)?;
+            for (c, h) in HEADERS.iter().enumerate() {
+                sheet.write_string_with_format(0, c as u16, *h, &self.bold).map_err(xlsx)?;
+            }
+            self.open = Some(Open {
+                index: self.book.worksheets().len() - 1,
+                rows: 1,
+                widths: HEADERS.map(|h| h.chars().count() + 2),
+            });
+            self.listed.counts.push((row.partner.clone(), 0));
+        }
+        let (Some(o), Some(count)) = (self.open.as_mut(), self.listed.counts.last_mut()) else {
+            return Ok(());
+        };
+        count.1 += 1;
+        self.listed.request_ids.push(row.request_id);
+        let sheet = self.book.worksheet_from_index(o.index).map_err(xlsx)?;
+        let r = o.rows;
+        o.rows += 1;
+        sheet.write_datetime_with_format(r, 7, row.live_at, &self.date).map_err(xlsx)?;
+        o.widths[7] = o.widths[7].max(18);
+        let texts = [
+            (0, row.partner),
+            (1, row.merchant),
+            (2, row.point),
+            (3, row.address),
+            (4, row.pos_parent),
+            (5, row.pos_id),
+            (6, row.point_code),
+            (8, row.pyc),
+            (9, row.technician),
+        ];
+        for (c, t) in texts {
+            // Column widths follow the text; an ASCII cell's width is its length.
+            let width = if t.is_ascii() { t.len() } else { t.chars().count() };
+            o.widths[c] = o.widths[c].max(width + 2);
+            sheet.write_string(r, c as u16, t).map_err(xlsx)?;
+        }
+        Ok(())
+    }
+
+    fn save<W: std::io::Write + std::io::Seek + Send>(mut self, month: Month, out: W) -> AppResult<Listed> {
+        if let Some(o) = &self.open {
+            o.finish(&mut self.book)?;
+        }
+        let bold = &self.bold;
+        let sheet = self.book.worksheet_from_index(0).map_err(xlsx)?;
+        let title = format!("Điểm kết nối thành công tháng {:02}/{}", month.month, month.year);
+        sheet.write_string_with_format(0, 0, title, bold).map_err(xlsx)?;
+        sheet.write_string_with_format(2, 0, "Đối tác", bold).map_err(xlsx)?;
+        sheet.write_string_with_format(2, 1, "Số điểm kết nối", bold).map_err(xlsx)?;
+        for (i, (partner, n)) in self.listed.counts.iter().enumerate() {
+            sheet.write_string(3 + i as u32, 0, partner).map_err(xlsx)?;
+            sheet.write_number(3 + i as u32, 1, *n as f64).map_err(xlsx)?;
+        }
+        let total_row = 3 + self.listed.counts.len() as u32;
+        sheet.write_string_with_format(total_row, 0, "Tổng cộng", bold).map_err(xlsx)?;
+        sheet.write_number_with_format(total_row, 1, self.listed.total() as f64, bold).map_err(xlsx)?;
+        sheet.set_column_width(0, 40).map_err(xlsx)?;
+        sheet.set_column_width(1, 18).map_err(xlsx)?;
+        self.book.save_to_writer(out).map_err(xlsx)?;
+        Ok(self.listed)
+    }
+}
+
+/// Rows cross from the query's thread to the writer's in batches of this many.
+const BATCH: usize = 512;
+
+/// Writes the month's workbook into `out` straight from the query. Rows are never
+/// gathered (memory stays flat however long the month is), and the query and the
+/// writing run side by side on two threads, a few batches apart.
+pub fn write_workbook<W: std::io::Write + std::io::Seek + Send>(
+    conn: &mut DbConn,
+    month: Month,
+    out: W,
+) -> AppResult<Listed> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(8);
+        let writer =
+            std::thread::Builder::new().name("xlsx".into()).spawn_scoped(scope, move || -> AppResult<Listed> {
+                let mut book = Book::new()?;
+                // An empty batch says the query is done: without it, the query failed and
+                // nothing is saved.
+                for batch in rx {
+                    if batch.is_empty() {
+                        return book.save(month, out);
+                    }
+                    for row in batch {
+                        book.add(row)?;
+                    }
+                }
+                Err(AppError::internal(anyhow::anyhow!("the month query stopped")))
+            });
+        let writer = writer.map_err(AppError::internal)?;
+        let mut batch = Vec::with_capacity(BATCH);
+        // A send fails only when the writer has stopped on an error.
+        let stopped = std::cell::Cell::new(false);
+        let gone = || {
+            stopped.set(true);
+            AppError::internal(anyhow::anyhow!("the workbook writer stopped"))
+        };
+        let read = each_month_row(conn, month, None, &mut |r| {
+            batch.push(r);
+            if batch.len() == BATCH {
+                tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).map_err(|_| gone())?;
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            if !batch.is_empty() {
+                tx.send(batch).map_err(|_| gone())?;
+            }
+            tx.send(Vec::new()).map_err(|_| gone())
+        });
+        drop(tx);
+        let written = writer.join().map_err(|_| AppError::internal(anyhow::anyhow!("the workbook writer panicked")))?;
+        // Whichever failed first is the cause: the other only saw it stop.
+        if stopped.get() {
+            return written;
+        }
+        read?;
+        written
+    })
+}
+
+/// The month's workbook in memory (the mail attachment).
+pub fn workbook(conn: &mut DbConn, month: Month) -> AppResult<(Vec<u8>, Listed)> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let listed = write_workbook(conn, month, &mut out)?;
+    Ok((out.into_inner(), listed))
 }
 
 /// The scheduled job: the previous month's workbook mailed to every accountant, once.
@@ -281,15 +470,14 @@ pub fn report_to_accounting(
     if crate::mail::outbound::outbox_has_subject(conn, &subject)? {
         return Ok(None);
     }
-    let rows = month_rows(conn, month)?;
-    let book = workbook(month, &rows)?;
-    let summary = counts(&rows).iter().map(|(p, n)| format!("- {p}: {n} điểm")).collect::<Vec<_>>().join("\n");
+    let (book, listed) = workbook(conn, month)?;
+    let summary = listed.counts.iter().map(|(p, n)| format!("- {p}: {n} điểm")).collect::<Vec<_>>().join("\n");
     let mail = crate::mail::outbound::OutgoingMail {
         to: accountants,
         subject,
         text: format!(
             "Chào chị/anh kế toán,\n\nĐính kèm danh sách {} điểm kết nối thành công tháng {:02}/{} để đối soát:\n{}\n\nhubgate (thư tự động)",
-            rows.len(),
+            listed.total(),
             month.month,
             month.year,
             if summary.is_empty() { "- không có điểm nào".to_string() } else { summary }
@@ -305,14 +493,19 @@ pub fn report_to_accounting(
         crate::mail::outbound::queue_mail(conn, outbound, actor, &mail)?;
         let reason = format!("Có trong danh sách điểm kết nối tháng {:02}/{} gửi kế toán", month.month, month.year);
         use crate::hub::state::State;
-        let listed: Vec<i64> = rows.iter().map(|r| r.request_id).collect();
         // Only those replied to move: an invoiced one (the 0 đ invoice may come first)
         // or a cancelled one stays where it is.
-        let replied: Vec<(i64, i64)> = requests::table
-            .filter(requests::id.eq_any(&listed))
-            .filter(requests::state.eq(State::Replied.code()))
-            .select((requests::id, requests::version))
-            .load(conn)?;
+        // In chunks: SQLite binds each id of an IN list, up to 32,766 of them.
+        let mut replied: Vec<(i64, i64)> = Vec::new();
+        for ids in listed.request_ids.chunks(10_000) {
+            replied.extend(
+                requests::table
+                    .filter(requests::id.eq_any(ids))
+                    .filter(requests::state.eq(State::Replied.code()))
+                    .select((requests::id, requests::version))
+                    .load::<(i64, i64)>(conn)?,
+            );
+        }
         for (id, version) in &replied {
             crate::hub::service::transition_in_tx(conn, actor, *id, *version, State::Reported, &reason)?;
         }

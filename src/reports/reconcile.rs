@@ -241,9 +241,11 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     let (name, bytes) = file(conn, id)?;
     let sheets = read(&bytes, &name).map_err(AppError::Validation)?;
     let month = super::Month::parse(&r.month).ok_or(AppError::NotFound)?;
-    let partner =
-        crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id).ok_or(AppError::NotFound)?;
-    let rows: Vec<Row> = super::month_rows(conn, month)?.into_iter().filter(|x| x.partner == partner.code).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    super::each_month_row(conn, month, Some(r.partner_id), &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
     let outcome = reconcile(&rows, &sheets, mapping).map_err(AppError::Validation)?;
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
     let result_json = serde_json::to_string(&outcome).map_err(AppError::internal)?;

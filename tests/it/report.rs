@@ -9,7 +9,7 @@ use hubgate::db::DbConn;
 use hubgate::db::schema::{partners, pycs};
 use hubgate::hub::service::{self as hub, OpenRequest};
 use hubgate::pyc::{models as pyc_models, service as pyc};
-use hubgate::reports::{Month, month_rows, workbook};
+use hubgate::reports::{Month, month_counts, month_rows, workbook};
 
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3];
 
@@ -106,7 +106,9 @@ db_test!(the_month_workbook_reads_back_cell_by_cell, |app| {
     assert_eq!(pycs_in, [c_.as_str(), a.as_str()], "the timezone decides the month");
     assert!(!pycs_in.contains(&b.as_str()) && !pycs_in.contains(&d.as_str()));
 
-    let bytes = workbook(Month { year: 2026, month: 10 }, &rows).unwrap_or_else(|e| panic!("{e:?}"));
+    let (bytes, listed) =
+        app.with_conn(|c| workbook(c, Month { year: 2026, month: 10 })).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(listed.counts, [("GIFTPOP".to_string(), 1), ("MOMO".to_string(), 1)]);
     let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(book.sheet_names(), ["Tổng hợp", "GIFTPOP", "MOMO"]);
     let summary = book.worksheet_range("Tổng hợp").unwrap_or_else(|e| panic!("{e}"));
@@ -147,6 +149,45 @@ db_test!(the_month_workbook_reads_back_cell_by_cell, |app| {
     assert_eq!(text(momo.get_value((1, 8))), a);
     assert_eq!(acc.get("/reports/2026-13/xlsx").await.status, 404);
     assert_eq!(app.login("sale@ipos.vn").await.get("/reports").await.status, 403);
+});
+
+db_test!(a_point_counts_once_in_the_month_of_its_first_deployment, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    app.create_user("leader@ipos.vn", &[Role::Leader]);
+    app.create_user("kythuat@ipos.vn", &[Role::Technician]);
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let (e5_sep, e5_oct, e5_gift, f6_first, f6_again) = app.with_conn(|c| {
+        (
+            deployed(c, &app, "MOMO", "Bún Bò Huế", "E5", utc("2026-09-15 03:00")),
+            // The same point and partner again in October: counted in September already.
+            deployed(c, &app, "MOMO", "Bún Bò Huế", "E5", utc("2026-10-10 03:00")),
+            // The same point with another partner is a connection of its own.
+            deployed(c, &app, "GIFTPOP", "Bún Bò Huế", "E5", utc("2026-10-12 03:00")),
+            deployed(c, &app, "MOMO", "Bún Bò Huế", "F6", utc("2026-10-20 03:00")),
+            deployed(c, &app, "MOMO", "Bún Bò Huế", "F6", utc("2026-10-25 03:00")),
+        )
+    });
+    let october = Month { year: 2026, month: 10 };
+    let pycs_of = |m| {
+        app.with_conn(|c| month_rows(c, m))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .into_iter()
+            .map(|r| r.pyc)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pycs_of(Month { year: 2026, month: 9 }), [e5_sep]);
+    assert_eq!(pycs_of(october), [e5_gift, f6_first.clone()], "partner by partner, first deployments only");
+    assert!(!pycs_of(october).contains(&e5_oct) && !pycs_of(october).contains(&f6_again));
+    let counts = app.with_conn(|c| month_counts(c, october)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(counts, [("GIFTPOP".to_string(), 1), ("MOMO".to_string(), 1)]);
+    let (bytes, listed) = app.with_conn(|c| workbook(c, october)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(listed.counts, counts);
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    let momo = book.worksheet_range("MOMO").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(momo.height(), 2, "the header and F6's first deployment");
+    assert_eq!(text(momo.get_value((1, 8))), f6_first);
+    let page = app.login("ketoan@ipos.vn").await.get("/reports?month=2026-10").await;
+    assert!(page.body.contains(&f6_first) && !page.body.contains(&f6_again), "the preview lists the same rows");
 });
 
 #[actix_web::test]
