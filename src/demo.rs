@@ -424,13 +424,16 @@ pub fn seed(conn: &mut DbConn, config: &Config) -> AppResult<String> {
 /// off, uploaded and matched: the reconciliation screen shows every outcome.
 fn reconciled_month(conn: &mut DbConn, accountant: &Actor, month: crate::reports::Month) -> AppResult<()> {
     use crate::reports::reconcile;
-    let rows = crate::reports::month_rows(conn, month)?;
     let Some(code) = crate::reports::month_counts(conn, month)?.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
     else {
         return Ok(());
     };
     let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.code == code).ok_or(AppError::NotFound)?;
-    let ours: Vec<_> = rows.iter().filter(|r| r.partner == code).collect();
+    let mut ours = Vec::new();
+    crate::reports::each_month_row(conn, month, Some(partner.id), &mut |r| {
+        ours.push(r);
+        Ok(())
+    })?;
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet().set_name("DoiSoat").map_err(AppError::internal)?;
     let x = |r: Result<&mut rust_xlsxwriter::Worksheet, rust_xlsxwriter::XlsxError>| {
