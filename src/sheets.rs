@@ -434,30 +434,63 @@ pub fn stream(
 /// Reads every sheet whole. As calamine's ranges do, each sheet starts at its first used
 /// row and column (saved column mappings count from there).
 pub fn read(bytes: &[u8], file_name: &str) -> Result<Vec<Sheet>, String> {
-    let mut sheets: Vec<Sheet> = Vec::new();
+    read_head(bytes, file_name, usize::MAX)
+}
+
+/// [`read`], keeping only the first `limit` rows of each sheet: the whole file is read
+/// (a sheet's first used column can be anywhere in it) but only the head is held.
+pub fn read_head(bytes: &[u8], file_name: &str, limit: usize) -> Result<Vec<Sheet>, String> {
+    struct Head {
+        name: String,
+        first_row: Option<u32>,
+        first_col: usize,
+        rows: Vec<(u32, Vec<String>)>,
+    }
+    let in_head = |first: u32, r: u32| r >= first && ((r - first) as usize) < limit;
+    let mut heads: Vec<Head> = Vec::new();
     stream(bytes, file_name, |i, name, r, cells| {
-        if sheets.len() <= i {
-            sheets.resize_with(i + 1, || Sheet { name: String::new(), rows: Vec::new() });
-            sheets[i].name = name.to_string();
+        if heads.len() <= i {
+            heads.resize_with(i + 1, || Head {
+                name: String::new(),
+                first_row: None,
+                first_col: usize::MAX,
+                rows: Vec::new(),
+            });
+            heads[i].name = name.to_string();
         }
-        let rows = &mut sheets[i].rows;
-        let r = r as usize;
-        if rows.len() <= r {
-            rows.resize_with(r + 1, Vec::new);
+        let h = &mut heads[i];
+        h.first_col = h.first_col.min(cells.iter().position(|c| !c.is_empty()).unwrap_or(0));
+        let first = h.first_row.map_or(r, |f| f.min(r));
+        h.first_row = Some(first);
+        if in_head(first, r) {
+            h.rows.push((r, cells.to_vec()));
+            // Rows come in order; a row above the others (rare) moves the head up.
+            if h.rows.len() > limit.saturating_mul(2) {
+                h.rows.retain(|(r, _)| in_head(first, *r));
+            }
         }
-        rows[r] = cells.to_vec();
         Ok(Flow::Next)
     })?;
     // A sheet without any cell has no rows to offer.
-    sheets.retain(|s| !s.name.is_empty());
-    for sheet in &mut sheets {
-        let first_row = sheet.rows.iter().position(|r| !r.is_empty()).unwrap_or(0);
-        sheet.rows.drain(..first_row);
-        let first_col = sheet.rows.iter().filter_map(|r| r.iter().position(|c| !c.is_empty())).min().unwrap_or(0);
-        for row in &mut sheet.rows {
-            row.drain(..first_col.min(row.len()));
-        }
-    }
+    let sheets: Vec<Sheet> = heads
+        .into_iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|mut h| {
+            let first = h.first_row.unwrap_or(0);
+            h.rows.retain(|(r, _)| in_head(first, *r));
+            h.rows.sort_by_key(|(r, _)| *r);
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (r, mut cells) in h.rows {
+                let at = (r - first) as usize;
+                if rows.len() <= at {
+                    rows.resize_with(at + 1, Vec::new);
+                }
+                cells.drain(..h.first_col.min(cells.len()));
+                rows[at] = cells;
+            }
+            Sheet { name: h.name, rows }
+        })
+        .collect();
     if sheets.iter().all(|s| s.rows.iter().all(|r| r.iter().all(String::is_empty))) {
         return Err("Tệp không có dữ liệu.".into());
     }

@@ -106,6 +106,9 @@ async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String
 }
 
 use super::reconcile::{self, Mapping, Outcome, Reconciliation};
+
+/// Rows of the statement shown under the mapping form.
+const PREVIEW_ROWS: usize = 6;
 use crate::hub::partners::Partner;
 
 #[derive(Template)]
@@ -163,16 +166,17 @@ struct ReconcileShow {
     r: Reconciliation,
     partner: String,
     sheets: Vec<(String, Vec<Vec<String>>)>,
+    /// The cells of the mapping's header row.
+    header: Vec<String>,
     mapping: Mapping,
-    outcome: Option<Outcome>,
+    outcome: Option<reconcile::OutcomeHead>,
     error: Option<String>,
 }
 
 impl ReconcileShow {
     fn headers(&self) -> Vec<(usize, String)> {
-        let sheet = self.sheets.iter().find(|s| s.0 == self.mapping.sheet).or(self.sheets.first());
-        let row = sheet.and_then(|s| s.1.get(self.mapping.header_row)).cloned().unwrap_or_default();
-        row.into_iter().enumerate().map(|(i, h)| (i, if h.is_empty() { format!("Cột {}", i + 1) } else { h })).collect()
+        let row = self.header.iter().cloned();
+        row.enumerate().map(|(i, h)| (i, if h.is_empty() { format!("Cột {}", i + 1) } else { h })).collect()
     }
     fn is(&self, col: &Option<usize>, i: &usize) -> bool {
         *col == Some(*i)
@@ -185,7 +189,7 @@ async fn reconcile_show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse>
 }
 
 async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<HttpResponse> {
-    let (r, partner, sheets, saved) = ctx
+    let (r, partner, sheets, chosen) = ctx
         .db(move |conn| {
             let r = reconcile::get(conn, id)?;
             let partner = crate::hub::partners::all(conn)?
@@ -193,17 +197,31 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
                 .find(|p| p.id == r.partner_id)
                 .map(|p| p.code)
                 .unwrap_or_default();
+            let chosen: Option<Mapping> = match r.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()) {
+                Some(m) => Some(m),
+                None => reconcile::saved_mapping(conn, r.partner_id)?,
+            };
+            // The preview and the header row are all the page shows of the file.
+            let header = chosen.as_ref().map_or(0, |m| m.header_row);
             let (name, bytes) = reconcile::file(conn, id)?;
-            let sheets = reconcile::read(&bytes, &name).map_err(AppError::Validation)?;
-            let saved = reconcile::saved_mapping(conn, r.partner_id)?;
-            Ok((r, partner, sheets, saved))
+            let sheets = crate::sheets::read_head(&bytes, &name, header.saturating_add(1).max(PREVIEW_ROWS))
+                .map_err(AppError::Validation)?;
+            Ok((r, partner, sheets, chosen))
         })
         .await?;
-    let mapping = r.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()).or(saved).unwrap_or_else(|| {
-        Mapping { sheet: sheets.first().map(|s| s.name.clone()).unwrap_or_default(), ..Default::default() }
+    let mapping = chosen.unwrap_or_else(|| Mapping {
+        sheet: sheets.first().map(|s| s.name.clone()).unwrap_or_default(),
+        ..Default::default()
     });
+    let header = sheets
+        .iter()
+        .find(|s| s.name == mapping.sheet)
+        .or(sheets.first())
+        .and_then(|s| s.rows.get(mapping.header_row))
+        .cloned()
+        .unwrap_or_default();
     let outcome = r.result.as_deref().and_then(|s| serde_json::from_str(s).ok());
-    let sheets = sheets.into_iter().map(|s| (s.name, s.rows.into_iter().take(6).collect())).collect();
+    let sheets = sheets.into_iter().map(|s| (s.name, s.rows.into_iter().take(PREVIEW_ROWS).collect())).collect();
     let status = if error.is_some() {
         actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -214,6 +232,7 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
         r,
         partner,
         sheets,
+        header,
         mapping,
         outcome,
         error,

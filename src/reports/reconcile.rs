@@ -13,7 +13,7 @@ use crate::db::schema::{recon_mappings, reconciliations};
 use crate::error::{AppError, AppResult};
 use crate::mail::inbound::classify::fold;
 
-pub use crate::sheets::{MAX_COLS, Sheet, read};
+pub use crate::sheets::{Flow, MAX_COLS, Sheet, read};
 
 /// Which columns of which sheet hold what (saved per partner and reused).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -33,38 +33,57 @@ pub fn normalise_code(s: &str) -> String {
     if trimmed.is_empty() { compact } else { trimmed.to_string() }
 }
 
-fn normalise_key(s: &str) -> String {
-    // "POS-0012" and "pos-12": compare the prefix and the number without its zeros.
-    let n = normalise_code(s);
-    match n.rfind(|c: char| !c.is_ascii_digit()) {
-        Some(i) if i + 1 < n.len() => {
-            let (prefix, digits) = n.split_at(i + 1);
-            let digits = digits.trim_start_matches('0');
-            format!("{prefix}{}", if digits.is_empty() { "0" } else { digits })
+/// The code as both sides are matched on: "POS-0012" and "pos-12" compare the prefix
+/// and the number without its zeros. Built in a buffer kept by the caller, so the usual
+/// short code costs no allocation.
+fn normalise_key(s: &str, buf: &mut String) -> Text {
+    buf.clear();
+    for c in s.chars().filter(|c| !c.is_whitespace()) {
+        if c.is_ascii() {
+            buf.push(c.to_ascii_uppercase());
+        } else {
+            buf.extend(c.to_uppercase());
         }
-        _ => n,
     }
+    // Leading zeros go, unless the code is nothing but zeros.
+    let zeros = buf.len() - buf.trim_start_matches('0').len();
+    if zeros < buf.len() {
+        buf.drain(..zeros);
+    }
+    // Then the zeros at the head of the trailing number, keeping one digit.
+    // (Counted from the end: the letter before them may be "Ở", several bytes long.)
+    let digits = buf.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits > 0 && digits < buf.len() {
+        let zeros = buf[digits..].len() - buf[digits..].trim_start_matches('0').len();
+        let zeros = if zeros == buf.len() - digits { zeros - 1 } else { zeros };
+        buf.drain(digits..digits + zeros);
+    }
+    Text::new(buf.as_str())
 }
+
+/// Cell text on both sides: up to 23 bytes inline, longer shared.
+pub type Text = smol_str::SmolStr;
 
 /// One line of their statement, as mapped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TheirRow {
+    /// The line as Excel numbers it.
     pub line: usize,
-    pub key: String,
-    pub merchant: String,
-    pub date: String,
+    pub key: Text,
+    pub merchant: Text,
+    pub date: Text,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OurRow {
-    pub key: String,
-    pub partner: String,
-    pub merchant: String,
-    pub point: String,
-    pub pos_id: String,
-    pub point_code: String,
-    pub date: String,
-    pub pyc: String,
+    pub key: Text,
+    pub partner: Text,
+    pub merchant: Text,
+    pub point: Text,
+    pub pos_id: Text,
+    pub point_code: Text,
+    pub date: Text,
+    pub pyc: Text,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,11 +94,135 @@ pub struct Outcome {
     pub differing: Vec<(OurRow, TheirRow, String)>,
 }
 
-fn their_rows(sheets: &[Sheet], m: &Mapping) -> Result<Vec<TheirRow>, String> {
-    let sheet =
-        sheets.iter().find(|s| s.name == m.sheet).ok_or_else(|| format!("Không có trang “{}” trong tệp.", m.sheet))?;
+/// The head of each list of a saved outcome, with the list's length: what the page
+/// shows, read from the saved result without holding the rest.
+#[derive(Debug, Default, Deserialize)]
+pub struct OutcomeHead {
+    pub matched: Head<serde::de::IgnoredAny>,
+    pub only_ours: Head<OurRow>,
+    pub only_theirs: Head<TheirRow>,
+    pub differing: Head<(OurRow, TheirRow, String)>,
+}
+
+/// Lines of each list shown on the page; the workbook has them all.
+pub const SHOWN: usize = 200;
+
+/// The first [`SHOWN`] items of a list and how long it is.
+#[derive(Debug)]
+pub struct Head<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> Default for Head<T> {
+    fn default() -> Self {
+        Head { items: Vec::new(), total: 0 }
+    }
+}
+
+impl<T> Head<T> {
+    /// How many are not shown.
+    pub fn rest(&self) -> usize {
+        self.total - self.items.len()
+    }
+
+    /// [`Head::rest`] written for people.
+    pub fn rest_count(&self) -> crate::fmt::Count {
+        crate::fmt::Count(self.rest() as i64)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Head<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Head<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Head<T>, A::Error> {
+                let mut head = Head::default();
+                while head.items.len() < SHOWN {
+                    match seq.next_element()? {
+                        Some(item) => head.items.push(item),
+                        None => {
+                            head.total = head.items.len();
+                            return Ok(head);
+                        }
+                    }
+                }
+                head.total = head.items.len();
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    head.total += 1;
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The mapped lines of one pass over the statement, read with the sheet's origin (its
+/// first used row and column, where the mapping counts from) either known or taken as
+/// it looks so far.
+struct Pass {
+    rows: Vec<TheirRow>,
+    /// The origin as it was when the first line was taken, and at the end.
+    taken_at: Option<(u32, u32)>,
+    origin: Option<(u32, u32)>,
+    /// One past the last used column.
+    end_col: u32,
+}
+
+fn read_pass(
+    bytes: &[u8],
+    file_name: &str,
+    m: &Mapping,
+    key_col: usize,
+    known: Option<(u32, u32)>,
+) -> Result<Pass, String> {
+    let mut pass = Pass { rows: Vec::new(), taken_at: None, origin: None, end_col: 0 };
+    let mut buf = String::new();
+    crate::sheets::stream(bytes, file_name, |_, sheet, r, cells| {
+        if sheet != m.sheet {
+            // Sheets come one after another: once ours is done, nothing else is wanted.
+            return Ok(if pass.origin.is_some() { Flow::Stop } else { Flow::SkipSheet });
+        }
+        // The streamed row holds cells from column A up to its last used one.
+        let lead = cells.iter().position(|c| !c.is_empty()).unwrap_or(0) as u32;
+        pass.end_col = pass.end_col.max(cells.len() as u32);
+        let seen = pass.origin.map_or((r, lead), |(r0, c0)| (r0.min(r), c0.min(lead)));
+        pass.origin = Some(seen);
+        let (r0, c0) = known.unwrap_or(seen);
+        if r < r0 || ((r - r0) as usize) <= m.header_row {
+            return Ok(Flow::Next);
+        }
+        let at = |col: usize| cells.get(c0 as usize + col).map(String::as_str).unwrap_or("");
+        let key = at(key_col);
+        if key.is_empty() {
+            return Ok(Flow::Next);
+        }
+        pass.taken_at.get_or_insert((r0, c0));
+        pass.rows.push(TheirRow {
+            line: r as usize + 1,
+            key: normalise_key(key, &mut buf),
+            merchant: m.merchant.map(at).map(Text::new).unwrap_or_default(),
+            date: m.date.map(at).map(Text::new).unwrap_or_default(),
+        });
+        Ok(Flow::Next)
+    })?;
+    Ok(pass)
+}
+
+/// Their statement's lines under the mapping, read from the uploaded file without
+/// keeping its other sheets, columns or cells.
+pub fn their_rows(bytes: &[u8], file_name: &str, m: &Mapping) -> Result<Vec<TheirRow>, String> {
     let key_col = m.pos_id.or(m.point_code).ok_or("Chọn cột POS ID hoặc cột mã điểm.")?;
-    let width = sheet.rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut pass = read_pass(bytes, file_name, m, key_col, None)?;
+    let Some((_, first_col)) = pass.origin else {
+        return Err(format!("Không có trang “{}” trong tệp.", m.sheet));
+    };
+    let width = pass.end_col.saturating_sub(first_col) as usize;
     for (col, what) in [(Some(key_col), "mã"), (m.merchant, "merchant"), (m.date, "ngày")] {
         if let Some(c) = col
             && c >= width
@@ -87,80 +230,146 @@ fn their_rows(sheets: &[Sheet], m: &Mapping) -> Result<Vec<TheirRow>, String> {
             return Err(format!("Cột {what} đã chọn không có trong trang “{}”.", m.sheet));
         }
     }
-    let cell = |r: &Vec<String>, c: Option<usize>| c.and_then(|c| r.get(c)).cloned().unwrap_or_default();
-    Ok(sheet
-        .rows
-        .iter()
-        .enumerate()
-        .skip(m.header_row + 1)
-        .filter(|(_, r)| !cell(r, Some(key_col)).is_empty())
-        .map(|(i, r)| TheirRow {
-            line: i + 1,
-            key: normalise_key(&cell(r, Some(key_col))),
-            merchant: cell(r, m.merchant),
-            date: cell(r, m.date),
-        })
-        .collect())
-}
-
-fn ours(rows: &[Row], by_pos_id: bool) -> Vec<OurRow> {
-    rows.iter()
-        .map(|r| OurRow {
-            key: normalise_key(if by_pos_id { &r.pos_id } else { &r.point_code }),
-            partner: r.partner.clone(),
-            merchant: r.merchant.clone(),
-            point: r.point.clone(),
-            pos_id: r.pos_id.clone(),
-            point_code: r.point_code.clone(),
-            date: r.live_at.format("%Y-%m-%d").to_string(),
-            pyc: r.pyc.clone(),
-        })
-        .collect()
-}
-
-/// Matches our connections of the month against their statement.
-pub fn reconcile(our_rows: &[Row], sheets: &[Sheet], m: &Mapping) -> Result<Outcome, String> {
-    let theirs = their_rows(sheets, m)?;
-    let mut ours = ours(our_rows, m.pos_id.is_some());
-    let mut out = Outcome::default();
-    let mut remaining: std::collections::HashMap<String, Vec<TheirRow>> = std::collections::HashMap::new();
-    for t in theirs {
-        remaining.entry(t.key.clone()).or_default().push(t);
+    // A row further up or left than the lines read so far moved the origin after them
+    // (rare: a title in column B over data from column A). Read again from the origin.
+    if pass.taken_at.is_some() && pass.taken_at != pass.origin {
+        pass = read_pass(bytes, file_name, m, key_col, pass.origin)?;
     }
-    for o in ours.drain(..) {
-        match remaining.get_mut(&o.key).and_then(|v| if v.is_empty() { None } else { Some(v.remove(0)) }) {
-            Some(t) => {
-                let mut reasons = Vec::new();
-                if m.merchant.is_some() && !t.merchant.is_empty() && fold(&t.merchant) != fold(&o.merchant) {
-                    reasons.push(format!("merchant “{}” ≠ “{}”", t.merchant, o.merchant));
-                }
-                if m.date.is_some()
-                    && !t.date.is_empty()
-                    && !t.date.starts_with(&o.date)
-                    && normalise_date(&t.date) != o.date
-                {
-                    reasons.push(format!("ngày {} ≠ {}", t.date, o.date));
-                }
-                if reasons.is_empty() {
-                    out.matched.push((o, t))
-                } else {
-                    out.differing.push((o, t, reasons.join("; ")))
-                }
-            }
-            None => out.only_ours.push(o),
+    Ok(pass.rows)
+}
+
+/// Our connection as it is reconciled, keyed by the column they are matched on.
+pub fn our_row(r: Row, by_pos_id: bool, buf: &mut String) -> OurRow {
+    OurRow {
+        key: normalise_key(if by_pos_id { &r.pos_id } else { &r.point_code }, buf),
+        partner: r.partner.into(),
+        merchant: r.merchant.into(),
+        point: r.point.into(),
+        pos_id: r.pos_id.into(),
+        point_code: r.point_code.into(),
+        date: iso_date(r.live_at.date()),
+        pyc: r.pyc.into(),
+    }
+}
+
+/// yyyy-mm-dd, written digit by digit: a strftime pattern is parsed on every call, and
+/// this runs once per row.
+fn iso_date(d: chrono::NaiveDate) -> Text {
+    use chrono::Datelike;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        return smol_str::format_smolstr!("{}", d.format("%Y-%m-%d"));
+    }
+    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+    let y = y as u32;
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        '-',
+        digit(m / 10),
+        digit(m),
+        '-',
+        digit(day / 10),
+        digit(day),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Matches our connections, as they come, against their lines: each of theirs is taken
+/// once, first line first, by the first of ours with its key.
+pub struct Matcher<'m> {
+    mapping: &'m Mapping,
+    theirs: Vec<Option<TheirRow>>,
+    /// Per key, the first line not yet taken; `next` chains the lines of a key.
+    first: foldhash::HashMap<Text, u32>,
+    next: Vec<u32>,
+    /// Their dates as read, a month of them repeated on every line.
+    days: foldhash::HashMap<Text, Option<Text>>,
+    out: Outcome,
+}
+
+const END: u32 = u32::MAX;
+
+impl<'m> Matcher<'m> {
+    pub fn new(theirs: Vec<TheirRow>, mapping: &'m Mapping) -> Self {
+        let mut first: foldhash::HashMap<Text, u32> = foldhash::HashMap::default();
+        first.reserve(theirs.len());
+        let mut next = vec![END; theirs.len()];
+        // From the last line up: each line's key points at it, and it at the line that
+        // held the key before.
+        for (i, t) in theirs.iter().enumerate().rev() {
+            next[i] = first.insert(t.key.clone(), i as u32).unwrap_or(END);
+        }
+        Matcher {
+            mapping,
+            theirs: theirs.into_iter().map(Some).collect(),
+            first,
+            next,
+            days: foldhash::HashMap::default(),
+            out: Outcome::default(),
         }
     }
-    let mut rest: Vec<TheirRow> = remaining.into_values().flatten().collect();
-    rest.sort_by_key(|t| t.line);
-    out.only_theirs = rest;
-    Ok(out)
+
+    pub fn add(&mut self, o: OurRow) {
+        let taken = match self.first.get_mut(&o.key) {
+            Some(head) if *head != END => {
+                let i = *head as usize;
+                *head = self.next[i];
+                self.theirs[i].take()
+            }
+            _ => None,
+        };
+        let Some(t) = taken else {
+            self.out.only_ours.push(o);
+            return;
+        };
+        let m = self.mapping;
+        let mut reasons = Vec::new();
+        if m.merchant.is_some()
+            && !t.merchant.is_empty()
+            && t.merchant != o.merchant
+            && fold(&t.merchant) != fold(&o.merchant)
+        {
+            reasons.push(format!("merchant “{}” ≠ “{}”", t.merchant, o.merchant));
+        }
+        if m.date.is_some()
+            && !t.date.is_empty()
+            && !t.date.starts_with(o.date.as_str())
+            && !self.same_day(&t.date, &o.date)
+        {
+            reasons.push(format!("ngày {} ≠ {}", t.date, o.date));
+        }
+        if reasons.is_empty() {
+            self.out.matched.push((o, t))
+        } else {
+            self.out.differing.push((o, t, reasons.join("; ")))
+        }
+    }
+
+    /// Their dd/mm/yyyy (the way Vietnamese statements write it) is our yyyy-mm-dd.
+    fn same_day(&mut self, theirs: &Text, ours: &str) -> bool {
+        let day = self
+            .days
+            .entry(theirs.clone())
+            .or_insert_with(|| chrono::NaiveDate::parse_from_str(theirs.trim(), "%d/%m/%Y").ok().map(iso_date));
+        day.as_deref() == Some(ours)
+    }
+
+    /// The outcome; their lines no row of ours took, in the statement's order.
+    pub fn finish(mut self) -> Outcome {
+        self.out.only_theirs = self.theirs.into_iter().flatten().collect();
+        self.out
+    }
 }
 
-/// dd/mm/yyyy (the way Vietnamese statements write it) → yyyy-mm-dd.
-fn normalise_date(s: &str) -> String {
-    chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y")
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
+/// Matches our connections of the month against their statement's lines.
+pub fn reconcile(ours: impl IntoIterator<Item = OurRow>, theirs: Vec<TheirRow>, m: &Mapping) -> Outcome {
+    let mut matcher = Matcher::new(theirs, m);
+    ours.into_iter().for_each(|o| matcher.add(o));
+    matcher.finish()
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -191,7 +400,8 @@ pub fn upload(
     bytes: &[u8],
 ) -> AppResult<i64> {
     super::Month::parse(month).ok_or_else(|| AppError::Validation("Tháng không hợp lệ (dạng 2026-10).".into()))?;
-    read(bytes, file_name).map_err(AppError::Validation)?;
+    // Readable, with data: the whole file is read, only its first row kept.
+    crate::sheets::read_head(bytes, file_name, 1).map_err(AppError::Validation)?;
     crate::db::tx(conn, |conn| {
         let id: i64 = diesel::insert_into(reconciliations::table)
             .values((
@@ -239,14 +449,18 @@ pub fn saved_mapping(conn: &mut DbConn, partner_id: i64) -> QueryResult<Option<M
 pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppResult<Outcome> {
     let r = get(conn, id)?;
     let (name, bytes) = file(conn, id)?;
-    let sheets = read(&bytes, &name).map_err(AppError::Validation)?;
     let month = super::Month::parse(&r.month).ok_or(AppError::NotFound)?;
-    let mut rows: Vec<Row> = Vec::new();
+    let theirs = their_rows(&bytes, &name, mapping).map_err(AppError::Validation)?;
+    drop(bytes);
+    // Our rows are matched as they come from the database, never held as a list.
+    let mut matcher = Matcher::new(theirs, mapping);
+    let mut buf = String::new();
+    let by_pos_id = mapping.pos_id.is_some();
     super::each_month_row(conn, month, Some(r.partner_id), &mut |row| {
-        rows.push(row);
+        matcher.add(our_row(row, by_pos_id, &mut buf));
         Ok(())
     })?;
-    let outcome = reconcile(&rows, &sheets, mapping).map_err(AppError::Validation)?;
+    let outcome = matcher.finish();
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
     let result_json = serde_json::to_string(&outcome).map_err(AppError::internal)?;
     crate::db::tx(conn, |conn| -> AppResult<()> {
@@ -288,54 +502,56 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     Ok(outcome)
 }
 
+fn our(o: &OurRow) -> [&str; 6] {
+    [o.merchant.as_str(), o.point.as_str(), o.pos_id.as_str(), o.point_code.as_str(), o.date.as_str(), o.pyc.as_str()]
+}
+
 /// The outcome as a workbook: one sheet per outcome.
 pub fn outcome_workbook(o: &Outcome) -> AppResult<Vec<u8>> {
-    use rust_xlsxwriter::{Format, Workbook};
+    use rust_xlsxwriter::{Format, Workbook, Worksheet};
     let x = |e: rust_xlsxwriter::XlsxError| AppError::internal(anyhow::anyhow!("xlsx: {e}"));
     let mut book = Workbook::new();
     let bold = Format::new().set_bold().set_background_color("DDEBF7");
     let ours_head = ["Merchant", "Điểm", "POS ID", "Mã điểm", "Ngày kết nối", "Số PYC"];
-    let mut sheet_of = |name: &str, head: &[&str], rows: Vec<Vec<String>>| -> AppResult<()> {
-        let s = book.add_worksheet().set_name(name).map_err(x)?;
+    let mut diff_head = ours_head.to_vec();
+    diff_head.push("Khác nhau");
+    let sheet = |name: &str, head: &[&str]| -> AppResult<Worksheet> {
+        let mut s = Worksheet::new();
+        s.set_name(name).map_err(x)?;
         for (c, h) in head.iter().enumerate() {
             s.write_string_with_format(0, c as u16, *h, &bold).map_err(x)?;
             s.set_column_width(c as u16, 22).map_err(x)?;
         }
-        for (r, row) in rows.iter().enumerate() {
-            for (c, v) in row.iter().enumerate() {
-                s.write_string(r as u32 + 1, c as u16, v).map_err(x)?;
-            }
-        }
         s.set_freeze_panes(1, 0).map_err(x)?;
+        Ok(s)
+    };
+    // Each line written from the outcome's own cells, row by row.
+    let line = |s: &mut Worksheet, r: usize, cells: &[&str]| -> AppResult<()> {
+        for (c, v) in cells.iter().enumerate() {
+            s.write_string(r as u32 + 1, c as u16, *v).map_err(x)?;
+        }
         Ok(())
     };
-    let our = |o: &OurRow| {
-        vec![o.merchant.clone(), o.point.clone(), o.pos_id.clone(), o.point_code.clone(), o.date.clone(), o.pyc.clone()]
-    };
-    sheet_of("Khớp", &ours_head, o.matched.iter().map(|(a, _)| our(a)).collect())?;
-    sheet_of("Chỉ có bên mình", &ours_head, o.only_ours.iter().map(our).collect())?;
-    sheet_of(
-        "Chỉ có bên đối tác",
-        &["Dòng", "Mã", "Merchant", "Ngày"],
-        o.only_theirs
-            .iter()
-            .map(|t| vec![t.line.to_string(), t.key.clone(), t.merchant.clone(), t.date.clone()])
-            .collect(),
-    )?;
-    let mut diff_head = ours_head.to_vec();
-    diff_head.push("Khác nhau");
-    sheet_of(
-        "Lệch thông tin",
-        &diff_head,
-        o.differing
-            .iter()
-            .map(|(a, _, why)| {
-                let mut r = our(a);
-                r.push(why.clone());
-                r
-            })
-            .collect(),
-    )?;
+    let mut matched = sheet("Khớp", &ours_head)?;
+    for (r, (a, _)) in o.matched.iter().enumerate() {
+        line(&mut matched, r, &our(a))?;
+    }
+    let mut only_ours = sheet("Chỉ có bên mình", &ours_head)?;
+    for (r, a) in o.only_ours.iter().enumerate() {
+        line(&mut only_ours, r, &our(a))?;
+    }
+    let mut only_theirs = sheet("Chỉ có bên đối tác", &["Dòng", "Mã", "Merchant", "Ngày"])?;
+    for (r, t) in o.only_theirs.iter().enumerate() {
+        line(&mut only_theirs, r, &[t.line.to_string().as_str(), &t.key, &t.merchant, &t.date])?;
+    }
+    let mut differing = sheet("Lệch thông tin", &diff_head)?;
+    for (r, (a, _, why)) in o.differing.iter().enumerate() {
+        let [m, p, pos, code, date, pyc] = our(a);
+        line(&mut differing, r, &[m, p, pos, code, date, pyc, why])?;
+    }
+    for s in [matched, only_ours, only_theirs, differing] {
+        book.push_worksheet(s);
+    }
     book.save_to_buffer().map_err(x)
 }
 
@@ -419,13 +635,133 @@ mod tests {
         assert!(refused.contains("quá nhiều dòng"), "{refused}");
     }
 
+    /// A statement whose title and table start in column B, with a note under the
+    /// table in column A: the sheet's origin is A1, so the mapping counts from A.
+    fn noted_statement() -> Vec<u8> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        let _ = sheet.set_name("Bang ke");
+        let _ = sheet.write_string(0, 1, "BẢNG KÊ THÁNG 10");
+        let _ = sheet.write_string(2, 1, "Mã POS");
+        let _ = sheet.write_string(2, 2, "Merchant");
+        let _ = sheet.write_string(2, 3, "Ngày");
+        for (r, (pos, merchant, day)) in
+            [("pos-0012", "Phở Thìn", "10/10/2026"), ("POS-7", "Bún Chả", "11/10/2026"), ("pos-12", "Phở Thìn 2", "")]
+                .into_iter()
+                .enumerate()
+        {
+            let _ = sheet.write_string(3 + r as u32, 1, pos);
+            let _ = sheet.write_string(3 + r as u32, 2, merchant);
+            let _ = sheet.write_string(3 + r as u32, 3, day);
+        }
+        let _ = sheet.write_string(8, 0, "Ghi chú: số liệu tạm tính");
+        let _ = book.add_worksheet().set_name("Khac").map(|s| s.write_string(0, 0, "x"));
+        book.save_to_buffer().unwrap_or_default()
+    }
+
+    fn mapped() -> Mapping {
+        Mapping {
+            sheet: "Bang ke".into(),
+            header_row: 2,
+            pos_id: Some(1),
+            point_code: None,
+            merchant: Some(2),
+            date: Some(3),
+        }
+    }
+
+    fn ours(key: &str, merchant: &str, date: &str, pyc: &str) -> OurRow {
+        OurRow {
+            key: normalise_key(key, &mut String::new()),
+            merchant: merchant.into(),
+            date: date.into(),
+            pyc: pyc.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn their_lines_are_read_from_the_sheets_origin_with_excels_line_numbers() {
+        let bytes = noted_statement();
+        // The preview the mapping was chosen on: the sheet starts at A1.
+        let preview = crate::sheets::read_head(&bytes, "t.xlsx", 3).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(preview[0].rows.len(), 3, "only the head is kept");
+        assert_eq!(preview[0].rows[2][1..], ["Mã POS".to_string(), "Merchant".into(), "Ngày".into()]);
+        let theirs = their_rows(&bytes, "t.xlsx", &mapped()).unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<(usize, &str, &str, &str)> =
+            theirs.iter().map(|t| (t.line, t.key.as_str(), t.merchant.as_str(), t.date.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (4, "POS-12", "Phở Thìn", "10/10/2026"),
+                (5, "POS-7", "Bún Chả", "11/10/2026"),
+                (6, "POS-12", "Phở Thìn 2", "")
+            ]
+        );
+        let mut wide = mapped();
+        wide.date = Some(4);
+        let refused = their_rows(&bytes, "t.xlsx", &wide).err().unwrap_or_default();
+        assert_eq!(refused, "Cột ngày đã chọn không có trong trang “Bang ke”.");
+        let mut elsewhere = mapped();
+        elsewhere.sheet = "Sheet9".into();
+        assert_eq!(
+            their_rows(&bytes, "t.xlsx", &elsewhere).err().unwrap_or_default(),
+            "Không có trang “Sheet9” trong tệp."
+        );
+    }
+
+    #[test]
+    fn each_line_of_theirs_is_taken_once_in_order() {
+        let bytes = noted_statement();
+        let m = mapped();
+        let theirs = their_rows(&bytes, "t.xlsx", &m).unwrap_or_else(|e| panic!("{e}"));
+        let outcome = reconcile(
+            [
+                ours("POS-12", "PHỞ THÌN", "2026-10-10", "PYC-1"),
+                ours("POS-0012", "Phở Thìn", "2026-10-09", "PYC-2"),
+                ours("POS-12", "Phở Thìn", "2026-10-10", "PYC-3"),
+                ours("POS-8", "Cơm", "2026-10-10", "PYC-4"),
+            ],
+            theirs,
+            &m,
+        );
+        let pycs = |rows: Vec<&OurRow>| rows.iter().map(|o| o.pyc.to_string()).collect::<Vec<_>>();
+        // Line 4 (same merchant, folded; same day) and line 6 (no date given) match.
+        assert_eq!(pycs(outcome.matched.iter().map(|m| &m.0).collect()), ["PYC-1"]);
+        assert_eq!(
+            outcome.differing.iter().map(|d| (d.0.pyc.as_str(), d.1.line, d.2.as_str())).collect::<Vec<_>>(),
+            [("PYC-2", 6, "merchant “Phở Thìn 2” ≠ “Phở Thìn”")]
+        );
+        assert_eq!(pycs(outcome.only_ours.iter().collect()), ["PYC-3", "PYC-4"]);
+        assert_eq!(outcome.only_theirs.iter().map(|t| t.line).collect::<Vec<_>>(), [5]);
+    }
+
+    #[test]
+    fn the_page_reads_the_head_of_each_list() {
+        let outcome = Outcome {
+            matched: vec![(OurRow::default(), TheirRow::default()); 3],
+            only_ours: (0..SHOWN + 50).map(|i| ours("POS-1", "", "", &format!("PYC-{i}"))).collect(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&outcome).unwrap_or_default();
+        let head: OutcomeHead = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((head.matched.total, head.matched.items.len()), (3, 3));
+        assert_eq!((head.only_ours.total, head.only_ours.items.len(), head.only_ours.rest()), (SHOWN + 50, SHOWN, 50));
+        assert_eq!(head.only_ours.items[SHOWN - 1].pyc, format!("PYC-{}", SHOWN - 1));
+        assert_eq!((head.only_theirs.total, head.differing.total), (0, 0));
+    }
+
     #[test]
     fn codes_compare_without_case_spaces_and_zeros() {
+        let normalise_key = |s: &str| normalise_key(s, &mut String::new());
         assert_eq!(normalise_key("pos-0012 "), normalise_key("POS-12"));
         assert_eq!(normalise_key("000123"), normalise_key("123"));
         assert_ne!(normalise_key("POS-12"), normalise_key("POS-120"));
         // A code that ends in a letter is kept whole: no "0" is made up after it.
         assert_eq!(normalise_key("pos-a"), "POS-A");
         assert_ne!(normalise_key("POS-A"), normalise_key("POS-A0"));
+        // A number after a letter of several bytes: cut after the letter, not inside it.
+        assert_eq!(normalise_key("phở 007"), "PHỞ7");
+        assert_eq!(normalise_key("Mã 000"), "MÃ0");
     }
 }
