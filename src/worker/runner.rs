@@ -249,7 +249,10 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    flush(&services, &opts.name, &mut results, &mut in_flight).await;
+    // The last outcomes, with nothing claimed.
+    if let Err(e) = exchange(&services, &opts, &mut results, &mut in_flight, 0).await {
+        tracing::error!(error = %e, "cannot record job outcomes");
+    }
     running.abort_all();
     let left: Vec<i64> = in_flight.into_iter().collect();
     if !left.is_empty() {
@@ -272,6 +275,9 @@ async fn exchange(
     free: usize,
 ) -> Result<Vec<Job>, String> {
     let batch: Vec<(i64, Outcome)> = std::mem::take(results);
+    if batch.is_empty() && free == 0 {
+        return Ok(Vec::new());
+    }
     for (id, _) in &batch {
         in_flight.remove(id);
     }
@@ -291,19 +297,4 @@ async fn exchange(
         models::claim(c, &name, free as i64, now, lease_until)
     })
     .await
-}
-
-async fn flush(services: &Services, worker: &str, results: &mut Vec<(i64, Outcome)>, in_flight: &mut HashSet<i64>) {
-    if results.is_empty() {
-        return;
-    }
-    let batch: Vec<(i64, Outcome)> = std::mem::take(results);
-    for (id, _) in &batch {
-        in_flight.remove(id);
-    }
-    let name = worker.to_string();
-    if let Err(e) = blocking(services, move |c| models::finish(c, &name, &batch, crate::db::now())).await {
-        // The leases expire and the jobs run again: handlers are idempotent.
-        tracing::error!(error = %e, "cannot record job outcomes");
-    }
 }
