@@ -106,10 +106,10 @@ async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String
 }
 
 use super::reconcile::{self, Mapping, Outcome, Reconciliation};
+use crate::hub::partners::Partner;
 
 /// Rows of the statement shown under the mapping form.
 const PREVIEW_ROWS: usize = 6;
-use crate::hub::partners::Partner;
 
 #[derive(Template)]
 #[template(path = "reports/reconcile_home.html")]

@@ -13,7 +13,7 @@ use crate::db::schema::{recon_mappings, reconciliations};
 use crate::error::{AppError, AppResult};
 use crate::mail::inbound::classify::fold;
 
-pub use crate::sheets::{Flow, MAX_COLS, Sheet, read};
+use crate::sheets::Flow;
 
 /// Which columns of which sheet hold what (saved per partner and reused).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -560,6 +560,7 @@ mod tests {
     use std::io::Cursor;
 
     use super::*;
+    use crate::sheets::{MAX_COLS, read};
 
     /// A small workbook: a title row, then the header and two lines from column B.
     fn workbook() -> Vec<u8> {
