@@ -579,7 +579,7 @@ fn peak_anon_during<T>(f: impl FnOnce() -> T) -> (T, f64) {
 /// every partner; the first `rows / 100` points were already connected to the same
 /// partner in September, so October's list leaves them out. Returns how many October
 /// lists.
-fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<usize> {
+pub fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<usize> {
     use crate::db::schema::{partners, pyc_templates};
     use diesel::QueryDsl;
     let partner_ids: Vec<i64> = partners::table.select(partners::id).order(partners::id).load(conn)?;

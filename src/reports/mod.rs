@@ -2,11 +2,12 @@
 //!
 //! Rules: a month is a calendar month in Asia/Ho_Chi_Minh; a (point, partner)
 //! connection counts once, in the month its first PYC was deployed; the workbook is
-//! written with rust_xlsxwriter's constant-memory sheets so a month of 100,000
+//! written as the rows stream from the query (`sheets`), so a month of a million
 //! connections stays small in memory.
 
 pub mod handlers;
 pub mod reconcile;
+mod sheets;
 
 /// The accountants' month-end list: the 1st at 08:00, local time.
 pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
@@ -16,7 +17,6 @@ pub fn register_jobs(r: &mut crate::worker::runner::Registry) {
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use rust_xlsxwriter::{Format, FormatAlign, Workbook, XlsxError};
 
 use crate::db::DbConn;
 use crate::db::schema::{merchants, partners, points, pycs, request_points, requests, users};
@@ -93,10 +93,57 @@ pub struct Row {
 }
 
 /// One line of the month query, in `select` order.
-type Raw = (String, String, String, String, String, String, String, Option<NaiveDateTime>, String, Option<String>, i64);
+type Raw = (String, String, String, String, String, String, String, Option<At>, String, Option<String>, i64);
+
+/// A go-live time as the month query reads it. SQLite keeps timestamps as text, and
+/// diesel reads it by trying its formats in turn through chrono's format parser, which
+/// parses the format itself on every row: a twentieth of the month query's time. Ours
+/// are all written `YYYY-MM-DD HH:MM:SS[.f]`; that is read here digit by digit, and
+/// anything else goes to diesel's reading.
+#[derive(Debug)]
+struct At(NaiveDateTime);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite> for At {
+    fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> diesel::deserialize::Result<Self> {
+        if value.value_type() == Some(diesel::sqlite::SqliteType::Text)
+            && let Some(at) = plain_timestamp(value.read_text().as_bytes())
+        {
+            return Ok(At(at));
+        }
+        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite>>::from_sql(
+            value,
+        )
+        .map(At)
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg> for At {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg>>::from_sql(value)
+            .map(At)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with an optional fraction of up to nine digits, or `None`.
+fn plain_timestamp(s: &[u8]) -> Option<NaiveDateTime> {
+    let digits = |from: usize, to: usize| -> Option<u32> {
+        s.get(from..to)?.iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+    };
+    let punct = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+    if s.len() < 19 || punct.iter().any(|(i, c)| s[*i] != *c) {
+        return None;
+    }
+    let nanos = match &s[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => digits(20, s.len())? * 10u32.pow(9 - frac.len() as u32),
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(digits(0, 4)? as i32, digits(5, 7)?, digits(8, 10)?)?;
+    date.and_hms_nano_opt(digits(11, 13)?, digits(14, 16)?, digits(17, 19)?, nanos)
+}
 
 fn row(r: Raw) -> Row {
-    let at = r.7.unwrap_or_default();
+    let at = r.7.map(|a| a.0).unwrap_or_default();
     Row {
         partner: r.0,
         merchant: r.1,
@@ -140,29 +187,39 @@ macro_rules! month_query {
     };
 }
 
+/// The month's connections with their columns, in `order`.
 macro_rules! month_select {
-    ($start:expr, $end:expr) => {
-        month_query!($start, $end)
-            .order((partners::code.asc(), pycs::deployed_at.asc(), pycs::id.asc(), points::id.asc()))
-            .select((
-                partners::code,
-                merchants::name,
-                points::name,
-                points::address,
-                pycs::pos_parent,
-                pycs::pos_id,
-                pycs::point_code,
-                pycs::deployed_at,
-                pycs::number,
-                users::name.nullable(),
-                requests::id,
-            ))
+    ($start:expr, $end:expr, $order:expr) => {
+        month_query!($start, $end).order($order).select((
+            partners::code,
+            merchants::name,
+            points::name,
+            points::address,
+            pycs::pos_parent,
+            pycs::pos_id,
+            pycs::point_code,
+            pycs::deployed_at,
+            pycs::number,
+            users::name.nullable(),
+            requests::id,
+        ))
     };
 }
 
-/// Hands the month's connections to `each`, partner by partner (code order), each
-/// partner's by go-live time, without holding them: a row is read, handed over and
-/// dropped. Only `partner`'s when given.
+/// Go-live order, as the query walks it: `pycs (deployed_at)`, then each request's
+/// points in the order of `request_points`' key. Written as `request_points.point_id`
+/// (not the equal `points.id`) so that SQLite sees no sort is left to do.
+macro_rules! by_time {
+    () => {
+        (pycs::deployed_at.asc(), pycs::id.asc(), request_points::point_id.asc())
+    };
+}
+
+/// Hands the month's connections to `each` by go-live time (every partner mixed)
+/// without holding them: a row is read, handed over and dropped. Only `partner`'s when
+/// given. Go-live order is the order of the `pycs (deployed_at)` index the query walks,
+/// so rows flow from the first without sorting the month: a partner-first sort held
+/// the first row back for seconds at a million.
 pub fn each_month_row(
     conn: &mut DbConn,
     month: Month,
@@ -175,7 +232,7 @@ pub fn each_month_row(
     match conn {
         // Row by row: the default mode would have libpq hold the whole result first.
         DbConn::Pg(c) => {
-            let mut q = month_select!(start, end).into_boxed();
+            let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
                 q = q.filter(requests::partner_id.eq(id));
             }
@@ -184,7 +241,7 @@ pub fn each_month_row(
             }
         }
         DbConn::Sqlite(c) => {
-            let mut q = month_select!(start, end).into_boxed();
+            let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
                 q = q.filter(requests::partner_id.eq(id));
             }
@@ -196,14 +253,16 @@ pub fn each_month_row(
     Ok(())
 }
 
-/// Every (point, partner) connection whose first deployment falls in `month`, in
-/// [`each_month_row`]'s order.
+/// Every (point, partner) connection whose first deployment falls in `month`, partner
+/// by partner (code order), each by go-live time.
 pub fn month_rows(conn: &mut DbConn, month: Month) -> AppResult<Vec<Row>> {
     let mut out = Vec::new();
     each_month_row(conn, month, None, &mut |r| {
         out.push(r);
         Ok(())
     })?;
+    // Stable: each partner's rows keep their go-live order.
+    out.sort_by(|a, b| a.partner.cmp(&b.partner));
     Ok(out)
 }
 
@@ -218,11 +277,18 @@ pub fn month_counts(conn: &mut DbConn, month: Month) -> AppResult<Vec<(String, u
     Ok(counts.into_iter().map(|(p, n)| (p, n as usize)).collect())
 }
 
-/// One page of the month's connections, in [`each_month_row`]'s order.
+/// One page of the month's connections, partner by partner (code order), each by
+/// go-live time.
 pub fn month_page(conn: &mut DbConn, month: Month, offset: usize, limit: usize) -> AppResult<Vec<Row>> {
     let (start, end) = month.utc_range();
-    let raw: Vec<Raw> =
-        crate::with_conn!(conn, |c| month_select!(start, end).limit(limit as i64).offset(offset as i64).load(c))?;
+    let raw: Vec<Raw> = crate::with_conn!(conn, |c| month_select!(
+        start,
+        end,
+        (partners::code.asc(), pycs::deployed_at.asc(), pycs::id.asc(), points::id.asc())
+    )
+    .limit(limit as i64)
+    .offset(offset as i64)
+    .load(c))?;
     Ok(raw.into_iter().map(row).collect())
 }
 
@@ -244,130 +310,6 @@ impl Listed {
     }
 }
 
-fn xlsx(e: XlsxError) -> AppError {
-    AppError::internal(anyhow::anyhow!("xlsx: {e}"))
-}
-
-/// The partner sheet being written: its place in the book, the next row, the widths.
-struct Open {
-    index: usize,
-    rows: u32,
-    widths: [usize; HEADERS.len()],
-}
-
-impl Open {
-    fn finish(&self, book: &mut Workbook) -> AppResult<()> {
-        let sheet = book.worksheet_from_index(self.index).map_err(xlsx)?;
-        for (c, w) in self.widths.iter().enumerate() {
-            sheet.set_column_width(c as u16, (*w).min(60) as f64).map_err(xlsx)?;
-        }
-        sheet.set_freeze_panes(1, 0).map_err(xlsx)?;
-        sheet.autofilter(0, 0, self.rows.saturating_sub(1).max(1), (HEADERS.len() - 1) as u16).map_err(xlsx)?;
-        Ok(())
-    }
-}
-
-/// The month's workbook as its rows arrive, partner by partner: a summary sheet, then
-/// one constant-memory sheet per partner.
-struct Book {
-    book: Workbook,
-    bold: Format,
-    date: Format,
-    open: Option<Open>,
-    listed: Listed,
-}
-
-impl Book {
-    fn new() -> AppResult<Book> {
-        let mut book = Workbook::new();
-        // Deflate at level 6 was half the time of a large month; level 1 costs a fifth
-        // more bytes.
-        book.set_zip_compression_level(1);
-        // The summary comes first in the book but is filled in last, from the counts.
-        book.add_worksheet().set_name("Tổng hợp").map_err(xlsx)?;
-        Ok(Book {
-            book,
-            bold: Format::new()
-                .set_bold()
-                .set_background_color("DDEBF7")
-                .set_border_bottom(rust_xlsxwriter::FormatBorder::Thin),
-            date: Format::new().set_num_format("dd/mm/yyyy hh:mm").set_align(FormatAlign::Left),
-            open: None,
-            listed: Listed::default(),
-        })
-    }
-
-    fn add(&mut self, row: Row) -> AppResult<()> {
-        if self.listed.counts.last().is_none_or(|c| c.0 != row.partner) {
-            if let Some(o) = &self.open {
-                o.finish(&mut self.book)?;
-            }
-            let sheet = self.book.add_worksheet_with_constant_memory().map_err(xlsx)?;
-            sheet.set_name(row.partner.chars().take(31).collect::<String>()).map_err(xlsx)?;
-            for (c, h) in HEADERS.iter().enumerate() {
-                sheet.write_string_with_format(0, c as u16, *h, &self.bold).map_err(xlsx)?;
-            }
-            self.open = Some(Open {
-                index: self.book.worksheets().len() - 1,
-                rows: 1,
-                widths: HEADERS.map(|h| h.chars().count() + 2),
-            });
-            self.listed.counts.push((row.partner.clone(), 0));
-        }
-        let (Some(o), Some(count)) = (self.open.as_mut(), self.listed.counts.last_mut()) else {
-            return Ok(());
-        };
-        count.1 += 1;
-        self.listed.request_ids.push(row.request_id);
-        let sheet = self.book.worksheet_from_index(o.index).map_err(xlsx)?;
-        let r = o.rows;
-        o.rows += 1;
-        sheet.write_datetime_with_format(r, 7, row.live_at, &self.date).map_err(xlsx)?;
-        o.widths[7] = o.widths[7].max(18);
-        let texts = [
-            (0, row.partner),
-            (1, row.merchant),
-            (2, row.point),
-            (3, row.address),
-            (4, row.pos_parent),
-            (5, row.pos_id),
-            (6, row.point_code),
-            (8, row.pyc),
-            (9, row.technician),
-        ];
-        for (c, t) in texts {
-            // Column widths follow the text; an ASCII cell's width is its length.
-            let width = if t.is_ascii() { t.len() } else { t.chars().count() };
-            o.widths[c] = o.widths[c].max(width + 2);
-            sheet.write_string(r, c as u16, t).map_err(xlsx)?;
-        }
-        Ok(())
-    }
-
-    fn save<W: std::io::Write + std::io::Seek + Send>(mut self, month: Month, out: W) -> AppResult<Listed> {
-        if let Some(o) = &self.open {
-            o.finish(&mut self.book)?;
-        }
-        let bold = &self.bold;
-        let sheet = self.book.worksheet_from_index(0).map_err(xlsx)?;
-        let title = format!("Điểm kết nối thành công tháng {:02}/{}", month.month, month.year);
-        sheet.write_string_with_format(0, 0, title, bold).map_err(xlsx)?;
-        sheet.write_string_with_format(2, 0, "Đối tác", bold).map_err(xlsx)?;
-        sheet.write_string_with_format(2, 1, "Số điểm kết nối", bold).map_err(xlsx)?;
-        for (i, (partner, n)) in self.listed.counts.iter().enumerate() {
-            sheet.write_string(3 + i as u32, 0, partner).map_err(xlsx)?;
-            sheet.write_number(3 + i as u32, 1, *n as f64).map_err(xlsx)?;
-        }
-        let total_row = 3 + self.listed.counts.len() as u32;
-        sheet.write_string_with_format(total_row, 0, "Tổng cộng", bold).map_err(xlsx)?;
-        sheet.write_number_with_format(total_row, 1, self.listed.total() as f64, bold).map_err(xlsx)?;
-        sheet.set_column_width(0, 40).map_err(xlsx)?;
-        sheet.set_column_width(1, 18).map_err(xlsx)?;
-        self.book.save_to_writer(out).map_err(xlsx)?;
-        Ok(self.listed)
-    }
-}
-
 /// Rows cross from the query's thread to the writer's in batches of this many.
 const BATCH: usize = 512;
 
@@ -383,7 +325,7 @@ pub fn write_workbook<W: std::io::Write + std::io::Seek + Send>(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(8);
         let writer =
             std::thread::Builder::new().name("xlsx".into()).spawn_scoped(scope, move || -> AppResult<Listed> {
-                let mut book = Book::new()?;
+                let mut book = sheets::Book::new();
                 // An empty batch says the query is done: without it, the query failed and
                 // nothing is saved.
                 for batch in rx {
@@ -512,4 +454,29 @@ pub fn report_to_accounting(
         let moved = replied.len();
         Ok(Some(moved))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_timestamps_read_digit_by_digit_or_not_at_all() {
+        let at = |s: &str| plain_timestamp(s.as_bytes()).map(|t| t.format("%F %T%.f").to_string());
+        assert_eq!(at("2026-10-31 16:30:05").as_deref(), Some("2026-10-31 16:30:05"));
+        assert_eq!(at("2026-10-31 16:30:05.25").as_deref(), Some("2026-10-31 16:30:05.250"));
+        assert_eq!(at("2026-10-31 16:30:05.123456789").as_deref(), Some("2026-10-31 16:30:05.123456789"));
+        // Anything else is left to diesel's own reading (which knows more forms).
+        for other in [
+            "2026-10-31T16:30:05",
+            "2026-10-31 16:30",
+            "2026-02-30 00:00:00",
+            "2026-10-31 16:30:05Z",
+            "2026-10-31 16:30:05.",
+        ] {
+            assert_eq!(at(other), None, "{other}");
+        }
+        assert_eq!(at("2026-10-31 24:00:00"), None);
+        assert_eq!(at("２026-10-31 16:30:05"), None, "multi-byte digits");
+    }
 }

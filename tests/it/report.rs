@@ -493,3 +493,65 @@ db_test!(the_month_list_sent_to_accounting_is_b6, |app| {
     let again = app.with_conn(|c| hubgate::reports::report_to_accounting(c, &outbound, &system, october));
     assert_eq!(again.unwrap_or_else(|e| panic!("{e:?}")), None);
 });
+
+db_test!(a_month_of_thousands_streams_into_sheets_with_hostile_text_intact, |app| {
+    use hubgate::db::schema::{merchants, points, requests};
+    // Ids as the bench seeds them: request, point and PYC 10,000,000 + i.
+    const BASE: i64 = 10_000_000;
+    let october = Month { year: 2026, month: 10 };
+    let merchant = "Phở\u{1} \"Bò\" & <Chả>\r\nGiò\u{FFFE}".to_string();
+    let point = "  Điểm có khoảng trắng ".to_string();
+    let pos = "_x0041_ & _x00_".to_string();
+    let address = "ầ".repeat(40_000);
+    let (expected, partner, pyc) = app.with_conn(|c| {
+        // Over a thousand rows a partner: past the rows each sheet's widths come from.
+        let expected = hubgate::bench::seed_month(c, 7_000).unwrap_or_else(|e| panic!("{e}"));
+        let id = BASE + 6_000;
+        let merchant_id: i64 = points::table.find(id).select(points::merchant_id).first(c).unwrap_or(-1);
+        diesel::update(merchants::table.find(merchant_id)).set(merchants::name.eq(&merchant)).execute(c).unwrap_or(0);
+        diesel::update(points::table.find(id))
+            .set((points::name.eq(&point), points::address.eq(&address)))
+            .execute(c)
+            .unwrap_or(0);
+        diesel::update(pycs::table.find(id)).set(pycs::pos_id.eq(&pos)).execute(c).unwrap_or(0);
+        let partner: i64 = requests::table.find(id).select(requests::partner_id).first(c).unwrap_or(-1);
+        diesel::update(partners::table.find(partner)).set(partners::code.eq("Đối/tác:[2026]")).execute(c).unwrap_or(0);
+        let pyc: String = pycs::table.find(id).select(pycs::number).first(c).unwrap_or_default();
+        (expected, partner, pyc)
+    });
+    assert!(partner > 0 && !pyc.is_empty());
+    let (bytes, listed) = app.with_conn(|c| workbook(c, october)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(listed.total(), expected);
+    assert_eq!(listed.request_ids.len(), expected);
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    let names = book.sheet_names();
+    assert_eq!(names.len(), listed.counts.len() + 1);
+    assert_eq!(names[0], "Tổng hợp");
+    assert!(names.contains(&"Đối_tác__2026_".to_string()), "a sheet name Excel accepts: {names:?}");
+    let mut rows = 0;
+    for (name, (code, n)) in names[1..].iter().zip(&listed.counts) {
+        let sheet = book.worksheet_range(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sheet.height(), n + 1, "{name}: the header and every connection of {code}");
+        let times: Vec<NaiveDateTime> =
+            (1..sheet.height()).filter_map(|r| sheet.get_value((r as u32, 7)).and_then(|d| d.as_datetime())).collect();
+        assert_eq!(times.len(), *n, "{name}: every row has its go-live time");
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{name}: rows by go-live time");
+        assert!((1..sheet.height()).all(|r| text(sheet.get_value((r as u32, 0))) == *code));
+        rows += n;
+    }
+    assert_eq!(rows, expected);
+    let sheet = book.worksheet_range("Đối_tác__2026_").unwrap_or_else(|e| panic!("{e}"));
+    let line = (1..sheet.height() as u32).find(|r| text(sheet.get_value((*r, 8))) == pyc);
+    let line = line.unwrap_or_else(|| panic!("{pyc} is on its partner's sheet"));
+    let cell = |c: u32| text(sheet.get_value((line, c)));
+    assert_eq!(cell(1), merchant, "controls, quotes and markup read back as typed");
+    assert_eq!(cell(2), point, "spaces at both ends are kept");
+    assert_eq!(cell(3), "ầ".repeat(32_767), "cut at Excel's limit of 32,767 characters");
+    assert_eq!(cell(5), pos, "a literal _x0041_ is not taken for an escape");
+    let summary = book.worksheet_range("Tổng hợp").unwrap_or_else(|e| panic!("{e}"));
+    let total = listed.counts.len() as u32 + 3;
+    assert_eq!(
+        (text(summary.get_value((total, 0))), text(summary.get_value((total, 1)))),
+        ("Tổng cộng".to_string(), expected.to_string())
+    );
+});
