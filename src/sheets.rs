@@ -302,7 +302,6 @@ fn stream_html(
 /// valid, else windows-1258 (what Vietnamese Excel saves "CSV" as). Composed to NFC,
 /// as windows-1258 writes tone marks as separate characters.
 pub fn decode_text(bytes: &[u8]) -> String {
-    use unicode_normalization::UnicodeNormalization;
     let text = match encoding_rs::Encoding::for_bom(bytes) {
         Some((enc, bom)) => enc.decode_without_bom_handling(&bytes[bom..]).0,
         None => match std::str::from_utf8(bytes) {
@@ -310,7 +309,7 @@ pub fn decode_text(bytes: &[u8]) -> String {
             Err(_) => encoding_rs::WINDOWS_1258.decode_without_bom_handling(bytes).0,
         },
     };
-    text.nfc().collect()
+    crate::fmt::nfc(&text).into_owned()
 }
 
 /// The separator of a CSV text among `,` `;` and tab: the one that splits its first

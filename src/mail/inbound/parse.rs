@@ -16,7 +16,6 @@ use chrono::NaiveDateTime;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
 use mail_parser::{HeaderName, HeaderValue, MessageParser, MimeHeaders, PartType};
-use unicode_normalization::UnicodeNormalization;
 
 /// Subjects, names and addresses longer than this are cut in the stored row.
 const MAX_LINE_CHARS: usize = 1000;
@@ -74,12 +73,13 @@ pub struct ParsedMail {
 
 /// Body text: NFC, without NUL (PostgreSQL text refuses it).
 fn text(s: &str) -> String {
-    s.nfc().filter(|c| *c != '\0').collect()
+    let s = crate::fmt::nfc(s);
+    if s.contains('\0') { s.replace('\0', "") } else { s.into_owned() }
 }
 
 /// A one-line value: NFC, control characters as spaces, trimmed, at most `max` chars.
 fn line(s: &str, max: usize) -> String {
-    let s: String = s.nfc().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect();
+    let s: String = crate::fmt::nfc(s).chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect();
     s.trim().to_string()
 }
 
