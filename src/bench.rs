@@ -1064,16 +1064,22 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
                 "account_number": "0071000123456", "id": id, "booking_time": booking,
                 "amount": 10_000 + i as i64, "description": format!("bench {i}"),
             }]});
-            sent.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Instant::now());
-            client.post(&url).header("authorization", format!("Apikey {secret}")).json(&body).send().await.is_ok()
+            let t0 = Instant::now();
+            sent.lock().unwrap_or_else(|e| e.into_inner()).insert(id, t0);
+            let ok = client.post(&url).header("authorization", format!("Apikey {secret}")).json(&body).send().await;
+            // How long the push itself took to be answered (stored and committed).
+            ok.is_ok_and(|r| r.status().is_success()).then(|| t0.elapsed().as_secs_f64() * 1000.0)
         });
     }
     let mut failed = 0;
+    let mut answered = Vec::with_capacity(total);
     while let Some(ok) = pushes.join_next().await {
-        if !matches!(ok, Ok(true)) {
-            failed += 1;
+        match ok {
+            Ok(Some(ms)) => answered.push(ms),
+            _ => failed += 1,
         }
     }
+    answered.sort_by(|a, b| a.total_cmp(b));
     let push_secs = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + std::time::Duration::from_secs(120);
     while seen.lock().unwrap_or_else(|e| e.into_inner()).len() < total && Instant::now() < deadline {
@@ -1098,12 +1104,14 @@ async fn notify_one(pg_admin: Option<String>, rate: usize, seconds: usize) -> an
             )),
     ];
     println!(
-        "notify [{label}] {total} pushes at {rate}/s in {push_secs:.1} s ({failed} failed), {} delivered: push→receipt p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "notify [{label}] {total} pushes at {rate}/s in {push_secs:.1} s ({failed} failed), {} delivered: push→receipt p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms; the push answered p50 {:.0} ms, p99 {:.0} ms",
         latencies.len(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.95),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
+        percentile(&answered, 0.50),
+        percentile(&answered, 0.99),
     );
 
     // Full speed: a backlog stored at once, drained by the worker.
