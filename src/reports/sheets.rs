@@ -120,8 +120,7 @@ fn text_cell(out: &mut Vec<u8>, col: usize, row: &str, style: u8, text: &str) {
         true => text.char_indices().nth(MAX_TEXT).map_or(text, |(end, _)| &text[..end]),
         false => text,
     };
-    out.push(b'<');
-    out.extend_from_slice(b"c r=\"");
+    out.extend_from_slice(b"<c r=\"");
     out.push(LETTERS[col] as u8);
     out.extend_from_slice(row.as_bytes());
     if style != 0 {
@@ -165,9 +164,8 @@ fn col_width(chars: usize) -> f64 {
 /// One partner's sheet while its rows arrive.
 struct Sheet {
     zip: ZipWriter<File>,
-    /// The first rows, held until the widths are known.
-    held: Vec<Row>,
-    started: bool,
+    /// The first rows, held until the widths are known; `None` once the head is written.
+    held: Option<Vec<Row>>,
     widths: [usize; HEADERS.len()],
     /// Rows so far, the header included.
     rows: u32,
@@ -180,8 +178,7 @@ impl Sheet {
         zip.start_file("sheet.xml", options()).map_err(io)?;
         Ok(Sheet {
             zip,
-            held: Vec::new(),
-            started: false,
+            held: Some(Vec::new()),
             widths: HEADERS.map(|h| h.chars().count() + 2),
             rows: 1,
             xml: Vec::with_capacity(CHUNK + 4096),
@@ -189,22 +186,22 @@ impl Sheet {
     }
 
     fn add(&mut self, row: Row) -> AppResult<()> {
-        if self.started {
+        let Some(held) = &mut self.held else {
             return self.write(&row);
-        }
+        };
         for (c, t) in texts(&row) {
             // An ASCII cell's width is its length.
             let width = if t.is_ascii() { t.len() } else { t.chars().count() };
             self.widths[c] = self.widths[c].max(width + 2);
         }
         self.widths[DATE_COL] = self.widths[DATE_COL].max(18);
-        self.held.push(row);
-        if self.held.len() == WIDTH_SAMPLE { self.start() } else { Ok(()) }
+        held.push(row);
+        if held.len() == WIDTH_SAMPLE { self.start() } else { Ok(()) }
     }
 
     /// The sheet's head (frozen header row, widths) and the rows held for it.
     fn start(&mut self) -> AppResult<()> {
-        self.started = true;
+        let held = self.held.take().unwrap_or_default();
         let x = &mut self.xml;
         x.extend_from_slice(XML.as_bytes());
         let _ = write!(
@@ -220,7 +217,7 @@ impl Sheet {
             text_cell(x, c, "1", BOLD, h);
         }
         x.extend_from_slice(b"</row>");
-        for row in std::mem::take(&mut self.held) {
+        for row in held {
             self.write(&row)?;
         }
         Ok(())
@@ -250,7 +247,7 @@ impl Sheet {
 
     /// The sheet's XML completed and compressed, in its temporary file.
     fn finish(mut self) -> AppResult<(File, u32)> {
-        if !self.started {
+        if self.held.is_some() {
             self.start()?;
         }
         let _ = write!(self.xml, r#"</sheetData><autoFilter ref="A1:J{}"/>{MARGINS}</worksheet>"#, self.rows.max(2));
