@@ -116,11 +116,15 @@ pub struct User {
     pub roles: String,
     pub disabled: bool,
     pub session_epoch: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub last_login_at: Option<NaiveDateTime>,
     pub kind: String,
     pub phone: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub email_verified_at: Option<NaiveDateTime>,
 }
 
@@ -302,8 +306,11 @@ pub struct AccountToken {
     pub user_id: i64,
     pub purpose: String,
     pub token_hash: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub expires_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub used_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
 }
 

@@ -24,8 +24,11 @@ pub struct ApiKey {
     pub prefix: String,
     pub key_hash: String,
     pub created_by: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub last_used_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub revoked_at: Option<NaiveDateTime>,
 }
 

@@ -70,7 +70,9 @@ pub struct App {
     pub client_id: String,
     pub secret_hash: String,
     pub redirect_uris: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub deleted_at: Option<NaiveDateTime>,
 }
 

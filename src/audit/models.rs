@@ -10,6 +10,7 @@ use crate::db::schema::audit_log;
 #[diesel(table_name = audit_log)]
 pub struct AuditEntry {
     pub id: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub at: NaiveDateTime,
     pub user_id: Option<i64>,
     pub actor: String,

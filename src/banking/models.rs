@@ -16,13 +16,16 @@ pub struct Connection {
     pub status: String,
     pub credentials_sealed: Option<String>,
     pub tokens_sealed: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub token_expires_at: Option<NaiveDateTime>,
     pub oauth_state: Option<String>,
     pub external_ref: Option<String>,
     pub push_key: Option<String>,
     pub last_error: Option<String>,
     pub created_by: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -193,6 +196,7 @@ pub struct Transaction {
     pub amount: i64,
     pub description: String,
     pub balance: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub occurred_at: NaiveDateTime,
     pub pending: bool,
     pub counter_account: String,
@@ -204,7 +208,9 @@ pub struct Transaction {
     pub payment_channel: String,
     pub source: String,
     pub search_key: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub deleted_at: Option<NaiveDateTime>,
 }
 

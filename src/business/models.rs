@@ -32,13 +32,18 @@ pub struct Business {
     pub features: String,
     pub plan_id: i64,
     pub trial_plan_id: Option<i64>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub trial_started_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub trial_ends_at: Option<NaiveDateTime>,
     pub hub_merchant_id: Option<i64>,
     pub search_key: String,
     pub created_by: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub deleted_at: Option<NaiveDateTime>,
 }
 
@@ -91,6 +96,7 @@ pub struct MemberRow {
     pub id: i64,
     pub user_id: i64,
     pub role: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
     pub email: String,
     pub name: String,
@@ -104,10 +110,14 @@ pub struct Invitation {
     pub role: String,
     pub token_hash: String,
     pub invited_by: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub expires_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub accepted_at: Option<NaiveDateTime>,
     pub accepted_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub revoked_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
 }
 
@@ -121,16 +131,22 @@ pub struct BankAccount {
     pub account_name: String,
     pub method: String,
     pub connect_status: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub removed_at: Option<NaiveDateTime>,
     pub connection_id: Option<i64>,
     pub bank_bin: String,
     pub external_id: String,
     pub balance: Option<i64>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub sync_from: Option<NaiveDateTime>,
     pub sync_cursor: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub last_sync_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub next_sync_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub rate_limited_until: Option<NaiveDateTime>,
     pub rate_limit_source: Option<String>,
     pub last_error: Option<String>,
@@ -144,7 +160,9 @@ pub struct PlanRequest {
     pub requested_by: i64,
     pub note: String,
     pub status: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub handled_at: Option<NaiveDateTime>,
     pub handled_by: Option<i64>,
 }

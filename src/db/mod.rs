@@ -6,6 +6,9 @@
 //! Timestamps are UTC `NaiveDateTime` bound from Rust, never `now()` in SQL.
 
 pub mod schema;
+mod ts;
+
+pub use ts::{OptTs, Ts};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;

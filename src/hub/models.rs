@@ -16,7 +16,9 @@ pub struct Merchant {
     pub phone: String,
     pub email: String,
     pub search_key: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -33,7 +35,9 @@ pub struct Point {
     pub pos_id: String,
     pub point_code: String,
     pub search_key: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -174,12 +178,16 @@ pub struct Request {
     pub state: String,
     pub version: i64,
     pub opening_mail_id: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub opened_on: NaiveDateTime,
     pub assignee_id: Option<i64>,
     pub closed_reason: Option<String>,
     pub created_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub state_since: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -466,6 +474,7 @@ pub struct StateCount {
     pub state: String,
     pub partner_id: i64,
     pub count: i64,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub oldest: Option<NaiveDateTime>,
 }
 
@@ -539,7 +548,9 @@ pub struct Confirmation {
     pub mail_message_id: Option<i64>,
     pub recorded_by: Option<i64>,
     pub reason: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub revoked_at: Option<NaiveDateTime>,
     pub revoked_by: Option<i64>,
 }
@@ -598,6 +609,7 @@ pub fn revoke_confirmation(conn: &mut DbConn, id: i64, by: i64) -> QueryResult<(
 pub struct Event {
     pub id: i64,
     pub request_id: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub at: NaiveDateTime,
     pub user_id: Option<i64>,
     pub actor: String,

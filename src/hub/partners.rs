@@ -19,7 +19,9 @@ pub struct Partner {
     pub mail_addresses: String,
     pub leader_confirmation_required: bool,
     pub leader_addresses: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
     pub cms_admin_name: String,
     pub signing_company: String,
@@ -28,6 +30,7 @@ pub struct Partner {
     pub accept_template: String,
     pub reply_template: String,
     /// Set when an admin stopped using the partner: no new requests, old ones kept.
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub disabled_at: Option<NaiveDateTime>,
 }
 

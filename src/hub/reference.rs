@@ -198,6 +198,7 @@ pub struct Customer {
     pub tax_code: String,
     pub address: String,
     pub search_key: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
 }
 

@@ -171,7 +171,9 @@ pub struct OutboxRow {
     pub request_id: Option<i64>,
     pub attempts: i64,
     pub error: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub sent_at: Option<NaiveDateTime>,
 }
 

@@ -21,10 +21,14 @@ pub struct Integration {
     pub account_ids: String,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub failing_since: Option<NaiveDateTime>,
     pub created_by: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub deleted_at: Option<NaiveDateTime>,
     pub fields: String,
     pub settings: String,
@@ -90,7 +94,9 @@ pub struct Recipient {
     pub display_name: String,
     pub status: String,
     pub status_note: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -265,7 +271,9 @@ pub struct Delivery {
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub delivered_at: Option<NaiveDateTime>,
 }
 
@@ -364,7 +372,9 @@ pub struct LogRow {
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub delivered_at: Option<NaiveDateTime>,
     pub bank_tx_id: String,
     pub amount: i64,
@@ -396,6 +406,7 @@ pub fn log(conn: &mut DbConn, integration_id: i64, limit: i64) -> QueryResult<Ve
 pub struct AttemptRow {
     pub id: i64,
     pub delivery_id: i64,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub at: NaiveDateTime,
     pub attempt: i64,
     pub status_code: Option<i64>,

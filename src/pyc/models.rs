@@ -21,8 +21,10 @@ pub struct Template {
     pub body: String,
     pub items: String,
     pub created_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
     /// Set when an admin stopped using this version: not used for new PYCs.
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub disabled_at: Option<NaiveDateTime>,
 }
 
@@ -113,11 +115,15 @@ pub struct Pyc {
     pub key2_enc: Option<String>,
     pub screenshot_type: Option<String>,
     pub invoice_no: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub invoice_date: Option<NaiveDateTime>,
     pub created_by: Option<i64>,
     pub deployed_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub deployed_at: Option<NaiveDateTime>,
     pub technician_id: Option<i64>,
 }
@@ -352,6 +358,7 @@ pub struct Item {
     pub label: String,
     pub required: bool,
     pub done_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub done_at: Option<NaiveDateTime>,
 }
 

@@ -93,54 +93,7 @@ pub struct Row {
 }
 
 /// One line of the month query, in `select` order.
-type Raw = (String, String, String, String, String, String, String, Option<At>, String, Option<String>, i64);
-
-/// A go-live time as the month query reads it. SQLite keeps timestamps as text, and
-/// diesel reads it by trying its formats in turn through chrono's format parser, which
-/// parses the format itself on every row: a twentieth of the month query's time. Ours
-/// are all written `YYYY-MM-DD HH:MM:SS[.f]`; that is read here digit by digit, and
-/// anything else goes to diesel's reading.
-#[derive(Debug)]
-struct At(NaiveDateTime);
-
-impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite> for At {
-    fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> diesel::deserialize::Result<Self> {
-        if value.value_type() == Some(diesel::sqlite::SqliteType::Text)
-            && let Some(at) = plain_timestamp(value.read_text().as_bytes())
-        {
-            return Ok(At(at));
-        }
-        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite>>::from_sql(
-            value,
-        )
-        .map(At)
-    }
-}
-
-impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg> for At {
-    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
-        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg>>::from_sql(value)
-            .map(At)
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` with an optional fraction of up to nine digits, or `None`.
-fn plain_timestamp(s: &[u8]) -> Option<NaiveDateTime> {
-    let digits = |from: usize, to: usize| -> Option<u32> {
-        s.get(from..to)?.iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
-    };
-    let punct = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
-    if s.len() < 19 || punct.iter().any(|(i, c)| s[*i] != *c) {
-        return None;
-    }
-    let nanos = match &s[19..] {
-        [] => 0,
-        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => digits(20, s.len())? * 10u32.pow(9 - frac.len() as u32),
-        _ => return None,
-    };
-    let date = NaiveDate::from_ymd_opt(digits(0, 4)? as i32, digits(5, 7)?, digits(8, 10)?)?;
-    date.and_hms_nano_opt(digits(11, 13)?, digits(14, 16)?, digits(17, 19)?, nanos)
-}
+type Raw = (String, String, String, String, String, String, String, Option<crate::db::Ts>, String, Option<String>, i64);
 
 fn row(r: Raw) -> Row {
     let at = r.7.map(|a| a.0).unwrap_or_default();
@@ -454,29 +407,4 @@ pub fn report_to_accounting(
         let moved = replied.len();
         Ok(Some(moved))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_timestamps_read_digit_by_digit_or_not_at_all() {
-        let at = |s: &str| plain_timestamp(s.as_bytes()).map(|t| t.format("%F %T%.f").to_string());
-        assert_eq!(at("2026-10-31 16:30:05").as_deref(), Some("2026-10-31 16:30:05"));
-        assert_eq!(at("2026-10-31 16:30:05.25").as_deref(), Some("2026-10-31 16:30:05.250"));
-        assert_eq!(at("2026-10-31 16:30:05.123456789").as_deref(), Some("2026-10-31 16:30:05.123456789"));
-        // Anything else is left to diesel's own reading (which knows more forms).
-        for other in [
-            "2026-10-31T16:30:05",
-            "2026-10-31 16:30",
-            "2026-02-30 00:00:00",
-            "2026-10-31 16:30:05Z",
-            "2026-10-31 16:30:05.",
-        ] {
-            assert_eq!(at(other), None, "{other}");
-        }
-        assert_eq!(at("2026-10-31 24:00:00"), None);
-        assert_eq!(at("２026-10-31 16:30:05"), None, "multi-byte digits");
-    }
 }

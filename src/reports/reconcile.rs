@@ -386,7 +386,9 @@ pub struct Reconciliation {
     pub only_theirs: i64,
     pub differing: i64,
     pub created_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub run_at: Option<NaiveDateTime>,
 }
 

@@ -16,14 +16,19 @@ pub struct Job {
     pub kind: String,
     pub payload: String,
     pub unique_key: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub run_at: NaiveDateTime,
     pub attempts: i64,
     pub max_attempts: i64,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub locked_until: Option<NaiveDateTime>,
     pub locked_by: Option<String>,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub done_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub dead_at: Option<NaiveDateTime>,
 }
 

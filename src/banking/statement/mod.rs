@@ -44,7 +44,9 @@ pub struct Import {
     pub known_count: i64,
     pub skipped: Option<String>,
     pub created_by: Option<i64>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub imported_at: Option<NaiveDateTime>,
     pub total_rows: i64,
     pub done_rows: i64,

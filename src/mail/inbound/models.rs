@@ -16,7 +16,9 @@ pub struct BlobInfo {
     pub file_name: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub received_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub processed_at: Option<NaiveDateTime>,
 }
 
@@ -147,7 +149,9 @@ pub struct Thread {
     pub partner_id: Option<i64>,
     pub subject: String,
     pub norm_subject: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub first_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub last_at: NaiveDateTime,
     pub request_id: Option<i64>,
 }
@@ -304,6 +308,7 @@ pub struct MailMessage {
     pub cc_addrs: String,
     pub reply_to: String,
     pub subject: String,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub sent_at: Option<NaiveDateTime>,
     pub text_body: String,
     pub html_body: Option<String>,
@@ -317,6 +322,7 @@ pub struct MailMessage {
     pub status_reason: Option<String>,
     pub suggestions: String,
     pub notes: String,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
 }
 
@@ -472,7 +478,9 @@ pub struct InboxRow {
     pub from_addr: String,
     pub from_name: String,
     pub subject: String,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub sent_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
     pub kind: String,
     pub status: String,
@@ -655,6 +663,7 @@ pub struct RuleRow {
     pub kind: String,
     pub pattern: String,
     pub enabled: bool,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub created_at: NaiveDateTime,
 }
 

@@ -18,10 +18,14 @@ pub struct MailboxState {
     pub uid_validity: Option<i64>,
     pub last_uid: i64,
     pub lease_owner: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub lease_until: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub last_ok_at: Option<NaiveDateTime>,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::OptTs)]
     pub last_error_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::Ts)]
     pub updated_at: NaiveDateTime,
 }
 
