@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Asia::Ho_Chi_Minh;
 
 /// The business timezone: every date boundary and every displayed time uses it.
@@ -48,8 +48,10 @@ pub struct LocalTime(pub NaiveDateTime);
 
 impl fmt::Display for LocalTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let local = Utc.from_utc_datetime(&self.0).with_timezone(&TZ);
-        write!(f, "{}", local.format("%d/%m/%Y %H:%M"))
+        // Fields, not `format("%d/%m/%Y %H:%M")`: chrono parses a format string anew on
+        // every call, and a list page shows a time on every row.
+        let l = Utc.from_utc_datetime(&self.0).with_timezone(&TZ).naive_local();
+        write!(f, "{:02}/{:02}/{:04} {:02}:{:02}", l.day(), l.month(), l.year(), l.hour(), l.minute())
     }
 }
 
@@ -59,7 +61,7 @@ pub struct LocalDate(pub NaiveDate);
 
 impl fmt::Display for LocalDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%d/%m/%Y"))
+        write!(f, "{:02}/{:02}/{:04}", self.0.day(), self.0.month(), self.0.year())
     }
 }
 
@@ -137,6 +139,10 @@ mod tests {
     fn time_is_shown_in_vietnam() {
         let utc = NaiveDate::from_ymd_opt(2026, 11, 24).and_then(|d| d.and_hms_opt(11, 30, 0)).unwrap_or_default();
         assert_eq!(LocalTime(utc).to_string(), "24/11/2026 18:30");
+        // Past local midnight: the next day, with its zeros.
+        let late = NaiveDate::from_ymd_opt(2026, 2, 28).and_then(|d| d.and_hms_opt(17, 5, 59)).unwrap_or_default();
+        assert_eq!(LocalTime(late).to_string(), "01/03/2026 00:05");
+        assert_eq!(LocalDate(late.date()).to_string(), "28/02/2026");
     }
 
     #[test]

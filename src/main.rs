@@ -1,11 +1,5 @@
 use clap::Parser;
 
-// glibc's malloc spent a fifth of a list page's CPU (fast-bin consolidation on every
-// large allocation, arena locks between the runtime's threads); mimalloc's per-thread
-// heaps do not.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = hubgate::cli::Cli::parse();
     // Read while the process has one thread: taking them clears LISTEN_FDS/LISTEN_PID

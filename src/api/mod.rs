@@ -332,7 +332,10 @@ async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
 }
 
 fn local(t: NaiveDateTime) -> String {
-    chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).format("%Y-%m-%dT%H:%M:%S").to_string()
+    use chrono::{Datelike, Timelike};
+    // Fields, not a format string that chrono would parse again for every row.
+    let l = chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).naive_local();
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", l.year(), l.month(), l.day(), l.hour(), l.minute(), l.second())
 }
 
 fn account_json(a: &BankAccount, codes: &std::collections::HashMap<String, String>) -> types::Account {

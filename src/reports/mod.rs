@@ -184,7 +184,10 @@ pub fn each_month_row(
     let (only, id) = (partner.is_some(), partner.unwrap_or(-1));
     match conn {
         // Row by row: the default mode would have libpq hold the whole result first.
-        DbConn::Pg(c) => {
+        DbConn::Pg(c) => c.transaction(|c| {
+            // Compiling this plan took PostgreSQL longer than it saved at a million
+            // rows on two cores (9.3 s with JIT, 8.3–8.8 s without).
+            diesel::sql_query("SET LOCAL jit = off").execute(c)?;
             let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
                 q = q.filter(requests::partner_id.eq(id));
@@ -192,7 +195,8 @@ pub fn each_month_row(
             for raw in q.load_iter::<Raw, diesel::pg::PgRowByRowLoadingMode>(c)? {
                 each(row(raw?))?;
             }
-        }
+            AppResult::Ok(())
+        })?,
         DbConn::Sqlite(c) => {
             let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
