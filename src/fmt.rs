@@ -50,7 +50,7 @@ impl fmt::Display for LocalTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Fields, not `format("%d/%m/%Y %H:%M")`: chrono parses a format string anew on
         // every call, and a list page shows a time on every row.
-        let l = Utc.from_utc_datetime(&self.0).with_timezone(&TZ).naive_local();
+        let l = local_time(self.0);
         write!(f, "{:02}/{:02}/{:04} {:02}:{:02}", l.day(), l.month(), l.year(), l.hour(), l.minute())
     }
 }
@@ -89,6 +89,11 @@ impl fmt::Display for Age {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&age_between(self.0, crate::db::now()))
     }
+}
+
+/// The local (Asia/Ho_Chi_Minh) time of a UTC timestamp.
+pub fn local_time(utc: NaiveDateTime) -> NaiveDateTime {
+    Utc.from_utc_datetime(&utc).with_timezone(&TZ).naive_local()
 }
 
 /// The local (Asia/Ho_Chi_Minh) calendar date of a UTC timestamp.

@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -334,7 +334,7 @@ async fn user_info(state: web::Data<AppState>, req: HttpRequest) -> ApiResult {
 fn local(t: NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
     // Fields, not a format string that chrono would parse again for every row.
-    let l = chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).naive_local();
+    let l = crate::fmt::local_time(t);
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", l.year(), l.month(), l.day(), l.hour(), l.minute(), l.second())
 }
 

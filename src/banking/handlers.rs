@@ -6,7 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::catalogue::{self, Bank};
@@ -751,11 +751,6 @@ async fn export(ctx: Ctx, bid: web::Path<i64>, q: web::Query<TxQuery>) -> AppRes
         .body(bytes))
 }
 
-fn local(t: NaiveDateTime) -> NaiveDateTime {
-    use chrono::TimeZone;
-    chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).naive_local()
-}
-
 fn export_csv(rows: &[(String, Transaction)]) -> AppResult<Vec<u8>> {
     // A BOM so Excel opens the Vietnamese text as UTF-8.
     let mut out = "\u{feff}".as_bytes().to_vec();
@@ -766,7 +761,7 @@ fn export_csv(rows: &[(String, Transaction)]) -> AppResult<Vec<u8>> {
             w.write_record([
                 t.id.to_string(),
                 t.bank_tx_id.clone(),
-                local(t.occurred_at).format("%Y-%m-%d %H:%M:%S").to_string(),
+                crate::fmt::local_time(t.occurred_at).format("%Y-%m-%d %H:%M:%S").to_string(),
                 acc.clone(),
                 t.amount.to_string(),
                 t.balance.map(|b| b.to_string()).unwrap_or_default(),
@@ -798,7 +793,7 @@ fn export_xlsx(rows: &[(String, Transaction)]) -> AppResult<Vec<u8>> {
         let r = r as u32 + 1;
         sheet.write_number(r, 0, t.id as f64).map_err(x)?;
         sheet.write_string(r, 1, &t.bank_tx_id).map_err(x)?;
-        sheet.write_datetime_with_format(r, 2, local(t.occurred_at), &date).map_err(x)?;
+        sheet.write_datetime_with_format(r, 2, crate::fmt::local_time(t.occurred_at), &date).map_err(x)?;
         sheet.write_string(r, 3, acc).map_err(x)?;
         sheet.write_number_with_format(r, 4, t.amount as f64, &money).map_err(x)?;
         if let Some(b) = t.balance {

@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use crate::db::DbConn;
 use crate::db::schema::{merchants, partners, points, pycs, request_points, requests, users};
 use crate::error::{AppError, AppResult};
-use crate::fmt::{TZ, local_midnight_utc};
+use crate::fmt::local_midnight_utc;
 
 /// A calendar month, as written `2026-10`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ fn row(r: Raw) -> Row {
         pos_parent: r.4,
         pos_id: r.5,
         point_code: r.6,
-        live_at: chrono::TimeZone::from_utc_datetime(&chrono::Utc, &at).with_timezone(&TZ).naive_local(),
+        live_at: crate::fmt::local_time(at),
         pyc: r.8,
         technician: r.9.unwrap_or_default(),
         request_id: r.10,

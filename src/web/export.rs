@@ -54,11 +54,6 @@ impl Format {
     }
 }
 
-fn local(t: NaiveDateTime) -> NaiveDateTime {
-    use chrono::TimeZone;
-    chrono::Utc.from_utc_datetime(&t).with_timezone(&crate::fmt::TZ).naive_local()
-}
-
 /// Receives the rows of an export one at a time.
 pub trait RowSink {
     fn row(&mut self, cells: Vec<Cell>) -> AppResult<()>;
@@ -73,7 +68,7 @@ impl RowSink for CsvSink {
             .map(|c| match c {
                 Cell::Text(s) => s,
                 Cell::Int(n) => n.to_string(),
-                Cell::Time(t) => local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+                Cell::Time(t) => crate::fmt::local_time(t).format("%Y-%m-%d %H:%M:%S").to_string(),
             })
             .collect();
         self.0.write_record(record).map_err(AppError::internal)
@@ -100,7 +95,10 @@ impl RowSink for XlsxSink<'_> {
             match cell {
                 Cell::Text(s) => self.sheet.write_string(self.row, c, s).map(|_| ()),
                 Cell::Int(n) => self.sheet.write_number(self.row, c, n as f64).map(|_| ()),
-                Cell::Time(t) => self.sheet.write_datetime_with_format(self.row, c, local(t), &self.date).map(|_| ()),
+                Cell::Time(t) => self
+                    .sheet
+                    .write_datetime_with_format(self.row, c, crate::fmt::local_time(t), &self.date)
+                    .map(|_| ()),
             }
             .map_err(AppError::internal)?;
         }
