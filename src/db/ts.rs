@@ -74,7 +74,7 @@ where
 }
 
 /// `YYYY-MM-DD HH:MM:SS` with an optional fraction of up to nine digits, or `None`.
-pub(crate) fn plain_timestamp(s: &[u8]) -> Option<NaiveDateTime> {
+fn plain_timestamp(s: &[u8]) -> Option<NaiveDateTime> {
     let digits = |from: usize, to: usize| -> Option<u32> {
         s.get(from..to)?.iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
     };
