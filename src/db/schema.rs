@@ -566,6 +566,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    first_deployments (point_id, partner_id) {
+        point_id -> Int8,
+        partner_id -> Int8,
+        pyc_id -> Int8,
+        deployed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     business_usage (business_id, month, slot) {
         business_id -> Int8,
         month -> Text,
@@ -912,6 +921,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ageing_thresholds,
     transaction_days,
     request_counts,
+    first_deployments,
     api_keys,
     api_tokens,
     oauth_apps,

@@ -19,7 +19,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::DbConn;
-use crate::db::schema::{merchants, partners, points, pycs, request_points, requests, users};
+use crate::db::schema::{first_deployments, merchants, partners, points, pycs, requests, users};
 use crate::error::{AppError, AppResult};
 use crate::fmt::local_midnight_utc;
 
@@ -93,10 +93,9 @@ pub struct Row {
 }
 
 /// One line of the month query, in `select` order.
-type Raw = (String, String, String, String, String, String, String, Option<crate::db::Ts>, String, Option<String>, i64);
+type Raw = (String, String, String, String, String, String, String, crate::db::Ts, String, Option<String>, i64);
 
 fn row(r: Raw) -> Row {
-    let at = r.7.map(|a| a.0).unwrap_or_default();
     Row {
         partner: r.0,
         merchant: r.1,
@@ -105,38 +104,27 @@ fn row(r: Raw) -> Row {
         pos_parent: r.4,
         pos_id: r.5,
         point_code: r.6,
-        live_at: crate::fmt::local_time(at),
+        live_at: crate::fmt::local_time(r.7.0),
         pyc: r.8,
         technician: r.9.unwrap_or_default(),
         request_id: r.10,
     }
 }
 
-/// Leaves out a (point, partner) connection an earlier PYC of the same partner already
-/// made: that one was counted in its own month. In SQL because it refers to the outer
-/// row, which diesel's builder cannot express. With the indexes of migration
-/// `month_list_bulk_counts` it is one index probe per row: CROSS JOIN keeps SQLite
-/// starting from the point (not from every request of the partner), and the point's
-/// own request (one PYC per request) is passed over on the index alone.
-const FIRST_DEPLOYMENT: &str = "NOT EXISTS (SELECT 1 FROM request_points rp2 CROSS JOIN requests r2 CROSS JOIN pycs y2
-    WHERE rp2.point_id = request_points.point_id AND rp2.request_id <> requests.id
-    AND r2.id = rp2.request_id AND r2.partner_id = requests.partner_id AND y2.request_id = r2.id
-    AND (y2.deployed_at < pycs.deployed_at OR (y2.deployed_at = pycs.deployed_at AND y2.id < pycs.id)))";
-
-/// The month's connections: PYCs deployed in the month, each of their points, first
-/// deployments only; partner by partner (code order), each by go-live time.
+/// The month's connections: first deployments (point, partner) that fell in the
+/// month, with their PYC, point, merchant, partner and technician. Which PYC deployed a
+/// connection first is kept in `first_deployments` by the database itself (migration
+/// `first_deployments`), so a month is one range of its index.
 macro_rules! month_query {
     ($start:expr, $end:expr) => {
-        pycs::table
-            .inner_join(requests::table.on(requests::id.eq(pycs::request_id)))
-            .inner_join(request_points::table.on(request_points::request_id.eq(requests::id)))
-            .inner_join(points::table.on(points::id.eq(request_points::point_id)))
+        first_deployments::table
+            .inner_join(pycs::table.on(pycs::id.eq(first_deployments::pyc_id)))
+            .inner_join(points::table.on(points::id.eq(first_deployments::point_id)))
             .inner_join(merchants::table.on(merchants::id.eq(points::merchant_id)))
-            .inner_join(partners::table.on(partners::id.eq(requests::partner_id)))
+            .inner_join(partners::table.on(partners::id.eq(first_deployments::partner_id)))
             .left_join(users::table.on(users::id.nullable().eq(pycs::deployed_by)))
-            .filter(pycs::deployed_at.ge($start))
-            .filter(pycs::deployed_at.lt($end))
-            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(FIRST_DEPLOYMENT))
+            .filter(first_deployments::deployed_at.ge($start))
+            .filter(first_deployments::deployed_at.lt($end))
     };
 }
 
@@ -151,26 +139,24 @@ macro_rules! month_select {
             pycs::pos_parent,
             pycs::pos_id,
             pycs::point_code,
-            pycs::deployed_at,
+            first_deployments::deployed_at,
             pycs::number,
             users::name.nullable(),
-            requests::id,
+            pycs::request_id,
         ))
     };
 }
 
-/// Go-live order, as the query walks it: `pycs (deployed_at)`, then each request's
-/// points in the order of `request_points`' key. Written as `request_points.point_id`
-/// (not the equal `points.id`) so that SQLite sees no sort is left to do.
+/// Go-live order: the order of `first_deployments_month_idx`, which the query walks.
 macro_rules! by_time {
     () => {
-        (pycs::deployed_at.asc(), pycs::id.asc(), request_points::point_id.asc())
+        (first_deployments::deployed_at.asc(), first_deployments::pyc_id.asc(), first_deployments::point_id.asc())
     };
 }
 
 /// Hands the month's connections to `each` by go-live time (every partner mixed)
 /// without holding them: a row is read, handed over and dropped. Only `partner`'s when
-/// given. Go-live order is the order of the `pycs (deployed_at)` index the query walks,
+/// given. Go-live order is the order of the `first_deployments` index the query walks,
 /// so rows flow from the first without sorting the month: a partner-first sort held
 /// the first row back for seconds at a million.
 pub fn each_month_row(
@@ -184,23 +170,19 @@ pub fn each_month_row(
     let (only, id) = (partner.is_some(), partner.unwrap_or(-1));
     match conn {
         // Row by row: the default mode would have libpq hold the whole result first.
-        DbConn::Pg(c) => c.transaction(|c| {
-            // Compiling this plan took PostgreSQL longer than it saved at a million
-            // rows on two cores (9.3 s with JIT, 8.3–8.8 s without).
-            diesel::sql_query("SET LOCAL jit = off").execute(c)?;
+        DbConn::Pg(c) => {
             let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
-                q = q.filter(requests::partner_id.eq(id));
+                q = q.filter(first_deployments::partner_id.eq(id));
             }
             for raw in q.load_iter::<Raw, diesel::pg::PgRowByRowLoadingMode>(c)? {
                 each(row(raw?))?;
             }
-            AppResult::Ok(())
-        })?,
+        }
         DbConn::Sqlite(c) => {
             let mut q = month_select!(start, end, by_time!()).into_boxed();
             if only {
-                q = q.filter(requests::partner_id.eq(id));
+                q = q.filter(first_deployments::partner_id.eq(id));
             }
             for raw in q.load_iter::<Raw, diesel::connection::DefaultLoadingMode>(c)? {
                 each(row(raw?))?;
@@ -241,7 +223,12 @@ pub fn month_page(conn: &mut DbConn, month: Month, offset: usize, limit: usize) 
     let raw: Vec<Raw> = crate::with_conn!(conn, |c| month_select!(
         start,
         end,
-        (partners::code.asc(), pycs::deployed_at.asc(), pycs::id.asc(), points::id.asc())
+        (
+            partners::code.asc(),
+            first_deployments::deployed_at.asc(),
+            first_deployments::pyc_id.asc(),
+            first_deployments::point_id.asc()
+        )
     )
     .limit(limit as i64)
     .offset(offset as i64)

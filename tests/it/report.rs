@@ -175,8 +175,8 @@ db_test!(a_point_counts_once_in_the_month_of_its_first_deployment, |app| {
             .map(|r| r.pyc)
             .collect::<Vec<_>>()
     };
-    assert_eq!(pycs_of(Month { year: 2026, month: 9 }), [e5_sep]);
-    assert_eq!(pycs_of(october), [e5_gift, f6_first.clone()], "partner by partner, first deployments only");
+    assert_eq!(pycs_of(Month { year: 2026, month: 9 }), std::slice::from_ref(&e5_sep));
+    assert_eq!(pycs_of(october), [e5_gift.clone(), f6_first.clone()], "partner by partner, first deployments only");
     assert!(!pycs_of(october).contains(&e5_oct) && !pycs_of(october).contains(&f6_again));
     let counts = app.with_conn(|c| month_counts(c, october)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(counts, [("GIFTPOP".to_string(), 1), ("MOMO".to_string(), 1)]);
@@ -188,6 +188,41 @@ db_test!(a_point_counts_once_in_the_month_of_its_first_deployment, |app| {
     assert_eq!(text(momo.get_value((1, 8))), f6_first);
     let page = app.login("ketoan@ipos.vn").await.get("/reports?month=2026-10").await;
     assert!(page.body.contains(&f6_first) && !page.body.contains(&f6_again), "the preview lists the same rows");
+
+    // E5's September deployment moved past October: the October one is now E5's first.
+    app.with_conn(|c| {
+        diesel::update(pycs::table.filter(pycs::number.eq(&e5_sep)))
+            .set(pycs::deployed_at.eq(Some(utc("2026-11-02 03:00"))))
+            .execute(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let moved = [e5_gift, e5_oct, f6_first];
+    assert_eq!(pycs_of(october), moved, "the next deployment takes the connection over");
+    assert!(pycs_of(Month { year: 2026, month: 9 }).is_empty());
+    assert!(pycs_of(Month { year: 2026, month: 11 }).is_empty(), "E5 went live in October");
+
+    // A database from before the migration that keeps first deployments: the migration
+    // works them out from the deployments already made.
+    app.with_conn(|c| {
+        use diesel::connection::SimpleConnection;
+        let forget = "DELETE FROM __diesel_schema_migrations WHERE version = '20261202000122';";
+        match c {
+            DbConn::Sqlite(c) => c.batch_execute(&format!(
+                "{}{forget}",
+                include_str!("../../migrations/sqlite/2026-12-02-000122_first_deployments/down.sql")
+            )),
+            DbConn::Pg(c) => c.batch_execute(&format!(
+                "{}{forget}",
+                include_str!("../../migrations/postgres/2026-12-02-000122_first_deployments/down.sql")
+            )),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(app.with_conn(|c| month_rows(c, october)).is_err(), "the list has nothing to read");
+    let applied = app.with_conn(hubgate::db::migrate).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(pycs_of(october), moved);
+    assert!(pycs_of(Month { year: 2026, month: 9 }).is_empty());
 });
 
 #[actix_web::test]

@@ -1,0 +1,3 @@
+DROP TRIGGER first_deployments_update;
+DROP TRIGGER first_deployments_insert;
+DROP TABLE first_deployments;
