@@ -21,6 +21,9 @@ CREATE INDEX first_deployments_month_idx ON first_deployments (deployed_at, pyc_
 -- deploying many PYCs (an import) costs one pass, not one plan per row.
 CREATE FUNCTION first_deployments_redo(changed BIGINT[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF cardinality(changed) = 0 THEN
+        RETURN;
+    END IF;
     DELETE FROM first_deployments f
     USING unnest(changed) AS c (id), requests r, request_points rp
     WHERE r.id = c.id AND rp.request_id = r.id
@@ -48,12 +51,8 @@ $$;
 SELECT first_deployments_redo(ARRAY(SELECT request_id FROM pycs WHERE deployed_at IS NOT NULL));
 
 CREATE FUNCTION first_deployments_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed BIGINT[] := ARRAY(SELECT request_id FROM new_pycs WHERE deployed_at IS NOT NULL);
 BEGIN
-    IF cardinality(changed) > 0 THEN
-        PERFORM first_deployments_redo(changed);
-    END IF;
+    PERFORM first_deployments_redo(ARRAY(SELECT request_id FROM new_pycs WHERE deployed_at IS NOT NULL));
     RETURN NULL;
 END;
 $$;
@@ -61,15 +60,11 @@ $$;
 -- Statement triggers (a column list cannot go with transition tables): an update that
 -- leaves every deployment time as it was does nothing more than this join.
 CREATE FUNCTION first_deployments_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed BIGINT[] := ARRAY(
+BEGIN
+    PERFORM first_deployments_redo(ARRAY(
         SELECT n.request_id FROM new_pycs n JOIN old_pycs o ON o.id = n.id
         WHERE o.deployed_at IS DISTINCT FROM n.deployed_at
-    );
-BEGIN
-    IF cardinality(changed) > 0 THEN
-        PERFORM first_deployments_redo(changed);
-    END IF;
+    ));
     RETURN NULL;
 END;
 $$;
