@@ -80,7 +80,13 @@ impl DetailPage {
 
 async fn detail(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (job, events) = ctx.db(move |conn| Ok((models::job(conn, id)?, models::events_of(conn, id)?))).await?;
+    let (job, events) = ctx
+        .db(move |conn| {
+            let job = models::job(conn, id)?;
+            let events = models::events_of(conn, &job)?;
+            Ok((job, events))
+        })
+        .await?;
     let state = job.state(crate::db::now());
     render(&DetailPage {
         l: ctx.layout(&format!("Việc #{id}"), &[("Hàng đợi", "/admin/jobs")]), job, state, events

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use hubgate::accounts::Role;
 use hubgate::audit::Actor;
 use hubgate::db::DbConn;
-use hubgate::db::schema::{audit_log, job_events, jobs, mail_outbox};
+use hubgate::db::schema::{audit_log, jobs, mail_outbox};
 use hubgate::mail::outbound::{OutgoingMail, queue_mail};
 use hubgate::worker::runner::{Registry, WorkerOptions, run};
 use hubgate::worker::{JobOptions, enqueue};
@@ -40,13 +40,12 @@ fn pending(c: &mut DbConn) -> bool {
     hubgate::worker::models::pending(c).unwrap_or(1) == 0
 }
 
+/// How many times the job's history (as its page shows it) says it succeeded.
 fn succeeded(app: &crate::support::TestApp, job: i64) -> i64 {
     app.with_conn(|c| {
-        job_events::table
-            .filter(job_events::job_id.eq(job))
-            .filter(job_events::event.eq("succeeded"))
-            .count()
-            .get_result(c)
+        let job = hubgate::worker::models::job(c, job)?;
+        let history = hubgate::worker::models::events_of(c, &job)?;
+        diesel::QueryResult::Ok(history.iter().filter(|e| e.1 == "succeeded").count() as i64)
     })
     .unwrap_or(-1)
 }
@@ -154,6 +153,10 @@ db_test!(failures_back_off_then_die_and_an_admin_retries, |app| {
     .unwrap_or(0);
     assert_eq!(admin.post(&format!("/admin/jobs/{id}/discard"), &[]).await.status, 303);
     assert!(app.with_conn(|c| hubgate::worker::models::job(c, id)).map(|j| j.done_at.is_some()).unwrap_or(false));
+    // Done, but by a person: its history says discarded, never succeeded.
+    let history = admin.get(&format!("/admin/jobs/{id}")).await;
+    assert!(history.body.contains("<b>discarded</b>"), "{}", history.body);
+    assert!(!history.body.contains("<b>succeeded</b>"), "{}", history.body);
 });
 
 fn vietnamese_mail() -> OutgoingMail {
@@ -309,13 +312,8 @@ fn a_killed_worker_loses_nothing() {
     let _ = second.wait();
     let j = job(&mut conn);
     assert_eq!(j.attempts, 2, "run again after the crash");
-    let done: i64 = job_events::table
-        .filter(job_events::job_id.eq(id))
-        .filter(job_events::event.eq("succeeded"))
-        .count()
-        .get_result(&mut conn)
-        .unwrap_or(0);
-    assert_eq!(done, 1, "completed exactly once");
+    let history = hubgate::worker::models::events_of(&mut conn, &j).unwrap_or_default();
+    assert_eq!(history.iter().filter(|e| e.1 == "succeeded").count(), 1, "completed exactly once: {history:?}");
 }
 
 // A batch producer (the notifier's page of transactions) enqueues together: a taken
@@ -366,6 +364,11 @@ db_test!(jobs_enqueued_together_keep_their_keys_and_run_once, |app| {
     for id in ids {
         assert_eq!(succeeded(&app, id), 1, "job {id}");
     }
+    // The job's page shows when and by which worker it succeeded.
+    app.create_user("admin@ipos.vn", &[Role::Admin]);
+    let admin = app.login("admin@ipos.vn").await;
+    let page = admin.get(&format!("/admin/jobs/{first}")).await;
+    assert!(page.body.contains("Xong") && page.body.contains("<b>succeeded</b> · test"), "{}", page.body);
 });
 
 #[actix_web::test]
@@ -413,27 +416,22 @@ async fn two_workers_on_postgres_run_each_job_once() {
     }
     let _ = stop.send(true);
     let _ = (a.await, b.await);
-    let (runs, jobs_with_runs): (i64, i64) = app
-        .with_conn(|c| {
-            let runs = job_events::table.filter(job_events::event.eq("succeeded")).count().get_result(c)?;
-            let ids: Vec<i64> =
-                job_events::table.filter(job_events::event.eq("succeeded")).select(job_events::job_id).load(c)?;
-            let distinct = ids.into_iter().collect::<std::collections::HashSet<_>>().len() as i64;
-            diesel::QueryResult::Ok((runs, distinct))
-        })
+    // A job two workers both claimed would have two attempts (and have run twice).
+    let finished: Vec<(i64, bool, Option<String>)> = app
+        .with_conn(|c| jobs::table.select((jobs::attempts, jobs::done_at.is_not_null(), jobs::locked_by)).load(c))
         .unwrap_or_default();
-    assert_eq!(runs, n as i64);
-    assert_eq!(jobs_with_runs, n as i64, "every job ran exactly once");
+    assert_eq!(finished.len(), n);
+    assert!(finished.iter().all(|(_, done, _)| *done), "every job done");
+    let twice = finished.iter().filter(|(attempts, _, _)| *attempts != 1).count();
+    assert_eq!(twice, 0, "every job claimed and run exactly once");
     // Which node ran how many is the scheduler's business (on a loaded machine one may
     // take them all); that each run was by one of the two is ours.
-    let by_worker: Vec<Option<String>> =
-        app.with_conn(|c| job_events::table.select(job_events::worker).distinct().load(c)).unwrap_or_default();
     assert!(
-        !by_worker.is_empty()
-            && by_worker
-                .iter()
-                .all(|w| w.as_deref().is_some_and(|w| w.starts_with("node-a") || w.starts_with("node-b"))),
-        "{by_worker:?}"
+        finished
+            .iter()
+            .all(|(_, _, w)| w.as_deref().is_some_and(|w| w.starts_with("node-a") || w.starts_with("node-b"))),
+        "{:?}",
+        finished.iter().map(|f| f.2.clone()).collect::<std::collections::BTreeSet<_>>()
     );
 }
 

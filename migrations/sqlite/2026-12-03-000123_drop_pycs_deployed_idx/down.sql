@@ -1,0 +1,1 @@
+CREATE INDEX pycs_deployed_idx ON pycs (deployed_at);
