@@ -5,9 +5,11 @@
 //! row locks, batch inserts) a model branches on the backend with [`with_conn!`].
 //! Timestamps are UTC `NaiveDateTime` bound from Rust, never `now()` in SQL.
 
+mod any;
 pub mod schema;
 mod ts;
 
+pub use any::{InAny, in_any};
 pub use ts::{OptTs, Ts};
 
 use diesel::connection::SimpleConnection;

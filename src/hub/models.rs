@@ -94,7 +94,7 @@ pub fn search_merchants(
         .load(conn)?;
     let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
     let counts: Vec<(i64, i64)> = points::table
-        .filter(points::merchant_id.eq_any(&ids))
+        .filter(crate::db::in_any(points::merchant_id, ids))
         .group_by(points::merchant_id)
         .select((points::merchant_id, diesel::dsl::count_star()))
         .load(conn)?;
@@ -398,7 +398,7 @@ fn filtered(
 ) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
     if !f.states.is_empty() {
-        q = q.filter(requests::state.eq_any(f.states.clone()));
+        q = q.filter(crate::db::in_any(requests::state, f.states.clone()));
     }
     if let Some(p) = f.partner_id {
         q = q.filter(requests::partner_id.eq(p));
@@ -425,7 +425,8 @@ fn filtered(
     }
     if let Some(found) = found {
         q = q.filter(
-            requests::merchant_id.eq_any(found.merchants.clone()).or(requests::id.eq_any(found.requests.clone())),
+            crate::db::in_any(requests::merchant_id, found.merchants.clone())
+                .or(crate::db::in_any(requests::id, found.requests.clone())),
         );
     } else if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
         q = q.filter(crate::request_search!(
@@ -495,7 +496,7 @@ fn kept_count(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<i64>> 
     }
     let mut q = request_counts::table.select(request_counts::n).into_boxed();
     if !f.states.is_empty() {
-        q = q.filter(request_counts::state.eq_any(f.states.clone()));
+        q = q.filter(crate::db::in_any(request_counts::state, f.states.clone()));
     }
     if let Some(p) = f.partner_id {
         q = q.filter(request_counts::partner_id.eq(p));
@@ -534,8 +535,10 @@ pub fn merchant_names(conn: &mut DbConn, ids: &[i64]) -> QueryResult<std::collec
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(i64, String)> =
-        merchants::table.filter(merchants::id.eq_any(&ids)).select((merchants::id, merchants::name)).load(conn)?;
+    let rows: Vec<(i64, String)> = merchants::table
+        .filter(crate::db::in_any(merchants::id, ids))
+        .select((merchants::id, merchants::name))
+        .load(conn)?;
     Ok(rows.into_iter().collect())
 }
 
@@ -587,7 +590,7 @@ pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<C
 /// The live (not revoked) confirmations of several requests, in one query.
 pub fn live_confirmations_of(conn: &mut DbConn, request_ids: &[i64]) -> QueryResult<Vec<Confirmation>> {
     confirmations::table
-        .filter(confirmations::request_id.eq_any(request_ids))
+        .filter(crate::db::in_any(confirmations::request_id, request_ids.to_vec()))
         .filter(confirmations::revoked_at.is_null())
         .select(Confirmation::as_select())
         .load(conn)

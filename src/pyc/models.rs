@@ -275,7 +275,11 @@ pub fn set_technician(conn: &mut DbConn, id: i64, user_id: Option<i64>) -> Query
 /// PYCs in the given states, oldest first.
 pub fn in_states(conn: &mut DbConn, states: &[PycState]) -> QueryResult<Vec<Pyc>> {
     let states: Vec<&str> = states.iter().map(|s| s.code()).collect();
-    pycs::table.filter(pycs::state.eq_any(states)).order(pycs::created_at.asc()).select(Pyc::as_select()).load(conn)
+    pycs::table
+        .filter(crate::db::in_any(pycs::state, states))
+        .order(pycs::created_at.asc())
+        .select(Pyc::as_select())
+        .load(conn)
 }
 
 /// PYCs in `states` that a search finds (the request list's search: merchant, phone,
@@ -286,7 +290,7 @@ pub fn filtered(
 ) -> pycs::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = pycs::table.into_boxed();
     if !states.is_empty() {
-        q = q.filter(pycs::state.eq_any(states.to_vec()));
+        q = q.filter(crate::db::in_any(pycs::state, states.to_vec()));
     }
     if let Some(p) = search.and_then(crate::hub::models::SearchPatterns::of) {
         use crate::db::schema::requests;
@@ -343,7 +347,7 @@ pub fn of_technician(conn: &mut DbConn, user_id: i64, states: &[PycState]) -> Qu
     let states: Vec<&str> = states.iter().map(|s| s.code()).collect();
     pycs::table
         .filter(pycs::technician_id.eq(user_id))
-        .filter(pycs::state.eq_any(states))
+        .filter(crate::db::in_any(pycs::state, states))
         .order(pycs::created_at.asc())
         .select(Pyc::as_select())
         .load(conn)

@@ -330,3 +330,40 @@ async fn sqlite_connections_map_the_file_and_plan_once() {
     let options = read("SELECT compile_options AS value FROM pragma_compile_options");
     assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "SQLite built without ENABLE_QPSG: {options:?}");
 }
+
+// `db::in_any`: the values go to SQLite as one JSON array and to PostgreSQL as one
+// array, so text with quotes, backslashes and diacritics must come through as typed.
+db_test!(in_any_matches_exactly_the_values_given, |app| {
+    use hubgate::db::schema::jobs;
+    use hubgate::worker::models::{NewJob, insert};
+    let kinds = ["a\"b", "c\\d", "Đã gửi", "[1]", "x"];
+    let ids: Vec<i64> = app
+        .with_conn(|c| {
+            kinds
+                .iter()
+                .map(|kind| {
+                    let now = hubgate::db::now();
+                    let job =
+                        NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 1, created_at: now };
+                    insert(c, &job).map(|id| id.unwrap_or_default())
+                })
+                .collect::<QueryResult<Vec<i64>>>()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kinds_of = |wanted: Vec<String>| -> Vec<String> {
+        app.with_conn(|c| {
+            jobs::table.filter(hubgate::db::in_any(jobs::kind, wanted)).order(jobs::id).select(jobs::kind).load(c)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(kinds_of(vec!["a\"b".into(), "Đã gửi".into(), "nothing".into()]), ["a\"b", "Đã gửi"]);
+    assert_eq!(kinds_of(vec!["c\\d".into(), "[1]".into()]), ["c\\d", "[1]"]);
+    assert!(kinds_of(Vec::new()).is_empty(), "an empty list matches nothing");
+    let by_id: Vec<i64> = app
+        .with_conn(|c| {
+            let wanted = vec![ids[1], ids[3], -7];
+            jobs::table.filter(hubgate::db::in_any(jobs::id, wanted)).order(jobs::id).select(jobs::id).load(c)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_id, [ids[1], ids[3]]);
+});

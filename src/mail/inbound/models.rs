@@ -553,7 +553,7 @@ pub fn inbox(
         .load(conn)?;
     let ids: Vec<i64> = rows.iter().map(|m| m.0).collect();
     let counts: Vec<(i64, i64)> = mail_attachments::table
-        .filter(mail_attachments::message_id.eq_any(&ids))
+        .filter(crate::db::in_any(mail_attachments::message_id, ids))
         .group_by(mail_attachments::message_id)
         .select((mail_attachments::message_id, diesel::dsl::count_star()))
         .load(conn)?;
