@@ -179,6 +179,27 @@ pub fn metrics(pool: &Pool) -> anyhow::Result<PrometheusMetrics> {
     Ok(metrics)
 }
 
+/// A form or query string that does not read as its handler expects (forged, or an
+/// old link): said in Vietnamese, with the field when serde names it. serde's English
+/// detail goes to the log only.
+fn unreadable(what: &str, err: &dyn std::fmt::Display) -> AppError {
+    let detail = err.to_string();
+    tracing::debug!(error = %detail, "{what}");
+    let field = |marker: &str| {
+        let rest = detail.split(marker).nth(1)?;
+        let name = rest.split('`').nth(1)?;
+        Some(name.chars().take(40).collect::<String>())
+    };
+    let why = if let Some(f) = field("duplicate field") {
+        format!("“{f}” có nhiều giá trị")
+    } else if let Some(f) = field("missing field") {
+        format!("thiếu “{f}”")
+    } else {
+        "một giá trị không đúng dạng".to_string()
+    };
+    AppError::Validation(format!("{what}: {why}."))
+}
+
 /// The whole app, used by the server and by the tests.
 pub fn build_app(
     state: AppState,
@@ -211,12 +232,10 @@ pub fn build_app(
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(
-            web::FormConfig::default()
-                .error_handler(|err, _req| AppError::Validation(format!("Biểu mẫu không hợp lệ: {err}")).into()),
+            web::FormConfig::default().error_handler(|err, _req| unreadable("Biểu mẫu không hợp lệ", &err).into()),
         )
         .app_data(
-            web::QueryConfig::default()
-                .error_handler(|err, _req| AppError::Validation(format!("Tham số không hợp lệ: {err}")).into()),
+            web::QueryConfig::default().error_handler(|err, _req| unreadable("Tham số không hợp lệ", &err).into()),
         )
         .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
         .configure(|cfg| assets::configure(cfg, static_dir.as_deref()))

@@ -619,3 +619,19 @@ fn no_template_puts_the_csrf_token_in_a_url() {
         }
     }
 }
+
+// A query string the page never makes (a field twice, a page that is not a number):
+// refused in Vietnamese, naming the field where it can, with none of serde's English.
+db_test!(forged_query_strings_are_refused_in_vietnamese, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let sale = app.login("sale@ipos.vn").await;
+    let twice = sale.get("/requests?state=received&state=deploying").await;
+    assert_eq!(twice.status, 422);
+    assert!(twice.body.contains("Tham số không hợp lệ: “state” có nhiều giá trị."), "{}", twice.body);
+    let not_a_number = sale.get("/requests?page=abc").await;
+    assert_eq!(not_a_number.status, 422);
+    assert!(not_a_number.body.contains("Tham số không hợp lệ: một giá trị không đúng dạng."), "{}", not_a_number.body);
+    for english in ["duplicate", "invalid", "deserialize"] {
+        assert!(!twice.body.contains(english) && !not_a_number.body.contains(english), "{english}");
+    }
+});
