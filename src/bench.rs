@@ -392,7 +392,8 @@ pub fn queue(pg_admin: Option<&str>, jobs: usize, mails: usize, concurrency: usi
 pub fn web_figures(rows: &[web::Row]) -> Vec<Figure> {
     rows.iter()
         .map(|r| {
-            let note = format!("{:.0} req/s, p99 {:.1} ms, {} errors", r.rps, r.p99_ms, r.errors);
+            let note =
+                format!("{:.0} req/s, p99 {:.1} ms, {} errors, {:.0} µs CPU/req", r.rps, r.p99_ms, r.errors, r.cpu_us);
             match rows.iter().find(|b| b.backend == r.backend) {
                 Some(bare) if !std::ptr::eq(bare, r) => Figure::new(
                     format!("web: {}", r.page),

@@ -20,6 +20,18 @@ pub struct Row {
     pub rps: f64,
     pub p99_ms: f64,
     pub errors: u64,
+    /// CPU time this process spent per answered request (every thread: actix, the
+    /// blocking pool, and SQLite inside it; not PostgreSQL's server, not wrk). Unlike
+    /// req/s it barely moves when the machine is busy, so it serves A/B comparisons.
+    pub cpu_us: f64,
+}
+
+/// CPU seconds of this whole process so far.
+fn process_cpu_seconds() -> f64 {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(f64::NAN)
 }
 
 /// What the load generator reports of one run.
@@ -28,6 +40,8 @@ struct Wrk {
     rps: f64,
     p99_ms: f64,
     errors: u64,
+    /// Requests answered in the whole run.
+    requests: u64,
 }
 
 /// The settings of one run of the bench.
@@ -228,10 +242,12 @@ fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
     let mut rps = None;
     let mut p99 = None;
     let mut errors = 0u64;
+    let mut requests = None;
     for line in out.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["Requests/sec:", n] => rps = n.parse().ok(),
+            [n, "requests", "in", ..] => requests = n.parse().ok(),
             ["99%", t] => p99 = wrk_ms(t),
             ["Non-2xx", "or", "3xx", "responses:", n] => errors += n.parse::<u64>().unwrap_or(0),
             ["Socket", "errors:", rest @ ..] => {
@@ -244,6 +260,7 @@ fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
         rps: rps.context("wrk printed no Requests/sec")?,
         p99_ms: p99.context("wrk printed no 99% latency")?,
         errors,
+        requests: requests.context("wrk printed no count of requests")?,
     })
 }
 
@@ -339,9 +356,11 @@ async fn one(pg_admin: Option<String>, o: &Options) -> anyhow::Result<Vec<Row>> 
         anyhow::ensure!(status.is_success(), "{page}: {status} before the run");
         let headers: Vec<String> = header.into_iter().cloned().collect();
         let (url, seconds, connections) = (url.clone(), o.seconds, o.connections);
+        let cpu_before = process_cpu_seconds();
         let w = tokio::task::spawn_blocking(move || wrk(&url, &headers, seconds, connections)).await??;
-        eprintln!("  {page}: {:.0} req/s, p99 {:.1} ms", w.rps, w.p99_ms);
-        rows.push(Row { page, backend, rps: w.rps, p99_ms: w.p99_ms, errors: w.errors });
+        let cpu_us = (process_cpu_seconds() - cpu_before) * 1e6 / w.requests.max(1) as f64;
+        eprintln!("  {page}: {:.0} req/s, p99 {:.1} ms, {cpu_us:.0} µs CPU a request", w.rps, w.p99_ms);
+        rows.push(Row { page, backend, rps: w.rps, p99_ms: w.p99_ms, errors: w.errors, cpu_us });
     }
     // Before the scratch database goes: nothing may still be using it.
     served_app.stop().await;
@@ -367,17 +386,21 @@ pub fn print(rows: &[Row], o: &Options) {
         "HTTP, wrk -t1 -c{} -d{}s; {} requests, {} mails, {} transactions",
         o.connections, o.seconds, o.requests, o.mails, o.transactions
     );
-    println!("{:<42} {:>9} {:>10} {:>9} {:>8} {:>7}", "page", "database", "req/s", "p99 ms", "of bare", "errors");
+    println!(
+        "{:<42} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10}",
+        "page", "database", "req/s", "p99 ms", "of bare", "errors", "CPU µs/req"
+    );
     for r in rows {
         let bare = rows.iter().find(|b| b.backend == r.backend).map(|b| b.rps).unwrap_or(r.rps);
         println!(
-            "{:<42} {:>9} {:>10.0} {:>9.1} {:>7.0}% {:>7}",
+            "{:<42} {:>9} {:>10.0} {:>9.1} {:>7.0}% {:>7} {:>10.0}",
             r.page,
             r.backend,
             r.rps,
             r.p99_ms,
             100.0 * r.rps / bare.max(f64::MIN_POSITIVE),
-            r.errors
+            r.errors,
+            r.cpu_us
         );
     }
 }
@@ -393,7 +416,7 @@ mod tests {
                    Latency Distribution\n     50%  330.00us\n     75%  390.00us\n     90%  450.00us\n     99%    1.20ms\n\
                    231230 requests in 5.00s, 314.5MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n\
                    Non-2xx or 3xx responses: 4\nRequests/sec:  46245.32\nTransfer/sec:     62.90MB\n";
-        assert_eq!(parse_wrk(out).ok(), Some(Wrk { rps: 46245.32, p99_ms: 1.2, errors: 7 }));
+        assert_eq!(parse_wrk(out).ok(), Some(Wrk { rps: 46245.32, p99_ms: 1.2, errors: 7, requests: 231230 }));
         assert_eq!(wrk_ms("812.00us"), Some(0.812));
         assert_eq!(wrk_ms("1.50s"), Some(1500.0));
         assert!(parse_wrk("Running 5s test\n").is_err());
