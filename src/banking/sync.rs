@@ -78,6 +78,8 @@ pub fn apply_rows(
     source: &str,
     notify: bool,
 ) -> AppResult<Applied> {
+    // Taken before the transaction and dropped after its commit (see `Lane`).
+    let lane = models::Lane::take(conn);
     crate::db::tx(conn, |conn| {
         let t = now();
         let mut out = Applied::default();
@@ -103,9 +105,9 @@ pub fn apply_rows(
         // the commit (written first, they made concurrent pushes queue behind each
         // other's whole transaction: a push took seconds to reach its webhook).
         if !inserted.is_empty() {
-            crate::business::service::record_usage(conn, account.business_id, inserted.len() as i64)?;
+            crate::business::service::record_usage_in(conn, account.business_id, inserted.len() as i64, &lane)?;
         }
-        days.apply(conn)?;
+        days.apply(conn, &lane)?;
         Ok(out)
     })
 }

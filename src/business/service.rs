@@ -109,7 +109,7 @@ fn validate(input: &BusinessInput) -> AppResult<(String, String, String)> {
     Ok((name.to_string(), website, features.join(",")))
 }
 
-fn current_month() -> String {
+pub fn current_month() -> String {
     crate::reports::Month::of(crate::fmt::local_date(now())).to_string()
 }
 
@@ -262,7 +262,17 @@ pub fn usage_this_month(conn: &mut DbConn, business_id: i64) -> AppResult<i64> {
 /// Counts `n` new transactions against this month's quota (called by the sync in the
 /// transaction that stores them).
 pub fn record_usage(conn: &mut DbConn, business_id: i64, n: i64) -> AppResult<()> {
-    Ok(models::add_usage(conn, business_id, &current_month(), crate::banking::models::slot(conn), n)?)
+    record_usage_in(conn, business_id, n, &crate::banking::models::Lane::take(conn))
+}
+
+/// [`record_usage`] in the slot of a store's lane.
+pub fn record_usage_in(
+    conn: &mut DbConn,
+    business_id: i64,
+    n: i64,
+    lane: &crate::banking::models::Lane,
+) -> AppResult<()> {
+    Ok(models::add_usage(conn, business_id, &current_month(), lane.slot(), n)?)
 }
 
 /// Whether this month's quota is used up.

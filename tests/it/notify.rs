@@ -345,6 +345,40 @@ db_test!(concurrent_stores_of_one_business_add_up, |app| {
     assert_eq!(sums, (119, 59 * 10_000));
 });
 
+// PostgreSQL keeps a counter row locked until its store commits. A push must not
+// queue behind another store of this node still open: each store writes its own slot.
+#[actix_web::test]
+async fn a_push_never_waits_for_another_store_of_this_node() {
+    use diesel::connection::SimpleConnection;
+    use hubgate::banking::models::Lane;
+    let Some(app) = TestApp::start_pg().await else {
+        return;
+    };
+    let (_b, bid, account) = setup(&app).await;
+    let month = hubgate::business::service::current_month();
+    // Fifteen stores of this node open at once, each holding its slot's usage row.
+    let mut open = app.state.pool.get().unwrap_or_else(|e| panic!("{e}"));
+    open.batch_execute("BEGIN").unwrap_or_else(|e| panic!("{e}"));
+    let held: Vec<Lane> = (0..15).map(|_| Lane::take(&open)).collect();
+    let mut slots: Vec<i16> = held.iter().map(Lane::slot).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), 15, "each open store has its own slot");
+    for lane in &held {
+        hubgate::business::models::add_usage(&mut open, bid, &month, lane.slot(), 1).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The sixteenth: it would wait for the open ones if it shared a slot; the lock
+    // timeout turns that wait into an error.
+    let mut conn = app.state.pool.get().unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute("SET lock_timeout = '3s'").unwrap_or_else(|e| panic!("{e}"));
+    let stored = hubgate::banking::sync::apply_page(&mut conn, &account, &[tx("L-1", 10_000)], "push");
+    conn.batch_execute("SET lock_timeout = 0").unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored.is_ok(), "the push waited for another store: {stored:?}");
+    open.batch_execute("ROLLBACK").unwrap_or_else(|e| panic!("{e}"));
+    drop(held);
+    assert_eq!(app.with_conn(|c| hubgate::business::service::usage_this_month(c, bid)).unwrap_or(-1), 1);
+}
+
 receiver_test!(gone_disables_and_private_destinations_are_refused, |app, rx| {
     let (b, bid, account) = setup(&app).await;
     let (iid, _, _) = add(&b, bid, &format!("{}/gone", rx.base), "casso_legacy", false).await;
