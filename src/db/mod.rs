@@ -6,10 +6,12 @@
 //! Timestamps are UTC `NaiveDateTime` bound from Rust, never `now()` in SQL.
 
 mod any;
+mod cached;
 pub mod schema;
 mod ts;
 
 pub use any::{InAny, in_any};
+pub use cached::{Cached, cached};
 pub use ts::{OptTs, Ts};
 
 use diesel::connection::SimpleConnection;

@@ -127,12 +127,15 @@ pub fn claim(
         DbConn::Pg(_) => format!("{LEASE} WHERE id = ANY(ARRAY({DUE} FOR UPDATE SKIP LOCKED)) {RETURNING}"),
         DbConn::Sqlite(_) => format!("{LEASE} WHERE id IN ({DUE}) {RETURNING}"),
     };
-    let mut claimed: Vec<Job> = crate::with_conn!(conn, |c| diesel::sql_query(&sql)
-        .bind::<Timestamp, _>(lease_until)
-        .bind::<Text, _>(worker)
-        .bind::<Timestamp, _>(now)
-        .bind::<BigInt, _>(limit)
-        .load(c)?);
+    // One text per backend: prepared once per connection.
+    let mut claimed: Vec<Job> = crate::with_conn!(conn, |c| crate::db::cached(
+        diesel::sql_query(&sql)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Text, _>(worker)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(limit)
+    )
+    .load(c)?);
     // RETURNING comes in no promised order; jobs start oldest first.
     claimed.sort_by_key(|j| (j.run_at, j.id));
     Ok(claimed)

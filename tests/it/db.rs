@@ -367,3 +367,41 @@ db_test!(in_any_matches_exactly_the_values_given, |app| {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(by_id, [ids[1], ids[3]]);
 });
+
+// `db::cached`: the queue's claim, a `sql_query` diesel would parse and plan on every
+// round, is prepared once per connection and still claims oldest first, once each.
+db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
+    use diesel::connection::{Connection, InstrumentationEvent};
+    use hubgate::worker::models::{NewJob, Outcome, claim, finish, insert};
+    use std::sync::{Arc, Mutex};
+    // A connection of its own: a pooled one may have prepared them already.
+    let mut conn = r2d2::ManageConnection::connect(&hubgate::db::Manager::new(&app.state.config.database_url))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prepared: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&prepared);
+    conn.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::CacheQuery { sql, .. } = e {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(sql.to_string());
+        }
+    });
+    let now = hubgate::db::now();
+    for kind in ["one", "two", "three"] {
+        let job = NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 1, created_at: now };
+        insert(&mut conn, &job).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut ran = Vec::new();
+    for _ in 0..3 {
+        let jobs = claim(&mut conn, "w", 1, now, now + chrono::Duration::minutes(5)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(jobs.len(), 1, "one job a claim");
+        let written = finish(&mut conn, "w", &[(jobs[0].id, Outcome::Done)], now).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written, 1);
+        ran.push(jobs[0].kind.clone());
+    }
+    assert_eq!(ran, ["one", "two", "three"], "oldest first, each once");
+    assert!(claim(&mut conn, "w", 5, now, now).unwrap_or_else(|e| panic!("{e}")).is_empty(), "all done");
+    let prepared = prepared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let count = |start: &str| prepared.iter().filter(|sql| sql.starts_with(start)).count();
+    assert_eq!(count("UPDATE jobs SET locked_until"), 1, "the claim, prepared once: {prepared:?}");
+    // Diesel's own rule, which `cached` cannot lift: an `execute` is never prepared.
+    assert_eq!(count("UPDATE \"jobs\" SET \"done_at\"") + count("UPDATE `jobs` SET `done_at`"), 0);
+});
