@@ -21,8 +21,9 @@ pub struct Row {
     pub p99_ms: f64,
     pub errors: u64,
     /// CPU time this process spent per answered request (every thread: actix, the
-    /// blocking pool, and SQLite inside it; not PostgreSQL's server, not wrk). Unlike
-    /// req/s it barely moves when the machine is busy, so it serves A/B comparisons.
+    /// blocking pool, and SQLite inside it; not PostgreSQL's server, not wrk). It moves
+    /// less than req/s when the machine is busy (15–20% against up to half), so it is
+    /// the steadier figure for A/B comparisons.
     pub cpu_us: f64,
 }
 
