@@ -10,7 +10,7 @@ mod cached;
 pub mod schema;
 mod ts;
 
-pub use any::{InAny, in_any};
+pub use any::{InAny, in_any, in_many};
 pub use cached::{Cached, cached};
 pub use ts::{OptTs, Ts};
 

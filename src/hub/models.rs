@@ -345,15 +345,24 @@ macro_rules! search_sources {
 /// What a search matched, looked up before the request query: the requests are then
 /// read through their merchant and primary-key indexes, instead of every request in
 /// waiting order being tested against the matching sets (twice: count and page).
+///
+/// A broad search (a common syllable: "pho" names one merchant in eight) matches
+/// thousands. Those ids are tested on the rows the other filters find ([`db::in_many`]):
+/// a seek per merchant read every one of their requests, and without the ids the
+/// merchants were scanned three times a page (the lookup, the count, the page).
+///
+/// [`db::in_many`]: crate::db::in_many
 #[derive(Debug, Clone)]
 pub struct Found {
     merchants: Vec<i64>,
     requests: Vec<i64>,
 }
 
-/// Above this many matches a search is broad (a letter, a common word): the ids would
-/// make a statement of thousands of parameters, and testing each request is as cheap.
-const FOUND_MAX: usize = 2_000;
+/// Up to this many ids, each is looked up through its index.
+const FOUND_NARROW: usize = 2_000;
+/// Above this many a search is as broad as the list itself (a letter): testing each
+/// request against the subqueries costs what the ids would, without holding them.
+const FOUND_MAX: usize = 50_000;
 
 impl Found {
     pub fn of(conn: &mut DbConn, p: &SearchPatterns) -> QueryResult<Option<Found>> {
@@ -368,6 +377,10 @@ impl Found {
         requests.sort_unstable();
         requests.dedup();
         Ok((requests.len() <= FOUND_MAX).then_some(Found { merchants, requests }))
+    }
+
+    fn is_narrow(&self) -> bool {
+        self.merchants.len() + self.requests.len() <= FOUND_NARROW
     }
 }
 
@@ -397,8 +410,12 @@ fn filtered(
     found: Option<&Found>,
 ) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
     let mut q = requests::table.into_boxed();
-    if !f.states.is_empty() {
-        q = q.filter(crate::db::in_any(requests::state, f.states.clone()));
+    match f.states.as_slice() {
+        [] => {}
+        // One state (a dashboard cell, a tab) reads its index in waiting order, with no
+        // sort; a list of states, even of one, plans as a set to sort.
+        [one] => q = q.filter(requests::state.eq(one.clone())),
+        many => q = q.filter(crate::db::in_any(requests::state, many.to_vec())),
     }
     if let Some(p) = f.partner_id {
         q = q.filter(requests::partner_id.eq(p));
@@ -423,10 +440,15 @@ fn filtered(
             None => q.filter(requests::id.ne(requests::id)),
         };
     }
-    if let Some(found) = found {
+    if let Some(found) = found.filter(|f| f.is_narrow()) {
         q = q.filter(
             crate::db::in_any(requests::merchant_id, found.merchants.clone())
                 .or(crate::db::in_any(requests::id, found.requests.clone())),
+        );
+    } else if let Some(found) = found {
+        q = q.filter(
+            crate::db::in_many(requests::merchant_id, found.merchants.clone())
+                .or(crate::db::in_many(requests::id, found.requests.clone())),
         );
     } else if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
         q = q.filter(crate::request_search!(
@@ -470,11 +492,15 @@ pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i
 }
 
 /// How many requests of one partner are in one state, and since when the oldest waits.
-#[derive(Queryable, Debug, Clone)]
+#[derive(QueryableByName, Debug, Clone)]
 pub struct StateCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub state: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub partner_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub count: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     #[diesel(deserialize_as = crate::db::OptTs)]
     pub oldest: Option<NaiveDateTime>,
 }
@@ -506,26 +532,18 @@ fn kept_count(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<i64>> 
 
 /// Open requests per (state, partner), for the dashboard. The counts are kept
 /// (`request_counts`); the oldest wait of each non-empty cell is one seek in the
-/// (state, partner_id, state_since) index, so neither grows with the requests.
+/// (state, partner_id, state_since) index, so neither grows with the requests. One
+/// statement of one text, kept prepared: a statement per cell (each built, bound and
+/// run under its own read lock) was 41% of the page's CPU with 12 cells (`perf`, issue 17).
 pub fn counts_by_state_and_partner(conn: &mut DbConn) -> QueryResult<Vec<StateCount>> {
     use super::state::State;
-    let closed = [State::Invoiced, State::Rejected, State::Cancelled].map(State::code);
-    let cells: Vec<(String, i64, i64)> = request_counts::table
-        .filter(request_counts::state.ne_all(closed))
-        .filter(request_counts::n.gt(0))
-        .select((request_counts::state, request_counts::partner_id, request_counts::n))
-        .load(conn)?;
-    cells
-        .into_iter()
-        .map(|(state, partner_id, count)| {
-            let oldest = requests::table
-                .filter(requests::state.eq(&state))
-                .filter(requests::partner_id.eq(partner_id))
-                .select(diesel::dsl::min(requests::state_since))
-                .first(conn)?;
-            Ok(StateCount { state, partner_id, count, oldest })
-        })
-        .collect()
+    let [a, b, c] = [State::Invoiced, State::Rejected, State::Cancelled].map(State::code);
+    let sql = format!(
+        "SELECT c.state, c.partner_id, c.n AS count, \
+           (SELECT MIN(r.state_since) FROM requests r WHERE r.state = c.state AND r.partner_id = c.partner_id) AS oldest \
+         FROM request_counts c WHERE c.n > 0 AND c.state NOT IN ('{a}', '{b}', '{c}')"
+    );
+    crate::db::cached(diesel::sql_query(sql)).load(conn)
 }
 
 /// The names of these merchants, by id: what the lists, the export and the digest show.
@@ -587,12 +605,15 @@ pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<C
         .load(conn)
 }
 
-/// The live (not revoked) confirmations of several requests, in one query.
-pub fn live_confirmations_of(conn: &mut DbConn, request_ids: &[i64]) -> QueryResult<Vec<Confirmation>> {
+/// The kinds of the live (not revoked) confirmations of several requests, as
+/// (request id, kind), in one query: all a list needs to say what is missing. Reading
+/// whole rows for it (two timestamps and the reason each) was 12% of the request
+/// list's samples on the demo data (`perf`, issue 17).
+pub fn live_confirmation_kinds_of(conn: &mut DbConn, request_ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
     confirmations::table
         .filter(crate::db::in_any(confirmations::request_id, request_ids.to_vec()))
         .filter(confirmations::revoked_at.is_null())
-        .select(Confirmation::as_select())
+        .select((confirmations::request_id, confirmations::kind))
         .load(conn)
 }
 

@@ -321,8 +321,8 @@ pub fn missing_of(
 ) -> AppResult<Vec<Vec<String>>> {
     let received: Vec<i64> =
         requests.iter().filter(|r| State::from_code(&r.state) == Some(State::Received)).map(|r| r.id).collect();
-    let live = if received.is_empty() { Vec::new() } else { models::live_confirmations_of(conn, &received)? };
-    let has = |id: i64, kind: &str| live.iter().any(|c| c.request_id == id && c.kind == kind);
+    let live = if received.is_empty() { Vec::new() } else { models::live_confirmation_kinds_of(conn, &received)? };
+    let has = |id: i64, kind: &str| live.iter().any(|(r, k)| *r == id && k == kind);
     Ok(requests
         .iter()
         .map(|r| {

@@ -992,16 +992,12 @@ db_test!(request_search_follows_edits_and_takes_short_queries, |app| {
     assert_eq!(found("4445").await, vec![rb], "phone digits");
 });
 
-// A search matching more merchants than the app looks up ahead (2,000) tests each
-// request instead; both ways must give the same rows and totals.
-db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
+/// Merchants of these names, and a request each for the first `with_requests` of them
+/// (every fifth deploying, the rest received), waiting longer the later they come.
+fn seed_searchable(app: &crate::support::TestApp, created_by: i64, names: &[String], with_requests: usize) {
     use hubgate::db::schema::{merchants, requests};
-    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
-    let vnpay = crate::support::partner_id(&app, "VNPAY");
+    let vnpay = crate::support::partner_id(app, "VNPAY");
     let now = hubgate::db::now();
-    // 2,050 "Quán Ốc …" merchants with a request each (every 5th deploying), and two others.
-    let names: Vec<String> =
-        (0..2_050).map(|i| format!("Quán Ốc {i}")).chain(["Phở Lý Quốc Sư".into(), "Chè Ốc Hà".into()]).collect();
     app.with_conn(|c| -> QueryResult<()> {
         for chunk in names.chunks(500) {
             let rows: Vec<_> = chunk
@@ -1019,7 +1015,8 @@ db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
                 .collect();
             hubgate::with_conn!(c, |x| diesel::insert_into(merchants::table).values(&rows).execute(x))?;
         }
-        let ids: Vec<i64> = merchants::table.order(merchants::id).select(merchants::id).load(c)?;
+        let ids: Vec<i64> =
+            merchants::table.order(merchants::id).select(merchants::id).limit(with_requests as i64).load(c)?;
         for (chunk_no, chunk) in ids.chunks(500).enumerate() {
             let rows: Vec<_> = chunk
                 .iter()
@@ -1035,7 +1032,7 @@ db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
                         requests::state_since.eq(at),
                         requests::created_at.eq(at),
                         requests::updated_at.eq(at),
-                        requests::created_by.eq(Some(sale.id)),
+                        requests::created_by.eq(Some(created_by)),
                     )
                 })
                 .collect();
@@ -1044,16 +1041,31 @@ db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
         Ok(())
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The total a request list page states.
+async fn listed_total(s: &crate::support::Browser, query: &str) -> i64 {
+    let page = s.get(&format!("/requests?{query}")).await;
+    let line = page.body.split(" yêu cầu · trang").next().unwrap_or("").rsplit('>').next().unwrap_or("").to_string();
+    line.trim().parse::<i64>().unwrap_or(-1)
+}
+
+// A search matching more merchants than the app looks up one by one (2,000) tests each
+// request of the other filters against the matched ids; both ways must give the same
+// rows and totals.
+db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    // 2,050 "Quán Ốc …" merchants with a request each (every 5th deploying), and two others.
+    let names: Vec<String> =
+        (0..2_050).map(|i| format!("Quán Ốc {i}")).chain(["Phở Lý Quốc Sư".into(), "Chè Ốc Hà".into()]).collect();
+    seed_searchable(&app, sale.id, &names, names.len());
     let s = app.login("sale@ipos.vn").await;
-    let total = async |query: &str| {
-        let page = s.get(&format!("/requests?{query}")).await;
-        let line =
-            page.body.split(" yêu cầu · trang").next().unwrap_or("").rsplit('>').next().unwrap_or("").to_string();
-        line.trim().parse::<i64>().unwrap_or(-1)
-    };
+    let total = async |query: &str| listed_total(&s, query).await;
     // Broad: 2,050 merchants match (and "Chè Ốc Hà" does not: "oc ha" is not "quan oc").
     assert_eq!(total("q=qu%C3%A1n+%E1%BB%91c").await, 2_050);
     assert_eq!(total("q=quan+oc&state=deploying").await, 410);
+    assert_eq!(total("q=quan+oc&state=open").await, 2_050, "every open state at once");
+    assert_eq!(total("q=quan+oc&state=accepted").await, 0);
     // Narrow: a few merchants, looked up ahead.
     assert_eq!(total("q=quan+oc+204").await, 11, "204 and 2040…2049");
     assert_eq!(total("q=oc+ha").await, 1);
@@ -1064,4 +1076,22 @@ db_test!(a_broad_search_lists_the_same_as_a_narrow_one, |app| {
     let narrow = s.get("/requests?q=quan+oc+1").await.body;
     assert!(broad.contains(">Quán Ốc 2049<") && !broad.contains(">Quán Ốc 0<"), "oldest first");
     assert!(narrow.contains(">Quán Ốc 1999<") && !narrow.contains(">Quán Ốc 2000<"), "only the matches");
+});
+
+// A search broader than the app holds ids for (50,000 merchants) tests each request
+// against the matching merchants instead, with the same totals and order.
+db_test!(a_search_broader_than_the_lookup_tests_each_request, |app| {
+    let sale = app.create_user("sale@ipos.vn", &[Role::Sale]);
+    // "Chè Ốc Hà" first, then 50,001 "Quán Ốc …"; requests for the first 301 only.
+    let names: Vec<String> =
+        std::iter::once("Chè Ốc Hà".to_string()).chain((0..50_001).map(|i| format!("Quán Ốc {i}"))).collect();
+    seed_searchable(&app, sale.id, &names, 301);
+    let s = app.login("sale@ipos.vn").await;
+    assert_eq!(listed_total(&s, "q=quan+oc").await, 300, "Chè Ốc Hà's request is not one");
+    assert_eq!(listed_total(&s, "q=quan+oc&state=deploying").await, 60, "the 5th, 10th … 300th");
+    assert_eq!(listed_total(&s, "q=quan+oc&state=open").await, 300);
+    assert_eq!(listed_total(&s, "q=oc+ha").await, 1, "narrow beside it");
+    let page = s.get("/requests?q=quan+oc").await.body;
+    assert!(page.contains(">Quán Ốc 299<") && !page.contains(">Quán Ốc 300<"), "oldest first, only the matches");
+    assert!(!page.contains(">Chè Ốc Hà<"));
 });

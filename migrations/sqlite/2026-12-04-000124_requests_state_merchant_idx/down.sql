@@ -1,0 +1,1 @@
+DROP INDEX requests_state_merchant_idx;
