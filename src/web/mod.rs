@@ -99,26 +99,29 @@ pub fn all_routes() -> Vec<access::RouteSpec> {
 }
 
 fn configure_routes(cfg: &mut web::ServiceConfig) {
-    pages::configure(cfg);
-    crate::accounts::handlers::configure(cfg);
-    crate::accounts::portal::configure(cfg);
-    crate::business::handlers::configure(cfg);
-    crate::business::staff::configure(cfg);
-    crate::banking::handlers::configure(cfg);
-    crate::banking::statement::handlers::configure(cfg);
-    crate::notify::handlers::configure(cfg);
-    crate::api::configure(cfg);
-    crate::api::pages::configure(cfg);
-    crate::api::oauth_pages::configure(cfg);
-    crate::audit::handlers::configure(cfg);
+    let mut routes = access::Routes::default();
+    let r = &mut routes;
+    pages::configure(r);
+    crate::accounts::handlers::configure(r);
+    crate::accounts::portal::configure(r);
+    crate::business::handlers::configure(r);
+    crate::business::staff::configure(r);
+    crate::banking::handlers::configure(r);
+    crate::banking::statement::handlers::configure(r);
+    crate::notify::handlers::configure(r);
+    crate::api::configure(r);
+    crate::api::pages::configure(r);
+    crate::api::oauth_pages::configure(r);
+    crate::audit::handlers::configure(r);
     // Before the inbox: its /mail/{id} would swallow /mail/sent.
-    crate::mail::sent::configure(cfg);
-    crate::mail::inbound::handlers::configure(cfg);
-    crate::hub::handlers::configure(cfg);
-    crate::hub::admin::configure(cfg);
-    crate::pyc::handlers::configure(cfg);
-    crate::reports::handlers::configure(cfg);
-    crate::worker::handlers::configure(cfg);
+    crate::mail::sent::configure(r);
+    crate::mail::inbound::handlers::configure(r);
+    crate::hub::handlers::configure(r);
+    crate::hub::admin::configure(r);
+    crate::pyc::handlers::configure(r);
+    crate::reports::handlers::configure(r);
+    crate::worker::handlers::configure(r);
+    routes.register(cfg);
 }
 
 /// `/metrics` answers only a scraper presenting `Authorization: Bearer <metrics_token>`;

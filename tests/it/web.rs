@@ -46,6 +46,14 @@ db_test!(errors_are_vietnamese_pages, |app| {
     assert!(no_user.body.contains("Về trang chủ"));
     let bad_id = b.get("/admin/users/abc").await;
     assert_eq!(bad_id.status, 404);
+    // Routes are grouped by their first segment: a path in a group that no route of
+    // it matches, and a word that only begins like one, get the same page.
+    for path in ["/admin/khong-co", "/requests/", "/admin", "/administrator", "/mail/sent/x/y"] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(page.body.contains("Không tìm thấy"), "{path}");
+    }
+    assert_eq!(b.get("/mail/sent").await.status, 200, "not taken for a message id");
 });
 
 db_test!(health_and_metrics, |app| {
