@@ -360,8 +360,8 @@ pub struct Found {
 
 /// Up to this many ids, each is looked up through its index.
 const FOUND_NARROW: usize = 2_000;
-/// Above this many a search is as broad as the list itself (a letter): testing each
-/// request against the subqueries costs what the ids would, without holding them.
+/// Above this many a search is as broad as the list itself (a letter): the ids are not
+/// held, and each request is tested against the subqueries instead.
 const FOUND_MAX: usize = 50_000;
 
 impl Found {
@@ -413,7 +413,7 @@ fn filtered(
     match f.states.as_slice() {
         [] => {}
         // One state (a dashboard cell, a tab) reads its index in waiting order, with no
-        // sort; a list of states, even of one, plans as a set to sort.
+        // sort; written as `IN`, even a single state was planned as a set and sorted.
         [one] => q = q.filter(requests::state.eq(one.clone())),
         many => q = q.filter(crate::db::in_any(requests::state, many.to_vec())),
     }
@@ -534,7 +534,8 @@ fn kept_count(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<i64>> 
 /// (`request_counts`); the oldest wait of each non-empty cell is one seek in the
 /// (state, partner_id, state_since) index, so neither grows with the requests. One
 /// statement of one text, kept prepared: a statement per cell (each built, bound and
-/// run under its own read lock) was 41% of the page's CPU with 12 cells (`perf`, issue 17).
+/// run under its own read lock) was 41% of the page's samples with 12 cells (`perf`,
+/// issue 17).
 pub fn counts_by_state_and_partner(conn: &mut DbConn) -> QueryResult<Vec<StateCount>> {
     use super::state::State;
     let [a, b, c] = [State::Invoiced, State::Rejected, State::Cancelled].map(State::code);
