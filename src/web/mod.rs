@@ -72,57 +72,45 @@ impl AppState {
     }
 }
 
-/// Every declared route of the app, for the role matrix.
-pub fn all_routes() -> Vec<access::RouteSpec> {
-    [
-        pages::ROUTES,
-        crate::accounts::handlers::ROUTES,
-        crate::accounts::portal::ROUTES,
-        crate::business::handlers::ROUTES,
-        crate::business::staff::ROUTES,
-        crate::banking::handlers::ROUTES,
-        crate::banking::statement::handlers::ROUTES,
-        crate::notify::handlers::ROUTES,
-        crate::api::ROUTES,
-        crate::api::pages::ROUTES,
-        crate::api::oauth_pages::ROUTES,
-        crate::audit::handlers::ROUTES,
-        crate::mail::inbound::handlers::ROUTES,
-        crate::hub::handlers::ROUTES,
-        crate::hub::admin::ROUTES,
-        crate::pyc::handlers::ROUTES,
-        crate::reports::handlers::ROUTES,
-        crate::worker::handlers::ROUTES,
-        crate::mail::sent::ROUTES,
-    ]
-    .concat()
+/// The domains whose `routes!` make the app, in registration order (that order matters
+/// only within a first path segment: `/mail/sent` before the inbox's `/mail/{id}`). One
+/// list gives both the router and [`all_routes`], so no route escapes the role matrix.
+macro_rules! domains {
+    ($($($seg:ident)::+),* $(,)?) => {
+        /// Every declared route of the app, for the role matrix.
+        pub fn all_routes() -> Vec<access::RouteSpec> {
+            [$($($seg)::+::ROUTES),*].concat()
+        }
+
+        fn configure_routes(cfg: &mut web::ServiceConfig) {
+            let mut routes = access::Routes::default();
+            $($($seg)::+::configure(&mut routes);)*
+            routes.register(cfg);
+        }
+    };
 }
 
-fn configure_routes(cfg: &mut web::ServiceConfig) {
-    let mut routes = access::Routes::default();
-    let r = &mut routes;
-    pages::configure(r);
-    crate::accounts::handlers::configure(r);
-    crate::accounts::portal::configure(r);
-    crate::business::handlers::configure(r);
-    crate::business::staff::configure(r);
-    crate::banking::handlers::configure(r);
-    crate::banking::statement::handlers::configure(r);
-    crate::notify::handlers::configure(r);
-    crate::api::configure(r);
-    crate::api::pages::configure(r);
-    crate::api::oauth_pages::configure(r);
-    crate::audit::handlers::configure(r);
-    // Before the inbox: its /mail/{id} would swallow /mail/sent.
-    crate::mail::sent::configure(r);
-    crate::mail::inbound::handlers::configure(r);
-    crate::hub::handlers::configure(r);
-    crate::hub::admin::configure(r);
-    crate::pyc::handlers::configure(r);
-    crate::reports::handlers::configure(r);
-    crate::worker::handlers::configure(r);
-    routes.register(cfg);
-}
+domains!(
+    pages,
+    crate::accounts::handlers,
+    crate::accounts::portal,
+    crate::business::handlers,
+    crate::business::staff,
+    crate::banking::handlers,
+    crate::banking::statement::handlers,
+    crate::notify::handlers,
+    crate::api,
+    crate::api::pages,
+    crate::api::oauth_pages,
+    crate::audit::handlers,
+    crate::mail::sent,
+    crate::mail::inbound::handlers,
+    crate::hub::handlers,
+    crate::hub::admin,
+    crate::pyc::handlers,
+    crate::reports::handlers,
+    crate::worker::handlers,
+);
 
 /// `/metrics` answers only a scraper presenting `Authorization: Bearer <metrics_token>`;
 /// without a configured token it does not exist (404). Route names, request counts and
