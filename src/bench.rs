@@ -134,10 +134,7 @@ fn base64_engine(bytes: &[u8]) -> String {
 pub fn mail(pg_admin: Option<&str>, count: usize, senders: usize) -> anyhow::Result<Vec<Figure>> {
     use crate::mail::inbound::{batch, service};
     let mut figures = Vec::new();
-    let backends: Vec<Option<&str>> = match pg_admin {
-        Some(url) => vec![None, Some(url)],
-        None => vec![None],
-    };
+    let backends = backends(pg_admin);
     let corpus: Vec<Vec<u8>> = (0..count).map(generated_mail).collect();
     let e = |e: crate::error::AppError| anyhow::anyhow!("{e}");
     for backend in backends {
@@ -289,10 +286,7 @@ async fn drain_while(
 /// through the file transport, on SQLite and (when given) PostgreSQL.
 pub fn queue(pg_admin: Option<&str>, jobs: usize, mails: usize, concurrency: usize) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    let backends: Vec<Option<&str>> = match pg_admin {
-        Some(url) => vec![None, Some(url)],
-        None => vec![None],
-    };
+    let backends = backends(pg_admin);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     for backend in backends {
         let label = if backend.is_some() { "postgres" } else { "sqlite" };
@@ -425,10 +419,7 @@ fn median_ms(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::
 pub fn desk(pg_admin: Option<&str>, points: usize) -> anyhow::Result<()> {
     use crate::db::schema::{merchants, points as pts};
     use diesel::ExpressionMethods;
-    let backends: Vec<Option<&str>> = match pg_admin {
-        Some(url) => vec![None, Some(url)],
-        None => vec![None],
-    };
+    let backends = backends(pg_admin);
     for backend in backends {
         let label = if backend.is_some() { "postgres" } else { "sqlite" };
         let s = scratch(backend)?;
@@ -518,24 +509,9 @@ fn peak_rss_mb() -> f64 {
     status_mb("VmHWM:")
 }
 
-/// The month's connections of the report and reconciliation benches.
-/// The `i`th connection of a bench month.
-fn month_row(i: usize) -> crate::reports::Row {
-    let partners = ["GIFTPOP", "JAMJA", "MEETE", "MOMO", "VNPAY", "ZALOPAY"];
-    let base = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).and_then(|d| d.and_hms_opt(8, 0, 0)).unwrap_or_default();
-    crate::reports::Row {
-        partner: partners[i % partners.len()].to_string(),
-        merchant: format!("{} {}", ["Phở", "Bún", "Cơm", "Cà phê"][i % 4], i / 3),
-        point: format!("Điểm {i}"),
-        address: format!("{} Lê Lợi, Quận 1, TP.HCM", i % 400),
-        pos_parent: format!("PP-{:06}", i / 3),
-        pos_id: format!("POS-{i:07}"),
-        point_code: format!("MD-{i:06}"),
-        live_at: base + chrono::Duration::seconds((i as i64 * 26) % (30 * 86_400)),
-        pyc: format!("PYC-2026-{:06}", i + 1),
-        technician: "Phạm Kỹ Thuật".into(),
-        request_id: i as i64 + 1,
-    }
+/// The databases a bench runs on: SQLite, then PostgreSQL when an admin URL is given.
+fn backends(pg_admin: Option<&str>) -> Vec<Option<&str>> {
+    std::iter::once(None).chain(pg_admin.map(Some)).collect()
 }
 
 /// The targets are set at a million rows; a smaller run is held to its share of the time.
@@ -581,6 +557,12 @@ fn peak_anon_during<T>(f: impl FnOnce() -> T) -> (T, f64) {
 /// partner in September, so October's list leaves them out. Returns how many October
 /// lists.
 pub fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<usize> {
+    seed_month_of(conn, rows, None)
+}
+
+/// [`seed_month`], with every row under `partner` when one is given (a statement
+/// comes from one partner).
+pub fn seed_month_of(conn: &mut crate::db::DbConn, rows: usize, partner: Option<i64>) -> anyhow::Result<usize> {
     use crate::db::schema::{partners, pyc_templates};
     use diesel::QueryDsl;
     let partner_ids: Vec<i64> = partners::table.select(partners::id).order(partners::id).load(conn)?;
@@ -594,11 +576,14 @@ pub fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<u
             format!("datetime('{base}', '+' || (i * {step}) || ' seconds')")
         }
     };
-    let partner = format!(
-        "CASE i % {} {} END",
-        partner_ids.len(),
-        partner_ids.iter().enumerate().map(|(k, id)| format!("WHEN {k} THEN {id}")).collect::<Vec<_>>().join(" ")
-    );
+    let partner = match partner {
+        Some(id) => id.to_string(),
+        None => format!(
+            "CASE i % {} {} END",
+            partner_ids.len(),
+            partner_ids.iter().enumerate().map(|(k, id)| format!("WHEN {k} THEN {id}")).collect::<Vec<_>>().join(" ")
+        ),
+    };
     let earlier = rows / 100;
     // Ids far above the migrations' own rows; the September requests follow October's.
     const BASE: usize = 10_000_000;
@@ -669,10 +654,7 @@ pub fn seed_month(conn: &mut crate::db::DbConn, rows: usize) -> anyhow::Result<u
 /// PostgreSQL with `pg_admin`). The peak is this process's: run it alone (as
 /// `bench all` does) for a figure of its own.
 pub fn report(pg_admin: Option<&str>, rows: usize) -> anyhow::Result<Vec<Figure>> {
-    let backends: Vec<Option<&str>> = match pg_admin {
-        Some(url) => vec![None, Some(url)],
-        None => vec![None],
-    };
+    let backends = backends(pg_admin);
     let mut figures = Vec::new();
     for backend in backends {
         let name = if backend.is_some() { "postgres" } else { "sqlite" };
@@ -714,94 +696,109 @@ pub fn report(pg_admin: Option<&str>, rows: usize) -> anyhow::Result<Vec<Figure>
     Ok(figures)
 }
 
-/// `hubgate bench reconcile`: our month of `rows` connections against a partner's
-/// statement of as many rows, an xlsx file as partners send it: the same connections
-/// with their codes written their way (lower case, zero-padded), every tenth under
-/// another merchant name, one in fifty missing and as many of theirs that we do not
-/// have. Timed as `reconcile::run` does it: their lines read from the file, then ours
-/// matched as they stream by (made on the fly here, as the database hands them over).
-/// Memory is the process's peak anonymous memory meanwhile: the file, their lines, the
-/// outcome.
-pub fn reconcile(rows: usize) -> anyhow::Result<Vec<Figure>> {
+/// `hubgate bench reconcile`: our month of `rows` connections, seeded in a scratch
+/// database under one partner, against that partner's statement of as many lines: an
+/// xlsx file written from our rows as partners send it, their codes written their way
+/// (lower case, zero-padded), every tenth under another merchant name, one in fifty
+/// missing and as many of theirs that we do not have. The file is uploaded, then
+/// `reconcile::run` is timed whole, as the page's button runs it: the file read from
+/// the database and parsed, our month read and matched, the outcome saved. Memory is
+/// the process's peak anonymous memory meanwhile.
+pub fn reconcile(pg_admin: Option<&str>, rows: usize) -> anyhow::Result<Vec<Figure>> {
     use crate::reports::reconcile::{self as recon, Mapping};
-    let file = tempfile::NamedTempFile::new()?;
-    {
-        let mut book = rust_xlsxwriter::Workbook::new();
-        let x = |e: rust_xlsxwriter::XlsxError| anyhow::anyhow!("xlsx: {e}");
-        let sheet = book.add_worksheet_with_constant_memory().map_err(x)?;
-        sheet.set_name("Bang ke").map_err(x)?;
-        for (c, h) in ["Mã POS", "Merchant", "Ngày"].iter().enumerate() {
-            sheet.write_string(0, c as u16, *h).map_err(x)?;
-        }
-        for i in 0..rows {
-            let r = month_row(i);
-            let merchant = if i % 10 == 0 { "Khác".to_string() } else { r.merchant };
-            let pos =
-                if i % 50 == 0 { format!("pos-x{i:07}") } else { r.pos_id.to_lowercase().replace("pos-", "pos-00") };
-            let line = i as u32 + 1;
-            sheet.write_string(line, 0, pos).map_err(x)?;
-            sheet.write_string(line, 1, merchant).map_err(x)?;
-            sheet.write_string(line, 2, r.live_at.format("%d/%m/%Y").to_string()).map_err(x)?;
-        }
-        book.save(file.path()).map_err(x)?;
-    }
-    let mapping = Mapping {
-        sheet: "Bang ke".into(),
-        header_row: 0,
-        pos_id: Some(0),
-        point_code: None,
-        merchant: Some(1),
-        date: Some(2),
-    };
-    reset_peak_rss();
-    let (measured, peak) = peak_anon_during(|| -> anyhow::Result<_> {
-        let started = Instant::now();
-        let bytes = std::fs::read(file.path())?;
-        let theirs = recon::their_rows(&bytes, "doi-soat.xlsx", &mapping).map_err(|e| anyhow::anyhow!(e))?;
-        let read = started.elapsed();
+    let backends = backends(pg_admin);
+    let mut figures = Vec::new();
+    for backend in backends {
+        let name = if backend.is_some() { "postgres" } else { "sqlite" };
+        let s = scratch(backend)?;
+        let mut conn = s.pool.get()?;
+        let partner: i64 = {
+            use crate::db::schema::partners;
+            use diesel::QueryDsl;
+            partners::table.select(partners::id).order(partners::id).first(&mut conn)?
+        };
+        let expected = seed_month_of(&mut conn, rows, Some(partner))?;
+        let month = crate::reports::Month { year: 2026, month: 10 };
+        let e = |e: crate::error::AppError| anyhow::anyhow!("{e:?}");
+        let bytes = {
+            let mut book = rust_xlsxwriter::Workbook::new();
+            let x = |e: rust_xlsxwriter::XlsxError| anyhow::anyhow!("xlsx: {e}");
+            let sheet = book.add_worksheet_with_constant_memory().map_err(x)?;
+            sheet.set_name("Bang ke").map_err(x)?;
+            for (c, h) in ["Mã POS", "Merchant", "Ngày"].iter().enumerate() {
+                sheet.write_string(0, c as u16, *h).map_err(x)?;
+            }
+            let mut line = 0u32;
+            crate::reports::each_month_row(&mut conn, month, Some(partner), &mut |r| {
+                let i = line as usize;
+                line += 1;
+                let merchant = if i.is_multiple_of(10) { "Khác".to_string() } else { r.merchant };
+                let pos = if i.is_multiple_of(50) {
+                    format!("pos-x{i:07}")
+                } else {
+                    r.pos_id.to_lowercase().replace("pos-", "pos-00")
+                };
+                let mut put = |c: u16, v: String| {
+                    sheet.write_string(line, c, v).map(|_| ()).map_err(crate::error::AppError::internal)
+                };
+                put(0, pos)?;
+                put(1, merchant)?;
+                put(2, r.live_at.format("%d/%m/%Y").to_string())
+            })
+            .map_err(e)?;
+            anyhow::ensure!(line as usize == expected, "reconcile: {line} rows of the month, {expected} expected");
+            book.save_to_buffer().map_err(x)?
+        };
         let size = bytes.len() as f64 / 1e6;
+        let actor = crate::audit::Actor::system("bench");
+        let id = recon::upload(&mut conn, &actor, partner, "2026-10", "doi-soat.xlsx", &bytes).map_err(e)?;
         drop(bytes);
+        let mapping = Mapping {
+            sheet: "Bang ke".into(),
+            header_row: 0,
+            pos_id: Some(0),
+            point_code: None,
+            merchant: Some(1),
+            date: Some(2),
+        };
+        reset_peak_rss();
+        let before = anon_mb();
         let started = Instant::now();
-        let mut matcher = recon::Matcher::new(theirs, &mapping);
-        let mut buf = String::new();
-        // Making our rows stands in for the database handing them over: not matching.
-        let mut made = std::time::Duration::ZERO;
-        for i in 0..rows {
-            let t = Instant::now();
-            let row = month_row(i);
-            made += t.elapsed();
-            matcher.add(recon::our_row(row, true, &mut buf));
-        }
-        let outcome = matcher.finish();
-        let matching = started.elapsed().saturating_sub(made);
-        Ok((outcome, read.as_secs_f64(), matching.as_secs_f64(), size))
-    });
-    let (outcome, read_secs, secs, size) = measured?;
-    println!(
-        "reconcile: {rows} against {rows} rows matched in {secs:.2} s, after their {size:.1} MB xlsx was read in {read_secs:.2} s ({} matched, {} only ours, {} only theirs, {} differing); peak anonymous memory {peak:.0} MB",
-        outcome.matched.len(),
-        outcome.only_ours.len(),
-        outcome.only_theirs.len(),
-        outcome.differing.len()
-    );
-    // The generated sides must land where they were built to, or the timing means nothing.
-    anyhow::ensure!(
-        outcome.only_ours.len() == rows.div_ceil(50) && outcome.only_theirs.len() == rows.div_ceil(50),
-        "reconcile: {} only ours and {} only theirs, {} of each expected",
-        outcome.only_ours.len(),
-        outcome.only_theirs.len(),
-        rows.div_ceil(50)
-    );
-    Ok(vec![
-        Figure::new("reconciliation: matching", "-", secs, "s")
-            .target(per_million(3.0, rows))
-            .note(format!("{rows} × {rows} rows, their lines read, ours as they come")),
-        Figure::new("reconciliation: reading their xlsx", "-", read_secs, "s")
-            .note(format!("{rows} lines, {size:.0} MB, only the mapped columns kept")),
-        Figure::new("reconciliation: peak memory", "-", peak, "MB")
-            .target(Target::Below(500.0))
-            .note("process peak anonymous memory: the file, their lines, the outcome"),
-    ])
+        let (outcome, peak) = peak_anon_during(|| recon::run(&mut conn, &actor, id, &mapping));
+        let secs = started.elapsed().as_secs_f64();
+        let outcome = outcome.map_err(e)?;
+        println!(
+            "reconcile [{name}]: {expected} of ours against {expected} lines of theirs ({size:.1} MB xlsx) in {secs:.2} s from the upload \
+             ({} matched, {} only ours, {} only theirs, {} differing); peak anonymous memory {peak:.0} MB (at start {before:.0} MB)",
+            outcome.matched.len(),
+            outcome.only_ours.len(),
+            outcome.only_theirs.len(),
+            outcome.differing.len()
+        );
+        // The statement must land where it was built to, or the timing means nothing.
+        let missing = expected.div_ceil(50);
+        anyhow::ensure!(
+            outcome.only_ours.len() == missing
+                && outcome.only_theirs.len() == missing
+                && outcome.differing.len() == expected.div_ceil(10) - missing,
+            "reconcile: {} only ours, {} only theirs and {} differing; {missing}, {missing} and {} expected",
+            outcome.only_ours.len(),
+            outcome.only_theirs.len(),
+            outcome.differing.len(),
+            expected.div_ceil(10) - missing
+        );
+        figures.push(
+            Figure::new("reconciliation from the upload: time", name, secs, "s")
+                .target(per_million(3.0, expected))
+                .note(format!("{expected} × {expected} rows, {size:.0} MB xlsx read, matched, saved")),
+        );
+        figures.push(
+            Figure::new("reconciliation from the upload: peak memory", name, peak, "MB")
+                .target(Target::Below(500.0))
+                .note("process peak anonymous memory while it runs"),
+        );
+    }
+    Ok(figures)
 }
 
 /// Transactions per second through the sync engine's store (`banking::sync::apply_page`:
@@ -810,10 +807,7 @@ pub fn reconcile(rows: usize) -> anyhow::Result<Vec<Figure>> {
 pub fn sync(pg_admin: Option<&str>, count: usize) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
     use crate::banking::connectors::IncomingTx;
-    let backends: Vec<Option<&str>> = match pg_admin {
-        Some(url) => vec![None, Some(url)],
-        None => vec![None],
-    };
+    let backends = backends(pg_admin);
     let start = crate::db::now() - chrono::Duration::days(30);
     let txs: Vec<IncomingTx> =
         (0..count).map(|i| bench_tx(i, start + chrono::Duration::seconds(i as i64 * 7))).collect();

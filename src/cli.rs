@@ -137,6 +137,8 @@ pub enum BenchCommand {
     Reconcile {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        #[arg(long, env = "HUBGATE_TEST_PG")]
+        pg: Option<String>,
     },
     /// Merchant search and pages over 100,000 points.
     Desk {
@@ -276,7 +278,7 @@ pub fn run(cli: Cli, sockets: crate::web::HandedOver) -> anyhow::Result<()> {
                 Vec::new()
             }
             BenchCommand::Report { rows, pg } => crate::bench::report(pg.as_deref(), *rows)?,
-            BenchCommand::Reconcile { rows } => crate::bench::reconcile(*rows)?,
+            BenchCommand::Reconcile { rows, pg } => crate::bench::reconcile(pg.as_deref(), *rows)?,
             BenchCommand::Web { requests, transactions, mails, seconds, connections, only, pg } => {
                 let o = crate::bench::web::Options {
                     requests: *requests,

@@ -35,7 +35,7 @@ fn plan(quick: bool) -> Vec<(&'static str, Vec<&'static str>)> {
 
 /// Which benches take `--pg`.
 fn has_database(bench: &str) -> bool {
-    matches!(bench, "web" | "mail" | "queue" | "sync" | "notify" | "report")
+    matches!(bench, "web" | "mail" | "queue" | "sync" | "notify" | "report" | "reconcile")
 }
 
 /// Runs every bench as `hubgate bench <name> …` (this same binary) and gathers their

@@ -390,6 +390,7 @@ diesel::table! {
         created_by -> Nullable<Int8>,
         created_at -> Timestamp,
         run_at -> Nullable<Timestamp>,
+        result_zst -> Nullable<Binary>,
     }
 }
 

@@ -105,7 +105,7 @@ async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String
     Ok(res)
 }
 
-use super::reconcile::{self, Mapping, Outcome, Reconciliation};
+use super::reconcile::{self, Mapping, Outcome, OutcomeHead, Reconciliation};
 use crate::hub::partners::Partner;
 
 /// Rows of the statement shown under the mapping form.
@@ -189,9 +189,10 @@ async fn reconcile_show(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse>
 }
 
 async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<HttpResponse> {
-    let (r, partner, sheets, chosen) = ctx
+    let (r, partner, sheets, chosen, outcome) = ctx
         .db(move |conn| {
             let r = reconcile::get(conn, id)?;
+            let outcome = reconcile::saved_outcome::<OutcomeHead>(conn, id)?;
             let partner = crate::hub::partners::all(conn)?
                 .into_iter()
                 .find(|p| p.id == r.partner_id)
@@ -206,7 +207,7 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
             let (name, bytes) = reconcile::file(conn, id)?;
             let sheets = crate::sheets::read_head(&bytes, &name, header.saturating_add(1).max(PREVIEW_ROWS))
                 .map_err(AppError::Validation)?;
-            Ok((r, partner, sheets, chosen))
+            Ok((r, partner, sheets, chosen, outcome))
         })
         .await?;
     let mapping = chosen.unwrap_or_else(|| Mapping {
@@ -220,7 +221,6 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
         .and_then(|s| s.rows.get(mapping.header_row))
         .cloned()
         .unwrap_or_default();
-    let outcome = r.result.as_deref().and_then(|s| serde_json::from_str(s).ok());
     let sheets = sheets.into_iter().map(|s| (s.name, s.rows.into_iter().take(PREVIEW_ROWS).collect())).collect();
     let status = if error.is_some() {
         actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -278,8 +278,9 @@ async fn reconcile_run(ctx: Ctx, id: web::Path<i64>, form: web::Form<MappingForm
 
 async fn reconcile_xlsx(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let r = ctx.db(move |conn| Ok(reconcile::get(conn, id)?)).await?;
-    let outcome: Outcome = r.result.as_deref().and_then(|s| serde_json::from_str(s).ok()).ok_or(AppError::NotFound)?;
+    let (r, outcome) =
+        ctx.db(move |conn| Ok((reconcile::get(conn, id)?, reconcile::saved_outcome::<Outcome>(conn, id)?))).await?;
+    let outcome = outcome.ok_or(AppError::NotFound)?;
     let book = reconcile::outcome_workbook(&outcome)?;
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

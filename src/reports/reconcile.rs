@@ -37,6 +37,12 @@ pub fn normalise_code(s: &str) -> String {
 /// and the number without its zeros. Built in a buffer kept by the caller, so the usual
 /// short code costs no allocation.
 fn normalise_key(s: &str, buf: &mut String) -> Text {
+    normalise_into(s, buf);
+    Text::new(buf.as_str())
+}
+
+/// [`normalise_key`] left in `buf`.
+fn normalise_into(s: &str, buf: &mut String) {
     buf.clear();
     for c in s.chars().filter(|c| !c.is_whitespace()) {
         if c.is_ascii() {
@@ -58,7 +64,14 @@ fn normalise_key(s: &str, buf: &mut String) -> Text {
         let zeros = if zeros == buf.len() - digits { zeros - 1 } else { zeros };
         buf.drain(digits..digits + zeros);
     }
-    Text::new(buf.as_str())
+}
+
+/// Which line of theirs a row of ours matched. Their cells say what ours do (that is
+/// the match) and the file is kept, so the number is all the outcome holds of them.
+/// (Outcomes saved before hold their whole line; the other cells are read past.)
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct TheirLine {
+    pub line: usize,
 }
 
 /// Cell text on both sides: up to 23 bytes inline, longer shared.
@@ -75,9 +88,9 @@ pub struct TheirRow {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+// Outcomes saved before also hold each row's partner and key; neither is shown (one
+// partner a statement), and they are read past.
 pub struct OurRow {
-    pub key: Text,
-    pub partner: Text,
     pub merchant: Text,
     pub point: Text,
     pub pos_id: Text,
@@ -86,9 +99,9 @@ pub struct OurRow {
     pub pyc: Text,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
-    pub matched: Vec<(OurRow, TheirRow)>,
+    pub matched: Vec<(OurRow, TheirLine)>,
     pub only_ours: Vec<OurRow>,
     pub only_theirs: Vec<TheirRow>,
     pub differing: Vec<(OurRow, TheirRow, String)>,
@@ -162,11 +175,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Head<T> {
     }
 }
 
-/// The mapped lines of one pass over the statement, read with the sheet's origin (its
-/// first used row and column, where the mapping counts from) either known or taken as
-/// it looks so far.
+/// What one pass over the statement found of the sheet: its origin (its first used row
+/// and column, where the mapping counts from), either known or taken as it looks so far.
 struct Pass {
-    rows: Vec<TheirRow>,
     /// The origin as it was when the first line was taken, and at the end.
     taken_at: Option<(u32, u32)>,
     origin: Option<(u32, u32)>,
@@ -180,8 +191,9 @@ fn read_pass(
     m: &Mapping,
     key_col: usize,
     known: Option<(u32, u32)>,
+    each: &mut dyn FnMut(TheirRow),
 ) -> Result<Pass, String> {
-    let mut pass = Pass { rows: Vec::new(), taken_at: None, origin: None, end_col: 0 };
+    let mut pass = Pass { taken_at: None, origin: None, end_col: 0 };
     let mut buf = String::new();
     crate::sheets::stream(bytes, file_name, |_, sheet, r, cells| {
         if sheet != m.sheet {
@@ -203,7 +215,7 @@ fn read_pass(
             return Ok(Flow::Next);
         }
         pass.taken_at.get_or_insert((r0, c0));
-        pass.rows.push(TheirRow {
+        each(TheirRow {
             line: r as usize + 1,
             key: normalise_key(key, &mut buf),
             merchant: m.merchant.map(at).map(Text::new).unwrap_or_default(),
@@ -214,11 +226,33 @@ fn read_pass(
     Ok(pass)
 }
 
-/// Their statement's lines under the mapping, read from the uploaded file without
-/// keeping its other sheets, columns or cells.
-pub fn their_rows(bytes: &[u8], file_name: &str, m: &Mapping) -> Result<Vec<TheirRow>, String> {
+/// What [`each_their_line`] hands over.
+pub enum TheirLines {
+    /// The next lines, in the statement's order.
+    Lines(Vec<TheirRow>),
+    /// Forget the lines so far: they are read again from the sheet's true origin.
+    Again,
+}
+
+/// Lines handed over per [`TheirLines::Lines`].
+const LINES_BATCH: usize = 4_096;
+
+/// Their statement's lines under the mapping, handed to `each` in batches as the
+/// uploaded file is read, without keeping its other sheets, columns or cells.
+pub fn each_their_line(
+    bytes: &[u8],
+    file_name: &str,
+    m: &Mapping,
+    each: &mut dyn FnMut(TheirLines),
+) -> Result<(), String> {
     let key_col = m.pos_id.or(m.point_code).ok_or("Chọn cột POS ID hoặc cột mã điểm.")?;
-    let mut pass = read_pass(bytes, file_name, m, key_col, None)?;
+    let mut batch = Vec::with_capacity(LINES_BATCH);
+    let mut pass = read_pass(bytes, file_name, m, key_col, None, &mut |t| {
+        batch.push(t);
+        if batch.len() == LINES_BATCH {
+            each(TheirLines::Lines(std::mem::replace(&mut batch, Vec::with_capacity(LINES_BATCH))));
+        }
+    })?;
     let Some((_, first_col)) = pass.origin else {
         return Err(format!("Không có trang “{}” trong tệp.", m.sheet));
     };
@@ -233,16 +267,35 @@ pub fn their_rows(bytes: &[u8], file_name: &str, m: &Mapping) -> Result<Vec<Thei
     // A row further up or left than the lines read so far moved the origin after them
     // (rare: a title in column B over data from column A). Read again from the origin.
     if pass.taken_at.is_some() && pass.taken_at != pass.origin {
-        pass = read_pass(bytes, file_name, m, key_col, pass.origin)?;
+        batch.clear();
+        each(TheirLines::Again);
+        pass = read_pass(bytes, file_name, m, key_col, pass.origin, &mut |t| {
+            batch.push(t);
+            if batch.len() == LINES_BATCH {
+                each(TheirLines::Lines(std::mem::replace(&mut batch, Vec::with_capacity(LINES_BATCH))));
+            }
+        })?;
+        debug_assert!(pass.origin.is_some());
     }
-    Ok(pass.rows)
+    if !batch.is_empty() {
+        each(TheirLines::Lines(batch));
+    }
+    Ok(())
 }
 
-/// Our connection as it is reconciled, keyed by the column they are matched on.
-pub fn our_row(r: Row, by_pos_id: bool, buf: &mut String) -> OurRow {
+/// Their statement's lines under the mapping, all at once (see [`each_their_line`]).
+pub fn their_rows(bytes: &[u8], file_name: &str, m: &Mapping) -> Result<Vec<TheirRow>, String> {
+    let mut rows = Vec::new();
+    each_their_line(bytes, file_name, m, &mut |lines| match lines {
+        TheirLines::Lines(v) => rows.extend(v),
+        TheirLines::Again => rows.clear(),
+    })?;
+    Ok(rows)
+}
+
+/// Our connection as it is reconciled.
+pub fn our_row(r: Row) -> OurRow {
     OurRow {
-        key: normalise_key(if by_pos_id { &r.pos_id } else { &r.point_code }, buf),
-        partner: r.partner.into(),
         merchant: r.merchant.into(),
         point: r.point.into(),
         pos_id: r.pos_id.into(),
@@ -278,75 +331,132 @@ fn iso_date(d: chrono::NaiveDate) -> Text {
     .collect()
 }
 
-/// Matches our connections, as they come, against their lines: each of theirs is taken
-/// once, first line first, by the first of ours with its key.
+/// Matches their lines, as they are read, against our month held in memory: each line
+/// of theirs takes the first row of ours with its key that no line took before. That
+/// pairs the k-th of ours with a key with the k-th of theirs with it, whichever side
+/// leads; their side leads so that the file, which takes longest, can be read while
+/// the matching goes on.
 pub struct Matcher<'m> {
     mapping: &'m Mapping,
-    theirs: Vec<Option<TheirRow>>,
-    /// Per key, the first line not yet taken; `next` chains the lines of a key.
+    /// Ours in chunks of [`OURS_CHUNK`], freed one by one as the outcome takes them.
+    ours: Vec<Vec<OurRow>>,
+    count: usize,
+    /// Per key, the first row of ours no line took yet; `next` chains a key's rows.
     first: foldhash::HashMap<Text, u32>,
     next: Vec<u32>,
+    /// Per row of ours, the index in `theirs` of the line that took it.
+    took: Vec<u32>,
+    theirs: Vec<TheirRow>,
+    taken: Vec<bool>,
+    /// Why a row of ours and its line differ, per row of ours.
+    reasons: Vec<(u32, String)>,
     /// Their dates as read, a month of them repeated on every line.
     days: foldhash::HashMap<Text, Option<Text>>,
-    out: Outcome,
+    /// Where our keys are normalised.
+    key: String,
 }
 
 const END: u32 = u32::MAX;
 
+/// Our rows held per chunk (see [`Matcher`]).
+const OURS_CHUNK: usize = 16_384;
+
 impl<'m> Matcher<'m> {
-    pub fn new(theirs: Vec<TheirRow>, mapping: &'m Mapping) -> Self {
-        let mut first: foldhash::HashMap<Text, u32> = foldhash::HashMap::default();
-        first.reserve(theirs.len());
-        let mut next = vec![END; theirs.len()];
-        // From the last line up: each line's key points at it, and it at the line that
-        // held the key before.
-        for (i, t) in theirs.iter().enumerate().rev() {
-            next[i] = first.insert(t.key.clone(), i as u32).unwrap_or(END);
-        }
+    pub fn new(mapping: &'m Mapping) -> Self {
         Matcher {
             mapping,
-            theirs: theirs.into_iter().map(Some).collect(),
-            first,
-            next,
+            ours: Vec::new(),
+            count: 0,
+            first: foldhash::HashMap::default(),
+            next: Vec::new(),
+            took: Vec::new(),
+            theirs: Vec::new(),
+            taken: Vec::new(),
+            reasons: Vec::new(),
             days: foldhash::HashMap::default(),
-            out: Outcome::default(),
+            key: String::new(),
         }
     }
 
-    pub fn add(&mut self, o: OurRow) {
-        let taken = match self.first.get_mut(&o.key) {
+    /// Adds a row of ours; all come before the first line of theirs is taken.
+    pub fn add_ours(&mut self, o: OurRow) {
+        match self.ours.last_mut() {
+            Some(chunk) if chunk.len() < OURS_CHUNK => chunk.push(o),
+            _ => {
+                let mut chunk = Vec::with_capacity(OURS_CHUNK);
+                chunk.push(o);
+                self.ours.push(chunk);
+            }
+        }
+        self.count += 1;
+    }
+
+    fn our(&self, i: usize) -> &OurRow {
+        &self.ours[i / OURS_CHUNK][i % OURS_CHUNK]
+    }
+
+    /// Indexes ours by key, none taken; forgets any line taken so far.
+    pub fn index(&mut self) {
+        let by_pos_id = self.mapping.pos_id.is_some();
+        self.first.clear();
+        self.first.reserve(self.count);
+        self.next = vec![END; self.count];
+        self.took = vec![END; self.count];
+        self.theirs.clear();
+        self.taken.clear();
+        self.reasons.clear();
+        // From the last row up: each row's key points at it, and it at the row that
+        // held the key before.
+        for i in (0..self.count).rev() {
+            let o = &self.ours[i / OURS_CHUNK][i % OURS_CHUNK];
+            let key = normalise_key(if by_pos_id { &o.pos_id } else { &o.point_code }, &mut self.key);
+            self.next[i] = self.first.insert(key, i as u32).unwrap_or(END);
+        }
+    }
+
+    /// Takes one line of theirs: pairs it with the first free row of ours with its key.
+    pub fn take(&mut self, t: TheirRow) {
+        let j = self.theirs.len() as u32;
+        let paired = match self.first.get_mut(&t.key) {
             Some(head) if *head != END => {
                 let i = *head as usize;
                 *head = self.next[i];
-                self.theirs[i].take()
+                Some(i)
             }
             _ => None,
         };
-        let Some(t) = taken else {
-            self.out.only_ours.push(o);
+        let Some(i) = paired else {
+            self.theirs.push(t);
+            self.taken.push(false);
             return;
         };
+        self.took[i] = j;
         let m = self.mapping;
-        let mut reasons = Vec::new();
-        if m.merchant.is_some()
+        let o = self.our(i);
+        let merchant_differs = m.merchant.is_some()
             && !t.merchant.is_empty()
             && t.merchant != o.merchant
-            && fold(&t.merchant) != fold(&o.merchant)
-        {
-            reasons.push(format!("merchant “{}” ≠ “{}”", t.merchant, o.merchant));
-        }
-        if m.date.is_some()
-            && !t.date.is_empty()
-            && !t.date.starts_with(o.date.as_str())
-            && !self.same_day(&t.date, &o.date)
-        {
-            reasons.push(format!("ngày {} ≠ {}", t.date, o.date));
-        }
-        if reasons.is_empty() {
-            self.out.matched.push((o, t))
+            && fold(&t.merchant) != fold(&o.merchant);
+        let date_differs = m.date.is_some() && !t.date.is_empty() && !t.date.starts_with(o.date.as_str()) && {
+            let ours = o.date.clone();
+            !self.same_day(&t.date, &ours)
+        };
+        if merchant_differs || date_differs {
+            let o = self.our(i);
+            let mut reasons = Vec::new();
+            if merchant_differs {
+                reasons.push(format!("merchant “{}” ≠ “{}”", t.merchant, o.merchant));
+            }
+            if date_differs {
+                reasons.push(format!("ngày {} ≠ {}", t.date, o.date));
+            }
+            self.reasons.push((i as u32, reasons.join("; ")));
+            self.theirs.push(t);
         } else {
-            self.out.differing.push((o, t, reasons.join("; ")))
+            // Their cells say what ours do: the line number is all that is kept.
+            self.theirs.push(TheirRow { line: t.line, ..TheirRow::default() });
         }
+        self.taken.push(true);
     }
 
     /// Their dd/mm/yyyy (the way Vietnamese statements write it) is our yyyy-mm-dd.
@@ -358,17 +468,39 @@ impl<'m> Matcher<'m> {
         day.as_deref() == Some(ours)
     }
 
-    /// The outcome; their lines no row of ours took, in the statement's order.
-    pub fn finish(mut self) -> Outcome {
-        self.out.only_theirs = self.theirs.into_iter().flatten().collect();
-        self.out
+    /// The outcome: matched, differing and only ours in our order; their lines no row
+    /// of ours took, in the statement's order.
+    pub fn finish(self) -> Outcome {
+        let Matcher { ours, took, mut theirs, taken, mut reasons, first, next, .. } = self;
+        // The index is done with: freed before the outcome grows.
+        drop((first, next));
+        let mut out = Outcome::default();
+        out.matched.reserve_exact(took.iter().filter(|j| **j != END).count().saturating_sub(reasons.len()));
+        reasons.sort_unstable_by_key(|r| r.0);
+        let mut reasons = reasons.into_iter().peekable();
+        // Chunk by chunk: each is freed once the outcome holds its rows.
+        for (i, o) in ours.into_iter().flatten().enumerate() {
+            // Nothing took a row when ours were never indexed.
+            let j = took.get(i).copied().unwrap_or(END);
+            if j == END {
+                out.only_ours.push(o);
+            } else if let Some((_, why)) = reasons.next_if(|r| r.0 as usize == i) {
+                out.differing.push((o, std::mem::take(&mut theirs[j as usize]), why));
+            } else {
+                out.matched.push((o, TheirLine { line: theirs[j as usize].line }));
+            }
+        }
+        out.only_theirs = theirs.into_iter().zip(taken).filter(|(_, taken)| !taken).map(|(t, _)| t).collect();
+        out
     }
 }
 
 /// Matches our connections of the month against their statement's lines.
 pub fn reconcile(ours: impl IntoIterator<Item = OurRow>, theirs: Vec<TheirRow>, m: &Mapping) -> Outcome {
-    let mut matcher = Matcher::new(theirs, m);
-    ours.into_iter().for_each(|o| matcher.add(o));
+    let mut matcher = Matcher::new(m);
+    ours.into_iter().for_each(|o| matcher.add_ours(o));
+    matcher.index();
+    theirs.into_iter().for_each(|t| matcher.take(t));
     matcher.finish()
 }
 
@@ -380,7 +512,6 @@ pub struct Reconciliation {
     pub month: String,
     pub file_name: String,
     pub mapping: Option<String>,
-    pub result: Option<String>,
     pub matched: i64,
     pub only_ours: i64,
     pub only_theirs: i64,
@@ -433,6 +564,36 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Reconciliation> {
     reconciliations::table.find(id).select(Reconciliation::as_select()).first(conn)
 }
 
+/// The saved outcome of a run, read as `T` ([`Outcome`], or [`OutcomeHead`] for the
+/// page); `None` before the first run or if it cannot be read.
+pub fn saved_outcome<T: serde::de::DeserializeOwned>(conn: &mut DbConn, id: i64) -> QueryResult<Option<T>> {
+    let (text, packed): (Option<String>, Option<Vec<u8>>) =
+        reconciliations::table.find(id).select((reconciliations::result, reconciliations::result_zst)).first(conn)?;
+    Ok(match (packed, text) {
+        (Some(packed), _) => zstd::Decoder::new(&packed[..])
+            .ok()
+            .and_then(|d| serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, d)).ok()),
+        // Saved before outcomes were compressed.
+        (None, Some(text)) => serde_json::from_str(&text).ok(),
+        (None, None) => None,
+    })
+}
+
+/// The outcome as it is saved: JSON, compressed as it is written (it is never held
+/// whole as text).
+fn packed(outcome: &Outcome) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = zstd::Encoder::new(Vec::new(), OUTCOME_LEVEL)?;
+    // Compressed on a thread of zstd's own while this one writes the JSON.
+    encoder.multithread(1)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, encoder);
+    serde_json::to_writer(&mut out, outcome)?;
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.finish()
+}
+
+const OUTCOME_LEVEL: i32 = 1;
+
 pub fn file(conn: &mut DbConn, id: i64) -> QueryResult<(String, Vec<u8>)> {
     reconciliations::table.find(id).select((reconciliations::file_name, reconciliations::file)).first(conn)
 }
@@ -452,25 +613,43 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     let r = get(conn, id)?;
     let (name, bytes) = file(conn, id)?;
     let month = super::Month::parse(&r.month).ok_or(AppError::NotFound)?;
-    let theirs = their_rows(&bytes, &name, mapping).map_err(AppError::Validation)?;
-    drop(bytes);
-    // Our rows are matched as they come from the database, never held as a list.
-    let mut matcher = Matcher::new(theirs, mapping);
-    let mut buf = String::new();
-    let by_pos_id = mapping.pos_id.is_some();
-    super::each_month_row(conn, month, Some(r.partner_id), &mut |row| {
-        matcher.add(our_row(row, by_pos_id, &mut buf));
-        Ok(())
+    // Their file is read on a thread of its own and its lines handed over in batches,
+    // while our month is read from the database on this one; then the lines are taken
+    // as they come, most of them while the file is still being read.
+    let matcher = std::thread::scope(|scope| -> AppResult<Matcher> {
+        let (send, lines) = std::sync::mpsc::channel();
+        let reader = scope.spawn(move || {
+            each_their_line(&bytes, &name, mapping, &mut |batch| {
+                // Nobody listens once ours failed to read: the error is returned below.
+                let _ = send.send(batch);
+            })
+        });
+        let mut matcher = Matcher::new(mapping);
+        super::each_month_row(conn, month, Some(r.partner_id), &mut |row| {
+            matcher.add_ours(our_row(row));
+            Ok(())
+        })?;
+        matcher.index();
+        for batch in lines {
+            match batch {
+                TheirLines::Lines(v) => v.into_iter().for_each(|t| matcher.take(t)),
+                TheirLines::Again => matcher.index(),
+            }
+        }
+        let read = reader.join().map_err(|_| AppError::internal(anyhow::anyhow!("reading the statement panicked")))?;
+        read.map_err(AppError::Validation)?;
+        Ok(matcher)
     })?;
     let outcome = matcher.finish();
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
-    let result_json = serde_json::to_string(&outcome).map_err(AppError::internal)?;
+    let result = packed(&outcome).map_err(AppError::internal)?;
     crate::db::tx(conn, |conn| -> AppResult<()> {
         let t = crate::db::now();
         diesel::update(reconciliations::table.find(id))
             .set((
                 reconciliations::mapping.eq(Some(&mapping_json)),
-                reconciliations::result.eq(Some(&result_json)),
+                reconciliations::result.eq(None::<String>),
+                reconciliations::result_zst.eq(Some(&result)),
                 reconciliations::matched.eq(outcome.matched.len() as i64),
                 reconciliations::only_ours.eq(outcome.only_ours.len() as i64),
                 reconciliations::only_theirs.eq(outcome.only_theirs.len() as i64),
@@ -675,7 +854,7 @@ mod tests {
 
     fn ours(key: &str, merchant: &str, date: &str, pyc: &str) -> OurRow {
         OurRow {
-            key: normalise_key(key, &mut String::new()),
+            pos_id: key.into(),
             merchant: merchant.into(),
             date: date.into(),
             pyc: pyc.into(),
@@ -740,9 +919,30 @@ mod tests {
     }
 
     #[test]
+    fn lines_read_again_are_matched_afresh() {
+        let m = mapped();
+        let theirs = their_rows(&noted_statement(), "t.xlsx", &m).unwrap_or_else(|e| panic!("{e}"));
+        let ours =
+            || [ours("POS-12", "Phở Thìn", "2026-10-10", "PYC-1"), ours("POS-7", "Bún Chả", "2026-10-11", "PYC-2")];
+        let fresh = reconcile(ours(), theirs.clone(), &m);
+        assert_eq!((fresh.matched.len(), fresh.only_theirs.len()), (2, 1), "{fresh:?}");
+        // As `each_their_line` hands them when the sheet's origin moved: lines taken
+        // from the wrong columns, then all of them again.
+        let mut matcher = Matcher::new(&m);
+        ours().into_iter().for_each(|o| matcher.add_ours(o));
+        matcher.index();
+        matcher.take(TheirRow { line: 9, key: "POS-12".into(), merchant: "Sai cột".into(), ..Default::default() });
+        matcher.take(TheirRow { line: 10, key: "POS-7".into(), ..Default::default() });
+        matcher.take(TheirRow { line: 11, key: "POS-99".into(), ..Default::default() });
+        matcher.index();
+        theirs.into_iter().for_each(|t| matcher.take(t));
+        assert_eq!(matcher.finish(), fresh);
+    }
+
+    #[test]
     fn the_page_reads_the_head_of_each_list() {
         let outcome = Outcome {
-            matched: vec![(OurRow::default(), TheirRow::default()); 3],
+            matched: vec![(OurRow::default(), TheirLine::default()); 3],
             only_ours: (0..SHOWN + 50).map(|i| ours("POS-1", "", "", &format!("PYC-{i}"))).collect(),
             ..Default::default()
         };

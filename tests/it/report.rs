@@ -463,6 +463,66 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     assert_eq!(count, 3, "two xlsx and one csv kept; the bad files were not");
 });
 
+// Outcomes saved as JSON text, before they were compressed, with each row's partner and
+// key and every matched line's cells (all since dropped), still show and download.
+db_test!(a_reconciliation_saved_as_text_still_reads, |app| {
+    use hubgate::db::schema::reconciliations;
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let acc = app.login("ketoan@ipos.vn").await;
+    let momo: i64 = crate::support::partner_id(&app, "MOMO");
+    let file = statement(&[["1", "POS-A1", "Phở Thìn", "10/10/2026"]]);
+    let r = acc
+        .upload("/reports/reconcile", move |form: reqwest::multipart::Form| {
+            form.text("partner_id", momo.to_string())
+                .text("month", "2026-10")
+                .part("file", reqwest::multipart::Part::bytes(file).file_name("momo-t10.xlsx"))
+        })
+        .await;
+    let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let ours = |pos: &str, merchant: &str| {
+        serde_json::json!({"key": pos, "partner": "MOMO", "merchant": merchant, "point": format!("Điểm {pos}"),
+            "pos_id": pos, "point_code": "", "date": "2026-10-10", "pyc": format!("PYC-{pos}")})
+    };
+    let line = |n: u32, pos: &str, merchant: &str| serde_json::json!({"line": n, "key": pos, "merchant": merchant, "date": "10/10/2026"});
+    let old = serde_json::json!({
+        "matched": [[ours("POS-A1", "Phở Thìn"), line(2, "POS-A1", "PHỞ THÌN")]],
+        "only_ours": [ours("POS-F6", "Lẩu Phan")],
+        "only_theirs": [line(4, "POS-Z9", "Quán Lạ")],
+        "differing": [[ours("POS-E5", "Cơm Tấm Cali"), line(3, "POS-E5", "Bún Bò Huế"), "merchant “Bún Bò Huế” ≠ “Cơm Tấm Cali”"]],
+    });
+    let saved = app.with_conn(|c| {
+        diesel::update(reconciliations::table.find(id))
+            .set((
+                reconciliations::result.eq(Some(old.to_string())),
+                (reconciliations::matched.eq(1), reconciliations::only_ours.eq(1)),
+                (reconciliations::only_theirs.eq(1), reconciliations::differing.eq(1)),
+                reconciliations::run_at.eq(Some(utc("2026-11-02 03:00"))),
+            ))
+            .execute(c)
+    });
+    assert_eq!(saved.ok(), Some(1));
+    let page = acc.get(&format!("/reports/reconcile/{id}")).await;
+    assert!(
+        page.body.contains(
+            "<b>1</b> khớp · <b>1</b> chỉ có bên mình · <b>1</b> chỉ có bên đối tác · <b>1</b> lệch thông tin"
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Lẩu Phan") && page.body.contains("Dòng 4: POS-Z9 Quán Lạ"), "{}", page.body);
+    assert!(page.body.contains("merchant “Bún Bò Huế” ≠ “Cơm Tấm Cali”"), "{}", page.body);
+    let (status, _, bytes) = acc.fetch(&format!("/reports/reconcile/{id}/xlsx")).await;
+    assert_eq!(status, 200);
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap_or_else(|e| panic!("{e}"));
+    let mut column = |sheet: &str, c: u32| -> Vec<String> {
+        let range = book.worksheet_range(sheet).unwrap_or_else(|e| panic!("{sheet}: {e}"));
+        (1..range.height() as u32).map(|r| text(range.get_value((r, c)))).collect()
+    };
+    assert_eq!(column("Khớp", 5), ["PYC-POS-A1"]);
+    assert_eq!(column("Lệch thông tin", 6), ["merchant “Bún Bò Huế” ≠ “Cơm Tấm Cali”"]);
+    assert_eq!(column("Chỉ có bên đối tác", 2), ["Quán Lạ"]);
+});
+
 /// The PYC and request behind a number.
 fn pyc_of(c: &mut DbConn, number: &str) -> (i64, i64) {
     pycs::table.filter(pycs::number.eq(number)).select((pycs::id, pycs::request_id)).first(c).unwrap_or((-1, -1))
