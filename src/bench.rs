@@ -797,6 +797,40 @@ pub fn reconcile(pg_admin: Option<&str>, rows: usize) -> anyhow::Result<Vec<Figu
                 .target(Target::Below(500.0))
                 .note("process peak anonymous memory while it runs"),
         );
+        // The page after the run: the head of each list, read from what was saved.
+        let started = Instant::now();
+        let head = recon::saved_outcome::<recon::OutcomeHead>(&mut conn, id).map_err(e)?;
+        let head_secs = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            head.as_ref().map(|h| h.only_ours.total) == Some(missing),
+            "reconcile: the saved outcome's head does not read back"
+        );
+        println!("reconcile [{name}]: the page's head of each list read from the saved outcome in {head_secs:.2} s");
+        figures.push(
+            Figure::new("reconciliation: its page's lists", name, head_secs, "s")
+                .note("the first 200 of each list and their lengths, from the saved outcome"),
+        );
+        // The next click: the outcome as a workbook, from what was saved (not from the
+        // outcome `run` returned, which is let go first).
+        drop(outcome);
+        reset_peak_rss();
+        let started = Instant::now();
+        let (book, book_peak) = peak_anon_during(|| recon::outcome_xlsx(&mut conn, id));
+        let book_secs = started.elapsed().as_secs_f64();
+        let book = book.map_err(e)?.context("reconcile: no outcome saved")?;
+        println!(
+            "reconcile [{name}]: its outcome as a workbook in {book_secs:.2} s, {:.1} MB; peak anonymous memory {book_peak:.0} MB",
+            book.len() as f64 / 1e6
+        );
+        figures.push(Figure::new("reconciliation: its workbook", name, book_secs, "s").note(format!(
+            "{expected} lines in four sheets, {:.0} MB, from the saved outcome",
+            book.len() as f64 / 1e6
+        )));
+        figures.push(
+            Figure::new("reconciliation: its workbook, peak memory", name, book_peak, "MB")
+                .target(Target::Below(500.0))
+                .note("process peak anonymous memory while it is written"),
+        );
     }
     Ok(figures)
 }

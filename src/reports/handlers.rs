@@ -105,7 +105,7 @@ async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String
     Ok(res)
 }
 
-use super::reconcile::{self, Mapping, Outcome, OutcomeHead, Reconciliation};
+use super::reconcile::{self, Mapping, OutcomeHead, Reconciliation};
 use crate::hub::partners::Partner;
 
 /// Rows of the statement shown under the mapping form.
@@ -278,10 +278,8 @@ async fn reconcile_run(ctx: Ctx, id: web::Path<i64>, form: web::Form<MappingForm
 
 async fn reconcile_xlsx(ctx: Ctx, id: web::Path<i64>) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let (r, outcome) =
-        ctx.db(move |conn| Ok((reconcile::get(conn, id)?, reconcile::saved_outcome::<Outcome>(conn, id)?))).await?;
-    let outcome = outcome.ok_or(AppError::NotFound)?;
-    let book = reconcile::outcome_workbook(&outcome)?;
+    let (r, book) = ctx.db(move |conn| Ok((reconcile::get(conn, id)?, reconcile::outcome_xlsx(conn, id)?))).await?;
+    let book = book.ok_or(AppError::NotFound)?;
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
         .insert_header(header::ContentDisposition {

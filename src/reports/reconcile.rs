@@ -564,19 +564,40 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Reconciliation> {
     reconciliations::table.find(id).select(Reconciliation::as_select()).first(conn)
 }
 
-/// The saved outcome of a run, read as `T` ([`Outcome`], or [`OutcomeHead`] for the
-/// page); `None` before the first run or if it cannot be read.
-pub fn saved_outcome<T: serde::de::DeserializeOwned>(conn: &mut DbConn, id: i64) -> QueryResult<Option<T>> {
+/// A saved outcome's JSON as it is read: from the compressed bytes, or from the text
+/// an older run saved.
+enum Saved {
+    Packed(zstd::Decoder<'static, std::io::BufReader<std::io::Cursor<Vec<u8>>>>),
+    Text(std::io::Cursor<Vec<u8>>),
+}
+
+impl std::io::Read for Saved {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Saved::Packed(d) => d.read(buf),
+            Saved::Text(t) => t.read(buf),
+        }
+    }
+}
+
+/// The saved outcome's JSON, `None` before the first run.
+fn saved(conn: &mut DbConn, id: i64) -> AppResult<Option<std::io::BufReader<Saved>>> {
     let (text, packed): (Option<String>, Option<Vec<u8>>) =
         reconciliations::table.find(id).select((reconciliations::result, reconciliations::result_zst)).first(conn)?;
-    Ok(match (packed, text) {
-        (Some(packed), _) => zstd::Decoder::new(&packed[..])
-            .ok()
-            .and_then(|d| serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, d)).ok()),
-        // Saved before outcomes were compressed.
-        (None, Some(text)) => serde_json::from_str(&text).ok(),
-        (None, None) => None,
-    })
+    let saved = match (packed, text) {
+        (Some(packed), _) => {
+            Saved::Packed(zstd::Decoder::new(std::io::Cursor::new(packed)).map_err(AppError::internal)?)
+        }
+        (None, Some(text)) => Saved::Text(std::io::Cursor::new(text.into_bytes())),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(std::io::BufReader::with_capacity(1 << 16, saved)))
+}
+
+/// The saved outcome of a run, read as `T` ([`Outcome`], or [`OutcomeHead`] for the
+/// page); `None` before the first run or if it cannot be read.
+pub fn saved_outcome<T: serde::de::DeserializeOwned>(conn: &mut DbConn, id: i64) -> AppResult<Option<T>> {
+    Ok(saved(conn, id)?.and_then(|r| serde_json::from_reader(r).ok()))
 }
 
 /// The outcome as it is saved: JSON, compressed as it is written (it is never held
@@ -687,53 +708,140 @@ fn our(o: &OurRow) -> [&str; 6] {
     [o.merchant.as_str(), o.point.as_str(), o.pos_id.as_str(), o.point_code.as_str(), o.date.as_str(), o.pyc.as_str()]
 }
 
-/// The outcome as a workbook: one sheet per outcome.
-pub fn outcome_workbook(o: &Outcome) -> AppResult<Vec<u8>> {
+/// A line of a saved outcome's list, written to its sheet.
+trait SheetLine {
+    fn write(&self, s: &mut rust_xlsxwriter::Worksheet, row: u32) -> Result<(), rust_xlsxwriter::XlsxError>;
+}
+
+fn cells(s: &mut rust_xlsxwriter::Worksheet, row: u32, cells: &[&str]) -> Result<(), rust_xlsxwriter::XlsxError> {
+    for (c, v) in cells.iter().enumerate() {
+        s.write_string(row, c as u16, *v)?;
+    }
+    Ok(())
+}
+
+// Matched: ours (their line, whole in older outcomes, is not shown).
+impl SheetLine for (OurRow, serde::de::IgnoredAny) {
+    fn write(&self, s: &mut rust_xlsxwriter::Worksheet, row: u32) -> Result<(), rust_xlsxwriter::XlsxError> {
+        cells(s, row, &our(&self.0))
+    }
+}
+
+impl SheetLine for OurRow {
+    fn write(&self, s: &mut rust_xlsxwriter::Worksheet, row: u32) -> Result<(), rust_xlsxwriter::XlsxError> {
+        cells(s, row, &our(self))
+    }
+}
+
+impl SheetLine for TheirRow {
+    fn write(&self, s: &mut rust_xlsxwriter::Worksheet, row: u32) -> Result<(), rust_xlsxwriter::XlsxError> {
+        cells(s, row, &[self.line.to_string().as_str(), &self.key, &self.merchant, &self.date])
+    }
+}
+
+impl SheetLine for (OurRow, TheirRow, String) {
+    fn write(&self, s: &mut rust_xlsxwriter::Worksheet, row: u32) -> Result<(), rust_xlsxwriter::XlsxError> {
+        let [m, p, pos, code, date, pyc] = our(&self.0);
+        cells(s, row, &[m, p, pos, code, date, pyc, &self.2])
+    }
+}
+
+/// Writes each item of a list to the sheet as it is read, under the header row.
+struct ToSheet<'a, T>(&'a mut rust_xlsxwriter::Worksheet, std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de> + SheetLine> serde::de::DeserializeSeed<'de> for ToSheet<'_, T> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + SheetLine> serde::de::Visitor<'de> for ToSheet<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut row = 1;
+        while let Some(item) = seq.next_element::<T>()? {
+            item.write(self.0, row).map_err(serde::de::Error::custom)?;
+            row += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a saved outcome's four lists to their sheets as they are read.
+struct ToSheets<'a>(&'a mut [rust_xlsxwriter::Worksheet; 4]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ToSheets<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ToSheets<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an outcome")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use std::marker::PhantomData;
+        let [matched, only_ours, only_theirs, differing] = self.0;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "matched" => map.next_value_seed(ToSheet::<(OurRow, serde::de::IgnoredAny)>(matched, PhantomData))?,
+                "only_ours" => map.next_value_seed(ToSheet::<OurRow>(only_ours, PhantomData))?,
+                "only_theirs" => map.next_value_seed(ToSheet::<TheirRow>(only_theirs, PhantomData))?,
+                "differing" => map.next_value_seed(ToSheet::<(OurRow, TheirRow, String)>(differing, PhantomData))?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The saved outcome as a workbook, one sheet per verdict; `None` before the first run
+/// or if it cannot be read. Written as the outcome is read, to sheets that keep their
+/// rows in temporary files: at a million lines, neither is held whole.
+pub fn outcome_xlsx(conn: &mut DbConn, id: i64) -> AppResult<Option<Vec<u8>>> {
     use rust_xlsxwriter::{Format, Workbook, Worksheet};
+    let Some(saved) = saved(conn, id)? else {
+        return Ok(None);
+    };
     let x = |e: rust_xlsxwriter::XlsxError| AppError::internal(anyhow::anyhow!("xlsx: {e}"));
     let mut book = Workbook::new();
     let bold = Format::new().set_bold().set_background_color("DDEBF7");
     let ours_head = ["Merchant", "Điểm", "POS ID", "Mã điểm", "Ngày kết nối", "Số PYC"];
     let mut diff_head = ours_head.to_vec();
     diff_head.push("Khác nhau");
-    let sheet = |name: &str, head: &[&str]| -> AppResult<Worksheet> {
-        let mut s = Worksheet::new();
+    let mut sheet = |name: &str, head: &[&str]| -> AppResult<Worksheet> {
+        let mut s = book.new_worksheet_with_constant_memory().map_err(x)?;
         s.set_name(name).map_err(x)?;
         for (c, h) in head.iter().enumerate() {
-            s.write_string_with_format(0, c as u16, *h, &bold).map_err(x)?;
             s.set_column_width(c as u16, 22).map_err(x)?;
+            s.write_string_with_format(0, c as u16, *h, &bold).map_err(x)?;
         }
         s.set_freeze_panes(1, 0).map_err(x)?;
         Ok(s)
     };
-    // Each line written from the outcome's own cells, row by row.
-    let line = |s: &mut Worksheet, r: usize, cells: &[&str]| -> AppResult<()> {
-        for (c, v) in cells.iter().enumerate() {
-            s.write_string(r as u32 + 1, c as u16, *v).map_err(x)?;
-        }
-        Ok(())
-    };
-    let mut matched = sheet("Khớp", &ours_head)?;
-    for (r, (a, _)) in o.matched.iter().enumerate() {
-        line(&mut matched, r, &our(a))?;
+    let mut sheets = [
+        sheet("Khớp", &ours_head)?,
+        sheet("Chỉ có bên mình", &ours_head)?,
+        sheet("Chỉ có bên đối tác", &["Dòng", "Mã", "Merchant", "Ngày"])?,
+        sheet("Lệch thông tin", &diff_head)?,
+    ];
+    let mut json = serde_json::Deserializer::from_reader(saved);
+    if serde::de::DeserializeSeed::deserialize(ToSheets(&mut sheets), &mut json).is_err() {
+        return Ok(None);
     }
-    let mut only_ours = sheet("Chỉ có bên mình", &ours_head)?;
-    for (r, a) in o.only_ours.iter().enumerate() {
-        line(&mut only_ours, r, &our(a))?;
-    }
-    let mut only_theirs = sheet("Chỉ có bên đối tác", &["Dòng", "Mã", "Merchant", "Ngày"])?;
-    for (r, t) in o.only_theirs.iter().enumerate() {
-        line(&mut only_theirs, r, &[t.line.to_string().as_str(), &t.key, &t.merchant, &t.date])?;
-    }
-    let mut differing = sheet("Lệch thông tin", &diff_head)?;
-    for (r, (a, _, why)) in o.differing.iter().enumerate() {
-        let [m, p, pos, code, date, pyc] = our(a);
-        line(&mut differing, r, &[m, p, pos, code, date, pyc, why])?;
-    }
-    for s in [matched, only_ours, only_theirs, differing] {
+    for s in sheets {
         book.push_worksheet(s);
     }
-    book.save_to_buffer().map_err(x)
+    book.save_to_buffer().map(Some).map_err(x)
 }
 
 #[cfg(test)]
