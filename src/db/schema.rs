@@ -391,6 +391,7 @@ diesel::table! {
         created_at -> Timestamp,
         run_at -> Nullable<Timestamp>,
         result_zst -> Nullable<Binary>,
+        result_head -> Nullable<Text>,
     }
 }
 

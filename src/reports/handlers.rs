@@ -105,7 +105,7 @@ async fn download(ctx: Ctx, req: actix_web::HttpRequest, month: web::Path<String
     Ok(res)
 }
 
-use super::reconcile::{self, Mapping, OutcomeHead, Reconciliation};
+use super::reconcile::{self, Mapping, Reconciliation};
 use crate::hub::partners::Partner;
 
 /// Rows of the statement shown under the mapping form.
@@ -192,7 +192,7 @@ async fn reconcile_page(ctx: &Ctx, id: i64, error: Option<String>) -> AppResult<
     let (r, partner, sheets, chosen, outcome) = ctx
         .db(move |conn| {
             let r = reconcile::get(conn, id)?;
-            let outcome = reconcile::saved_outcome::<OutcomeHead>(conn, id)?;
+            let outcome = reconcile::saved_head(conn, &r)?;
             let partner = crate::hub::partners::all(conn)?
                 .into_iter()
                 .find(|p| p.id == r.partner_id)

@@ -594,6 +594,46 @@ fn saved(conn: &mut DbConn, id: i64) -> AppResult<Option<std::io::BufReader<Save
     Ok(Some(std::io::BufReader::with_capacity(1 << 16, saved)))
 }
 
+/// The first [`SHOWN`] lines of each list, as they are saved for the page beside the
+/// whole outcome.
+#[derive(Serialize)]
+struct SavedHead<'a> {
+    matched: &'a [(OurRow, TheirLine)],
+    only_ours: &'a [OurRow],
+    only_theirs: &'a [TheirRow],
+    differing: &'a [(OurRow, TheirRow, String)],
+}
+
+impl<'a> SavedHead<'a> {
+    fn of(o: &'a Outcome) -> Self {
+        fn head<T>(list: &[T]) -> &[T] {
+            &list[..list.len().min(SHOWN)]
+        }
+        SavedHead {
+            matched: head(&o.matched),
+            only_ours: head(&o.only_ours),
+            only_theirs: head(&o.only_theirs),
+            differing: head(&o.differing),
+        }
+    }
+}
+
+/// What the result page shows of the saved outcome: the first [`SHOWN`] lines of each
+/// list and the lists' lengths. `None` before the first run or if it cannot be read.
+pub fn saved_head(conn: &mut DbConn, r: &Reconciliation) -> AppResult<Option<OutcomeHead>> {
+    let saved: Option<String> = reconciliations::table.find(r.id).select(reconciliations::result_head).first(conn)?;
+    let Some(mut head) = saved.and_then(|s| serde_json::from_str::<OutcomeHead>(&s).ok()) else {
+        // Saved before the head was: read through the whole outcome.
+        return saved_outcome(conn, r.id);
+    };
+    // The lengths are the run's counts; the saved head holds only the first lines.
+    head.matched.total = r.matched as usize;
+    head.only_ours.total = r.only_ours as usize;
+    head.only_theirs.total = r.only_theirs as usize;
+    head.differing.total = r.differing as usize;
+    Ok(Some(head))
+}
+
 /// The saved outcome of a run, read as `T` ([`Outcome`], or [`OutcomeHead`] for the
 /// page); `None` before the first run or if it cannot be read.
 pub fn saved_outcome<T: serde::de::DeserializeOwned>(conn: &mut DbConn, id: i64) -> AppResult<Option<T>> {
@@ -664,6 +704,7 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
     let outcome = matcher.finish();
     let mapping_json = serde_json::to_string(mapping).map_err(AppError::internal)?;
     let result = packed(&outcome).map_err(AppError::internal)?;
+    let head = serde_json::to_string(&SavedHead::of(&outcome)).map_err(AppError::internal)?;
     crate::db::tx(conn, |conn| -> AppResult<()> {
         let t = crate::db::now();
         diesel::update(reconciliations::table.find(id))
@@ -671,6 +712,7 @@ pub fn run(conn: &mut DbConn, actor: &Actor, id: i64, mapping: &Mapping) -> AppR
                 reconciliations::mapping.eq(Some(&mapping_json)),
                 reconciliations::result.eq(None::<String>),
                 reconciliations::result_zst.eq(Some(&result)),
+                reconciliations::result_head.eq(Some(&head)),
                 reconciliations::matched.eq(outcome.matched.len() as i64),
                 reconciliations::only_ours.eq(outcome.only_ours.len() as i64),
                 reconciliations::only_theirs.eq(outcome.only_theirs.len() as i64),

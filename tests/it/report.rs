@@ -463,6 +463,33 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     assert_eq!(count, 3, "two xlsx and one csv kept; the bad files were not");
 });
 
+// The page lists the first 200 lines of a list and says how many more the workbook has.
+db_test!(a_long_list_shows_its_head_and_counts_the_rest, |app| {
+    app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
+    let acc = app.login("ketoan@ipos.vn").await;
+    let momo: i64 = crate::support::partner_id(&app, "MOMO");
+    let lines: Vec<[String; 4]> =
+        (0..1_205).map(|i| [i.to_string(), format!("POS-Z{i}"), "Quán Lạ".into(), "12/10/2026".into()]).collect();
+    let lines: Vec<[&str; 4]> = lines.iter().map(|l| [l[0].as_str(), &l[1], &l[2], &l[3]]).collect();
+    let file = statement(&lines);
+    let r = acc
+        .upload("/reports/reconcile", move |form: reqwest::multipart::Form| {
+            form.text("partner_id", momo.to_string())
+                .text("month", "2026-10")
+                .part("file", reqwest::multipart::Part::bytes(file).file_name("momo-t10.xlsx"))
+        })
+        .await;
+    let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let run = acc
+        .post(&format!("/reports/reconcile/{id}/run"), &[("sheet", "Bang ke"), ("header_row", "1"), ("pos_id", "1")])
+        .await;
+    assert_eq!(run.status, 303, "{}", run.body);
+    let page = acc.get(&format!("/reports/reconcile/{id}")).await;
+    assert!(page.body.contains("<b>1205</b> chỉ có bên đối tác"), "{}", page.body);
+    assert!(page.body.contains("Dòng 201: POS-Z199 ") && !page.body.contains("Dòng 202:"), "the first 200 lines");
+    assert!(page.body.contains("… và 1.005 dòng khác trong tệp kết quả."), "{}", page.body);
+});
+
 // Outcomes saved as JSON text, before they were compressed, with each row's partner and
 // key and every matched line's cells (all since dropped), still show and download.
 db_test!(a_reconciliation_saved_as_text_still_reads, |app| {
