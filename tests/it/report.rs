@@ -463,6 +463,18 @@ db_test!(reconciliation_finds_every_kind_of_difference, |app| {
     assert_eq!(count, 3, "two xlsx and one csv kept; the bad files were not");
 });
 
+/// Uploads `file` as MOMO's October statement; the new reconciliation's id.
+async fn upload_statement(acc: &crate::support::Browser, partner: i64, file: Vec<u8>) -> i64 {
+    let r = acc
+        .upload("/reports/reconcile", move |form: reqwest::multipart::Form| {
+            form.text("partner_id", partner.to_string())
+                .text("month", "2026-10")
+                .part("file", reqwest::multipart::Part::bytes(file).file_name("momo-t10.xlsx"))
+        })
+        .await;
+    r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1)
+}
+
 // The page lists the first 200 lines of a list and says how many more the workbook has.
 db_test!(a_long_list_shows_its_head_and_counts_the_rest, |app| {
     app.create_user("ketoan@ipos.vn", &[Role::Accountant]);
@@ -472,14 +484,7 @@ db_test!(a_long_list_shows_its_head_and_counts_the_rest, |app| {
         (0..1_205).map(|i| [i.to_string(), format!("POS-Z{i}"), "Quán Lạ".into(), "12/10/2026".into()]).collect();
     let lines: Vec<[&str; 4]> = lines.iter().map(|l| [l[0].as_str(), &l[1], &l[2], &l[3]]).collect();
     let file = statement(&lines);
-    let r = acc
-        .upload("/reports/reconcile", move |form: reqwest::multipart::Form| {
-            form.text("partner_id", momo.to_string())
-                .text("month", "2026-10")
-                .part("file", reqwest::multipart::Part::bytes(file).file_name("momo-t10.xlsx"))
-        })
-        .await;
-    let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let id = upload_statement(&acc, momo, file).await;
     let run = acc
         .post(&format!("/reports/reconcile/{id}/run"), &[("sheet", "Bang ke"), ("header_row", "1"), ("pos_id", "1")])
         .await;
@@ -498,14 +503,7 @@ db_test!(a_reconciliation_saved_as_text_still_reads, |app| {
     let acc = app.login("ketoan@ipos.vn").await;
     let momo: i64 = crate::support::partner_id(&app, "MOMO");
     let file = statement(&[["1", "POS-A1", "Phở Thìn", "10/10/2026"]]);
-    let r = acc
-        .upload("/reports/reconcile", move |form: reqwest::multipart::Form| {
-            form.text("partner_id", momo.to_string())
-                .text("month", "2026-10")
-                .part("file", reqwest::multipart::Part::bytes(file).file_name("momo-t10.xlsx"))
-        })
-        .await;
-    let id: i64 = r.location.as_deref().and_then(|l| l.rsplit('/').next()).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let id = upload_statement(&acc, momo, file).await;
     let ours = |pos: &str, merchant: &str| {
         serde_json::json!({"key": pos, "partner": "MOMO", "merchant": merchant, "point": format!("Điểm {pos}"),
             "pos_id": pos, "point_code": "", "date": "2026-10-10", "pyc": format!("PYC-{pos}")})
