@@ -347,7 +347,6 @@ pub struct Matcher<'m> {
     /// Per row of ours, the index in `theirs` of the line that took it.
     took: Vec<u32>,
     theirs: Vec<TheirRow>,
-    taken: Vec<bool>,
     /// Why a row of ours and its line differ, per row of ours.
     reasons: Vec<(u32, String)>,
     /// Their dates as read, a month of them repeated on every line.
@@ -371,7 +370,6 @@ impl<'m> Matcher<'m> {
             next: Vec::new(),
             took: Vec::new(),
             theirs: Vec::new(),
-            taken: Vec::new(),
             reasons: Vec::new(),
             days: foldhash::HashMap::default(),
             key: String::new(),
@@ -403,7 +401,6 @@ impl<'m> Matcher<'m> {
         self.next = vec![END; self.count];
         self.took = vec![END; self.count];
         self.theirs.clear();
-        self.taken.clear();
         self.reasons.clear();
         // From the last row up: each row's key points at it, and it at the row that
         // held the key before.
@@ -427,7 +424,6 @@ impl<'m> Matcher<'m> {
         };
         let Some(i) = paired else {
             self.theirs.push(t);
-            self.taken.push(false);
             return;
         };
         self.took[i] = j;
@@ -456,7 +452,6 @@ impl<'m> Matcher<'m> {
             // Their cells say what ours do: the line number is all that is kept.
             self.theirs.push(TheirRow { line: t.line, ..TheirRow::default() });
         }
-        self.taken.push(true);
     }
 
     /// Their dd/mm/yyyy (the way Vietnamese statements write it) is our yyyy-mm-dd.
@@ -471,7 +466,7 @@ impl<'m> Matcher<'m> {
     /// The outcome: matched, differing and only ours in our order; their lines no row
     /// of ours took, in the statement's order.
     pub fn finish(self) -> Outcome {
-        let Matcher { ours, took, mut theirs, taken, mut reasons, first, next, .. } = self;
+        let Matcher { ours, took, mut theirs, mut reasons, first, next, .. } = self;
         // The index is done with: freed before the outcome grows.
         drop((first, next));
         let mut out = Outcome::default();
@@ -490,6 +485,8 @@ impl<'m> Matcher<'m> {
                 out.matched.push((o, TheirLine { line: theirs[j as usize].line }));
             }
         }
+        let mut taken = vec![false; theirs.len()];
+        took.iter().filter(|j| **j != END).for_each(|j| taken[*j as usize] = true);
         out.only_theirs = theirs.into_iter().zip(taken).filter(|(_, taken)| !taken).map(|(t, _)| t).collect();
         out
     }
