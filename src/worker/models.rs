@@ -104,6 +104,12 @@ pub fn event(
     Ok(())
 }
 
+const DUE: &str = "SELECT id FROM jobs WHERE done_at IS NULL AND dead_at IS NULL AND run_at <= $3 \
+                   AND (locked_until IS NULL OR locked_until < $3)";
+const LEASE: &str = "UPDATE jobs SET locked_until = $1, locked_by = $2, attempts = attempts + 1";
+const RETURNING: &str = "RETURNING id, kind, payload, unique_key, run_at, attempts, max_attempts, \
+                         locked_until, locked_by, last_error, created_at, done_at, dead_at";
+
 /// Claims up to `limit` due jobs for `worker` until `lease_until`, counting an attempt,
 /// in one statement: the UPDATE leases the rows its subquery picks, oldest first.
 /// PostgreSQL locks them `FOR UPDATE SKIP LOCKED` (without it two workers claim the
@@ -118,17 +124,14 @@ pub fn claim(
     lease_until: NaiveDateTime,
 ) -> QueryResult<Vec<Job>> {
     use diesel::sql_types::{BigInt, Text, Timestamp};
-    const DUE: &str = "SELECT id FROM jobs WHERE done_at IS NULL AND dead_at IS NULL AND run_at <= $3 \
-                       AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_at, id LIMIT $4";
-    const LEASE: &str = "UPDATE jobs SET locked_until = $1, locked_by = $2, attempts = attempts + 1";
-    const RETURNING: &str = "RETURNING id, kind, payload, unique_key, run_at, attempts, max_attempts, \
-                             locked_until, locked_by, last_error, created_at, done_at, dead_at";
     let sql = match conn {
-        DbConn::Pg(_) => format!("{LEASE} WHERE id = ANY(ARRAY({DUE} FOR UPDATE SKIP LOCKED)) {RETURNING}"),
-        DbConn::Sqlite(_) => format!("{LEASE} WHERE id IN ({DUE}) {RETURNING}"),
+        DbConn::Pg(_) => {
+            format!("{LEASE} WHERE id = ANY(ARRAY({DUE} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) {RETURNING}")
+        }
+        DbConn::Sqlite(_) => format!("{LEASE} WHERE id IN ({DUE} ORDER BY run_at, id LIMIT $4) {RETURNING}"),
     };
     // One text per backend: prepared once per connection.
-    let mut claimed: Vec<Job> = crate::with_conn!(conn, |c| crate::db::cached(
+    let claimed: Vec<Job> = crate::with_conn!(conn, |c| crate::db::cached(
         diesel::sql_query(&sql)
             .bind::<Timestamp, _>(lease_until)
             .bind::<Text, _>(worker)
@@ -136,9 +139,55 @@ pub fn claim(
             .bind::<BigInt, _>(limit)
     )
     .load(c)?);
-    // RETURNING comes in no promised order; jobs start oldest first.
-    claimed.sort_by_key(|j| (j.run_at, j.id));
-    Ok(claimed)
+    Ok(oldest_first(claimed))
+}
+
+// RETURNING comes in no promised order; jobs start oldest first.
+fn oldest_first(mut jobs: Vec<Job>) -> Vec<Job> {
+    jobs.sort_by_key(|j| (j.run_at, j.id));
+    jobs
+}
+
+/// The worker's round when every outcome is a success: marks `done` succeeded (as
+/// [`finish`] does) and claims up to `limit` due jobs (as [`claim`] does), atomically.
+/// On PostgreSQL that is one statement, so one round trip and one commit where the two
+/// were two of each. Its claim passes over the jobs it finishes: a job whose lease ran
+/// out before its success was written would otherwise be leased again by the same
+/// statement (test `db::a_round_finishes_only_its_own_jobs_and_never_reclaims_them`).
+/// On SQLite it is the two statements in one transaction.
+pub fn finish_and_claim(
+    conn: &mut DbConn,
+    worker: &str,
+    done: &[i64],
+    limit: i64,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> QueryResult<Vec<Job>> {
+    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+    match conn {
+        DbConn::Pg(c) => {
+            let sql = format!(
+                "WITH finished AS (UPDATE jobs SET done_at = $3, locked_until = NULL, last_error = NULL \
+                 WHERE id = ANY($5) AND locked_by = $2 AND done_at IS NULL) \
+                 {LEASE} WHERE id = ANY(ARRAY({DUE} AND id <> ALL($5) ORDER BY run_at, id LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED)) {RETURNING}"
+            );
+            let claimed: Vec<Job> = crate::db::cached(
+                diesel::sql_query(sql)
+                    .bind::<Timestamp, _>(lease_until)
+                    .bind::<Text, _>(worker)
+                    .bind::<Timestamp, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<Array<BigInt>, _>(done),
+            )
+            .load(c)?;
+            Ok(oldest_first(claimed))
+        }
+        DbConn::Sqlite(_) => crate::db::tx(conn, |conn| {
+            succeeded(conn, worker, done, now)?;
+            claim(conn, worker, limit, now, lease_until)
+        }),
+    }
 }
 
 /// The outcome of one attempt, written back by the worker in a batch.
@@ -203,15 +252,24 @@ fn succeeded(conn: &mut DbConn, worker: &str, done: &[i64], now: NaiveDateTime) 
     if done.is_empty() {
         return Ok(0);
     }
-    diesel::update(
-        jobs::table.filter(jobs::id.eq_any(done)).filter(jobs::locked_by.eq(worker)).filter(jobs::done_at.is_null()),
+    // One text for any number of jobs, returning rows: prepared once per connection
+    // (diesel prepares no `execute`).
+    let written: Vec<i64> = crate::with_conn!(conn, |c| crate::db::cached(
+        diesel::update(
+            jobs::table
+                .filter(crate::db::in_any(jobs::id, done.to_vec()))
+                .filter(jobs::locked_by.eq(worker))
+                .filter(jobs::done_at.is_null()),
+        )
+        .set((
+            jobs::done_at.eq(Some(now)),
+            jobs::locked_until.eq(None::<NaiveDateTime>),
+            jobs::last_error.eq(None::<String>),
+        ))
+        .returning(jobs::id)
     )
-    .set((
-        jobs::done_at.eq(Some(now)),
-        jobs::locked_until.eq(None::<NaiveDateTime>),
-        jobs::last_error.eq(None::<String>),
-    ))
-    .execute(conn)
+    .load(c)?);
+    Ok(written.len())
 }
 
 /// Gives leases back without counting the attempt (graceful shutdown).

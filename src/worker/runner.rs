@@ -202,6 +202,7 @@ pub async fn run(
     let mut running: JoinSet<(i64, Outcome)> = JoinSet::new();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut results: Vec<(i64, Outcome)> = Vec::new();
+    let mut held = Held::default();
     loop {
         if *stop.borrow() {
             break;
@@ -215,7 +216,7 @@ pub async fn run(
         let mut claimed_full = false;
         if free > 0 || !results.is_empty() {
             // One trip to the database writes the outcomes and claims the next jobs.
-            match exchange(&services, &opts, &mut results, &mut in_flight, free).await {
+            match exchange(&services, &opts, &mut held, &mut results, &mut in_flight, free).await {
                 Ok(jobs) => {
                     claimed_full = free > 0 && jobs.len() == free;
                     for job in jobs {
@@ -250,7 +251,7 @@ pub async fn run(
         }
     }
     // The last outcomes, with nothing claimed.
-    if let Err(e) = exchange(&services, &opts, &mut results, &mut in_flight, 0).await {
+    if let Err(e) = exchange(&services, &opts, &mut held, &mut results, &mut in_flight, 0).await {
         tracing::error!(error = %e, "cannot record job outcomes");
     }
     running.abort_all();
@@ -264,12 +265,21 @@ pub async fn run(
     tracing::info!(worker = %opts.name, "worker stopped");
 }
 
-/// Writes the finished jobs' outcomes, then claims up to `free` due jobs, in one
-/// blocking hop on one connection. The outcomes commit on their own: a failed claim
-/// does not lose them.
+/// The worker's connection, kept from one round to the next: a round is a few
+/// milliseconds, and taking a pooled connection each time cost a pool checkout and, on
+/// PostgreSQL, r2d2's `SELECT 1` round trip. A round that fails drops it (it may be the
+/// connection that broke) and the next takes a fresh one from the pool.
+#[derive(Default)]
+struct Held(Option<crate::db::PooledConn>);
+
+/// Writes the finished jobs' outcomes and claims up to `free` due jobs, in one blocking
+/// hop on the held connection. When all are successes that is one statement (see
+/// [`models::finish_and_claim`]), and a failed round gives the outcomes back to be
+/// written by the next; otherwise the outcomes commit on their own before the claim.
 async fn exchange(
     services: &Services,
     opts: &WorkerOptions,
+    held: &mut Held,
     results: &mut Vec<(i64, Outcome)>,
     in_flight: &mut HashSet<i64>,
     free: usize,
@@ -284,17 +294,40 @@ async fn exchange(
     let now = crate::db::now();
     let lease_until = now + chrono::Duration::from_std(opts.lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
     let name = opts.name.clone();
-    blocking(services, move |c| {
-        if !batch.is_empty()
-            && let Err(e) = models::finish(c, &name, &batch, now)
-        {
-            // The leases expire and the jobs run again: handlers are idempotent.
-            tracing::error!(error = %e, "cannot record job outcomes");
-        }
-        if free == 0 {
-            return Ok(Vec::new());
-        }
-        models::claim(c, &name, free as i64, now, lease_until)
+    let pool = services.pool.clone();
+    let conn = held.0.take();
+    let (conn, outcome) = tokio::task::spawn_blocking(move || {
+        let mut conn = match conn.map_or_else(|| pool.get(), Ok) {
+            Ok(c) => c,
+            Err(e) => return (None, Err((e.to_string(), batch))),
+        };
+        let all_done = batch.iter().all(|(_, o)| matches!(o, Outcome::Done));
+        let r = if all_done && free > 0 {
+            let done: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+            models::finish_and_claim(&mut conn, &name, &done, free as i64, now, lease_until)
+                .map_err(|e| (e.to_string(), batch))
+        } else {
+            if !batch.is_empty()
+                && let Err(e) = models::finish(&mut conn, &name, &batch, now)
+            {
+                // The leases expire and the jobs run again: handlers are idempotent.
+                tracing::error!(error = %e, "cannot record job outcomes");
+            }
+            if free == 0 {
+                Ok(Vec::new())
+            } else {
+                models::claim(&mut conn, &name, free as i64, now, lease_until).map_err(|e| (e.to_string(), Vec::new()))
+            }
+        };
+        (r.is_ok().then_some(conn), r)
     })
     .await
+    .map_err(|e| e.to_string())?;
+    held.0 = conn;
+    outcome.map_err(|(e, unwritten)| {
+        // Still running as far as the database knows, as before this round.
+        in_flight.extend(unwritten.iter().map(|(id, _)| *id));
+        results.extend(unwritten);
+        e
+    })
 }

@@ -372,7 +372,7 @@ db_test!(in_any_matches_exactly_the_values_given, |app| {
 // round, is prepared once per connection and still claims oldest first, once each.
 db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
     use diesel::connection::{Connection, InstrumentationEvent};
-    use hubgate::worker::models::{NewJob, Outcome, claim, finish, insert};
+    use hubgate::worker::models::{NewJob, Outcome, claim, finish, finish_and_claim, insert};
     use std::sync::{Arc, Mutex};
     // A connection of its own: a pooled one may have prepared them already.
     let mut conn = r2d2::ManageConnection::connect(&hubgate::db::Manager::new(&app.state.config.database_url))
@@ -385,23 +385,67 @@ db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
         }
     });
     let now = hubgate::db::now();
-    for kind in ["one", "two", "three"] {
+    let lease = now + chrono::Duration::minutes(5);
+    for kind in ["one", "two", "three", "four"] {
         let job = NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 1, created_at: now };
         insert(&mut conn, &job).unwrap_or_else(|e| panic!("{e}"));
     }
+    let mut jobs = claim(&mut conn, "w", 1, now, lease).unwrap_or_else(|e| panic!("{e}"));
     let mut ran = Vec::new();
+    // The worker's round: the last job's success written, the next job claimed.
     for _ in 0..3 {
-        let jobs = claim(&mut conn, "w", 1, now, now + chrono::Duration::minutes(5)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(jobs.len(), 1, "one job a claim");
-        let written = finish(&mut conn, "w", &[(jobs[0].id, Outcome::Done)], now).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(written, 1);
         ran.push(jobs[0].kind.clone());
+        jobs = finish_and_claim(&mut conn, "w", &[jobs[0].id], 1, now, lease).unwrap_or_else(|e| panic!("{e}"));
     }
-    assert_eq!(ran, ["one", "two", "three"], "oldest first, each once");
-    assert!(claim(&mut conn, "w", 5, now, now).unwrap_or_else(|e| panic!("{e}")).is_empty(), "all done");
+    assert_eq!(jobs.len(), 1, "the fourth job");
+    ran.push(jobs[0].kind.clone());
+    let written = finish(&mut conn, "w", &[(jobs[0].id, Outcome::Done)], now).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(written, 1);
+    assert_eq!(ran, ["one", "two", "three", "four"], "oldest first, each once");
+    let left = claim(&mut conn, "w", 5, now, now).unwrap_or_else(|e| panic!("{e}"));
+    assert!(left.is_empty(), "all done: {left:?}");
     let prepared = prepared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let count = |start: &str| prepared.iter().filter(|sql| sql.starts_with(start)).count();
     assert_eq!(count("UPDATE jobs SET locked_until"), 1, "the claim, prepared once: {prepared:?}");
-    // Diesel's own rule, which `cached` cannot lift: an `execute` is never prepared.
-    assert_eq!(count("UPDATE \"jobs\" SET \"done_at\"") + count("UPDATE `jobs` SET `done_at`"), 0);
+    let success = count("UPDATE \"jobs\" SET \"done_at\"") + count("UPDATE `jobs` SET `done_at`");
+    assert_eq!(success, 1, "the success, prepared once: {prepared:?}");
+    let together = count("WITH finished");
+    assert_eq!(together, usize::from(app.state.config.database_url.starts_with("postgres")), "{prepared:?}");
+});
+
+db_test!(a_round_finishes_only_its_own_jobs_and_never_reclaims_them, |app| {
+    use hubgate::worker::models::{NewJob, claim, finish_and_claim, insert, job};
+    let now = hubgate::db::now();
+    let later = now + chrono::Duration::seconds(1);
+    let lease = now + chrono::Duration::minutes(5);
+    let ids: Vec<i64> = app.with_conn(|c| {
+        ["mine", "expired", "theirs", "next"]
+            .into_iter()
+            .map(|kind| {
+                let job = NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 3, created_at: now };
+                insert(c, &job).map(|id| id.unwrap_or(0))
+            })
+            .collect::<diesel::QueryResult<Vec<i64>>>()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (mine, expired, theirs, next) = (ids[0], ids[1], ids[2], ids[3]);
+    let claimed = app
+        .with_conn(|c| {
+            let mut got = claim(c, "w", 1, now, lease)?;
+            // A lease that has run out by the next round: due again, but finished here.
+            got.extend(claim(c, "w", 1, now, now)?);
+            got.extend(claim(c, "other", 1, now, lease)?);
+            // "theirs", passed by mistake, is another worker's to finish.
+            finish_and_claim(c, "w", &[mine, expired, theirs], 5, later, lease)
+                .map(|round| (got.iter().map(|j| j.id).collect::<Vec<_>>(), round))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claimed.0, [mine, expired, theirs]);
+    assert_eq!(claimed.1.iter().map(|j| j.id).collect::<Vec<_>>(), [next], "only the due job no one holds");
+    let state = |id| app.with_conn(|c| job(c, id)).map(|j| (j.done_at.is_some(), j.attempts, j.locked_by));
+    let w = Some("w".to_string());
+    assert_eq!(state(mine).ok(), Some((true, 1, w.clone())));
+    assert_eq!(state(expired).ok(), Some((true, 1, w)), "finished, not claimed a second time");
+    assert_eq!(state(theirs).ok(), Some((false, 1, Some("other".to_string()))));
 });
