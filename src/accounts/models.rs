@@ -228,11 +228,11 @@ impl Person {
 
 /// Every staff account (disabled ones too: they still name old assignees), by name.
 pub fn staff_people(conn: &mut DbConn) -> QueryResult<Vec<Person>> {
-    users::table
+    crate::with_conn!(conn, |c| users::table
         .filter(users::kind.eq(UserKind::Staff.code()))
         .order((users::name.asc(), users::id.asc()))
         .select(Person::as_select())
-        .load(conn)
+        .load(c))
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<User> {

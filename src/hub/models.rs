@@ -42,7 +42,7 @@ pub struct Point {
 }
 
 pub fn merchant(conn: &mut DbConn, id: i64) -> QueryResult<Merchant> {
-    merchants::table.find(id).select(Merchant::as_select()).first(conn)
+    crate::with_conn!(conn, |c| merchants::table.find(id).select(Merchant::as_select()).first(c))
 }
 
 pub fn merchant_by_key(conn: &mut DbConn, key: &str) -> QueryResult<Option<Merchant>> {
@@ -219,7 +219,7 @@ pub fn insert_request(conn: &mut DbConn, r: &NewRequest) -> QueryResult<i64> {
 }
 
 pub fn request(conn: &mut DbConn, id: i64) -> QueryResult<Request> {
-    requests::table.find(id).select(Request::as_select()).first(conn)
+    crate::with_conn!(conn, |c| requests::table.find(id).select(Request::as_select()).first(c))
 }
 
 /// Moves the state only if nobody moved it since `version` was read; returns whether
@@ -252,12 +252,12 @@ pub fn link_point(conn: &mut DbConn, request_id: i64, point_id: i64) -> QueryRes
 }
 
 pub fn request_point_list(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Point>> {
-    request_points::table
+    crate::with_conn!(conn, |c| request_points::table
         .inner_join(points::table)
         .filter(request_points::request_id.eq(request_id))
         .order(points::name.asc())
         .select(Point::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// A phone number as digits only: "0912.345.678" and "0912 345 678" look alike.
@@ -599,11 +599,11 @@ pub fn insert_confirmation(
 }
 
 pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Confirmation>> {
-    confirmations::table
+    crate::with_conn!(conn, |c| confirmations::table
         .filter(confirmations::request_id.eq(request_id))
         .order(confirmations::created_at.asc())
         .select(Confirmation::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// The kinds of the live (not revoked) confirmations of several requests, as
@@ -674,11 +674,11 @@ pub fn insert_event(conn: &mut DbConn, e: &NewEvent<'_>) -> QueryResult<()> {
 }
 
 pub fn events_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<Event>> {
-    request_events::table
+    crate::with_conn!(conn, |c| request_events::table
         .filter(request_events::request_id.eq(request_id))
         .order((request_events::at.asc(), request_events::id.asc()))
         .select(Event::as_select())
-        .load(conn)
+        .load(c))
 }
 
 pub fn set_assignee(conn: &mut DbConn, id: i64, user_id: i64) -> QueryResult<()> {

@@ -56,11 +56,12 @@ impl RequestView {
     pub fn load(conn: &mut DbConn, id: i64) -> AppResult<Self> {
         let r = models::request(conn, id)?;
         let state = State::from_code(&r.state).unwrap_or(State::Received);
-        let partner = crate::hub::partners::all(conn)?.into_iter().find(|p| p.id == r.partner_id);
+        let partners = crate::hub::partners::all(conn)?;
         let merchant = models::merchant(conn, r.merchant_id)?;
         let points = models::request_point_list(conn, id)?;
         let confirmations = models::confirmations_of(conn, id)?;
-        let missing = service::missing(conn, &r)?;
+        let missing = service::missing_of(conn, std::slice::from_ref(&r), &partners)?.pop().unwrap_or_default();
+        let partner = partners.into_iter().find(|p| p.id == r.partner_id);
         let events = models::events_of(conn, id)?;
         let mails = mail::request_messages(conn, id)?;
         let sent = crate::mail::outbound::outbox_of_request(conn, id)?;

@@ -61,7 +61,7 @@ impl Partner {
 /// Every partner, disabled ones too: mail from them is still recognised and old
 /// requests still show them.
 pub fn all(conn: &mut DbConn) -> QueryResult<Vec<Partner>> {
-    partners::table.order(partners::code.asc()).select(Partner::as_select()).load(conn)
+    crate::with_conn!(conn, |c| partners::table.order(partners::code.asc()).select(Partner::as_select()).load(c))
 }
 
 /// The partners offered for new work.

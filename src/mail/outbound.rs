@@ -204,11 +204,11 @@ pub fn outbox_has_subject(conn: &mut DbConn, subject: &str) -> QueryResult<bool>
 
 /// Outgoing mail of a request, for its timeline.
 pub fn outbox_of_request(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<OutboxRow>> {
-    mail_outbox::table
+    crate::with_conn!(conn, |c| mail_outbox::table
         .filter(mail_outbox::request_id.eq(request_id))
         .order(mail_outbox::id.asc())
         .select(OutboxRow::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// The thread of one of our own Message-IDs (replies to our mail thread with it).

@@ -190,7 +190,8 @@ pub fn pyc(conn: &mut DbConn, id: i64) -> QueryResult<Pyc> {
 }
 
 pub fn pyc_of_request(conn: &mut DbConn, request_id: i64) -> QueryResult<Option<Pyc>> {
-    pycs::table.filter(pycs::request_id.eq(request_id)).select(Pyc::as_select()).first(conn).optional()
+    crate::with_conn!(conn, |c| pycs::table.filter(pycs::request_id.eq(request_id)).select(Pyc::as_select()).first(c))
+        .optional()
 }
 
 pub fn screenshot(conn: &mut DbConn, id: i64) -> QueryResult<(Option<Vec<u8>>, Option<String>)> {

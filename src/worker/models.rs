@@ -126,7 +126,9 @@ pub fn claim(
     use diesel::sql_types::{BigInt, Text, Timestamp};
     let sql = match conn {
         DbConn::Pg(_) => {
-            format!("{LEASE} WHERE id = ANY(ARRAY({DUE} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) {RETURNING}")
+            format!(
+                "{LEASE} WHERE id = ANY(ARRAY({DUE} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) {RETURNING}"
+            )
         }
         DbConn::Sqlite(_) => format!("{LEASE} WHERE id IN ({DUE} ORDER BY run_at, id LIMIT $4) {RETURNING}"),
     };

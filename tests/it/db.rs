@@ -419,16 +419,18 @@ db_test!(a_round_finishes_only_its_own_jobs_and_never_reclaims_them, |app| {
     let now = hubgate::db::now();
     let later = now + chrono::Duration::seconds(1);
     let lease = now + chrono::Duration::minutes(5);
-    let ids: Vec<i64> = app.with_conn(|c| {
-        ["mine", "expired", "theirs", "next"]
-            .into_iter()
-            .map(|kind| {
-                let job = NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 3, created_at: now };
-                insert(c, &job).map(|id| id.unwrap_or(0))
-            })
-            .collect::<diesel::QueryResult<Vec<i64>>>()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<i64> = app
+        .with_conn(|c| {
+            ["mine", "expired", "theirs", "next"]
+                .into_iter()
+                .map(|kind| {
+                    let job =
+                        NewJob { kind, payload: "{}", unique_key: None, run_at: now, max_attempts: 3, created_at: now };
+                    insert(c, &job).map(|id| id.unwrap_or(0))
+                })
+                .collect::<diesel::QueryResult<Vec<i64>>>()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     let (mine, expired, theirs, next) = (ids[0], ids[1], ids[2], ids[3]);
     let claimed = app
         .with_conn(|c| {

@@ -719,11 +719,11 @@ pub fn attach_thread(conn: &mut DbConn, thread_id: i64, request_id: i64) -> Quer
 /// Messages of the threads tied to a request, oldest first.
 pub fn request_messages(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<MailMessage>> {
     let threads = mail_threads::table.filter(mail_threads::request_id.eq(request_id)).select(mail_threads::id);
-    mail_messages::table
+    crate::with_conn!(conn, |c| mail_messages::table
         .filter(mail_messages::thread_id.eq_any(threads))
         .order((mail_messages::sent_at.asc(), mail_messages::id.asc()))
         .select(MailMessage::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// The first conversation tied to a request (where replies to our own mail belong).
