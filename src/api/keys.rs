@@ -161,12 +161,12 @@ pub fn by_key(conn: &mut DbConn, config: &Config, clear: &str) -> QueryResult<Op
     let found: Option<(i64, i64, i64, Option<NaiveDateTime>)> = presented(config, clear.trim()).find(
         conn,
         |conn, h| {
-            api_keys::table
+            crate::with_conn!(conn, |c| api_keys::table
                 .filter(api_keys::key_hash.eq(h))
                 .filter(api_keys::revoked_at.is_null())
                 .select((api_keys::id, api_keys::business_id, api_keys::created_by, api_keys::last_used_at))
-                .first::<(i64, i64, i64, Option<NaiveDateTime>)>(conn)
-                .optional()
+                .first::<(i64, i64, i64, Option<NaiveDateTime>)>(c)
+                .optional())
         },
         |conn, &(id, ..), old, new| crate::rehash!(conn, api_keys, key_hash, id, old, new),
     )?;

@@ -502,46 +502,53 @@ impl TxFilter {
     }
 }
 
-fn filtered(f: &TxFilter) -> transactions::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
-    let mut q = transactions::table
-        .filter(transactions::business_id.eq(f.business_id))
-        .filter(transactions::deleted_at.is_null())
-        .into_boxed();
-    if let Some(a) = f.account_id {
-        q = q.filter(transactions::account_id.eq(a));
-    }
-    if let Some(t) = f.from {
-        q = q.filter(transactions::occurred_at.ge(t));
-    }
-    if let Some(t) = f.to {
-        q = q.filter(transactions::occurred_at.lt(t));
-    }
-    match f.income {
-        Some(true) => q = q.filter(transactions::amount.gt(0)),
-        Some(false) => q = q.filter(transactions::amount.lt(0)),
-        None => {}
-    }
-    // Amount bounds apply to the size of the movement, in or out.
-    if let Some(min) = f.min_amount {
-        q = q.filter(transactions::amount.ge(min).or(transactions::amount.le(-min)));
-    }
-    if let Some(max) = f.max_amount {
-        q = q.filter(transactions::amount.le(max).and(transactions::amount.ge(-max)));
-    }
-    if let Some(text) = &f.text {
-        let like = format!("%{}%", text.replace(['%', '_', '\\'], ""));
-        q = q.filter(transactions::search_key.like(like));
-    }
-    q
+/// The filter's query. A macro, not a function, so that the backend is the one of the
+/// connection it runs on: the reads run on the backend's own connection (see
+/// [`crate::with_conn`]), and the transactions list and `GET /v2/transactions` are
+/// among the busiest reads there are.
+macro_rules! filtered {
+    ($f:expr) => {{
+        let f: &TxFilter = $f;
+        let mut q = transactions::table
+            .filter(transactions::business_id.eq(f.business_id))
+            .filter(transactions::deleted_at.is_null())
+            .into_boxed();
+        if let Some(a) = f.account_id {
+            q = q.filter(transactions::account_id.eq(a));
+        }
+        if let Some(t) = f.from {
+            q = q.filter(transactions::occurred_at.ge(t));
+        }
+        if let Some(t) = f.to {
+            q = q.filter(transactions::occurred_at.lt(t));
+        }
+        match f.income {
+            Some(true) => q = q.filter(transactions::amount.gt(0)),
+            Some(false) => q = q.filter(transactions::amount.lt(0)),
+            None => {}
+        }
+        // Amount bounds apply to the size of the movement, in or out.
+        if let Some(min) = f.min_amount {
+            q = q.filter(transactions::amount.ge(min).or(transactions::amount.le(-min)));
+        }
+        if let Some(max) = f.max_amount {
+            q = q.filter(transactions::amount.le(max).and(transactions::amount.ge(-max)));
+        }
+        if let Some(text) = &f.text {
+            let like = format!("%{}%", text.replace(['%', '_', '\\'], ""));
+            q = q.filter(transactions::search_key.like(like));
+        }
+        q
+    }};
 }
 
 pub fn page(conn: &mut DbConn, f: &TxFilter, offset: i64, limit: i64) -> QueryResult<Vec<Transaction>> {
-    filtered(f)
+    crate::with_conn!(conn, |c| filtered!(f)
         .order((transactions::occurred_at.desc(), transactions::id.desc()))
         .offset(offset)
         .limit(limit)
         .select(transactions::all_columns)
-        .load(conn)
+        .load(c))
 }
 
 /// A page in time order, oldest first or newest first (the API's `sort`).
@@ -552,27 +559,29 @@ pub fn page_sorted(
     limit: i64,
     desc: bool,
 ) -> QueryResult<Vec<Transaction>> {
-    let q = filtered(f).offset(offset).limit(limit).select(transactions::all_columns);
-    if desc {
-        q.order((transactions::occurred_at.desc(), transactions::id.desc())).load(conn)
-    } else {
-        q.order((transactions::occurred_at.asc(), transactions::id.asc())).load(conn)
-    }
+    crate::with_conn!(conn, |c| {
+        let q = filtered!(f).offset(offset).limit(limit).select(transactions::all_columns);
+        if desc {
+            q.order((transactions::occurred_at.desc(), transactions::id.desc())).load(c)
+        } else {
+            q.order((transactions::occurred_at.asc(), transactions::id.asc())).load(c)
+        }
+    })
 }
 
 /// How many rows match.
 pub fn count(conn: &mut DbConn, f: &TxFilter) -> QueryResult<i64> {
-    filtered(f).count().get_result(conn)
+    crate::with_conn!(conn, |c| filtered!(f).count().get_result(c))
 }
 
 /// Every matching row, oldest first, a batch at a time (exports).
 pub fn batch_after(conn: &mut DbConn, f: &TxFilter, after_id: i64, limit: i64) -> QueryResult<Vec<Transaction>> {
-    filtered(f)
+    crate::with_conn!(conn, |c| filtered!(f)
         .filter(transactions::id.gt(after_id))
         .order(transactions::id.asc())
         .limit(limit)
         .select(transactions::all_columns)
-        .load(conn)
+        .load(c))
 }
 
 /// (count, total in, total out) of the matching rows, summed by the database in one
@@ -581,13 +590,13 @@ pub fn totals(conn: &mut DbConn, f: &TxFilter) -> QueryResult<(i64, i64, i64)> {
     use diesel::dsl::{count_star, sql};
     use diesel::sql_types::BigInt;
     // SUM(bigint) is NUMERIC on PostgreSQL: cast back so both backends answer BIGINT.
-    filtered(f)
+    crate::with_conn!(conn, |c| filtered!(f)
         .select((
             count_star(),
             sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
             sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount < 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
         ))
-        .first(conn)
+        .first(c))
 }
 
 /// (money in, money out) of the matching rows in each [start, end) range: the per-day
@@ -606,12 +615,12 @@ pub fn range_totals(
             to: Some(f.to.map_or(*end, |x| x.min(*end))),
             ..f.clone()
         };
-        let row: (i64, i64) = filtered(&day)
+        let row: (i64, i64) = crate::with_conn!(conn, |c| filtered!(&day)
             .select((
                 sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), 0) AS BIGINT)"),
                 sql::<BigInt>("CAST(COALESCE(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END), 0) AS BIGINT)"),
             ))
-            .first(conn)?;
+            .first(c)?);
         out.push(row);
     }
     Ok(out)
@@ -658,15 +667,16 @@ pub fn day_totals(
     to: Option<chrono::NaiveDate>,
 ) -> QueryResult<Vec<(chrono::NaiveDate, i64, i64, i64)>> {
     use transaction_days::dsl as td;
-    let mut q = td::transaction_days.filter(td::business_id.eq(business_id)).into_boxed();
-    if let Some(d) = from {
-        q = q.filter(td::day.ge(d));
-    }
-    if let Some(d) = to {
-        q = q.filter(td::day.le(d));
-    }
-    let slots: Vec<(chrono::NaiveDate, i64, i64, i64)> =
-        q.order(td::day.asc()).select((td::day, td::n, td::money_in, td::money_out)).load(conn)?;
+    let slots: Vec<(chrono::NaiveDate, i64, i64, i64)> = crate::with_conn!(conn, |c| {
+        let mut q = td::transaction_days.filter(td::business_id.eq(business_id)).into_boxed();
+        if let Some(d) = from {
+            q = q.filter(td::day.ge(d));
+        }
+        if let Some(d) = to {
+            q = q.filter(td::day.le(d));
+        }
+        q.order(td::day.asc()).select((td::day, td::n, td::money_in, td::money_out)).load(c)?
+    });
     Ok(by_day(slots))
 }
 

@@ -458,12 +458,12 @@ pub fn revoke_invitation(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> Query
 /// Linked (not removed) bank accounts, oldest first: the plan's account limit covers
 /// the first ones.
 pub fn linked_accounts(conn: &mut DbConn, business_id: i64) -> QueryResult<Vec<BankAccount>> {
-    bank_accounts::table
+    crate::with_conn!(conn, |c| bank_accounts::table
         .filter(bank_accounts::business_id.eq(business_id))
         .filter(bank_accounts::removed_at.is_null())
         .order((bank_accounts::created_at.asc(), bank_accounts::id.asc()))
         .select(bank_accounts::all_columns)
-        .load(conn)
+        .load(c))
 }
 
 pub fn count_linked_accounts(conn: &mut DbConn, business_id: i64) -> QueryResult<i64> {

@@ -397,68 +397,84 @@ pub struct RequestFilter {
     pub overdue: Option<Vec<(String, NaiveDateTime)>>,
 }
 
-pub type Cond = Box<
-    dyn diesel::BoxableExpression<
-            requests::table,
-            <DbConn as diesel::Connection>::Backend,
-            SqlType = diesel::sql_types::Bool,
-        >,
->;
+type Cond<DB> = Box<dyn diesel::BoxableExpression<requests::table, DB, SqlType = diesel::sql_types::Bool>>;
 
-fn filtered(
-    f: &RequestFilter,
-    found: Option<&Found>,
-) -> requests::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
-    let mut q = requests::table.into_boxed();
-    match f.states.as_slice() {
-        [] => {}
-        // One state (a dashboard cell, a tab) reads its index in waiting order, with no
-        // sort; written as `IN`, even a single state was planned as a set and sorted.
-        [one] => q = q.filter(requests::state.eq(one.clone())),
-        many => q = q.filter(crate::db::in_any(requests::state, many.to_vec())),
-    }
-    if let Some(p) = f.partner_id {
-        q = q.filter(requests::partner_id.eq(p));
-    }
-    if let Some(a) = f.assignee_id {
-        q = q.filter(requests::assignee_id.eq(a));
-    }
-    if let Some(t) = f.older_than {
-        q = q.filter(requests::state_since.lt(t));
-    }
-    if let Some(cutoffs) = &f.overdue {
-        // state = s1 AND state_since < t1 OR state = s2 AND …; no thresholds, no rows.
-        let cond = cutoffs.iter().fold(None::<Cond>, |acc, (s, t)| {
-            let one: Cond = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
-            Some(match acc {
-                Some(a) => Box::new(a.or(one)),
-                None => one,
-            })
-        });
-        q = match cond {
-            Some(c) => q.filter(c),
-            None => q.filter(requests::id.ne(requests::id)),
-        };
-    }
-    if let Some(found) = found.filter(|f| f.is_narrow()) {
-        q = q.filter(
-            crate::db::in_any(requests::merchant_id, found.merchants.clone())
-                .or(crate::db::in_any(requests::id, found.requests.clone())),
-        );
-    } else if let Some(found) = found {
-        q = q.filter(
-            crate::db::in_many(requests::merchant_id, found.merchants.clone())
-                .or(crate::db::in_many(requests::id, found.requests.clone())),
-        );
-    } else if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
-        q = q.filter(crate::request_search!(
-            &p,
-            requests::id,
-            m => requests::merchant_id.eq_any(m),
-            c => requests::id.eq_any(c)
-        ));
-    }
-    q
+/// The filter's query, for one backend: the list runs it on that backend's own
+/// connection, where diesel writes a boxed query's text once a run, not three times
+/// (see [`crate::with_conn`]).
+macro_rules! filtered_on {
+    ($name:ident, $db:ty) => {
+        fn $name(f: &RequestFilter, found: Option<&Found>) -> requests::BoxedQuery<'static, $db> {
+        let mut q = requests::table.into_boxed();
+        match f.states.as_slice() {
+            [] => {}
+            // One state (a dashboard cell, a tab) reads its index in waiting order, with no
+            // sort; written as `IN`, even a single state was planned as a set and sorted.
+            [one] => q = q.filter(requests::state.eq(one.clone())),
+            many => q = q.filter(crate::db::in_any(requests::state, many.to_vec())),
+        }
+        if let Some(p) = f.partner_id {
+            q = q.filter(requests::partner_id.eq(p));
+        }
+        if let Some(a) = f.assignee_id {
+            q = q.filter(requests::assignee_id.eq(a));
+        }
+        if let Some(t) = f.older_than {
+            q = q.filter(requests::state_since.lt(t));
+        }
+        if let Some(cutoffs) = &f.overdue {
+            // state = s1 AND state_since < t1 OR state = s2 AND …; no thresholds, no rows.
+            let cond = cutoffs.iter().fold(None::<Cond<$db>>, |acc, (s, t)| {
+                let one: Cond<$db> = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
+                Some(match acc {
+                    Some(a) => Box::new(a.or(one)),
+                    None => one,
+                })
+            });
+            q = match cond {
+                Some(c) => q.filter(c),
+                None => q.filter(requests::id.ne(requests::id)),
+            };
+        }
+        if let Some(found) = found.filter(|f| f.is_narrow()) {
+            q = q.filter(
+                crate::db::in_any(requests::merchant_id, found.merchants.clone())
+                    .or(crate::db::in_any(requests::id, found.requests.clone())),
+            );
+        } else if let Some(found) = found {
+            q = q.filter(
+                crate::db::in_many(requests::merchant_id, found.merchants.clone())
+                    .or(crate::db::in_many(requests::id, found.requests.clone())),
+            );
+        } else if let Some(p) = f.search.as_deref().and_then(SearchPatterns::of) {
+            q = q.filter(crate::request_search!(
+                &p,
+                requests::id,
+                m => requests::merchant_id.eq_any(m),
+                c => requests::id.eq_any(c)
+            ));
+        }
+        q
+        }
+    };
+}
+filtered_on!(filtered_pg, diesel::pg::Pg);
+filtered_on!(filtered_sqlite, diesel::sqlite::Sqlite);
+
+/// Runs `$run` with `$q` the filter's query and `$c` the connection, on the backend's own.
+macro_rules! on_filtered {
+    ($conn:expr, $f:expr, $found:expr, |$q:ident, $c:ident| $run:expr) => {
+        match $conn {
+            DbConn::Pg($c) => {
+                let $q = || filtered_pg($f, $found);
+                $run
+            }
+            DbConn::Sqlite($c) => {
+                let $q = || filtered_sqlite($f, $found);
+                $run
+            }
+        }
+    };
 }
 
 pub fn list_requests(
@@ -468,27 +484,31 @@ pub fn list_requests(
     limit: i64,
 ) -> QueryResult<(Vec<Request>, i64)> {
     let found = found(conn, f)?;
-    let total = match kept_count(conn, f)? {
-        Some(n) => n,
-        None => filtered(f, found.as_ref()).count().get_result(conn)?,
-    };
-    let rows = filtered(f, found.as_ref())
-        .order((requests::state_since.asc(), requests::id.asc()))
-        .offset(offset)
-        .limit(limit)
-        .select(Request::as_select())
-        .load(conn)?;
-    Ok((rows, total))
+    let kept = kept_count(conn, f)?;
+    on_filtered!(conn, f, found.as_ref(), |q, c| {
+        let total = match kept {
+            Some(n) => n,
+            None => q().count().get_result(c)?,
+        };
+        let rows = q()
+            .order((requests::state_since.asc(), requests::id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .select(Request::as_select())
+            .load(c)?;
+        Ok((rows, total))
+    })
 }
 
 /// The next `limit` requests of the filter after id `after` (exports go by id).
 pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i64) -> QueryResult<Vec<Request>> {
-    filtered(f, found(conn, f)?.as_ref())
+    let found = found(conn, f)?;
+    on_filtered!(conn, f, found.as_ref(), |q, c| q()
         .filter(requests::id.gt(after))
         .order(requests::id.asc())
         .limit(limit)
         .select(Request::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// How many requests of one partner are in one state, and since when the oldest waits.
@@ -520,14 +540,17 @@ fn kept_count(conn: &mut DbConn, f: &RequestFilter) -> QueryResult<Option<i64>> 
     if searching || f.assignee_id.is_some() || f.older_than.is_some() || f.overdue.is_some() {
         return Ok(None);
     }
-    let mut q = request_counts::table.select(request_counts::n).into_boxed();
-    if !f.states.is_empty() {
-        q = q.filter(crate::db::in_any(request_counts::state, f.states.clone()));
-    }
-    if let Some(p) = f.partner_id {
-        q = q.filter(request_counts::partner_id.eq(p));
-    }
-    Ok(Some(q.load::<i64>(conn)?.into_iter().sum()))
+    let counts: Vec<i64> = crate::with_conn!(conn, |c| {
+        let mut q = request_counts::table.select(request_counts::n).into_boxed();
+        if !f.states.is_empty() {
+            q = q.filter(crate::db::in_any(request_counts::state, f.states.clone()));
+        }
+        if let Some(p) = f.partner_id {
+            q = q.filter(request_counts::partner_id.eq(p));
+        }
+        q.load(c)?
+    });
+    Ok(Some(counts.into_iter().sum()))
 }
 
 /// Open requests per (state, partner), for the dashboard. The counts are kept
@@ -554,10 +577,10 @@ pub fn merchant_names(conn: &mut DbConn, ids: &[i64]) -> QueryResult<std::collec
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(i64, String)> = merchants::table
+    let rows: Vec<(i64, String)> = crate::with_conn!(conn, |c| merchants::table
         .filter(crate::db::in_any(merchants::id, ids))
         .select((merchants::id, merchants::name))
-        .load(conn)?;
+        .load(c)?);
     Ok(rows.into_iter().collect())
 }
 
@@ -611,11 +634,11 @@ pub fn confirmations_of(conn: &mut DbConn, request_id: i64) -> QueryResult<Vec<C
 /// whole rows for it (two timestamps and the reason each) was 12% of the request
 /// list's samples on the demo data (`perf`, issue 17).
 pub fn live_confirmation_kinds_of(conn: &mut DbConn, request_ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
-    confirmations::table
+    crate::with_conn!(conn, |c| confirmations::table
         .filter(crate::db::in_any(confirmations::request_id, request_ids.to_vec()))
         .filter(confirmations::revoked_at.is_null())
         .select((confirmations::request_id, confirmations::kind))
-        .load(conn)
+        .load(c))
 }
 
 pub fn confirmation(conn: &mut DbConn, id: i64) -> QueryResult<Confirmation> {

@@ -284,29 +284,30 @@ pub fn in_states(conn: &mut DbConn, states: &[PycState]) -> QueryResult<Vec<Pyc>
 }
 
 /// PYCs in `states` that a search finds (the request list's search: merchant, phone,
-/// PYC number, POS ID, point code), as a query to page or export.
-pub fn filtered(
-    states: &[String],
-    search: Option<&str>,
-) -> pycs::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
-    let mut q = pycs::table.into_boxed();
-    if !states.is_empty() {
-        q = q.filter(crate::db::in_any(pycs::state, states.to_vec()));
-    }
-    if let Some(p) = search.and_then(crate::hub::models::SearchPatterns::of) {
-        use crate::db::schema::requests;
-        let code = p.code.clone();
-        q = q.filter(crate::request_search!(
-            &p,
-            pycs::request_id,
-            m => pycs::request_id.eq_any(requests::table.filter(requests::merchant_id.eq_any(m)).select(requests::id)),
-            _c => lower(pycs::number)
-                .like(code.clone())
-                .or(lower(pycs::pos_id).like(code.clone()))
-                .or(lower(pycs::point_code).like(code))
-        ));
-    }
-    q
+/// PYC number, POS ID, point code), as a query to page or export. A macro, so that its
+/// backend is the one of the connection it runs on (see [`crate::with_conn`]).
+macro_rules! filtered {
+    ($states:expr, $search:expr) => {{
+        let (states, search): (&[String], Option<&str>) = ($states, $search);
+        let mut q = pycs::table.into_boxed();
+        if !states.is_empty() {
+            q = q.filter(crate::db::in_any(pycs::state, states.to_vec()));
+        }
+        if let Some(p) = search.and_then(crate::hub::models::SearchPatterns::of) {
+            use crate::db::schema::requests;
+            let code = p.code.clone();
+            q = q.filter(crate::request_search!(
+                &p,
+                pycs::request_id,
+                m => pycs::request_id.eq_any(requests::table.filter(requests::merchant_id.eq_any(m)).select(requests::id)),
+                _c => lower(pycs::number)
+                    .like(code.clone())
+                    .or(lower(pycs::pos_id).like(code.clone()))
+                    .or(lower(pycs::point_code).like(code))
+            ));
+        }
+        q
+    }};
 }
 
 /// One page of [`filtered`], oldest first, and the total.
@@ -317,14 +318,16 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> QueryResult<(Vec<Pyc>, i64)> {
-    let total = filtered(states, search).count().get_result(conn)?;
-    let rows = filtered(states, search)
-        .order((pycs::created_at.asc(), pycs::id.asc()))
-        .offset(offset)
-        .limit(limit)
-        .select(Pyc::as_select())
-        .load(conn)?;
-    Ok((rows, total))
+    crate::with_conn!(conn, |c| {
+        let total = filtered!(states, search).count().get_result(c)?;
+        let rows = filtered!(states, search)
+            .order((pycs::created_at.asc(), pycs::id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .select(Pyc::as_select())
+            .load(c)?;
+        Ok((rows, total))
+    })
 }
 
 /// The next `limit` PYCs of [`filtered`] after id `after` (exports go by id).
@@ -335,12 +338,12 @@ pub fn list_after(
     after: i64,
     limit: i64,
 ) -> QueryResult<Vec<Pyc>> {
-    filtered(states, search)
+    crate::with_conn!(conn, |c| filtered!(states, search)
         .filter(pycs::id.gt(after))
         .order(pycs::id.asc())
         .limit(limit)
         .select(Pyc::as_select())
-        .load(conn)
+        .load(c))
 }
 
 /// PYCs in the given states handed to one technician, oldest first.

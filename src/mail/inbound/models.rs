@@ -128,7 +128,10 @@ pub fn set_blob_status(conn: &mut DbConn, id: i64, status: &str, error: Option<&
 /// How many stored mails wait for a person (what [`problem_blobs`] lists, counted
 /// without reading them).
 pub fn problem_blob_count(conn: &mut DbConn) -> QueryResult<i64> {
-    mail_blobs::table.filter(mail_blobs::status.eq_any(PROBLEM_STATES)).count().get_result(conn)
+    crate::with_conn!(conn, |c| mail_blobs::table
+        .filter(mail_blobs::status.eq_any(PROBLEM_STATES))
+        .count()
+        .get_result(c))
 }
 
 const PROBLEM_STATES: [&str; 3] = ["unreadable", "too_large", "received"];
@@ -489,38 +492,43 @@ pub struct InboxRow {
     pub attachments: i64,
 }
 
-fn inbox_query(f: &InboxFilter) -> mail_messages::BoxedQuery<'static, <DbConn as diesel::Connection>::Backend> {
-    let mut q = mail_messages::table.into_boxed();
-    if let Some(p) = f.partner_id {
-        q = q.filter(mail_messages::partner_id.eq(p));
-    }
-    if let Some(k) = &f.kind {
-        q = q.filter(mail_messages::kind.eq(k.clone()));
-    }
-    if let Some(s) = &f.status {
-        q = q.filter(mail_messages::status.eq(s.clone()));
-    }
-    if f.unassigned {
-        let assigned = mail_threads::table.filter(mail_threads::request_id.is_not_null()).select(mail_threads::id);
-        q = q.filter(mail_messages::thread_id.ne_all(assigned));
-    }
-    if let Some(from) = f.from {
-        q = q.filter(mail_messages::created_at.ge(from));
-    }
-    if let Some(until) = f.until {
-        q = q.filter(mail_messages::created_at.lt(until));
-    }
-    if let Some(s) = &f.search {
-        // Folded in Rust on both sides, so SQLite and PostgreSQL find the same mails.
-        let like = format!("%{}%", super::classify::fold(s).replace(['%', '_', '\\'], ""));
-        q = q.filter(mail_messages::search_text.like(like));
-    }
-    q
+/// The inbox filter's query. A macro, so that its backend is the one of the connection
+/// it runs on (see [`crate::with_conn`]).
+macro_rules! inbox_query {
+    ($f:expr) => {{
+        let f: &InboxFilter = $f;
+        let mut q = mail_messages::table.into_boxed();
+        if let Some(p) = f.partner_id {
+            q = q.filter(mail_messages::partner_id.eq(p));
+        }
+        if let Some(k) = &f.kind {
+            q = q.filter(mail_messages::kind.eq(k.clone()));
+        }
+        if let Some(s) = &f.status {
+            q = q.filter(mail_messages::status.eq(s.clone()));
+        }
+        if f.unassigned {
+            let assigned = mail_threads::table.filter(mail_threads::request_id.is_not_null()).select(mail_threads::id);
+            q = q.filter(mail_messages::thread_id.ne_all(assigned));
+        }
+        if let Some(from) = f.from {
+            q = q.filter(mail_messages::created_at.ge(from));
+        }
+        if let Some(until) = f.until {
+            q = q.filter(mail_messages::created_at.lt(until));
+        }
+        if let Some(s) = &f.search {
+            // Folded in Rust on both sides, so SQLite and PostgreSQL find the same mails.
+            let like = format!("%{}%", super::classify::fold(s).replace(['%', '_', '\\'], ""));
+            q = q.filter(mail_messages::search_text.like(like));
+        }
+        q
+    }};
 }
 
 /// How many messages the filter finds.
 pub fn inbox_count(conn: &mut DbConn, f: &InboxFilter) -> QueryResult<i64> {
-    inbox_query(f).count().get_result(conn)
+    crate::with_conn!(conn, |c| inbox_query!(f).count().get_result(c))
 }
 
 /// One page of the inbox and the filter's total. Only the listed columns are read (a
@@ -534,7 +542,7 @@ pub fn inbox(
 ) -> QueryResult<(Vec<InboxRow>, i64)> {
     type Listed = (i64, String, String, String, Option<NaiveDateTime>, NaiveDateTime, String, String, i64, Option<i64>);
     let total = inbox_count(conn, f)?;
-    let rows: Vec<Listed> = inbox_query(f)
+    let rows: Vec<Listed> = crate::with_conn!(conn, |c| inbox_query!(f)
         .order((mail_messages::created_at.desc(), mail_messages::id.desc()))
         .offset(offset)
         .limit(limit)
@@ -550,13 +558,13 @@ pub fn inbox(
             mail_messages::thread_id,
             mail_messages::partner_id,
         ))
-        .load(conn)?;
+        .load(c)?);
     let ids: Vec<i64> = rows.iter().map(|m| m.0).collect();
-    let counts: Vec<(i64, i64)> = mail_attachments::table
+    let counts: Vec<(i64, i64)> = crate::with_conn!(conn, |c| mail_attachments::table
         .filter(crate::db::in_any(mail_attachments::message_id, ids))
         .group_by(mail_attachments::message_id)
         .select((mail_attachments::message_id, diesel::dsl::count_star()))
-        .load(conn)?;
+        .load(c)?);
     let out = rows
         .into_iter()
         .map(|(id, from_addr, from_name, subject, sent_at, created_at, kind, status, thread_id, partner_id)| InboxRow {
@@ -578,12 +586,12 @@ pub fn inbox(
 
 /// The next `limit` inbox messages of the filter after id `after` (exports go by id).
 pub fn inbox_after(conn: &mut DbConn, f: &InboxFilter, after: i64, limit: i64) -> QueryResult<Vec<MailMessage>> {
-    inbox_query(f)
+    crate::with_conn!(conn, |c| inbox_query!(f)
         .filter(mail_messages::id.gt(after))
         .order(mail_messages::id.asc())
         .limit(limit)
         .select(MailMessage::as_select())
-        .load(conn)
+        .load(c))
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
