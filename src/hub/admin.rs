@@ -409,7 +409,7 @@ pub struct DashRow {
 #[template(path = "hub/dashboard.html")]
 struct DashboardPage {
     l: Layout,
-    partners: Vec<Partner>,
+    partners: Vec<crate::hub::partners::Brief>,
     rows: Vec<DashRow>,
     max_open: i64,
 }
@@ -431,7 +431,7 @@ impl DashboardPage {
 
 async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
     let (partners, counts) = ctx
-        .db(|conn| Ok((crate::hub::partners::all(conn)?, super::models::counts_by_state_and_partner(conn)?)))
+        .db(|conn| Ok((crate::hub::partners::briefs(conn)?, super::models::counts_by_state_and_partner(conn)?)))
         .await?;
     let t = now();
     let rows: Vec<DashRow> = State::ALL

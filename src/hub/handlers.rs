@@ -297,7 +297,7 @@ impl ListQuery {
         &self,
         conn: &mut crate::db::DbConn,
         uid: i64,
-        partners: &[crate::hub::partners::Partner],
+        partners: &[crate::hub::partners::Brief],
     ) -> AppResult<RequestFilter> {
         Ok(RequestFilter {
             states: match self.state.as_str() {
@@ -336,7 +336,7 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let query = q.clone();
     let rows = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::all(conn)?;
+            let partners = crate::hub::partners::briefs(conn)?;
             let filter = query.filter(conn, uid, &partners)?;
             RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
         })
@@ -361,7 +361,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
     let uid = ctx.user()?.id;
     let file = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::all(conn)?;
+            let partners = crate::hub::partners::briefs(conn)?;
             let filter = q.list.filter(conn, uid, &partners)?;
             let thresholds = super::ageing::Thresholds::load(conn)?;
             let people: Vec<(i64, String)> =

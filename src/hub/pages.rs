@@ -1,6 +1,7 @@
 //! Page structs and the read models behind them (templates/hub/).
 
 use askama::Template;
+use diesel::OptionalExtension;
 
 use super::handlers::{ListQuery, RequestForm};
 use super::models::{self, Confirmation, Event, Merchant, Point, Request, RequestFilter};
@@ -10,11 +11,11 @@ use crate::accounts::{Role, Roles};
 use crate::db::DbConn;
 use crate::error::AppResult;
 use crate::fmt::{Age, LocalDate, LocalTime};
-use crate::hub::partners::Partner;
+use crate::hub::partners::{Brief, Partner};
 use crate::mail::inbound::models::{self as mail, MailMessage};
 use crate::web::layout::Layout;
 
-fn partner_code(partners: &[Partner], id: i64) -> String {
+fn partner_code(partners: &[Brief], id: i64) -> String {
     partners.iter().find(|p| p.id == id).map(|p| p.code.clone()).unwrap_or_default()
 }
 
@@ -56,12 +57,12 @@ impl RequestView {
     pub fn load(conn: &mut DbConn, id: i64) -> AppResult<Self> {
         let r = models::request(conn, id)?;
         let state = State::from_code(&r.state).unwrap_or(State::Received);
-        let partners = crate::hub::partners::all(conn)?;
+        let partner = crate::hub::partners::find(conn, r.partner_id).optional()?;
         let merchant = models::merchant(conn, r.merchant_id)?;
         let points = models::request_point_list(conn, id)?;
         let confirmations = models::confirmations_of(conn, id)?;
-        let missing = service::missing_of(conn, std::slice::from_ref(&r), &partners)?.pop().unwrap_or_default();
-        let partner = partners.into_iter().find(|p| p.id == r.partner_id);
+        let briefs: Vec<Brief> = partner.iter().map(Brief::from).collect();
+        let missing = service::missing_of(conn, std::slice::from_ref(&r), &briefs)?.pop().unwrap_or_default();
         let events = models::events_of(conn, id)?;
         let mails = mail::request_messages(conn, id)?;
         let sent = crate::mail::outbound::outbox_of_request(conn, id)?;
@@ -239,7 +240,7 @@ pub struct NewRequestPage {
 pub struct RequestRows {
     pub rows: Vec<(Request, String, String, Vec<String>, bool)>,
     pub total: i64,
-    pub partners: Vec<Partner>,
+    pub partners: Vec<Brief>,
 }
 
 impl RequestRows {
@@ -248,7 +249,7 @@ impl RequestRows {
         f: &RequestFilter,
         offset: i64,
         limit: i64,
-        partners: Vec<Partner>,
+        partners: Vec<Brief>,
     ) -> AppResult<Self> {
         let (requests, total) = models::list_requests(conn, f, offset, limit)?;
         let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
@@ -326,7 +327,7 @@ impl MyWork {
     /// for a confirmation and the draft PYCs waiting for review (B7); technicians the
     /// PYCs handed to them (and those nobody took yet); accountants invoices.
     pub fn load(conn: &mut DbConn, user_id: i64, roles: Roles) -> AppResult<MyWork> {
-        let partners = crate::hub::partners::all(conn)?;
+        let partners = crate::hub::partners::briefs(conn)?;
         let mut out = Vec::new();
         let mut section =
             |conn: &mut DbConn, title: &'static str, states: &[State], assignee_id: Option<i64>| -> AppResult<()> {

@@ -309,7 +309,7 @@ pub fn revoke_confirmation(conn: &mut DbConn, actor: &Actor, request_id: i64, co
 
 /// What is still missing before the request can move on, in Vietnamese.
 pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
-    let partners = crate::hub::partners::all(conn)?;
+    let partners = crate::hub::partners::briefs(conn)?;
     Ok(missing_of(conn, std::slice::from_ref(r), &partners)?.pop().unwrap_or_default())
 }
 
@@ -317,7 +317,7 @@ pub fn missing(conn: &mut DbConn, r: &Request) -> AppResult<Vec<String>> {
 pub fn missing_of(
     conn: &mut DbConn,
     requests: &[Request],
-    partners: &[crate::hub::partners::Partner],
+    partners: &[crate::hub::partners::Brief],
 ) -> AppResult<Vec<Vec<String>>> {
     let received: Vec<i64> =
         requests.iter().filter(|r| State::from_code(&r.state) == Some(State::Received)).map(|r| r.id).collect();

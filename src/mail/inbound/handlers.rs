@@ -88,7 +88,7 @@ impl InboxQuery {
     }
 
     /// The inbox's filter, for the page and its export alike.
-    pub fn filter(&self, partners: &[crate::hub::partners::Partner]) -> InboxFilter {
+    pub fn filter(&self, partners: &[crate::hub::partners::Brief]) -> InboxFilter {
         let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
         InboxFilter {
             partner_id: partners.iter().find(|p| p.code == self.partner).map(|p| p.id),
@@ -122,7 +122,7 @@ async fn export(ctx: Ctx, req: HttpRequest, q: web::Query<ExportQuery>) -> AppRe
     let format = export::Format::parse(&q.format)?;
     let file = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::all(conn)?;
+            let partners = crate::hub::partners::briefs(conn)?;
             let filter = q.list.filter(&partners);
             let headers = ["Thời gian", "Người gửi", "Địa chỉ", "Tiêu đề", "Đối tác", "Loại thư", "Trạng thái"];
             export::write(format, "Hộp thư", &headers, |sink| {
@@ -156,7 +156,7 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     let query = q.clone();
     let (rows, total, partners, problems) = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::all(conn)?;
+            let partners = crate::hub::partners::briefs(conn)?;
             let filter = query.filter(&partners);
             let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, &partners)?;
             let problems = models::problem_blob_count(conn)?;

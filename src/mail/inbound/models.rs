@@ -538,7 +538,7 @@ pub fn inbox(
     f: &InboxFilter,
     offset: i64,
     limit: i64,
-    partners: &[crate::hub::partners::Partner],
+    partners: &[crate::hub::partners::Brief],
 ) -> QueryResult<(Vec<InboxRow>, i64)> {
     type Listed = (i64, String, String, String, Option<NaiveDateTime>, NaiveDateTime, String, String, i64, Option<i64>);
     let total = inbox_count(conn, f)?;

@@ -41,7 +41,7 @@ pub struct InboxPage {
     pub total: i64,
     pub page: i64,
     pub pages: i64,
-    pub partners: Vec<Partner>,
+    pub partners: Vec<crate::hub::partners::Brief>,
     pub problems: i64,
 }
 
