@@ -399,12 +399,12 @@ pub struct RequestFilter {
 
 type Cond<DB> = Box<dyn diesel::BoxableExpression<requests::table, DB, SqlType = diesel::sql_types::Bool>>;
 
-/// The filter's query, for one backend: the list runs it on that backend's own
-/// connection, where diesel writes a boxed query's text once a run, not three times
-/// (see [`crate::with_conn`]).
-macro_rules! filtered_on {
-    ($name:ident, $db:ty) => {
-        fn $name(f: &RequestFilter, found: Option<&Found>) -> requests::BoxedQuery<'static, $db> {
+/// The filter's query. A macro, so that its backend is the one of the connection it
+/// runs on, where diesel writes a boxed query's text once a run, not three times (see
+/// [`crate::with_conn`]).
+macro_rules! filtered {
+    ($f:expr, $found:expr) => {{
+        let (f, found): (&RequestFilter, Option<&Found>) = ($f, $found);
         let mut q = requests::table.into_boxed();
         match f.states.as_slice() {
             [] => {}
@@ -424,8 +424,8 @@ macro_rules! filtered_on {
         }
         if let Some(cutoffs) = &f.overdue {
             // state = s1 AND state_since < t1 OR state = s2 AND …; no thresholds, no rows.
-            let cond = cutoffs.iter().fold(None::<Cond<$db>>, |acc, (s, t)| {
-                let one: Cond<$db> = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
+            let cond = cutoffs.iter().fold(None::<Cond<_>>, |acc, (s, t)| {
+                let one: Cond<_> = Box::new(requests::state.eq(s.clone()).and(requests::state_since.lt(*t)));
                 Some(match acc {
                     Some(a) => Box::new(a.or(one)),
                     None => one,
@@ -455,26 +455,7 @@ macro_rules! filtered_on {
             ));
         }
         q
-        }
-    };
-}
-filtered_on!(filtered_pg, diesel::pg::Pg);
-filtered_on!(filtered_sqlite, diesel::sqlite::Sqlite);
-
-/// Runs `$run` with `$q` the filter's query and `$c` the connection, on the backend's own.
-macro_rules! on_filtered {
-    ($conn:expr, $f:expr, $found:expr, |$q:ident, $c:ident| $run:expr) => {
-        match $conn {
-            DbConn::Pg($c) => {
-                let $q = || filtered_pg($f, $found);
-                $run
-            }
-            DbConn::Sqlite($c) => {
-                let $q = || filtered_sqlite($f, $found);
-                $run
-            }
-        }
-    };
+    }};
 }
 
 pub fn list_requests(
@@ -485,12 +466,12 @@ pub fn list_requests(
 ) -> QueryResult<(Vec<Request>, i64)> {
     let found = found(conn, f)?;
     let kept = kept_count(conn, f)?;
-    on_filtered!(conn, f, found.as_ref(), |q, c| {
+    crate::with_conn!(conn, |c| {
         let total = match kept {
             Some(n) => n,
-            None => q().count().get_result(c)?,
+            None => filtered!(f, found.as_ref()).count().get_result(c)?,
         };
-        let rows = q()
+        let rows = filtered!(f, found.as_ref())
             .order((requests::state_since.asc(), requests::id.asc()))
             .offset(offset)
             .limit(limit)
@@ -503,7 +484,7 @@ pub fn list_requests(
 /// The next `limit` requests of the filter after id `after` (exports go by id).
 pub fn requests_after(conn: &mut DbConn, f: &RequestFilter, after: i64, limit: i64) -> QueryResult<Vec<Request>> {
     let found = found(conn, f)?;
-    on_filtered!(conn, f, found.as_ref(), |q, c| q()
+    crate::with_conn!(conn, |c| filtered!(f, found.as_ref())
         .filter(requests::id.gt(after))
         .order(requests::id.asc())
         .limit(limit)
