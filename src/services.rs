@@ -22,9 +22,8 @@ pub struct Services {
     pub http: reqwest::Client,
     /// Wakes this process's worker when a committed change enqueued a job.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Moves once a database hop that changed a row of `users` has committed: what the
-    /// web layer's cache of signed-in users is valid for (see `crate::web::session`).
-    pub users_version: Arc<std::sync::atomic::AtomicU64>,
+    /// What this process's caches of rows are valid for.
+    pub versions: Arc<Versions>,
 }
 
 impl Services {
@@ -42,26 +41,26 @@ impl Services {
             mailer,
             http,
             wake: Arc::new(tokio::sync::Notify::new()),
-            users_version: Default::default(),
+            versions: Default::default(),
         })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool; jobs it enqueued
-    /// wake this process's worker once the work is done, and a change to `users` moves
-    /// [`Self::users_version`].
+    /// wake this process's worker once the work is done, and a change to cached rows
+    /// moves their [`Self::versions`].
     pub async fn db<T, F>(&self, f: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
     {
-        let (pool, wake, users) = (self.pool.clone(), self.wake.clone(), self.users_version.clone());
+        let (pool, wake, versions) = (self.pool.clone(), self.wake.clone(), self.versions.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
             crate::worker::wake::clear();
-            crate::db::take_users_written();
+            crate::db::take_written();
             let r = f(&mut conn);
             crate::worker::wake::after(&mut conn, &wake);
-            users_written_after(&users);
+            versions.after_closure();
             r
         })
         .await
@@ -69,13 +68,73 @@ impl Services {
     }
 }
 
-/// After a closure returned (its transaction committed or rolled back): moves the
-/// version when it changed `users`. Moving it only now, not at the UPDATE, is what keeps
-/// a reader that loaded the old row before the commit from caching it as current: such
-/// a reader read the version before the move.
-pub fn users_written_after(version: &std::sync::atomic::AtomicU64) {
-    if crate::db::take_users_written() {
-        version.fetch_add(1, std::sync::atomic::Ordering::Release);
+/// Counters that move once a database hop that changed some rows has committed. A cache
+/// keeps the counter's value from before its read beside the rows, and holds them only
+/// while the counter has not moved (and for a short time: another process's change
+/// moves nothing here).
+#[derive(Default, Debug)]
+pub struct Versions {
+    /// `users`: the web layer's cache of signed-in users (see `crate::web::session`).
+    pub users: std::sync::atomic::AtomicU64,
+    /// The desk's reference tables (see [`RowCache`]).
+    pub reference: std::sync::atomic::AtomicU64,
+}
+
+impl Versions {
+    /// After a closure returned (its transaction committed or rolled back): moves the
+    /// counter of each kind of row it changed. Moving it only now, not at the UPDATE, is
+    /// what keeps a reader that loaded the old rows before the commit from caching them
+    /// as current: such a reader read the counter before the move.
+    pub fn after_closure(&self) {
+        use std::sync::atomic::Ordering::Release;
+        let written = crate::db::take_written();
+        if written.users {
+            self.users.fetch_add(1, Release);
+        }
+        if written.reference {
+            self.reference.fetch_add(1, Release);
+        }
+    }
+}
+
+/// Rows every page reads and that almost never change, as this process last read them:
+/// held while their [`Versions`] counter stays, and for at most `ttl` (what another
+/// process's change waits at most to show here).
+pub struct RowCache<T> {
+    versions: Arc<Versions>,
+    counter: fn(&Versions) -> &std::sync::atomic::AtomicU64,
+    ttl: std::time::Duration,
+    load: fn(&mut DbConn) -> diesel::QueryResult<T>,
+    slot: std::sync::Mutex<Option<(u64, std::time::Instant, Arc<T>)>>,
+}
+
+impl<T> RowCache<T> {
+    pub fn new(
+        versions: Arc<Versions>,
+        counter: fn(&Versions) -> &std::sync::atomic::AtomicU64,
+        ttl: std::time::Duration,
+        load: fn(&mut DbConn) -> diesel::QueryResult<T>,
+    ) -> Self {
+        Self { versions, counter, ttl, load, slot: std::sync::Mutex::new(None) }
+    }
+
+    /// The rows: those held, or read anew on `conn` when none are held or they are stale.
+    pub fn get(&self, conn: &mut DbConn) -> diesel::QueryResult<Arc<T>> {
+        // Read before the rows (see `Versions::after_closure`).
+        let version = (self.counter)(&self.versions).load(std::sync::atomic::Ordering::Acquire);
+        let now = std::time::Instant::now();
+        {
+            let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((v, at, rows)) = slot.as_ref()
+                && *v == version
+                && now.saturating_duration_since(*at) < self.ttl
+            {
+                return Ok(rows.clone());
+            }
+        }
+        let rows = Arc::new((self.load)(conn)?);
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, now, rows.clone()));
+        Ok(rows)
     }
 }
 

@@ -11,7 +11,7 @@ pub mod schema;
 mod ts;
 
 pub use any::{InAny, in_any, in_many};
-pub use cached::{Cached, cached};
+pub use cached::{Cached, StaticSql, cached, static_sql};
 pub use ts::{OptTs, Ts};
 
 use diesel::connection::SimpleConnection;
@@ -23,20 +23,35 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// What a database hop changed that a per-process cache holds (see
+/// [`crate::services::Versions`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    /// A row of `users`.
+    pub users: bool,
+    /// A row of the desk's reference tables: `partners`, `ageing_thresholds`.
+    pub reference: bool,
+}
+
 thread_local! {
-    static USERS_WRITTEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static WRITTEN: std::cell::Cell<Written> = const { std::cell::Cell::new(Written { users: false, reference: false }) };
 }
 
 /// Notes on this thread that a row of `users` changed, so that the helper running the
 /// closure ([`crate::services::Services::db`]) can, once the closure has returned
 /// (committed), tell this process's cache of signed-in users to reload them.
 pub fn note_users_written() {
-    USERS_WRITTEN.with(|c| c.set(true));
+    WRITTEN.with(|c| c.set(Written { users: true, ..c.get() }));
 }
 
-/// Takes the note (clearing it).
-pub fn take_users_written() -> bool {
-    USERS_WRITTEN.with(|c| c.replace(false))
+/// As [`note_users_written`], for the desk's reference tables.
+pub fn note_reference_written() {
+    WRITTEN.with(|c| c.set(Written { reference: true, ..c.get() }));
+}
+
+/// Takes the notes (clearing them).
+pub fn take_written() -> Written {
+    WRITTEN.with(|c| c.take())
 }
 
 /// A connection to either backend; the shared DSL works on it unchanged.

@@ -409,7 +409,7 @@ pub struct DashRow {
 #[template(path = "hub/dashboard.html")]
 struct DashboardPage {
     l: Layout,
-    partners: Vec<crate::hub::partners::Brief>,
+    reference: std::sync::Arc<crate::hub::Reference>,
     rows: Vec<DashRow>,
     max_open: i64,
 }
@@ -430,15 +430,16 @@ impl DashboardPage {
 }
 
 async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
-    let (partners, counts) = ctx
-        .db(|conn| Ok((crate::hub::partners::briefs(conn)?, super::models::counts_by_state_and_partner(conn)?)))
-        .await?;
+    let reference = ctx.state.reference.clone();
+    let (reference, counts) =
+        ctx.db(move |conn| Ok((reference.get(conn)?, super::models::counts_by_state_and_partner(conn)?))).await?;
     let t = now();
     let rows: Vec<DashRow> = State::ALL
         .iter()
         .filter(|s| !matches!(s, State::Rejected | State::Cancelled | State::Invoiced))
         .map(|s| {
-            let cells: Vec<Cell> = partners
+            let cells: Vec<Cell> = reference
+                .partners
                 .iter()
                 .map(|p| {
                     counts
@@ -460,5 +461,5 @@ async fn dashboard(ctx: Ctx) -> AppResult<HttpResponse> {
         })
         .collect();
     let max_open = rows.iter().map(|r| r.total).max().unwrap_or(0);
-    render(&DashboardPage { l: ctx.layout("Bảng điều khiển", &[]), partners, rows, max_open })
+    render(&DashboardPage { l: ctx.layout("Bảng điều khiển", &[]), reference, rows, max_open })
 }

@@ -39,10 +39,10 @@ impl Thresholds {
         self.0.get(state).copied()
     }
 
-    /// Whether `r` has waited longer than its state allows at `now`.
-    pub fn is_overdue(&self, r: &Request, now: NaiveDateTime) -> bool {
-        let open = State::from_code(&r.state).is_some_and(|s| !s.is_closed());
-        open && self.days(&r.state).is_some_and(|d| r.state_since < now - chrono::Duration::days(d))
+    /// Whether a request in `state` since `since` has waited longer than it allows at `now`.
+    pub fn is_overdue(&self, state: &str, since: NaiveDateTime, now: NaiveDateTime) -> bool {
+        let open = State::from_code(state).is_some_and(|s| !s.is_closed());
+        open && self.days(state).is_some_and(|d| since < now - chrono::Duration::days(d))
     }
 
     /// (state, entered before) pairs a request filter uses to keep only overdue ones.
@@ -72,6 +72,7 @@ pub fn save(conn: &mut DbConn, actor: &Actor, days: &[(String, String)]) -> AppR
         })?;
         parsed.push((s.code().to_string(), d));
     }
+    crate::db::note_reference_written();
     crate::db::tx(conn, |conn| {
         let before = Thresholds::load(conn)?;
         let t = crate::db::now();

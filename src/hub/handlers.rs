@@ -293,13 +293,9 @@ impl ListQuery {
 
 impl ListQuery {
     /// The list's filter, for the page and its export alike.
-    pub fn filter(
-        &self,
-        conn: &mut crate::db::DbConn,
-        uid: i64,
-        partners: &[crate::hub::partners::Brief],
-    ) -> AppResult<RequestFilter> {
-        Ok(RequestFilter {
+    pub fn filter(&self, uid: i64, reference: &crate::hub::Reference) -> RequestFilter {
+        let partners = &reference.partners;
+        RequestFilter {
             states: match self.state.as_str() {
                 "" => Vec::new(),
                 "open" => State::ALL.iter().filter(|s| !s.is_closed()).map(|s| s.code().to_string()).collect(),
@@ -315,12 +311,8 @@ impl ListQuery {
                 .ok()
                 // A century is as old as any request can be; more would overflow the date.
                 .map(|d| crate::db::now() - chrono::Duration::days(d.clamp(0, 36_500))),
-            overdue: if self.overdue.is_empty() {
-                None
-            } else {
-                Some(super::ageing::Thresholds::load(conn)?.cutoffs(crate::db::now()))
-            },
-        })
+            overdue: if self.overdue.is_empty() { None } else { Some(reference.thresholds.cutoffs(crate::db::now())) },
+        }
     }
 
     /// The same filters as a query string, for the export links.
@@ -334,11 +326,12 @@ async fn list(ctx: Ctx, q: web::Query<ListQuery>) -> AppResult<HttpResponse> {
     let page = crate::web::layout::page_number(q.page);
     let uid = ctx.user()?.id;
     let query = q.clone();
+    let reference = ctx.state.reference.clone();
     let rows = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::briefs(conn)?;
-            let filter = query.filter(conn, uid, &partners)?;
-            RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, partners)
+            let reference = reference.get(conn)?;
+            let filter = query.filter(uid, &reference);
+            RequestRows::load(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, reference)
         })
         .await?;
     let pages = ((rows.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
@@ -359,11 +352,12 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
     let q = q.into_inner();
     let format = export::Format::parse(&q.format)?;
     let uid = ctx.user()?.id;
+    let reference = ctx.state.reference.clone();
     let file = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::briefs(conn)?;
-            let filter = q.list.filter(conn, uid, &partners)?;
-            let thresholds = super::ageing::Thresholds::load(conn)?;
+            let reference = reference.get(conn)?;
+            let filter = q.list.filter(uid, &reference);
+            let (partners, thresholds) = (&reference.partners, &reference.thresholds);
             let people: Vec<(i64, String)> =
                 crate::accounts::models::staff_people(conn)?.into_iter().map(|u| (u.id, u.name)).collect();
             let headers = [
@@ -402,7 +396,7 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
                             Cell::Time(r.state_since),
                             Cell::Time(r.opened_on),
                             name(r.assignee_id).into(),
-                            if thresholds.is_overdue(r, now) { "Có" } else { "" }.into(),
+                            if thresholds.is_overdue(&r.state, r.state_since, now) { "Có" } else { "" }.into(),
                         ])?;
                     }
                 }
@@ -415,8 +409,10 @@ async fn export(ctx: Ctx, req: actix_web::HttpRequest, q: web::Query<ExportQuery
 async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
     let user = ctx.user()?.clone();
     let (uid, roles) = (user.id, user.roles);
+    let reference = ctx.state.reference.clone();
     let (work, to_triage) = ctx
         .db(move |conn| {
+            let reference = reference.get(conn)?;
             // Sales and leaders also triage the partner mail no request has taken yet.
             let to_triage = if roles.allows(&[Role::Sale, Role::Leader]) {
                 let filter = mail::InboxFilter { status: Some("new".into()), ..Default::default() };
@@ -424,7 +420,7 @@ async fn my_work(ctx: Ctx) -> AppResult<HttpResponse> {
             } else {
                 None
             };
-            Ok((MyWork::load(conn, uid, roles)?, to_triage))
+            Ok((MyWork::load(conn, uid, roles, &reference)?, to_triage))
         })
         .await?;
     render(&MyWorkPage { l: ctx.layout("Việc của tôi", &[]), sections: work.sections, pycs: work.pycs, to_triage })

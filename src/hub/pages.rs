@@ -15,10 +15,6 @@ use crate::hub::partners::{Brief, Partner};
 use crate::mail::inbound::models::{self as mail, MailMessage};
 use crate::web::layout::Layout;
 
-fn partner_code(partners: &[Brief], id: i64) -> String {
-    partners.iter().find(|p| p.id == id).map(|p| p.code.clone()).unwrap_or_default()
-}
-
 /// One step of the step bar.
 pub struct Step {
     pub code: &'static str,
@@ -61,8 +57,13 @@ impl RequestView {
         let merchant = models::merchant(conn, r.merchant_id)?;
         let points = models::request_point_list(conn, id)?;
         let confirmations = models::confirmations_of(conn, id)?;
-        let briefs: Vec<Brief> = partner.iter().map(Brief::from).collect();
-        let missing = service::missing_of(conn, std::slice::from_ref(&r), &briefs)?.pop().unwrap_or_default();
+        let live = |kind: &str| confirmations.iter().any(|c| c.kind == kind && c.revoked_at.is_none());
+        let missing = service::missing_for(
+            &r.state,
+            partner.as_ref().map(Brief::from).as_ref(),
+            live(service::MERCHANT),
+            live(service::LEADER),
+        );
         let events = models::events_of(conn, id)?;
         let mails = mail::request_messages(conn, id)?;
         let sent = crate::mail::outbound::outbox_of_request(conn, id)?;
@@ -238,9 +239,11 @@ pub struct NewRequestPage {
 /// A page of the request list with the names it needs: (request, partner code,
 /// merchant, what is missing, overdue).
 pub struct RequestRows {
-    pub rows: Vec<(Request, String, String, Vec<String>, bool)>,
+    /// (request, partner's code, missing confirmations, overdue).
+    pub rows: Vec<(models::Listed, String, Vec<String>, bool)>,
     pub total: i64,
-    pub partners: Vec<Brief>,
+    /// Every partner (for the filter) and the thresholds, as the page read them.
+    pub reference: std::sync::Arc<super::Reference>,
 }
 
 impl RequestRows {
@@ -249,22 +252,21 @@ impl RequestRows {
         f: &RequestFilter,
         offset: i64,
         limit: i64,
-        partners: Vec<Brief>,
+        reference: std::sync::Arc<super::Reference>,
     ) -> AppResult<Self> {
-        let (requests, total) = models::list_requests(conn, f, offset, limit)?;
-        let ids: Vec<i64> = requests.iter().map(|r| r.merchant_id).collect();
-        let merchants = models::merchant_names(conn, &ids)?;
-        let thresholds = super::ageing::Thresholds::load(conn)?;
+        let (listed, total) = models::list_page(conn, f, offset, limit)?;
+        let (partners, thresholds) = (&reference.partners, &reference.thresholds);
         let now = crate::db::now();
-        let missing = service::missing_of(conn, &requests, &partners)?;
-        let mut rows = Vec::with_capacity(requests.len());
-        for (r, missing) in requests.into_iter().zip(missing) {
-            let merchant = merchants.get(&r.merchant_id).cloned().unwrap_or_default();
-            let overdue = thresholds.is_overdue(&r, now);
-            let partner = partner_code(&partners, r.partner_id);
-            rows.push((r, partner, merchant, missing, overdue));
-        }
-        Ok(RequestRows { rows, total, partners })
+        let rows = listed
+            .into_iter()
+            .map(|r| {
+                let partner = partners.iter().find(|p| p.id == r.partner_id);
+                let missing = service::missing_for(&r.state, partner, r.merchant_confirmed, r.leader_confirmed);
+                let overdue = thresholds.is_overdue(&r.state, r.state_since, now);
+                (r, partner.map(|p| p.code.clone()).unwrap_or_default(), missing, overdue)
+            })
+            .collect();
+        Ok(RequestRows { rows, total, reference })
     }
 }
 
@@ -277,7 +279,7 @@ pub fn state_label(code: &str) -> String {
         .unwrap_or_default()
 }
 
-pub fn age_of(r: &Request) -> Age {
+pub fn age_of(r: &models::Listed) -> Age {
     Age(r.state_since)
 }
 
@@ -326,8 +328,12 @@ impl MyWork {
     /// Per person: sales see the requests handed to them; leaders the requests waiting
     /// for a confirmation and the draft PYCs waiting for review (B7); technicians the
     /// PYCs handed to them (and those nobody took yet); accountants invoices.
-    pub fn load(conn: &mut DbConn, user_id: i64, roles: Roles) -> AppResult<MyWork> {
-        let partners = crate::hub::partners::briefs(conn)?;
+    pub fn load(
+        conn: &mut DbConn,
+        user_id: i64,
+        roles: Roles,
+        reference: &std::sync::Arc<super::Reference>,
+    ) -> AppResult<MyWork> {
         let mut out = Vec::new();
         let mut section =
             |conn: &mut DbConn, title: &'static str, states: &[State], assignee_id: Option<i64>| -> AppResult<()> {
@@ -336,7 +342,7 @@ impl MyWork {
                     assignee_id,
                     ..Default::default()
                 };
-                out.push(WorkSection { title, rows: RequestRows::load(conn, &filter, 0, 100, partners.clone())? });
+                out.push(WorkSection { title, rows: RequestRows::load(conn, &filter, 0, 100, reference.clone())? });
                 Ok(())
             };
         if roles.allows(&[Role::Sale]) {

@@ -101,6 +101,7 @@ impl PartnerForm {
 /// Adds (`id` None) or edits a partner; returns its id.
 pub fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: PartnerForm) -> AppResult<i64> {
     f.validate()?;
+    crate::db::note_reference_written();
     crate::db::tx(conn, |conn| {
         let t = now();
         let taken: Option<i64> =
@@ -155,6 +156,7 @@ pub fn save_partner(conn: &mut DbConn, actor: &Actor, id: Option<i64>, mut f: Pa
 /// Stops (`disabled`) or resumes offering a partner for new work; nothing that
 /// refers to it changes. Returns its code.
 pub fn set_partner_disabled(conn: &mut DbConn, actor: &Actor, id: i64, disabled: bool) -> AppResult<String> {
+    crate::db::note_reference_written();
     crate::db::tx(conn, |conn| {
         let p = crate::hub::partners::find(conn, id)?;
         if p.is_disabled() == disabled {

@@ -326,21 +326,33 @@ pub fn missing_of(
     Ok(requests
         .iter()
         .map(|r| {
-            let mut out = Vec::new();
-            if received.contains(&r.id) {
-                if !has(r.id, MERCHANT) {
-                    out.push("Chưa có xác nhận của merchant.".to_string());
-                }
-                if let Some(p) = partners.iter().find(|p| p.id == r.partner_id)
-                    && p.leader_confirmation_required
-                    && !has(r.id, LEADER)
-                {
-                    out.push(format!("Chưa có xác nhận của leader {} (bắt buộc với đối tác này).", p.code));
-                }
-            }
-            out
+            let partner = partners.iter().find(|p| p.id == r.partner_id);
+            missing_for(&r.state, partner, has(r.id, MERCHANT), has(r.id, LEADER))
         })
         .collect())
+}
+
+/// What a request in `state` still misses, given whether its merchant's and its
+/// partner's leader's confirmations are in. Only B1 waits for them.
+pub fn missing_for(
+    state: &str,
+    partner: Option<&crate::hub::partners::Brief>,
+    merchant_confirmed: bool,
+    leader_confirmed: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if State::from_code(state) == Some(State::Received) {
+        if !merchant_confirmed {
+            out.push("Chưa có xác nhận của merchant.".to_string());
+        }
+        if let Some(p) = partner
+            && p.leader_confirmation_required
+            && !leader_confirmed
+        {
+            out.push(format!("Chưa có xác nhận của leader {} (bắt buộc với đối tác này).", p.code));
+        }
+    }
+    out
 }
 
 /// Who acts next, for the request page and "Việc của tôi".

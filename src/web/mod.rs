@@ -49,6 +49,8 @@ pub struct AppState {
     pub session_clock: session::SessionClock,
     /// The signed-in users' rows, so that a request does not reload its user.
     pub users: Arc<session::UserCache>,
+    /// Partners' briefs and thresholds, so that a desk page does not read them anew.
+    pub reference: Arc<crate::services::RowCache<crate::hub::Reference>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,12 +64,15 @@ impl AppState {
     pub fn new(config: Config, pool: Pool) -> anyhow::Result<Self> {
         let oidc = Arc::new(crate::accounts::oidc::OidcClients::new()?);
         let api_limiter = Arc::new(crate::api::new_limiter(config.api_rate_per_second));
+        let services = Services::new(config, pool)?;
+        let reference = Arc::new(crate::hub::Reference::cache(services.versions.clone()));
         Ok(Self {
-            services: Services::new(config, pool)?,
+            services,
             oidc,
             api_limiter,
             session_clock: Default::default(),
             users: Default::default(),
+            reference,
         })
     }
 }

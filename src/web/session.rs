@@ -215,7 +215,7 @@ struct CachedUser {
     user: CurrentUser,
     disabled: bool,
     epoch: i64,
-    /// [`crate::services::Services::users_version`] when the row was read.
+    /// [`crate::services::Versions::users`] when the row was read.
     version: u64,
     read_at: std::time::Instant,
 }
@@ -249,7 +249,7 @@ async fn load_user(state: &AppState, session: &Session, uid: i64) -> Result<Opti
     let expired = state.session_clock.now() - issued > state.config.session_ttl.as_secs() as i64;
     // Read before the row: a change committing meanwhile moves it, and the row read
     // here is then never taken as current.
-    let version = state.users_version.load(std::sync::atomic::Ordering::Acquire);
+    let version = state.versions.users.load(std::sync::atomic::Ordering::Acquire);
     let now = state.session_clock.instant();
     let cached = match state.users.get(uid, version, now) {
         Some(c) => Some(c),

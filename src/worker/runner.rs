@@ -41,14 +41,14 @@ impl JobCtx {
         F: FnOnce(&mut crate::db::DbConn) -> crate::error::AppResult<T> + Send + 'static,
     {
         let (pool, wake) = (self.services.pool.clone(), self.services.wake.clone());
-        let users = self.services.users_version.clone();
+        let versions = self.services.versions.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             crate::worker::wake::clear();
-            crate::db::take_users_written();
+            crate::db::take_written();
             let r = f(&mut conn).map_err(|e| format!("{e}: {e:?}"));
             crate::worker::wake::after(&mut conn, &wake);
-            crate::services::users_written_after(&users);
+            versions.after_closure();
             r
         })
         .await

@@ -315,7 +315,8 @@ struct Pragma {
 
 /// The settings every SQLite connection of the pool reads with (issue 17): the database
 /// through a memory map, and statements planned once rather than again on each new
-/// `LIMIT ?` binding (SQLite built with `SQLITE_ENABLE_QPSG`, `.cargo/config.toml`).
+/// `LIMIT ?` binding (SQLite built with `SQLITE_ENABLE_QPSG`, `.cargo/config.toml`), with
+/// no mutex SQLite would take on each call.
 #[actix_web::test]
 async fn sqlite_connections_map_the_file_and_plan_once() {
     let app = crate::support::TestApp::start(hubgate::db::Backend::Sqlite).await;
@@ -329,6 +330,11 @@ async fn sqlite_connections_map_the_file_and_plan_once() {
     assert_eq!(mmap.iter().map(|m| m.mmap_size).collect::<Vec<_>>(), [1 << 30]);
     let options = read("SELECT compile_options AS value FROM pragma_compile_options");
     assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "SQLite built without ENABLE_QPSG: {options:?}");
+    // No per-connection mutex (a connection serves one thread at a time) and no global
+    // one on every allocation for statistics.
+    for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+        assert!(options.iter().any(|o| o == wanted), "SQLite built without {wanted}: {options:?}");
+    }
 }
 
 // `db::in_any`: the values go to SQLite as one JSON array and to PostgreSQL as one
@@ -368,22 +374,29 @@ db_test!(in_any_matches_exactly_the_values_given, |app| {
     assert_eq!(by_id, [ids[1], ids[3]]);
 });
 
-// `db::cached`: the queue's claim, a `sql_query` diesel would parse and plan on every
-// round, is prepared once per connection and still claims oldest first, once each.
-db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
+/// A connection of its own (a pooled one may have prepared the statements already),
+/// and the text of every statement it prepares for its cache.
+fn counting_prepares(
+    app: &crate::support::TestApp,
+) -> (hubgate::db::DbConn, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use diesel::connection::{Connection, InstrumentationEvent};
-    use hubgate::worker::models::{NewJob, Outcome, claim, finish, finish_and_claim, insert};
-    use std::sync::{Arc, Mutex};
-    // A connection of its own: a pooled one may have prepared them already.
     let mut conn = r2d2::ManageConnection::connect(&hubgate::db::Manager::new(&app.state.config.database_url))
         .unwrap_or_else(|e| panic!("{e}"));
-    let prepared: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = Arc::clone(&prepared);
+    let prepared: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = std::sync::Arc::clone(&prepared);
     conn.set_instrumentation(move |e: InstrumentationEvent<'_>| {
         if let InstrumentationEvent::CacheQuery { sql, .. } = e {
             seen.lock().unwrap_or_else(|e| e.into_inner()).push(sql.to_string());
         }
     });
+    (conn, prepared)
+}
+
+// `db::cached`: the queue's claim, a `sql_query` diesel would parse and plan on every
+// round, is prepared once per connection and still claims oldest first, once each.
+db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
+    use hubgate::worker::models::{NewJob, Outcome, claim, finish, finish_and_claim, insert};
+    let (mut conn, prepared) = counting_prepares(&app);
     let now = hubgate::db::now();
     let lease = now + chrono::Duration::minutes(5);
     for kind in ["one", "two", "three", "four"] {
@@ -412,6 +425,27 @@ db_test!(the_queue_prepares_its_claim_once_per_connection, |app| {
     assert_eq!(success, 1, "the success, prepared once: {prepared:?}");
     let together = count("WITH finished");
     assert_eq!(together, usize::from(app.state.config.database_url.starts_with("postgres")), "{prepared:?}");
+});
+
+// The request list's page reads its merchants' names and confirmations in subqueries
+// of its select, and stays one statement prepared once per connection.
+db_test!(the_request_lists_page_is_prepared_once_per_connection, |app| {
+    use hubgate::hub::models::{RequestFilter, list_page};
+    let open = crate::hub::seed_request(&app, "MOMO", "Phở Lý Quốc Sư", "received");
+    let later = crate::hub::seed_request(&app, "VNPAY", "Bún Chả Hương Liên", "accepted");
+    let (mut conn, prepared) = counting_prepares(&app);
+    let all = RequestFilter::default();
+    let mut pages = Vec::new();
+    for (offset, limit) in [(0, 40), (0, 1), (1, 1)] {
+        let (rows, total) = list_page(&mut conn, &all, offset, limit).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(total, 2);
+        pages.push(rows.iter().map(|r| (r.id, r.merchant.clone().unwrap_or_default())).collect::<Vec<_>>());
+    }
+    let both = vec![(open, "Phở Lý Quốc Sư".to_string()), (later, "Bún Chả Hương Liên".to_string())];
+    assert_eq!(pages, [both.clone(), both[..1].to_vec(), both[1..].to_vec()]);
+    let prepared = prepared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let page = prepared.iter().filter(|sql| sql.contains("SELECT merchants.name FROM merchants")).count();
+    assert_eq!(page, 1, "the page, prepared once: {prepared:?}");
 });
 
 db_test!(a_round_finishes_only_its_own_jobs_and_never_reclaims_them, |app| {

@@ -717,6 +717,11 @@ db_test!(a_stopped_partner_takes_no_new_requests_and_keeps_its_history, |app| {
     let s = app.login("sale@ipos.vn").await;
     let offered = |body: &str, id: i64| body.contains(&format!("<option value=\"{id}\""));
     assert!(offered(&s.get("/requests/new").await.body, momo));
+    // The lists, read before the stop, name it plainly.
+    for page in ["/requests", "/mail", "/dashboard"] {
+        let body = s.get(page).await.body;
+        assert!(body.contains("MOMO") && !body.contains("ngừng dùng"), "{page}: {body}");
+    }
 
     let stop = a.post(&format!("/admin/partners/{momo}/disable"), &[]).await;
     assert_eq!(stop.status, 303);
@@ -743,10 +748,12 @@ db_test!(a_stopped_partner_takes_no_new_requests_and_keeps_its_history, |app| {
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
 
-    // Old requests keep showing it; list filters can still find them.
+    // Old requests keep showing it; list filters can still find them, marked from the
+    // very next page after the stop.
     assert!(s.get(&format!("/requests/{old}")).await.body.contains("MOMO"));
     let list = s.get("/requests?partner=MOMO").await;
     assert!(list.body.contains("MOMO (ngừng dùng)"));
+    assert!(s.get("/mail").await.body.contains("MOMO (ngừng dùng)"));
     assert_eq!(linked(&list.body, "/requests/", &[old]), vec![old]);
 
     // New mail from it is stored, recognised and marked.
@@ -761,6 +768,34 @@ db_test!(a_stopped_partner_takes_no_new_requests_and_keeps_its_history, |app| {
     assert!(offered(&s.get("/requests/new").await.body, momo));
     let actions: Vec<String> = audit_of(&app, "partner", momo).into_iter().map(|a| a.0).collect();
     assert_eq!(actions, ["disable", "enable"]);
+});
+
+db_test!(a_partner_added_by_another_process_shows_in_the_lists_within_a_second, |app| {
+    app.create_user("sale@ipos.vn", &[Role::Sale]);
+    let s = app.login("sale@ipos.vn").await;
+    let filter_offers = |body: &str| body.contains("<option value=\"SHOPEEPAY\"");
+    assert!(!filter_offers(&s.get("/requests").await.body));
+    // Another node (or the CLI) adds it: nothing in this process hears of it.
+    let added = app
+        .with_conn(|c| {
+            let t = hubgate::db::now();
+            diesel::insert_into(partners::table)
+                .values((
+                    partners::code.eq("SHOPEEPAY"),
+                    partners::name.eq("Ví ZaloPay"),
+                    partners::kind.eq("wallet"),
+                    partners::created_at.eq(t),
+                    partners::updated_at.eq(t),
+                ))
+                .execute(c)
+        })
+        .unwrap_or(0);
+    assert_eq!(added, 1);
+    tokio::time::sleep(hubgate::hub::REFERENCE_TTL + Duration::from_millis(100)).await;
+    for page in ["/requests", "/mail"] {
+        assert!(filter_offers(&s.get(page).await.body), "{page} offers the new partner");
+    }
+    assert!(s.get("/dashboard").await.body.contains("<th>SHOPEEPAY</th>"));
 });
 
 db_test!(a_stopped_pyc_template_is_not_used_for_new_pycs, |app| {

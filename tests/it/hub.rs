@@ -663,6 +663,19 @@ db_test!(a_wrong_confirmation_is_revoked_and_kept_in_history, |app| {
         .unwrap_or(-1)
     };
     let (cid, other_cid) = (confirmation(id), confirmation(other));
+    // A MoMo request confirmed by nobody misses both; it and the others in the list.
+    let momo = opened_by_hand(&sale, crate::support::partner_id(&app, "MOMO"), "Phở Gia Truyền Bát Đàn").await;
+    let list = sale.get("/requests").await.body;
+    let row = |body: &str, rid: i64| crate::support::list_row(body, "/requests/", rid).to_string();
+    assert!(row(&list, id).contains("Gà Nướng Ò Ó O") && !row(&list, id).contains("Chưa có"), "{list}");
+    assert!(row(&list, other).contains("Bò Né 3 Ngon") && !row(&list, other).contains("Chưa có"));
+    let both = row(&list, momo);
+    assert!(
+        both.contains("Phở Gia Truyền Bát Đàn")
+            && both.contains("Chưa có xác nhận của merchant.")
+            && both.contains("Chưa có xác nhận của leader MOMO"),
+        "{both}"
+    );
     let page = sale.get(&format!("/requests/{id}")).await;
     assert!(page.body.contains(&format!("href=\"/requests/{id}/accept\"")), "confirmed: B2 is offered");
     assert!(page.body.contains(&format!("action=\"/requests/{id}/confirmations/{cid}/revoke\"")));
@@ -688,6 +701,9 @@ db_test!(a_wrong_confirmation_is_revoked_and_kept_in_history, |app| {
     );
     assert!(page.body.contains("Chủ quán gọi điện"), "kept in the history");
     assert!(page.body.contains("<li>Chưa có xác nhận của merchant.</li>"), "missing again: {}", page.body);
+    let list = sale.get("/requests").await.body;
+    assert!(row(&list, id).contains("Chưa có xác nhận của merchant."), "the list says so too: {list}");
+    assert!(!row(&list, other).contains("Chưa có"), "the other request's stays");
     assert!(!page.body.contains(&format!("href=\"/requests/{id}/accept\"")), "B2 is no longer offered");
     assert!(!page.body.contains(&format!("/confirmations/{cid}/revoke")), "nothing left to revoke");
     assert_eq!(

@@ -726,6 +726,16 @@ pub async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// The table row (`<tr …>…</tr>`) of a list that links to `href="{prefix}{id}"`; empty
+/// when the list has no such row.
+pub fn list_row<'a>(body: &'a str, prefix: &str, id: i64) -> &'a str {
+    let link = format!("href=\"{prefix}{id}\"");
+    let Some(at) = body.find(&link) else { return "" };
+    let start = body[..at].rfind("<tr").unwrap_or(at);
+    let end = body[at..].find("</tr>").map(|e| at + e).unwrap_or(body.len());
+    &body[start..end]
+}
+
 /// The ids a page links to as `href="{prefix}{id}"`, in page order, each once: the rows
 /// of a list (`/requests/`, `/mail/`, `/pyc/`, `/merchants/`).
 pub fn linked_ids(body: &str, prefix: &str) -> Vec<i64> {

@@ -120,10 +120,12 @@ async fn export(ctx: Ctx, req: HttpRequest, q: web::Query<ExportQuery>) -> AppRe
     use crate::web::export::{self, Cell};
     let q = q.into_inner();
     let format = export::Format::parse(&q.format)?;
+    let reference = ctx.state.reference.clone();
     let file = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::briefs(conn)?;
-            let filter = q.list.filter(&partners);
+            let reference = reference.get(conn)?;
+            let partners = &reference.partners;
+            let filter = q.list.filter(partners);
             let headers = ["Thời gian", "Người gửi", "Địa chỉ", "Tiêu đề", "Đối tác", "Loại thư", "Trạng thái"];
             export::write(format, "Hộp thư", &headers, |sink| {
                 let mut after = 0;
@@ -154,17 +156,20 @@ async fn inbox(ctx: Ctx, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
     let page = crate::web::layout::page_number(q.page);
     let query = q.clone();
-    let (rows, total, partners, problems) = ctx
+    let reference = ctx.state.reference.clone();
+    let (rows, total, reference, problems) = ctx
         .db(move |conn| {
-            let partners = crate::hub::partners::briefs(conn)?;
-            let filter = query.filter(&partners);
-            let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, &partners)?;
+            let reference = reference.get(conn)?;
+            let filter = query.filter(&reference.partners);
+            let (rows, total) = models::inbox(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE, &reference.partners)?;
             let problems = models::problem_blob_count(conn)?;
-            Ok((rows, total, partners, problems))
+            Ok((rows, total, reference, problems))
         })
         .await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    render(&InboxPage { l: ctx.layout("Hộp thư đối tác", &[]), q, rows, total, page, pages, partners, problems })
+    render(&InboxPage {
+        l: ctx.layout("Hộp thư đối tác", &[]), q, rows, total, page, pages, reference, problems
+    })
 }
 
 async fn upload_form(ctx: Ctx) -> AppResult<HttpResponse> {

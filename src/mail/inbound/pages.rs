@@ -41,7 +41,8 @@ pub struct InboxPage {
     pub total: i64,
     pub page: i64,
     pub pages: i64,
-    pub partners: Vec<crate::hub::partners::Brief>,
+    /// Every partner, for the filter.
+    pub reference: std::sync::Arc<crate::hub::Reference>,
     pub problems: i64,
 }
 
@@ -57,7 +58,7 @@ impl InboxPage {
 
     /// Mail from a stopped partner is kept and shown, marked so.
     pub fn partner_disabled(&self, code: &str) -> bool {
-        self.partners.iter().any(|p| p.code == code && p.is_disabled())
+        self.reference.partners.iter().any(|p| p.code == code && p.is_disabled())
     }
 
     pub fn prev_link(&self) -> Option<String> {
