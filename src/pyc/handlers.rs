@@ -524,14 +524,14 @@ impl ListQuery {
 struct ListPage {
     l: Layout,
     q: ListQuery,
-    rows: Vec<Pyc>,
+    rows: Vec<models::Listed>,
     total: i64,
     page: i64,
     pages: i64,
 }
 
 impl ListPage {
-    fn when(&self, p: &Pyc) -> LocalTime {
+    fn when(&self, p: &models::Listed) -> LocalTime {
         LocalTime(p.deployed_at.unwrap_or(p.created_at))
     }
 
