@@ -83,11 +83,20 @@ pub fn search_merchants(
     offset: i64,
     limit: i64,
 ) -> QueryResult<(Vec<(Merchant, i64)>, i64)> {
-    let like = format!("%{}%", q.replace(['%', '_'], ""));
-    let total = merchants::table.filter(merchants::search_key.like(&like)).count().get_result(conn)?;
-    let rows: Vec<Merchant> = merchants::table
-        .filter(merchants::search_key.like(&like))
-        .order(merchants::name.asc())
+    let key = q.replace(['%', '_'], "");
+    // No search: every merchant, its page read in the order of `merchants_name_idx`. A
+    // `LIKE '%%'` kept every row too, but counted and sorted them all on each request
+    // (two thirds of the page's instructions at 300 merchants, callgrind, session 25).
+    let searched = |like: String| {
+        let mut q = merchants::table.into_boxed();
+        if !key.is_empty() {
+            q = q.filter(merchants::search_key.like(like));
+        }
+        q
+    };
+    let total = searched(format!("%{key}%")).count().get_result(conn)?;
+    let rows: Vec<Merchant> = searched(format!("%{key}%"))
+        .order((merchants::name.asc(), merchants::id.asc()))
         .offset(offset)
         .limit(limit)
         .select(Merchant::as_select())

@@ -1,0 +1,1 @@
+DROP INDEX merchants_name_idx;
