@@ -236,8 +236,7 @@ pub struct NewRequestPage {
     pub error: Option<String>,
 }
 
-/// A page of the request list with the names it needs: (request, partner code,
-/// merchant, what is missing, overdue).
+/// A page of the request list with what it shows beside each request.
 pub struct RequestRows {
     /// (request, partner's code, missing confirmations, overdue).
     pub rows: Vec<(models::Listed, String, Vec<String>, bool)>,
